@@ -1,0 +1,267 @@
+"""The `indexer` command: thin Typer commands over the library, each with --json.
+
+Heavy modules (pySigma, GitPython, Rich tables) are imported inside the commands that need
+them, so `indexer search` starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Index the executables named by Sigma rules and LOLBAS entries, and search them.\n\n"
+                       "Example: indexer refresh && indexer search certutil.exe")
+
+DATA_DIR_HELP = "Data directory: clones, index, manifests (env INDEXER_DATA_DIR)."
+
+
+def _data_dir(value: Optional[Path]) -> Path:
+    return value or Path(os.environ.get("INDEXER_DATA_DIR") or "rules_cache")
+
+
+DataDir = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, show_default="rules_cache")
+JsonFlag = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
+
+
+def fail(message: str, code: int) -> "typer.Exit":
+    """Print one error line on stderr and leave with `code`."""
+    typer.echo(f"indexer: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _open_reader(data_dir: Path) -> Any:
+    from .index import IndexMissing, IndexReader
+    try:
+        return IndexReader(data_dir)
+    except IndexMissing as exc:
+        raise fail(str(exc), 4)
+
+
+@app.command()
+def refresh(
+    data_dir: Optional[Path] = DataDir,
+    sigma_url: Optional[str] = typer.Option(None, help="Sigma repository: URL, local repo or git bundle (env INDEXER_SIGMA_URL)."),
+    lolbas_url: Optional[str] = typer.Option(None, help="LOLBAS repository: URL, local repo or git bundle (env INDEXER_LOLBAS_URL)."),
+    sigma_branch: str = typer.Option("master", help="Sigma branch."),
+    lolbas_branch: str = typer.Option("master", help="LOLBAS branch."),
+    source: List[str] = typer.Option([], "--source", help="Refresh only these sources (sigma, lolbas)."),
+    full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
+    jobs: int = typer.Option(0, "--jobs", help="Parser processes (0: one per core)."),
+    max_file_mb: float = typer.Option(4.0, "--max-file-mb", help="Skip rule files larger than this."),
+    as_json: bool = JsonFlag,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Every step as a log line."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also append log lines to this file."),
+) -> None:
+    """Fetch the sources, reindex what changed, print what changed.
+
+    Exit codes: 0 ok, 1 done but some files failed, 2 a source failed (its previous index
+    kept), 3 locked by another refresh, 4 usage error.
+
+    Example: indexer refresh --sigma-url ../shared/corpora/sigma.bundle --lolbas-url ../shared/corpora/lolbas.bundle
+    """
+    from .progress import make_progress
+    from .refresh import EXIT_LOCKED, EXIT_USAGE, Locked, RefreshOptions, refresh as run_refresh
+    from .sources import SourceError, SourceSpec
+
+    names = source or ["sigma", "lolbas"]
+    unknown = [n for n in names if n not in ("sigma", "lolbas")]
+    if unknown:
+        raise fail(f"unknown source {unknown[0]!r} (choose sigma or lolbas)", EXIT_USAGE)
+    try:
+        specs = [SourceSpec.default(n, sigma_url if n == "sigma" else lolbas_url,
+                                    sigma_branch if n == "sigma" else lolbas_branch) for n in names]
+    except SourceError as exc:
+        raise fail(str(exc), EXIT_USAGE)
+    options = RefreshOptions(_data_dir(data_dir), specs, full=full, wait=wait, jobs=jobs,
+                             max_file_bytes=int(max_file_mb * 1024 * 1024))
+    progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
+    try:
+        with progress:
+            manifest = run_refresh(options, progress)
+    except Locked as exc:
+        raise fail(str(exc), EXIT_LOCKED)
+    except OSError as exc:
+        raise fail(f"{exc.filename or options.data_dir}: {exc.strerror or exc}", EXIT_USAGE)
+    if as_json:
+        _print_json(manifest.to_dict())
+    elif not quiet:
+        from .report import manifest_lines
+        for line in manifest_lines(manifest.to_dict()):
+            typer.echo(line)
+    raise typer.Exit(manifest.exit_code)
+
+
+@app.command()
+def search(
+    queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, cert*.exe"),
+    data_dir: Optional[Path] = DataDir,
+    source: Optional[str] = typer.Option(None, "--source", help="Only sigma or lolbas."),
+    field: Optional[str] = typer.Option(None, "--field", help="Only this detection field (Image, CommandLine, ...)."),
+    role: List[str] = typer.Option([], "--role", help="Only these roles (process, parent, command_line, ...)."),
+    context: Optional[str] = typer.Option(None, "--context", help="selection or filter."),
+    no_inferred: bool = typer.Option(False, "--no-inferred", help="Leave out bare names recognised without extension."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Every rule line that names an executable.
+
+    Exit code 0 when something was found, 1 when nothing was.
+
+    Example: indexer search certutil.exe --role process
+    """
+    from .query import search as run_search
+
+    names = list(queries or [])
+    if stdin:
+        names += [line.strip() for line in sys.stdin if line.strip()]
+    if not names:
+        raise fail("give a name to search for (or --stdin)", 4)
+    results = []
+    with _open_reader(_data_dir(data_dir)) as reader:
+        for name in names:
+            try:
+                results.append(run_search(reader, name, source=source, roles=role, field=field,
+                                          context=context, include_inferred=not no_inferred))
+            except ValueError as exc:
+                raise fail(str(exc), 4)
+    if as_json:
+        _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
+    else:
+        from .report import print_search
+        console = _console()
+        for result in results:
+            print_search(console, result)
+    raise typer.Exit(0 if any(r.mentions for r in results) else 1)
+
+
+@app.command()
+def show(
+    target: str = typer.Argument(..., help="A rule id, a rule path (rules/.../x.yml, yml/.../X.yml) or a binary name."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonFlag,
+) -> None:
+    """Everything known about one rule or one binary.
+
+    Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
+    """
+    from .query import show_target
+
+    with _open_reader(_data_dir(data_dir)) as reader:
+        result = show_target(reader, target)
+    if result is None:
+        raise fail(f"no rule or binary {target!r} in the index", 1)
+    if as_json:
+        _print_json(result)
+    else:
+        from .report import print_show
+        print_show(_console(), result)
+
+
+@app.command()
+def export(
+    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json or jsonl."),
+    output: str = typer.Option("-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."),
+    binary: List[str] = typer.Option([], "--binary", "-b", help="Only these executables (names as in search)."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonFlag,
+) -> None:
+    """Misuse tables for other tools.
+
+    Example: indexer export --format markdown --binary psr.exe --output psr.md
+    """
+    from .export import FORMATS, export_index
+
+    if fmt not in FORMATS:
+        raise fail(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})", 4)
+    with _open_reader(_data_dir(data_dir)) as reader:
+        try:
+            summary = export_index(reader, fmt, output, binary)
+        except ValueError as exc:
+            raise fail(str(exc), 1)
+        except OSError as exc:
+            raise fail(f"{exc.filename or output}: {exc.strerror or exc}", 4)
+    if as_json:
+        _print_json(summary)
+    elif output != "-":
+        typer.echo(f"wrote {summary['mentions']} mentions of {summary['binaries']} binaries to {output}", err=True)
+
+
+@app.command()
+def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
+          errors: bool = typer.Option(False, "--errors", help="List every file not indexed, with its reason.")) -> None:
+    """Files seen, rules parsed, files that failed and why, mentions, binaries, commits.
+
+    Example: indexer stats --json
+    """
+    from .query import index_stats
+    from .report import print_stats
+
+    with _open_reader(_data_dir(data_dir)) as reader:
+        data = index_stats(reader)
+    if as_json:
+        _print_json(data)
+    else:
+        print_stats(_console(), data, show_all=errors)
+
+
+@app.command()
+def changes(
+    data_dir: Optional[Path] = DataDir,
+    last: int = typer.Option(5, "--last", help="How many refreshes to show."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD)."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """What the last refreshes changed, e.g. "certutil.exe: +2 rules".
+
+    Example: indexer changes --last 3
+    """
+    from .refresh import manifests
+    from .report import manifest_lines
+
+    items = [m for m in manifests(_data_dir(data_dir)) if not since or m["started"] >= since][:last]
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        typer.echo("no refresh recorded yet")
+    for item in items:
+        for line in manifest_lines(item):
+            typer.echo(line)
+        typer.echo("")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                      help="Print the version.")) -> None:
+    """Index the executables named by Sigma rules and LOLBAS entries, and search them."""
+
+
+def run() -> None:
+    """Console entry point."""
+    app()
+

@@ -1,0 +1,231 @@
+"""Misuse tables for other tools: Markdown (the xCyclopedia layout), CSV, JSON, JSONL.
+
+Everything that comes from a rule is data: escaped for the format it is written in, and a
+binary's name becomes a file name only through `safe_filename`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+from urllib.parse import quote
+
+from .model import Mention
+from .query import group_by_rule
+
+FORMATS = ("markdown", "csv", "json", "jsonl")
+CSV_COLUMNS = ("binary", "source", "path", "line", "snippet", "field", "modifiers", "role", "context",
+               "detection", "inferred", "encoded", "rule_id", "title", "level", "status", "tags",
+               "logsource", "commit", "url", "license")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_DETECTS = ("process", "original_filename")
+SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
+
+
+# --- escaping ----------------------------------------------------------------------------------
+
+def clean(text: str) -> str:
+    """One line of printable text: control characters shown as U+FFFD, newlines as spaces."""
+    return _CONTROL.sub("\ufffd", text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+
+
+def md_text(text: str) -> str:
+    """Text for a Markdown table cell: no markup, no HTML, no cell break."""
+    text = clean(text)
+    text = re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+    return text.replace("&", "&amp;")
+
+
+def md_code(text: str) -> str:
+    """An inline code span that survives any backticks and pipes inside it."""
+    text = clean(text).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_url(url: str) -> str:
+    """A URL safe inside Markdown link parentheses (http(s) only, else no link)."""
+    if not re.match(r"^https?://", url):
+        return ""
+    return quote(clean(url), safe=":/#?&=%@+,;~!$*'-._")
+
+
+def md_link(text: str, url: str) -> str:
+    target = md_url(url)
+    return f"[{md_text(text)}]({target})" if target else md_text(text)
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell that no spreadsheet runs as a formula (OWASP: prefix = + - @ tab CR with ')."""
+    if isinstance(value, (list, tuple)):
+        value = ";".join(str(v) for v in value)
+    elif isinstance(value, bool):
+        value = "true" if value else "false"
+    text = clean(str(value))
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return text
+
+
+def safe_filename(name: str) -> str:
+    """A file name for a binary's page: [a-z0-9._-] only, never hidden, never a path."""
+    safe = re.sub(r"[^a-z0-9._-]", "_", name.lower()).strip(".") or "_"
+    if safe != name.lower() or safe in (".", ".."):
+        safe = f"{safe[:80]}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
+    return safe[:120]
+
+
+# --- Markdown ----------------------------------------------------------------------------------
+
+def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]) -> str:
+    """The "Possible Misuse" section for one executable, in the layout of xCyclopedia's pages."""
+    groups = group_by_rule(mentions)
+    sigma_rules = {p for (s, p) in groups if s == "sigma"}
+    detecting = {m.path for m in mentions if m.source == "sigma" and m.role in _DETECTS and m.context != "filter"}
+    lolbas = {p for (s, p) in groups if s == "lolbas"}
+    out = [f"# {md_text(binary)}", "", "## Possible Misuse", "",
+           f"*{len(sigma_rules)} Sigma rule files mention {md_code(binary)}, {len(detecting)} of them "
+           f"detect it running; {len(lolbas)} LOLBAS entries describe it.*", "",
+           "Source | Source File | Example | License | Role", "-- | -- | -- | -- | --"]
+    for (source, path), items in groups.items():
+        info = sources.get(source, {})
+        web = info.get("web_url", "")
+        label = md_link(SOURCE_LABELS.get(source, source), web)
+        license_url = f"{web}/blob/{info.get('commit', '')}/{info['license_path']}" if web and info.get("license_path") else ""
+        for m in items:
+            role = m.role + (" (filter)" if m.context == "filter" else "") + (" (inferred)" if m.inferred else "")
+            out.append(" | ".join([label, md_link(path.rsplit("/", 1)[-1], m.url), md_code(m.snippet),
+                                   md_link(m.license, license_url) if m.license else "", md_text(role)]))
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(by_binary: dict[str, list[Mention]], sources: dict[str, dict[str, Any]],
+                   output: Path | TextIO) -> list[Path]:
+    """One file for all binaries (`x.md` or a stream) or, for a directory, one page per binary."""
+    if not isinstance(output, Path) or output.suffix == ".md":
+        text = "\n".join(markdown_table(b, ms, sources) for b, ms in sorted(by_binary.items()))
+        if isinstance(output, Path):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+            return [output]
+        output.write(text)
+        return []
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    index = ["# Possible misuse, by executable", "", "Executable | Rule files", "-- | --"]
+    for binary, mentions in sorted(by_binary.items()):
+        page = output / f"{safe_filename(binary)}.md"
+        page.write_text(markdown_table(binary, mentions, sources), encoding="utf-8")
+        written.append(page)
+        files = len({(m.source, m.path) for m in mentions})
+        index.append(f"[{md_text(binary)}]({quote(page.name)}) | {files}")
+    (output / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    return written + [output / "README.md"]
+
+
+# --- CSV, JSON, JSONL --------------------------------------------------------------------------
+
+def write_csv(mentions: Iterable[Mention], stream: TextIO) -> int:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for m in mentions:
+        data = m.to_dict()
+        writer.writerow([csv_cell(data[c]) for c in CSV_COLUMNS])
+        count += 1
+    return count
+
+
+def write_jsonl(mentions: Iterable[Mention], stream: TextIO) -> int:
+    count = 0
+    for m in mentions:
+        stream.write(json.dumps(m.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+        count += 1
+    return count
+
+
+def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
+    """One executable with its mentions grouped by rule file."""
+    rules = []
+    for (source, path), items in group_by_rule(mentions).items():
+        first = items[0]
+        rules.append({
+            "source": source, "path": path, "rule_id": first.rule_id, "title": first.title,
+            "level": first.level, "status": first.status, "tags": list(first.tags),
+            "logsource": first.logsource, "license": first.license,
+            "url": first.url.split("#", 1)[0],
+            "roles": sorted({m.role for m in items}),
+            "mentions": [{k: v for k, v in m.to_dict().items()
+                          if k not in ("binary", "source", "path", "rule_id", "title", "level", "status",
+                                       "tags", "logsource", "license", "commit")} for m in items],
+        })
+    return {"binary": binary, "rule_files": len(rules), "rules": rules}
+
+
+def write_json(by_binary: dict[str, list[Mention]], stream: TextIO) -> int:
+    objects = [binary_object(b, ms) for b, ms in sorted(by_binary.items())]
+    json.dump(objects, stream, ensure_ascii=False, indent=1)
+    stream.write("\n")
+    return len(objects)
+
+
+def by_binary(mentions: Iterable[Mention]) -> dict[str, list[Mention]]:
+    out: dict[str, list[Mention]] = {}
+    for m in mentions:
+        out.setdefault(m.binary, []).append(m)
+    return out
+
+
+def render(fmt: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]) -> str:
+    """An export as text (for stdout and tests)."""
+    buffer = io.StringIO()
+    if fmt == "csv":
+        write_csv(mentions, buffer)
+    elif fmt == "jsonl":
+        write_jsonl(mentions, buffer)
+    elif fmt == "json":
+        write_json(by_binary(mentions), buffer)
+    elif fmt == "markdown":
+        write_markdown(by_binary(mentions), sources, buffer)
+    else:
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return buffer.getvalue()
+
+
+def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = ()) -> dict[str, Any]:
+    """Write an export of the whole index, or of some binaries, to a path or stdout ("-")."""
+    import sys
+
+    from .query import parse_query, resolve
+
+    wanted = list(binaries)
+    if wanted:
+        names: list[str] = []
+        for text in wanted:
+            found = resolve(parse_query(text), reader.binaries())
+            if not found:
+                raise ValueError(f"no binary {text!r} in the index")
+            names += found
+        mentions = reader.search(names)
+    else:
+        mentions = sorted(reader.all_mentions(), key=lambda m: (m.binary, m.source, m.path, m.line))
+    sources = reader.state.sources
+    grouped = by_binary(mentions)
+    if output == "-":
+        sys.stdout.write(render(fmt, mentions, sources))
+    elif fmt == "markdown":
+        write_markdown(grouped, sources, Path(output))
+    else:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            {"csv": lambda: write_csv(mentions, stream), "jsonl": lambda: write_jsonl(mentions, stream),
+             "json": lambda: write_json(grouped, stream)}[fmt]()
+    return {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}

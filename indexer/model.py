@@ -1,0 +1,91 @@
+"""The records every stage agrees on: a `Mention` of an executable and a `FileReport`.
+
+This module imports nothing heavy, so the search path can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ROLES = (
+    "process",            # the rule watches this binary run (Image, NewProcessName, ...)
+    "parent",             # ParentImage, ParentProcessName
+    "original_filename",  # OriginalFileName (PE header name)
+    "target",             # TargetImage: the process acted upon (e.g. lsass.exe opened)
+    "command_line",       # inside CommandLine, ScriptBlockText, ImagePath, keywords, ...
+    "loaded_module",      # ImageLoaded (DLLs, drivers)
+    "file",               # TargetFilename and other file-path fields
+    "registry",           # TargetObject, registry Details
+    "other",              # any other detection field
+    "text",               # title, description, false positives
+    "lolbas_entry",       # LOLBAS Name / Aliases
+    "lolbas_path",        # LOLBAS Full_Path
+    "lolbas_command",     # LOLBAS Commands[].Command
+    "lolbas_ioc",         # LOLBAS Detection IOC lines
+    "keyword",            # a Sigma keyword list (values without a field)
+)
+
+SOURCES = ("sigma", "lolbas")
+
+
+@dataclass(frozen=True, order=True)
+class Mention:
+    """One line of one rule file that names one executable."""
+
+    binary: str                     # lower-case file name, e.g. "psr.exe"
+    source: str                     # "sigma" | "lolbas"
+    path: str                       # path inside the repository
+    line: int                       # 1-based line in the file
+    snippet: str                    # that line, stripped
+    field: str = ""                 # detection field ("Image"), YAML key ("title", "Command")
+    modifiers: tuple[str, ...] = ()  # Sigma value modifiers ("endswith", "re", "base64offset")
+    role: str = "text"              # one of ROLES
+    context: str = ""               # "selection" | "filter" for detection values, "" otherwise
+    detection: str = ""             # name of the detection item ("selection_img", "filter_main")
+    inferred: bool = False          # a bare name ("rundll32") recognised from the known names
+    encoded: bool = False           # value is encoded by its modifiers (base64, utf16le, wide)
+    rule_id: str = ""
+    title: str = ""
+    level: str = ""
+    status: str = ""
+    tags: tuple[str, ...] = ()
+    logsource: str = ""             # "product/category/service", empty parts left out
+    commit: str = ""
+    url: str = ""                   # link to the file at `commit`, anchored at the line
+    license: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["modifiers"] = list(self.modifiers)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Mention":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["modifiers"] = tuple(values.get("modifiers", ()))
+        values["tags"] = tuple(values.get("tags", ()))
+        return cls(**values)
+
+
+@dataclass
+class FileReport:
+    """What happened to one file of a source: indexed, or why not."""
+
+    source: str
+    path: str
+    status: str                     # "indexed" | "error" | "skipped"
+    reason: str = ""                # why it failed or was skipped
+    warnings: list[str] = field(default_factory=list)  # e.g. pySigma rejected the rule
+    rule_ids: list[str] = field(default_factory=list)
+    mentions: int = 0
+    executables: list[str] = field(default_factory=list)  # names this file shows to be executables
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FileReport":
+        return cls(**data)

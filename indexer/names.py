@@ -1,0 +1,289 @@
+"""Recognising executable names in strings: explicit file names, path tails, regex literals, bare names.
+
+Pure functions over text, no YAML, no git: the part of extraction that property tests exercise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+EXTENSIONS = (
+    "exe", "dll", "sys", "cpl", "msc", "ocx", "ps1", "psm1", "psd1", "vbs", "vbe", "js", "jse",
+    "wsf", "wsh", "hta", "bat", "cmd", "scr", "msi", "msp", "lnk", "inf", "jar", "py", "sh",
+    "com", "drv", "xll",
+)
+EXECUTABLE_EXTENSIONS = frozenset({"exe", "com", "scr", "cpl", "msc", "bat", "cmd", "ps1", "vbs", "js", "hta", "wsf", "dll"})
+
+_NAME_START = r"A-Za-z0-9_$"
+_NAME_CHARS = r"A-Za-z0-9_$~+\-"
+_EXPLICIT = re.compile(
+    rf"(?<![{_NAME_CHARS}.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
+    rf"(?![{_NAME_CHARS}]|\.[{_NAME_CHARS}])",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+_URL_HOST_END = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s'\"<>]*", re.IGNORECASE)
+# Script-framework names and sites that look like files: "node.js" is not a file of anybody's.
+_NOT_FILES = frozenset({
+    "node.js", "vue.js", "react.js", "next.js", "nuxt.js", "three.js", "d3.js", "express.js",
+    "angular.js", "chart.js", "ember.js", "backbone.js", "transfer.sh",
+})
+_UNIX_TAIL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
+
+# English words that are also the stems of known executables: never inferred from bare text.
+COMMON_WORDS = frozenset("""
+about access agent alert app apply archive at attrib audit auto backup base batch bind book boot
+browse build cache call  catalog change chat check choice clean clear client clip close cloud code
+color command compact compare config connect console control convert copy core count create cut
+data date debug default define delete deploy desktop device diff dir discover disk display driver
+dump echo edit enable end engine event exec expand  export extract file filter find finger
+fix flash format free get grant graph group guard handle hash help history host  icon image
+import info init input install  join key kill label last launch launcher line link list load
+local lock log login logoff logon make manage manager map media memory message mode monitor more
+mount move  name  network new node note  open output pack paint path  play policy
+print process profile program protect proxy query read record recover  register remote remove
+rename replace report reset restore run runner scan schedule script search secure security select
+send server service set setup share shell show shutdown sign start status stop store sync system
+task tasks test time timeout tools top tracker tree type update updater upload user users verify
+version view wait watch web where win word write zip url clr browser services local
+""".split())
+
+
+@dataclass(frozen=True)
+class NameHit:
+    """A name found in a string: the lower-case name and where it was written."""
+
+    name: str
+    start: int
+    end: int
+
+
+def _url_hosts(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _URL_HOST_END.finditer(text)] if "://" in text else []
+
+
+def _url_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _URL.finditer(text)] if "://" in text else []
+
+
+def explicit_names(text: str) -> list[NameHit]:
+    """File names with a known extension, on word boundaries: `"rundll32.exe,"` gives rundll32.exe.
+
+    `.com` names count only after a path separator (`\\chcp.com`), never as a bare domain;
+    nothing in a URL's host counts, and `.js`/`.com` never count inside a URL.
+    """
+    if "." not in text:
+        return []
+    hosts = _url_hosts(text)
+    urls = _url_spans(text) if hosts else []
+    hits: list[NameHit] = []
+    for match in _EXPLICIT.finditer(text):
+        start, end = match.span(1)
+        name = match.group(1).lower()
+        ext = name.rsplit(".", 1)[1]
+        if name in _NOT_FILES:
+            continue
+        if any(a <= start < b for a, b in hosts):
+            continue
+        if ext in ("com", "js") and any(a <= start < b for a, b in urls):
+            continue
+        if ext == "com" and (start == 0 or text[start - 1] not in "\\/"):
+            continue
+        hits.append(NameHit(name, start, end))
+    return hits
+
+
+def path_tail(value: str) -> str:
+    """The last component of a Windows or Unix path value, wildcards stripped ('' if none)."""
+    tail = re.split(r"[\\/]", value.strip().strip("'\""))[-1]
+    return tail.strip("*?").strip()
+
+
+def value_names(value: str, whole_value: bool, unix_tail: bool = False) -> list[NameHit]:
+    """Names in a detection value.
+
+    whole_value: the field holds a path or a file name (Image, ImageLoaded, OriginalFileName):
+    a `.com` name written alone counts, and with unix_tail the last part of a Unix path counts
+    even without an extension (`/curl`).
+    """
+    hits = explicit_names(value)
+    if not whole_value:
+        return hits
+    stripped = value.strip().strip("*").strip("'\"")
+    if not hits and stripped.lower().endswith(".com") and _UNIX_TAIL.match(stripped):
+        return [NameHit(stripped.lower(), value.find(stripped), value.find(stripped) + len(stripped))]
+    if not hits and unix_tail and "/" in value and "\\" not in value:
+        tail = path_tail(value)
+        if tail and _UNIX_TAIL.match(tail) and not tail.startswith(".") and value.rstrip("*").endswith(tail):
+            start = value.rfind(tail)
+            return [NameHit(tail.lower(), start, start + len(tail))]
+    return hits
+
+
+# --- regular expressions ----------------------------------------------------------------------
+
+_MAX_EXPANSIONS = 64
+
+
+def regex_literals(pattern: str) -> list[str]:
+    """Literal strings a simple regex spells out, with alternations expanded.
+
+    `\\\\(cmd|powershell)\\.exe` gives `\\cmd.exe` and `\\powershell.exe`. Anything that is not a
+    literal (classes, repetition, `.`) becomes a space, so no broken fragment can pass for a name.
+    """
+    try:
+        variants = _expand(pattern, 0)[0]
+    except _Unsupported:
+        variants = [_flatten(pattern)]
+    return [v for v in dict.fromkeys(variants) if v.strip()]
+
+
+class _Unsupported(Exception):
+    pass
+
+
+_CASE_PAIR = re.compile(r"\[([A-Za-z])([A-Za-z])\]")
+
+
+def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
+    """Expand from pos to the closing ')' (or end). Returns (variants, position after)."""
+    alternatives: list[list[str]] = []
+    current = [""]
+    i = pos
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == ")":
+            break
+        if ch == "|":
+            alternatives.append(current)
+            current = [""]
+            i += 1
+            continue
+        if ch == "(":
+            j = i + 1
+            if pattern.startswith("?:", j):
+                j += 2
+            elif pattern.startswith("?", j):  # (?i), lookarounds: not literal
+                end = pattern.find(")", j)
+                if end == -1:
+                    raise _Unsupported
+                i = end + 1
+                if pattern[j:j + 2] not in ("?i", "?s", "?m"):
+                    current = [c + " " for c in current]
+                continue
+            group, j = _expand(pattern, j)
+            if j >= len(pattern) or pattern[j] != ")":
+                raise _Unsupported
+            j += 1
+            if j < len(pattern) and pattern[j] == "?":
+                group = group + [""]
+                j += 1
+            elif j < len(pattern) and pattern[j] in "*+{":
+                group = [" "]
+                j = _skip_quantifier(pattern, j)
+            current = [c + g for c in current for g in group]
+            if len(current) > _MAX_EXPANSIONS:
+                raise _Unsupported
+            i = j
+            continue
+        if ch == "[":
+            pair = _CASE_PAIR.match(pattern, i)
+            if pair and pair.group(1).lower() == pair.group(2).lower():
+                piece, i = pair.group(1), pair.end()
+            else:
+                end = _class_end(pattern, i)
+                piece, i = " ", end
+        elif ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            piece = nxt if not nxt.isalnum() else " "
+            i += 2
+        elif ch in ".^$":
+            piece, i = " ", i + 1
+        else:
+            piece, i = ch, i + 1
+        if i < len(pattern) and pattern[i] in "?*+{":
+            piece = " "
+            i = _skip_quantifier(pattern, i)
+        current = [c + piece for c in current]
+    alternatives.append(current)
+    return [v for alt in alternatives for v in alt], i
+
+
+def _skip_quantifier(pattern: str, i: int) -> int:
+    if pattern[i] == "{":
+        end = pattern.find("}", i)
+        i = end + 1 if end != -1 else len(pattern)
+    else:
+        i += 1
+    if i < len(pattern) and pattern[i] in "?+":
+        i += 1
+    return i
+
+
+def _class_end(pattern: str, i: int) -> int:
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while j < len(pattern) and pattern[j] != "]":
+        j += 2 if pattern[j] == "\\" else 1
+    return j + 1
+
+
+def _flatten(pattern: str) -> str:
+    """Fallback for regexes too complex to expand: keep escaped literals, blank the rest."""
+    text = re.sub(r"\\([^A-Za-z0-9])", r"\1", pattern)
+    return re.sub(r"\\[A-Za-z0-9]|[\[\](){}|^$*+?]", " ", text)
+
+
+# --- bare names ------------------------------------------------------------------------------
+
+_BARE_LEFT = " \t'\"\\/(=,;&|`"
+_BARE_RIGHT = " \t'\",;)&|`"
+
+
+def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iterator[NameHit]:
+    """Known executable stems written without extension (`rundll32 `, `cscript c:\\ads`).
+
+    stems maps a lower-case stem to the file name it stands for. A stem counts only as a whole
+    token: `Firefox/3.6` is not firefox, `xcmd` is not cmd. Common English words never count
+    (callers leave them out of `stems`); in prose (titles) a stem may end a sentence.
+    """
+    lowered = text.lower()
+    for match in _WORD.finditer(lowered):
+        stem = match.group(0)
+        name = stems.get(stem)
+        if name is None:
+            continue
+        start, end = match.span()
+        if start > 0 and lowered[start - 1] not in _BARE_LEFT:
+            continue
+        if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
+            if not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] == " ")):
+                continue
+        yield NameHit(name, start, end)
+
+
+_WORD = re.compile(r"[a-z0-9_][a-z0-9_\-]*[a-z0-9_]|[a-z0-9_]")
+
+
+def stem_map(names: Iterable[str], min_length: int = 3, common_words_excluded: bool = True) -> dict[str, str]:
+    """Map bare stems to executable names: `rundll32` -> `rundll32.exe` (an .exe wins a tie).
+
+    Stems that are common English words (`remote`, `handle`) are left out.
+    """
+    result: dict[str, str] = {}
+    for name in sorted(names):
+        if common_words_excluded and name.rpartition(".")[0] in COMMON_WORDS:
+            continue
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        if len(stem) < min_length or not _UNIX_TAIL.match(stem):
+            continue
+        if stem not in result or ext == "exe":
+            result[stem] = name
+    return result

@@ -1,0 +1,173 @@
+"""What a user typed, turned into binary names; search with filters; suggestions for misses.
+
+Imports only the index module: no pySigma, no GitPython on the search path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .index import IndexReader, stem_of
+from .model import Mention
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A query reduced to a lower-case file name: `exact`, `bare` (no extension) or `pattern`."""
+
+    text: str
+    kind: str
+    name: str
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """`PSR.EXE`, `psr`, `C:\\Windows\\System32\\psr.exe`, `/usr/bin/curl`, `cert*.exe`."""
+    cleaned = text.strip().strip("'\"`").strip()
+    name = re.split(r"[\\/]", cleaned)[-1].strip().lower()
+    if not name:
+        raise ValueError(f"query {text!r} names no file")
+    if _WILDCARD.search(name):
+        return ParsedQuery(text, "pattern", name)
+    if "." in name.strip("."):
+        return ParsedQuery(text, "exact", name)
+    return ParsedQuery(text, "bare", name)
+
+
+def resolve(query: ParsedQuery, binaries: list[str]) -> list[str]:
+    """The indexed binary names a query stands for."""
+    if query.kind == "pattern":
+        return fnmatch.filter(binaries, query.name)
+    if query.kind == "bare":
+        return [b for b in binaries if b == query.name or stem_of(b) == query.name]
+    return [query.name] if _contains(binaries, query.name) else []
+
+
+def _contains(sorted_names: list[str], name: str) -> bool:
+    i = bisect.bisect_left(sorted_names, name)
+    return i < len(sorted_names) and sorted_names[i] == name
+
+
+def suggest(query: ParsedQuery, binaries: list[str], limit: int = 5) -> list[str]:
+    """Close names for a query with no hit ("did you mean ...?")."""
+    name = query.name.replace("*", "").replace("?", "")
+    close = difflib.get_close_matches(name, binaries, n=limit, cutoff=0.75)
+    stems = difflib.get_close_matches(stem_of(name), sorted({stem_of(b) for b in binaries}), n=limit, cutoff=0.8)
+    extra = [b for s in stems for b in binaries if stem_of(b) == s]
+    prefix = [b for b in binaries if b.startswith(stem_of(name)) and len(stem_of(name)) >= 4][:limit]
+    return list(dict.fromkeys(close + extra + prefix))[:limit]
+
+
+@dataclass
+class SearchResult:
+    query: str
+    binaries: list[str]
+    mentions: list[Mention]
+    suggestions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"query": self.query, "binaries": self.binaries,
+                "mentions": [m.to_dict() for m in self.mentions], "suggestions": self.suggestions}
+
+
+def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
+           field: str | None = None, context: str | None = None,
+           include_inferred: bool = True) -> SearchResult:
+    """Every mention of what `text` names, with suggestions when nothing matches."""
+    query = parse_query(text)
+    binaries = reader.binaries()
+    names = resolve(query, binaries)
+    mentions = reader.search(names, source=source, role=roles, field=field, context=context,
+                             inferred=None if include_inferred else False)
+    suggestions = [] if names else suggest(query, binaries)
+    return SearchResult(text, names, mentions, suggestions)
+
+
+def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:
+    """Mentions grouped by (source, path), in order of first appearance."""
+    groups: dict[tuple[str, str], list[Mention]] = {}
+    for mention in mentions:
+        groups.setdefault((mention.source, mention.path), []).append(mention)
+    return groups
+
+
+def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
+    """Everything about a rule (by id or path) or, failing that, a binary (as `search` reads it)."""
+    state = reader.state
+    cleaned = target.strip()
+    for ref, report in state.files.items():
+        if cleaned in report.rule_ids or cleaned == report.path or cleaned == ref:
+            mentions = reader.file_mentions(report.source, report.path)
+            first = mentions[0] if mentions else None
+            return {
+                "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
+                "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
+                "title": first.title if first else "", "level": first.level if first else "",
+                "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
+                "url": first.url.split("#", 1)[0] if first else "",
+                "binaries": sorted({m.binary for m in mentions}),
+                "mentions": [m.to_dict() for m in mentions],
+            }
+    try:
+        result = search(reader, cleaned)
+    except ValueError:
+        return None
+    if not result.mentions:
+        return None
+    groups = group_by_rule(result.mentions)
+    detecting = sorted({p for (s, p), ms in groups.items()
+                        if s == "sigma" and any(m.role in ("process", "original_filename") and m.context != "filter"
+                                                for m in ms)})
+    return {
+        "kind": "binary", "query": target, "binaries": result.binaries,
+        "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),
+        "detecting_rules": detecting,
+        "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
+        "roles": sorted({m.role for m in result.mentions}),
+        "mentions": [m.to_dict() for m in result.mentions],
+    }
+
+
+def index_stats(reader: IndexReader) -> dict[str, object]:
+    """Counts for `indexer stats`: files by status and source, failures with reasons, mentions."""
+    state = reader.state
+    files: dict[str, dict[str, int]] = {}
+    problems = []
+    rules = 0
+    for report in state.files.values():
+        per_source = files.setdefault(report.source, {"seen": 0, "indexed": 0, "error": 0, "skipped": 0,
+                                                      "with_warnings": 0})
+        per_source["seen"] += 1
+        per_source[report.status] += 1
+        per_source["with_warnings"] += bool(report.warnings)
+        rules += len(report.rule_ids)
+        if report.status != "indexed" or report.warnings:
+            problems.append({"source": report.source, "path": report.path, "status": report.status,
+                             "reason": report.reason or "; ".join(report.warnings)})
+    by_role: dict[str, int] = {}
+    by_source: dict[str, int] = {}
+    binaries: set[str] = set()
+    inferred = 0
+    for m in reader.all_mentions():
+        by_role[m.role] = by_role.get(m.role, 0) + 1
+        by_source[m.source] = by_source.get(m.source, 0) + 1
+        binaries.add(m.binary)
+        inferred += m.inferred
+    return {
+        "generation": reader.generation.name,
+        "sources": state.sources,
+        "files": files,
+        "rule_ids": rules,
+        "mentions": sum(by_source.values()),
+        "mentions_by_source": by_source,
+        "mentions_by_role": dict(sorted(by_role.items(), key=lambda kv: -kv[1])),
+        "inferred_mentions": inferred,
+        "binaries": len(binaries),
+        "problems": sorted(problems, key=lambda p: (p["status"], p["source"], p["path"])),
+    }

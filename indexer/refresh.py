@@ -1,0 +1,507 @@
+"""A refresh: fetch every source, read what changed, extract, write a new index generation.
+
+The stages run in order (sources -> parse -> extract -> index); the previous generation stays
+readable throughout and is replaced only when the new one is complete. A refresh that fails
+for one source keeps that source's files as they were indexed before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
+from .index import IndexReader, IndexWriter, State, current_generation, fileref
+from .model import FileReport, Mention
+from .names import stem_map
+from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
+from .sources import Repository, SourceError, SourceSpec, TreeEntry, is_rule_path, redact
+
+EXIT_OK = 0
+EXIT_FILE_ERRORS = 1
+EXIT_SOURCE_FAILED = 2
+EXIT_LOCKED = 3
+EXIT_USAGE = 4
+
+
+class Locked(Exception):
+    """Another refresh holds the data directory's lock."""
+
+
+class Progress:
+    """Receives progress; the CLI shows it as bars or log lines. The default ignores it."""
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+
+@dataclass
+class SourceOutcome:
+    name: str
+    url: str
+    branch: str
+    before: str = ""
+    after: str = ""
+    mode: str = ""                 # "full" | "incremental" | "unchanged" | "failed"
+    error: str = ""
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)   # (old, new)
+
+
+@dataclass
+class Manifest:
+    """What one refresh did and what changed: printed by `refresh --json`, kept as history."""
+
+    started: str
+    finished: str = ""
+    duration_s: float = 0.0
+    exit_code: int = 0
+    full: bool = False
+    reason: str = ""
+    sources: dict[str, SourceOutcome] = field(default_factory=dict)
+    files_parsed: int = 0
+    file_errors: list[dict[str, str]] = field(default_factory=list)
+    mentions_added: int = 0
+    mentions_removed: int = 0
+    mentions_total: int = 0
+    binaries: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> rules before/after
+    rules_added: list[str] = field(default_factory=list)
+    rules_removed: list[str] = field(default_factory=list)
+    rules_renamed: list[dict[str, str]] = field(default_factory=list)
+    generation: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def up_to_date(self) -> bool:
+        return all(s.mode == "unchanged" for s in self.sources.values()) and not self.file_errors
+
+
+@dataclass
+class _Processed:
+    report: FileReport
+    extraction: Extraction
+
+
+# --- the lock --------------------------------------------------------------------------------
+
+class RefreshLock:
+    """An exclusive lock on the data directory (flock: released by the kernel if we die)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / "refresh.lock"
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 0.0) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                    os.close(fd)
+                    raise Locked(f"{self.path}: a refresh is already running (pid {holder})") from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RefreshLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# --- reading one file (runs in worker processes) ------------------------------------------------
+
+def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> _Processed:
+    """Parse and extract one rule file; never raises for bad content."""
+    report = FileReport(ctx.source, ctx.path, "indexed")
+    try:
+        parsed = parse_yaml(ctx.path, read_text(ctx.path, raw, max_bytes))
+        if not any(isinstance(d.data, dict) for d in parsed.documents):
+            kinds = sorted({type(d.data).__name__ for d in parsed.documents}) or ["empty"]
+            raise RuleFileError(ctx.path, f"no YAML mapping in the file (documents: {', '.join(kinds)})")
+        if ctx.source == "sigma":
+            extraction = extract_sigma(ctx, parsed)
+            report.warnings = sigma_errors(ctx.path, [d.data for d in parsed.documents])
+        else:
+            extraction = extract_lolbas(ctx, parsed)
+    except RuleFileError as exc:
+        report.status, report.reason = "error", exc.reason if exc.line is None else f"line {exc.line}: {exc.reason}"
+        return _Processed(report, Extraction())
+    except RecursionError:
+        report.status, report.reason = "error", "structure nested too deeply"
+        return _Processed(report, Extraction())
+    report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
+    report.executables = sorted(extraction.executables())
+    return _Processed(report, extraction)
+
+
+def _process_batch(batch: list[tuple[FileContext, bytes]], max_bytes: int) -> list[_Processed]:
+    return [process_file(ctx, raw, max_bytes) for ctx, raw in batch]
+
+
+def skip_reason(source: str, entry: TreeEntry, max_bytes: int) -> str:
+    """Why a file of the tree is not read as a rule ('' if it is one)."""
+    if entry.mode == "120000":
+        return "symbolic link: not followed"
+    if entry.mode == "160000":
+        return "submodule: not followed"
+    if not is_rule_path(source, entry.path):
+        if entry.path.rsplit("/", 1)[-1].upper().startswith(("LICENSE", "COPYING")):
+            return "license file (read for the license, not a rule)"
+        if entry.path.endswith(("Template.yml", "template.yml")):
+            return "template, not an entry"
+        return "outside the rule folders"
+    if not entry.mode.startswith("100"):
+        return f"not a regular file (mode {entry.mode})"
+    if entry.size > max_bytes:
+        return f"file is {entry.size:,} bytes, over the {max_bytes:,}-byte limit"
+    return ""
+
+
+# --- the refresh ---------------------------------------------------------------------------------
+
+@dataclass
+class RefreshOptions:
+    data_dir: Path
+    specs: list[SourceSpec]
+    full: bool = False
+    wait: float = 0.0
+    jobs: int = 0                  # worker processes for parsing; 0: one per core
+    max_file_bytes: int = MAX_FILE_BYTES
+    fetch: bool = True
+
+
+def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manifest:
+    """Fetch the sources, reindex what changed (or everything), publish, record a manifest."""
+    progress = progress or Progress()
+    with RefreshLock(options.data_dir) as lock:
+        lock.acquire(options.wait)
+        return _Refresh(options, progress).run()
+
+
+class _Refresh:
+    def __init__(self, options: RefreshOptions, progress: Progress) -> None:
+        self.opt = options
+        self.progress = progress
+        self.data_dir = Path(options.data_dir)
+        self.started = time.time()
+        self.manifest = Manifest(started=_iso(self.started))
+
+    def run(self) -> Manifest:
+        previous = self._previous_state()
+        repos = {spec.name: Repository(spec, self.data_dir / "sources" / f"{spec.name}.git") for spec in self.opt.specs}
+        try:
+            tips = self._fetch(repos, previous)
+            plan = self._plan(repos, tips, previous)
+            if all(o.mode in ("unchanged", "failed") for o in self.manifest.sources.values()):
+                return self._finish(None)  # nothing new: the current index (if any) stays
+            writer = self._write(repos, tips, plan, previous)
+        finally:
+            for repo in repos.values():
+                repo.close()
+        return self._finish(writer)
+
+    # -- stages --
+
+    def _previous_state(self) -> State | None:
+        if current_generation(self.data_dir) is None:
+            return None
+        with IndexReader(self.data_dir) as reader:
+            return reader.state
+
+    def _fetch(self, repos: dict[str, Repository], previous: State | None) -> dict[str, str]:
+        tips: dict[str, str] = {}
+        self.progress.stage("fetch", len(repos))
+        for name, repo in repos.items():
+            spec = repo.spec
+            before = (previous.sources.get(name, {}).get("commit", "") if previous else "")
+            outcome = SourceOutcome(name, redact(spec.url), spec.branch, before=before)
+            self.manifest.sources[name] = outcome
+            try:
+                tips[name] = repo.fetch() if self.opt.fetch else repo.tip()
+                outcome.after = tips[name]
+                self.progress.log(f"{name}: {redact(spec.url)} {spec.branch} at {tips[name][:12]}")
+            except SourceError as exc:
+                outcome.mode, outcome.error, outcome.after = "failed", exc.reason, before
+                self.progress.log(f"error: {exc}")
+            self.progress.advance()
+        return tips
+
+    def _plan(self, repos: dict[str, Repository], tips: dict[str, str],
+              previous: State | None) -> dict[str, list[TreeEntry] | None]:
+        """Per source, the tree entries to read; None for a source whose files stay as they are."""
+        plan: dict[str, list[TreeEntry] | None] = {}
+        for name, outcome in self.manifest.sources.items():
+            if outcome.mode == "failed":
+                plan[name] = None
+                continue
+            repo, tip = repos[name], tips[name]
+            prev = previous.sources.get(name) if previous else None
+            full = (self.opt.full or prev is None or prev.get("url") != redact(repo.spec.url)
+                    or not repo.has_commit(prev.get("commit", "")))
+            tree = repo.tree(tip)
+            if full:
+                outcome.mode = "full"
+                outcome.added = [e.path for e in tree] if prev is None else []
+                plan[name] = tree
+                continue
+            if prev["commit"] == tip:
+                outcome.mode = "unchanged"
+                plan[name] = None
+                continue
+            outcome.mode = "incremental"
+            wanted: set[str] = set()
+            for change in repo.changes(prev["commit"], tip):
+                if change.status == "A":
+                    outcome.added.append(change.path)
+                elif change.status == "D":
+                    outcome.deleted.append(change.path)
+                elif change.status == "R":
+                    outcome.renamed.append((change.old_path, change.path))
+                else:
+                    outcome.modified.append(change.path)
+                wanted.add(change.path)
+            plan[name] = [e for e in tree if e.path in wanted]
+        return plan
+
+    def _write(self, repos: dict[str, Repository], tips: dict[str, str],
+               plan: dict[str, list[TreeEntry] | None], previous: State | None) -> IndexWriter:
+        state = State(sources=dict(previous.sources) if previous else {},
+                      files=dict(previous.files) if previous else {})
+        contexts: dict[str, FileContext] = {}
+        for name, entries in plan.items():
+            if entries is None:
+                continue
+            repo, tip = repos[name], tips[name]
+            tree = repo.tree(tip)
+            license_name, license_path = repo.license(tree)
+            state.sources[name] = {"commit": tip, "url": redact(repo.spec.url), "branch": repo.spec.branch,
+                                   "web_url": repo.spec.web_url, "license": license_name,
+                                   "license_path": license_path,
+                                   "committed": repo.repo.commit(tip).committed_datetime.isoformat()}
+            contexts[name] = FileContext(name, "", tip, repo.spec.web_url, license_name)
+
+        # Which files leave the index, which are read again.
+        removed_refs: set[str] = set()
+        for name, entries in plan.items():
+            if entries is None:
+                continue
+            outcome = self.manifest.sources[name]
+            if outcome.mode == "full":
+                removed_refs.update(k for k in state.files if k.startswith(name + ":"))
+            else:
+                removed_refs.update(fileref(name, p) for p in outcome.deleted + outcome.modified)
+                removed_refs.update(fileref(name, old) for old, _ in outcome.renamed)
+                removed_refs.update(fileref(name, p) for p in outcome.added)
+        for ref in removed_refs:
+            state.files.pop(ref, None)
+
+        to_read: list[tuple[FileContext, TreeEntry]] = []
+        for name, entries in plan.items():
+            for entry in entries or []:
+                reason = skip_reason(name, entry, self.opt.max_file_bytes)
+                if reason:
+                    state.files[fileref(name, entry.path)] = FileReport(name, entry.path, "skipped", reason)
+                else:
+                    to_read.append((_with_path(contexts[name], entry.path), entry))
+        processed = self._read_and_extract(repos, to_read)
+        for item in processed:
+            state.files[fileref(item.report.source, item.report.path)] = item.report
+
+        # Bare names: the executables the whole index knows. If they changed, every file is
+        # inferred again (a full rebuild), so an incremental refresh equals a full build.
+        executables = sorted({n for r in state.files.values() for n in r.executables})
+        previous_executables = previous.executables if previous else []
+        incremental = previous is not None and all(
+            o.mode in ("incremental", "unchanged", "failed") for o in self.manifest.sources.values())
+        if incremental and executables != previous_executables:
+            self.manifest.reason = "known executables changed: every file read again for bare names"
+            self.progress.log(self.manifest.reason)
+            self.opt.full = True
+            return self._write_full_again(repos, tips, previous)
+        state.executables = executables
+        state.built_at = time.time()
+        mentions = self._infer(processed, executables)
+        for item in processed:
+            item.report.mentions = len(mentions.get(fileref(item.report.source, item.report.path), []))
+
+        old_mentions = self._old_mentions(removed_refs) if previous else {}
+        base = current_generation(self.data_dir) if incremental else None
+        self.progress.stage("index", sum(len(v) for v in mentions.values()))
+        writer = IndexWriter(self.data_dir, base)
+        try:
+            writer.remove_files(sorted(removed_refs))
+            for ref in sorted(mentions):
+                self.progress.advance(writer.add(mentions[ref]))
+            writer.commit(state, optimize=not incremental)
+        except BaseException:
+            writer.abort()
+            raise
+        self._summarise(old_mentions, mentions, previous, state)
+        return writer
+
+    def _write_full_again(self, repos: dict[str, Repository], tips: dict[str, str],
+                          previous: State | None) -> IndexWriter:
+        for outcome in self.manifest.sources.values():
+            if outcome.mode in ("incremental", "unchanged"):
+                outcome.mode = "full"
+        plan = {name: (repos[name].tree(tips[name]) if name in tips else None) for name in self.manifest.sources}
+        return self._write(repos, tips, plan, previous)
+
+    def _read_and_extract(self, repos: dict[str, Repository],
+                          to_read: list[tuple[FileContext, TreeEntry]]) -> list[_Processed]:
+        self.progress.stage("parse", len(to_read))
+        self.manifest.files_parsed = len(to_read)
+        batches: list[list[tuple[FileContext, bytes]]] = []
+        batch: list[tuple[FileContext, bytes]] = []
+        for ctx, entry in to_read:
+            batch.append((ctx, repos[ctx.source].read(entry.sha)))
+            if len(batch) >= 200:
+                batches.append(batch)
+                batch = []
+        if batch:
+            batches.append(batch)
+        jobs = self.opt.jobs or (os.cpu_count() or 1)
+        results: list[_Processed] = []
+        if jobs <= 1 or len(to_read) < 400:
+            for b in batches:
+                results.extend(_process_batch(b, self.opt.max_file_bytes))
+                self.progress.advance(len(b))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for done in pool.map(_process_batch, batches, [self.opt.max_file_bytes] * len(batches)):
+                    results.extend(done)
+                    self.progress.advance(len(done))
+        for item in results:
+            if item.report.status == "error":
+                self.manifest.file_errors.append({"source": item.report.source, "path": item.report.path,
+                                                  "reason": item.report.reason})
+                self.progress.log(f"error: {item.report.source}:{item.report.path}: {item.report.reason}")
+        return results
+
+    def _infer(self, processed: list[_Processed], executables: list[str]) -> dict[str, list[Mention]]:
+        windows = stem_map(n for n in executables if "." in n)
+        unix = stem_map((n for n in executables if "." not in n), common_words_excluded=False)
+        by_file: dict[str, list[Mention]] = {}
+        for item in processed:
+            ex = item.extraction
+            inferred = infer(ex.candidates, windows, unix, ex.mentions)
+            by_file[fileref(item.report.source, item.report.path)] = sorted(ex.mentions + inferred)
+        return by_file
+
+    def _old_mentions(self, refs: set[str]) -> dict[str, list[Mention]]:
+        out: dict[str, list[Mention]] = {}
+        with IndexReader(self.data_dir) as reader:
+            for ref in refs:
+                source, path = ref.split(":", 1)
+                out[ref] = reader.file_mentions(source, path)
+        return out
+
+    def _summarise(self, old: dict[str, list[Mention]], new: dict[str, list[Mention]],
+                   previous: State | None, state: State) -> None:
+        m = self.manifest
+        renames = {fileref(name, old_p): fileref(name, new_p)
+                   for name, o in m.sources.items() for old_p, new_p in o.renamed}
+
+        def keyed(mentions: Iterable[Mention], ref_map: dict[str, str]) -> set[tuple[Any, ...]]:
+            return {(ref_map.get(fileref(x.source, x.path), fileref(x.source, x.path)), x.binary, x.role,
+                     x.field, x.snippet) for x in mentions}
+
+        before = keyed((x for v in old.values() for x in v), renames)
+        after = keyed((x for v in new.values() for x in v), {})
+        m.mentions_added = len(after - before)
+        m.mentions_removed = len(before - after)
+        rules_before: dict[str, set[str]] = defaultdict(set)
+        rules_after: dict[str, set[str]] = defaultdict(set)
+        for ref, binary, *_ in before:
+            rules_before[binary].add(ref)
+        for ref, binary, *_ in after:
+            rules_after[binary].add(ref)
+        for binary in sorted(set(rules_before) | set(rules_after)):
+            b, a = len(rules_before[binary]), len(rules_after[binary])
+            if rules_before[binary] != rules_after[binary]:
+                m.binaries[binary] = {"rules_before": b, "rules_after": a,
+                                      "gained": len(rules_after[binary] - rules_before[binary]),
+                                      "lost": len(rules_before[binary] - rules_after[binary])}
+        old_ids = _rule_paths(previous.files.values()) if previous else {}
+        new_ids = _rule_paths(state.files.values())
+        m.rules_added = sorted(set(new_ids) - set(old_ids))
+        m.rules_removed = sorted(set(old_ids) - set(new_ids))
+        m.rules_renamed = [{"id": rid, "from": old_ids[rid], "to": new_ids[rid]}
+                           for rid in sorted(set(old_ids) & set(new_ids)) if old_ids[rid] != new_ids[rid]]
+
+    def _finish(self, writer: IndexWriter | None) -> Manifest:
+        m = self.manifest
+        if writer is not None:
+            writer.publish()
+            m.generation = writer.path.name
+        if current_generation(self.data_dir) is not None:
+            with IndexReader(self.data_dir) as reader:
+                m.mentions_total = reader.count()
+                m.generation = reader.generation.name
+        m.finished = _iso(time.time())
+        m.duration_s = round(time.time() - self.started, 3)
+        if any(o.mode == "failed" for o in m.sources.values()):
+            m.exit_code = EXIT_SOURCE_FAILED
+        elif m.file_errors:
+            m.exit_code = EXIT_FILE_ERRORS
+        _save_manifest(self.data_dir, m)
+        return m
+
+
+def _with_path(ctx: FileContext, path: str) -> FileContext:
+    return FileContext(ctx.source, path, ctx.commit, ctx.web_url, ctx.license)
+
+
+def _rule_paths(reports: Iterable[FileReport]) -> dict[str, str]:
+    return {rid: f"{r.source}:{r.path}" for r in reports for rid in r.rule_ids}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _save_manifest(data_dir: Path, manifest: Manifest) -> None:
+    folder = Path(data_dir) / "manifests"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = manifest.started.replace(":", "") + f"-{os.getpid()}.json"
+    tmp = folder / ("." + name)
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=1), encoding="utf-8")
+    os.replace(tmp, folder / name)
+
+
+def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
+    """Refresh manifests, newest first."""
+    folder = Path(data_dir) / "manifests"
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            yield json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue

@@ -1,0 +1,115 @@
+"""How the CLI shows results to a person: Rich tables and short summaries (no logic here)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .query import SearchResult, group_by_rule
+
+
+def _snippet(snippet: str, binary: str) -> Text:
+    text = Text(snippet)
+    text.highlight_words([binary], style="bold yellow", case_sensitive=False)
+    return text
+
+
+def print_search(console: Console, result: SearchResult) -> None:
+    if not result.mentions:
+        console.print(Text(f"no rule mentions {result.query!r}"), style="yellow")
+        if result.suggestions:
+            console.print(Text("did you mean: " + ", ".join(result.suggestions) + "?"))
+        return
+    groups = group_by_rule(result.mentions)
+    console.print(Text(f"{result.query}: {len(result.mentions)} mentions of {', '.join(result.binaries[:8])}"
+                       f"{' ...' if len(result.binaries) > 8 else ''} in {len(groups)} rule files", style="bold"))
+    table = Table(show_lines=False, expand=False)
+    for column in ("line", "role", "field", "snippet"):
+        table.add_column(column, overflow="fold")
+    for (source, path), mentions in groups.items():
+        first = mentions[0]
+        heading = Text(f"{source}: {path}", style="bold cyan")
+        if first.title:
+            heading.append(f"  {first.title}", style="default")
+        if first.level:
+            heading.append(f"  [{first.level}]", style="magenta")
+        table.add_row("", "", "", heading)
+        for m in mentions:
+            role = m.role + (" (filter)" if m.context == "filter" else "") + (" ~" if m.inferred else "")
+            table.add_row(str(m.line), role, Text(m.field + ("|" + "|".join(m.modifiers) if m.modifiers else "")),
+                          _snippet(m.snippet, m.binary.rsplit(".", 1)[0] if m.inferred else m.binary))
+    console.print(table)
+
+
+def print_show(console: Console, data: dict[str, Any]) -> None:
+    if data["kind"] == "rule":
+        console.print(Text(f"{data['source']}: {data['path']}", style="bold cyan"))
+        for key in ("title", "rule_ids", "level", "logsource", "tags", "url", "status", "reason", "warnings"):
+            if data.get(key):
+                value = ", ".join(data[key]) if isinstance(data[key], list) else str(data[key])
+                console.print(Text(f"  {key}: {value}"))
+        console.print(Text(f"  binaries: {', '.join(data['binaries'])}"))
+        for m in data["mentions"]:
+            console.print(Text(f"  {m['line']:>4}  {m['binary']:<24} {m['role']:<18} {m['snippet']}"))
+        return
+    console.print(Text(", ".join(data["binaries"]), style="bold"))
+    console.print(Text(f"  Sigma rule files: {len(data['sigma_rules'])} "
+                       f"({len(data['detecting_rules'])} detect it running)"))
+    for path in data["detecting_rules"]:
+        console.print(Text(f"    {path}"))
+    console.print(Text(f"  LOLBAS entries: {', '.join(data['lolbas_entries']) or 'none'}"))
+    console.print(Text(f"  roles: {', '.join(data['roles'])}"))
+
+
+def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) -> None:
+    for name, info in data["sources"].items():
+        console.print(Text(f"{name}: {info.get('url')} {info.get('branch')} at {info.get('commit', '')[:12]} "
+                           f"({info.get('committed', '')}), license {info.get('license') or 'unknown'}"))
+    table = Table("source", "seen", "indexed", "error", "skipped", "with warnings")
+    for name, counts in data["files"].items():
+        table.add_row(name, *(str(counts[k]) for k in ("seen", "indexed", "error", "skipped", "with_warnings")))
+    console.print(table)
+    console.print(Text(f"rules: {data['rule_ids']}  mentions: {data['mentions']} "
+                       f"({data['inferred_mentions']} inferred)  binaries: {data['binaries']}"))
+    console.print(Text("mentions by role: " + ", ".join(f"{k} {v}" for k, v in data["mentions_by_role"].items())))
+    problems = data["problems"]
+    shown = problems if show_all else [p for p in problems if p["status"] == "error"]
+    for p in shown:
+        console.print(Text(f"  {p['status']}: {p['source']}:{p['path']}: {p['reason']}"))
+    hidden = len(problems) - len(shown)
+    if hidden:
+        console.print(Text(f"  ({hidden} skipped or with pySigma warnings: --errors lists them)"))
+
+
+def manifest_lines(m: dict[str, Any]) -> Iterator[str]:
+    """A refresh manifest for people: what moved, what changed, per binary."""
+    yield f"refresh {m['started']} ({m['duration_s']}s, exit {m['exit_code']})" + (f": {m['reason']}" if m.get("reason") else "")
+    for name, s in m["sources"].items():
+        if s["mode"] == "failed":
+            yield f"  {name}: FAILED: {s['error']} (previous index kept)"
+        elif s["mode"] == "unchanged":
+            yield f"  {name}: up to date at {s['after'][:12]}"
+        else:
+            counts = ", ".join(f"{len(s[k])} {k}" for k in ("added", "modified", "deleted", "renamed") if s[k])
+            yield f"  {name}: {s['mode']} {s['before'][:12] or '(new)'} -> {s['after'][:12]}" + (f": {counts}" if counts else "")
+    if m["files_parsed"] or m["mentions_added"] or m["mentions_removed"]:
+        yield (f"  files parsed {m['files_parsed']}, mentions +{m['mentions_added']} -{m['mentions_removed']}"
+               f" (total {m['mentions_total']})")
+    for e in m["file_errors"][:20]:
+        yield f"  error: {e['source']}:{e['path']}: {e['reason']}"
+    if len(m["file_errors"]) > 20:
+        yield f"  ... and {len(m['file_errors']) - 20} more file errors"
+    changed = m["binaries"]
+    for name, c in list(sorted(changed.items(), key=lambda kv: -(kv[1]['gained'] + kv[1]['lost'])))[:15]:
+        parts = ([f"+{c['gained']}"] if c["gained"] else []) + ([f"-{c['lost']}"] if c["lost"] else [])
+        yield f"  {name}: {' '.join(parts)} rules ({c['rules_before']} -> {c['rules_after']})"
+    if len(changed) > 15:
+        yield f"  ... and {len(changed) - 15} more binaries changed"
+    for key in ("rules_added", "rules_removed"):
+        if m[key]:
+            yield f"  {key.replace('_', ' ')}: {len(m[key])}"
+    if m["rules_renamed"]:
+        yield f"  rules renamed: {len(m['rules_renamed'])}"

@@ -1,0 +1,290 @@
+"""Rule repositories with GitPython: fetch, the commit indexed, files and changes between commits.
+
+Each source is kept as a bare clone under `<data dir>/sources/<name>.git`; files are read from git
+objects, never from a work tree, so a symlink in a repository is a tree entry to skip, not a path
+to follow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+
+DEFAULT_SOURCES = {
+    "sigma": ("https://github.com/SigmaHQ/sigma.git", "https://github.com/SigmaHQ/sigma"),
+    "lolbas": ("https://github.com/LOLBAS-Project/LOLBAS.git", "https://github.com/LOLBAS-Project/LOLBAS"),
+}
+_RULE_DIRS = {
+    "sigma": re.compile(r"^(rules[^/]*|deprecated|unsupported)/.+\.ya?ml$"),
+    "lolbas": re.compile(r"^(yml|Archive-Old-Version)/.+\.ya?ml$"),
+}
+LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.Detection.Rules.md", "LICENSE.txt", "COPYING")
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+_SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/?-)[A-Za-z0-9._~/-]+$")
+# Git itself refuses every other transport (ext::, fd::, git://, http://) for our commands.
+_GIT_ENV = {"GIT_ALLOW_PROTOCOL": "file:https:ssh", "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1"}
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class SourceError(Exception):
+    """A source that cannot be used: refused URL, unreachable remote, missing branch."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a source comes from. `url` may be a URL, a local repository or a git bundle."""
+
+    name: str
+    url: str
+    branch: str = "master"
+    web_url: str = ""
+
+    @classmethod
+    def default(cls, name: str, url: str | None = None, branch: str | None = None) -> "SourceSpec":
+        upstream, web = DEFAULT_SOURCES[name]
+        chosen = url or os.environ.get(f"INDEXER_{name.upper()}_URL") or upstream
+        web_url = _github_web(chosen) or web
+        return cls(name, normalise_url(name, chosen), branch or "master", web_url)
+
+
+@dataclass
+class TreeEntry:
+    path: str
+    sha: str
+    mode: str
+    size: int
+
+
+@dataclass
+class Change:
+    """One file changed between two commits: status A, M, D or R (with the old path)."""
+
+    status: str
+    path: str
+    old_path: str = ""
+
+
+@dataclass
+class SyncResult:
+    name: str
+    commit: str
+    fetched: bool
+    changes: list[Change] = field(default_factory=list)
+
+
+def _github_web(url: str) -> str:
+    match = re.match(r"^https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$", url)
+    return f"https://github.com/{match.group(1)}/{match.group(2)}" if match else ""
+
+
+def normalise_url(source: str, url: str) -> str:
+    """Accept https://, ssh://, scp-style, file:// and local paths; refuse every other form."""
+    url = url.strip()
+    if not url or url.startswith("-") or any(ch in url for ch in "\n\r\0"):
+        raise SourceError(source, f"refused URL {redact(url)!r}: empty or starts with '-'")
+    if "::" in url.split("/", 1)[0] or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*::", url):
+        raise SourceError(source, f"refused URL {redact(url)!r}: git remote helpers (ext::, fd::) can run commands")
+    scheme = urlsplit(url).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""
+    if scheme in ("https", "ssh"):
+        return url
+    if scheme == "file":
+        return url
+    if scheme:
+        raise SourceError(source, f"refused URL {redact(url)!r}: transport '{scheme}' not allowed "
+                                  "(use https://, ssh://, file:// or a local path)")
+    if _SCP.match(url):
+        return url
+    path = Path(url).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    raise SourceError(source, f"refused URL {redact(url)!r}: not a URL and no such local path")
+
+
+def redact(url: str) -> str:
+    """The URL without credentials: https://user:token@host/x -> https://***@host/x."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.username or parts.password:
+            host = parts.hostname or ""
+            if parts.port:
+                host += f":{parts.port}"
+            return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def check_branch(source: str, branch: str) -> None:
+    if not _BRANCH.match(branch):
+        raise SourceError(source, f"refused branch name {branch!r}")
+
+
+class Repository:
+    """A bare clone of one source in the data directory."""
+
+    def __init__(self, spec: SourceSpec, path: Path) -> None:
+        self.spec = spec
+        self.path = path
+        self._repo: git.Repo | None = None
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = git.Repo(self.path)
+        return self._repo
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def _git(self) -> git.Git:
+        cmd = self.repo.git
+        cmd.update_environment(**_GIT_ENV)
+        return cmd
+
+    def fetch(self) -> str:
+        """Clone (first time) or fetch the branch; return the commit at its tip.
+
+        A clone that git cannot read (deleted objects, no .git) is removed and made again.
+        """
+        check_branch(self.spec.name, self.spec.branch)
+        if self.path.exists() and not self._healthy():
+            self.close()
+            shutil.rmtree(self.path)
+        if not self.path.exists():
+            self._init()
+        repo_git = self._git()
+        try:
+            repo_git.remote("set-url", "origin", self.spec.url)
+            repo_git.fetch("--quiet", "--no-tags", "--force", "origin",
+                           f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}")
+        except git.GitCommandError as exc:
+            raise SourceError(self.spec.name, _git_reason(exc, self.spec)) from None
+        return self.tip()
+
+    def _init(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}-", dir=self.path.parent))
+        repo = git.Repo.init(tmp, bare=True)
+        repo.git.update_environment(**_GIT_ENV)
+        repo.git.remote("add", "origin", self.spec.url)
+        repo.close()
+        os.replace(tmp, self.path)
+
+    def _healthy(self) -> bool:
+        try:
+            repo = git.Repo(self.path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return False
+        try:
+            ref = f"refs/remotes/origin/{self.spec.branch}"
+            if any(r.path == ref for r in repo.refs):
+                repo.git.update_environment(**_GIT_ENV)
+                repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{tree}}")
+                repo.git.ls_tree("-r", "--name-only", ref)
+            return True
+        except (git.GitCommandError, ValueError, OSError):
+            return False
+        finally:
+            repo.close()
+
+    def tip(self) -> str:
+        try:
+            return self._git().rev_parse("--verify", f"refs/remotes/origin/{self.spec.branch}^{{commit}}")
+        except git.GitCommandError:
+            raise SourceError(self.spec.name, f"branch '{self.spec.branch}' not found") from None
+
+    def has_commit(self, commit: str) -> bool:
+        try:
+            self._git().cat_file("-e", f"{commit}^{{commit}}")
+            return True
+        except git.GitCommandError:
+            return False
+
+    def tree(self, commit: str) -> list[TreeEntry]:
+        """Every file of the commit's tree (blobs, links and submodules), with mode and size."""
+        out = self._git().ls_tree("-r", "-l", "-z", "--full-tree", commit)
+        entries = []
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
+            mode, _kind, sha, size = meta.split()
+            entries.append(TreeEntry(path, sha, mode, int(size) if size.isdigit() else 0))
+        return entries
+
+    def read(self, sha: str) -> bytes:
+        return self.repo.odb.stream(bytes.fromhex(sha)).read()
+
+    def read_many(self, shas: list[str]) -> Iterator[bytes]:
+        for sha in shas:
+            yield self.read(sha)
+
+    def changes(self, before: str, after: str) -> list[Change]:
+        """Files added, modified, deleted or renamed between two commits (renames detected)."""
+        out = self._git().diff("--name-status", "-z", "-M",
+                               before, after)
+        fields = out.split("\0")
+        changes: list[Change] = []
+        i = 0
+        while i < len(fields) and fields[i]:
+            status = fields[i]
+            if status.startswith(("R", "C")):
+                changes.append(Change(status[0], fields[i + 2], fields[i + 1]))
+                i += 3
+            else:
+                changes.append(Change(status[0], fields[i + 1]))
+                i += 2
+        return changes
+
+    def license(self, entries: list[TreeEntry]) -> tuple[str, str]:
+        """(license name, license file path) of a commit's tree, e.g. ("DRL 1.1", "LICENSE")."""
+        by_path = {e.path: e for e in entries}
+        for name in LICENSE_FILES:
+            entry = by_path.get(name)
+            if entry is not None and entry.mode.startswith("100") and entry.size < 1_000_000:
+                return license_name(self.read(entry.sha).decode("utf-8", "replace")), name
+        return "", ""
+
+
+def license_name(text: str) -> str:
+    """Name the license a license file's text states."""
+    match = re.search(r"Detection Rule License \(DRL\)\s*([\d.]+)", text)
+    if match:
+        return f"DRL {match.group(1)}"
+    if re.search(r"GNU GENERAL PUBLIC LICENSE\s+Version 3", text, re.IGNORECASE):
+        return "GPL-3.0"
+    if re.search(r"GNU GENERAL PUBLIC LICENSE\s+Version 2", text, re.IGNORECASE):
+        return "GPL-2.0"
+    if re.search(r"^\s*MIT License", text):
+        return "MIT"
+    if re.search(r"Apache License,?\s+Version 2\.0", text):
+        return "Apache-2.0"
+    first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
+    return first[:60]
+
+
+def is_rule_path(source: str, path: str) -> bool:
+    return bool(_RULE_DIRS[source].match(path))
+
+
+def _git_reason(exc: git.GitCommandError, spec: SourceSpec) -> str:
+    stderr = (exc.stderr or "").strip().replace(spec.url, redact(spec.url))
+    lines = [ln.strip().removeprefix("stderr: ").strip("'").strip() for ln in stderr.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1] if lines else str(exc.status))
+    if "couldn't find remote ref" in detail:
+        return f"branch '{spec.branch}' not found at {redact(spec.url)}"
+    return f"cannot fetch {redact(spec.url)}: {detail.removeprefix('fatal: ')}"
