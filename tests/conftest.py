@@ -1,0 +1,59 @@
+"""Shared fixtures: the real bundles in ../shared/corpora and an index built from them once."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from indexer.index import IndexReader
+from indexer.refresh import RefreshOptions, refresh
+from indexer.sources import SourceSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora"
+SIGMA_BUNDLE = CORPORA / "sigma.bundle"
+LOLBAS_BUNDLE = CORPORA / "lolbas.bundle"
+
+
+def specs(sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE) -> list[SourceSpec]:
+    return [SourceSpec.default("sigma", str(sigma)), SourceSpec.default("lolbas", str(lolbas))]
+
+
+@pytest.fixture(scope="session")
+def bundles() -> tuple[Path, Path]:
+    if not SIGMA_BUNDLE.exists() or not LOLBAS_BUNDLE.exists():
+        pytest.fail(f"the real bundles are missing: {CORPORA} (../shared must sit beside the project)")
+    return SIGMA_BUNDLE, LOLBAS_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def tip_data_dir(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
+    """A data directory with both bundles indexed at their tips (built once per test run)."""
+    data_dir = tmp_path_factory.mktemp("tip")
+    manifest = refresh(RefreshOptions(data_dir, specs(*bundles)))
+    assert manifest.exit_code == 0, manifest.file_errors
+    return data_dir
+
+
+@pytest.fixture()
+def tip_reader(tip_data_dir: Path):
+    with IndexReader(tip_data_dir) as reader:
+        yield reader
+
+
+@pytest.fixture(scope="session")
+def sigma_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
+    """A plain clone of the Sigma bundle (work tree at the tip) for tests that read files."""
+    dest = tmp_path_factory.mktemp("sigma-clone") / "sigma"
+    subprocess.run(["git", "clone", "-q", str(bundles[0]), str(dest)], check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def lolbas_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
+    dest = tmp_path_factory.mktemp("lolbas-clone") / "lolbas"
+    subprocess.run(["git", "clone", "-q", str(bundles[1]), str(dest)], check=True)
+    return dest
+
