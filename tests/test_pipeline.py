@@ -1,0 +1,118 @@
+"""Issue 2 acceptance: the whole pipeline on the real bundles at their tips."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.index import IndexReader
+from indexer.query import search
+
+PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
+PSR_LOLBAS = "yml/OSBinaries/Psr.yml"
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "indexer", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_search_psr_json_lists_rule_and_lolbas_lines(tip_data_dir: Path) -> None:
+    done = run_cli("search", "psr.exe", "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    rows = {(m["path"], m["line"], m["role"]): m for m in data["mentions"]}
+    assert rows[(PSR_RULE, 20, "process")]["snippet"] == "Image|endswith: '\\Psr.exe'"
+    assert rows[(PSR_RULE, 20, "process")]["field"] == "Image"
+    assert rows[(PSR_RULE, 20, "process")]["modifiers"] == ["endswith"]
+    assert rows[(PSR_RULE, 1, "text")]["snippet"] == "title: Screen Capture Activity Via Psr.EXE"
+    assert rows[(PSR_RULE, 4, "text")]["snippet"].startswith("description: Detects execution of Windows Problem Steps")
+    lolbas = {(line, role) for (path, line, role) in rows if path == PSR_LOLBAS}
+    assert {(2, "lolbas_entry"), (7, "lolbas_command"), (15, "lolbas_path"), (16, "lolbas_path"),
+            (19, "lolbas_ioc")} <= lolbas
+    rule = rows[(PSR_RULE, 20, "process")]
+    assert rule["rule_id"] == "2158f96f-43c2-43cb-952a-ab4580f32382"
+    assert rule["level"] == "medium" and rule["status"] == "test"
+    assert rule["logsource"] == "windows/process_creation"
+    assert "attack.t1113" in rule["tags"]
+    assert rule["license"] == "DRL 1.1"
+    assert rule["url"].endswith(f"/blob/{rule['commit']}/{PSR_RULE}#L20")
+    assert rows[(PSR_LOLBAS, 2, "lolbas_entry")]["license"] == "GPL-3.0"
+
+
+@pytest.mark.parametrize("query", ["PSR.EXE", "psr", "C:\\Windows\\System32\\psr.exe", "'Psr.exe'", "/x/y/psr.exe"])
+def test_query_forms_give_the_same_hits(tip_reader: IndexReader, query: str) -> None:
+    expected = search(tip_reader, "psr.exe").mentions
+    assert expected and search(tip_reader, query).mentions == expected
+
+
+def test_wildcard_and_suggestions(tip_reader: IndexReader) -> None:
+    result = search(tip_reader, "cert*.exe")
+    assert "certutil.exe" in result.binaries and all(b.startswith("cert") for b in result.binaries)
+    miss = search(tip_reader, "certutl.exe")
+    assert miss.mentions == [] and miss.suggestions[0] == "certutil.exe"
+
+
+def test_filters(tip_reader: IndexReader) -> None:
+    only_lolbas = search(tip_reader, "psr.exe", source="lolbas").mentions
+    assert only_lolbas and {m.source for m in only_lolbas} == {"lolbas"}
+    image = search(tip_reader, "psr.exe", field="Image").mentions
+    assert [(m.path, m.line) for m in image] == [(PSR_RULE, 20)]
+    running = search(tip_reader, "certutil.exe", roles=["process"]).mentions
+    assert running and {m.role for m in running} == {"process"}
+
+
+def test_every_file_is_indexed_or_reported(tip_reader: IndexReader, sigma_checkout: Path,
+                                           lolbas_checkout: Path) -> None:
+    files = tip_reader.state.files
+    for source, checkout, count in (("sigma", sigma_checkout, 4040), ("lolbas", lolbas_checkout, 267)):
+        tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD"], cwd=checkout,
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        assert len(tree) == count
+        reported = {r.path for r in files.values() if r.source == source}
+        assert reported == set(tree)
+        for report in files.values():
+            if report.source == source and report.status != "indexed":
+                assert report.reason, report
+    assert files["sigma:LICENSE"].status == "skipped"
+    assert files["lolbas:YML-Template.yml"].reason == "template, not an entry"
+    indexed = [r for r in files.values() if r.status == "indexed"]
+    assert len([r for r in indexed if r.source == "sigma"]) == 4039
+    assert len([r for r in indexed if r.source == "lolbas"]) == 265
+
+
+def test_stats_json(tip_data_dir: Path) -> None:
+    done = run_cli("stats", "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["files"]["sigma"]["seen"] == 4040 and data["files"]["lolbas"]["seen"] == 267
+    assert data["sources"]["sigma"]["license"] == "DRL 1.1"
+    assert data["sources"]["lolbas"]["license"] == "GPL-3.0"
+    assert data["mentions"] == sum(data["mentions_by_source"].values()) == sum(data["mentions_by_role"].values())
+    assert data["binaries"] > 1000
+
+
+def test_show_rule_by_id_and_path(tip_data_dir: Path) -> None:
+    by_id = json.loads(run_cli("show", "2158f96f-43c2-43cb-952a-ab4580f32382", "--json", data_dir=tip_data_dir).stdout)
+    by_path = json.loads(run_cli("show", PSR_RULE, "--json", data_dir=tip_data_dir).stdout)
+    assert by_id == by_path
+    assert by_id["kind"] == "rule" and by_id["binaries"] == ["psr.exe"]
+    binary = json.loads(run_cli("show", "psr", "--json", data_dir=tip_data_dir).stdout)
+    assert binary["kind"] == "binary" and PSR_RULE in binary["detecting_rules"]
+    assert PSR_LOLBAS in binary["lolbas_entries"]
+
+
+def test_miss_exits_1_with_suggestion(tip_data_dir: Path) -> None:
+    done = run_cli("search", "certutl.exe", data_dir=tip_data_dir)
+    assert done.returncode == 1
+    assert "did you mean: certutil.exe" in done.stdout
+
+
+def test_missing_index_is_one_line_error(tmp_path: Path) -> None:
+    done = run_cli("search", "psr.exe", data_dir=tmp_path)
+    assert done.returncode == 4
+    assert done.stderr.strip().splitlines() == [f"indexer: error: no index in {tmp_path}: run 'indexer refresh' first"]
