@@ -216,7 +216,7 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
         mentions = reader.search(names)
     else:
         mentions = sorted(reader.all_mentions(), key=lambda m: (m.binary, m.source, m.path, m.line))
-    sources = reader.state.sources
+    sources = reader.sources
     grouped = by_binary(mentions)
     if output == "-":
         sys.stdout.write(render(fmt, mentions, sources))

@@ -60,18 +60,10 @@ def field_role(field_name: str) -> str | None:
 
 @dataclass(frozen=True)
 class FileContext:
-    """Where a file comes from: what every mention of it carries besides its own line."""
+    """The file being read. Commit, URL and license are the index's to add (per source)."""
 
     source: str
     path: str
-    commit: str = ""
-    web_url: str = ""   # e.g. https://github.com/SigmaHQ/sigma
-    license: str = ""
-
-    def url(self, line: int) -> str:
-        if not self.web_url:
-            return ""
-        return f"{self.web_url}/blob/{self.commit or 'HEAD'}/{self.path}#L{line}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,6 @@ class Candidate:
     text: str
     line: int
     snippet: str
-    url: str
     template: Mention
     in_prose: bool = False
     unix: bool = False
@@ -111,17 +102,15 @@ class _Collector:
         self._seen: set[tuple[Any, ...]] = set()
 
     def template(self, **fields: Any) -> Mention:
-        return Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="",
-                       commit=self.ctx.commit, license=self.ctx.license, **fields)
+        return Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="", **fields)
 
-    def add(self, template: Mention, name: str, line: int, inferred: bool = False) -> None:
+    def add(self, template: Mention, name: str, line: int) -> None:
         key = (name, line, template.role, template.field, template.detection, template.context)
         if key in self._seen or not 0 < line <= len(self.lines):
             return
         self._seen.add(key)
         self.out.mentions.append(replace(
-            template, binary=name, line=line, snippet=self.lines[line - 1].strip(),
-            url=self.ctx.url(line), inferred=inferred))
+            template, binary=name, line=line, snippet=self.lines[line - 1].strip()))
 
     def scan(self, node: yaml.Node, template: Mention, finder: Any, *,
              infer: bool = False, in_prose: bool = False, unix: bool = False) -> None:
@@ -131,7 +120,7 @@ class _Collector:
                 self.add(template, hit.name, line)
             if infer:
                 self.out.candidates.append(Candidate(text, line, self.lines[line - 1].strip(),
-                                                     self.ctx.url(line), template, in_prose, unix))
+                                                     template, in_prose, unix))
 
     def _scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
         start, end = node.start_mark.line, node.end_mark.line
@@ -362,6 +351,5 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
             if key in seen:
                 continue
             seen.add(key)
-            out.append(replace(t, binary=hit.name, line=cand.line, snippet=cand.snippet, url=cand.url,
-                               inferred=True))
+            out.append(replace(t, binary=hit.name, line=cand.line, snippet=cand.snippet, inferred=True))
     return out

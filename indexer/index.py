@@ -28,6 +28,7 @@ from .model import FileReport, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
+SOURCES_FILE = "sources.json"
 
 
 class IndexMissing(Exception):
@@ -56,7 +57,15 @@ def stem_of(binary: str) -> str:
     return stem if dot and stem else binary
 
 
+# Filled in at read time from the generation's sources: an unchanged file's mentions then
+# point at the commit indexed now, whichever refresh last read the file.
+_PER_SOURCE = ("commit", "url", "license")
+
+
 def _document(mention: Mention) -> dict[str, Any]:
+    data = mention.to_dict()
+    for key in _PER_SOURCE:
+        del data[key]
     return {
         "binary": mention.binary,
         "source": mention.source,
@@ -65,7 +74,7 @@ def _document(mention: Mention) -> dict[str, Any]:
         "context": mention.context or "none",
         "inferred": "yes" if mention.inferred else "no",
         "fileref": fileref(mention.source, mention.path),
-        "data": json.dumps(mention.to_dict(), separators=(",", ":"), ensure_ascii=False),
+        "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False),
     }
 
 
@@ -125,7 +134,7 @@ class IndexWriter:
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
-                if item.is_file() and "LOCK" not in item.name and item.name != STATE_FILE:
+                if item.is_file() and "LOCK" not in item.name and item.name not in (STATE_FILE, SOURCES_FILE):
                     os.link(item, self.path / item.name)
             self._index = whoosh_index.open_dir(str(self.path))
         else:
@@ -146,9 +155,10 @@ class IndexWriter:
     def commit(self, state: State, optimize: bool = False) -> None:
         self._writer.commit(optimize=optimize)
         self._index.close()
-        tmp = self.path / (STATE_FILE + ".tmp")
-        tmp.write_text(state.to_json(), encoding="utf-8")
-        os.replace(tmp, self.path / STATE_FILE)
+        for name, text in ((STATE_FILE, state.to_json()), (SOURCES_FILE, json.dumps(state.sources, indent=1))):
+            tmp = self.path / (name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.path / name)
 
     def abort(self) -> None:
         try:
@@ -205,6 +215,7 @@ class IndexReader:
         self._searcher = self._index.searcher()
         self._state: State | None = None
         self._binaries: list[str] | None = None
+        self.sources: dict[str, dict[str, Any]] = json.loads((generation / SOURCES_FILE).read_text(encoding="utf-8"))
 
     def close(self) -> None:
         self._searcher.close()
@@ -262,10 +273,20 @@ class IndexReader:
     def all_mentions(self) -> Iterator[Mention]:
         reader = self._searcher.reader()
         for _docnum, stored in reader.iter_docs():
-            yield Mention.from_dict(json.loads(stored["data"]))
+            yield self._mention(stored["data"])
+
+    def _mention(self, stored: str) -> Mention:
+        data = json.loads(stored)
+        source = self.sources.get(data["source"], {})
+        commit = source.get("commit", "")
+        web = source.get("web_url", "")
+        data["commit"] = commit
+        data["license"] = source.get("license", "")
+        data["url"] = f"{web}/blob/{commit}/{data['path']}#L{data['line']}" if web else ""
+        return Mention.from_dict(data)
 
     def _run(self, query: Query) -> list[Mention]:
         hits = self._searcher.search(query, limit=None, scored=False, sortedby=None)
-        mentions = [Mention.from_dict(json.loads(hit["data"])) for hit in hits]
+        mentions = [self._mention(hit["data"]) for hit in hits]
         mentions.sort(key=lambda m: (m.source != "sigma", m.source, m.path, m.line, m.binary, m.role))
         return mentions

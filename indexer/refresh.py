@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -295,7 +296,6 @@ class _Refresh:
                plan: dict[str, list[TreeEntry] | None], previous: State | None) -> IndexWriter:
         state = State(sources=dict(previous.sources) if previous else {},
                       files=dict(previous.files) if previous else {})
-        contexts: dict[str, FileContext] = {}
         for name, entries in plan.items():
             if entries is None:
                 continue
@@ -306,7 +306,6 @@ class _Refresh:
                                    "web_url": repo.spec.web_url, "license": license_name,
                                    "license_path": license_path,
                                    "committed": repo.repo.commit(tip).committed_datetime.isoformat()}
-            contexts[name] = FileContext(name, "", tip, repo.spec.web_url, license_name)
 
         # Which files leave the index, which are read again.
         removed_refs: set[str] = set()
@@ -330,22 +329,28 @@ class _Refresh:
                 if reason:
                     state.files[fileref(name, entry.path)] = FileReport(name, entry.path, "skipped", reason)
                 else:
-                    to_read.append((_with_path(contexts[name], entry.path), entry))
+                    to_read.append((FileContext(name, entry.path), entry))
         processed = self._read_and_extract(repos, to_read)
         for item in processed:
             state.files[fileref(item.report.source, item.report.path)] = item.report
 
-        # Bare names: the executables the whole index knows. If they changed, every file is
-        # inferred again (a full rebuild), so an incremental refresh equals a full build.
+        # Bare names resolve against the executables the whole index knows. Where that changed,
+        # files not read this time that contain an affected stem are read again, so an
+        # incremental refresh gives exactly what a full build gives.
         executables = sorted({n for r in state.files.values() for n in r.executables})
-        previous_executables = previous.executables if previous else []
-        incremental = previous is not None and all(
-            o.mode in ("incremental", "unchanged", "failed") for o in self.manifest.sources.values())
-        if incremental and executables != previous_executables:
-            self.manifest.reason = "known executables changed: every file read again for bare names"
-            self.progress.log(self.manifest.reason)
-            self.opt.full = True
-            return self._write_full_again(repos, tips, previous)
+        if previous is not None:
+            changed = _changed_stems(previous.executables, executables)
+            if changed:
+                done = {fileref(p.report.source, p.report.path) for p in processed}
+                extra = self._files_containing(repos, state, changed, done)
+                self.manifest.reason = (f"{len(changed)} bare names changed meaning: "
+                                        f"{len(extra)} more files read again")
+                self.progress.log(self.manifest.reason)
+                again = self._read_and_extract(repos, extra)
+                for item in again:
+                    state.files[fileref(item.report.source, item.report.path)] = item.report
+                removed_refs.update(fileref(ctx.source, ctx.path) for ctx, _ in extra)
+                processed += again
         state.executables = executables
         state.built_at = time.time()
         mentions = self._infer(processed, executables)
@@ -353,32 +358,45 @@ class _Refresh:
             item.report.mentions = len(mentions.get(fileref(item.report.source, item.report.path), []))
 
         old_mentions = self._old_mentions(removed_refs) if previous else {}
-        base = current_generation(self.data_dir) if incremental else None
+        fresh = previous is None or all(
+            self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
+        base = None if fresh else current_generation(self.data_dir)
         self.progress.stage("index", sum(len(v) for v in mentions.values()))
         writer = IndexWriter(self.data_dir, base)
         try:
             writer.remove_files(sorted(removed_refs))
             for ref in sorted(mentions):
                 self.progress.advance(writer.add(mentions[ref]))
-            writer.commit(state, optimize=not incremental)
+            writer.commit(state, optimize=fresh)
         except BaseException:
             writer.abort()
             raise
         self._summarise(old_mentions, mentions, previous, state)
         return writer
 
-    def _write_full_again(self, repos: dict[str, Repository], tips: dict[str, str],
-                          previous: State | None) -> IndexWriter:
-        for outcome in self.manifest.sources.values():
-            if outcome.mode in ("incremental", "unchanged"):
-                outcome.mode = "full"
-        plan = {name: (repos[name].tree(tips[name]) if name in tips else None) for name in self.manifest.sources}
-        return self._write(repos, tips, plan, previous)
+    def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],
+                          done: set[str]) -> list[tuple[FileContext, TreeEntry]]:
+        """Indexed files not in `done` whose text contains any of `stems` (case-insensitive)."""
+        pattern = re.compile("|".join(sorted(map(re.escape, stems))).encode(), re.IGNORECASE)
+        found: list[tuple[FileContext, TreeEntry]] = []
+        for name, info in state.sources.items():
+            if name not in repos:  # a source not refreshed this time: read it at its indexed commit
+                repos[name] = Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"),
+                                                    info.get("web_url", "")), self.data_dir / "sources" / f"{name}.git")
+            repo = repos[name]
+            for entry in repo.tree(info["commit"]):
+                ref = fileref(name, entry.path)
+                report = state.files.get(ref)
+                if ref in done or report is None or report.status != "indexed":
+                    continue
+                if pattern.search(repo.read(entry.sha)):
+                    found.append((FileContext(name, entry.path), entry))
+        return found
 
     def _read_and_extract(self, repos: dict[str, Repository],
                           to_read: list[tuple[FileContext, TreeEntry]]) -> list[_Processed]:
         self.progress.stage("parse", len(to_read))
-        self.manifest.files_parsed = len(to_read)
+        self.manifest.files_parsed += len(to_read)
         batches: list[list[tuple[FileContext, bytes]]] = []
         batch: list[tuple[FileContext, bytes]] = []
         for ctx, entry in to_read:
@@ -476,8 +494,14 @@ class _Refresh:
         return m
 
 
-def _with_path(ctx: FileContext, path: str) -> FileContext:
-    return FileContext(ctx.source, path, ctx.commit, ctx.web_url, ctx.license)
+def _changed_stems(before: list[str], after: list[str]) -> set[str]:
+    """Bare stems that resolve differently (or only on one side) between two name lists."""
+    def stems(names: list[str]) -> dict[str, str]:
+        return {**stem_map(n for n in names if "." in n),
+                **{f"{k} (unix)": v for k, v in stem_map((n for n in names if "." not in n),
+                                                          common_words_excluded=False).items()}}
+    old, new = stems(before), stems(after)
+    return {key.split(" ")[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 
 
 def _rule_paths(reports: Iterable[FileReport]) -> dict[str, str]:
