@@ -17,6 +17,7 @@ import typer
 from . import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
                   help="Index the executables named by Sigma rules and LOLBAS entries, and search them.\n\n"
                        "Example: indexer refresh && indexer search certutil.exe")
 
@@ -80,18 +81,20 @@ def refresh(
     """
     from .progress import make_progress
     from .refresh import EXIT_LOCKED, EXIT_USAGE, Locked, RefreshOptions, refresh as run_refresh
-    from .sources import SourceError, SourceSpec
+    from .sources import SourceError, SourceSpec, clone_path
 
     names = source or ["sigma", "lolbas"]
     unknown = [n for n in names if n not in ("sigma", "lolbas")]
     if unknown:
         raise fail(f"unknown source {unknown[0]!r} (choose sigma or lolbas)", EXIT_USAGE)
+    folder = _data_dir(data_dir)
     try:
         specs = [SourceSpec.default(n, sigma_url if n == "sigma" else lolbas_url,
-                                    sigma_branch if n == "sigma" else lolbas_branch) for n in names]
+                                    sigma_branch if n == "sigma" else lolbas_branch,
+                                    clone_path(folder, n)) for n in names]
     except SourceError as exc:
         raise fail(str(exc), EXIT_USAGE)
-    options = RefreshOptions(_data_dir(data_dir), specs, full=full, wait=wait, jobs=jobs,
+    options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,
                              max_file_bytes=int(max_file_mb * 1024 * 1024))
     progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
     try:

@@ -28,11 +28,12 @@ from .model import FileReport, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
-SOURCES_FILE = "sources.json"
+META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
+INDEX_FORMAT = 1
 
 
 class IndexMissing(Exception):
-    """No index has been built in this data directory yet."""
+    """No usable index in this data directory: none built yet, or one of another format."""
 
 
 def _schema() -> Schema:
@@ -134,7 +135,7 @@ class IndexWriter:
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
-                if item.is_file() and "LOCK" not in item.name and item.name not in (STATE_FILE, SOURCES_FILE):
+                if item.is_file() and "LOCK" not in item.name and item.name not in (STATE_FILE, META_FILE):
                     os.link(item, self.path / item.name)
             self._index = whoosh_index.open_dir(str(self.path))
         else:
@@ -155,7 +156,8 @@ class IndexWriter:
     def commit(self, state: State, optimize: bool = False) -> None:
         self._writer.commit(optimize=optimize)
         self._index.close()
-        for name, text in ((STATE_FILE, state.to_json()), (SOURCES_FILE, json.dumps(state.sources, indent=1))):
+        meta = json.dumps({"format": INDEX_FORMAT, "sources": state.sources}, indent=1)
+        for name, text in ((STATE_FILE, state.to_json()), (META_FILE, meta)):
             tmp = self.path / (name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, self.path / name)
@@ -203,6 +205,18 @@ def prune(data_dir: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def read_meta(generation: Path) -> dict[str, Any]:
+    """The generation's format and sources; IndexMissing if it is not of this version's format."""
+    try:
+        meta = json.loads((generation / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    if meta.get("format") != INDEX_FORMAT:
+        raise IndexMissing(f"the index in {generation.parent.parent} was written by another version of indexer: "
+                           "run 'indexer refresh --full'")
+    return meta
+
+
 class IndexReader:
     """The current generation, opened once: mentions by binary, by file, and the state."""
 
@@ -211,11 +225,11 @@ class IndexReader:
         if generation is None:
             raise IndexMissing(f"no index in {data_dir}: run 'indexer refresh' first")
         self.generation = generation
+        self.sources: dict[str, dict[str, Any]] = read_meta(generation)["sources"]
         self._index = whoosh_index.open_dir(str(generation))
         self._searcher = self._index.searcher()
         self._state: State | None = None
         self._binaries: list[str] | None = None
-        self.sources: dict[str, dict[str, Any]] = json.loads((generation / SOURCES_FILE).read_text(encoding="utf-8"))
 
     def close(self) -> None:
         self._searcher.close()

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
-from .index import IndexReader, IndexWriter, State, current_generation, fileref
+from .index import IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref
 from .model import FileReport, Mention
 from .names import stem_map
 from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
-from .sources import Repository, SourceError, SourceSpec, TreeEntry, is_rule_path, redact
+from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
 
 EXIT_OK = 0
 EXIT_FILE_ERRORS = 1
@@ -217,7 +217,7 @@ class _Refresh:
 
     def run(self) -> Manifest:
         previous = self._previous_state()
-        repos = {spec.name: Repository(spec, self.data_dir / "sources" / f"{spec.name}.git") for spec in self.opt.specs}
+        repos = {spec.name: Repository(spec, clone_path(self.data_dir, spec.name)) for spec in self.opt.specs}
         try:
             tips = self._fetch(repos, previous)
             plan = self._plan(repos, tips, previous)
@@ -234,8 +234,12 @@ class _Refresh:
     def _previous_state(self) -> State | None:
         if current_generation(self.data_dir) is None:
             return None
-        with IndexReader(self.data_dir) as reader:
-            return reader.state
+        try:
+            with IndexReader(self.data_dir) as reader:
+                return reader.state
+        except IndexMissing as exc:  # another format: build anew, as if there were none
+            self.progress.log(f"{exc}: rebuilding")
+            return None
 
     def _fetch(self, repos: dict[str, Repository], previous: State | None) -> dict[str, str]:
         tips: dict[str, str] = {}
@@ -382,7 +386,7 @@ class _Refresh:
         for name, info in state.sources.items():
             if name not in repos:  # a source not refreshed this time: read it at its indexed commit
                 repos[name] = Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"),
-                                                    info.get("web_url", "")), self.data_dir / "sources" / f"{name}.git")
+                                                    info.get("web_url", "")), clone_path(self.data_dir, name))
             repo = repos[name]
             for entry in repo.tree(info["commit"]):
                 ref = fileref(name, entry.path)
@@ -480,10 +484,12 @@ class _Refresh:
         if writer is not None:
             writer.publish()
             m.generation = writer.path.name
-        if current_generation(self.data_dir) is not None:
+        try:
             with IndexReader(self.data_dir) as reader:
                 m.mentions_total = reader.count()
                 m.generation = reader.generation.name
+        except IndexMissing:
+            pass
         m.finished = _iso(time.time())
         m.duration_s = round(time.time() - self.started, 3)
         if any(o.mode == "failed" for o in m.sources.values()):

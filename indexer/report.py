@@ -26,22 +26,26 @@ def print_search(console: Console, result: SearchResult) -> None:
     groups = group_by_rule(result.mentions)
     console.print(Text(f"{result.query}: {len(result.mentions)} mentions of {', '.join(result.binaries[:8])}"
                        f"{' ...' if len(result.binaries) > 8 else ''} in {len(groups)} rule files", style="bold"))
-    table = Table(show_lines=False, expand=False)
-    for column in ("line", "role", "field", "snippet"):
-        table.add_column(column, overflow="fold")
     for (source, path), mentions in groups.items():
         first = mentions[0]
-        heading = Text(f"{source}: {path}", style="bold cyan")
-        if first.title:
-            heading.append(f"  {first.title}", style="default")
+        heading = Text(f"\n{source} ", style="bold")
+        heading.append(path, style="bold cyan")
+        if first.title and source == "sigma":
+            heading.append(f"  {first.title}")
         if first.level:
             heading.append(f"  [{first.level}]", style="magenta")
-        table.add_row("", "", "", heading)
+        console.print(heading)
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+        for column, style in (("line", "dim"), ("role", "green"), ("field", ""), ("snippet", "")):
+            table.add_column(column, style=style, overflow="fold", no_wrap=column != "snippet")
         for m in mentions:
             role = m.role + (" (filter)" if m.context == "filter" else "") + (" ~" if m.inferred else "")
-            table.add_row(str(m.line), role, Text(m.field + ("|" + "|".join(m.modifiers) if m.modifiers else "")),
+            field = m.field + ("|" + "|".join(m.modifiers) if m.modifiers else "")
+            table.add_row(f"L{m.line}", role, Text(field),
                           _snippet(m.snippet, m.binary.rsplit(".", 1)[0] if m.inferred else m.binary))
-    console.print(table)
+        console.print(table)
+    if any(m.inferred for m in result.mentions):
+        console.print(Text("\n~ bare name recognised without its extension", style="dim"))
 
 
 def print_show(console: Console, data: dict[str, Any]) -> None:

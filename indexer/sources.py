@@ -54,9 +54,12 @@ class SourceSpec:
     web_url: str = ""
 
     @classmethod
-    def default(cls, name: str, url: str | None = None, branch: str | None = None) -> "SourceSpec":
+    def default(cls, name: str, url: str | None = None, branch: str | None = None,
+                clone: Path | None = None) -> "SourceSpec":
+        """The source `name` from, in order: `url`, $INDEXER_<NAME>_URL, the URL the existing
+        clone was made from, the upstream GitHub repository."""
         upstream, web = DEFAULT_SOURCES[name]
-        chosen = url or os.environ.get(f"INDEXER_{name.upper()}_URL") or upstream
+        chosen = url or os.environ.get(f"INDEXER_{name.upper()}_URL") or (clone and _origin(clone)) or upstream
         web_url = _github_web(chosen) or web
         return cls(name, normalise_url(name, chosen), branch or "master", web_url)
 
@@ -84,6 +87,20 @@ class SyncResult:
     commit: str
     fetched: bool
     changes: list[Change] = field(default_factory=list)
+
+
+def _origin(clone: Path) -> str:
+    """The origin URL recorded in a clone's config ('' if none)."""
+    try:
+        text = (clone / "config").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    match = re.search(r'^\[remote "origin"\]\s*\n(?:\s+\w+ = .*\n)*?\s+url = (.+)$', text, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def clone_path(data_dir: Path, name: str) -> Path:
+    return Path(data_dir) / "sources" / f"{name}.git"
 
 
 def _github_web(url: str) -> str:
@@ -168,9 +185,10 @@ class Repository:
             self._init()
         repo_git = self._git()
         try:
-            repo_git.remote("set-url", "origin", self.spec.url)
-            repo_git.fetch("--quiet", "--no-tags", "--force", "origin",
+            repo_git.fetch("--quiet", "--no-tags", "--force", "--", self.spec.url,
                            f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}")
+            # recorded only once it worked: a later refresh without a URL uses this one
+            repo_git.remote("set-url", "origin", self.spec.url)
         except git.GitCommandError as exc:
             raise SourceError(self.spec.name, _git_reason(exc, self.spec)) from None
         return self.tip()
