@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import Mention
-from .names import NameHit, bare_names, explicit_names, regex_literals, value_names
+from .names import COMMON_WORDS, NameHit, bare_names, explicit_names, regex_literals, value_names
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
 _PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
@@ -38,7 +38,7 @@ _NEVER = re.compile(r"host|domain|query|dns|hash|md5|sha\d|imphash|useragent|use
                     r"ip$|port$|sid$|guid|accessmask|grantedaccess|^user|username|account",
                     re.IGNORECASE)
 _WHOLE_VALUE_ROLES = {"process", "parent", "original_filename", "target", "loaded_module", "file"}
-_UNIX_TAIL_ROLES = {"process", "parent", "target"}
+_PROCESS_ROLES = {"process", "parent", "original_filename", "target"}
 _INFER_ROLES = {"command_line", "keyword", "other", "registry"}
 _ENCODING_MODIFIERS = {"base64", "base64offset", "utf16le", "utf16be", "utf16", "wide"}
 _NO_NAME_MODIFIERS = {"cidr", "lt", "lte", "gt", "gte", "fieldref", "exists", "neq"}
@@ -252,12 +252,14 @@ def _keywords(col: _Collector, nodes: list[yaml.ScalarNode], name: str, context:
 
 def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool, unix: bool) -> None:
     whole = template.role in _WHOLE_VALUE_ROLES
-    unix_tail = template.role in _UNIX_TAIL_ROLES
+    process = template.role in _PROCESS_ROLES and "startswith" not in template.modifiers
+    contains = "contains" in template.modifiers
 
     def finder(text: str) -> list[NameHit]:
         if is_regex:
-            return [hit for literal in regex_literals(text) for hit in value_names(literal, whole, unix_tail)]
-        return value_names(text, whole, unix_tail)
+            return [hit for literal in regex_literals(text) for hit in value_names(literal, whole, process)]
+        # `Image|contains: '/python'` names python; `'/opt/app/work'` names a folder
+        return value_names(text, whole, process and (not contains or text.count("/") == 1))
 
     infer = template.role in _INFER_ROLES and not is_regex
     for scalar in scalars(value):
@@ -287,7 +289,7 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             col.scan(desc, col.template(field="Description", role="text", **meta), explicit_names)
         for path in scalars(child(node, "Full_Path")):
             col.scan(path, col.template(field="Path", role="lolbas_path", **meta),
-                     lambda text: value_names(text, whole_value=True))
+                     lambda text: value_names(text, whole_value=True, process=True))
         cmd_nodes = child(node, "Commands")
         if isinstance(cmd_nodes, yaml.SequenceNode):
             for cmd_node, cmd in zip(cmd_nodes.value, commands):
@@ -311,9 +313,9 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
 
 
 def _lolbas_name(col: _Collector, node: yaml.ScalarNode, template: Mention) -> None:
-    hits = value_names(node.value, whole_value=True)
+    hits = value_names(node.value, whole_value=True, process=True)
     if hits:
-        col.scan(node, template, lambda text: value_names(text, whole_value=True))
+        col.scan(node, template, lambda text: value_names(text, whole_value=True, process=True))
     elif re.fullmatch(r"[A-Za-z0-9_.+\-]+", node.value.strip()):
         col.add(template, node.value.strip().lower(), node.start_mark.line + 1)
 
@@ -342,10 +344,20 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
           unix_stems: dict[str, str], existing: Iterable[Mention] = ()) -> list[Mention]:
     """Inferred mentions: known executables written without their extension."""
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
+    # Unix commands that are English words (`file`, `more`, `users`) count only where a shell
+    # would run them; the others (`iptables`, `bash`) wherever they stand as a word.
+    unix_words = {k: v for k, v in unix_stems.items() if k in COMMON_WORDS}
+    unix_names = {k: v for k, v in unix_stems.items() if k not in COMMON_WORDS}
+    windows_only = {k: v for k, v in windows_stems.items() if k not in unix_stems}
     out: list[Mention] = []
     for cand in candidates:
-        stems = {**windows_stems, **unix_stems} if cand.unix else windows_stems
-        for hit in bare_names(cand.text, stems, in_prose=cand.in_prose):
+        if cand.unix:  # a Linux/macOS rule: `bash` is bash, not bash.exe
+            hits = list(bare_names(cand.text, unix_names))
+            hits += bare_names(cand.text, unix_words, command_position=True)
+            hits += bare_names(cand.text, windows_only)
+        else:
+            hits = list(bare_names(cand.text, windows_stems, in_prose=cand.in_prose))
+        for hit in hits:
             t = cand.template
             key = (hit.name, cand.line, t.role, t.field, t.detection, t.context)
             if key in seen:

@@ -71,8 +71,9 @@ def _url_spans(text: str) -> list[tuple[int, int]]:
 def explicit_names(text: str) -> list[NameHit]:
     """File names with a known extension, on word boundaries: `"rundll32.exe,"` gives rundll32.exe.
 
-    `.com` names count only after a path separator (`\\chcp.com`), never as a bare domain;
-    nothing in a URL's host counts, and `.js`/`.com` never count inside a URL.
+    `.com` names count only after a path separator (`\\chcp.com`) and never look like a domain
+    (`cdn.example.com`, `\\\\host.com\\share`); nothing in a URL's host counts, `.js`/`.com`
+    never count inside a URL, and `Config.Msi\\` is a folder.
     """
     if "." not in text:
         return []
@@ -89,7 +90,11 @@ def explicit_names(text: str) -> list[NameHit]:
             continue
         if ext in ("com", "js") and any(a <= start < b for a, b in urls):
             continue
-        if ext == "com" and (start == 0 or text[start - 1] not in "\\/"):
+        following = text[end:end + 1]
+        if ext == "msi" and following == "\\":  # the C:\\Config.Msi\\ folder
+            continue
+        if ext == "com" and (start == 0 or text[start - 1] not in "\\/" or following in ("/", "\\")
+                             or "." in name[:-4]):  # a domain: \\\\live.sysinternals.com\\Tools
             continue
         hits.append(NameHit(name, start, end))
     return hits
@@ -101,22 +106,23 @@ def path_tail(value: str) -> str:
     return tail.strip("*?").strip()
 
 
-def value_names(value: str, whole_value: bool, unix_tail: bool = False) -> list[NameHit]:
+def value_names(value: str, whole_value: bool, process: bool = False) -> list[NameHit]:
     """Names in a detection value.
 
-    whole_value: the field holds a path or a file name (Image, ImageLoaded, OriginalFileName):
-    a `.com` name written alone counts, and with unix_tail the last part of a Unix path counts
-    even without an extension (`/curl`).
+    whole_value: the field holds a path or a file name (Image, ImageLoaded, TargetFilename).
+    process: the field names a process (Image, ParentImage, OriginalFileName): a `.com` name
+    written alone counts (`MODE.COM`), and the last part of a Unix path counts even without an
+    extension (`/curl`).
     """
     hits = explicit_names(value)
-    if not whole_value:
+    if not whole_value or not process:
         return hits
     stripped = value.strip().strip("*").strip("'\"")
-    if not hits and stripped.lower().endswith(".com") and _UNIX_TAIL.match(stripped):
+    if not hits and re.fullmatch(r"[A-Za-z0-9_-]+\.com", stripped, re.IGNORECASE):
         return [NameHit(stripped.lower(), value.find(stripped), value.find(stripped) + len(stripped))]
-    if not hits and unix_tail and "/" in value and "\\" not in value:
-        tail = path_tail(value)
-        if tail and _UNIX_TAIL.match(tail) and not tail.startswith(".") and value.rstrip("*").endswith(tail):
+    if not hits and "/" in value and "\\" not in value:
+        tail = path_tail(value).rstrip(".")
+        if tail and _UNIX_TAIL.match(tail) and not tail.startswith(".") and tail in value:
             start = value.rfind(tail)
             return [NameHit(tail.lower(), start, start + len(tail))]
     return hits
@@ -245,12 +251,15 @@ _BARE_LEFT = " \t'\"\\/(=,;&|`"
 _BARE_RIGHT = " \t'\",;)&|`"
 
 
-def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iterator[NameHit]:
+def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
+               command_position: bool = False) -> Iterator[NameHit]:
     """Known executable stems written without extension (`rundll32 `, `cscript c:\\ads`).
 
     stems maps a lower-case stem to the file name it stands for. A stem counts only as a whole
     token: `Firefox/3.6` is not firefox, `xcmd` is not cmd. Common English words never count
-    (callers leave them out of `stems`); in prose (titles) a stem may end a sentence.
+    (callers leave them out of `stems`); in prose (titles) a stem may end a sentence. With
+    command_position, a stem counts only where a shell would run it: at the start of the text,
+    after a path separator, a quote, or `| ; & ( $(` and a backtick.
     """
     lowered = text.lower()
     for match in _WORD.finditer(lowered):
@@ -260,6 +269,9 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iter
             continue
         start, end = match.span()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
+            continue
+        if command_position and lowered[:start].strip(" \t'\"*") and \
+                lowered[:start].rstrip(" \t")[-1:] not in "/\\|;&(`'\"":
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
             if not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] == " ")):
