@@ -19,7 +19,7 @@ EXECUTABLE_EXTENSIONS = frozenset({"exe", "com", "scr", "cpl", "msc", "bat", "cm
 _NAME_START = r"A-Za-z0-9_$"
 _NAME_CHARS = r"A-Za-z0-9_$~+\-"
 _EXPLICIT = re.compile(
-    rf"(?<![{_NAME_CHARS}.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
+    rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
     rf"(?![{_NAME_CHARS}]|\.[{_NAME_CHARS}])",
     re.IGNORECASE,
 )
