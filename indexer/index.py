@@ -12,6 +12,7 @@ reading it; the two newest previous generations are kept for them, older ones re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,15 +22,15 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from whoosh import index as whoosh_index
-from whoosh.fields import ID, STORED, Schema
-from whoosh.query import And, Or, Query, Term
+from whoosh.fields import ID, KEYWORD, STORED, Schema
+from whoosh.query import Or, Term
 
 from .model import FileReport, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 
 class IndexMissing(Exception):
@@ -37,20 +38,17 @@ class IndexMissing(Exception):
 
 
 def _schema() -> Schema:
-    return Schema(
-        binary=ID(),
-        source=ID(),
-        role=ID(),
-        field=ID(),
-        context=ID(),
-        inferred=ID(),
-        fileref=ID(),           # "<source>:<path>", the unit of incremental updates
-        data=STORED(),
-    )
+    # One document per binary: its name, the files that mention it (hashed: paths may hold
+    # any character), and its mentions as JSON. A search is one term lookup.
+    return Schema(binary=ID(unique=True), files=KEYWORD(), data=STORED())
 
 
 def fileref(source: str, path: str) -> str:
     return f"{source}:{path}"
+
+
+def _file_token(ref: str) -> str:
+    return hashlib.sha1(ref.encode("utf-8")).hexdigest()[:20]
 
 
 def stem_of(binary: str) -> str:
@@ -63,20 +61,16 @@ def stem_of(binary: str) -> str:
 _PER_SOURCE = ("commit", "url", "license")
 
 
-def _document(mention: Mention) -> dict[str, Any]:
+def _stored(mention: Mention) -> dict[str, Any]:
     data = mention.to_dict()
     for key in _PER_SOURCE:
         del data[key]
-    return {
-        "binary": mention.binary,
-        "source": mention.source,
-        "role": mention.role,
-        "field": mention.field.lower(),
-        "context": mention.context or "none",
-        "inferred": "yes" if mention.inferred else "no",
-        "fileref": fileref(mention.source, mention.path),
-        "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-    }
+    return data
+
+
+def _order(data: dict[str, Any]) -> tuple[Any, ...]:
+    return (data["source"] != "sigma", data["source"], data["path"], data["line"], data["role"],
+            data["field"], data["detection"], data["context"])
 
 
 @dataclass
@@ -132,6 +126,7 @@ class IndexWriter:
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / f"gen-{time.time_ns():x}-{os.getpid()}"
         self.path.mkdir()
+        self._base = base
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
@@ -142,16 +137,34 @@ class IndexWriter:
             self._index = whoosh_index.create_in(str(self.path), _schema())
         self._writer = self._index.writer(limitmb=256)
 
-    def remove_files(self, refs: Iterable[str]) -> None:
-        for ref in refs:
-            self._writer.delete_by_term("fileref", ref)
-
-    def add(self, mentions: Iterable[Mention]) -> int:
-        count = 0
+    def replace_files(self, removed: Iterable[str], mentions: Iterable[Mention]) -> int:
+        """Drop every mention of the `removed` files, add `mentions`; return binaries written."""
+        removed = set(removed)
+        added: dict[str, list[dict[str, Any]]] = {}
         for mention in mentions:
-            self._writer.add_document(**_document(mention))
-            count += 1
-        return count
+            added.setdefault(mention.binary, []).append(_stored(mention))
+        kept: dict[str, list[dict[str, Any]]] = {}
+        with self._index.searcher() as searcher:
+            tokens = [Term("files", _file_token(ref)) for ref in removed]
+            affected = set(added)
+            if tokens:
+                for hit in searcher.search(Or(tokens), limit=None, scored=False):
+                    affected.add(hit["binary"])
+            for binary in affected:
+                doc = searcher.document(binary=binary)
+                if doc is not None:
+                    kept[binary] = [d for d in json.loads(doc["data"])
+                                    if fileref(d["source"], d["path"]) not in removed]
+        for binary in sorted(affected):
+            items = sorted(kept.get(binary, []) + added.get(binary, []), key=_order)
+            if not items:
+                self._writer.delete_by_term("binary", binary)
+                continue
+            files = sorted({_file_token(fileref(d["source"], d["path"])) for d in items})
+            write = self._writer.update_document if self._base else self._writer.add_document
+            write(binary=binary, files=" ".join(files),
+                  data=json.dumps(items, separators=(",", ":"), ensure_ascii=False))
+        return len(affected)
 
     def commit(self, state: State, optimize: bool = False) -> None:
         self._writer.commit(optimize=optimize)
@@ -258,39 +271,43 @@ class IndexReader:
         return [b for b in self.binaries() if stem_of(b) == stem]
 
     def count(self) -> int:
-        return self._searcher.doc_count()
+        """Number of mentions."""
+        return sum(len(json.loads(stored["data"])) for _, stored in self._searcher.reader().iter_docs())
 
     def search(self, binaries: Iterable[str], *, source: str | None = None, role: Iterable[str] = (),
                field: str | None = None, context: str | None = None,
                inferred: bool | None = None) -> list[Mention]:
         """Mentions of any of `binaries`, filtered; sorted by source, path, line."""
-        names = list(binaries)
-        if not names:
-            return []
-        clauses: list[Query] = [Or([Term("binary", n) for n in names])]
-        if source:
-            clauses.append(Term("source", source))
-        roles = list(role)
-        if roles:
-            clauses.append(Or([Term("role", r) for r in roles]))
-        if field:
-            clauses.append(Term("field", field.lower()))
-        if context:
-            clauses.append(Term("context", context))
-        if inferred is not None:
-            clauses.append(Term("inferred", "yes" if inferred else "no"))
-        return self._run(And(clauses))
+        roles = set(role)
+        wanted_field = field.lower() if field else None
+        out: list[Mention] = []
+        for binary in dict.fromkeys(binaries):
+            doc = self._searcher.document(binary=binary)
+            if doc is None:
+                continue
+            for data in json.loads(doc["data"]):
+                if ((source and data["source"] != source) or (roles and data["role"] not in roles)
+                        or (wanted_field and data["field"].lower() != wanted_field)
+                        or (context and data["context"] != context)
+                        or (inferred is not None and data["inferred"] != inferred)):
+                    continue
+                out.append(self._mention(data))
+        return sorted(out, key=lambda m: _order(m.__dict__) + (m.binary,))
 
     def file_mentions(self, source: str, path: str) -> list[Mention]:
-        return self._run(Term("fileref", fileref(source, path)))
+        """Every mention in one file, in line order."""
+        ref = fileref(source, path)
+        out = []
+        for hit in self._searcher.search(Term("files", _file_token(ref)), limit=None, scored=False):
+            out += [self._mention(d) for d in json.loads(hit["data"]) if fileref(d["source"], d["path"]) == ref]
+        return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
     def all_mentions(self) -> Iterator[Mention]:
-        reader = self._searcher.reader()
-        for _docnum, stored in reader.iter_docs():
-            yield self._mention(stored["data"])
+        for _docnum, stored in self._searcher.reader().iter_docs():
+            for data in json.loads(stored["data"]):
+                yield self._mention(data)
 
-    def _mention(self, stored: str) -> Mention:
-        data = json.loads(stored)
+    def _mention(self, data: dict[str, Any]) -> Mention:
         source = self.sources.get(data["source"], {})
         commit = source.get("commit", "")
         web = source.get("web_url", "")
@@ -298,9 +315,3 @@ class IndexReader:
         data["license"] = source.get("license", "")
         data["url"] = f"{web}/blob/{commit}/{data['path']}#L{data['line']}" if web else ""
         return Mention.from_dict(data)
-
-    def _run(self, query: Query) -> list[Mention]:
-        hits = self._searcher.search(query, limit=None, scored=False, sortedby=None)
-        mentions = [self._mention(hit["data"]) for hit in hits]
-        mentions.sort(key=lambda m: (m.source != "sigma", m.source, m.path, m.line, m.binary, m.role))
-        return mentions

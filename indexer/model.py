@@ -56,18 +56,20 @@ class Mention:
     license: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _MENTION_FIELDS}  # asdict() is 10x slower
         data["modifiers"] = list(self.modifiers)
         data["tags"] = list(self.tags)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Mention":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in _MENTION_FIELDS}
         values["modifiers"] = tuple(values.get("modifiers", ()))
         values["tags"] = tuple(values.get("tags", ()))
         return cls(**values)
+
+
+_MENTION_FIELDS = tuple(f.name for f in fields(Mention))
 
 
 @dataclass

@@ -368,9 +368,8 @@ class _Refresh:
         self.progress.stage("index", sum(len(v) for v in mentions.values()))
         writer = IndexWriter(self.data_dir, base)
         try:
-            writer.remove_files(sorted(removed_refs))
-            for ref in sorted(mentions):
-                self.progress.advance(writer.add(mentions[ref]))
+            writer.replace_files(removed_refs, (m for ref in sorted(mentions) for m in mentions[ref]))
+            self.progress.advance(sum(len(v) for v in mentions.values()))
             writer.commit(state, optimize=fresh)
         except BaseException:
             writer.abort()
