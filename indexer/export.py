@@ -75,8 +75,8 @@ def csv_cell(value: Any) -> str:
 
 
 def safe_filename(name: str) -> str:
-    """A file name for a binary's page: [a-z0-9._-] only, never hidden, never a path."""
-    safe = re.sub(r"[^a-z0-9._-]", "_", name.lower()).strip(".") or "_"
+    """A file name for a binary's page: [a-z0-9._-] only, never hidden, never an option, never a path."""
+    safe = re.sub(r"[^a-z0-9._-]", "_", name.lower()).lstrip(".-").rstrip(".") or "_"
     if safe != name.lower() or safe in (".", ".."):
         safe = f"{safe[:80]}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
     return safe[:120]

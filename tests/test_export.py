@@ -1,0 +1,96 @@
+"""Exports: the misuse table for a real binary, and hostile names parsed back from every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from indexer.export import csv_cell, md_code, render, safe_filename, write_markdown
+from indexer.index import IndexReader
+from indexer.model import Mention
+
+SOURCES = {"sigma": {"commit": "abc", "web_url": "https://github.com/SigmaHQ/sigma", "license": "DRL 1.1",
+                     "license_path": "LICENSE"}}
+HOSTILE = ["../../x.exe", "a|b.exe", "`x`.exe", "<script>.exe", "bell\x07.exe", "=cmd|' /c calc'!a.exe",
+           "+x.exe", "@x.exe", "-x.exe", "new\nline.exe", "[x](http://evil).exe", "c:\\..\\..\\x.exe"]
+
+
+def hostile_mentions() -> list[Mention]:
+    return [Mention(binary=name, source="sigma", path=f"rules/{i}|`x`.yml", line=i + 1,
+                    snippet=f"Image|endswith: '{name}' | `tick` <b>bold</b>", field="Image", role="process",
+                    title=f"=HYPERLINK(\"http://evil\") {name}", commit="abc",
+                    url=f"https://github.com/SigmaHQ/sigma/blob/abc/rules/{i}.yml#L{i + 1}", license="DRL 1.1")
+            for i, name in enumerate(HOSTILE)]
+
+
+def split_row(row: str) -> list[str]:
+    """Split a GFM table row on unescaped pipes."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
+
+
+def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexReader) -> None:
+    mentions = tip_reader.search(["psr.exe"])
+    text = render("markdown", mentions, tip_reader.sources)
+    lines = text.splitlines()
+    assert lines[0] == "# psr.exe" and "## Possible Misuse" in lines
+    header = lines.index("Source | Source File | Example | License | Role")
+    rows = [split_row(r) for r in lines[header + 2:] if r]
+    assert len(rows) == len(mentions)
+    assert all(len(r) == 5 for r in rows)
+    image = next(r for r in rows if "Image" in r[2])
+    assert image[2] == "`Image\\|endswith: '\\Psr.exe'`"
+    assert image[1].endswith(f"/blob/{mentions[0].commit}/rules/windows/process_creation/"
+                             "proc_creation_win_psr_capture_screenshots.yml#L20)")
+    assert image[3].startswith("[DRL 1.1](https://github.com/SigmaHQ/sigma/blob/") and image[4] == "process"
+
+
+def test_hostile_names_stay_data_in_markdown(tmp_path: Path) -> None:
+    by_binary = {m.binary: [m] for m in hostile_mentions()}
+    written = write_markdown(by_binary, SOURCES, tmp_path / "pages")
+    for page in written:
+        assert page.resolve().parent == (tmp_path / "pages").resolve()
+        assert not page.name.startswith(".")
+    for page in written[:-1]:
+        lines = page.read_text().splitlines()
+        table = [ln for ln in lines if ln.startswith("[sigma]")]
+        assert len(table) == 1 and len(split_row(table[0])) == 5, table
+        assert "<script>" not in page.read_text() or "`" in page.read_text()
+        assert "\x07" not in page.read_text() and "\n\n" not in lines[0]
+
+
+def test_hostile_names_round_trip_through_csv_json_jsonl() -> None:
+    mentions = hostile_mentions()
+    rows = list(csv.DictReader(io.StringIO(render("csv", mentions, SOURCES))))
+    assert len(rows) == len(mentions)
+    for row, m in zip(rows, mentions):
+        cell = row["binary"]
+        assert cell[0] not in "=+-@" and cell.lstrip("'") == m.binary.replace("\n", " ").replace("\x07", "\ufffd")
+        assert row["title"].startswith("'=HYPERLINK")
+    lines = render("jsonl", mentions, SOURCES).splitlines()
+    assert [json.loads(ln)["binary"] for ln in lines] == [m.binary for m in mentions]
+    objects = json.loads(render("json", mentions, SOURCES))
+    assert sorted(o["binary"] for o in objects) == sorted(m.binary for m in mentions)
+
+
+@pytest.mark.parametrize("text", ["a`b", "``", "|", "`start", "end`", "x | y `z`"])
+def test_code_spans_survive_backticks_and_pipes(text: str) -> None:
+    span = md_code(text)
+    fence = re.match(r"`+", span).group(0)
+    inner = span[len(fence):-len(fence)]
+    assert fence not in inner and "|" not in inner.replace("\\|", "")
+
+
+@pytest.mark.parametrize("name", HOSTILE + [".", "..", "", "CON.exe"])
+def test_safe_filename(name: str) -> None:
+    safe = safe_filename(name)
+    assert re.fullmatch(r"[a-z0-9_][a-z0-9._-]*", safe) and "/" not in safe and not safe.startswith(".")
+
+
+def test_csv_cell_neutralises_formulas() -> None:
+    assert csv_cell("=1+1") == "'=1+1" and csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("cmd.exe") == "cmd.exe"
+    assert csv_cell(["a", "b"]) == "a;b" and csv_cell(True) == "true"
