@@ -252,6 +252,61 @@ def changes(
         typer.echo("")
 
 
+@app.command()
+def links(
+    data_dir: Optional[Path] = DataDir,
+    status: List[str] = typer.Option([], "--status", help="Only these statuses: ok, moved, deprecated, deleted, unresolvable."),
+    as_json: bool = JsonFlag,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+) -> None:
+    """LOLBAS -> Sigma links, each resolved through Sigma's history.
+
+    Example: indexer links --status moved --status deleted
+    """
+    from . import xref
+    from .export import links_csv
+
+    unknown = [s for s in status if s not in xref.LINK_STATUSES]
+    if unknown:
+        raise fail(f"unknown status {unknown[0]!r} (choose from {', '.join(xref.LINK_STATUSES)})", 4)
+    with _open_reader(_data_dir(data_dir)) as reader:
+        items = xref.links(reader, status)
+    if as_json:
+        _print_json(items)
+    elif as_csv:
+        sys.stdout.write(links_csv(items))
+    else:
+        from .report import print_links
+        print_links(_console(), items)
+
+
+@app.command()
+def coverage(
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonFlag,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per LOLBAS entry."),
+    as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown report."),
+) -> None:
+    """For each LOLBAS entry: the Sigma rules that detect it running, mention it, or are linked.
+
+    Example: indexer coverage --markdown > coverage.md
+    """
+    from . import xref
+    from .export import coverage_csv, coverage_markdown
+
+    with _open_reader(_data_dir(data_dir)) as reader:
+        data = xref.coverage(reader)
+    if as_json:
+        _print_json(data)
+    elif as_csv:
+        sys.stdout.write(coverage_csv(data))
+    elif as_markdown:
+        sys.stdout.write(coverage_markdown(data))
+    else:
+        from .report import print_coverage
+        print_coverage(_console(), data)
+
+
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(__version__)

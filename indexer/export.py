@@ -229,3 +229,54 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
             {"csv": lambda: write_csv(mentions, stream), "jsonl": lambda: write_jsonl(mentions, stream),
              "json": lambda: write_json(grouped, stream)}[fmt]()
     return {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}
+
+
+# --- cross-references ----------------------------------------------------------------------------
+
+LINK_COLUMNS = ("status", "entry", "lolbas_path", "line", "url", "current_path", "rule_id", "basis", "reason")
+COVERAGE_COLUMNS = ("entry", "path", "categories", "mitre", "detecting", "mentioning", "linked", "agree",
+                    "detecting_rules", "linked_not_detecting")
+
+
+def links_csv(links: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LINK_COLUMNS)
+    for link in links:
+        writer.writerow([csv_cell(link.get(c, "")) for c in LINK_COLUMNS])
+    return buffer.getvalue()
+
+
+def _coverage_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {"entry": row["entry"], "path": row["path"], "categories": row["categories"], "mitre": row["mitre"],
+            "detecting": len(row["detecting_rules"]), "mentioning": len(row["mentioning_rules"]),
+            "linked": len(row["linked"]), "agree": row["agree"], "detecting_rules": row["detecting_rules"],
+            "linked_not_detecting": row["linked_not_detecting"]}
+
+
+def coverage_csv(coverage: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COVERAGE_COLUMNS)
+    for row in coverage["entries"]:
+        flat = _coverage_row(row)
+        writer.writerow([csv_cell(flat[c]) for c in COVERAGE_COLUMNS])
+    return buffer.getvalue()
+
+
+def coverage_markdown(coverage: dict[str, Any]) -> str:
+    s = coverage["summary"]
+    out = ["# LOLBAS coverage by Sigma rules", "",
+           f"{s['detected']} of {s['entries']} LOLBAS entries have a Sigma rule that detects the binary running "
+           f"(role process or original_filename, in a selection); {s['undetected']} have none.", "",
+           "Entry | Categories | Detecting rules | Mentioning only | Linked by LOLBAS | Links agree",
+           "-- | -- | -- | -- | -- | --"]
+    for row in coverage["entries"]:
+        out.append(" | ".join([md_text(row["entry"]), md_text(", ".join(row["categories"])),
+                               str(len(row["detecting_rules"])), str(len(row["mentioning_rules"])),
+                               str(len(row["linked"])), "yes" if row["agree"] else "**no**"]))
+    out += ["", "## By category", "", "Category | Entries | Detected | Undetected", "-- | -- | -- | --"]
+    out += [f"{md_text(k)} | {v['entries']} | {v['detected']} | {v['undetected']}" for k, v in s["by_category"].items()]
+    out += ["", "## By MITRE technique", "", "Technique | Entries | Detected | Undetected", "-- | -- | -- | --"]
+    out += [f"{md_text(k)} | {v['entries']} | {v['detected']} | {v['undetected']}" for k, v in s["by_mitre"].items()]
+    return "\n".join(out) + "\n"

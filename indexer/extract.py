@@ -85,6 +85,8 @@ class Extraction:
     mentions: list[Mention] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     rule_ids: list[str] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)  # Sigma -> LOLBAS pages, LOLBAS -> Sigma rules
+    entry: dict[str, Any] = field(default_factory=dict)        # a LOLBAS entry: name, aliases, categories
 
     def executables(self) -> set[str]:
         """Names this file shows to be executables: run as a process, or a LOLBAS entry."""
@@ -186,6 +188,9 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         if meta["rule_id"]:
             col.out.rule_ids.append(meta["rule_id"])
         unix = meta["logsource"].split("/")[0] in _UNIX_PRODUCTS
+        for ref in scalars(child(doc.node, "references")):
+            if "lolbas-project" in ref.value.lower():
+                col.out.links.append({"kind": "lolbas", "url": ref.value.strip(), "line": ref.start_mark.line + 1})
         for key, role_field in (("title", "title"), ("description", "description"), ("falsepositives", "falsepositives")):
             value = child(doc.node, key)
             if value is None:
@@ -304,8 +309,17 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                                  explicit_names, infer=True)
                     elif key in ("Description", "Usecase"):
                         col.scan(value, col.template(field=key, role="text", **cmd_meta), explicit_names)
+        aliases = [a.get("Alias") for a in data.get("Aliases") or [] if isinstance(a, dict)]
+        col.out.entry = {
+            "name": str(data.get("Name") or ""),
+            "aliases": [str(a) for a in aliases if a],
+            "categories": sorted({str(c["Category"]) for c in commands if isinstance(c, dict) and c.get("Category")}),
+            "mitre": sorted({str(c["MitreID"]) for c in commands if isinstance(c, dict) and c.get("MitreID")}),
+        }
         for det in _mapping_list(child(node, "Detection")):
             for key, _, value in mapping_items(det):
+                if key == "Sigma" and isinstance(value, yaml.ScalarNode) and scalar_text(value):
+                    col.out.links.append({"kind": "sigma", "url": value.value.strip(), "line": value.start_mark.line + 1})
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
                     col.scan(value, col.template(field="IOC", role="lolbas_ioc", **meta), explicit_names,
                              infer=True)

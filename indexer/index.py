@@ -233,8 +233,9 @@ def read_meta(generation: Path) -> dict[str, Any]:
 class IndexReader:
     """The current generation, opened once: mentions by binary, by file, and the state."""
 
-    def __init__(self, data_dir: Path) -> None:
-        generation = current_generation(Path(data_dir))
+    def __init__(self, data_dir: Path, generation: Path | None = None) -> None:
+        """Open the current generation (or a given one: a refresh reads what it just wrote)."""
+        generation = generation or current_generation(Path(data_dir))
         if generation is None:
             raise IndexMissing(f"no index in {data_dir}: run 'indexer refresh' first")
         self.generation = generation

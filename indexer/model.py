@@ -84,6 +84,8 @@ class FileReport:
     rule_ids: list[str] = field(default_factory=list)
     mentions: int = 0
     executables: list[str] = field(default_factory=list)  # names this file shows to be executables
+    links: list[dict[str, Any]] = field(default_factory=list)  # Sigma<->LOLBAS links with their lines
+    entry: dict[str, Any] = field(default_factory=dict)        # LOLBAS entry: name, aliases, categories
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

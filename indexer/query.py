@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from . import xref
 from .index import IndexReader, stem_of
 from .model import Mention
 
@@ -70,10 +71,12 @@ class SearchResult:
     binaries: list[str]
     mentions: list[Mention]
     suggestions: list[str] = field(default_factory=list)
+    declared_detections: list[dict[str, object]] = field(default_factory=list)  # LOLBAS -> Sigma links
 
     def to_dict(self) -> dict[str, object]:
         return {"query": self.query, "binaries": self.binaries,
-                "mentions": [m.to_dict() for m in self.mentions], "suggestions": self.suggestions}
+                "mentions": [m.to_dict() for m in self.mentions], "suggestions": self.suggestions,
+                "lolbas_declared_detections": self.declared_detections}
 
 
 def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
@@ -86,7 +89,8 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     mentions = reader.search(names, source=source, role=roles, field=field, context=context,
                              inferred=None if include_inferred else False)
     suggestions = [] if names else suggest(query, binaries)
-    return SearchResult(text, names, mentions, suggestions)
+    declared = declared_detections(reader, names) if names and source != "sigma" else []
+    return SearchResult(text, names, mentions, suggestions, declared)
 
 
 def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:
@@ -113,6 +117,10 @@ def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
                 "url": first.url.split("#", 1)[0] if first else "",
                 "binaries": sorted({m.binary for m in mentions}),
                 "mentions": [m.to_dict() for m in mentions],
+                "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
+                "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
+                "links": [l for l in (xref.references(reader) if report.source == "sigma" else xref.links(reader))
+                          if l.get("sigma_path", l.get("lolbas_path")) == report.path],
             }
     try:
         result = search(reader, cleaned)
@@ -130,8 +138,16 @@ def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
         "detecting_rules": detecting,
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
         "roles": sorted({m.role for m in result.mentions}),
+        "lolbas_declared_detections": declared_detections(reader, result.binaries),
         "mentions": [m.to_dict() for m in result.mentions],
     }
+
+
+def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[str, object]]:
+    """The Sigma links of the LOLBAS entries named `binaries`, with their resolved status."""
+    names = set(binaries)
+    entries = {row["path"] for row in xref.coverage(reader)["entries"] if names & set(row["names"])}
+    return [link for link in xref.links(reader) if link["lolbas_path"] in entries]
 
 
 def index_stats(reader: IndexReader) -> dict[str, object]:

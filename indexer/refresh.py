@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
+from . import xref
+from .history import update_history
 from .index import IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref
 from .model import FileReport, Mention
 from .names import stem_map
@@ -160,6 +162,7 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) 
         return _Processed(report, Extraction())
     report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
     report.executables = sorted(extraction.executables())
+    report.links, report.entry = extraction.links, extraction.entry
     return _Processed(report, extraction)
 
 
@@ -371,11 +374,27 @@ class _Refresh:
             writer.replace_files(removed_refs, (m for ref in sorted(mentions) for m in mentions[ref]))
             self.progress.advance(sum(len(v) for v in mentions.values()))
             writer.commit(state, optimize=fresh)
+            self._cross_reference(repos, state, writer.path)
         except BaseException:
             writer.abort()
             raise
         self._summarise(old_mentions, mentions, previous, state)
         return writer
+
+    def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path) -> None:
+        """Resolve LOLBAS <-> Sigma links through Sigma's history; coverage; into the generation."""
+        self.progress.stage("links", 1)
+        repo, history = None, None
+        info = state.sources.get("sigma")
+        if info:
+            if "sigma" not in repos:
+                repos["sigma"] = Repository(SourceSpec("sigma", info.get("url", ""), info.get("branch", "master"),
+                                                       info.get("web_url", "")), clone_path(self.data_dir, "sigma"))
+            repo = repos["sigma"]
+            history = update_history(repo, info["commit"], self.data_dir / "history" / "sigma.json")
+        with IndexReader(self.data_dir, generation) as reader:
+            xref.write(generation, xref.build(reader, state, repo, history))
+        self.progress.advance()
 
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],
                           done: set[str]) -> list[tuple[FileContext, TreeEntry]]:

@@ -44,6 +44,10 @@ def print_search(console: Console, result: SearchResult) -> None:
             table.add_row(f"L{m.line}", role, Text(field),
                           _snippet(m.snippet, m.binary.rsplit(".", 1)[0] if m.inferred else m.binary))
         console.print(table)
+    for link in result.declared_detections:
+        where = link.get("current_path") or link.get("reason") or ""
+        console.print(Text(f"LOLBAS {link['lolbas_path']} L{link['line']} links a Sigma rule: {link['status']} {where}",
+                           style="dim"))
     if any(m.inferred for m in result.mentions):
         console.print(Text("\n~ bare name recognised without its extension", style="dim"))
 
@@ -56,6 +60,10 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
                 value = ", ".join(data[key]) if isinstance(data[key], list) else str(data[key])
                 console.print(Text(f"  {key}: {value}"))
         console.print(Text(f"  binaries: {', '.join(data['binaries'])}"))
+        for former in data.get("former_paths", []):
+            console.print(Text(f"  formerly: {former['path']} (moved {former['date'][:10]}, {former['moved_in'][:12]})"))
+        for link in data.get("linked_from_lolbas", []):
+            console.print(Text(f"  linked from LOLBAS {link['lolbas_path']} L{link['line']} ({link['status']})"))
         for m in data["mentions"]:
             console.print(Text(f"  {m['line']:>4}  {m['binary']:<24} {m['role']:<18} {m['snippet']}"))
         return
@@ -66,6 +74,9 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
         console.print(Text(f"    {path}"))
     console.print(Text(f"  LOLBAS entries: {', '.join(data['lolbas_entries']) or 'none'}"))
     console.print(Text(f"  roles: {', '.join(data['roles'])}"))
+    for link in data.get("lolbas_declared_detections", []):
+        console.print(Text(f"  LOLBAS links a Sigma rule ({link['status']}): "
+                           f"{link.get('current_path') or link.get('reason') or link['url']}"))
 
 
 def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) -> None:
@@ -117,3 +128,31 @@ def manifest_lines(m: dict[str, Any]) -> Iterator[str]:
             yield f"  {key.replace('_', ' ')}: {len(m[key])}"
     if m["rules_renamed"]:
         yield f"  rules renamed: {len(m['rules_renamed'])}"
+
+
+def print_links(console: Console, links: list[dict[str, Any]]) -> None:
+    table = Table("status", "LOLBAS entry", "line", "now at / why", box=None, pad_edge=False)
+    for link in links:
+        style = {"ok": "green", "moved": "yellow", "deprecated": "magenta"}.get(link["status"], "red")
+        table.add_row(Text(link["status"], style=style), Text(link["lolbas_path"]), str(link["line"]),
+                      Text(link.get("current_path") or link.get("reason") or ""))
+    console.print(table)
+    counts: dict[str, int] = {}
+    for link in links:
+        counts[link["status"]] = counts.get(link["status"], 0) + 1
+    console.print(Text(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no links"))
+
+
+def print_coverage(console: Console, data: dict[str, Any]) -> None:
+    s = data["summary"]
+    if not s:
+        console.print(Text("no coverage computed yet: run 'indexer refresh'"))
+        return
+    console.print(Text(f"{s['detected']} of {s['entries']} LOLBAS entries have a Sigma rule that detects them "
+                       f"running; {s['undetected']} have none; {s['links_disagree']} entries link rules that do "
+                       "not detect them running.", style="bold"))
+    console.print(Text("no detecting rule: " + ", ".join(s["undetected_entries"])))
+    table = Table("category", "entries", "detected", "undetected", box=None, pad_edge=False)
+    for name, v in s["by_category"].items():
+        table.add_row(Text(name), str(v["entries"]), str(v["detected"]), str(v["undetected"]))
+    console.print(table)

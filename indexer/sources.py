@@ -226,10 +226,12 @@ class Repository:
             raise SourceError(self.spec.name, f"branch '{self.spec.branch}' not found") from None
 
     def has_commit(self, commit: str) -> bool:
+        """Whether the clone holds this commit (asked of git's persistent batch process)."""
+        if not re.fullmatch(r"[0-9a-f]{40}", commit or ""):
+            return False
         try:
-            self._git().cat_file("-e", f"{commit}^{{commit}}")
-            return True
-        except git.GitCommandError:
+            return self.repo.odb.info(bytes.fromhex(commit)).type == b"commit"
+        except (ValueError, OSError, git.BadName, git.BadObject):
             return False
 
     def tree(self, commit: str) -> list[TreeEntry]:

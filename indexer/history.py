@@ -1,0 +1,114 @@
+"""Where each rule file has lived: renames and the last content of every path, from git history.
+
+One pass of `git log --raw -M` over the branch gives, for every path that ever held a rule,
+the blob it last held (even after it was deleted or moved), and every rename. It is computed
+once per data directory and extended by later refreshes with only the new commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sources import Repository
+
+_ID = re.compile(rb"^id:\s*['\"]?([0-9A-Za-z-]{8,})", re.MULTILINE)
+
+
+@dataclass
+class PathHistory:
+    """The history of a repository's paths up to `commit`."""
+
+    commit: str = ""
+    last: dict[str, list[str]] = field(default_factory=dict)       # path -> [blob, commit, date, status]
+    renames: list[list[str]] = field(default_factory=list)         # [old, new, commit, date], oldest first
+    _back: dict[str, tuple[str, str, str]] | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> str:
+        return json.dumps({"commit": self.commit, "last": self.last, "renames": self.renames})
+
+    @classmethod
+    def from_json(cls, text: str) -> "PathHistory":
+        data = json.loads(text)
+        return cls(data["commit"], data["last"], data["renames"])
+
+    def former_paths(self, path: str) -> list[dict[str, str]]:
+        """The paths a file had before `path`, newest first, with the commit of each move."""
+        if self._back is None:
+            self._back = {new: (old, commit, date) for old, new, commit, date in self.renames}
+        back = self._back
+        out: list[dict[str, str]] = []
+        seen = {path}
+        while path in back:
+            old, commit, date = back[path]
+            if old in seen:
+                break
+            out.append({"path": old, "moved_in": commit, "date": date})
+            seen.add(old)
+            path = old
+        return out
+
+
+def _apply_log(history: PathHistory, log: str) -> None:
+    commit = date = ""
+    tokens = log.split("\0")
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip("\n")
+        i += 1
+        if token.startswith("\x01"):
+            commit, _, date = token[1:].partition(" ")
+            date = date.strip()
+        elif token.startswith(":"):
+            meta = token.split()
+            old_blob, new_blob, status = meta[2], meta[3], meta[4]
+            path = tokens[i]
+            i += 1
+            if status[0] in "RC":
+                new_path = tokens[i]
+                i += 1
+                history.last[path] = [old_blob, commit, date, "renamed"]
+                history.last[new_path] = [new_blob, commit, date, "present"]
+                if status[0] == "R":
+                    history.renames.append([path, new_path, commit, date])
+            elif status == "D":
+                history.last[path] = [old_blob, commit, date, "deleted"]
+            else:
+                history.last[path] = [new_blob, commit, date, "present"]
+
+
+def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
+    """The history up to `tip`, extended from what `store` holds (computed whole the first time)."""
+    history = PathHistory()
+    try:
+        history = PathHistory.from_json(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError):
+        pass
+    if history.commit == tip:
+        return history
+    git = repo.repo.git
+    if history.commit and repo.has_commit(history.commit):
+        is_ancestor = git.execute(["git", "merge-base", "--is-ancestor", history.commit, tip],
+                                  with_exceptions=False, with_extended_output=True)[0] == 0
+        revs = f"{history.commit}..{tip}" if is_ancestor else tip
+        if not is_ancestor:
+            history = PathHistory()
+    else:
+        history, revs = PathHistory(), tip
+    log = git.log("--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %cI", revs)
+    _apply_log(history, log)
+    history.commit = tip
+    store.parent.mkdir(parents=True, exist_ok=True)
+    tmp = store.with_suffix(".tmp")
+    tmp.write_text(history.to_json(), encoding="utf-8")
+    os.replace(tmp, store)
+    return history
+
+
+def rule_id_of(blob: bytes) -> str:
+    """The first `id:` of a Sigma rule file's text ('' if none)."""
+    match = _ID.search(blob)
+    return match.group(1).decode() if match else ""

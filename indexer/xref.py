@@ -1,0 +1,210 @@
+"""Cross-references: LOLBAS -> Sigma links resolved through history, Sigma -> LOLBAS pages, coverage.
+
+`build` runs at refresh time (it needs git) and its result is stored in the index generation
+as `xref.json`; `links`, `coverage` and `former_paths` read it back for the CLI and the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .index import IndexReader, State
+from .model import FileReport
+
+XREF_FILE = "xref.json"
+LINK_STATUSES = ("ok", "moved", "deprecated", "deleted", "unresolvable")
+DETECTING_ROLES = ("process", "original_filename")
+_SIGMA_URL = re.compile(r"^https?://github\.com/([^/]+)/([^/]+)/(blob|tree|raw)/([^/]+)/(.*?)/?(?:[?#].*)?$")
+_LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)", re.IGNORECASE)
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+# --- LOLBAS -> Sigma ---------------------------------------------------------------------------
+
+def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str],
+                 tip_paths: set[str]) -> dict[str, Any]:
+    """The status of one Sigma link: ok, moved, deprecated, deleted or unresolvable (with why).
+
+    repo: the Sigma `Repository` (to read a pinned commit when the clone has it);
+    history: its `PathHistory`; rules_at_tip: rule id -> path; tip_paths: rule paths at the tip.
+    """
+    match = _SIGMA_URL.match(url.strip())
+    if not match:
+        why = "a pull request, not a rule file" if "/pull/" in url else "not a link to a file in a GitHub repository"
+        return {"status": "unresolvable", "reason": why}
+    owner, name, kind, ref, path = match.groups()
+    if (owner.lower(), name.lower()) not in (("sigmahq", "sigma"), ("neo23x0", "sigma")):
+        return {"status": "unresolvable", "reason": f"a rule in another repository ({owner}/{name})"}
+    result: dict[str, Any] = {"linked_ref": ref, "linked_path": path}
+    if kind == "tree" or not path.endswith((".yml", ".yaml")):
+        now = sum(1 for p in tip_paths if p.startswith(path.rstrip("/") + "/"))
+        return {**result, "status": "unresolvable",
+                "reason": f"a folder, not a rule file ({now} rules under it at the tip)" if now
+                else "not a rule file"}
+    rule_id, basis = "", ""
+    if _HEX40.match(ref) and repo.has_commit(ref):
+        try:
+            rule_id = rule_id_at(repo, ref, path)
+            basis = f"the linked commit {ref[:12]}"
+        except Exception:  # path not in that commit: fall back to history
+            rule_id = ""
+    if not rule_id and path in tip_paths and not _HEX40.match(ref):
+        basis = f"the branch '{ref}' at the tip"
+    if not rule_id:
+        last = history.last.get(path)
+        if last is None:
+            if path in tip_paths:
+                return {**result, "status": "ok", "current_path": path, "basis": "the path at the tip"}
+            return {**result, "status": "unresolvable", "reason": "the path never held a file in the repository's history"}
+        from .history import rule_id_of
+        rule_id = rule_id_of(repo.read(last[0]))
+        basis = basis or f"the last commit where the path existed ({last[1][:12]}, {last[2][:10]})"
+    result.update(rule_id=rule_id, basis=basis)
+    if path in tip_paths:
+        return {**result, "status": "ok", "current_path": path}
+    current = rules_at_tip.get(rule_id)
+    if not rule_id or current is None:
+        return {**result, "status": "deleted",
+                "reason": "no rule with this id at the tip" if rule_id else "the file held no rule id"}
+    return {**result, "status": "deprecated" if current.startswith("deprecated/") else "moved", "current_path": current}
+
+
+def rule_id_at(repo: Any, commit: str, path: str) -> str:
+    from .history import rule_id_of
+    sha = repo.repo.git.rev_parse(f"{commit}:{path}")
+    return rule_id_of(repo.read(sha))
+
+
+# --- Sigma -> LOLBAS ---------------------------------------------------------------------------
+
+def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
+    """The LOLBAS entry a lolbas-project.github.io page names (entries: lower-case stem -> path)."""
+    match = _LOLBAS_PAGE.search(url)
+    if not match:
+        return {"status": "unresolvable", "reason": "not a LOLBAS entry page"}
+    stem = match.group(2).lower()
+    path = entries.get(stem)
+    return {"status": "ok", "entry_path": path} if path else {"status": "unknown", "reason": f"no LOLBAS entry '{match.group(2)}'"}
+
+
+# --- building and reading ------------------------------------------------------------------------
+
+def build(reader: IndexReader, state: State, repo: Any, history: Any) -> dict[str, Any]:
+    """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths."""
+    sigma = [r for r in state.files.values() if r.source == "sigma" and r.status == "indexed"]
+    tip_paths = {r.path for r in sigma}
+    rules_at_tip = {rid: r.path for r in sorted(sigma, key=lambda r: r.path) for rid in r.rule_ids}
+    entries = [r for r in state.files.values() if r.source == "lolbas" and r.entry and r.path.startswith("yml/")]
+    by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
+
+    links: list[dict[str, Any]] = []
+    for report in sorted(entries, key=lambda r: r.path):
+        for link in report.links:
+            if link["kind"] != "sigma":
+                continue
+            resolved = resolve_link(link["url"], repo, history, rules_at_tip, tip_paths) if repo else \
+                {"status": "unresolvable", "reason": "the Sigma source is not indexed"}
+            links.append({"lolbas_path": report.path, "entry": report.entry.get("name", ""), "line": link["line"],
+                          "url": link["url"], **resolved})
+    references = []
+    for report in sorted(sigma, key=lambda r: r.path):
+        for link in report.links:
+            if link["kind"] == "lolbas":
+                references.append({"sigma_path": report.path, "rule_ids": report.rule_ids, "line": link["line"],
+                                   "url": link["url"], **resolve_lolbas_page(link["url"], by_stem)})
+    former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
+    return {
+        "links": links,
+        "references": references,
+        "coverage": _coverage(reader, entries, links, references),
+        "former_paths": {p: f for p, f in former.items() if f},
+    }
+
+
+def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[str, Any]],
+              references: list[dict[str, Any]]) -> dict[str, Any]:
+    linked: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for link in links:
+        linked[link["lolbas_path"]].append(link)
+    cited: dict[str, set[str]] = defaultdict(set)
+    for ref in references:
+        if ref.get("entry_path"):
+            cited[ref["entry_path"]].add(ref["sigma_path"])
+    rows = []
+    for report in sorted(entries, key=lambda r: r.path):
+        names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
+        detecting: set[str] = set()
+        mentioning: set[str] = set()
+        for m in reader.search(names, source="sigma"):
+            if m.role in DETECTING_ROLES and m.context == "selection":
+                detecting.add(m.path)
+            else:
+                mentioning.add(m.path)
+        mentioning -= detecting
+        declared = {l["current_path"] for l in linked[report.path] if l.get("current_path")}
+        rows.append({
+            "entry": report.entry.get("name", ""), "path": report.path, "names": names,
+            "categories": report.entry.get("categories", []), "mitre": report.entry.get("mitre", []),
+            "detecting_rules": sorted(detecting), "mentioning_rules": sorted(mentioning),
+            "linked": [{k: l.get(k) for k in ("url", "status", "current_path", "reason")} for l in linked[report.path]],
+            "linked_and_detecting": sorted(declared & detecting),
+            "linked_not_detecting": sorted(declared - detecting),
+            "detecting_not_linked": len(detecting - declared),
+            "citing_rules": sorted(cited[report.path]),
+            "agree": declared <= detecting,
+        })
+    return {"entries": rows, "summary": _summary(rows)}
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def tally(key: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, "detected": 0, "undetected": 0})
+        for row in rows:
+            for value in row[key] or ["(none)"]:
+                out[value]["entries"] += 1
+                out[value]["detected" if row["detecting_rules"] else "undetected"] += 1
+        return dict(sorted(out.items()))
+    undetected = [r["entry"] for r in rows if not r["detecting_rules"]]
+    return {
+        "entries": len(rows),
+        "detected": len(rows) - len(undetected),
+        "undetected": len(undetected),
+        "undetected_entries": undetected,
+        "links_disagree": sum(1 for r in rows if not r["agree"]),
+        "by_category": tally("categories"),
+        "by_mitre": tally("mitre"),
+    }
+
+
+def write(generation: Path, data: dict[str, Any]) -> None:
+    (generation / XREF_FILE).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def load(reader: IndexReader) -> dict[str, Any]:
+    try:
+        return json.loads((reader.generation / XREF_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"links": [], "references": [], "coverage": {"entries": [], "summary": {}}, "former_paths": {}}
+
+
+def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str, Any]]:
+    """LOLBAS -> Sigma links with their status, optionally only some statuses."""
+    return [l for l in load(reader)["links"] if not status or l["status"] in status]
+
+
+def coverage(reader: IndexReader) -> dict[str, Any]:
+    """Per LOLBAS entry: detecting rules, mentioning rules, linked rules; summary figures."""
+    return load(reader)["coverage"]
+
+
+def references(reader: IndexReader) -> list[dict[str, Any]]:
+    """Sigma rules' references to LOLBAS pages, resolved to entries."""
+    return load(reader)["references"]
+
+
+def former_paths(reader: IndexReader, path: str) -> list[dict[str, str]]:
+    return load(reader)["former_paths"].get(path, [])
