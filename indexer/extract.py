@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import Mention
-from .names import COMMON_WORDS, NameHit, bare_names, explicit_names, regex_literals, value_names
+from .names import NameHit, bare_names, explicit_names, regex_names, value_names
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
 _PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
@@ -34,7 +34,7 @@ _COMMAND = {"commandline", "parentcommandline", "scriptblocktext", "payload", "s
             "taskcontent", "contents", "param1", "param2", "param3", "a0", "a1", "a2", "a3", "a4",
             "a5", "a6", "a7", "a8", "a9", "proctitle", "args", "cmdline"}
 # Fields whose values are never file names: network names, hashes, user agents, accounts.
-_NEVER = re.compile(r"host|domain|query|dns|hash|md5|sha\d|imphash|useragent|user-agent|agent|"
+_NEVER = re.compile(r"host|domain|^query|queryname|queryresults|dns|hash|md5|sha\d|imphash|useragent|user-agent|agent|"
                     r"ip$|port$|sid$|guid|accessmask|grantedaccess|^user|username|account",
                     re.IGNORECASE)
 _WHOLE_VALUE_ROLES = {"process", "parent", "original_filename", "target", "loaded_module", "file"}
@@ -48,6 +48,8 @@ _UNIX_PRODUCTS = {"linux", "macos"}
 def field_role(field_name: str) -> str | None:
     """The role of a detection field, or None when its values are never file names."""
     key = field_name.lower()
+    if not key:  # `'|all': [...]`: a keyword list with modifiers
+        return "keyword"
     for names, role in ((_PROCESS, "process"), (_PARENT, "parent"), (_ORIGINAL, "original_filename"),
                         (_TARGET, "target"), (_LOADED, "loaded_module"), (_FILE, "file"),
                         (_REGISTRY, "registry"), (_COMMAND, "command_line")):
@@ -197,7 +199,7 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                 continue
             template = col.template(field=role_field, role="text", **meta)
             for scalar in scalars(value):
-                col.scan(scalar, template, explicit_names, infer=key == "title", in_prose=True)
+                col.scan(scalar, template, explicit_names, infer=key == "title", in_prose=True, unix=unix)
         is_filter_rule = "filter" in doc.data and "detection" not in doc.data
         det_node = child(doc.node, "filter" if is_filter_rule else "detection")
         item_names = [k for k, _, _ in mapping_items(det_node) if k not in ("condition", "timeframe", "rules")]
@@ -262,7 +264,7 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
 
     def finder(text: str) -> list[NameHit]:
         if is_regex:
-            return [hit for literal in regex_literals(text) for hit in value_names(literal, whole, process)]
+            return regex_names(text, whole, process)
         # `Image|contains: '/python'` names python; `'/opt/app/work'` names a folder
         return value_names(text, whole, process and (not contains or text.count("/") == 1))
 
@@ -358,19 +360,10 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
           unix_stems: dict[str, str], existing: Iterable[Mention] = ()) -> list[Mention]:
     """Inferred mentions: known executables written without their extension."""
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
-    # Unix commands that are English words (`file`, `more`, `users`) count only where a shell
-    # would run them; the others (`iptables`, `bash`) wherever they stand as a word.
-    unix_words = {k: v for k, v in unix_stems.items() if k in COMMON_WORDS}
-    unix_names = {k: v for k, v in unix_stems.items() if k not in COMMON_WORDS}
-    windows_only = {k: v for k, v in windows_stems.items() if k not in unix_stems}
+    unix_first = {**windows_stems, **unix_stems}  # in a Linux/macOS rule `curl` is curl, not curl.exe
     out: list[Mention] = []
     for cand in candidates:
-        if cand.unix:  # a Linux/macOS rule: `bash` is bash, not bash.exe
-            hits = list(bare_names(cand.text, unix_names))
-            hits += bare_names(cand.text, unix_words, command_position=True)
-            hits += bare_names(cand.text, windows_only)
-        else:
-            hits = list(bare_names(cand.text, windows_stems, in_prose=cand.in_prose))
+        hits = bare_names(cand.text, unix_first if cand.unix else windows_stems, in_prose=cand.in_prose)
         for hit in hits:
             t = cand.template
             key = (hit.name, cand.line, t.role, t.field, t.detection, t.context)

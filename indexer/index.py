@@ -30,7 +30,7 @@ from .model import FileReport, Mention
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 
 
 class IndexMissing(Exception):
@@ -40,7 +40,7 @@ class IndexMissing(Exception):
 def _schema() -> Schema:
     # One document per binary: its name, the files that mention it (hashed: paths may hold
     # any character), and its mentions as JSON. A search is one term lookup.
-    return Schema(binary=ID(unique=True), files=KEYWORD(), data=STORED())
+    return Schema(binary=ID(unique=True, stored=True), files=KEYWORD(), data=STORED())
 
 
 def fileref(source: str, path: str) -> str:

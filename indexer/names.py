@@ -20,7 +20,7 @@ _NAME_START = r"A-Za-z0-9_$"
 _NAME_CHARS = r"A-Za-z0-9_$~+\-"
 _EXPLICIT = re.compile(
     rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
-    rf"(?![{_NAME_CHARS}]|\.[{_NAME_CHARS}])",
+    rf"(?![{_NAME_START}~\-]|\.[{_NAME_CHARS}])",  # `ntdll.dll+0x1a` is ntdll.dll
     re.IGNORECASE,
 )
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
@@ -47,7 +47,8 @@ print process profile program protect proxy query read record recover  register 
 rename replace report reset restore run runner scan schedule script search secure security select
 send server service set setup share shell show shutdown sign start status stop store sync system
 task tasks test time timeout tools top tracker tree type update updater upload user users verify
-version view wait watch web where win word write zip url clr browser services local
+version view wait watch web where win word write zip url clr browser services local dns target
+obfuscated installer streams zero less signal
 """.split())
 
 
@@ -131,19 +132,31 @@ def value_names(value: str, whole_value: bool, process: bool = False) -> list[Na
 # --- regular expressions ----------------------------------------------------------------------
 
 _MAX_EXPANSIONS = 64
+OPAQUE = "\x00"  # stands for regex syntax that is not a literal character
 
 
 def regex_literals(pattern: str) -> list[str]:
     """Literal strings a simple regex spells out, with alternations expanded.
 
-    `\\\\(cmd|powershell)\\.exe` gives `\\cmd.exe` and `\\powershell.exe`. Anything that is not a
-    literal (classes, repetition, `.`) becomes a space, so no broken fragment can pass for a name.
+    `\\\\(cmd|powershell)\\.exe` gives `\\cmd.exe` and `\\powershell.exe`. Anchors, `\\s` and `.*`
+    become a space (a boundary); anything else that is not a literal (classes, repetition, `.`,
+    lookarounds) becomes OPAQUE, and a name touching OPAQUE is a fragment, never a name.
     """
     try:
         variants = _expand(pattern, 0)[0]
     except _Unsupported:
         variants = [_flatten(pattern)]
     return [v for v in dict.fromkeys(variants) if v.strip()]
+
+
+def regex_names(pattern: str, whole_value: bool, process: bool = False) -> list[NameHit]:
+    """Names a regex value spells out in full (a name touching a class or repetition is a fragment)."""
+    hits = []
+    for literal in regex_literals(pattern):
+        for hit in value_names(literal, whole_value, process):
+            if literal[hit.start - 1:hit.start] != OPAQUE:  # `pow[a-z]+shell.exe` is no shell.exe
+                hits.append(hit)
+    return hits
 
 
 class _Unsupported(Exception):
@@ -177,7 +190,7 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
                     raise _Unsupported
                 i = end + 1
                 if pattern[j:j + 2] not in ("?i", "?s", "?m"):
-                    current = [c + " " for c in current]
+                    current = [c + OPAQUE for c in current]
                 continue
             group, j = _expand(pattern, j)
             if j >= len(pattern) or pattern[j] != ")":
@@ -187,7 +200,7 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
                 group = group + [""]
                 j += 1
             elif j < len(pattern) and pattern[j] in "*+{":
-                group = [" "]
+                group = [OPAQUE]
                 j = _skip_quantifier(pattern, j)
             current = [c + g for c in current for g in group]
             if len(current) > _MAX_EXPANSIONS:
@@ -200,17 +213,24 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
                 piece, i = pair.group(1), pair.end()
             else:
                 end = _class_end(pattern, i)
-                piece, i = " ", end
+                # `[^"]{0,64}` and `["']` stand between words; `[a-z]+` spells part of a word
+                body = re.sub(r"\\.", "", pattern[i + 1:end - 1])
+                separator = pattern.startswith("[^", i) or not re.search(r"[A-Za-z0-9_]", body)
+                piece, i = (" " if separator else OPAQUE), end
         elif ch == "\\" and i + 1 < len(pattern):
             nxt = pattern[i + 1]
-            piece = nxt if not nxt.isalnum() else " "
+            piece = nxt if not nxt.isalnum() else (" " if nxt in "sb" else OPAQUE)
             i += 2
-        elif ch in ".^$":
+        elif ch in "^$":
             piece, i = " ", i + 1
+        elif ch == ".":
+            # `.*`, `.+`, `.{0,4}` stand for anything, like Sigma's `*`; a lone `.` is one unknown char
+            wildcard = i + 1 < len(pattern) and pattern[i + 1] in "*+{?"
+            piece, i = (" ", i + 1) if wildcard else (OPAQUE, i + 1)
         else:
             piece, i = ch, i + 1
         if i < len(pattern) and pattern[i] in "?*+{":
-            piece = " "
+            piece = " " if piece == " " else OPAQUE
             i = _skip_quantifier(pattern, i)
         current = [c + piece for c in current]
     alternatives.append(current)
@@ -242,7 +262,7 @@ def _class_end(pattern: str, i: int) -> int:
 def _flatten(pattern: str) -> str:
     """Fallback for regexes too complex to expand: keep escaped literals, blank the rest."""
     text = re.sub(r"\\([^A-Za-z0-9])", r"\1", pattern)
-    return re.sub(r"\\[A-Za-z0-9]|[\[\](){}|^$*+?]", " ", text)
+    return re.sub(r"\\[A-Za-z0-9]|[\[\](){}|^$*+?]", OPAQUE, text)
 
 
 # --- bare names ------------------------------------------------------------------------------
@@ -251,15 +271,12 @@ _BARE_LEFT = " \t'\"\\/(=,;&|`"
 _BARE_RIGHT = " \t'\",;)&|`"
 
 
-def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
-               command_position: bool = False) -> Iterator[NameHit]:
+def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iterator[NameHit]:
     """Known executable stems written without extension (`rundll32 `, `cscript c:\\ads`).
 
     stems maps a lower-case stem to the file name it stands for. A stem counts only as a whole
     token: `Firefox/3.6` is not firefox, `xcmd` is not cmd. Common English words never count
-    (callers leave them out of `stems`); in prose (titles) a stem may end a sentence. With
-    command_position, a stem counts only where a shell would run it: at the start of the text,
-    after a path separator, a quote, or `| ; & ( $(` and a backtick.
+    (`stem_map` leaves them out); in prose (titles) a stem may end a sentence.
     """
     lowered = text.lower()
     for match in _WORD.finditer(lowered):
@@ -270,11 +287,12 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
         start, end = match.span()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
             continue
-        if command_position and lowered[:start].strip(" \t'\"*") and \
-                lowered[:start].rstrip(" \t")[-1:] not in "/\\|;&(`'\"":
-            continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
-            if not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] == " ")):
+            if lowered[end] == "/" and lowered[end + 1:end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"
+                pass
+            elif lowered[end] == "*" and lowered[end + 1:end + 2] != ".":  # `whoami*`, not `python3*.dll`
+                pass
+            elif not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] == " ")):
                 continue
         yield NameHit(name, start, end)
 
@@ -282,14 +300,14 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
 _WORD = re.compile(r"[a-z0-9_][a-z0-9_\-]*[a-z0-9_]|[a-z0-9_]")
 
 
-def stem_map(names: Iterable[str], min_length: int = 3, common_words_excluded: bool = True) -> dict[str, str]:
+def stem_map(names: Iterable[str], min_length: int = 3) -> dict[str, str]:
     """Map bare stems to executable names: `rundll32` -> `rundll32.exe` (an .exe wins a tie).
 
     Stems that are common English words (`remote`, `handle`) are left out.
     """
     result: dict[str, str] = {}
     for name in sorted(names):
-        if common_words_excluded and name.rpartition(".")[0] in COMMON_WORDS:
+        if (name.rpartition(".")[0] or name) in COMMON_WORDS:
             continue
         stem, dot, ext = name.rpartition(".")
         if not dot:

@@ -448,7 +448,7 @@ class _Refresh:
 
     def _infer(self, processed: list[_Processed], executables: list[str]) -> dict[str, list[Mention]]:
         windows = stem_map(n for n in executables if "." in n)
-        unix = stem_map((n for n in executables if "." not in n), common_words_excluded=False)
+        unix = stem_map(n for n in executables if "." not in n)
         by_file: dict[str, list[Mention]] = {}
         for item in processed:
             ex = item.extraction
@@ -522,8 +522,7 @@ def _changed_stems(before: list[str], after: list[str]) -> set[str]:
     """Bare stems that resolve differently (or only on one side) between two name lists."""
     def stems(names: list[str]) -> dict[str, str]:
         return {**stem_map(n for n in names if "." in n),
-                **{f"{k} (unix)": v for k, v in stem_map((n for n in names if "." not in n),
-                                                          common_words_excluded=False).items()}}
+                **{f"{k} (unix)": v for k, v in stem_map(n for n in names if "." not in n).items()}}
     old, new = stems(before), stems(after)
     return {key.split(" ")[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from indexer.names import (COMMON_WORDS, EXTENSIONS, bare_names, explicit_names, regex_literals,
-                           stem_map, value_names)
+                           regex_names, stem_map, value_names)
 
 
 def names(text: str) -> list[str]:
@@ -60,12 +60,13 @@ def test_value_names_for_process_fields(value: str, process: bool, expected: lis
     (r"(?i)\\rundll32\.exe\s+\S+", ["rundll32.exe"]),
     (r"[a-z]{8}\.exe", []),
     (r"\\[Cc]md\.exe", ["cmd.exe"]),
+    (r"\\pow[a-z]+shell\.exe", []),
     (r"\\cmd(\.exe)?\s", ["cmd.exe"]),
     (r"^(?:w|c)script\.exe$", ["wscript.exe", "cscript.exe"]),
     (r"\\(?!cmd)\w+\.exe", []),
 ])
 def test_regex_literals_give_names_never_fragments(pattern: str, expected: list[str]) -> None:
-    found = sorted({n for literal in regex_literals(pattern) for n in names(literal)})
+    found = sorted({h.name for h in regex_names(pattern, whole_value=False)})
     assert found == sorted(expected)
 
 
@@ -89,14 +90,22 @@ def test_bare_names(text: str, prose: bool, expected: list[str]) -> None:
 
 def test_common_words_never_become_stems() -> None:
     assert "remote" not in STEMS and "handle" not in STEMS
-    assert stem_map(["remote.exe"], common_words_excluded=False) == {"remote": "remote.exe"}
+    assert stem_map(["file", "users", "find", "bash"]) == {"bash": "bash"}
 
 
-def test_command_position_for_unix_words() -> None:
-    stems = {"file": "file", "find": "find"}
-    assert [h.name for h in bare_names("find / -perm -4000", stems, command_position=True)] == ["find"]
-    assert [h.name for h in bare_names("ls | file -", stems, command_position=True)] == ["file"]
-    assert list(bare_names("Could not set file time", stems, command_position=True)) == []
+def test_regex_fragments_are_not_names() -> None:
+    assert [h.name for h in regex_names(r"\\pow[a-z]+shell\.exe", False)] == []
+    assert [h.name for h in regex_names(r"x(?=y)rundll32\.exe", False)] == []
+    assert [h.name for h in regex_names(r".*\\rundll32\.exe", False)] == ["rundll32.exe"]
+    assert [h.name for h in regex_names(r"(?i)^cmd\.exe\s", False)] == ["cmd.exe"]
+
+
+def test_boundaries_after_bare_names() -> None:
+    stems = stem_map(["curl.exe", "wget.exe", "whoami.exe", "firefox.exe"])
+    assert [h.name for h in bare_names("Curl/Wget Download", stems, in_prose=True)] == ["curl.exe", "wget.exe"]
+    assert [h.name for h in bare_names("whoami*>", stems)] == ["whoami.exe"]
+    assert list(bare_names("Mozilla Firefox/3.6", stems)) == []
+    assert [h.name for h in explicit_names("ntdll.dll+0x9d234|kernelbase.dll+x")] == ["ntdll.dll", "kernelbase.dll"]
 
 
 # --- properties -------------------------------------------------------------------------------
