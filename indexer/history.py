@@ -23,9 +23,11 @@ class PathHistory:
     """The history of a repository's paths up to `commit`."""
 
     commit: str = ""
-    last: dict[str, list[str]] = field(default_factory=dict)       # path -> [blob, commit, date, status]
+    # path -> [blob, commit, date, status]: the blob the path last held; for a path "deleted" or
+    # "renamed" away, the commit is the one that removed it (the blob is its parent's content)
+    last: dict[str, list[str]] = field(default_factory=dict)
     renames: list[list[str]] = field(default_factory=list)         # [old, new, commit, date], oldest first
-    _back: dict[str, tuple[str, str, str]] | None = field(default=None, repr=False, compare=False)
+    _back: dict[str, list[tuple[int, str, str, str]]] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
         return json.dumps({"commit": self.commit, "last": self.last, "renames": self.renames})
@@ -36,20 +38,27 @@ class PathHistory:
         return cls(data["commit"], data["last"], data["renames"])
 
     def former_paths(self, path: str) -> list[dict[str, str]]:
-        """The paths a file had before `path`, newest first, with the commit of each move."""
+        """The paths a file had before `path`, newest first, with the commit of each move.
+
+        A path renamed away and back again keeps its whole chain: each step back takes the
+        latest rename into the path that happened before the step already taken.
+        """
         if self._back is None:
-            self._back = {new: (old, commit, date) for old, new, commit, date in self.renames}
-        back = self._back
+            self._back = {}
+            for index, (old, new, commit, date) in enumerate(self.renames):
+                self._back.setdefault(new, []).append((index, old, commit, date))
         out: list[dict[str, str]] = []
-        seen = {path}
-        while path in back:
-            old, commit, date = back[path]
-            if old in seen:
+        start, before = path, len(self.renames)
+        for _ in range(len(self.renames)):
+            earlier = [r for r in self._back.get(path, []) if r[0] < before]
+            if not earlier:
                 break
+            before, old, commit, date = earlier[-1]
             out.append({"path": old, "moved_in": commit, "date": date})
-            seen.add(old)
             path = old
-        return out
+        # a rename reverted and made again shows each path once, at its latest move
+        seen = {start}
+        return [step for step in out if not (step["path"] in seen or seen.add(step["path"]))]
 
 
 def _apply_log(history: PathHistory, log: str) -> None:

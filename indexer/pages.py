@@ -10,12 +10,13 @@ Content-Security-Policy can forbid everything inline.
 
 from __future__ import annotations
 
+import copy
 import functools
 import html
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .export import SOURCE_LABELS, clean, safe_filename
@@ -100,10 +101,17 @@ class Links:
     `depth` is how many folders below the site root the page being rendered sits (static only).
     """
 
-    def __init__(self, static: bool = False, depth: int = 0, nav: Iterable[str] = ()) -> None:
+    def __init__(self, static: bool = False, depth: int = 0, nav: Iterable[str] = (),
+                 rules: Collection[str] | None = None) -> None:
         self.static = static
         self.prefix = "../" * depth if static else "/"
         self.nav = tuple(nav)       # top-level pages that exist: "coverage", "links"
+        self.rules = rules          # "source:path" of the rule pages that exist (None: any)
+
+    def with_rules(self, rules: Collection[str]) -> "Links":
+        other = copy.copy(self)
+        other.rules = rules
+        return other
 
     def home(self) -> str:
         return self.prefix + "index.html" if self.static else "/"
@@ -113,8 +121,10 @@ class Links:
             return f"{self.prefix}binary/{quote(safe_filename(name))}.html"
         return "/binary/" + quote(name, safe="")
 
-    def rule(self, source: str, path: str) -> str:
+    def rule(self, source: str, path: str) -> str | None:
         ref = f"{source}:{path}"
+        if self.rules is not None and ref not in self.rules:
+            return None
         if self.static:
             return f"{self.prefix}rule/{quote(rule_filename(source, path))}"
         return "/rule/" + quote(ref, safe="/")
@@ -413,7 +423,19 @@ def binary_page(links: Links, target: Mapping[str, Any], footer: str,
                              f'<td><code>{highlight(m["snippet"], [m["binary"]])}</code></td></tr>')
             parts.append("</tbody>")
         parts.append("</table>")
+    declared = target.get("lolbas_declared_detections") or []
+    if declared:
+        parts.append('<h2 id="declared">Detections LOLBAS declares</h2>\n<p class="note">Sigma rules the LOLBAS '
+                     "entries link to, and where each link leads today.</p>")
+        parts.append(records(links, declared, ("entry", "lolbas_path", "url", "status", "current_path", "reason")))
     return layout(title, "\n".join(parts), links, footer=footer)
+
+
+def records(links: Links, rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> str:
+    """A table of some columns of cross-reference records (those columns any row has)."""
+    rows = list(rows)
+    present = [c for c in columns if any(row.get(c) not in (None, "", []) for row in rows)]
+    return _data(links, [{c: row.get(c, "") for c in present} for row in rows], 3)
 
 
 def rule_page(links: Links, target: Mapping[str, Any], footer: str) -> str:
@@ -444,6 +466,20 @@ def rule_page(links: Links, target: Mapping[str, Any], footer: str) -> str:
                          f'<td>{_field(m)}</td><td>{esc(m.get("detection", ""))}</td>'
                          f'<td><code>{highlight(m["snippet"], [m["binary"]])}</code></td></tr>')
         parts.append("</tbody></table>")
+    former = target.get("former_paths") or []
+    if former:
+        parts.append(f"<h2>Former paths ({len(former)})</h2>")
+        parts.append(_data(links, list(former), 3) if all(isinstance(f, Mapping) for f in former)
+                     else "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in former) + "</ul>")
+    linked = target.get("linked_from_lolbas") or []
+    if linked:
+        parts.append(f"<h2>Linked from LOLBAS ({len(linked)})</h2>")
+        parts.append(records(links, linked, ("entry", "lolbas_path", "url", "status", "reason")))
+    refs = target.get("links") or []
+    if refs:
+        what = "LOLBAS pages this rule cites" if source == "sigma" else "Sigma rules this entry links"
+        parts.append(f"<h2>{what} ({len(refs)})</h2>")
+        parts.append(records(links, refs, ("url", "status", "entry_path", "current_path", "reason")))
     return layout(str(title), "\n".join(parts), links, footer=footer)
 
 
@@ -529,6 +565,8 @@ def _rule_source(column: str, value: str, row: Mapping[str, Any]) -> str:
 
 def _cell(links: Links, column: str, value: Any, row: Mapping[str, Any]) -> str:
     col = column.lower()
+    if value in ("", None):
+        return ""
     if isinstance(value, str):
         if col in ("binary", "executable"):
             return link(value, links.binary(value))

@@ -520,6 +520,10 @@ class App:
 
     # -- pages --
 
+    def _links(self, reader: IndexReader) -> pages.Links:
+        """Links that point at rule pages only for rule files this generation has."""
+        return self.links.with_rules(self.pool.memo(reader, "rule-keys", lambda: _rule_keys(reader)))
+
     def _footer(self, reader: IndexReader) -> str:
         return pages.sources_footer(reader.sources, reader.generation.name, reader.state.built_at)
 
@@ -542,14 +546,14 @@ class App:
             key = _path_part(path[len(b"/rule/"):])
             with self.pool.reader() as reader:
                 target = self._rule_target(reader, key)
-                return Response.html(200, pages.rule_page(self.links, target, self._footer(reader)),
+                return Response.html(200, pages.rule_page(self._links(reader), target, self._footer(reader)),
                                      **self._gen(reader))
         if path in (b"/coverage", b"/links"):
             what = path[1:].decode()
             with self.pool.reader() as reader:
                 data = self._xref(reader, what)
                 title = {"coverage": "Coverage", "links": "Sigma ↔ LOLBAS links"}[what]
-                return Response.html(200, pages.data_page(self.links, title, data, self._footer(reader)),
+                return Response.html(200, pages.data_page(self._links(reader), title, data, self._footer(reader)),
                                      **self._gen(reader))
         raise HTTPProblem(404, "no such page")
 
@@ -565,7 +569,7 @@ class App:
             _resolve_guard(reader, text)
             result = search(reader, text, **options).to_dict()
             status = 200 if result["binaries"] else 404
-            page = pages.search_page(self.links, text, shown, result, self._footer(reader))
+            page = pages.search_page(self._links(reader), text, shown, result, self._footer(reader))
             return Response.html(status, page, **self._gen(reader))
 
     def _binary_page(self, name: str) -> Response:
@@ -578,7 +582,7 @@ class App:
                                   suggestions=suggest(parse_query(name), reader.binaries()))
             keys = [(m["source"], m["path"]) for m in target["mentions"] if m["source"] == "lolbas"]
             entries = lolbas_entries(reader, list(dict.fromkeys(keys)))
-            page = pages.binary_page(self.links, target, self._footer(reader), entries)
+            page = pages.binary_page(self._links(reader), target, self._footer(reader), entries)
             return Response.html(200, page, **self._gen(reader))
 
 
@@ -843,7 +847,38 @@ def _search_order(m: Mention) -> tuple[Any, ...]:
     return (m.source != "sigma", m.source, m.path, m.line, m.role, m.field, m.detection, m.context, m.binary)
 
 
-def site_binary_target(name: str, mentions: list[Mention]) -> dict[str, Any]:
+class SiteData:
+    """What `show_target` adds from the cross-references, for every page of a static site from
+    one read of them (show_target reads them again for each call)."""
+
+    def __init__(self, reader: IndexReader) -> None:
+        module = xref_module()
+        self.available = module is not None and callable(getattr(module, "load", None))
+        data = module.load(reader) if self.available else {}
+        self.links: list[dict[str, Any]] = data.get("links", [])
+        self.references: list[dict[str, Any]] = data.get("references", [])
+        self.coverage: list[dict[str, Any]] = data.get("coverage", {}).get("entries", [])
+        self.former: dict[str, list[Any]] = data.get("former_paths", {})
+
+    def binary(self, names: list[str]) -> dict[str, Any]:
+        if not self.available:
+            return {}
+        wanted = set(names)
+        entries = {row["path"] for row in self.coverage if wanted & set(row.get("names", []))}
+        return {"lolbas_declared_detections": [l for l in self.links if l.get("lolbas_path") in entries]}
+
+    def rule(self, source: str, path: str) -> dict[str, Any]:
+        if not self.available:
+            return {}
+        own = self.references if source == "sigma" else self.links
+        return {
+            "former_paths": self.former.get(path, []) if source == "sigma" else [],
+            "linked_from_lolbas": [l for l in self.links if l.get("current_path") == path],
+            "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == path],
+        }
+
+
+def site_binary_target(name: str, mentions: list[Mention], extra: SiteData | None = None) -> dict[str, Any]:
     """What show_target(reader, name) returns, from mentions already read (no search per page)."""
     groups = group_by_rule(mentions)
     detecting = sorted({p for (s, p), ms in groups.items()
@@ -854,11 +889,12 @@ def site_binary_target(name: str, mentions: list[Mention]) -> dict[str, Any]:
         "detecting_rules": detecting,
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
         "roles": sorted({m.role for m in mentions}),
+        **(extra.binary([name]) if extra else {}),
         "mentions": [m.to_dict() for m in mentions],
     }
 
 
-def site_rule_target(report: Any, mentions: list[Mention]) -> dict[str, Any]:
+def site_rule_target(report: Any, mentions: list[Mention], extra: SiteData | None = None) -> dict[str, Any]:
     """What show_target(reader, rule) returns, from mentions already read."""
     first = mentions[0] if mentions else None
     return {
@@ -869,6 +905,7 @@ def site_rule_target(report: Any, mentions: list[Mention]) -> dict[str, Any]:
         "url": first.url.split("#", 1)[0] if first else "",
         "binaries": sorted({m.binary for m in mentions}),
         "mentions": [m.to_dict() for m in mentions],
+        **(extra.rule(report.source, report.path) if extra else {}),
     }
 
 
@@ -897,12 +934,14 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     (tmp / "static").mkdir()
     try:
         nav = xref_pages()
-        deep, root = pages.Links(static=True, depth=1, nav=nav), pages.Links(static=True, depth=0, nav=nav)
         files = reader.state.files
+        deep = pages.Links(static=True, depth=1, nav=nav, rules=set(files))
+        root = pages.Links(static=True, depth=0, nav=nav, rules=set(files))
         rows = []
+        extra = SiteData(reader)
         for name in sorted(by_binary):
             mentions = sorted(by_binary[name], key=_search_order)
-            target = site_binary_target(name, mentions)
+            target = site_binary_target(name, mentions, extra)
             keys = list(dict.fromkeys((m.source, m.path) for m in mentions if m.source == "lolbas"))
             entries = lolbas_entries(reader, keys)
             text = pages.binary_page(deep, target, footer, entries)
@@ -912,7 +951,7 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         for report in files.values():
             mentions = sorted(by_file.get((report.source, report.path), []),
                               key=lambda m: (m.line, m.binary, m.role, m.field))
-            text = pages.rule_page(deep, site_rule_target(report, mentions), footer)
+            text = pages.rule_page(deep, site_rule_target(report, mentions, extra), footer)
             (tmp / "rule" / pages.rule_filename(report.source, report.path)).write_text(text, encoding="utf-8")
         module = xref_module()
         for what in nav:

@@ -62,7 +62,11 @@ def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str]
             return {**result, "status": "unresolvable", "reason": "the path never held a file in the repository's history"}
         from .history import rule_id_of
         rule_id = rule_id_of(repo.read(last[0]))
-        basis = basis or f"the last commit where the path existed ({last[1][:12]}, {last[2][:10]})"
+        if last[3] == "present":
+            basis = basis or f"the path's content at {last[1][:12]} ({last[2][:10]})"
+        else:
+            basis = basis or (f"the path's last content, before {last[1][:12]} {last[3]} it away "
+                              f"({last[2][:10]})").replace("deleted it away", "deleted it")
     result.update(rule_id=rule_id, basis=basis)
     if path in tip_paths:
         return {**result, "status": "ok", "current_path": path}
@@ -81,13 +85,21 @@ def rule_id_at(repo: Any, commit: str, path: str) -> str:
 
 # --- Sigma -> LOLBAS ---------------------------------------------------------------------------
 
+_PAGE_FOLDERS = {"binaries": "OSBinaries", "libraries": "OSLibraries", "scripts": "OSScripts"}
+
+
 def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
-    """The LOLBAS entry a lolbas-project.github.io page names (entries: lower-case stem -> path)."""
+    """The LOLBAS entry a lolbas-project.github.io page names.
+
+    entries maps "folder/stem" and "stem" (lower case) to entry paths; the page's category
+    (Binaries, Libraries, Scripts, OtherMSBinaries) picks between entries of the same name.
+    """
     match = _LOLBAS_PAGE.search(url)
     if not match:
         return {"status": "unresolvable", "reason": "not a LOLBAS entry page"}
-    stem = match.group(2).lower()
-    path = entries.get(stem)
+    category, stem = match.group(1).lower(), match.group(2).lower()
+    folder = _PAGE_FOLDERS.get(category, match.group(1)).lower()
+    path = entries.get(f"{folder}/{stem}") or entries.get(stem)
     return {"status": "ok", "entry_path": path} if path else {"status": "unknown", "reason": f"no LOLBAS entry '{match.group(2)}'"}
 
 
@@ -100,6 +112,7 @@ def build(reader: IndexReader, state: State, repo: Any, history: Any) -> dict[st
     rules_at_tip = {rid: r.path for r in sorted(sigma, key=lambda r: r.path) for rid in r.rule_ids}
     entries = [r for r in state.files.values() if r.source == "lolbas" and r.entry and r.path.startswith("yml/")]
     by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
+    by_stem.update({f"{Path(r.path).parent.name}/{Path(r.path).stem}".lower(): r.path for r in entries})
 
     links: list[dict[str, Any]] = []
     for report in sorted(entries, key=lambda r: r.path):
