@@ -181,7 +181,7 @@ def show(
 
 @app.command()
 def export(
-    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json or jsonl."),
+    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json, jsonl or html (a static site: --output DIR)."),
     output: str = typer.Option("-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."),
     binary: List[str] = typer.Option([], "--binary", "-b", help="Only these executables (names as in search)."),
     data_dir: Optional[Path] = DataDir,
@@ -192,6 +192,23 @@ def export(
     Example: indexer export --format markdown --binary psr.exe --output psr.md
     """
     from .export import FORMATS, export_index
+
+    if fmt == "html":
+        if output == "-" or binary:
+            raise fail("--format html writes a site into a directory: give --output DIR (and no --binary)", 4)
+        from .serve import write_site
+        with _open_reader(_data_dir(data_dir)) as reader:
+            try:
+                site = write_site(reader, Path(output))
+            except OSError as exc:  # FileExistsError: a directory write_site did not make
+                raise fail(str(exc) if isinstance(exc, FileExistsError) else
+                           f"{exc.filename or output}: {exc.strerror or exc}", 4)
+        if as_json:
+            _print_json(site)
+        else:
+            typer.echo(f"wrote {site['pages']} pages ({site['binaries']} executables, "
+                       f"{site['rules']} rule files) to {site['output']}", err=True)
+        return
 
     if fmt not in FORMATS:
         raise fail(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})", 4)
@@ -305,6 +322,30 @@ def coverage(
     else:
         from .report import print_coverage
         print_coverage(_console(), data)
+
+
+@app.command()
+def serve(
+    data_dir: Optional[Path] = DataDir,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 shows the index to the network)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
+) -> None:
+    """Serve the index: pages for people, a JSON API for scripts (/api/openapi.json).
+
+    A refresh may run meanwhile: each request reads the index current when it starts.
+
+    Example: indexer serve --port 8080   (then open http://127.0.0.1:8080/)
+    """
+    from .index import current_generation
+    from .serve import serve as run_serve
+
+    folder = _data_dir(data_dir)
+    if current_generation(folder) is None:
+        raise fail(f"no index in {folder}: run 'indexer refresh' first", 4)
+    try:
+        run_serve(folder, host, port)
+    except OSError as exc:  # address in use, permission denied, unknown host
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 4)
 
 
 def version_callback(value: bool) -> None:

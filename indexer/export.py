@@ -23,7 +23,6 @@ CSV_COLUMNS = ("binary", "source", "path", "line", "snippet", "field", "modifier
                "detection", "inferred", "encoded", "rule_id", "title", "level", "status", "tags",
                "logsource", "commit", "url", "license")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
-_DETECTS = ("process", "original_filename")
 SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
 
 
@@ -88,7 +87,7 @@ def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict
     """The "Possible Misuse" section for one executable, in the layout of xCyclopedia's pages."""
     groups = group_by_rule(mentions)
     sigma_rules = {p for (s, p) in groups if s == "sigma"}
-    detecting = {m.path for m in mentions if m.source == "sigma" and m.role in _DETECTS and m.context != "filter"}
+    detecting = {m.path for m in mentions if m.detects_running}
     lolbas = {p for (s, p) in groups if s == "lolbas"}
     out = [f"# {md_text(binary)}", "", "## Possible Misuse", "",
            f"*{len(sigma_rules)} Sigma rule files mention {md_code(binary)}, {len(detecting)} of them "

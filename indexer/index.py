@@ -29,6 +29,7 @@ from .model import FileReport, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
+PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
 INDEX_FORMAT = 3
 
@@ -186,14 +187,27 @@ class IndexWriter:
         """Make this generation the one readers open, atomically; prune old generations."""
         _fsync_dir(self.path)
         root = index_root(self.data_dir)
-        tmp = root / f".CURRENT.{os.getpid()}"
-        with open(tmp, "w") as handle:
-            handle.write(self.path.name + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, root / "CURRENT")
+        published = (_published(root) + [self.path.name])[-(KEEP_PREVIOUS + 8):]
+        _write_atomic(root / PUBLISHED_FILE, "\n".join(published) + "\n")
+        _write_atomic(root / "CURRENT", self.path.name + "\n")
         _fsync_dir(root)
         prune(self.data_dir)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _published(root: Path) -> list[str]:
+    try:
+        return [n for n in (root / PUBLISHED_FILE).read_text().split() if n.startswith("gen-")]
+    except FileNotFoundError:
+        return []
 
 
 def _fsync_dir(path: Path) -> None:
@@ -205,17 +219,20 @@ def _fsync_dir(path: Path) -> None:
 
 
 def prune(data_dir: Path) -> None:
-    """Remove generations older than the current one and the KEEP_PREVIOUS before it,
-    and any unpublished generation left by a killed refresh."""
+    """Keep the current generation and the KEEP_PREVIOUS published before it (readers may still
+    have them open); remove the rest, including unpublished ones left by a killed refresh.
+
+    Runs under the refresh lock, so no other refresh is writing a generation meanwhile.
+    """
     root = index_root(data_dir)
     current = current_generation(data_dir)
     if current is None:
         return
-    gens = sorted((p for p in root.glob("gen-*") if p.is_dir()), key=lambda p: p.name)
-    older = [p for p in gens if p.name < current.name]
-    newer = [p for p in gens if p.name > current.name]
-    for stale in older[:-KEEP_PREVIOUS] + newer:
-        shutil.rmtree(stale, ignore_errors=True)
+    published = [n for n in _published(root) if n != current.name]
+    keep = {current.name, *published[-KEEP_PREVIOUS:]}
+    for generation in root.glob("gen-*"):
+        if generation.is_dir() and generation.name not in keep:
+            shutil.rmtree(generation, ignore_errors=True)
 
 
 def read_meta(generation: Path) -> dict[str, Any]:
@@ -244,6 +261,7 @@ class IndexReader:
         self._searcher = self._index.searcher()
         self._state: State | None = None
         self._binaries: list[str] | None = None
+        self.cache: dict[str, Any] = {}  # what other modules derive from this generation, read once
 
     def close(self) -> None:
         self._searcher.close()

@@ -27,6 +27,7 @@ ROLES = (
 )
 
 SOURCES = ("sigma", "lolbas")
+DETECTING_ROLES = ("process", "original_filename")  # a rule with one of these in a selection detects it running
 
 
 @dataclass(frozen=True, order=True)
@@ -54,6 +55,11 @@ class Mention:
     commit: str = ""
     url: str = ""                   # link to the file at `commit`, anchored at the line
     license: str = ""
+
+    @property
+    def detects_running(self) -> bool:
+        """A Sigma detection item that selects this binary as the process (not a filter)."""
+        return self.source == "sigma" and self.role in DETECTING_ROLES and self.context == "selection"
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _MENTION_FIELDS}  # asdict() is 10x slower

@@ -20,6 +20,7 @@ from typing import Any, Collection, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .export import SOURCE_LABELS, clean, safe_filename
+from .model import DETECTING_ROLES as DETECTS
 from .model import ROLES
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
@@ -212,8 +213,8 @@ def search_form(links: Links, query: str = "", params: Mapping[str, str] | None 
         out.append(f'<input name="field" value="{esc(params.get("field", ""))}" placeholder="field (Image…)" '
                    'size="12" maxlength="100">')
     out.append("</form>")
-    out.append(f'<ul id="suggestions" class="suggestions" hidden data-api="/api/suggest" '
-               f'data-binary-base="/binary/"></ul>')
+    out.append('<ul id="suggestions" class="suggestions" hidden data-api="/api/suggest" '
+               'data-binary-base="/binary/"></ul>')
     return "\n".join(out)
 
 
@@ -280,7 +281,7 @@ def group(mentions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[M
 
 
 def _detects(items: list[Mapping[str, Any]]) -> bool:
-    return any(m["source"] == "sigma" and m["role"] in DETECTS and m.get("context") != "filter" for m in items)
+    return any(m["source"] == "sigma" and m["role"] in DETECTS and m.get("context") == "selection" for m in items)
 
 
 def _rule_sort(key: tuple[str, str], items: list[Mapping[str, Any]]) -> tuple[Any, ...]:

@@ -101,11 +101,14 @@ def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Men
     return groups
 
 
-def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
-    """Everything about a rule (by id or path) or, failing that, a binary (as `search` reads it)."""
+def show_target(reader: IndexReader, target: str, kind: str | None = None) -> dict[str, object] | None:
+    """Everything about a rule (by id or path) or, failing that, a binary (as `search` reads it).
+
+    kind: "rule" or "binary" to look for one kind only (a rule id may look like a binary name).
+    """
     state = reader.state
     cleaned = target.strip()
-    for ref, report in state.files.items():
+    for ref, report in state.files.items() if kind != "binary" else ():
         if cleaned in report.rule_ids or cleaned == report.path or cleaned == ref:
             mentions = reader.file_mentions(report.source, report.path)
             first = mentions[0] if mentions else None
@@ -122,6 +125,8 @@ def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
                 "links": [l for l in (xref.references(reader) if report.source == "sigma" else xref.links(reader))
                           if l.get("sigma_path", l.get("lolbas_path")) == report.path],
             }
+    if kind == "rule":
+        return None
     try:
         result = search(reader, cleaned)
     except ValueError:
@@ -129,9 +134,7 @@ def show_target(reader: IndexReader, target: str) -> dict[str, object] | None:
     if not result.mentions:
         return None
     groups = group_by_rule(result.mentions)
-    detecting = sorted({p for (s, p), ms in groups.items()
-                        if s == "sigma" and any(m.role in ("process", "original_filename") and m.context != "filter"
-                                                for m in ms)})
+    detecting = sorted({p for (s, p), ms in groups.items() if any(m.detects_running for m in ms)})
     return {
         "kind": "binary", "query": target, "binaries": result.binaries,
         "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),

@@ -102,7 +102,11 @@ class _Processed:
 # --- the lock --------------------------------------------------------------------------------
 
 class RefreshLock:
-    """An exclusive lock on the data directory (flock: released by the kernel if we die)."""
+    """An exclusive lock on the data directory.
+
+    A POSIX record lock (lockf): the kernel releases it when this process dies, and, unlike
+    flock, parser processes forked from it do not hold it too.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "refresh.lock"
@@ -114,9 +118,9 @@ class RefreshLock:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except (BlockingIOError, PermissionError):
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
                     os.close(fd)
@@ -128,7 +132,7 @@ class RefreshLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 
@@ -168,6 +172,17 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) 
 
 def _process_batch(batch: list[tuple[FileContext, bytes]], max_bytes: int) -> list[_Processed]:
     return [process_file(ctx, raw, max_bytes) for ctx, raw in batch]
+
+
+def _die_with_parent() -> None:
+    """Parser processes end when the refresh that started them is killed (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def skip_reason(source: str, entry: TreeEntry, max_bytes: int) -> str:
@@ -435,7 +450,7 @@ class _Refresh:
                 results.extend(_process_batch(b, self.opt.max_file_bytes))
                 self.progress.advance(len(b))
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent) as pool:
                 for done in pool.map(_process_batch, batches, [self.opt.max_file_bytes] * len(batches)):
                     results.extend(done)
                     self.progress.advance(len(done))

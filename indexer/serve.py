@@ -24,7 +24,6 @@ handler boundary and logged; only a bug answers 500, and it never shows a traceb
 from __future__ import annotations
 
 import bisect
-import html
 import importlib
 import importlib.util
 import ipaddress
@@ -140,11 +139,26 @@ class ReaderPool:
             _close(old)
         if reader is not None:
             return reader
-        reader = IndexReader(self.data_dir)   # may already be a newer generation: keyed by its own
+        reader = self._open()
         with self._lock:
             name = reader.generation.name
             self._busy[name] = self._busy.get(name, 0) + 1
         return reader
+
+    def _open(self) -> IndexReader:
+        """A new reader of the current generation (which may be newer than the one just seen).
+        A generation pruned between reading CURRENT and opening it is retried with the next."""
+        for attempt in range(3):
+            try:
+                return IndexReader(self.data_dir)
+            except IndexMissing:
+                raise
+            except Exception:
+                if attempt == 2:
+                    raise
+                log.warning("opening the index failed; retrying with the current generation", exc_info=True)
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
 
     def release(self, reader: IndexReader, broken: bool = False) -> None:
         name = reader.generation.name
@@ -206,15 +220,8 @@ def _close(reader: IndexReader) -> None:
 # --- shared lookups ----------------------------------------------------------------------------
 
 def binary_target(reader: IndexReader, name: str) -> dict[str, Any] | None:
-    """`show_target` for an executable. show_target tries rule ids and paths first; a rule
-    whose id is spelled like the name would shadow it, so then ask for the name behind a
-    path separator, which parses to the same name and matches no rule."""
-    target = show_target(reader, name)
-    if target is not None and target.get("kind") != "binary":
-        target = show_target(reader, "\\" + name.strip())
-        if target is not None:
-            target["query"] = name
-    return target if target is not None and target.get("kind") == "binary" else None
+    """`show_target` for an executable only (a rule id spelled like the name does not shadow it)."""
+    return show_target(reader, name, kind="binary")
 
 
 def xref_module() -> Any | None:
@@ -613,6 +620,12 @@ class Handler(BaseHTTPRequestHandler):
         self._respond(head=True)
 
     def _refuse(self) -> None:
+        try:  # read a small body, so that closing the connection does not reset it under the answer
+            length = int(self.headers.get("Content-Length") or 0)
+            if 0 < length <= 1 << 20:
+                self.rfile.read(length)
+        except (ValueError, OSError):
+            pass
         self._send(self.server.app.handle(self.path, self.command), head=False)
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
@@ -644,6 +657,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             log.debug("client went away")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Requests http.server itself refuses (a malformed request line, a line too long):
+        a JSON error with the same headers as every other answer."""
+        self.close_connection = True
+        self.request_version = "HTTP/1.0"   # a malformed line is no HTTP/0.9 request: send the status line
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send(Response.json(code, {"error": _printable(str(text))[:200]}),
+                   head=getattr(self, "command", "") == "HEAD")
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), _printable(format % args))
@@ -748,6 +770,8 @@ def openapi() -> dict[str, Any]:
                param("inferred", "false: leave out bare names recognised without extension.",
                      schema={"type": "boolean", "default": True})]
     xref_note = " Needs indexer.xref; 501 when this installation does not have it."
+    records = {"type": "array", "items": {"type": "object"},
+               "description": "Cross-reference records (indexer.xref), when the index has them."}
     return {
         "openapi": "3.0.3",
         "info": {"title": "indexer", "version": _version(),
@@ -800,11 +824,13 @@ def openapi() -> dict[str, Any]:
                     "query": {"type": "string"}, "binaries": {"type": "array", "items": {"type": "string"}},
                     "mentions": {"type": "array", "items": {"$ref": "#/components/schemas/Mention"}},
                     "suggestions": {"type": "array", "items": {"type": "string"}},
+                    "lolbas_declared_detections": records,
                     "error": {"type": "string"}}},
                 "BinaryTarget": {"type": "object", "properties": {
                     "kind": {"type": "string", "enum": ["binary"]}, "query": {"type": "string"},
                     **{k: {"type": "array", "items": {"type": "string"}}
                        for k in ("binaries", "sigma_rules", "detecting_rules", "lolbas_entries", "roles")},
+                    "lolbas_declared_detections": records,
                     "mentions": {"type": "array", "items": {"$ref": "#/components/schemas/Mention"}}}},
                 "RuleTarget": {"type": "object", "properties": {
                     "kind": {"type": "string", "enum": ["rule"]},
@@ -812,7 +838,8 @@ def openapi() -> dict[str, Any]:
                                                        "logsource", "url")},
                     **{k: {"type": "array", "items": {"type": "string"}}
                        for k in ("warnings", "rule_ids", "tags", "binaries")},
-                    "mentions": {"type": "array", "items": {"$ref": "#/components/schemas/Mention"}}}},
+                    "mentions": {"type": "array", "items": {"$ref": "#/components/schemas/Mention"}},
+                    "former_paths": records, "linked_from_lolbas": records, "links": records}},
                 "Status": {"type": "object", "properties": {
                     "generation": {"type": "string"}, "built_at": {"type": "number"},
                     "built_at_iso": {"type": "string"}, "sources": {"type": "object"},

@@ -17,7 +17,6 @@ from .model import FileReport
 
 XREF_FILE = "xref.json"
 LINK_STATUSES = ("ok", "moved", "deprecated", "deleted", "unresolvable")
-DETECTING_ROLES = ("process", "original_filename")
 _SIGMA_URL = re.compile(r"^https?://github\.com/([^/]+)/([^/]+)/(blob|tree|raw)/([^/]+)/(.*?)/?(?:[?#].*)?$")
 _LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)", re.IGNORECASE)
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -153,7 +152,7 @@ def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[s
         detecting: set[str] = set()
         mentioning: set[str] = set()
         for m in reader.search(names, source="sigma"):
-            if m.role in DETECTING_ROLES and m.context == "selection":
+            if m.detects_running:
                 detecting.add(m.path)
             else:
                 mentioning.add(m.path)
@@ -198,10 +197,14 @@ def write(generation: Path, data: dict[str, Any]) -> None:
 
 
 def load(reader: IndexReader) -> dict[str, Any]:
-    try:
-        return json.loads((reader.generation / XREF_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"links": [], "references": [], "coverage": {"entries": [], "summary": {}}, "former_paths": {}}
+    """The generation's cross-references, read once per reader."""
+    if XREF_FILE not in reader.cache:
+        try:
+            reader.cache[XREF_FILE] = json.loads((reader.generation / XREF_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            reader.cache[XREF_FILE] = {"links": [], "references": [], "coverage": {"entries": [], "summary": {}},
+                                       "former_paths": {}}
+    return reader.cache[XREF_FILE]
 
 
 def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str, Any]]:

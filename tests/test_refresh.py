@@ -1,0 +1,427 @@
+"""Refresh on the real bundles with upstream moving: incremental equals full, small refreshes
+stay small, nothing new is a no-op, SIGKILL at any point keeps the previous index, the lock,
+and failing sources keep the previous index.
+
+Upstream is a bare clone of sigma.bundle whose master is set with `git update-ref`: first to
+the commit 300 first-parent commits before the tip (OLD), then to OLD's first-parent successor
+(NEXT) or back to the tip (TIP). The expensive builds happen once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from indexer.index import IndexReader
+from indexer.refresh import EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
+
+from conftest import specs
+from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
+                   refresh_args, sorted_export)
+
+pytestmark = pytest.mark.slow
+
+STEPS_BACK = 300
+EXIT_USAGE = 4  # indexer/cli.py: a URL refused before any fetch (no such local path) is a usage error
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("refresh")
+
+
+@pytest.fixture(scope="module")
+def upstream(work: Path, bundles: tuple[Path, Path]) -> Upstream:
+    up = Upstream(bundles[0], work / "sigma.git")
+    assert len(up.first_parent) > STEPS_BACK + 1
+    return up
+
+
+@pytest.fixture(scope="module")
+def lolbas(bundles: tuple[Path, Path]) -> Path:
+    return bundles[1]
+
+
+@pytest.fixture(scope="module")
+def old(upstream: Upstream) -> str:
+    return upstream.back(STEPS_BACK)
+
+
+@pytest.fixture(scope="module")
+def old_dir(work: Path, upstream: Upstream, lolbas: Path, old: str) -> Path:
+    """Sigma indexed at OLD (+ LOLBAS at its tip). Tests copy it; nobody refreshes it."""
+    upstream.move(old)
+    data_dir = work / "old"
+    manifest = refresh(RefreshOptions(data_dir, specs(upstream.path, lolbas)))
+    assert manifest.exit_code == EXIT_OK, manifest.file_errors
+    assert manifest.sources["sigma"].after == old
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def tip_export(work: Path, tip_data_dir: Path, upstream: Upstream) -> bytes:
+    """The full build at the tip (conftest's tip_data_dir, built from the same bundles)."""
+    with IndexReader(tip_data_dir) as reader:
+        assert reader.sources["sigma"]["commit"] == upstream.tip
+    return sorted_export(tip_data_dir, work / "tip.jsonl")
+
+
+@pytest.fixture(scope="module")
+def old_export(work: Path, old_dir: Path) -> bytes:
+    return sorted_export(old_dir, work / "old.jsonl")
+
+
+def _by_binary(export: bytes) -> dict[str, set[tuple[str, str, int, str]]]:
+    out: dict[str, set[tuple[str, str, int, str]]] = {}
+    for line in export.splitlines():
+        m = json.loads(line)
+        out.setdefault(m["binary"], set()).add((m["source"], m["path"], m["line"], m["role"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def changed_name(old_export: bytes, tip_export: bytes) -> str:
+    """A binary indexed at OLD and at the tip whose mentions (file, line, role) differ most."""
+    before, after = _by_binary(old_export), _by_binary(tip_export)
+    both = [b for b in before.keys() & after.keys() if before[b] != after[b]]
+    assert both, "no binary changed between OLD and the tip: the commits chosen prove nothing"
+    return max(both, key=lambda b: (len(before[b] ^ after[b]), b))
+
+
+def _search(data_dir: Path, *names: str) -> str:
+    done = indexer("search", *names, "--json", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def old_search(old_dir: Path, changed_name: str) -> str:
+    return _search(old_dir, "psr.exe", changed_name)
+
+
+@pytest.fixture(scope="module")
+def tip_search(tip_data_dir: Path, changed_name: str) -> str:
+    return _search(tip_data_dir, "psr.exe", changed_name)
+
+
+@pytest.fixture(scope="module")
+def incremental(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path):
+    """OLD's data dir copied and refreshed to the tip with `indexer refresh --json`."""
+    data_dir = copy_data_dir(old_dir, work / "incremental")
+    upstream.move(upstream.tip)
+    return data_dir, indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
+
+
+@pytest.fixture()
+def tip_copy(work: Path, tip_data_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A copy of the full build at the tip, made from the bundles: refresh it with refresh_args(*bundles)."""
+    return copy_data_dir(tip_data_dir, work / f"tip-{request.node.name}")
+
+
+# --- 1. incremental equals full -----------------------------------------------------------------
+
+def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream: Upstream, old: str,
+                                               tip_export: bytes, old_export: bytes) -> None:
+    data_dir, done = incremental
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    manifest = json.loads(done.stdout)
+    sigma = manifest["sources"]["sigma"]
+    assert manifest["exit_code"] == EXIT_OK
+    assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, upstream.tip)
+    assert manifest["sources"]["lolbas"]["mode"] == "unchanged"
+
+    changes = upstream.diff(old, upstream.tip)
+    want = {s: sorted(c.path for c in changes if c.status == s) for s in "AMD"}
+    want_renamed = sorted([c.old_path, c.path] for c in changes if c.status == "R")
+    assert len(sigma["added"]) == len(want["A"]) and sorted(sigma["added"]) == want["A"]
+    assert len(sigma["modified"]) == len(want["M"]) and sorted(sigma["modified"]) == want["M"]
+    assert len(sigma["deleted"]) == len(want["D"]) and sorted(sigma["deleted"]) == want["D"]
+    assert len(sigma["renamed"]) == len(want_renamed) and sorted(map(list, sigma["renamed"])) == want_renamed
+    manifest_counts = {"A": len(sigma["added"]), "M": len(sigma["modified"]), "D": len(sigma["deleted"]),
+                       "R": len(sigma["renamed"])}
+    assert {s: n for s, n in manifest_counts.items() if n} == dict(Counter(c.status for c in changes))
+
+    incremental_export = sorted_export(data_dir, work / "incremental.jsonl")
+    assert incremental_export != old_export  # the refresh did something
+    if incremental_export != tip_export:
+        inc, full = set(incremental_export.splitlines()), set(tip_export.splitlines())
+        only_inc, only_full = sorted(inc - full)[:3], sorted(full - inc)[:3]
+        pytest.fail(f"incremental export differs from the full build: {len(inc - full)} lines only in the "
+                    f"incremental one, e.g. {only_inc}; {len(full - inc)} only in the full one, e.g. {only_full}")
+    assert manifest["mentions_total"] == len(tip_export.splitlines())
+
+
+# --- 2. a one-commit refresh reads only what changed --------------------------------------------
+
+def _reread(reason: str) -> int:
+    if not reason:
+        return 0
+    match = re.search(r"(\d+) more files? read again", reason)
+    assert match, f"the manifest's reason does not say how many files were read again: {reason!r}"
+    return int(match.group(1))
+
+
+def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: Path, upstream: Upstream,
+                                                          lolbas: Path, old: str) -> None:
+    nxt = upstream.back(STEPS_BACK - 1)
+    data_dir = copy_data_dir(old_dir, work / "one-commit")
+    upstream.move(nxt)
+    done = indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    manifest = json.loads(done.stdout)
+    sigma = manifest["sources"]["sigma"]
+    assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, nxt)
+    assert manifest["sources"]["lolbas"]["mode"] == "unchanged"
+
+    changes = upstream.diff(old, nxt)
+    assert changes, "OLD and its successor have the same tree: pick other commits"
+    to_read = sorted(c.path for c in changes if c.status != "D" and is_rule_file("sigma", c.path))
+    reread = _reread(manifest["reason"])
+    assert manifest["files_parsed"] == len(to_read) + reread, (manifest["files_parsed"], to_read, manifest["reason"])
+    assert manifest["files_parsed"] < 100
+
+    # Each file changed was read again at NEXT: every mention's line is that file's line now.
+    checked = 0
+    with IndexReader(data_dir) as reader:
+        assert reader.sources["sigma"]["commit"] == nxt
+        for path in to_read:
+            lines = upstream.show(nxt, path).splitlines()
+            for m in reader.file_mentions("sigma", path):
+                assert m.line <= len(lines) and lines[m.line - 1].strip() == m.snippet, (path, m.line, m.snippet)
+                checked += 1
+    assert checked, f"no mention in the changed files {to_read}: the line check proves nothing"
+
+
+# --- 3. nothing new upstream --------------------------------------------------------------------
+
+def test_refresh_with_nothing_new_does_nothing(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    generation = current(tip_copy)
+    done = indexer(*refresh_args(*bundles, "--json"), data_dir=tip_copy)
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    manifest = json.loads(done.stdout)
+    assert manifest["exit_code"] == EXIT_OK
+    assert manifest["files_parsed"] == 0
+    assert {n: s["mode"] for n, s in manifest["sources"].items()} == {"sigma": "unchanged", "lolbas": "unchanged"}
+    assert (manifest["mentions_added"], manifest["mentions_removed"]) == (0, 0)
+
+    done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert all(f"{name}: up to date" in done.stdout for name in ("sigma", "lolbas")), done.stdout
+    assert current(tip_copy) == generation  # no new generation written
+
+
+# --- 4. SIGKILL at any point keeps the previous index -------------------------------------------
+
+# Where `indexer refresh --verbose` is killed: after the stderr line containing the marker, plus
+# a delay. Each stage line ("parse: 2425 to do") is logged when the stage starts.
+KILL_POINTS = {
+    "fetch": ("fetch:", 0.0),
+    "parse": ("parse:", 0.0),
+    "index": ("index:", 0.0),
+    "index-random": ("index:", None),   # a random 0.05-0.5 s into the index stage
+    "links": ("links:", 0.0),           # the new generation committed, not yet published
+}
+
+
+@pytest.fixture(scope="module")
+def kills(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, changed_name: str):
+    """OLD's data dir copied; a refresh to the tip started and SIGKILLed at each point in turn
+    (each a new `indexer refresh`, so each also has to get past what the kills before left).
+    After each kill: CURRENT and `indexer search psr.exe <changed> --json` are recorded."""
+    data_dir = copy_data_dir(old_dir, work / "killed")
+    upstream.move(upstream.tip)
+    records: dict[str, dict[str, object]] = {"": {"generation": current(data_dir)}}
+    for point, (marker, delay) in KILL_POINTS.items():
+        if delay is None:
+            delay = round(random.uniform(0.05, 0.5), 2)
+        run = RefreshRun(refresh_args(upstream.path, lolbas), data_dir)
+        try:
+            reached = run.wait_for(marker)
+            time.sleep(delay)
+            code = run.kill()
+            records[point] = {"reached": reached, "code": code, "when": f"killed {delay}s after {marker!r}",
+                              "lines": list(run.lines), "generation": current(data_dir),
+                              "search": indexer("search", "psr.exe", changed_name, "--json", data_dir=data_dir)}
+        finally:
+            run.cleanup()
+        if code != -signal.SIGKILL:
+            break  # it finished: the index moved on, later kill points would prove nothing
+    return data_dir, records
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_keeps_the_previous_index(point: str, kills, old_search: str, tip_search: str) -> None:
+    _data_dir, records = kills
+    assert point in records, "not run: an earlier refresh of the sequence finished before its kill"
+    rec = records[point]
+    assert rec["reached"], f"the refresh ended before the kill point: {rec['lines']}"
+    assert rec["code"] == -signal.SIGKILL, f"the refresh finished before it was {rec['when']}: {rec['lines']}"
+    assert old_search != tip_search  # so that "still the old results" can fail
+    assert rec["generation"] == records[""]["generation"], rec["when"]
+    search = rec["search"]
+    assert search.returncode == 0, (rec["when"], search.stderr)
+    assert search.stdout == old_search, rec["when"]
+
+
+@pytest.fixture(scope="module")
+def recovered(kills, upstream: Upstream, lolbas: Path):
+    """After the kills, a normal `indexer refresh --json` to the tip."""
+    data_dir, _records = kills
+    upstream.move(upstream.tip)
+    return data_dir, indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
+
+
+def test_after_sigkills_the_next_refresh_equals_the_full_build(recovered, work: Path, upstream: Upstream,
+                                                               tip_search: str, tip_export: bytes,
+                                                               changed_name: str) -> None:
+    data_dir, done = recovered
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    manifest = json.loads(done.stdout)
+    assert manifest["sources"]["sigma"]["after"] == upstream.tip
+    assert manifest["mentions_total"] == len(tip_export.splitlines())
+    assert _search(data_dir, "psr.exe", changed_name) == tip_search
+    assert sorted_export(data_dir, work / "killed.jsonl") == tip_export
+
+
+def test_after_sigkills_no_unpublished_generation_is_left(recovered, kills) -> None:
+    data_dir, done = recovered
+    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    published = {kills[1][""]["generation"], current(data_dir)}
+    left = {p.name for p in (data_dir / "index").glob("gen-*")}
+    assert left == published, f"left behind: {sorted(left - published)}; removed: {sorted(published - left)}"
+
+
+# --- 5. the lock ---------------------------------------------------------------------------------
+
+def test_a_held_lock_makes_refresh_exit_3_and_wait_proceeds_once_released(
+        tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    generation = current(tip_copy)
+    lock = RefreshLock(tip_copy)
+    lock.acquire()
+    try:
+        done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
+        assert done.returncode == EXIT_LOCKED, (done.returncode, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "lock" in lines[0].lower(), done.stderr
+        assert done.stdout == ""
+
+        # --wait 5: started while the lock is held, released once the refresh is seen waiting on it.
+        proc = popen_indexer(*refresh_args(*bundles, "--wait", "5"), data_dir=tip_copy)
+        deadline = time.monotonic() + 60
+        while not has_open(proc.pid, tip_copy / "refresh.lock") and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, ("the refresh did not wait", proc.communicate())
+        time.sleep(1.0)
+        assert proc.poll() is None, ("the refresh gave up after 1 s of --wait 5", proc.communicate())
+        released = time.monotonic()
+        lock.release()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        lock.release()
+    assert proc.returncode == EXIT_OK, (proc.returncode, err)
+    assert time.monotonic() - released < 30 and "up to date" in out, out
+    assert current(tip_copy) == generation
+
+
+def _start_holding_refresh(data_dir: Path, bundles: tuple[Path, Path]) -> RefreshRun:
+    run = RefreshRun(refresh_args(*bundles, "--full"), data_dir)
+    assert run.wait_for("fetch:"), run.lines
+    with pytest.raises(Locked):  # the subprocess holds the lock now
+        RefreshLock(data_dir).acquire()
+    return run
+
+
+def test_the_lock_of_a_killed_refresh_does_not_block(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    generation = current(tip_copy)
+    run = _start_holding_refresh(tip_copy, bundles)
+    try:
+        assert run.kill() == -signal.SIGKILL
+        assert (tip_copy / "refresh.lock").exists()  # left behind by the killed process
+        done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
+        assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+        assert current(tip_copy) == generation
+    finally:
+        run.cleanup()
+
+
+def test_the_lock_of_a_refresh_killed_while_parsing_does_not_block(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    run = _start_holding_refresh(tip_copy, bundles)
+    try:
+        assert run.wait_for("parse:"), run.lines
+        assert run.wait_for_workers(), "no parser processes started"
+        assert run.kill() == -signal.SIGKILL
+        done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
+        assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+    finally:
+        run.cleanup()
+
+
+# --- 6. failing sources keep the previous index -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def failing_dir(work: Path, old_dir: Path) -> Path:
+    return copy_data_dir(old_dir, work / "failing")
+
+
+@pytest.mark.parametrize("case", ["no-such-path", "not-a-repository", "a-file", "no-such-branch"])
+def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failing_dir: Path, upstream: Upstream,
+                                                   lolbas: Path, old_search: str, changed_name: str) -> None:
+    upstream.move(upstream.tip)
+    generation = current(failing_dir)
+    extra: list[str] = []
+    if case == "no-such-path":
+        url, expected_code, named = work / "no-such-repo", EXIT_USAGE, str(work / "no-such-repo")
+    elif case == "not-a-repository":
+        url, expected_code = work / "plain-folder", EXIT_SOURCE_FAILED
+        url.mkdir(exist_ok=True)
+        (url / "README").write_text("not a repository\n")
+        named = str(url)
+    elif case == "a-file":
+        url, expected_code = work / "plain-file", EXIT_SOURCE_FAILED
+        url.write_text("not a repository\n")
+        named = str(url)
+    else:
+        url, expected_code, named = upstream.path, EXIT_SOURCE_FAILED, "nope"
+        extra = ["--sigma-branch", "nope"]
+
+    done = indexer(*refresh_args(url, lolbas, *extra), data_dir=failing_dir)
+    assert done.returncode == expected_code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, done.stderr
+    assert "sigma" in errors[0] and named in errors[0], errors[0]
+    if expected_code == EXIT_SOURCE_FAILED:
+        assert "sigma: FAILED" in done.stdout and "previous index kept" in done.stdout, done.stdout
+
+    assert current(failing_dir) == generation
+    assert _search(failing_dir, "psr.exe", changed_name) == old_search
+
+
+@pytest.mark.parametrize("damage", ["objects", "HEAD"])
+def test_a_corrupt_clone_is_repaired_by_the_next_refresh(damage: str, tip_copy: Path, bundles: tuple[Path, Path],
+                                                         tip_search: str, changed_name: str) -> None:
+    generation = current(tip_copy)
+    clone = tip_copy / "sources" / "sigma.git"
+    tip = git("-C", str(clone), "rev-parse", "refs/remotes/origin/master^{commit}").strip()
+    target = clone / damage
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    done = indexer(*refresh_args(*bundles, "--json"), data_dir=tip_copy)
+    assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+    sigma = json.loads(done.stdout)["sources"]["sigma"]
+    assert (sigma["mode"], sigma["after"]) == ("unchanged", tip)
+    assert git("-C", str(clone), "rev-parse", "refs/remotes/origin/master^{commit}").strip() == tip
+    git("-C", str(clone), "cat-file", "-e", f"{tip}^{{tree}}")
+    assert current(tip_copy) == generation
+    assert _search(tip_copy, "psr.exe", changed_name) == tip_search

@@ -1,0 +1,690 @@
+"""`indexer serve`: the JSON API and the pages over a real socket, bad input (never a 500),
+hostile rules rendered as text, a refresh while serving, and the static site."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from contextlib import contextmanager
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.index import IndexReader
+from indexer.model import ROLES
+from indexer.query import index_stats, search, show_target
+from indexer.refresh import RefreshOptions, refresh
+from indexer.serve import (App, SiteData, make_server, openapi, site_binary_target, site_rule_target,
+                           write_site, xref_pages)
+from indexer.sources import SourceSpec
+
+PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
+PSR_ID = "2158f96f-43c2-43cb-952a-ab4580f32382"
+PSR_TITLE = "Screen Capture Activity Via Psr.EXE"
+_BIN = Path(sys.executable).parent / "indexer"
+INDEXER = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "indexer"]
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+@contextmanager
+def running(data_dir: Path) -> Iterator[tuple[str, Any]]:
+    """A server on an ephemeral loopback port, serving in a thread."""
+    server = make_server(data_dir, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, name="indexer-serve", daemon=True)
+    thread.start()
+    try:
+        yield server.url.rstrip("/"), server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with _NO_PROXY.open(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    status, headers, body = fetch(url)
+    assert headers["Content-Type"].startswith("application/json"), (url, headers)
+    return status, json.loads(body)
+
+
+def raw_request(base: str, request_line: bytes, host: bytes = b"127.0.0.1") -> tuple[int, bytes]:
+    """Bytes a urllib client would refuse to send (non-UTF-8 paths, control characters)."""
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.srcs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name == "href" and value is not None:
+                self.hrefs.append(value)
+            if name == "src" and value is not None:
+                self.srcs.append(value)
+
+
+def hrefs(page: str) -> list[str]:
+    parser = _Hrefs()
+    parser.feed(page)
+    return parser.hrefs
+
+
+def assert_inert(page: str) -> None:
+    """No markup from a rule became markup: the only script is ours, no img, no javascript: link."""
+    scripts = re.findall(r"<script\b[^>]*>", page, re.IGNORECASE)
+    assert all(re.fullmatch(r'<script src="(/|(\.\./)*)static/app\.js" defer>', s) for s in scripts), scripts
+    assert not re.search(r"<script\b[^>]*>[^<]", page), "inline script"
+    assert not re.search(r"<img\b|<b>|<svg\b|<iframe\b", page, re.IGNORECASE)
+    assert not re.search(r"""\s(on\w+|style)\s*=\s*["']""", page, re.IGNORECASE), "event handler or style attribute"
+    assert not any(h.strip().lower().startswith(("javascript:", "data:", "vbscript:")) for h in hrefs(page))
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def live(tip_data_dir: Path) -> Iterator[str]:
+    with running(tip_data_dir) as (base, _server):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def app(tip_data_dir: Path) -> App:
+    return App(tip_data_dir)
+
+
+# --- the JSON API is the CLI's --json ----------------------------------------------------------
+
+def test_api_search_is_the_search_object(live: str, tip_reader: IndexReader) -> None:
+    status, headers, body = fetch(f"{live}/api/search?q=psr.exe")
+    assert status == 200
+    assert json.loads(body) == search(tip_reader, "psr.exe").to_dict()
+    assert headers["X-Index-Generation"] == tip_reader.generation.name
+    status, data = get_json(f"{live}/api/search?q=" + quote("C:\\Windows\\System32\\PSR.EXE"))
+    assert status == 200 and data["binaries"] == ["psr.exe"]
+
+
+def test_api_search_filters(live: str, tip_reader: IndexReader) -> None:
+    status, data = get_json(f"{live}/api/search?q=psr.exe&role=process")
+    assert status == 200 and data == search(tip_reader, "psr.exe", roles=["process"]).to_dict()
+    assert {m["role"] for m in data["mentions"]} == {"process"}
+    both = search(tip_reader, "certutil.exe", roles=["process", "original_filename"]).to_dict()
+    assert get_json(f"{live}/api/search?q=certutil.exe&role=process,original_filename")[1] == both
+    assert get_json(f"{live}/api/search?q=certutil.exe&role=process&role=original_filename")[1] == both
+    status, data = get_json(f"{live}/api/search?q=psr.exe&source=lolbas")
+    assert status == 200 and data["mentions"] and {m["source"] for m in data["mentions"]} == {"lolbas"}
+    status, data = get_json(f"{live}/api/search?q=cmd.exe&context=filter&field=ParentImage")
+    assert data == search(tip_reader, "cmd.exe", context="filter", field="ParentImage").to_dict()
+    assert {(m["context"], m["field"]) for m in data["mentions"]} <= {("filter", "ParentImage")}
+    status, data = get_json(f"{live}/api/search?q=rundll32.exe&inferred=false")
+    assert data["mentions"] and not any(m["inferred"] for m in data["mentions"])
+    # a resolved name whose mentions the filters all drop: found, nothing to show
+    status, data = get_json(f"{live}/api/search?q=psr.exe&role=registry")
+    assert status == 200 and data["binaries"] == ["psr.exe"] and data["mentions"] == []
+
+
+def test_api_binary_and_rule_are_show_target(live: str, tip_reader: IndexReader) -> None:
+    status, data = get_json(f"{live}/api/binary/psr.exe")
+    assert status == 200 and data == show_target(tip_reader, "psr.exe")
+    assert data["detecting_rules"] == [PSR_RULE] and len(data["lolbas_entries"]) == 2
+    assert get_json(f"{live}/api/binary/PSR.EXE")[1]["binaries"] == ["psr.exe"]
+    windows_path = quote("C:\\Windows\\System32\\psr.exe", safe="")
+    assert get_json(f"{live}/api/binary/{windows_path}")[1]["binaries"] == ["psr.exe"]
+    for key in (PSR_ID, PSR_RULE, f"sigma:{PSR_RULE}"):
+        status, data = get_json(f"{live}/api/rule/{quote(key)}")
+        assert status == 200 and data == show_target(tip_reader, key), key
+        assert data["kind"] == "rule" and data["title"] == PSR_TITLE
+    status, data = get_json(f"{live}/api/rule/{quote('lolbas:yml/OSBinaries/Psr.yml')}")
+    assert status == 200 and data["binaries"] == ["psr.exe"]
+
+
+def test_api_status(live: str, tip_reader: IndexReader) -> None:
+    status, data = get_json(f"{live}/api/status")
+    assert status == 200
+    assert data["generation"] == tip_reader.generation.name
+    assert data["built_at"] == tip_reader.state.built_at and data["built_at_iso"].endswith("Z")
+    for name in ("sigma", "lolbas"):
+        assert data["sources"][name]["commit"] == tip_reader.sources[name]["commit"]
+        assert "url" not in data["sources"][name]      # where the clone came from stays on the server
+    stats = index_stats(tip_reader)
+    assert data["counts"]["mentions"] == stats["mentions"] and data["counts"]["binaries"] == stats["binaries"]
+    assert data["counts"]["problems"] == len(stats["problems"])
+    assert not any(isinstance(v, list) for v in data["counts"].values())
+
+
+def test_api_suggest(live: str) -> None:
+    assert get_json(f"{live}/api/suggest?q=psr")[1]["suggestions"][0] == "psr.exe"
+    assert get_json(f"{live}/api/suggest?q=PSR")[1]["suggestions"][0] == "psr.exe"
+    status, data = get_json(f"{live}/api/suggest?q=" + quote("C:\\Windows\\System32\\certu"))
+    assert status == 200 and "certutil.exe" in data["suggestions"]
+    assert len(get_json(f"{live}/api/suggest?q=c&limit=3")[1]["suggestions"]) == 3
+    assert get_json(f"{live}/api/suggest?q=certutl")[1]["suggestions"][:1] == ["certutil.exe"]  # close names
+    assert get_json(f"{live}/api/suggest?q=zqzqzqzq")[1] == {"query": "zqzqzqzq", "suggestions": []}
+
+
+def test_xref_endpoints(live: str, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    for what in ("coverage", "links"):
+        status, data = get_json(f"{live}/api/{what}")
+        if what in xref_pages():
+            assert status == 200, data
+            page_status, _, page = fetch(f"{live}/{what}")
+            assert page_status == 200
+            assert_inert(page.decode())
+        else:
+            assert status == 501 and "indexer.xref" in data["error"]
+    # without the module: 501 with a clear message, page and API
+    import indexer.serve as serve_module
+    monkeypatch.setattr(serve_module, "xref_module", lambda: None)
+    for target in ("/api/coverage", "/api/links", "/coverage", "/links"):
+        response = app.handle(target)
+        assert response.status == 501, target
+        if target.startswith("/api"):
+            assert "indexer.xref" in response.json_data()["error"]
+
+
+def test_openapi_describes_every_endpoint(live: str) -> None:
+    status, doc = get_json(f"{live}/api/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.") and doc == openapi()
+    assert set(doc["paths"]) == {"/api/search", "/api/binary/{name}", "/api/rule/{key}", "/api/status",
+                                 "/api/suggest", "/api/coverage", "/api/links", "/api/openapi.json"}
+    examples = {"{name}": "psr.exe", "{key}": quote(PSR_RULE)}
+    for path, item in doc["paths"].items():
+        url = path
+        for placeholder, value in examples.items():
+            url = url.replace(placeholder, value)
+        required = [p["name"] for p in item["get"].get("parameters", []) if p["in"] == "query" and p["required"]]
+        if required:
+            url += "?" + "&".join(f"{name}=psr" for name in required)
+        status, _, _ = fetch(live + url)
+        assert str(status) in item["get"]["responses"], (url, status)
+    role = next(p for p in doc["paths"]["/api/search"]["get"]["parameters"] if p["name"] == "role")
+    assert role["schema"]["enum"] == list(ROLES)
+
+
+# --- bad input: 4xx with a reason, never a 500 ---------------------------------------------------
+
+BAD_API = [
+    ("/api/search", 400, "give an executable"),
+    ("/api/search?q=", 400, "give an executable"),
+    ("/api/search?q=%20%20", 400, "give an executable"),
+    ("/api/search?q=" + "a" * 10_000, 400, "at most 256"),
+    ("/api/search?q=psr.exe&role=nope", 400, "unknown role 'nope'"),
+    ("/api/search?q=psr.exe&role=process,nope", 400, "unknown role"),
+    ("/api/search?q=psr.exe&source=github", 400, "unknown source"),
+    ("/api/search?q=psr.exe&context=maybe", 400, "unknown context"),
+    ("/api/search?q=psr.exe&inferred=perhaps", 400, "inferred"),
+    ("/api/search?q=psr.exe&field=" + "F" * 500, 400, "field"),
+    ("/api/search?q=psr.exe&bogus=1", 400, "unknown parameter 'bogus'"),
+    ("/api/search?q=psr.exe&q=cmd.exe", 400, "once"),
+    ("/api/search?q=%FF", 400, "UTF-8"),
+    ("/api/search?q=%C3%28", 400, "UTF-8"),
+    ("/api/search?%FF=1", 400, "UTF-8"),
+    ("/api/search?q=*", 400, "narrow it"),
+    ("/api/search?q=%27%27", 400, "names no file"),
+    ("/api/search?q=%5C", 400, "names no file"),
+    ("/api/search?" + "&".join(f"a{i}=1" for i in range(50)), 400, "too many"),
+    ("/api/search?q=certutl.exe", 404, "no executable"),
+    ("/api/binary/", 400, "give an executable"),
+    ("/api/binary/..%2F..%2Fetc%2Fpasswd", 404, "no executable"),
+    ("/api/binary/../../etc/passwd", 404, "no executable"),
+    ("/api/binary/%2e%2e", 404, "no executable"),
+    ("/api/binary/%FF", 400, "UTF-8"),
+    ("/api/binary/%00", 404, "no executable"),
+    ("/api/binary/*", 400, "narrow it"),
+    ("/api/binary/" + "a" * 10_000, 400, "at most 256"),
+    ("/api/binary/psr.exe?x=1", 400, "unknown parameter"),
+    ("/api/rule/nope", 404, "no rule file"),
+    ("/api/rule/psr.exe", 404, "no rule file"),
+    ("/api/rule/..%2F..%2Fetc%2Fpasswd", 404, "no rule file"),
+    ("/api/rule/../../../etc/passwd", 404, "no rule file"),
+    ("/api/rule/", 400, "give a rule id"),
+    ("/api/rule/%FF", 400, "UTF-8"),
+    ("/api/rule/" + "r" * 5000, 400, "at most"),
+    ("/api/suggest", 400, "give the start"),
+    ("/api/suggest?q=", 400, "give the start"),
+    ("/api/suggest?q=psr&limit=0", 400, "limit"),
+    ("/api/suggest?q=psr&limit=x", 400, "limit"),
+    ("/api/suggest?q=%FF", 400, "UTF-8"),
+    ("/api/status?x=1", 400, "unknown parameter"),
+    ("/api/nope", 404, "no such API endpoint"),
+    ("/api/", 200, ""),
+]
+
+
+@pytest.mark.parametrize("target,expected,message", BAD_API, ids=[t[:60] for t, _, _ in BAD_API])
+def test_bad_api_input_is_a_4xx_json_error(live: str, target: str, expected: int, message: str) -> None:
+    status, headers, body = fetch(live + target)
+    assert status == expected, body[:300]
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    data = json.loads(body)
+    if expected >= 400:
+        assert message in data["error"], data
+        assert b"Traceback" not in body
+
+
+def test_misses_come_with_suggestions(live: str) -> None:
+    status, data = get_json(f"{live}/api/search?q=certutl.exe")
+    assert status == 404 and "certutil.exe" in data["suggestions"] and data["mentions"] == []
+    status, data = get_json(f"{live}/api/binary/certutl.exe")
+    assert status == 404 and "certutil.exe" in data["suggestions"]
+    status, data = get_json(f"{live}/api/rule/proc_creation_win_psr_capture")
+    assert status == 404 and data["suggestions"] == [f"sigma:{PSR_RULE}"]
+
+
+def test_methods_raw_bytes_and_hosts(live: str) -> None:
+    status, headers, body = fetch(f"{live}/api/search?q=psr.exe", method="POST")
+    assert status == 405 and headers["Allow"] == "GET, HEAD" and "error" in json.loads(body)
+    status, headers, body = fetch(f"{live}/api/status", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+    for line, expected in ((b"GET /api/binary/\xff\xfe HTTP/1.0", 400), (b"GET /api/search?q=\xff HTTP/1.0", 400),
+                           (b"GET /binary/\xc3\x28 HTTP/1.0", 400), (b"GET /api/binary/a\x1bb.exe HTTP/1.0", 404),
+                           (b"GET /api/binary/ps%72.exe HTTP/1.0", 200), (b"GET //api/status HTTP/1.0", 200),
+                           (b"GET http://127.0.0.1/api/status HTTP/1.0", 200)):
+        status, body = raw_request(live, line)
+        assert status == expected, (line, body[:200])
+        assert b"Traceback" not in body
+    for line, expected in ((b"GET /" + b"a" * 70_000 + b" HTTP/1.0", 414), (b"GET / HTTP/1.0 x", 400),
+                           (b"GARBAGE", 400), (b"GET /api/status HTTP/9.9", 505)):
+        status, body = raw_request(live, line)                        # refused by http.server itself
+        assert status == expected and "error" in json.loads(body), (line[:40], status)
+    status, body = raw_request(live, b"GET /api/status HTTP/1.0", host=b"evil.example:80")
+    assert status == 421 and b"loopback" in body
+    assert raw_request(live, b"GET /api/status HTTP/1.0", host=b"localhost:1234")[0] == 200
+    assert raw_request(live, b"GET /api/status HTTP/1.0", host=b"[::1]:8080")[0] == 200
+
+
+BAD_PAGES = [
+    ("/search", 400), ("/search?q=", 400), ("/search?q=%FF", 400), ("/search?q=psr&role=nope", 400),
+    ("/search?q=" + "x" * 10_000, 400), ("/search?q=nosuchname.exe", 404),
+    ("/binary/..%2F..%2Fetc%2Fpasswd", 404), ("/binary/%FF", 400), ("/binary/", 400), ("/binary/*", 400),
+    ("/rule/nope", 404), ("/rule/..%2F..%2Fetc%2Fpasswd", 404), ("/rule/", 400),
+    ("/static/..%2Fserve.py", 404), ("/static/../serve.py", 404), ("/static/", 404), ("/static/app.js%00", 404),
+    ("/nope", 404), ("/favicon.ico", 404), ("/index.html/..", 404),
+]
+
+
+@pytest.mark.parametrize("target,expected", BAD_PAGES, ids=[t[:60] for t, _ in BAD_PAGES])
+def test_bad_page_input_is_a_4xx_page(live: str, target: str, expected: int) -> None:
+    status, headers, body = fetch(live + target)
+    assert status == expected, body[:300]
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    assert "Traceback" not in page
+    if target.startswith("/search?q=nosuchname"):
+        assert "No executable in the index matches" in page    # the search page, with its form
+    else:
+        assert f"<h1>{expected}</h1>" in page
+    assert_inert(page)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.text(max_size=80), where=st.sampled_from([
+    "/api/search?q=", "/api/search?q=psr.exe&role=", "/api/search?q=psr.exe&field=", "/api/binary/",
+    "/api/rule/", "/api/suggest?q=", "/search?q=", "/binary/", "/rule/", "/static/", "/", "/api/"]))
+def test_any_input_is_answered_without_a_server_error(app: App, junk: str, where: str) -> None:
+    for target in (where + quote(junk, safe=""), where + junk):
+        response = app.handle(target)
+        assert response.status < 500, (target, response.body[:300])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=60))
+def test_any_raw_target_is_answered_without_a_server_error(app: App, raw: bytes) -> None:
+    response = app.handle("/" + raw.decode("latin-1"))
+    assert response.status < 500, (raw, response.body[:300])
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+def test_security_headers_and_no_inline_code(live: str) -> None:
+    for target in ("/", "/binary/psr.exe", "/api/status", "/static/app.js", "/nope"):
+        status, headers, body = fetch(live + target)
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
+        if headers["Content-Type"].startswith("text/html"):
+            assert_inert(body.decode())
+    status, headers, body = fetch(f"{live}/static/app.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b"/api/suggest" in body
+    status, headers, _ = fetch(f"{live}/static/app.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+
+
+def test_home_and_search_pages(live: str) -> None:
+    status, _, body = fetch(f"{live}/")
+    page = body.decode()
+    assert status == 200 and '<form class="search" method="get" action="/search"' in page
+    assert 'id="q" name="q"' in page and '<script src="/static/app.js" defer></script>' in page
+    status, _, body = fetch(f"{live}/search?q=psr.exe&role=&source=&context=&field=")
+    page = body.decode()
+    assert status == 200 and PSR_TITLE in page
+    assert f'href="/rule/sigma%3A{PSR_RULE}"' in page and 'href="/binary/psr.exe"' in page
+    assert page.count('class="rule-head"') == 3   # grouped by rule file: 1 Sigma rule, 2 LOLBAS files
+    status, _, body = fetch(f"{live}/search?q=psr.exe&role=process")
+    assert status == 200 and body.decode().count('class="rule-head"') == 1
+    status, _, body = fetch(f"{live}/search?q=certutl.exe")
+    assert status == 404 and 'href="/binary/certutil.exe"' in body.decode()
+
+
+def test_binary_page_is_the_misuse_page(live: str, tip_reader: IndexReader) -> None:
+    status, headers, body = fetch(f"{live}/binary/psr.exe")
+    page = body.decode()
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    target = show_target(tip_reader, "psr.exe")
+    assert f'<strong class="n-detecting">{len(target["detecting_rules"])}</strong>' in page
+    mentioning = len(target["sigma_rules"]) - len(target["detecting_rules"])
+    assert f'<strong class="n-mentioning">{mentioning}</strong>' in page
+    assert f'<strong class="n-lolbas">{len(target["lolbas_entries"])}</strong>' in page
+    assert "Image|endswith: &#x27;\\<mark>Psr.exe</mark>&#x27;" in page
+    line20 = next(m for m in target["mentions"] if m["path"] == PSR_RULE and m["line"] == 20)
+    assert line20["url"].startswith("https://github.com/SigmaHQ/sigma/blob/") and f'href="{line20["url"]}"' in page
+    assert f'href="/rule/sigma%3A{PSR_RULE}"' in page and "level-medium" in page
+    assert 'href="https://attack.mitre.org/techniques/T1113/"' in page      # ATT&CK tag, linked
+    assert "Reconnaissance" in page and "psr.exe</mark> /start" in page        # LOLBAS category, command
+    assert_inert(page)
+    # every link of the page leads somewhere: ours answer 200
+    for href in hrefs(page):
+        if href.startswith("/"):
+            assert fetch(live + href)[0] == 200, href
+        else:
+            assert href.startswith("https://"), href
+
+
+def test_rule_page(live: str) -> None:
+    status, _, body = fetch(f"{live}/rule/{quote('sigma:' + PSR_RULE)}")
+    page = body.decode()
+    assert status == 200 and f'<h1 class="rule-title">{PSR_TITLE}</h1>' in page
+    assert 'href="/binary/psr.exe"' in page and PSR_ID in page
+    for key in (PSR_ID, PSR_RULE):
+        assert fetch(f"{live}/rule/{quote(key)}")[2] == body
+    for href in hrefs(page):      # former paths are text, not links to pages that do not exist
+        if href.startswith("/"):
+            assert fetch(live + href)[0] == 200, href
+    status, _, body = fetch(f"{live}/rule/{quote('lolbas:yml/OSBinaries/Psr.yml')}")
+    assert status == 200 and "psr.exe</mark> /start" in body.decode()
+
+
+# --- hostile rules are text ----------------------------------------------------------------------
+
+HOSTILE_RULE = r"""title: Evil <img src=x onerror=alert(1)> title
+id: <script>alert(2)</script>
+status: test
+description: Runs evil.exe "><script>alert(3)</script>
+references:
+    - javascript:alert(4)
+tags:
+    - attack.execution
+    - <b>tag</b>
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        Image|endswith: '\<script>alert(1)</script>.exe'
+    selection_evil:
+        Image|endswith: '\evil.exe'
+        CommandLine|contains: '<script>alert(5)</script> evil.exe'
+    condition: 1 of selection*
+level: high
+"""
+HOSTILE_PATH = "rules/windows/process_creation/<img src=x onerror=alert(6)>.yml"
+
+
+@pytest.fixture(scope="module")
+def hostile_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("hostile-repo")
+    git("init", "-q", "-b", "master", cwd=repo)
+    (repo / HOSTILE_PATH).parent.mkdir(parents=True)
+    (repo / HOSTILE_PATH).write_text(HOSTILE_RULE, encoding="utf-8")
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "evil", cwd=repo)
+    data_dir = tmp_path_factory.mktemp("hostile-data")
+    # a web URL that is no http(s) URL: the links built from it must not become hrefs
+    spec = SourceSpec("sigma", url=str(repo), branch="master", web_url="javascript:alert(7)//")
+    manifest = refresh(RefreshOptions(data_dir, [spec]))
+    assert manifest.exit_code in (0, 1)
+    return data_dir
+
+
+def test_hostile_rule_renders_as_text(hostile_data_dir: Path, tmp_path: Path) -> None:
+    with running(hostile_data_dir) as (base, _server):
+        status, data = get_json(f"{base}/api/binary/evil.exe")
+        assert status == 200
+        assert any("<script>alert(5)</script>" in m["snippet"] for m in data["mentions"])  # the API keeps data as is
+        status, _, body = fetch(f"{base}/binary/evil.exe")
+        page = body.decode()
+        assert status == 200
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page            # the title
+        assert "&lt;script&gt;alert(5)&lt;/script&gt;" in page          # a snippet
+        assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page          # the description
+        assert "&lt;b&gt;tag&lt;/b&gt;" in page                         # a tag
+        assert "<script>alert" not in page
+        assert_inert(page)
+        rule_links = [h for h in hrefs(page) if h.startswith("/rule/")]
+        assert rule_links and unquote(rule_links[0]) == f"/rule/sigma:{HOSTILE_PATH}"
+        status, _, body = fetch(base + rule_links[0])
+        page = body.decode()
+        assert status == 200 and "&lt;script&gt;alert(2)&lt;/script&gt;" in page   # the rule id
+        assert "&lt;img src=x onerror=alert(6)&gt;.yml" in page                     # the path
+        assert "<script>alert" not in page
+        assert_inert(page)
+        status, _, body = fetch(f"{base}/rule/{quote('<script>alert(2)</script>')}")
+        assert status == 200 and "<script>alert" not in body.decode()
+        for target in ("/search?q=evil.exe", "/search?q=" + quote("<script>alert(9)</script>.exe"),
+                       "/binary/" + quote("<script>alert(9)</script>.exe", safe=""), "/"):
+            status, _, body = fetch(base + target)
+            assert status < 500 and "<script>alert" not in body.decode(), target
+            assert_inert(body.decode())
+    with IndexReader(hostile_data_dir) as reader:
+        summary = write_site(reader, tmp_path / "site")
+    assert summary["binaries"] >= 1
+    pages_written = list((tmp_path / "site").rglob("*.html"))
+    assert len(pages_written) == summary["pages"]
+    for path in pages_written:
+        page = path.read_text(encoding="utf-8")
+        assert "<script" not in page
+        assert_inert(page)
+    assert "&lt;script&gt;alert(5)&lt;/script&gt;" in (tmp_path / "site" / "binary" / "evil.exe.html").read_text()
+
+
+# --- a refresh while serving -----------------------------------------------------------------------
+
+def test_refresh_while_serving(tip_data_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(tip_data_dir, data_dir, symlinks=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    with running(data_dir) as (base, server):
+        before = get_json(f"{base}/api/status")[1]["generation"]
+        expected = get_json(f"{base}/api/binary/psr.exe")[1]
+        stop = threading.Event()
+        failures: list[str] = []
+        generations: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    status, headers, body = fetch(f"{base}/api/binary/psr.exe")
+                    ok = status == 200 and json.loads(body) == expected
+                    with lock:
+                        if ok:
+                            generations[headers["X-Index-Generation"]] += 1
+                        else:
+                            failures.append(f"{status} {body[:200]!r}")
+                except Exception as exc:  # a refused or reset connection is a failure too
+                    with lock:
+                        failures.append(repr(exc))
+                time.sleep(0.05)    # steady traffic, leaving most of the CPU to the refresh
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            proc = subprocess.run([*INDEXER, "refresh", "--full", "--quiet", "--data-dir", str(data_dir)],
+                                  capture_output=True, text=True, timeout=180, env=env)
+            deadline = time.time() + 5
+            while time.time() < deadline:           # keep asking until the new generation has answered
+                after = get_json(f"{base}/api/status")[1]["generation"]
+                with lock:
+                    if generations[after] >= 3:
+                        break
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        after = get_json(f"{base}/api/status")[1]["generation"]
+        pool = server.app.pool.snapshot()
+    assert proc.returncode == 0, proc.stderr
+    assert failures == []
+    assert after != before
+    assert generations[before] > 0 and generations[after] > 0, generations
+    assert sum(generations.values()) > 10
+    # readers of the old generation were closed once their requests were done
+    assert pool["busy"] == {} and set(pool["idle"]) <= {after}, pool
+
+
+# --- the static site -------------------------------------------------------------------------------
+
+def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    summary = write_site(tip_reader, out)
+    binaries = tip_reader.binaries()
+    assert summary["binaries"] == len(binaries) and summary["rules"] == len(tip_reader.state.files)
+    assert (out / "index.html").is_file() and (out / "static" / "app.css").is_file()
+    psr = (out / "binary" / "psr.exe.html").read_text(encoding="utf-8")
+    assert PSR_TITLE in psr and "<mark>Psr.exe</mark>" in psr
+    # relative links that resolve to written files; no link to the server's routes
+    checked = 0
+    for page in [out / "index.html", out / "binary" / "psr.exe.html", out / "binary" / "certutil.exe.html",
+                 *sorted((out / "rule").iterdir())[:30], *[out / f"{p}.html" for p in xref_pages()]]:
+        text = page.read_text(encoding="utf-8")
+        assert "<script" not in text
+        for href in hrefs(text):
+            if href.startswith("https://"):
+                continue
+            assert not href.startswith("/"), (page, href)
+            target = (page.parent / unquote(href.split("#", 1)[0])).resolve()
+            assert target.is_file(), (page, href)
+            checked += 1
+    assert checked > 100
+    # the site's objects are show_target's (every key the site computes), without a search per page
+    extra = SiteData(tip_reader)
+    for name in ("psr.exe", "certutil.exe", "rundll32.exe"):
+        site = site_binary_target(name, tip_reader.search([name]), extra)
+        shown = show_target(tip_reader, "\\" + name) | {"query": name}
+        assert site == {k: shown[k] for k in site}, name
+    for ref in (f"sigma:{PSR_RULE}", "lolbas:yml/OSBinaries/Psr.yml",
+                "sigma:rules/windows/process_creation/proc_creation_win_certutil_download.yml"):
+        report = tip_reader.state.files[ref]
+        site = site_rule_target(report, tip_reader.file_mentions(report.source, report.path), extra)
+        shown = show_target(tip_reader, ref)
+        assert site == {k: shown[k] for k in site}, ref
+
+
+def test_write_site_replaces_its_own_site_only(hostile_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    with IndexReader(hostile_data_dir) as reader:
+        first = write_site(reader, out)
+        (out / "binary" / "stale.html").write_text("from an earlier index")
+        assert write_site(reader, out)["pages"] == first["pages"]          # written again over itself
+        assert not (out / "binary" / "stale.html").exists()
+        foreign = tmp_path / "foreign"
+        foreign.mkdir()
+        (foreign / "keep.txt").write_text("mine")
+        with pytest.raises(FileExistsError):
+            write_site(reader, foreign)                                     # a directory it did not write
+        assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert write_site(reader, empty)["pages"] == first["pages"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary left behind
+
+
+# --- the CLI hooks (skipped until `indexer serve` / `export --format html` are wired in) ----------
+
+def _cli_has(*args: str) -> bool:
+    proc = subprocess.run([*INDEXER, *args, "--help"], capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0
+
+
+def test_cli_serve(tip_data_dir: Path) -> None:
+    import signal
+
+    if not _cli_has("serve"):
+        pytest.skip("indexer serve is not wired into cli.py yet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(tip_data_dir), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        deadline = time.time() + 30
+        while "serving" not in line and time.time() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+        assert match, line
+        status, data = get_json(match.group(1) + "/api/binary/psr.exe")
+        assert status == 200 and data["binaries"] == ["psr.exe"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_export_html(hostile_data_dir: Path, tmp_path: Path) -> None:
+    help_text = subprocess.run([*INDEXER, "export", "--help"], capture_output=True, text=True, timeout=60).stdout
+    if "html" not in help_text:
+        pytest.skip("export --format html is not wired into cli.py yet")
+    out = tmp_path / "site"
+    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", str(out), "--data-dir",
+                           str(hostile_data_dir), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["binaries"] >= 1 and (out / "binary" / "evil.exe.html").is_file()
+    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", "-", "--data-dir",
+                           str(hostile_data_dir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4 and "directory" in proc.stderr
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", str(foreign), "--data-dir",
+                           str(hostile_data_dir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4 and "not written by" in proc.stderr
