@@ -321,6 +321,20 @@ class IndexReader:
             out += [self._mention(d) for d in json.loads(hit["data"]) if fileref(d["source"], d["path"]) == ref]
         return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
+    def mentions_of_files(self, refs: Iterable[str]) -> dict[str, list[Mention]]:
+        """Mentions of many files ("source:path"), each binary's document decoded once."""
+        wanted = set(refs)
+        out: dict[str, list[Mention]] = {ref: [] for ref in wanted}
+        if not wanted:
+            return out
+        query = Or([Term("files", _file_token(ref)) for ref in wanted])
+        for hit in self._searcher.search(query, limit=None, scored=False):
+            for data in json.loads(hit["data"]):
+                ref = fileref(data["source"], data["path"])
+                if ref in wanted:
+                    out[ref].append(self._mention(data))
+        return out
+
     def all_mentions(self) -> Iterator[Mention]:
         for _docnum, stored in self._searcher.reader().iter_docs():
             for data in json.loads(stored["data"]):

@@ -434,24 +434,21 @@ class _Refresh:
                           to_read: list[tuple[FileContext, TreeEntry]]) -> list[_Processed]:
         self.progress.stage("parse", len(to_read))
         self.manifest.files_parsed += len(to_read)
-        batches: list[list[tuple[FileContext, bytes]]] = []
-        batch: list[tuple[FileContext, bytes]] = []
-        for ctx, entry in to_read:
-            batch.append((ctx, repos[ctx.source].read(entry.sha)))
-            if len(batch) >= 200:
-                batches.append(batch)
-                batch = []
-        if batch:
-            batches.append(batch)
         jobs = self.opt.jobs or (os.cpu_count() or 1)
         results: list[_Processed] = []
         if jobs <= 1 or len(to_read) < 400:
-            for b in batches:
-                results.extend(_process_batch(b, self.opt.max_file_bytes))
-                self.progress.advance(len(b))
+            for batch in self._batches(repos, to_read):
+                results.extend(_process_batch(batch, self.opt.max_file_bytes))
+                self.progress.advance(len(batch))
         else:
+            import sigma.collection  # noqa: F401  (imported once here, not in every worker)
+
             with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent) as pool:
-                for done in pool.map(_process_batch, batches, [self.opt.max_file_bytes] * len(batches)):
+                # blobs are read while the workers parse the batches already sent
+                futures = [pool.submit(_process_batch, batch, self.opt.max_file_bytes)
+                           for batch in self._batches(repos, to_read)]
+                for future in futures:
+                    done = future.result()
                     results.extend(done)
                     self.progress.advance(len(done))
         for item in results:
@@ -460,6 +457,12 @@ class _Refresh:
                                                   "reason": item.report.reason})
                 self.progress.log(f"error: {item.report.source}:{item.report.path}: {item.report.reason}")
         return results
+
+    @staticmethod
+    def _batches(repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
+                 size: int = 100) -> Iterator[list[tuple[FileContext, bytes]]]:
+        for start in range(0, len(to_read), size):
+            yield [(ctx, repos[ctx.source].read(entry.sha)) for ctx, entry in to_read[start:start + size]]
 
     def _infer(self, processed: list[_Processed], executables: list[str]) -> dict[str, list[Mention]]:
         windows = stem_map(n for n in executables if "." in n)
@@ -472,12 +475,8 @@ class _Refresh:
         return by_file
 
     def _old_mentions(self, refs: set[str]) -> dict[str, list[Mention]]:
-        out: dict[str, list[Mention]] = {}
         with IndexReader(self.data_dir) as reader:
-            for ref in refs:
-                source, path = ref.split(":", 1)
-                out[ref] = reader.file_mentions(source, path)
-        return out
+            return reader.mentions_of_files(refs)
 
     def _summarise(self, old: dict[str, list[Mention]], new: dict[str, list[Mention]],
                    previous: State | None, state: State) -> None:
