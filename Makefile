@@ -26,6 +26,10 @@ index: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

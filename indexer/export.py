@@ -53,7 +53,7 @@ def md_url(url: str) -> str:
     """A URL safe inside Markdown link parentheses (http(s) only, else no link)."""
     if not re.match(r"^https?://", url):
         return ""
-    return quote(clean(url), safe=":/#?&=%@+,;~!$*'-._")
+    return quote(clean(url), safe=":/#?=%@+,;~!$*'-._")  # `&` encoded: Markdown reads entities
 
 
 def md_link(text: str, url: str) -> str:

@@ -101,6 +101,7 @@ class _Collector:
 
     def __init__(self, ctx: FileContext, parsed: ParsedFile) -> None:
         self.ctx = ctx
+        self.parsed = parsed
         self.lines = parsed.lines
         self.out = Extraction()
         self._seen: set[tuple[Any, ...]] = set()
@@ -131,13 +132,13 @@ class _Collector:
         if node.end_mark.column == 0 and end > start:
             end -= 1
         if start == end:
-            yield start + 1, node.value
+            yield self.parsed.file_line(start), node.value
             return
-        for number in range(start, min(end, len(self.lines) - 1) + 1):
-            text = self.lines[number]
+        for number in range(start, min(end, len(self.parsed.yaml_lines) - 1) + 1):
+            text = self.parsed.yaml_lines[number]
             if number == start:
                 text = text[node.start_mark.column:]
-            yield number + 1, text
+            yield self.parsed.file_line(number), text
 
 
 # --- Sigma -------------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         unix = meta["logsource"].split("/")[0] in _UNIX_PRODUCTS
         for ref in scalars(child(doc.node, "references")):
             if "lolbas-project" in ref.value.lower():
-                col.out.links.append({"kind": "lolbas", "url": ref.value.strip(), "line": ref.start_mark.line + 1})
+                col.out.links.append({"kind": "lolbas", "url": ref.value.strip(),
+                                      "line": parsed.file_line(ref.start_mark.line)})
         for key, role_field in (("title", "title"), ("description", "description"), ("falsepositives", "falsepositives")):
             value = child(doc.node, key)
             if value is None:
@@ -321,7 +323,8 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         for det in _mapping_list(child(node, "Detection")):
             for key, _, value in mapping_items(det):
                 if key == "Sigma" and isinstance(value, yaml.ScalarNode) and scalar_text(value):
-                    col.out.links.append({"kind": "sigma", "url": value.value.strip(), "line": value.start_mark.line + 1})
+                    col.out.links.append({"kind": "sigma", "url": value.value.strip(),
+                                          "line": parsed.file_line(value.start_mark.line)})
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
                     col.scan(value, col.template(field="IOC", role="lolbas_ioc", **meta), explicit_names,
                              infer=True)
@@ -333,7 +336,7 @@ def _lolbas_name(col: _Collector, node: yaml.ScalarNode, template: Mention) -> N
     if hits:
         col.scan(node, template, lambda text: value_names(text, whole_value=True, process=True))
     elif re.fullmatch(r"[A-Za-z0-9_.+\-]+", node.value.strip()):
-        col.add(template, node.value.strip().lower(), node.start_mark.line + 1)
+        col.add(template, node.value.strip().lower(), col.parsed.file_line(node.start_mark.line))
 
 
 def _mapping_list(node: yaml.Node | None) -> list[yaml.Node]:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+from urllib.parse import quote
 
 from whoosh import index as whoosh_index
 from whoosh.fields import ID, KEYWORD, STORED, Schema
@@ -346,5 +347,5 @@ class IndexReader:
         web = source.get("web_url", "")
         data["commit"] = commit
         data["license"] = source.get("license", "")
-        data["url"] = f"{web}/blob/{commit}/{data['path']}#L{data['line']}" if web else ""
+        data["url"] = f"{web}/blob/{commit}/{quote(data['path'])}#L{data['line']}" if web else ""
         return Mention.from_dict(data)

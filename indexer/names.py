@@ -21,7 +21,7 @@ _NAME_CHARS = r"A-Za-z0-9_$~+\-"
 _EXPLICIT = re.compile(
     rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
     rf"(?![{_NAME_START}~\-]|\.[{_NAME_CHARS}])",  # `ntdll.dll+0x1a` is ntdll.dll
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 _URL_HOST_END = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s'\"<>]*", re.IGNORECASE)

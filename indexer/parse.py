@@ -6,6 +6,7 @@ dicts from the same parse. pySigma is handed the dicts, never the text (ten time
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -39,11 +40,40 @@ class Document:
     node: yaml.Node
 
 
+# Where libyaml breaks lines, and where git, grep and GitHub do: NEL, LS and PS are line breaks
+# to YAML only, so a file holding them has more YAML lines than file lines.
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_FILE_BREAK = re.compile("\r\n|[\r\n]")
+
+
 @dataclass
 class ParsedFile:
+    """A parsed file: its documents, and its lines as YAML counts them and as the file does."""
+
     path: str
-    lines: list[str]
+    yaml_lines: list[str]
+    lines: list[str]                  # the file's lines (as grep -n and GitHub number them)
     documents: list[Document]
+    _file_line: list[int] | None = None  # YAML line index -> file line number, when they differ
+
+    def file_line(self, yaml_line: int) -> int:
+        """The 1-based file line of a 0-based YAML line (a node's start_mark.line)."""
+        if self._file_line is None:
+            return yaml_line + 1
+        return self._file_line[min(yaml_line, len(self._file_line) - 1)]
+
+
+def split_lines(text: str) -> tuple[list[str], list[str], list[int] | None]:
+    """(YAML lines, file lines, YAML line -> file line or None when both agree)."""
+    file_lines = _FILE_BREAK.split(text)
+    if not any(ch in text for ch in "\x85\u2028\u2029"):
+        return file_lines, file_lines, None
+    mapping, file_line = [1], 1
+    for match in _YAML_BREAK.finditer(text):
+        if match.group() in ("\r\n", "\r", "\n"):
+            file_line += 1
+        mapping.append(file_line)
+    return _YAML_BREAK.split(text), file_lines, mapping
 
 
 def read_text(path: str, raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> str:
@@ -73,13 +103,14 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
         raise RuleFileError(path, f"invalid YAML: {exc.problem or exc.context}", line) from None
     except yaml.YAMLError as exc:
         raise RuleFileError(path, f"invalid YAML: {exc}") from None
-    except ValueError as exc:  # e.g. an impossible date such as 2024-13-45
-        raise RuleFileError(path, f"invalid YAML value: {exc}") from None
     except RecursionError:
         raise RuleFileError(path, "YAML nested too deeply") from None
+    except Exception as exc:  # a value its tag cannot hold (2024-13-45, !!bool x): PyYAML raises anything
+        raise RuleFileError(path, f"invalid YAML value: {type(exc).__name__}: {exc}") from None
     finally:
         loader.dispose()
-    return ParsedFile(path, text.splitlines(), documents)
+    yaml_lines, lines, mapping = split_lines(text)
+    return ParsedFile(path, yaml_lines, lines, documents, mapping)
 
 
 def _check_size(path: str, root: yaml.Node) -> None:

@@ -23,8 +23,8 @@ DEFAULT_SOURCES = {
     "lolbas": ("https://github.com/LOLBAS-Project/LOLBAS.git", "https://github.com/LOLBAS-Project/LOLBAS"),
 }
 _RULE_DIRS = {
-    "sigma": re.compile(r"^(rules[^/]*|deprecated|unsupported)/.+\.ya?ml$"),
-    "lolbas": re.compile(r"^(yml|Archive-Old-Version)/.+\.ya?ml$"),
+    "sigma": re.compile(r"^(rules[^/]*|deprecated|unsupported)/.+\.ya?ml$", re.DOTALL),
+    "lolbas": re.compile(r"^(yml|Archive-Old-Version)/.+\.ya?ml$", re.DOTALL),
 }
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.Detection.Rules.md", "LICENSE.txt", "COPYING")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
@@ -59,6 +59,7 @@ class SourceSpec:
         """The source `name` from, in order: `url`, $INDEXER_<NAME>_URL, the URL the existing
         clone was made from, the upstream GitHub repository."""
         upstream, web = DEFAULT_SOURCES[name]
+        check_branch(name, branch or "master")
         chosen = url or os.environ.get(f"INDEXER_{name.upper()}_URL") or (clone and _origin(clone)) or upstream
         web_url = _github_web(chosen) or web
         return cls(name, normalise_url(name, chosen), branch or "master", web_url)
@@ -117,6 +118,8 @@ def normalise_url(source: str, url: str) -> str:
         raise SourceError(source, f"refused URL {redact(url)!r}: git remote helpers (ext::, fd::) can run commands")
     scheme = urlsplit(url).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""
     if scheme in ("https", "ssh"):
+        if (urlsplit(url).hostname or "").startswith("-") or "@-" in url.split("/")[2]:
+            raise SourceError(source, f"refused URL {redact(url)!r}: a host name starting with '-' is an option to ssh")
         return url
     if scheme == "file":
         return url
@@ -188,7 +191,8 @@ class Repository:
             repo_git.fetch("--quiet", "--no-tags", "--force", "--", self.spec.url,
                            f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}")
             # recorded only once it worked: a later refresh without a URL uses this one
-            repo_git.remote("set-url", "origin", self.spec.url)
+            has_origin = "origin" in repo_git.remote().split()
+            repo_git.remote("set-url" if has_origin else "add", "origin", self.spec.url)
         except git.GitCommandError as exc:
             raise SourceError(self.spec.name, _git_reason(exc, self.spec)) from None
         return self.tip()
@@ -196,10 +200,7 @@ class Repository:
     def _init(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}-", dir=self.path.parent))
-        repo = git.Repo.init(tmp, bare=True)
-        repo.git.update_environment(**_GIT_ENV)
-        repo.git.remote("add", "origin", self.spec.url)
-        repo.close()
+        git.Repo.init(tmp, bare=True).close()
         os.replace(tmp, self.path)
 
     def _healthy(self) -> bool:

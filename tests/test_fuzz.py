@@ -1,0 +1,291 @@
+"""Properties of the YAML-to-mentions path (`refresh.process_file`) on generated rule files.
+
+Random Sigma-shaped documents (titles, detections with selections and filters, field names with
+modifiers, values mixing paths, names, quotes, backslashes, unicode and control characters) are
+dumped with yaml.safe_dump in every style; raw text, raw bytes and mutated dumps are fed as well.
+For every file:
+
+- process_file never raises, and the status is `indexed` or `error` (an error has a reason and
+  no mentions);
+- every mention's line is a line of the file, and its snippet is that line, stripped;
+- every mention's binary is written (in any case) on its line; for regex values (`|re`), where
+  a name is spelled with classes or groups, its stem is, or its letters stand there in order.
+
+A line of the file is what editors, `git grep -n` and GitHub's `#L` anchors count: text between
+CR, LF or CRLF. NEL, LS and PS (U+0085, U+2028, U+2029) are not line breaks there, though libyaml
+counts them; the generators include them, and explicit `!!bool`/`!!timestamp` tags with bad values.
+
+`FUZZ_EXAMPLES` sets the examples per property (default 150); `make fuzz` runs 5000.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from indexer.extract import FileContext
+from indexer.model import ROLES
+from indexer.refresh import process_file
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.filter_too_much])
+SIGMA = FileContext("sigma", "rules/f.yml")
+LOLBAS = FileContext("lolbas", "yml/OSBinaries/X.yml")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Line breaks for YAML 1.1 and str.splitlines, not for editors, git or GitHub (known defect, below).
+UNICODE_BREAKS = "\x85\u2028\u2029"
+
+
+# --- the properties -------------------------------------------------------------------------------
+
+def file_lines(text: str) -> list[str]:
+    lines = _LINE_BREAK.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def is_subsequence(needle: str, haystack: str) -> bool:
+    chars = iter(haystack)
+    return all(c in chars for c in needle)
+
+
+def check(ctx: FileContext, data: bytes) -> None:
+    processed = process_file(ctx, data)  # must not raise
+    report, extraction = processed.report, processed.extraction
+    assert report.status in ("indexed", "error"), report
+    if report.status == "error":
+        assert report.reason and not extraction.mentions, report
+        return
+    text = data.decode("utf-8-sig")
+    lines = file_lines(text)
+    for m in extraction.mentions:
+        assert (m.source, m.path) == (ctx.source, ctx.path)
+        assert m.role in ROLES and m.context in ("", "selection", "filter"), m
+        assert 1 <= m.line <= len(lines), (m.line, len(lines), m)
+        assert m.snippet == lines[m.line - 1].strip(), (m.snippet, lines[m.line - 1], m)
+        assert m.binary and m.binary == m.binary.lower() and not re.search(r"\s", m.binary), m.binary
+        written = m.snippet.lower()
+        stem = m.binary.rpartition(".")[0] or m.binary
+        if "re" in m.modifiers:
+            assert stem in written or is_subsequence(m.binary, written), (m.binary, m.snippet)
+        elif m.inferred:
+            assert stem in written, (m.binary, m.snippet)
+        elif '"' not in m.snippet:  # a double-quoted scalar may spell a name with escapes ("\x2e")
+            assert m.binary in written, (m.binary, m.snippet)
+    for cand in extraction.candidates:
+        assert 1 <= cand.line <= len(lines) and cand.snippet == lines[cand.line - 1].strip(), cand
+
+
+# --- strategies ------------------------------------------------------------------------------------
+
+FIELDS = ["Image", "ParentImage", "OriginalFileName", "CommandLine", "ParentCommandLine", "TargetFilename",
+          "ImageLoaded", "TargetImage", "TargetObject", "Details", "ScriptBlockText", "Hashes", "User",
+          "DestinationHostname", "Path", "Name", "exe", "comm", "a0", "Payload", "ServiceFileName", "Data",
+          "NewProcessName", "SourceImage", "query", "Keywords"]
+MODIFIERS = ["endswith", "startswith", "contains", "all", "re", "base64offset", "base64", "windash",
+             "utf16le", "wide", "cidr", "exists", "i", "m", "s", "fieldref", "gt", "expand"]
+NAMES = st.from_regex(r"[A-Za-z0-9_$~+-][A-Za-z0-9_$~+.-]{0,10}\.(exe|EXE|dll|ps1|com|js|sh|bat|msi|cmd|vbs)",
+                      fullmatch=True)
+PIECES = st.one_of(
+    NAMES,
+    st.sampled_from(["C:\\Windows\\System32\\", "\\", "/usr/bin/", "/", "\\\\host\\share\\", "%APPDATA%\\",
+                     "https://evil.example.com/", " ", "  ", "*", "?", ".", "..", "'", '"', "''", "`", "|",
+                     "(", ")", "[Cc]", "\\.", ".*", "(?i)", "^", "$", "{", "}", ",", ";", "&", "#", ": ", "- ",
+                     "!", "%", "@", "=", "+", "-", "\t", "\n", "\r\n", "\r", "\x00", "\x07", "\x1b", "\x7f",
+                     "\ufeff", "\u00e9", "\u017f", "\u212a", "\u0130", "\U0001f600",
+                     "cmd", "rundll32 ", "powershell -enc ", "certutil.exe -urlcache", "node.js",
+                     "Config.Msi\\", "evil.com", "\\chcp.com"]),
+    st.text(max_size=6),
+)
+VALUES = st.lists(PIECES, max_size=8).map("".join)
+SCALARS = st.one_of(VALUES, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False))
+
+
+@st.composite
+def field_keys(draw: st.DrawFn) -> str:
+    name = draw(st.one_of(st.sampled_from(FIELDS), st.text(alphabet=string.ascii_letters + "|_-", min_size=1,
+                                                            max_size=12)))
+    modifiers = draw(st.lists(st.sampled_from(MODIFIERS), max_size=3))
+    return "|".join([name, *modifiers])
+
+
+FIELD_VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4))
+SELECTION = st.one_of(
+    st.dictionaries(field_keys(), FIELD_VALUES, max_size=5),
+    st.lists(VALUES, max_size=4),                                        # keywords
+    st.lists(st.dictionaries(field_keys(), FIELD_VALUES, max_size=3), max_size=3),
+)
+ITEM_NAMES = st.sampled_from(["selection", "selection_img", "selection_cli", "filter", "filter_main_x",
+                              "filter_optional_y", "keywords", "sel"])
+CONDITIONS = st.sampled_from(["selection", "selection and not filter", "1 of selection_* and not 1 of filter_*",
+                              "all of them", "keywords", "not (filter or sel)", "sel |", ""])
+
+
+@st.composite
+def detections(draw: st.DrawFn) -> dict:
+    items = draw(st.dictionaries(ITEM_NAMES, SELECTION, max_size=4))
+    if draw(st.booleans()):
+        items["condition"] = draw(st.one_of(CONDITIONS, st.lists(CONDITIONS, max_size=2), VALUES))
+    return items
+
+
+JUNK = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(VALUES, inner, max_size=3)), max_leaves=12)
+
+
+@st.composite
+def sigma_docs(draw: st.DrawFn) -> object:
+    doc: dict = {}
+    for key, strategy in (("title", VALUES), ("id", st.uuids().map(str)), ("status", st.sampled_from(["test", "stable"])),
+                          ("description", VALUES), ("references", st.lists(VALUES, max_size=2)),
+                          ("logsource", st.fixed_dictionaries({}, optional={
+                              "product": st.sampled_from(["windows", "linux", "macos"]),
+                              "category": st.sampled_from(["process_creation", "image_load", "file_event"])})),
+                          ("detection", detections()), ("falsepositives", st.one_of(VALUES, st.lists(VALUES, max_size=2))),
+                          ("level", st.sampled_from(["low", "high"])), ("tags", st.lists(VALUES, max_size=2)),
+                          ("action", st.just("global")), ("filter", detections())):
+        if draw(st.integers(0, 9)) < (8 if key in ("title", "detection") else 3):
+            doc[key] = draw(strategy)
+    if draw(st.integers(0, 9)) == 0:
+        doc[draw(VALUES)] = draw(JUNK)
+    detection = doc.get("detection")
+    if isinstance(detection, dict) and len(detection) >= 2 and draw(st.integers(0, 4)) == 0:
+        first, second = sorted(detection)[:2]
+        detection[second] = detection[first]  # one object twice: dumped as an anchor and an alias
+    if draw(st.integers(0, 19)) == 0:
+        return draw(JUNK)  # a document that is not a mapping
+    return doc
+
+
+@st.composite
+def lolbas_docs(draw: st.DrawFn) -> object:
+    command = st.fixed_dictionaries({}, optional={
+        "Command": VALUES, "Description": VALUES, "Usecase": VALUES, "Category": st.sampled_from(["Execute", "Download"]),
+        "Privileges": st.just("User"), "MitreID": st.sampled_from(["T1218", "T1105"]), "OperatingSystem": VALUES})
+    doc = draw(st.fixed_dictionaries({}, optional={
+        "Name": st.one_of(NAMES, VALUES, st.sampled_from(["..", "-rf", "+x", ".bashrc"])),
+        "Description": VALUES,
+        "Aliases": st.lists(st.one_of(st.fixed_dictionaries({"Alias": st.one_of(NAMES, VALUES)}), VALUES), max_size=2),
+        "Commands": st.one_of(st.lists(st.one_of(command, VALUES), max_size=3), VALUES),
+        "Full_Path": st.lists(st.one_of(st.fixed_dictionaries({"Path": VALUES}), VALUES), max_size=3),
+        "Detection": st.lists(st.dictionaries(st.sampled_from(["Sigma", "IOC", "Elastic", "Splunk"]), VALUES,
+                                              max_size=2), max_size=3),
+    }))
+    if draw(st.integers(0, 19)) == 0:
+        return draw(JUNK)
+    return doc
+
+
+@st.composite
+def dumped(draw: st.DrawFn, docs: st.SearchStrategy) -> bytes:
+    """Documents written by yaml.safe_dump in any style, one or several per file."""
+    documents = draw(st.lists(docs, min_size=1, max_size=3))
+    options = dict(
+        allow_unicode=True,  # escapes ("\u017f") would spell names differently from their values
+        sort_keys=False,
+        default_style=draw(st.sampled_from([None, None, '"', "'", "|", ">"])),
+        default_flow_style=draw(st.sampled_from([False, None, True])),
+        width=draw(st.sampled_from([20, 80, 10_000])),
+        indent=draw(st.sampled_from([2, 4, 7])),
+        canonical=draw(st.integers(0, 9)) == 0,
+        explicit_start=draw(st.booleans()),
+        line_break=draw(st.sampled_from(["\n", "\n", "\r\n", "\r"])),
+    )
+    text = yaml.safe_dump_all(documents, **options)
+    if draw(st.integers(0, 9)) == 0:
+        text = "\ufeff" + text
+    return text.encode("utf-8")
+
+
+@st.composite
+def mutated(draw: st.DrawFn, docs: st.SearchStrategy) -> bytes:
+    """A dumped file with a few characters inserted, deleted or replaced."""
+    text = bytearray(draw(dumped(docs)))
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "replace"]))
+        piece = draw(st.one_of(st.sampled_from([b"\t", b"\n", b"  ", b"- ", b": ", b"&a ", b"*a", b"[", b"{",
+                                                b"'", b'"', b"\\", b"|", b"#", b"!!str ", b"\xff", b"\xc3"]),
+                               st.binary(max_size=3)))
+        if action == "insert":
+            text[pos:pos] = piece
+        elif action == "delete":
+            del text[pos:pos + len(piece)]
+        else:
+            text[pos:pos + len(piece)] = piece
+    return bytes(text)
+
+
+# --- Sigma ----------------------------------------------------------------------------------------
+
+@FUZZ
+@given(dumped(sigma_docs()))
+def test_sigma_documents(data: bytes) -> None:
+    check(SIGMA, data)
+
+
+@FUZZ
+@given(mutated(sigma_docs()))
+def test_sigma_documents_mutated(data: bytes) -> None:
+    check(SIGMA, data)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                 st.lists(st.one_of(PIECES, st.sampled_from(["\n", "  ", "    ", "- ", "Image|endswith: ",
+                                                             "title: ", "detection:\n", "selection:\n"])),
+                          max_size=40).map(lambda parts: "".join(parts).encode())))
+def test_sigma_raw_text_and_bytes(data: bytes) -> None:
+    check(SIGMA, data)
+
+
+# --- LOLBAS ---------------------------------------------------------------------------------------
+
+@FUZZ
+@given(st.one_of(dumped(lolbas_docs()), mutated(lolbas_docs())))
+def test_lolbas_documents(data: bytes) -> None:
+    check(LOLBAS, data)
+
+
+# --- examples that pin the properties down -------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "title: Runs certutil.exe\ndetection:\n  sel:\n    Image|endswith: '\\certutil.exe'\n  condition: sel\n",
+    "title: x\r\ndetection:\r\n  sel:\r\n    CommandLine|contains: |\r\n      a\r\n      rundll32.exe b\r\n",
+    "title: x\rdetection:\r  sel:\r    Image: '\\cmd.exe'\r",
+    "title: x\ndetection:\n  sel:\n    CommandLine|re: '\\\\(cmd|powershell)\\.exe'\n    Image|re: '[Cc]md\\.exe'\n",
+    "\ufefftitle: BOM then psr.exe\n",
+    "Name: Foo.exe\nCommands:\n  - Command: foo.exe /x\nFull_Path:\n  - Path: C:\\Windows\\foo.exe\n",
+])
+def test_examples_hold_the_properties(text: str) -> None:
+    check(SIGMA, text.encode())
+    check(LOLBAS, text.encode())
+
+
+# --- known defects, kept as regression tests ------------------------------------------------------
+
+@pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"], ids=["NEL", "LS", "PS"])
+def test_unicode_line_separators_do_not_shift_lines(char: str) -> None:
+    text = f"description: 'a{char}b'\ntitle: Runs certutil.exe\n"
+    mentions = process_file(SIGMA, text.encode()).extraction.mentions
+    assert [(m.binary, m.line, m.snippet) for m in mentions] == [("certutil.exe", 2, "title: Runs certutil.exe")]
+
+
+def test_binary_names_are_ascii() -> None:
+    text = ("title: x\ndetection:\n  sel:\n    Image|endswith:\n      - '\\\u017fvchost.exe'\n"
+            "      - '\\\u0130cmd.exe'\n    CommandLine|contains: 'run x.\u017fh'\n  condition: sel\n")
+    binaries = {m.binary for m in process_file(SIGMA, text.encode()).extraction.mentions}
+    assert binaries and all(re.fullmatch(r"[a-z0-9_$][a-z0-9_$~+.\-]*\.[a-z0-9]+", b) for b in binaries), binaries
+
+
+@pytest.mark.parametrize("text", ["title: !!bool x\n", "title: !!timestamp x\n", "Image: !!bool |\n  false\n"])
+def test_bad_values_under_explicit_tags_are_file_errors(text: str) -> None:
+    report = process_file(SIGMA, text.encode()).report
+    assert report.status == "error" and "invalid YAML" in report.reason, report
