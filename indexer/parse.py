@@ -105,6 +105,8 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
         raise RuleFileError(path, f"invalid YAML: {exc}") from None
     except RecursionError:
         raise RuleFileError(path, "YAML nested too deeply") from None
+    except RuleFileError:
+        raise
     except Exception as exc:  # a value its tag cannot hold (2024-13-45, !!bool x): PyYAML raises anything
         raise RuleFileError(path, f"invalid YAML value: {type(exc).__name__}: {exc}") from None
     finally:
