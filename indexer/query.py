@@ -89,7 +89,7 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     mentions = reader.search(names, source=source, role=roles, field=field, context=context,
                              inferred=None if include_inferred else False)
     suggestions = [] if names else suggest(query, binaries)
-    declared = declared_detections(reader, names) if names and source != "sigma" else []
+    declared = xref.declared_detections(reader, names) if names and source != "sigma" else []
     return SearchResult(text, names, mentions, suggestions, declared)
 
 
@@ -141,16 +141,9 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
         "detecting_rules": detecting,
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
         "roles": sorted({m.role for m in result.mentions}),
-        "lolbas_declared_detections": declared_detections(reader, result.binaries),
+        "lolbas_declared_detections": xref.declared_detections(reader, result.binaries),
         "mentions": [m.to_dict() for m in result.mentions],
     }
-
-
-def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[str, object]]:
-    """The Sigma links of the LOLBAS entries named `binaries`, with their resolved status."""
-    names = set(binaries)
-    entries = {row["path"] for row in xref.coverage(reader)["entries"] if names & set(row["names"])}
-    return [link for link in xref.links(reader) if link["lolbas_path"] in entries]
 
 
 def index_stats(reader: IndexReader) -> dict[str, object]:

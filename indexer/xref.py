@@ -16,6 +16,7 @@ from .index import IndexReader, State
 from .model import FileReport
 
 XREF_FILE = "xref.json"
+DECLARED_FILE = "declared.json"
 LINK_STATUSES = ("ok", "moved", "deprecated", "deleted", "unresolvable")
 _SIGMA_URL = re.compile(r"^https?://github\.com/([^/]+)/([^/]+)/(blob|tree|raw)/([^/]+)/(.*?)/?(?:[?#].*)?$")
 _LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)", re.IGNORECASE)
@@ -193,7 +194,31 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write(generation: Path, data: dict[str, Any]) -> None:
+    """Store the cross-references, and beside them the small table a search needs:
+    binary name -> the Sigma links its LOLBAS entries declare."""
     (generation / XREF_FILE).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for link in data["links"]:
+        by_entry[link["lolbas_path"]].append(link)
+    declared: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in data["coverage"]["entries"]:
+        for name in row["names"]:
+            declared[name].extend(by_entry[row["path"]])
+    (generation / DECLARED_FILE).write_text(json.dumps(declared, ensure_ascii=False), encoding="utf-8")
+
+
+def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[str, Any]]:
+    """The Sigma links declared by the LOLBAS entries named `binaries`, with their status."""
+    if DECLARED_FILE not in reader.cache:
+        try:
+            reader.cache[DECLARED_FILE] = json.loads((reader.generation / DECLARED_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            reader.cache[DECLARED_FILE] = {}
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for name in binaries:
+        for link in reader.cache[DECLARED_FILE].get(name, []):
+            seen.setdefault((link["lolbas_path"], link["line"]), link)
+    return sorted(seen.values(), key=lambda l: (l["lolbas_path"], l["line"]))
 
 
 def load(reader: IndexReader) -> dict[str, Any]:
