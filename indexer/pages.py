@@ -20,11 +20,9 @@ from typing import Any, Collection, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .export import SOURCE_LABELS, clean, safe_filename
-from .model import DETECTING_ROLES as DETECTS
-from .model import ROLES
+from .model import DETECTING_ROLES, ROLES
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
-DETECTS = ("process", "original_filename")
 MAX_GROUPS = 300        # rule files shown on one search page; the JSON API has them all
 MAX_TABLE_ROWS = 2000   # rows of one generic (coverage, links) table
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4})(?:\.(\d{3}))?$", re.IGNORECASE)
@@ -281,7 +279,7 @@ def group(mentions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[M
 
 
 def _detects(items: list[Mapping[str, Any]]) -> bool:
-    return any(m["source"] == "sigma" and m["role"] in DETECTS and m.get("context") == "selection" for m in items)
+    return any(m["source"] == "sigma" and m["role"] in DETECTING_ROLES and m.get("context") == "selection" for m in items)
 
 
 def _rule_sort(key: tuple[str, str], items: list[Mapping[str, Any]]) -> tuple[Any, ...]:

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from . import xref
 from .index import IndexReader, stem_of
-from .model import Mention
+from .model import FileReport, Mention
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -110,20 +110,12 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     cleaned = target.strip()
     for ref, report in state.files.items() if kind != "binary" else ():
         if cleaned in report.rule_ids or cleaned == report.path or cleaned == ref:
-            mentions = reader.file_mentions(report.source, report.path)
-            first = mentions[0] if mentions else None
+            own = xref.references(reader) if report.source == "sigma" else xref.links(reader)
             return {
-                "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
-                "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
-                "title": first.title if first else "", "level": first.level if first else "",
-                "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
-                "url": first.url.split("#", 1)[0] if first else "",
-                "binaries": sorted({m.binary for m in mentions}),
-                "mentions": [m.to_dict() for m in mentions],
+                **rule_record(report, reader.file_mentions(report.source, report.path)),
                 "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
                 "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
-                "links": [l for l in (xref.references(reader) if report.source == "sigma" else xref.links(reader))
-                          if l.get("sigma_path", l.get("lolbas_path")) == report.path],
+                "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == report.path],
             }
     if kind == "rule":
         return None
@@ -133,16 +125,34 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
         return None
     if not result.mentions:
         return None
-    groups = group_by_rule(result.mentions)
-    detecting = sorted({p for (s, p), ms in groups.items() if any(m.detects_running for m in ms)})
+    return {**binary_record(target, result.binaries, result.mentions),
+            "lolbas_declared_detections": xref.declared_detections(reader, result.binaries)}
+
+
+def rule_record(report: FileReport, mentions: list[Mention]) -> dict[str, object]:
+    """One rule file as `show` prints it: its report, metadata and mentions."""
+    first = mentions[0] if mentions else None
     return {
-        "kind": "binary", "query": target, "binaries": result.binaries,
+        "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
+        "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
+        "title": first.title if first else "", "level": first.level if first else "",
+        "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
+        "url": first.url.split("#", 1)[0] if first else "",
+        "binaries": sorted({m.binary for m in mentions}),
+        "mentions": [m.to_dict() for m in mentions],
+    }
+
+
+def binary_record(query: str, binaries: list[str], mentions: list[Mention]) -> dict[str, object]:
+    """One binary (or the names a query resolved to) as `show` prints it."""
+    groups = group_by_rule(mentions)
+    return {
+        "kind": "binary", "query": query, "binaries": binaries,
         "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),
-        "detecting_rules": detecting,
+        "detecting_rules": sorted({p for (s, p), ms in groups.items() if any(m.detects_running for m in ms)}),
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
-        "roles": sorted({m.role for m in result.mentions}),
-        "lolbas_declared_detections": xref.declared_detections(reader, result.binaries),
-        "mentions": [m.to_dict() for m in result.mentions],
+        "roles": sorted({m.role for m in mentions}),
+        "mentions": [m.to_dict() for m in mentions],
     }
 
 

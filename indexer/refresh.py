@@ -441,7 +441,7 @@ class _Refresh:
                 results.extend(_process_batch(batch, self.opt.max_file_bytes))
                 self.progress.advance(len(batch))
         else:
-            import sigma.collection  # noqa: F401  (imported once here, not in every worker)
+            import sigma.collection  # noqa: F401  (imported once here, not in every forked worker)
 
             with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent) as pool:
                 # blobs are read while the workers parse the batches already sent

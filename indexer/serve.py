@@ -47,7 +47,8 @@ from . import pages
 from .export import safe_filename
 from .index import IndexMissing, IndexReader, current_generation, stem_of
 from .model import ROLES, SOURCES, Mention
-from .query import group_by_rule, index_stats, parse_query, resolve, search, show_target, suggest
+from .query import (binary_record, index_stats, parse_query, resolve, rule_record, search,
+                    show_target, suggest)
 
 log = logging.getLogger("indexer.serve")
 
@@ -907,33 +908,12 @@ class SiteData:
 
 def site_binary_target(name: str, mentions: list[Mention], extra: SiteData | None = None) -> dict[str, Any]:
     """What show_target(reader, name) returns, from mentions already read (no search per page)."""
-    groups = group_by_rule(mentions)
-    detecting = sorted({p for (s, p), ms in groups.items()
-                        if s == "sigma" and any(m.role in pages.DETECTS and m.context != "filter" for m in ms)})
-    return {
-        "kind": "binary", "query": name, "binaries": [name],
-        "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),
-        "detecting_rules": detecting,
-        "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
-        "roles": sorted({m.role for m in mentions}),
-        **(extra.binary([name]) if extra else {}),
-        "mentions": [m.to_dict() for m in mentions],
-    }
+    return {**binary_record(name, [name], mentions), **(extra.binary([name]) if extra else {})}
 
 
 def site_rule_target(report: Any, mentions: list[Mention], extra: SiteData | None = None) -> dict[str, Any]:
     """What show_target(reader, rule) returns, from mentions already read."""
-    first = mentions[0] if mentions else None
-    return {
-        "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
-        "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
-        "title": first.title if first else "", "level": first.level if first else "",
-        "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
-        "url": first.url.split("#", 1)[0] if first else "",
-        "binaries": sorted({m.binary for m in mentions}),
-        "mentions": [m.to_dict() for m in mentions],
-        **(extra.rule(report.source, report.path) if extra else {}),
-    }
+    return {**rule_record(report, mentions), **(extra.rule(report.source, report.path) if extra else {})}
 
 
 def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
