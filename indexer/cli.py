@@ -127,7 +127,9 @@ def search(
 ) -> None:
     """Every rule line that names an executable.
 
-    Exit code 0 when something was found, 1 when nothing was.
+    On a terminal, a table grouped by rule; into a pipe, one line a mention
+    (source:path:line, binary, role, snippet, tab-separated). Exit code 0 when something was
+    found, 1 when nothing was.
 
     Example: indexer search certutil.exe --role process
     """
@@ -148,6 +150,14 @@ def search(
                 raise fail(str(exc), 4)
     if as_json:
         _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
+    elif not sys.stdout.isatty():  # a pipe or a file: one grep-like line a mention, no table
+        for result in results:
+            for m in result.mentions:
+                sys.stdout.write(f"{m.source}:{m.path}:{m.line}\t{m.binary}\t{m.role}"
+                                 f"{'/filter' if m.context == 'filter' else ''}\t{m.snippet}\n")
+            if not result.mentions:
+                hint = f" (did you mean: {', '.join(result.suggestions)}?)" if result.suggestions else ""
+                sys.stderr.write(f"no rule mentions {result.query!r}{hint}\n")
     else:
         from .report import print_search
         console = _console()

@@ -129,6 +129,7 @@ class IndexWriter:
         self.path = root / f"gen-{time.time_ns():x}-{os.getpid()}"
         self.path.mkdir()
         self._base = base
+        self._mentions = read_meta(base)["mentions"] if base is not None else 0
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
@@ -146,19 +147,22 @@ class IndexWriter:
         for mention in mentions:
             added.setdefault(mention.binary, []).append(_stored(mention))
         kept: dict[str, list[dict[str, Any]]] = {}
+        before: dict[str, int] = {}  # mentions each affected binary had
+        affected = set(added)
         with self._index.searcher() as searcher:
-            tokens = [Term("files", _file_token(ref)) for ref in removed]
-            affected = set(added)
+            tokens = [Term("files", _file_token(ref)) for ref in removed] if self._base else []
             if tokens:
                 for hit in searcher.search(Or(tokens), limit=None, scored=False):
                     affected.add(hit["binary"])
-            for binary in affected:
+            for binary in affected if self._base else ():
                 doc = searcher.document(binary=binary)
                 if doc is not None:
-                    kept[binary] = [d for d in json.loads(doc["data"])
-                                    if fileref(d["source"], d["path"]) not in removed]
+                    items = json.loads(doc["data"])
+                    before[binary] = len(items)
+                    kept[binary] = [d for d in items if fileref(d["source"], d["path"]) not in removed]
         for binary in sorted(affected):
             items = sorted(kept.get(binary, []) + added.get(binary, []), key=_order)
+            self._mentions += len(items) - before.get(binary, 0)
             if not items:
                 self._writer.delete_by_term("binary", binary)
                 continue
@@ -171,7 +175,7 @@ class IndexWriter:
     def commit(self, state: State, optimize: bool = False) -> None:
         self._writer.commit(optimize=optimize)
         self._index.close()
-        meta = json.dumps({"format": INDEX_FORMAT, "sources": state.sources}, indent=1)
+        meta = json.dumps({"format": INDEX_FORMAT, "sources": state.sources, "mentions": self._mentions}, indent=1)
         for name, text in ((STATE_FILE, state.to_json()), (META_FILE, meta)):
             tmp = self.path / (name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
@@ -257,7 +261,8 @@ class IndexReader:
         if generation is None:
             raise IndexMissing(f"no index in {data_dir}: run 'indexer refresh' first")
         self.generation = generation
-        self.sources: dict[str, dict[str, Any]] = read_meta(generation)["sources"]
+        self._meta = read_meta(generation)
+        self.sources: dict[str, dict[str, Any]] = self._meta["sources"]
         self._index = whoosh_index.open_dir(str(generation))
         self._searcher = self._index.searcher()
         self._state: State | None = None
@@ -290,9 +295,10 @@ class IndexReader:
         """Binary names whose stem (name without extension) is `stem`."""
         return [b for b in self.binaries() if stem_of(b) == stem]
 
-    def count(self) -> int:
-        """Number of mentions."""
-        return sum(len(json.loads(stored["data"])) for _, stored in self._searcher.reader().iter_docs())
+    @property
+    def mention_count(self) -> int:
+        """Number of mentions (recorded when the generation was written)."""
+        return self._meta["mentions"]
 
     def search(self, binaries: Iterable[str], *, source: str | None = None, role: Iterable[str] = (),
                field: str | None = None, context: str | None = None,

@@ -92,6 +92,7 @@ class FileReport:
     executables: list[str] = field(default_factory=list)  # names this file shows to be executables
     links: list[dict[str, Any]] = field(default_factory=list)  # Sigma<->LOLBAS links with their lines
     entry: dict[str, Any] = field(default_factory=dict)        # LOLBAS entry: name, aliases, categories
+    blob: str = ""                                             # git blob read (pySigma's verdict is kept per blob)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -145,8 +145,13 @@ class RefreshLock:
 
 # --- reading one file (runs in worker processes) ------------------------------------------------
 
-def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) -> _Processed:
-    """Parse and extract one rule file; never raises for bad content."""
+def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
+                 known_warnings: list[str] | None = None) -> _Processed:
+    """Parse and extract one rule file; never raises for bad content.
+
+    known_warnings: pySigma's verdict on this very content from an earlier refresh (same blob),
+    used instead of asking pySigma again.
+    """
     report = FileReport(ctx.source, ctx.path, "indexed")
     try:
         parsed = parse_yaml(ctx.path, read_text(ctx.path, raw, max_bytes))
@@ -155,7 +160,8 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) 
             raise RuleFileError(ctx.path, f"no YAML mapping in the file (documents: {', '.join(kinds)})")
         if ctx.source == "sigma":
             extraction = extract_sigma(ctx, parsed)
-            report.warnings = sigma_errors(ctx.path, [d.data for d in parsed.documents])
+            report.warnings = (list(known_warnings) if known_warnings is not None
+                               else sigma_errors(ctx.path, [d.data for d in parsed.documents]))
         else:
             extraction = extract_lolbas(ctx, parsed)
     except RuleFileError as exc:
@@ -170,8 +176,8 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES) 
     return _Processed(report, extraction)
 
 
-def _process_batch(batch: list[tuple[FileContext, bytes]], max_bytes: int) -> list[_Processed]:
-    return [process_file(ctx, raw, max_bytes) for ctx, raw in batch]
+def _process_batch(batch: list[tuple[FileContext, bytes, list[str] | None]], max_bytes: int) -> list[_Processed]:
+    return [process_file(ctx, raw, max_bytes, known) for ctx, raw, known in batch]
 
 
 def _die_with_parent() -> None:
@@ -232,9 +238,11 @@ class _Refresh:
         self.data_dir = Path(options.data_dir)
         self.started = time.time()
         self.manifest = Manifest(started=_iso(self.started))
+        self._previous_files: dict[str, FileReport] = {}
 
     def run(self) -> Manifest:
         previous = self._previous_state()
+        self._previous_files = previous.files if previous else {}
         repos = {spec.name: Repository(spec, clone_path(self.data_dir, spec.name)) for spec in self.opt.specs}
         try:
             tips = self._fetch(repos, previous)
@@ -289,15 +297,16 @@ class _Refresh:
             prev = previous.sources.get(name) if previous else None
             full = (self.opt.full or prev is None or prev.get("url") != redact(repo.spec.url)
                     or not repo.has_commit(prev.get("commit", "")))
+            if not full and prev["commit"] == tip:
+                outcome.mode = "unchanged"
+                plan[name] = None
+                continue
             tree = repo.tree(tip)
             if full:
                 outcome.mode = "full"
+                self.manifest.full = True
                 outcome.added = [e.path for e in tree] if prev is None else []
                 plan[name] = tree
-                continue
-            if prev["commit"] == tip:
-                outcome.mode = "unchanged"
-                plan[name] = None
                 continue
             outcome.mode = "incremental"
             wanted: set[str] = set()
@@ -451,6 +460,8 @@ class _Refresh:
                     done = future.result()
                     results.extend(done)
                     self.progress.advance(len(done))
+        for item, (_, entry) in zip(results, to_read):
+            item.report.blob = entry.sha
         for item in results:
             if item.report.status == "error":
                 self.manifest.file_errors.append({"source": item.report.source, "path": item.report.path,
@@ -458,11 +469,18 @@ class _Refresh:
                 self.progress.log(f"error: {item.report.source}:{item.report.path}: {item.report.reason}")
         return results
 
-    @staticmethod
-    def _batches(repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
-                 size: int = 100) -> Iterator[list[tuple[FileContext, bytes]]]:
+    def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
+                 size: int = 100) -> Iterator[list[tuple[FileContext, bytes, list[str] | None]]]:
         for start in range(0, len(to_read), size):
-            yield [(ctx, repos[ctx.source].read(entry.sha)) for ctx, entry in to_read[start:start + size]]
+            yield [(ctx, repos[ctx.source].read(entry.sha), self._known_warnings(ctx, entry))
+                   for ctx, entry in to_read[start:start + size]]
+
+    def _known_warnings(self, ctx: FileContext, entry: TreeEntry) -> list[str] | None:
+        """pySigma's earlier verdict on the same blob, if the previous index has it."""
+        report = self._previous_files.get(fileref(ctx.source, ctx.path))
+        if report is not None and report.blob == entry.sha and report.status == "indexed":
+            return report.warnings
+        return None
 
     def _infer(self, processed: list[_Processed], executables: list[str]) -> dict[str, list[Mention]]:
         windows = stem_map(n for n in executables if "." in n)
@@ -518,7 +536,7 @@ class _Refresh:
             m.generation = writer.path.name
         try:
             with IndexReader(self.data_dir) as reader:
-                m.mentions_total = reader.count()
+                m.mentions_total = reader.mention_count
                 m.generation = reader.generation.name
         except IndexMissing:
             pass

@@ -109,7 +109,7 @@ def test_show_rule_by_id_and_path(tip_data_dir: Path) -> None:
 def test_miss_exits_1_with_suggestion(tip_data_dir: Path) -> None:
     done = run_cli("search", "certutl.exe", data_dir=tip_data_dir)
     assert done.returncode == 1
-    assert "did you mean: certutil.exe" in done.stdout
+    assert "did you mean: certutil.exe" in done.stderr  # into a pipe: results on stdout, the hint on stderr
 
 
 def test_missing_index_is_one_line_error(tmp_path: Path) -> None:
