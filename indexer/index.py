@@ -90,7 +90,7 @@ class State:
             "files": {k: v.to_dict() for k, v in sorted(self.files.items())},
             "built_at": self.built_at,
             "executables": sorted(self.executables),
-        }, indent=1, ensure_ascii=False)
+        }, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "State":

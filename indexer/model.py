@@ -5,7 +5,7 @@ This module imports nothing heavy, so the search path can use it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 ROLES = (
@@ -95,7 +95,7 @@ class FileReport:
     blob: str = ""                                             # git blob read (pySigma's verdict is kept per blob)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # its values are plain already
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FileReport":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -423,19 +422,17 @@ class _Refresh:
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],
                           done: set[str]) -> list[tuple[FileContext, TreeEntry]]:
         """Indexed files not in `done` whose text contains any of `stems` (case-insensitive)."""
-        pattern = re.compile("|".join(sorted(map(re.escape, stems))).encode(), re.IGNORECASE)
         found: list[tuple[FileContext, TreeEntry]] = []
         for name, info in state.sources.items():
             if name not in repos:  # a source not refreshed this time: read it at its indexed commit
                 repos[name] = Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"),
                                                     info.get("web_url", "")), clone_path(self.data_dir, name))
             repo = repos[name]
+            containing = repo.grep(info["commit"], stems)
             for entry in repo.tree(info["commit"]):
                 ref = fileref(name, entry.path)
                 report = state.files.get(ref)
-                if ref in done or report is None or report.status != "indexed":
-                    continue
-                if pattern.search(repo.read(entry.sha)):
+                if entry.path in containing and ref not in done and report is not None and report.status == "indexed":
                     found.append((FileContext(name, entry.path), entry))
         return found
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -246,6 +246,20 @@ class Repository:
             mode, _kind, sha, size = meta.split()
             entries.append(TreeEntry(path, sha, mode, int(size) if size.isdigit() else 0))
         return entries
+
+    def grep(self, commit: str, words: Iterable[str]) -> set[str]:
+        """Paths of files at `commit` that contain any of `words` (fixed strings, any case)."""
+        args = ["-l", "-i", "-F", "-I"]
+        for word in sorted(words):
+            args += ["-e", word]
+        try:
+            out = self._git().grep(*args, commit)
+        except git.GitCommandError as exc:
+            if exc.status == 1:  # nothing found
+                return set()
+            raise
+        prefix = f"{commit}:"
+        return {line[len(prefix):] for line in out.splitlines() if line.startswith(prefix)}
 
     def read(self, sha: str) -> bytes:
         return self.repo.odb.stream(bytes.fromhex(sha)).read()
