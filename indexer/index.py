@@ -140,8 +140,11 @@ class IndexWriter:
             self._index = whoosh_index.create_in(str(self.path), _schema())
         self._writer = self._index.writer(limitmb=256)
 
-    def replace_files(self, removed: Iterable[str], mentions: Iterable[Mention]) -> int:
-        """Drop every mention of the `removed` files, add `mentions`; return binaries written."""
+    def replace_files(self, removed: Iterable[str], mentions: Iterable[Mention]) -> dict[str, str]:
+        """Drop every mention of the `removed` files, add `mentions`.
+
+        Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
+        """
         removed = set(removed)
         added: dict[str, list[dict[str, Any]]] = {}
         for mention in mentions:
@@ -160,17 +163,19 @@ class IndexWriter:
                     items = json.loads(doc["data"])
                     before[binary] = len(items)
                     kept[binary] = [d for d in items if fileref(d["source"], d["path"]) not in removed]
+        written: dict[str, str] = {}
         for binary in sorted(affected):
             items = sorted(kept.get(binary, []) + added.get(binary, []), key=_order)
             self._mentions += len(items) - before.get(binary, 0)
             if not items:
                 self._writer.delete_by_term("binary", binary)
+                written[binary] = "[]"
                 continue
             files = sorted({_file_token(fileref(d["source"], d["path"])) for d in items})
             write = self._writer.update_document if self._base else self._writer.add_document
-            write(binary=binary, files=" ".join(files),
-                  data=json.dumps(items, separators=(",", ":"), ensure_ascii=False))
-        return len(affected)
+            written[binary] = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+            write(binary=binary, files=" ".join(files), data=written[binary])
+        return written
 
     def commit(self, state: State, optimize: bool = False) -> None:
         self._writer.commit(optimize=optimize)
@@ -328,19 +333,9 @@ class IndexReader:
             out += [self._mention(d) for d in json.loads(hit["data"]) if fileref(d["source"], d["path"]) == ref]
         return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
-    def mentions_of_files(self, refs: Iterable[str]) -> dict[str, list[Mention]]:
-        """Mentions of many files ("source:path"), each binary's document decoded once."""
-        wanted = set(refs)
-        out: dict[str, list[Mention]] = {ref: [] for ref in wanted}
-        if not wanted:
-            return out
-        query = Or([Term("files", _file_token(ref)) for ref in wanted])
-        for hit in self._searcher.search(query, limit=None, scored=False):
-            for data in json.loads(hit["data"]):
-                ref = fileref(data["source"], data["path"])
-                if ref in wanted:
-                    out[ref].append(self._mention(data))
-        return out
+    def raw_documents(self) -> dict[str, str]:
+        """Every binary's stored mentions as written (JSON text, not decoded)."""
+        return {stored["binary"]: stored["data"] for _, stored in self._searcher.reader().iter_docs()}
 
     def all_mentions(self) -> Iterator[Mention]:
         for _docnum, stored in self._searcher.reader().iter_docs():

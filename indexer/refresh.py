@@ -387,21 +387,23 @@ class _Refresh:
         for item in processed:
             item.report.mentions = len(mentions.get(fileref(item.report.source, item.report.path), []))
 
-        old_mentions = self._old_mentions(removed_refs) if previous else {}
+        old_docs = self._old_documents() if previous else {}
         fresh = previous is None or all(
             self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         base = None if fresh else current_generation(self.data_dir)
         self.progress.stage("index", sum(len(v) for v in mentions.values()))
         writer = IndexWriter(self.data_dir, base)
         try:
-            writer.replace_files(removed_refs, (m for ref in sorted(mentions) for m in mentions[ref]))
+            written = writer.replace_files(removed_refs, (m for ref in sorted(mentions) for m in mentions[ref]))
             self.progress.advance(sum(len(v) for v in mentions.values()))
             writer.commit(state, optimize=fresh)
             self._cross_reference(repos, state, writer.path)
         except BaseException:
             writer.abort()
             raise
-        self._summarise(old_mentions, mentions, previous, state)
+        if fresh:  # a binary no file names any more has no new document: all its mentions went
+            written = {**{binary: "[]" for binary in old_docs}, **written}
+        self._summarise(old_docs, written, previous, state)
         return writer
 
     def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path) -> None:
@@ -489,22 +491,28 @@ class _Refresh:
             by_file[fileref(item.report.source, item.report.path)] = sorted(ex.mentions + inferred)
         return by_file
 
-    def _old_mentions(self, refs: set[str]) -> dict[str, list[Mention]]:
+    def _old_documents(self) -> dict[str, str]:
         with IndexReader(self.data_dir) as reader:
-            return reader.mentions_of_files(refs)
+            return reader.raw_documents()
 
-    def _summarise(self, old: dict[str, list[Mention]], new: dict[str, list[Mention]],
+    def _summarise(self, old_docs: dict[str, str], written: dict[str, str],
                    previous: State | None, state: State) -> None:
+        """What changed, from each binary's document before and after (equal ones are skipped)."""
         m = self.manifest
         renames = {fileref(name, old_p): fileref(name, new_p)
                    for name, o in m.sources.items() for old_p, new_p in o.renamed}
 
-        def keyed(mentions: Iterable[Mention], ref_map: dict[str, str]) -> set[tuple[Any, ...]]:
-            return {(ref_map.get(fileref(x.source, x.path), fileref(x.source, x.path)), x.binary, x.role,
-                     x.field, x.snippet) for x in mentions}
+        def keyed(document: str, ref_map: dict[str, str]) -> set[tuple[Any, ...]]:
+            refs = ((fileref(d["source"], d["path"]), d) for d in json.loads(document))
+            return {(ref_map.get(ref, ref), d["binary"], d["role"], d["field"], d["snippet"]) for ref, d in refs}
 
-        before = keyed((x for v in old.values() for x in v), renames)
-        after = keyed((x for v in new.values() for x in v), {})
+        before: set[tuple[Any, ...]] = set()
+        after: set[tuple[Any, ...]] = set()
+        for binary, document in written.items():
+            old_document = old_docs.get(binary, "[]")
+            if document != old_document:
+                before |= keyed(old_document, renames)
+                after |= keyed(document, {})
         m.mentions_added = len(after - before)
         m.mentions_removed = len(before - after)
         rules_before: dict[str, set[str]] = defaultdict(set)
