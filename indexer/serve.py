@@ -108,6 +108,9 @@ class Response:
 
 # --- readers -----------------------------------------------------------------------------------
 
+HEAVY_MENTIONS = 100  # a binary page or answer with this many mentions is kept per generation
+
+
 class ReaderPool:
     """Readers of the current generation, one request at a time each; older ones closed when free."""
 
@@ -195,6 +198,11 @@ class ReaderPool:
             if reader.generation.name == self._current or not self._current:
                 self._memo[slot] = value
         return value
+
+    def peek(self, reader: IndexReader, key: str) -> Any:
+        """The value `memo` keeps for this generation and key, or None."""
+        with self._lock:
+            return self._memo.get((reader.generation.name, key))
 
     def snapshot(self) -> dict[str, Any]:
         """Open readers by generation (for tests and /api/status)."""
@@ -480,11 +488,22 @@ class App:
         _name(name, "the name")
         with self.pool.reader() as reader:
             _resolve_guard(reader, name)
-            target = binary_target(reader, name)
+            target = self._binary_target(reader, name)
             if target is None:
                 raise HTTPProblem(404, f"no executable in the index matches {name[:80]!r}",
                                   suggestions=suggest(parse_query(name), reader.binaries()))
             return Response.json(200, target, **self._gen(reader))
+
+    def _binary_target(self, reader: IndexReader, name: str) -> dict[str, Any] | None:
+        """binary_target, kept per generation for the names with many mentions (cmd.exe: ~100 ms)."""
+        key = f"binary:{name.strip().lower()}"
+        cached = self.pool.peek(reader, key)
+        if cached is not None:
+            return cached
+        target = binary_target(reader, name)
+        if target is not None and len(target["mentions"]) >= HEAVY_MENTIONS:
+            self.pool.memo(reader, key, lambda: target)
+        return target
 
     def _json_rule(self, key: str) -> Response:
         with self.pool.reader() as reader:
@@ -584,7 +603,7 @@ class App:
         _name(name, "the name")
         with self.pool.reader() as reader:
             _resolve_guard(reader, name)
-            target = binary_target(reader, name)
+            target = self._binary_target(reader, name)
             if target is None:
                 raise HTTPProblem(404, f"No executable in the index matches {name[:80]!r}.",
                                   suggestions=suggest(parse_query(name), reader.binaries()))
