@@ -256,8 +256,9 @@ def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
 @app.command()
 def changes(
     data_dir: Optional[Path] = DataDir,
-    last: int = typer.Option(5, "--last", help="How many refreshes to show."),
+    last: int = typer.Option(5, "--last", min=1, help="How many refreshes to show."),
     since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD)."),
+    show_all: bool = typer.Option(False, "--all", help="Also the refreshes that found nothing new."),
     as_json: bool = JsonFlag,
 ) -> None:
     """What the last refreshes changed, e.g. "certutil.exe: +2 rules".
@@ -267,7 +268,11 @@ def changes(
     from .refresh import manifests
     from .report import manifest_lines
 
-    items = [m for m in manifests(_data_dir(data_dir)) if not since or m["started"] >= since][:last]
+    def changed(m: dict[str, Any]) -> bool:
+        return bool(m.get("exit_code")) or any(s.get("mode") != "unchanged" for s in m["sources"].values())
+
+    items = [m for m in manifests(_data_dir(data_dir))
+             if (not since or m["started"] >= since) and (show_all or changed(m))][:last]
     if as_json:
         _print_json(items)
         return
@@ -371,6 +376,12 @@ def main(version: bool = typer.Option(False, "--version", callback=version_callb
 
 
 def run() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: a damaged or missing index is one line, never a traceback."""
+    from .model import IndexMissing
+
+    try:
+        app()
+    except IndexMissing as exc:
+        typer.echo(f"indexer: error: {exc}", err=True)
+        sys.exit(4)
 

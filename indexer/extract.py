@@ -313,7 +313,8 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                                  explicit_names, infer=True)
                     elif key in ("Description", "Usecase"):
                         col.scan(value, col.template(field=key, role="text", **cmd_meta), explicit_names)
-        aliases = [a.get("Alias") for a in data.get("Aliases") or [] if isinstance(a, dict)]
+        listed = data.get("Aliases") if isinstance(data.get("Aliases"), list) else []
+        aliases = [a.get("Alias") for a in listed if isinstance(a, dict)]
         col.out.entry = {
             "name": str(data.get("Name") or ""),
             "aliases": [str(a) for a in aliases if a],

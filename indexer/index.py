@@ -26,17 +26,13 @@ from whoosh import index as whoosh_index
 from whoosh.fields import ID, KEYWORD, STORED, Schema
 from whoosh.query import Or, Term
 
-from .model import FileReport, Mention
+from .model import FileReport, IndexMissing, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
 INDEX_FORMAT = 3
-
-
-class IndexMissing(Exception):
-    """No usable index in this data directory: none built yet, or one of another format."""
 
 
 def _schema() -> Schema:
@@ -257,6 +253,11 @@ def read_meta(generation: Path) -> dict[str, Any]:
     return meta
 
 
+def _damaged(generation: Path, exc: Exception) -> IndexMissing:
+    return IndexMissing(f"the index in {generation.parent.parent} is damaged ({generation.name}: "
+                        f"{type(exc).__name__}): run 'indexer refresh --full'")
+
+
 class IndexReader:
     """The current generation, opened once: mentions by binary, by file, and the state."""
 
@@ -268,8 +269,11 @@ class IndexReader:
         self.generation = generation
         self._meta = read_meta(generation)
         self.sources: dict[str, dict[str, Any]] = self._meta["sources"]
-        self._index = whoosh_index.open_dir(str(generation))
-        self._searcher = self._index.searcher()
+        try:
+            self._index = whoosh_index.open_dir(str(generation))
+            self._searcher = self._index.searcher()
+        except Exception as exc:  # missing or truncated Whoosh files
+            raise _damaged(generation, exc) from None
         self._state: State | None = None
         self._binaries: list[str] | None = None
         self.cache: dict[str, Any] = {}  # what other modules derive from this generation, read once
@@ -287,7 +291,10 @@ class IndexReader:
     @property
     def state(self) -> State:
         if self._state is None:
-            self._state = State.from_json((self.generation / STATE_FILE).read_text(encoding="utf-8"))
+            try:
+                self._state = State.from_json((self.generation / STATE_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise _damaged(self.generation, exc) from None
         return self._state
 
     def binaries(self) -> list[str]:
@@ -295,10 +302,6 @@ class IndexReader:
         if self._binaries is None:
             self._binaries = [t.decode("utf-8") for t in self._searcher.lexicon("binary")]
         return self._binaries
-
-    def stems(self, stem: str) -> list[str]:
-        """Binary names whose stem (name without extension) is `stem`."""
-        return [b for b in self.binaries() if stem_of(b) == stem]
 
     @property
     def mention_count(self) -> int:

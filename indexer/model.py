@@ -27,6 +27,10 @@ ROLES = (
 )
 
 SOURCES = ("sigma", "lolbas")
+
+
+class IndexMissing(Exception):
+    """No usable index in this data directory: none built yet, of another format, or damaged."""
 DETECTING_ROLES = ("process", "original_filename")  # a rule with one of these in a selection detects it running
 
 

@@ -14,7 +14,6 @@ EXTENSIONS = (
     "wsf", "wsh", "hta", "bat", "cmd", "scr", "msi", "msp", "lnk", "inf", "jar", "py", "sh",
     "com", "drv", "xll",
 )
-EXECUTABLE_EXTENSIONS = frozenset({"exe", "com", "scr", "cpl", "msc", "bat", "cmd", "ps1", "vbs", "js", "hta", "wsf", "dll"})
 
 _NAME_START = r"A-Za-z0-9_$"
 _NAME_CHARS = r"A-Za-z0-9_$~+\-"

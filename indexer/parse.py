@@ -40,8 +40,8 @@ class Document:
     node: yaml.Node
 
 
-# Where libyaml breaks lines, and where git, grep and GitHub do: NEL, LS and PS are line breaks
-# to YAML only, so a file holding them has more YAML lines than file lines.
+# Where libyaml breaks lines, and where a file's lines end for people (LF, CRLF, a lone CR):
+# NEL, LS and PS are line breaks to YAML only, so a file holding them has more YAML lines.
 _YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _FILE_BREAK = re.compile("\r\n|[\r\n]")
 
@@ -52,7 +52,7 @@ class ParsedFile:
 
     path: str
     yaml_lines: list[str]
-    lines: list[str]                  # the file's lines (as grep -n and GitHub number them)
+    lines: list[str]                  # the file's lines: LF, CRLF or a lone CR ends one (editors, GitHub)
     documents: list[Document]
     _file_line: list[int] | None = None  # YAML line index -> file line number, when they differ
 

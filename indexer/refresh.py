@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from .names import stem_map
 from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
 
+KEEP_MANIFESTS = 1000
 EXIT_OK = 0
 EXIT_FILE_ERRORS = 1
 EXIT_SOURCE_FAILED = 2
@@ -169,6 +170,9 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
     except RecursionError:
         report.status, report.reason = "error", "structure nested too deeply"
         return _Processed(report, Extraction())
+    except Exception as exc:  # a shape no extractor expected: this file fails, the refresh goes on
+        report.status, report.reason = "error", f"could not be read: {type(exc).__name__}: {exc}"[:300]
+        return _Processed(report, Extraction())
     report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
     report.executables = sorted(extraction.executables())
     report.links, report.entry = extraction.links, extraction.entry
@@ -262,7 +266,7 @@ class _Refresh:
         try:
             with IndexReader(self.data_dir) as reader:
                 return reader.state
-        except IndexMissing as exc:  # another format: build anew, as if there were none
+        except IndexMissing as exc:  # another format, or damaged: build anew, as if there were none
             self.progress.log(f"{exc}: rebuilding")
             return None
 
@@ -465,7 +469,7 @@ class _Refresh:
             if item.report.status == "error":
                 self.manifest.file_errors.append({"source": item.report.source, "path": item.report.path,
                                                   "reason": item.report.reason})
-                self.progress.log(f"error: {item.report.source}:{item.report.path}: {item.report.reason}")
+                self.progress.log(_printable(f"error: {item.report.source}:{item.report.path}: {item.report.reason}"))
         return results
 
     def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
@@ -502,19 +506,22 @@ class _Refresh:
         renames = {fileref(name, old_p): fileref(name, new_p)
                    for name, o in m.sources.items() for old_p, new_p in o.renamed}
 
-        def keyed(document: str, ref_map: dict[str, str]) -> set[tuple[Any, ...]]:
+        def keyed(document: str, ref_map: dict[str, str]) -> Counter[tuple[Any, ...]]:
+            # what a mention says, not where: a line moving down is no change; a selection
+            # becoming a filter is one
             refs = ((fileref(d["source"], d["path"]), d) for d in json.loads(document))
-            return {(ref_map.get(ref, ref), d["binary"], d["role"], d["field"], d["snippet"]) for ref, d in refs}
+            return Counter((ref_map.get(ref, ref), d["binary"], d["role"], d["field"], tuple(d["modifiers"]),
+                            d["context"], d["detection"], d["inferred"], d["snippet"]) for ref, d in refs)
 
-        before: set[tuple[Any, ...]] = set()
-        after: set[tuple[Any, ...]] = set()
+        before: Counter[tuple[Any, ...]] = Counter()
+        after: Counter[tuple[Any, ...]] = Counter()
         for binary, document in written.items():
             old_document = old_docs.get(binary, "[]")
             if document != old_document:
-                before |= keyed(old_document, renames)
-                after |= keyed(document, {})
-        m.mentions_added = len(after - before)
-        m.mentions_removed = len(before - after)
+                before += keyed(old_document, renames)
+                after += keyed(document, {})
+        m.mentions_added = sum((after - before).values())
+        m.mentions_removed = sum((before - after).values())
         rules_before: dict[str, set[str]] = defaultdict(set)
         rules_after: dict[str, set[str]] = defaultdict(set)
         for ref, binary, *_ in before:
@@ -555,6 +562,11 @@ class _Refresh:
         return m
 
 
+def _printable(text: str) -> str:
+    """A log line with no terminal control characters from file names or YAML error text."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
 def _changed_stems(before: list[str], after: list[str]) -> set[str]:
     """Bare stems that resolve differently (or only on one side) between two name lists."""
     def stems(names: list[str]) -> dict[str, str]:
@@ -579,6 +591,8 @@ def _save_manifest(data_dir: Path, manifest: Manifest) -> None:
     tmp = folder / ("." + name)
     tmp.write_text(json.dumps(manifest.to_dict(), indent=1), encoding="utf-8")
     os.replace(tmp, folder / name)
+    for old in sorted(folder.glob("*.json"))[:-KEEP_MANIFESTS]:  # a nightly job: about three years
+        old.unlink(missing_ok=True)
 
 
 def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
@@ -586,6 +600,8 @@ def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
     folder = Path(data_dir) / "manifests"
     for path in sorted(folder.glob("*.json"), reverse=True):
         try:
-            yield json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        if isinstance(data, dict) and isinstance(data.get("started"), str) and isinstance(data.get("sources"), dict):
+            yield data

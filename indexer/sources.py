@@ -11,9 +11,9 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -32,7 +32,6 @@ _SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/?-)[A-Za-z0-9._~/-]+$")
 # Git itself refuses every other transport (ext::, fd::, git://, http://) for our commands.
 _GIT_ENV = {"GIT_ALLOW_PROTOCOL": "file:https:ssh", "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1"}
-MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
 class SourceError(Exception):
@@ -80,14 +79,6 @@ class Change:
     status: str
     path: str
     old_path: str = ""
-
-
-@dataclass
-class SyncResult:
-    name: str
-    commit: str
-    fetched: bool
-    changes: list[Change] = field(default_factory=list)
 
 
 def _origin(clone: Path) -> str:
@@ -249,7 +240,7 @@ class Repository:
 
     def grep(self, commit: str, words: Iterable[str]) -> set[str]:
         """Paths of files at `commit` that contain any of `words` (fixed strings, any case)."""
-        args = ["-l", "-i", "-F", "-I"]
+        args = ["-l", "-z", "-i", "-F", "-I"]  # -z: paths as they are, never quoted
         for word in sorted(words):
             args += ["-e", word]
         try:
@@ -259,14 +250,11 @@ class Repository:
                 return set()
             raise
         prefix = f"{commit}:"
-        return {line[len(prefix):] for line in out.splitlines() if line.startswith(prefix)}
+        return {item[len(prefix):] for item in out.split("\0") if item.startswith(prefix)}
 
     def read(self, sha: str) -> bytes:
         return self.repo.odb.stream(bytes.fromhex(sha)).read()
 
-    def read_many(self, shas: list[str]) -> Iterator[bytes]:
-        for sha in shas:
-            yield self.read(sha)
 
     def changes(self, before: str, after: str) -> list[Change]:
         """Files added, modified, deleted or renamed between two commits (renames detected)."""

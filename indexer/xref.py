@@ -108,7 +108,8 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
 def build(reader: IndexReader, state: State, repo: Any, history: Any) -> dict[str, Any]:
     """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths."""
     sigma = [r for r in state.files.values() if r.source == "sigma" and r.status == "indexed"]
-    tip_paths = {r.path for r in sigma}
+    # a rule present at the tip but unreadable is still there: its links are not "deleted"
+    tip_paths = {r.path for r in state.files.values() if r.source == "sigma" and r.status != "skipped"}
     rules_at_tip = {rid: r.path for r in sorted(sigma, key=lambda r: r.path) for rid in r.rule_ids}
     entries = [r for r in state.files.values() if r.source == "lolbas" and r.entry and r.path.startswith("yml/")]
     by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
