@@ -489,19 +489,20 @@ class App:
         with self.pool.reader() as reader:
             _resolve_guard(reader, name)
             target = self._binary_target(reader, name)
-            if target is None:
-                raise HTTPProblem(404, f"no executable in the index matches {name[:80]!r}",
-                                  suggestions=suggest(parse_query(name), reader.binaries()))
             return Response.json(200, target, **self._gen(reader))
 
-    def _binary_target(self, reader: IndexReader, name: str) -> dict[str, Any] | None:
-        """binary_target, kept per generation for the names with many mentions (cmd.exe: ~100 ms)."""
+    def _binary_target(self, reader: IndexReader, name: str) -> dict[str, Any]:
+        """binary_target or a 404 with suggestions; kept per generation for the names with many
+        mentions (cmd.exe: ~100 ms to build)."""
         key = f"binary:{name.strip().lower()}"
         cached = self.pool.peek(reader, key)
         if cached is not None:
             return cached
         target = binary_target(reader, name)
-        if target is not None and len(target["mentions"]) >= HEAVY_MENTIONS:
+        if target is None:
+            raise HTTPProblem(404, f"no executable in the index matches {name[:80]!r}",
+                              suggestions=suggest(parse_query(name), reader.binaries()))
+        if len(target["mentions"]) >= HEAVY_MENTIONS:
             self.pool.memo(reader, key, lambda: target)
         return target
 
@@ -604,9 +605,6 @@ class App:
         with self.pool.reader() as reader:
             _resolve_guard(reader, name)
             target = self._binary_target(reader, name)
-            if target is None:
-                raise HTTPProblem(404, f"No executable in the index matches {name[:80]!r}.",
-                                  suggestions=suggest(parse_query(name), reader.binaries()))
             keys = [(m["source"], m["path"]) for m in target["mentions"] if m["source"] == "lolbas"]
             entries = lolbas_entries(reader, list(dict.fromkeys(keys)))
             page = pages.binary_page(self._links(reader), target, self._footer(reader), entries)
