@@ -102,9 +102,12 @@ def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) 
 def manifest_lines(m: dict[str, Any]) -> Iterator[str]:
     """A refresh manifest for people: what moved, what changed, per binary."""
     yield f"refresh {m['started']} ({m['duration_s']}s, exit {m['exit_code']})" + (f": {m['reason']}" if m.get("reason") else "")
+    if m["exit_code"] == 2 and not m["generation"]:
+        yield "  no index yet: give reachable sources (--sigma-url, --lolbas-url: a URL, a clone or a git bundle)"
     for name, s in m["sources"].items():
         if s["mode"] == "failed":
-            yield f"  {name}: FAILED: {s['error']} (previous index kept)"
+            kept = "previous index kept" if s["before"] else "nothing indexed from it yet"
+            yield f"  {name}: FAILED: {s['error']} ({kept})"
         elif s["mode"] == "unchanged":
             yield f"  {name}: up to date at {s['after'][:12]}"
         else:
