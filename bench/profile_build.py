@@ -1,6 +1,6 @@
 """Where a refresh's time goes: phase timings of one in-process refresh, optionally cProfile.
 
-    .venv/bin/python bench/profile_build.py [--jobs 1] [--cprofile N] [--keep DIR] [--back N]
+    .venv/bin/python bench/profile_build.py [--jobs 1] [--cprofile N] [--keep DIR] [--back N | --cold]
 
 Builds once into a scratch data dir (untimed: clones and a first generation), then times one
 `refresh(RefreshOptions(data_dir, specs, full=True, jobs=...))` in this process. With --back N
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 CORPORA = ROOT.parent / "shared" / "corpora"
 
 from indexer import index as index_mod  # noqa: E402
+from indexer import parsers as parsers_mod  # noqa: E402
 from indexer import refresh as refresh_mod  # noqa: E402
 from indexer import sources as sources_mod  # noqa: E402
 from indexer.refresh import RefreshOptions, refresh  # noqa: E402
@@ -47,17 +48,18 @@ PHASES = [
     ("write (everything below)", refresh_mod._Refresh, "_write", 0),
     ("read + parse + extract", refresh_mod._Refresh, "_read_and_extract", 1),
     ("read blobs (GitPython odb)", sources_mod.Repository, "read", 2),
-    ("parse_yaml (C loader + nodes + size check)", refresh_mod, "parse_yaml", 2),
-    ("sigma_errors (pySigma from_dicts)", refresh_mod, "sigma_errors", 2),
-    ("extract_sigma", refresh_mod, "extract_sigma", 2),
-    ("extract_lolbas", refresh_mod, "extract_lolbas", 2),
+    ("parse_yaml (C loader + nodes + size check)", parsers_mod, "parse_yaml", 2),
+    ("sigma_errors (pySigma from_dicts)", parsers_mod, "sigma_errors", 2),
+    ("extract_sigma", parsers_mod, "extract_sigma", 2),
+    ("extract_lolbas", parsers_mod, "extract_lolbas", 2),
     ("files containing changed stems (re-read)", refresh_mod._Refresh, "_files_containing", 1),
     ("infer bare names", refresh_mod._Refresh, "_infer", 1),
     ("old mentions of every replaced file", refresh_mod._Refresh, "_old_mentions", 1),
     ("IndexWriter() (new generation, hard links)", index_mod.IndexWriter, "__init__", 1),
     ("IndexWriter.replace_files (build documents)", index_mod.IndexWriter, "replace_files", 1),
-    ("IndexWriter.commit (Whoosh commit + state.json)", index_mod.IndexWriter, "commit", 1),
-    ("State.to_json", index_mod.State, "to_json", 2),
+    ("IndexWriter.commit (Whoosh commit, meta.json)", index_mod.IndexWriter, "commit", 1),
+    ("wait for pySigma's verdicts (parser processes)", refresh_mod._Refresh, "_await_verdicts", 1),
+    ("IndexWriter.write_state (state.json)", index_mod.IndexWriter, "write_state", 1),
     ("summarise (manifest diff)", refresh_mod._Refresh, "_summarise", 1),
     ("cross-reference (history, links, xref.json)", refresh_mod._Refresh, "_cross_reference", 1),
     ("finish (publish, count mentions, manifest)", refresh_mod._Refresh, "_finish", 0),
@@ -89,6 +91,8 @@ def main() -> int:
     parser.add_argument("--cprofile", type=int, default=0, metavar="N",
                         help="also run under cProfile and print the top N functions by cumulative time")
     parser.add_argument("--keep", type=Path, help="use (and keep) this data dir instead of a scratch one")
+    parser.add_argument("--cold", action="store_true",
+                        help="time a build from nothing but the clones (no index, history or manifests)")
     parser.add_argument("--back", type=int, default=0, metavar="N",
                         help="time the incremental refresh across N first-parent Sigma commits instead")
     args = parser.parse_args()
@@ -110,16 +114,20 @@ def main() -> int:
         refresh(RefreshOptions(data_dir, specs))
         if args.back:
             subprocess.run(["git", "update-ref", "refs/heads/master", tip], cwd=sigma_url, check=True)
+        if args.cold:
+            for name in ("index", "history", "manifests"):
+                shutil.rmtree(data_dir / name, ignore_errors=True)
         active = [(label, depth) for label, owner, attr, depth in PHASES if wrap(label, owner, attr)]
         profiler = cProfile.Profile() if args.cprofile else None
         start = time.perf_counter()
         if profiler:
             profiler.enable()
-        manifest = refresh(RefreshOptions(data_dir, specs, full=not args.back, jobs=args.jobs))
+        manifest = refresh(RefreshOptions(data_dir, specs, full=not (args.back or args.cold), jobs=args.jobs))
         if profiler:
             profiler.disable()
         total = time.perf_counter() - start
-        kind = f"refresh across {args.back} commits" if args.back else "full build"
+        kind = (f"refresh across {args.back} commits" if args.back
+                else "build from the clones alone" if args.cold else "full build")
         print(f"\n{kind}, jobs={args.jobs}: {total:.2f} s in-process (manifest {manifest.duration_s:.2f} s,"
               f" {manifest.files_parsed} files){' under cProfile' if profiler else ''}\n")
         print(f"{'phase':58} {'seconds':>8} {'share':>6} {'calls':>6}")

@@ -74,13 +74,14 @@ def refresh(
 ) -> None:
     """Fetch the sources, reindex what changed, print what changed.
 
-    Exit codes: 0 ok, 1 done but some files failed, 2 a source failed (its previous index
-    kept), 3 locked by another refresh, 4 usage error.
+    Exit codes: 0 ok, 1 done but some files failed, 2 a source or a parser process failed
+    (the previous index kept), 3 locked by another refresh, 4 usage error.
 
     Example: indexer refresh --sigma-url ../shared/corpora/sigma.bundle --lolbas-url ../shared/corpora/lolbas.bundle
     """
+    from .parsers import ParserFailed
     from .progress import make_progress
-    from .refresh import EXIT_LOCKED, EXIT_USAGE, Locked, RefreshOptions, refresh as run_refresh
+    from .refresh import EXIT_LOCKED, EXIT_SOURCE_FAILED, EXIT_USAGE, Locked, RefreshOptions, refresh as run_refresh
     from .sources import SourceError, SourceSpec, clone_path
 
     names = source or ["sigma", "lolbas"]
@@ -102,6 +103,8 @@ def refresh(
             manifest = run_refresh(options, progress)
     except Locked as exc:
         raise fail(str(exc), EXIT_LOCKED)
+    except ParserFailed as exc:
+        raise fail(f"{exc}: refresh abandoned, the previous index is kept", EXIT_SOURCE_FAILED)
     except OSError as exc:
         raise fail(f"{exc.filename or options.data_dir}: {exc.strerror or exc}", EXIT_USAGE)
     if as_json:

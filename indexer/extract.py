@@ -79,6 +79,9 @@ class Candidate:
     in_prose: bool = False
     unix: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:  # as a tuple: parser processes send tens of thousands
+        return Candidate, (self.text, self.line, self.snippet, self.template, self.in_prose, self.unix)
+
 
 @dataclass
 class Extraction:

@@ -12,7 +12,6 @@ reading it; the two newest previous generations are kept for them, older ones re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,8 +22,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 from whoosh import index as whoosh_index
-from whoosh.fields import ID, KEYWORD, STORED, Schema
-from whoosh.query import Or, Term
+from whoosh.fields import ID, STORED, Schema
 
 from .model import FileReport, IndexMissing, Mention
 
@@ -32,21 +30,17 @@ KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 
 
 def _schema() -> Schema:
-    # One document per binary: its name, the files that mention it (hashed: paths may hold
-    # any character), and its mentions as JSON. A search is one term lookup.
-    return Schema(binary=ID(unique=True, stored=True), files=KEYWORD(), data=STORED())
+    # One document per binary: its name and its mentions as JSON. A search is one term lookup;
+    # the binaries a file's mentions name are in its report (state.json).
+    return Schema(binary=ID(unique=True, stored=True), data=STORED())
 
 
 def fileref(source: str, path: str) -> str:
     return f"{source}:{path}"
-
-
-def _file_token(ref: str) -> str:
-    return hashlib.sha1(ref.encode("utf-8")).hexdigest()[:20]
 
 
 def stem_of(binary: str) -> str:
@@ -135,31 +129,30 @@ class IndexWriter:
         else:
             self._index = whoosh_index.create_in(str(self.path), _schema())
         self._writer = self._index.writer(limitmb=256)
+        self._committed = False
 
-    def replace_files(self, removed: Iterable[str], mentions: Iterable[Mention]) -> dict[str, str]:
-        """Drop every mention of the `removed` files, add `mentions`.
+    def replace_files(self, removed: dict[str, list[str]], mentions: Iterable[Mention]) -> dict[str, str]:
+        """Drop every mention of the `removed` files (fileref -> the binaries it named), add `mentions`.
 
         Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
         """
-        removed = set(removed)
         added: dict[str, list[dict[str, Any]]] = {}
         for mention in mentions:
             added.setdefault(mention.binary, []).append(_stored(mention))
         kept: dict[str, list[dict[str, Any]]] = {}
         before: dict[str, int] = {}  # mentions each affected binary had
         affected = set(added)
-        with self._index.searcher() as searcher:
-            tokens = [Term("files", _file_token(ref)) for ref in removed] if self._base else []
-            if tokens:
-                for hit in searcher.search(Or(tokens), limit=None, scored=False):
-                    affected.add(hit["binary"])
-            for binary in affected if self._base else ():
-                doc = searcher.document(binary=binary)
-                if doc is not None:
-                    items = json.loads(doc["data"])
-                    before[binary] = len(items)
-                    kept[binary] = [d for d in items if fileref(d["source"], d["path"]) not in removed]
+        if self._base is not None:
+            affected.update(binary for binaries in removed.values() for binary in binaries)
+            with self._index.searcher() as searcher:
+                for binary in affected:
+                    doc = searcher.document(binary=binary)
+                    if doc is not None:
+                        items = json.loads(doc["data"])
+                        before[binary] = len(items)
+                        kept[binary] = [d for d in items if fileref(d["source"], d["path"]) not in removed]
         written: dict[str, str] = {}
+        write = self._writer.update_document if self._base else self._writer.add_document
         for binary in sorted(affected):
             items = sorted(kept.get(binary, []) + added.get(binary, []), key=_order)
             self._mentions += len(items) - before.get(binary, 0)
@@ -167,25 +160,33 @@ class IndexWriter:
                 self._writer.delete_by_term("binary", binary)
                 written[binary] = "[]"
                 continue
-            files = sorted({_file_token(fileref(d["source"], d["path"])) for d in items})
-            write = self._writer.update_document if self._base else self._writer.add_document
             written[binary] = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
-            write(binary=binary, files=" ".join(files), data=written[binary])
+            write(binary=binary, data=written[binary])
         return written
 
-    def commit(self, state: State, optimize: bool = False) -> None:
+    def commit(self, sources: dict[str, dict[str, Any]], optimize: bool = False) -> None:
+        """Write the documents and the sources: the generation can be searched (not yet published)."""
         self._writer.commit(optimize=optimize)
+        self._committed = True
         self._index.close()
-        meta = json.dumps({"format": INDEX_FORMAT, "sources": state.sources, "mentions": self._mentions}, indent=1)
-        for name, text in ((STATE_FILE, state.to_json()), (META_FILE, meta)):
-            tmp = self.path / (name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.path / name)
+        meta = {"format": INDEX_FORMAT, "sources": sources, "mentions": self._mentions}
+        self._write_file(META_FILE, json.dumps(meta, indent=1))
+
+    def write_state(self, state: State) -> None:
+        """The file reports and the rest of the state; last, before `publish`."""
+        self._write_file(STATE_FILE, state.to_json())
+
+    def _write_file(self, name: str, text: str) -> None:
+        tmp = self.path / (name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path / name)
 
     def abort(self) -> None:
+        """Drop this generation, committed or not."""
         try:
-            self._writer.cancel()
-            self._index.close()
+            if not self._committed:
+                self._writer.cancel()
+                self._index.close()
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
 
@@ -331,9 +332,12 @@ class IndexReader:
     def file_mentions(self, source: str, path: str) -> list[Mention]:
         """Every mention in one file, in line order."""
         ref = fileref(source, path)
+        report = self.state.files.get(ref)
         out = []
-        for hit in self._searcher.search(Term("files", _file_token(ref)), limit=None, scored=False):
-            out += [self._mention(d) for d in json.loads(hit["data"]) if fileref(d["source"], d["path"]) == ref]
+        for binary in report.binaries if report else ():
+            doc = self._searcher.document(binary=binary)
+            if doc is not None:
+                out += [self._mention(d) for d in json.loads(doc["data"]) if fileref(d["source"], d["path"]) == ref]
         return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
     def raw_documents(self) -> dict[str, str]:

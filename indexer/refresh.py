@@ -8,22 +8,25 @@ for one source keeps that source's files as they were indexed before.
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
+from .extract import FileContext, infer
 from . import xref
-from .history import update_history
+from .history import PathHistory, update_history
 from .index import IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref
 from .model import FileReport, Mention
 from .names import stem_map
-from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
+from .parse import MAX_FILE_BYTES
+from .parsers import Batch, ParserPool, Processed, process_file
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
 
 KEEP_MANIFESTS = 1000
@@ -93,12 +96,6 @@ class Manifest:
         return all(s.mode == "unchanged" for s in self.sources.values()) and not self.file_errors
 
 
-@dataclass
-class _Processed:
-    report: FileReport
-    extraction: Extraction
-
-
 # --- the lock --------------------------------------------------------------------------------
 
 class RefreshLock:
@@ -143,56 +140,7 @@ class RefreshLock:
         self.release()
 
 
-# --- reading one file (runs in worker processes) ------------------------------------------------
-
-def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
-                 known_warnings: list[str] | None = None) -> _Processed:
-    """Parse and extract one rule file; never raises for bad content.
-
-    known_warnings: pySigma's verdict on this very content from an earlier refresh (same blob),
-    used instead of asking pySigma again.
-    """
-    report = FileReport(ctx.source, ctx.path, "indexed")
-    try:
-        parsed = parse_yaml(ctx.path, read_text(ctx.path, raw, max_bytes))
-        if not any(isinstance(d.data, dict) for d in parsed.documents):
-            kinds = sorted({type(d.data).__name__ for d in parsed.documents}) or ["empty"]
-            raise RuleFileError(ctx.path, f"no YAML mapping in the file (documents: {', '.join(kinds)})")
-        if ctx.source == "sigma":
-            extraction = extract_sigma(ctx, parsed)
-            report.warnings = (list(known_warnings) if known_warnings is not None
-                               else sigma_errors(ctx.path, [d.data for d in parsed.documents]))
-        else:
-            extraction = extract_lolbas(ctx, parsed)
-    except RuleFileError as exc:
-        report.status, report.reason = "error", exc.reason if exc.line is None else f"line {exc.line}: {exc.reason}"
-        return _Processed(report, Extraction())
-    except RecursionError:
-        report.status, report.reason = "error", "structure nested too deeply"
-        return _Processed(report, Extraction())
-    except Exception as exc:  # a shape no extractor expected: this file fails, the refresh goes on
-        report.status, report.reason = "error", f"could not be read: {type(exc).__name__}: {exc}"[:300]
-        return _Processed(report, Extraction())
-    report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
-    report.executables = sorted(extraction.executables())
-    report.links, report.entry = extraction.links, extraction.entry
-    return _Processed(report, extraction)
-
-
-def _process_batch(batch: list[tuple[FileContext, bytes, list[str] | None]], max_bytes: int) -> list[_Processed]:
-    return [process_file(ctx, raw, max_bytes, known) for ctx, raw, known in batch]
-
-
-def _die_with_parent() -> None:
-    """Parser processes end when the refresh that started them is killed (Linux prctl)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
+# --- which files are rules -------------------------------------------------------------------
 
 def skip_reason(source: str, entry: TreeEntry, max_bytes: int) -> str:
     """Why a file of the tree is not read as a rule ('' if it is one)."""
@@ -229,9 +177,22 @@ class RefreshOptions:
 def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manifest:
     """Fetch the sources, reindex what changed (or everything), publish, record a manifest."""
     progress = progress or Progress()
-    with RefreshLock(options.data_dir) as lock:
+    with RefreshLock(options.data_dir) as lock, collector_paused():
         lock.acquire(options.wait)
         return _Refresh(options, progress).run()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a refresh makes a few hundred thousand objects
+    and hardly any cycles, and the collector's passes over them cost a quarter of a build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Refresh:
@@ -242,6 +203,7 @@ class _Refresh:
         self.started = time.time()
         self.manifest = Manifest(started=_iso(self.started))
         self._previous_files: dict[str, FileReport] = {}
+        self._pools: list[ParserPool] = []
 
     def run(self) -> Manifest:
         previous = self._previous_state()
@@ -254,6 +216,8 @@ class _Refresh:
                 return self._finish(None)  # nothing new: the current index (if any) stays
             writer = self._write(repos, tips, plan, previous)
         finally:
+            for pool in self._pools:
+                pool.close()
             for repo in repos.values():
                 repo.close()
         return self._finish(writer)
@@ -341,6 +305,8 @@ class _Refresh:
                                    "license_path": license_path,
                                    "committed": repo.repo.commit(tip).committed_datetime.isoformat()}
 
+        history = self._start_history(state)
+
         # Which files leave the index, which are read again.
         removed_refs: set[str] = set()
         for name, entries in plan.items():
@@ -389,7 +355,9 @@ class _Refresh:
         state.built_at = time.time()
         mentions = self._infer(processed, executables)
         for item in processed:
-            item.report.mentions = len(mentions.get(fileref(item.report.source, item.report.path), []))
+            found = mentions.get(fileref(item.report.source, item.report.path), [])
+            item.report.mentions = len(found)
+            item.report.binaries = sorted({m.binary for m in found})
 
         old_docs = self._old_documents() if previous else {}
         fresh = previous is None or all(
@@ -398,10 +366,14 @@ class _Refresh:
         self.progress.stage("index", sum(len(v) for v in mentions.values()))
         writer = IndexWriter(self.data_dir, base)
         try:
-            written = writer.replace_files(removed_refs, (m for ref in sorted(mentions) for m in mentions[ref]))
+            removed = {ref: previous.files[ref].binaries if previous and ref in previous.files else []
+                       for ref in removed_refs}
+            written = writer.replace_files(removed, (m for ref in sorted(mentions) for m in mentions[ref]))
             self.progress.advance(sum(len(v) for v in mentions.values()))
-            writer.commit(state, optimize=fresh)
-            self._cross_reference(repos, state, writer.path)
+            writer.commit(state.sources, optimize=fresh)
+            self._cross_reference(repos, state, writer.path, history)
+            self._await_verdicts()
+            writer.write_state(state)
         except BaseException:
             writer.abort()
             raise
@@ -410,19 +382,46 @@ class _Refresh:
         self._summarise(old_docs, written, previous, state)
         return writer
 
-    def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path) -> None:
+    def _await_verdicts(self) -> None:
+        """pySigma's verdicts from the parser processes, into the file reports."""
+        for pool in self._pools:
+            pool.finish()
+
+    def _start_history(self, state: State) -> Future[PathHistory] | None:
+        """Bring Sigma's path history up to the commit being indexed, in a thread while the files
+        are parsed: git does that work in its own process."""
+        info = state.sources.get("sigma")
+        if not info:
+            return None
+        repo = self._indexed_repository(state, "sigma")
+
+        def update() -> PathHistory:
+            try:
+                return update_history(repo, info["commit"], self.data_dir / "history" / "sigma.json")
+            finally:
+                repo.close()
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        try:
+            return pool.submit(update)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _indexed_repository(self, state: State, name: str) -> Repository:
+        """The clone of a source as the index records it (for a source not fetched this time)."""
+        info = state.sources[name]
+        return Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"), info.get("web_url", "")),
+                          clone_path(self.data_dir, name))
+
+    def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path,
+                         history: Future[PathHistory] | None) -> None:
         """Resolve LOLBAS <-> Sigma links through Sigma's history; coverage; into the generation."""
         self.progress.stage("links", 1)
-        repo, history = None, None
-        info = state.sources.get("sigma")
-        if info:
-            if "sigma" not in repos:
-                repos["sigma"] = Repository(SourceSpec("sigma", info.get("url", ""), info.get("branch", "master"),
-                                                       info.get("web_url", "")), clone_path(self.data_dir, "sigma"))
-            repo = repos["sigma"]
-            history = update_history(repo, info["commit"], self.data_dir / "history" / "sigma.json")
+        repo = None
+        if history is not None:
+            repo = repos.setdefault("sigma", self._indexed_repository(state, "sigma"))
         with IndexReader(self.data_dir, generation) as reader:
-            xref.write(generation, xref.build(reader, state, repo, history))
+            xref.write(generation, xref.build(reader, state, repo, history.result() if history else None))
         self.progress.advance()
 
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],
@@ -430,10 +429,8 @@ class _Refresh:
         """Indexed files not in `done` whose text contains any of `stems` (case-insensitive)."""
         found: list[tuple[FileContext, TreeEntry]] = []
         for name, info in state.sources.items():
-            if name not in repos:  # a source not refreshed this time: read it at its indexed commit
-                repos[name] = Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"),
-                                                    info.get("web_url", "")), clone_path(self.data_dir, name))
-            repo = repos[name]
+            # a source not refreshed this time is read at its indexed commit
+            repo = repos.setdefault(name, self._indexed_repository(state, name))
             containing = repo.grep(info["commit"], stems)
             for entry in repo.tree(info["commit"]):
                 ref = fileref(name, entry.path)
@@ -443,26 +440,23 @@ class _Refresh:
         return found
 
     def _read_and_extract(self, repos: dict[str, Repository],
-                          to_read: list[tuple[FileContext, TreeEntry]]) -> list[_Processed]:
+                          to_read: list[tuple[FileContext, TreeEntry]]) -> list[Processed]:
         self.progress.stage("parse", len(to_read))
         self.manifest.files_parsed += len(to_read)
         jobs = self.opt.jobs or (os.cpu_count() or 1)
-        results: list[_Processed] = []
+        results: list[Processed] = []
         if jobs <= 1 or len(to_read) < 400:
             for batch in self._batches(repos, to_read):
-                results.extend(_process_batch(batch, self.opt.max_file_bytes))
+                results += [process_file(ctx, raw, self.opt.max_file_bytes, known) for ctx, raw, known in batch]
                 self.progress.advance(len(batch))
         else:
             import sigma.collection  # noqa: F401  (imported once here, not in every forked worker)
 
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent) as pool:
-                # blobs are read while the workers parse the batches already sent
-                futures = [pool.submit(_process_batch, batch, self.opt.max_file_bytes)
-                           for batch in self._batches(repos, to_read)]
-                for future in futures:
-                    done = future.result()
-                    results.extend(done)
-                    self.progress.advance(len(done))
+            # blobs are read while the parser processes parse the batches already sent; their
+            # pySigma verdicts arrive later (`_await_verdicts`), while the index is written
+            pool = ParserPool(jobs, self.opt.max_file_bytes)
+            self._pools.append(pool)
+            results = pool.read(self._batches(repos, to_read), self.progress)
         for item, (_, entry) in zip(results, to_read):
             item.report.blob = entry.sha
         for item in results:
@@ -473,7 +467,7 @@ class _Refresh:
         return results
 
     def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
-                 size: int = 100) -> Iterator[list[tuple[FileContext, bytes, list[str] | None]]]:
+                 size: int = 100) -> Iterator[Batch]:
         for start in range(0, len(to_read), size):
             yield [(ctx, repos[ctx.source].read(entry.sha), self._known_warnings(ctx, entry))
                    for ctx, entry in to_read[start:start + size]]
@@ -485,7 +479,7 @@ class _Refresh:
             return report.warnings
         return None
 
-    def _infer(self, processed: list[_Processed], executables: list[str]) -> dict[str, list[Mention]]:
+    def _infer(self, processed: list[Processed], executables: list[str]) -> dict[str, list[Mention]]:
         windows = stem_map(n for n in executables if "." in n)
         unix = stem_map(n for n in executables if "." not in n)
         by_file: dict[str, list[Mention]] = {}
@@ -517,9 +511,9 @@ class _Refresh:
         after: Counter[tuple[Any, ...]] = Counter()
         for binary, document in written.items():
             old_document = old_docs.get(binary, "[]")
-            if document != old_document:
-                before += keyed(old_document, renames)
-                after += keyed(document, {})
+            if document != old_document:  # update(), not +=: += rescans the whole counter each time
+                before.update(keyed(old_document, renames))
+                after.update(keyed(document, {}))
         m.mentions_added = sum((after - before).values())
         m.mentions_removed = sum((before - after).values())
         rules_before: dict[str, set[str]] = defaultdict(set)

@@ -8,7 +8,7 @@ import pytest
 
 from indexer.extract import FileContext, infer, negated_items
 from indexer.names import stem_map
-from indexer.refresh import process_file
+from indexer.parsers import process_file
 
 
 def extract(text: str, source: str = "sigma", path: str = "rules/x.yml"):

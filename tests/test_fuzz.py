@@ -1,4 +1,4 @@
-"""Properties of the YAML-to-mentions path (`refresh.process_file`) on generated rule files.
+"""Properties of the YAML-to-mentions path (`parsers.process_file`) on generated rule files.
 
 Random Sigma-shaped documents (titles, detections with selections and filters, field names with
 modifiers, values mixing paths, names, quotes, backslashes, unicode and control characters) are
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from indexer.extract import FileContext
 from indexer.model import ROLES
-from indexer.refresh import process_file
+from indexer.parsers import process_file
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

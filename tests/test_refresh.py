@@ -10,6 +10,7 @@ the commit 300 first-parent commits before the tip (OLD), then to OLD's first-pa
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -365,6 +366,29 @@ def test_the_lock_of_a_refresh_killed_while_parsing_does_not_block(tip_copy: Pat
         assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
     finally:
         run.cleanup()
+
+
+def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy: Path, bundles: tuple[Path, Path],
+                                                                       tip_search: str, changed_name: str) -> None:
+    generation = current(tip_copy)
+    run = RefreshRun(refresh_args(*bundles, "--full"), tip_copy)
+    try:
+        assert run.wait_for("parse:"), run.lines
+        workers = run.wait_for_workers()
+        assert workers, "no parser processes started"
+        os.kill(workers[0][0], signal.SIGKILL)
+        assert not run.wait_for("\0"), run.lines  # read stderr to its end
+        code = run.proc.wait(timeout=60)
+        assert code == EXIT_SOURCE_FAILED, (code, workers, "\n".join(run.lines))
+        assert "Traceback" not in "\n".join(run.lines)
+        errors = [line for line in run.lines if line.startswith("indexer: error:")]
+        assert len(errors) == 1 and "parser process" in errors[0] and "previous index is kept" in errors[0], run.lines
+    finally:
+        run.cleanup()
+    assert current(tip_copy) == generation
+    assert _search(tip_copy, "psr.exe", changed_name) == tip_search
+    left = [pid for pid, _ in workers[1:] if Path(f"/proc/{pid}").exists()]
+    assert not left, f"parser processes left running: {left}"
 
 
 # --- 6. failing sources keep the previous index -------------------------------------------------
