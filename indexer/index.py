@@ -73,6 +73,7 @@ class State:
     files: dict[str, FileReport] = field(default_factory=dict)        # fileref -> report
     built_at: float = 0.0
     executables: list[str] = field(default_factory=list)              # names bare stems resolve to
+    checker: str = ""                                                 # what gave the files' warnings ("pySigma 2.0.1")
 
     def to_json(self) -> str:
         return json.dumps({
@@ -80,6 +81,7 @@ class State:
             "files": {k: v.to_dict() for k, v in sorted(self.files.items())},
             "built_at": self.built_at,
             "executables": sorted(self.executables),
+            "checker": self.checker,
         }, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -90,6 +92,7 @@ class State:
             files={k: FileReport.from_dict(v) for k, v in data.get("files", {}).items()},
             built_at=data.get("built_at", 0.0),
             executables=data.get("executables", []),
+            checker=data.get("checker", ""),
         )
 
 

@@ -8,6 +8,7 @@ for one source keeps that source's files as they were indexed before.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import gc
 import json
 import os
@@ -30,6 +31,7 @@ from .parsers import Batch, ParserPool, Processed, process_file
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
 
 KEEP_MANIFESTS = 1000
+CHECKER = f"pySigma {importlib.metadata.version('pySigma')}"  # verdicts of another version are asked again
 EXIT_OK = 0
 EXIT_FILE_ERRORS = 1
 EXIT_SOURCE_FAILED = 2
@@ -202,12 +204,13 @@ class _Refresh:
         self.data_dir = Path(options.data_dir)
         self.started = time.time()
         self.manifest = Manifest(started=_iso(self.started))
-        self._previous_files: dict[str, FileReport] = {}
+        self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
         self._pools: list[ParserPool] = []
 
     def run(self) -> Manifest:
         previous = self._previous_state()
-        self._previous_files = previous.files if previous else {}
+        if previous is not None and previous.checker == CHECKER:
+            self._checked = previous.files
         repos = {spec.name: Repository(spec, clone_path(self.data_dir, spec.name)) for spec in self.opt.specs}
         try:
             tips = self._fetch(repos, previous)
@@ -256,6 +259,9 @@ class _Refresh:
               previous: State | None) -> dict[str, list[TreeEntry] | None]:
         """Per source, the tree entries to read; None for a source whose files stay as they are."""
         plan: dict[str, list[TreeEntry] | None] = {}
+        if previous is not None and previous.checker != CHECKER:
+            self.manifest.reason = f"rules checked by {previous.checker or 'another checker'} before, {CHECKER} now"
+            self.progress.log(f"{self.manifest.reason}: every file read again")
         for name, outcome in self.manifest.sources.items():
             if outcome.mode == "failed":
                 plan[name] = None
@@ -263,7 +269,7 @@ class _Refresh:
             repo, tip = repos[name], tips[name]
             prev = previous.sources.get(name) if previous else None
             full = (self.opt.full or prev is None or prev.get("url") != redact(repo.spec.url)
-                    or not repo.has_commit(prev.get("commit", "")))
+                    or not repo.has_commit(prev.get("commit", "")) or previous.checker != CHECKER)
             if not full and prev["commit"] == tip:
                 outcome.mode = "unchanged"
                 plan[name] = None
@@ -293,7 +299,7 @@ class _Refresh:
     def _write(self, repos: dict[str, Repository], tips: dict[str, str],
                plan: dict[str, list[TreeEntry] | None], previous: State | None) -> IndexWriter:
         state = State(sources=dict(previous.sources) if previous else {},
-                      files=dict(previous.files) if previous else {})
+                      files=dict(previous.files) if previous else {}, checker=CHECKER)
         for name, entries in plan.items():
             if entries is None:
                 continue
@@ -473,8 +479,10 @@ class _Refresh:
                    for ctx, entry in to_read[start:start + size]]
 
     def _known_warnings(self, ctx: FileContext, entry: TreeEntry) -> list[str] | None:
-        """pySigma's earlier verdict on the same blob, if the previous index has it."""
-        report = self._previous_files.get(fileref(ctx.source, ctx.path))
+        """pySigma's earlier verdict on the same blob, if the previous index has it (not for --full)."""
+        if self.opt.full:
+            return None
+        report = self._checked.get(fileref(ctx.source, ctx.path))
         if report is not None and report.blob == entry.sha and report.status == "indexed":
             return report.warnings
         return None

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from indexer.index import IndexReader
-from indexer.refresh import EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
+from indexer.refresh import CHECKER, EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
 
 from conftest import specs
 from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
@@ -366,6 +366,25 @@ def test_the_lock_of_a_refresh_killed_while_parsing_does_not_block(tip_copy: Pat
         assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
     finally:
         run.cleanup()
+
+
+def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    """pySigma's verdicts are kept per blob, and only for the pySigma version that gave them."""
+    state_file = tip_copy / "index" / current(tip_copy) / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["checker"] == CHECKER
+    state["checker"] = "pySigma 0.0.1"
+    stale = next(ref for ref, r in state["files"].items()
+                 if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
+    state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
+    state_file.write_text(json.dumps(state))
+    manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
+    assert manifest.full and "pySigma 0.0.1" in manifest.reason, manifest.reason
+    assert manifest.files_parsed == sum(1 for r in state["files"].values() if r["status"] != "skipped")
+    assert manifest.mentions_added == manifest.mentions_removed == 0
+    with IndexReader(tip_copy) as reader:
+        assert reader.state.checker == CHECKER
+        assert reader.state.files[stale].warnings == []
 
 
 def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy: Path, bundles: tuple[Path, Path],
