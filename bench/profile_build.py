@@ -47,7 +47,7 @@ PHASES = [
     ("plan (ls-tree, diffs)", refresh_mod._Refresh, "_plan", 0),
     ("write (everything below)", refresh_mod._Refresh, "_write", 0),
     ("read + parse + extract", refresh_mod._Refresh, "_read_and_extract", 1),
-    ("read blobs (GitPython odb)", sources_mod.Repository, "read", 2),
+    ("read blobs (git cat-file --batch)", sources_mod.Repository, "read_many", 2),
     ("parse_yaml (C loader + nodes + size check)", parsers_mod, "parse_yaml", 2),
     ("sigma_errors (pySigma from_dicts)", parsers_mod, "sigma_errors", 2),
     ("extract_sigma", parsers_mod, "extract_sigma", 2),

@@ -474,8 +474,10 @@ class _Refresh:
 
     def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
                  size: int = 100) -> Iterator[Batch]:
+        contents = {name: repos[name].read_many([e.sha for c, e in to_read if c.source == name])
+                    for name in {ctx.source for ctx, _ in to_read}}
         for start in range(0, len(to_read), size):
-            yield [(ctx, repos[ctx.source].read(entry.sha), self._known_warnings(ctx, entry))
+            yield [(ctx, next(contents[ctx.source]), self._known_warnings(ctx, entry))
                    for ctx, entry in to_read[start:start + size]]
 
     def _known_warnings(self, ctx: FileContext, entry: TreeEntry) -> list[str] | None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import git
@@ -255,6 +257,28 @@ class Repository:
     def read(self, sha: str) -> bytes:
         return self.repo.odb.stream(bytes.fromhex(sha)).read()
 
+    def read_many(self, shas: Sequence[str]) -> Iterator[bytes]:
+        """The content of each blob in turn, from one `git cat-file --batch` for all of them."""
+        proc = subprocess.Popen(["git", "--git-dir", str(self.path), "cat-file", "--batch"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **_GIT_ENV})
+        assert proc.stdin is not None and proc.stdout is not None
+        feeder = threading.Thread(target=_write_lines, args=(proc.stdin, shas), daemon=True)
+        feeder.start()
+        try:
+            for sha in shas:
+                header = proc.stdout.readline().split()
+                if len(header) != 3 or header[0].decode() != sha:
+                    raise SourceError(self.spec.name, f"object {sha} cannot be read from {self.path}")
+                data = proc.stdout.read(int(header[2]))
+                proc.stdout.read(1)  # the newline after each object
+                yield data
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            feeder.join()
+
 
     def changes(self, before: str, after: str) -> list[Change]:
         """Files added, modified, deleted or renamed between two commits (renames detected)."""
@@ -281,6 +305,14 @@ class Repository:
             if entry is not None and entry.mode.startswith("100") and entry.size < 1_000_000:
                 return license_name(self.read(entry.sha).decode("utf-8", "replace")), name
         return "", ""
+
+
+def _write_lines(pipe: IO[bytes], lines: Iterable[str]) -> None:
+    try:
+        with pipe:
+            pipe.write("".join(f"{line}\n" for line in lines).encode())
+    except (BrokenPipeError, ValueError):  # the reader stopped early
+        pass
 
 
 def license_name(text: str) -> str:
