@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import yaml
@@ -117,8 +117,7 @@ class _Collector:
         if key in self._seen or not 0 < line <= len(self.lines):
             return
         self._seen.add(key)
-        self.out.mentions.append(replace(
-            template, binary=name, line=line, snippet=self.lines[line - 1].strip()))
+        self.out.mentions.append(template.at(name, line, self.lines[line - 1].strip()))
 
     def scan(self, node: yaml.Node, template: Mention, finder: Any, *,
              infer: bool = False, in_prose: bool = False, unix: bool = False) -> None:
@@ -377,5 +376,5 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
             if key in seen:
                 continue
             seen.add(key)
-            out.append(replace(t, binary=hit.name, line=cand.line, snippet=cand.snippet, inferred=True))
+            out.append(t.at(hit.name, cand.line, cand.snippet, inferred=True))
     return out

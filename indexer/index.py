@@ -53,11 +53,12 @@ def stem_of(binary: str) -> str:
 _PER_SOURCE = ("commit", "url", "license")
 
 
+_STORED = tuple(name for name in Mention.__dataclass_fields__ if name not in _PER_SOURCE)
+
+
 def _stored(mention: Mention) -> dict[str, Any]:
-    data = mention.to_dict()
-    for key in _PER_SOURCE:
-        del data[key]
-    return data
+    values = mention.__dict__
+    return {name: values[name] for name in _STORED}  # tuples are written as JSON lists
 
 
 def _order(data: dict[str, Any]) -> tuple[Any, ...]:
