@@ -66,6 +66,20 @@ def _order(data: dict[str, Any]) -> tuple[Any, ...]:
             data["field"], data["detection"], data["context"])
 
 
+# A mention as the index stores it: (binary, its place in the binary's document, its JSON).
+# Parser processes make rows, so the refresh only groups them into documents.
+Row = tuple[str, tuple[Any, ...], str]
+
+
+def mention_row(mention: Mention) -> Row:
+    data = _stored(mention)
+    return mention.binary, _order(data), _json(data)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass
 class State:
     """What a generation holds besides mentions: sources and the report of every file."""
@@ -135,15 +149,14 @@ class IndexWriter:
         self._writer = self._index.writer(limitmb=256)
         self._committed = False
 
-    def replace_files(self, removed: dict[str, list[str]], mentions: Iterable[Mention]) -> dict[str, str]:
-        """Drop every mention of the `removed` files (fileref -> the binaries it named), add `mentions`.
+    def replace_files(self, removed: dict[str, list[str]], rows: Iterable[Row]) -> dict[str, str]:
+        """Drop every mention of the `removed` files (fileref -> the binaries it named), add `rows`.
 
         Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
         """
-        added: dict[str, list[dict[str, Any]]] = {}
-        for mention in mentions:
-            added.setdefault(mention.binary, []).append(_stored(mention))
-        kept: dict[str, list[dict[str, Any]]] = {}
+        added: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
+        for binary, key, text in rows:
+            added.setdefault(binary, []).append((key, text))
         before: dict[str, int] = {}  # mentions each affected binary had
         affected = set(added)
         if self._base is not None:
@@ -154,17 +167,18 @@ class IndexWriter:
                     if doc is not None:
                         items = json.loads(doc["data"])
                         before[binary] = len(items)
-                        kept[binary] = [d for d in items if fileref(d["source"], d["path"]) not in removed]
+                        added.setdefault(binary, []).extend(
+                            (_order(d), _json(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
         written: dict[str, str] = {}
         write = self._writer.update_document if self._base else self._writer.add_document
         for binary in sorted(affected):
-            items = sorted(kept.get(binary, []) + added.get(binary, []), key=_order)
+            items = sorted(added.get(binary, []), key=lambda item: item[0])
             self._mentions += len(items) - before.get(binary, 0)
             if not items:
                 self._writer.delete_by_term("binary", binary)
                 written[binary] = "[]"
                 continue
-            written[binary] = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+            written[binary] = "[" + ",".join(text for _, text in items) + "]"
             write(binary=binary, data=written[binary])
         return written
 

@@ -1,8 +1,16 @@
-"""Reading rule files: one file (`process_file`), or many at once in parser processes.
+"""Reading rule files: one file (`process_file`), or many in this process or in parser processes.
 
-A parser process parses and extracts the batches it is given and sends each result back at
-once. pySigma's verdict on the rules it parsed (about a third of the work) comes last, once
-every batch is done, so it is computed while the refresh writes the index instead of before.
+Reading many files takes three steps, because bare names ("rundll32") are resolved against the
+executables every file names (known only once all are read), and because pySigma's verdicts
+(about a third of the work) are not needed until the index is written:
+
+    reader = ParserPool(2, max_bytes)       # or InlineReader(max_bytes): the same three steps
+    reports = reader.read(batches)           # parse and extract; reports in batch order
+    found = reader.mentions(stems)           # each file's mentions as index rows, same order
+    reader.finish()                          # pySigma's verdicts into the reports
+
+Parser processes keep what they extracted between the steps: only reports and index rows
+cross between processes, and the verdicts are computed while the refresh writes the index.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ import queue
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .extract import Extraction, FileContext, extract_lolbas, extract_sigma
+from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
+from .index import Row, mention_row
 from .model import FileReport
 from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
 
 # one batch: (file, its bytes, pySigma's earlier verdict on the same blob or None)
 Batch = list[tuple[FileContext, bytes, "list[str] | None"]]
+# bare stem -> executable, for Windows names and for Unix ones (names.stem_map)
+Stems = tuple[dict[str, str], dict[str, str]]
 
 
 @dataclass
@@ -70,16 +81,51 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
     return Processed(report, extraction, unchecked)
 
 
+@dataclass
+class FileMentions:
+    """A file's mentions, explicit and inferred, as index rows (sorted as mentions sort)."""
+
+    rows: list[Row]
+    binaries: list[str]
+
+
+def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
+    """Add the bare names `stems` resolve to the explicit mentions; make them index rows."""
+    windows, unix = stems
+    mentions = sorted(extraction.mentions + infer(extraction.candidates, windows, unix, extraction.mentions))
+    return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}))
+
+
+class InlineReader:
+    """The three steps in this process (a few files: no processes to start)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._read: list[Processed] = []
+
+    def read(self, batches: Iterable[Batch], progress: Any = None) -> list[FileReport]:
+        for batch in batches:
+            self._read += [process_file(ctx, raw, self._max_bytes, known) for ctx, raw, known in batch]
+            if progress is not None:
+                progress.advance(len(batch))
+        return [item.report for item in self._read]
+
+    def mentions(self, stems: Stems) -> list[FileMentions]:
+        return [file_mentions(item.extraction, stems) for item in self._read]
+
+    def finish(self) -> None:
+        """Nothing to wait for: pySigma was asked while reading."""
+
+    def close(self) -> None:
+        self._read = []
+
+
 class ParserFailed(Exception):
     """A parser process died or failed outside any one file."""
 
 
 class ParserPool:
-    """Parser processes fed batches in order; results come back per batch, verdicts at the end.
-
-        pool = ParserPool(2, max_bytes)
-        results = pool.read(batches)   # [Processed] in batch order, pySigma verdicts pending
-        pool.finish()                  # waits for the verdicts and fills report.warnings
+    """The three steps in parser processes fed batches in order (first come, first served).
 
     Processes are forked (the parent's imports are shared), die with the parent (Linux
     PR_SET_PDEATHSIG), and are terminated by `close` if the refresh stops early.
@@ -89,43 +135,47 @@ class ParserPool:
         ctx = multiprocessing.get_context("fork")
         self._tasks: Any = ctx.Queue()
         self._results: Any = ctx.Queue()
-        self._processes = [ctx.Process(target=_parser_main, args=(self._tasks, self._results, max_bytes),
-                                       daemon=True, name=f"indexer-parser-{i}") for i in range(jobs)]
+        self._stems: list[Any] = [ctx.SimpleQueue() for _ in range(jobs)]
+        self._processes = [ctx.Process(target=_parser_main, args=(self._tasks, stems, self._results, max_bytes),
+                                       daemon=True, name=f"indexer-parser-{i}")
+                           for i, stems in enumerate(self._stems)]
         for process in self._processes:
             process.start()
-        self._batches: list[list[Processed]] = []
-        self._verdicts: list[dict[tuple[int, int], list[str]]] = []
+        self._reports: list[list[FileReport]] = []
+        self._ahead: list[tuple[str, int, Any]] = []
 
-    def read(self, batches: Iterable[Batch], progress: Any = None) -> list[Processed]:
-        """Every file of every batch, parsed and extracted; pySigma's verdicts still to come."""
+    def read(self, batches: Iterable[Batch], progress: Any = None) -> list[FileReport]:
+        """Every file of every batch parsed and extracted; its report, in batch order."""
         sent = 0
         for number, batch in enumerate(batches):
             self._tasks.put((number, batch))
             sent += 1
         for _ in self._processes:
-            self._tasks.put(None)  # after the last batch: check what you parsed, then stop
-        received: dict[int, list[Processed]] = {}
-        while len(received) < sent:
-            kind, number, payload = self._next()
-            if kind == "verdicts":  # a process done with its batches while another is not
-                self._verdicts.append(payload)
-                continue
-            received[number] = payload
+            self._tasks.put(None)  # no more batches: wait for the stems
+        received: dict[int, list[FileReport]] = {}
+        for _ in range(sent):
+            number, reports = self._next("batch")
+            received[number] = reports
             if progress is not None:
-                progress.advance(len(payload))
-        self._batches = [received[n] for n in range(sent)]
-        return [item for batch in self._batches for item in batch]
+                progress.advance(len(reports))
+        self._reports = [received[n] for n in range(sent)]
+        return [report for batch in self._reports for report in batch]
+
+    def mentions(self, stems: Stems) -> list[FileMentions]:
+        """Every file's mentions, in the order of `read`, bare names resolved with `stems`."""
+        for queue_ in self._stems:
+            queue_.put(stems)
+        found: dict[tuple[int, int], FileMentions] = {}
+        for _ in self._processes:
+            found.update(self._next("mentions")[1])
+        return [found[(number, position)] for number, batch in enumerate(self._reports)
+                for position in range(len(batch))]
 
     def finish(self) -> None:
         """Wait for pySigma's verdicts on every rule read and put them in the reports."""
-        while len(self._verdicts) < len(self._processes):
-            kind, _, verdicts = self._next()
-            if kind != "verdicts":
-                raise ParserFailed(f"parser process: unexpected {kind} after the last batch")
-            self._verdicts.append(verdicts)
-        for verdicts in self._verdicts:
-            for (number, position), warnings in verdicts.items():
-                self._batches[number][position].report.warnings = warnings
+        for _ in self._processes:
+            for (number, position), warnings in self._next("verdicts")[1].items():
+                self._reports[number][position].warnings = warnings
         self.close()
 
     def close(self) -> None:
@@ -136,8 +186,14 @@ class ParserPool:
         for q in (self._tasks, self._results):
             q.close()
             q.cancel_join_thread()
+        self._processes = []
 
-    def _next(self) -> tuple[str, int, Any]:
+    def _next(self, kind: str) -> tuple[int, Any]:
+        """The next message of `kind`; a process ahead of the others may already send the next kind."""
+        for message in self._ahead:
+            if message[0] == kind:
+                self._ahead.remove(message)
+                return message[1], message[2]
         while True:
             try:
                 message = self._results.get(timeout=1.0)
@@ -148,25 +204,32 @@ class ParserPool:
                 continue
             if message[0] == "failed":
                 raise ParserFailed(f"parser process failed: {message[2]}")
-            return message
+            if message[0] == kind:
+                return message[1], message[2]
+            self._ahead.append(message)
 
 
-def _parser_main(tasks: Any, results: Any, max_bytes: int) -> None:
+def _parser_main(tasks: Any, stems: Any, results: Any, max_bytes: int) -> None:
     _die_with_parent()
     gc.disable()  # as in the parent during a refresh: few cycles, and the collector's passes cost
-    pending: list[tuple[int, int, str, list[Any]]] = []  # rules whose verdict comes at the end
+    extracted: list[tuple[int, int, Extraction]] = []
+    unchecked: list[tuple[int, int, str, list[Any]]] = []  # rules whose verdict comes last
     try:
         while (task := tasks.get()) is not None:
             number, batch = task
-            done = [process_file(ctx, raw, max_bytes, known, defer_check=True) for ctx, raw, known in batch]
-            for position, item in enumerate(done):
-                if item.unchecked is not None:  # the dicts stay here for pySigma; the parent gets the mentions
-                    pending.append((number, position, item.report.path, item.unchecked))
-                    item.unchecked = None
-            results.put(("batch", number, done))
-        verdicts = {(number, position): sigma_errors(path, documents)
-                    for number, position, path, documents in pending}
-        results.put(("verdicts", 0, verdicts))
+            reports = []
+            for position, (ctx, raw, known) in enumerate(batch):
+                item = process_file(ctx, raw, max_bytes, known, defer_check=True)
+                if item.unchecked is not None:
+                    unchecked.append((number, position, ctx.path, item.unchecked))
+                extracted.append((number, position, item.extraction))
+                reports.append(item.report)
+            results.put(("batch", number, reports))
+        known_stems = stems.get()
+        results.put(("mentions", 0, {(number, position): file_mentions(extraction, known_stems)
+                                     for number, position, extraction in extracted}))
+        results.put(("verdicts", 0, {(number, position): sigma_errors(path, documents)
+                                     for number, position, path, documents in unchecked}))
     except BaseException as exc:  # report it rather than leave the parent waiting
         results.put(("failed", 0, f"{type(exc).__name__}: {exc}"))
 

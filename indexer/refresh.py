@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .extract import FileContext, infer
+from .extract import FileContext
 from . import xref
 from .history import PathHistory, update_history
 from .index import IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref
-from .model import FileReport, Mention
+from .model import FileReport
 from .names import stem_map
 from .parse import MAX_FILE_BYTES
-from .parsers import Batch, ParserPool, Processed, process_file
+from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
 
 KEEP_MANIFESTS = 1000
@@ -205,7 +205,7 @@ class _Refresh:
         self.started = time.time()
         self.manifest = Manifest(started=_iso(self.started))
         self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
-        self._pools: list[ParserPool] = []
+        self._readers: list[tuple[InlineReader | ParserPool, list[FileReport]]] = []
 
     def run(self) -> Manifest:
         previous = self._previous_state()
@@ -219,8 +219,8 @@ class _Refresh:
                 return self._finish(None)  # nothing new: the current index (if any) stays
             writer = self._write(repos, tips, plan, previous)
         finally:
-            for pool in self._pools:
-                pool.close()
+            for reader, _ in self._readers:
+                reader.close()
             for repo in repos.values():
                 repo.close()
         return self._finish(writer)
@@ -336,9 +336,9 @@ class _Refresh:
                     state.files[fileref(name, entry.path)] = FileReport(name, entry.path, "skipped", reason)
                 else:
                     to_read.append((FileContext(name, entry.path), entry))
-        processed = self._read_and_extract(repos, to_read)
-        for item in processed:
-            state.files[fileref(item.report.source, item.report.path)] = item.report
+        reports = self._read(repos, to_read)
+        for report in reports:
+            state.files[fileref(report.source, report.path)] = report
 
         # Bare names resolve against the executables the whole index knows. Where that changed,
         # files not read this time that contain an affected stem are read again, so an
@@ -347,35 +347,32 @@ class _Refresh:
         if previous is not None:
             changed = _changed_stems(previous.executables, executables)
             if changed:
-                done = {fileref(p.report.source, p.report.path) for p in processed}
+                done = {fileref(r.source, r.path) for r in reports}
                 extra = self._files_containing(repos, state, changed, done)
                 self.manifest.reason = (f"{len(changed)} bare names changed meaning: "
                                         f"{len(extra)} more files read again")
                 self.progress.log(self.manifest.reason)
-                again = self._read_and_extract(repos, extra)
-                for item in again:
-                    state.files[fileref(item.report.source, item.report.path)] = item.report
+                again = self._read(repos, extra)
+                for report in again:
+                    state.files[fileref(report.source, report.path)] = report
                 removed_refs.update(fileref(ctx.source, ctx.path) for ctx, _ in extra)
-                processed += again
+                reports += again
         state.executables = executables
         state.built_at = time.time()
-        mentions = self._infer(processed, executables)
-        for item in processed:
-            found = mentions.get(fileref(item.report.source, item.report.path), [])
-            item.report.mentions = len(found)
-            item.report.binaries = sorted({m.binary for m in found})
+        found = self._mentions(executables)
+        mention_count = sum(len(f.rows) for f in found.values())
 
         old_docs = self._old_documents() if previous else {}
         fresh = previous is None or all(
             self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         base = None if fresh else current_generation(self.data_dir)
-        self.progress.stage("index", sum(len(v) for v in mentions.values()))
+        self.progress.stage("index", mention_count)
         writer = IndexWriter(self.data_dir, base)
         try:
             removed = {ref: previous.files[ref].binaries if previous and ref in previous.files else []
                        for ref in removed_refs}
-            written = writer.replace_files(removed, (m for ref in sorted(mentions) for m in mentions[ref]))
-            self.progress.advance(sum(len(v) for v in mentions.values()))
+            written = writer.replace_files(removed, (row for ref in sorted(found) for row in found[ref].rows))
+            self.progress.advance(mention_count)
             writer.commit(state.sources, optimize=fresh)
             self._cross_reference(repos, state, writer.path, history)
             self._await_verdicts()
@@ -390,8 +387,8 @@ class _Refresh:
 
     def _await_verdicts(self) -> None:
         """pySigma's verdicts from the parser processes, into the file reports."""
-        for pool in self._pools:
-            pool.finish()
+        for reader, _ in self._readers:
+            reader.finish()
 
     def _start_history(self, state: State) -> Future[PathHistory] | None:
         """Bring Sigma's path history up to the commit being indexed, in a thread while the files
@@ -445,32 +442,28 @@ class _Refresh:
                     found.append((FileContext(name, entry.path), entry))
         return found
 
-    def _read_and_extract(self, repos: dict[str, Repository],
-                          to_read: list[tuple[FileContext, TreeEntry]]) -> list[Processed]:
+    def _read(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]]) -> list[FileReport]:
+        """Parse and extract files (in parser processes when there are many); their reports."""
         self.progress.stage("parse", len(to_read))
         self.manifest.files_parsed += len(to_read)
         jobs = self.opt.jobs or (os.cpu_count() or 1)
-        results: list[Processed] = []
+        reader: InlineReader | ParserPool
         if jobs <= 1 or len(to_read) < 400:
-            for batch in self._batches(repos, to_read):
-                results += [process_file(ctx, raw, self.opt.max_file_bytes, known) for ctx, raw, known in batch]
-                self.progress.advance(len(batch))
+            reader = InlineReader(self.opt.max_file_bytes)
         else:
-            import sigma.collection  # noqa: F401  (imported once here, not in every forked worker)
+            import sigma.collection  # noqa: F401  (imported once here, not in every forked process)
 
-            # blobs are read while the parser processes parse the batches already sent; their
-            # pySigma verdicts arrive later (`_await_verdicts`), while the index is written
-            pool = ParserPool(jobs, self.opt.max_file_bytes)
-            self._pools.append(pool)
-            results = pool.read(self._batches(repos, to_read), self.progress)
-        for item, (_, entry) in zip(results, to_read):
-            item.report.blob = entry.sha
-        for item in results:
-            if item.report.status == "error":
-                self.manifest.file_errors.append({"source": item.report.source, "path": item.report.path,
-                                                  "reason": item.report.reason})
-                self.progress.log(_printable(f"error: {item.report.source}:{item.report.path}: {item.report.reason}"))
-        return results
+            # blobs are read while the parser processes parse the batches already sent
+            reader = ParserPool(jobs, self.opt.max_file_bytes)
+        reports = reader.read(self._batches(repos, to_read), self.progress)
+        self._readers.append((reader, reports))
+        for report, (_, entry) in zip(reports, to_read):
+            report.blob = entry.sha
+            if report.status == "error":
+                self.manifest.file_errors.append({"source": report.source, "path": report.path,
+                                                  "reason": report.reason})
+                self.progress.log(_printable(f"error: {report.source}:{report.path}: {report.reason}"))
+        return reports
 
     def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
                  size: int = 100) -> Iterator[Batch]:
@@ -489,15 +482,15 @@ class _Refresh:
             return report.warnings
         return None
 
-    def _infer(self, processed: list[Processed], executables: list[str]) -> dict[str, list[Mention]]:
-        windows = stem_map(n for n in executables if "." in n)
-        unix = stem_map(n for n in executables if "." not in n)
-        by_file: dict[str, list[Mention]] = {}
-        for item in processed:
-            ex = item.extraction
-            inferred = infer(ex.candidates, windows, unix, ex.mentions)
-            by_file[fileref(item.report.source, item.report.path)] = sorted(ex.mentions + inferred)
-        return by_file
+    def _mentions(self, executables: list[str]) -> dict[str, FileMentions]:
+        """Every file read: its mentions as index rows, bare names resolved against `executables`."""
+        stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+        found: dict[str, FileMentions] = {}
+        for reader, read in self._readers:
+            for report, mentions in zip(read, reader.mentions(stems)):
+                found[fileref(report.source, report.path)] = mentions
+                report.mentions, report.binaries = len(mentions.rows), mentions.binaries
+        return found
 
     def _old_documents(self) -> dict[str, str]:
         with IndexReader(self.data_dir) as reader:

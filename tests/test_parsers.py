@@ -1,0 +1,75 @@
+"""Parser processes give exactly what reading in this process gives, whatever order they finish in.
+
+The three steps (read, mentions, finish) run over real rule files twice: in this process
+(InlineReader) and in parser processes (ParserPool) fed batches of very different sizes, so one
+process is still parsing while the other has sent its mentions and verdicts. Reports, index
+rows and pySigma verdicts must be identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer.extract import FileContext
+from indexer.names import stem_map
+from indexer.parsers import InlineReader, ParserPool
+
+MAX_BYTES = 4 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def files(sigma_checkout: Path, lolbas_checkout: Path) -> list[tuple[FileContext, bytes, None]]:
+    """600 real files (the 100 largest Sigma rules first, then Sigma, then LOLBAS files), one with a
+    modifier pySigma refuses, one that is not YAML."""
+    sigma = sorted((sigma_checkout / "rules").rglob("*.yml"))
+    largest = sorted(sigma, key=lambda p: -p.stat().st_size)[:100]
+    rest = [p for p in sigma if p not in set(largest)][:450]
+    out = [(FileContext("sigma", str(p.relative_to(sigma_checkout))), p.read_bytes(), None) for p in largest + rest]
+    out += [(FileContext("lolbas", str(p.relative_to(lolbas_checkout))), p.read_bytes(), None)
+            for p in sorted((lolbas_checkout / "yml").rglob("*.yml"))[:49]]
+    out.insert(100, (FileContext("sigma", "rules/bad_modifier.yml"), BAD_MODIFIER, None))
+    out.append((FileContext("sigma", "rules/broken.yml"), b"title: [unclosed\n", None))
+    return out
+
+
+BAD_MODIFIER = b"""title: Bad modifier
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|notamodifier: '\\certutil.exe'
+  condition: selection
+"""
+
+
+def _three_steps(reader, batches, executables):
+    reports = reader.read(iter(batches))
+    stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+    found = reader.mentions(stems)
+    reader.finish()
+    return reports, found
+
+
+def test_parser_processes_give_what_reading_here_gives(files) -> None:
+    # One batch of every Sigma rule, then small LOLBAS batches: one process is busy with the
+    # rules while the other takes every LOLBAS batch, and sends its mentions and its (empty)
+    # verdicts while the first is still resolving bare names.
+    skewed = [files[:551]] + [files[i:i + 5] for i in range(551, len(files), 5)]
+    executables = sorted({n for r in InlineReader(MAX_BYTES).read(iter(skewed)) for n in r.executables})
+    here_reports, here_found = _three_steps(InlineReader(MAX_BYTES), skewed, executables)
+    pool = ParserPool(2, MAX_BYTES)
+    try:
+        pool_reports, pool_found = _three_steps(pool, skewed, executables)
+    finally:
+        pool.close()
+
+    assert [r.to_dict() for r in pool_reports] == [r.to_dict() for r in here_reports]
+    assert pool_found == here_found
+    assert sum(len(f.rows) for f in pool_found) > 1000
+    assert pool_reports[100].warnings == ["pySigma: Unknown modifier 'notamodifier'"]
+    assert pool_found[100].binaries == ["certutil.exe"]
+    assert pool_reports[-1].status == "error" and "invalid YAML" in pool_reports[-1].reason
+    assert any(row[2].find('"inferred":true') != -1 for f in pool_found for row in f.rows)
