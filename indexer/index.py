@@ -76,8 +76,7 @@ def mention_row(mention: Mention) -> Row:
     return mention.binary, _order(data), _json(data)
 
 
-def _json(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # json.dumps(data, ...) makes one per call
 
 
 @dataclass
@@ -346,6 +345,11 @@ class IndexReader:
                     continue
                 out.append(self._mention(data))
         return sorted(out, key=lambda m: _order(m.__dict__) + (m.binary,))
+
+    def stored(self, binary: str) -> list[dict[str, Any]]:
+        """A binary's mentions as stored: dicts without commit, url and license (no Mention built)."""
+        doc = self._searcher.document(binary=binary)
+        return json.loads(doc["data"]) if doc is not None else []
 
     def file_mentions(self, source: str, path: str) -> list[Mention]:
         """Every mention in one file, in line order."""

@@ -34,6 +34,11 @@ class IndexMissing(Exception):
 DETECTING_ROLES = ("process", "original_filename")  # a rule with one of these in a selection detects it running
 
 
+def detects_running(mention: dict[str, Any]) -> bool:
+    """Whether a mention (as a dict: stored, exported) selects its binary as the running process."""
+    return mention["source"] == "sigma" and mention["role"] in DETECTING_ROLES and mention.get("context") == "selection"
+
+
 @dataclass(frozen=True, order=True)
 class Mention:
     """One line of one rule file that names one executable."""
@@ -63,7 +68,7 @@ class Mention:
     @property
     def detects_running(self) -> bool:
         """A Sigma detection item that selects this binary as the process (not a filter)."""
-        return self.source == "sigma" and self.role in DETECTING_ROLES and self.context == "selection"
+        return detects_running(self.__dict__)
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _MENTION_FIELDS}  # asdict() is 10x slower
@@ -77,6 +82,10 @@ class Mention:
         values["modifiers"] = tuple(values.get("modifiers", ()))
         values["tags"] = tuple(values.get("tags", ()))
         return cls(**values)
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """The order of `sorted(mentions)` (field by field), three times faster as a sort key."""
+        return tuple(map(self.__dict__.__getitem__, _MENTION_FIELDS))
 
     def at(self, binary: str, line: int, snippet: str, inferred: bool = False) -> "Mention":
         """This mention (a template) for `binary` found on `line`: dataclasses.replace, 8x faster."""

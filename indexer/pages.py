@@ -20,7 +20,7 @@ from typing import Any, Collection, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .export import SOURCE_LABELS, clean, safe_filename
-from .model import DETECTING_ROLES, ROLES
+from .model import ROLES, detects_running
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
 MAX_GROUPS = 300        # rule files shown on one search page; the JSON API has them all
@@ -279,7 +279,7 @@ def group(mentions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[M
 
 
 def _detects(items: list[Mapping[str, Any]]) -> bool:
-    return any(m["source"] == "sigma" and m["role"] in DETECTING_ROLES and m.get("context") == "selection" for m in items)
+    return any(detects_running(m) for m in items)
 
 
 def _rule_sort(key: tuple[str, str], items: list[Mapping[str, Any]]) -> tuple[Any, ...]:

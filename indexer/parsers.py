@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
 from .index import Row, mention_row
-from .model import FileReport
+from .model import FileReport, Mention
 from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
 
 # one batch: (file, its bytes, pySigma's earlier verdict on the same blob or None)
@@ -92,7 +92,8 @@ class FileMentions:
 def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
     """Add the bare names `stems` resolve to the explicit mentions; make them index rows."""
     windows, unix = stems
-    mentions = sorted(extraction.mentions + infer(extraction.candidates, windows, unix, extraction.mentions))
+    mentions = sorted(extraction.mentions + infer(extraction.candidates, windows, unix, extraction.mentions),
+                      key=Mention.sort_key)
     return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}))
 
 

@@ -450,13 +450,11 @@ class _Refresh:
         reader: InlineReader | ParserPool
         if jobs <= 1 or len(to_read) < 400:
             reader = InlineReader(self.opt.max_file_bytes)
-        else:
-            import sigma.collection  # noqa: F401  (imported once here, not in every forked process)
-
-            # blobs are read while the parser processes parse the batches already sent
+        else:  # blobs are read while the parser processes parse the batches already sent
             reader = ParserPool(jobs, self.opt.max_file_bytes)
-        reports = reader.read(self._batches(repos, to_read), self.progress)
-        self._readers.append((reader, reports))
+        reports: list[FileReport] = []
+        self._readers.append((reader, reports))  # closed by `run` whatever happens next
+        reports += reader.read(self._batches(repos, to_read), self.progress)
         for report, (_, entry) in zip(reports, to_read):
             report.blob = entry.sha
             if report.status == "error":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .index import IndexReader, State
-from .model import FileReport
+from .model import FileReport, detects_running
 
 XREF_FILE = "xref.json"
 DECLARED_FILE = "declared.json"
@@ -153,11 +153,8 @@ def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[s
         names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
         detecting: set[str] = set()
         mentioning: set[str] = set()
-        for m in reader.search(names, source="sigma"):
-            if m.detects_running:
-                detecting.add(m.path)
-            else:
-                mentioning.add(m.path)
+        for m in (m for name in names for m in reader.stored(name) if m["source"] == "sigma"):
+            (detecting if detects_running(m) else mentioning).add(m["path"])
         mentioning -= detecting
         declared = {l["current_path"] for l in linked[report.path] if l.get("current_path")}
         rows.append({
