@@ -23,14 +23,15 @@ from urllib.parse import quote
 
 from whoosh import index as whoosh_index
 from whoosh.fields import ID, STORED, Schema
+from whoosh.reading import TermNotFound
 
 from .model import FileReport, IndexMissing, Mention
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
-META_FILE = "meta.json"      # the format version and the sources: all a search needs besides Whoosh
-INDEX_FORMAT = 4
+META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
+INDEX_FORMAT = 5
 
 
 def _schema() -> Schema:
@@ -136,7 +137,9 @@ class IndexWriter:
         self.path = root / f"gen-{time.time_ns():x}-{os.getpid()}"
         self.path.mkdir()
         self._base = base
-        self._mentions = read_meta(base)["mentions"] if base is not None else 0
+        base_meta = read_meta(base) if base is not None else {"mentions": 0, "binaries": []}
+        self._mentions: int = base_meta["mentions"]
+        self._binaries: set[str] = set(base_meta["binaries"])
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
@@ -175,8 +178,10 @@ class IndexWriter:
             self._mentions += len(items) - before.get(binary, 0)
             if not items:
                 self._writer.delete_by_term("binary", binary)
+                self._binaries.discard(binary)
                 written[binary] = "[]"
                 continue
+            self._binaries.add(binary)
             written[binary] = "[" + ",".join(text for _, text in items) + "]"
             write(binary=binary, data=written[binary])
         return written
@@ -186,7 +191,8 @@ class IndexWriter:
         self._writer.commit(optimize=optimize)
         self._committed = True
         self._index.close()
-        meta = {"format": INDEX_FORMAT, "sources": sources, "mentions": self._mentions}
+        meta = {"format": INDEX_FORMAT, "sources": sources, "mentions": self._mentions,
+                "binaries": sorted(self._binaries)}
         self._write_file(META_FILE, json.dumps(meta, indent=1))
 
     def write_state(self, state: State) -> None:
@@ -289,15 +295,14 @@ class IndexReader:
         self.sources: dict[str, dict[str, Any]] = self._meta["sources"]
         try:
             self._index = whoosh_index.open_dir(str(generation))
-            self._searcher = self._index.searcher()
+            self._reader = self._index.reader()  # no Searcher: a lookup needs no query machinery
         except Exception as exc:  # missing or truncated Whoosh files
             raise _damaged(generation, exc) from None
         self._state: State | None = None
-        self._binaries: list[str] | None = None
         self.cache: dict[str, Any] = {}  # what other modules derive from this generation, read once
 
     def close(self) -> None:
-        self._searcher.close()
+        self._reader.close()
         self._index.close()
 
     def __enter__(self) -> "IndexReader":
@@ -316,10 +321,16 @@ class IndexReader:
         return self._state
 
     def binaries(self) -> list[str]:
-        """Every binary name in the index, sorted."""
-        if self._binaries is None:
-            self._binaries = [t.decode("utf-8") for t in self._searcher.lexicon("binary")]
-        return self._binaries
+        """Every binary name in the index, sorted (from meta.json: Whoosh's lexicon keeps the
+        names of deleted documents until their segment is merged)."""
+        return self._meta["binaries"]
+
+    def _data(self, binary: str) -> str | None:
+        """A binary's stored mentions (JSON text), or None."""
+        try:
+            return self._reader.stored_fields(self._reader.first_id("binary", binary))["data"]
+        except TermNotFound:
+            return None
 
     @property
     def mention_count(self) -> int:
@@ -334,10 +345,10 @@ class IndexReader:
         wanted_field = field.lower() if field else None
         out: list[Mention] = []
         for binary in dict.fromkeys(binaries):
-            doc = self._searcher.document(binary=binary)
-            if doc is None:
+            text = self._data(binary)
+            if text is None:
                 continue
-            for data in json.loads(doc["data"]):
+            for data in json.loads(text):
                 if ((source and data["source"] != source) or (roles and data["role"] not in roles)
                         or (wanted_field and data["field"].lower() != wanted_field)
                         or (context and data["context"] != context)
@@ -348,8 +359,8 @@ class IndexReader:
 
     def stored(self, binary: str) -> list[dict[str, Any]]:
         """A binary's mentions as stored: dicts without commit, url and license (no Mention built)."""
-        doc = self._searcher.document(binary=binary)
-        return json.loads(doc["data"]) if doc is not None else []
+        text = self._data(binary)
+        return json.loads(text) if text is not None else []
 
     def file_mentions(self, source: str, path: str) -> list[Mention]:
         """Every mention in one file, in line order."""
@@ -357,17 +368,15 @@ class IndexReader:
         report = self.state.files.get(ref)
         out = []
         for binary in report.binaries if report else ():
-            doc = self._searcher.document(binary=binary)
-            if doc is not None:
-                out += [self._mention(d) for d in json.loads(doc["data"]) if fileref(d["source"], d["path"]) == ref]
+            out += [self._mention(d) for d in self.stored(binary) if fileref(d["source"], d["path"]) == ref]
         return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
     def raw_documents(self) -> dict[str, str]:
         """Every binary's stored mentions as written (JSON text, not decoded)."""
-        return {stored["binary"]: stored["data"] for _, stored in self._searcher.reader().iter_docs()}
+        return {stored["binary"]: stored["data"] for _, stored in self._reader.iter_docs()}
 
     def all_mentions(self) -> Iterator[Mention]:
-        for _docnum, stored in self._searcher.reader().iter_docs():
+        for _docnum, stored in self._reader.iter_docs():
             for data in json.loads(stored["data"]):
                 yield self._mention(data)
 

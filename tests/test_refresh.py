@@ -160,6 +160,9 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
         pytest.fail(f"incremental export differs from the full build: {len(inc - full)} lines only in the "
                     f"incremental one, e.g. {only_inc}; {len(full - inc)} only in the full one, e.g. {only_full}")
     assert manifest["mentions_total"] == len(tip_export.splitlines())
+    # binary names (stats, wildcards, suggestions): none left over from deleted documents
+    with IndexReader(data_dir) as reader:
+        assert reader.binaries() == sorted({json.loads(line)["binary"] for line in tip_export.splitlines()})
 
 
 # --- 2. a one-commit refresh reads only what changed --------------------------------------------
