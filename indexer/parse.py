@@ -65,7 +65,7 @@ class ParsedFile:
 
 def split_lines(text: str) -> tuple[list[str], list[str], list[int] | None]:
     """(YAML lines, file lines, YAML line -> file line or None when both agree)."""
-    file_lines = _FILE_BREAK.split(text)
+    file_lines = _FILE_BREAK.split(text) if "\r" in text else text.split("\n")
     if not any(ch in text for ch in "\x85\u2028\u2029"):
         return file_lines, file_lines, None
     mapping, file_line = [1], 1
