@@ -109,6 +109,11 @@ class InlineReader:
             self._read += [process_file(ctx, raw, self._max_bytes, known) for ctx, raw, known in batch]
             if progress is not None:
                 progress.advance(len(batch))
+        return self.reports
+
+    @property
+    def reports(self) -> list[FileReport]:
+        """The reports of the files read, in order."""
         return [item.report for item in self._read]
 
     def mentions(self, stems: Stems) -> list[FileMentions]:
@@ -160,6 +165,11 @@ class ParserPool:
             if progress is not None:
                 progress.advance(len(reports))
         self._reports = [received[n] for n in range(sent)]
+        return self.reports
+
+    @property
+    def reports(self) -> list[FileReport]:
+        """The reports of the files read, in order."""
         return [report for batch in self._reports for report in batch]
 
     def mentions(self, stems: Stems) -> list[FileMentions]:

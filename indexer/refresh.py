@@ -205,7 +205,7 @@ class _Refresh:
         self.started = time.time()
         self.manifest = Manifest(started=_iso(self.started))
         self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
-        self._readers: list[tuple[InlineReader | ParserPool, list[FileReport]]] = []
+        self._readers: list[InlineReader | ParserPool] = []
 
     def run(self) -> Manifest:
         previous = self._previous_state()
@@ -219,7 +219,7 @@ class _Refresh:
                 return self._finish(None)  # nothing new: the current index (if any) stays
             writer = self._write(repos, tips, plan, previous)
         finally:
-            for reader, _ in self._readers:
+            for reader in self._readers:
                 reader.close()
             for repo in repos.values():
                 repo.close()
@@ -311,7 +311,6 @@ class _Refresh:
                                    "license_path": license_path,
                                    "committed": repo.repo.commit(tip).committed_datetime.isoformat()}
 
-        history = self._start_history(state)
 
         # Which files leave the index, which are read again.
         removed_refs: set[str] = set()
@@ -336,7 +335,11 @@ class _Refresh:
                     state.files[fileref(name, entry.path)] = FileReport(name, entry.path, "skipped", reason)
                 else:
                     to_read.append((FileContext(name, entry.path), entry))
-        reports = self._read(repos, to_read)
+        reader = self._reader(len(to_read))
+        # git log over Sigma's history in a thread, beside the parse: started after the parser
+        # processes are forked (a process forked while other threads run may inherit held locks)
+        history = self._start_history(state)
+        reports = self._read(reader, repos, to_read)
         for report in reports:
             state.files[fileref(report.source, report.path)] = report
 
@@ -352,7 +355,9 @@ class _Refresh:
                 self.manifest.reason = (f"{len(changed)} bare names changed meaning: "
                                         f"{len(extra)} more files read again")
                 self.progress.log(self.manifest.reason)
-                again = self._read(repos, extra)
+                if history is not None:
+                    history.result()  # no thread running when parser processes are forked
+                again = self._read(self._reader(len(extra)), repos, extra)
                 for report in again:
                     state.files[fileref(report.source, report.path)] = report
                 removed_refs.update(fileref(ctx.source, ctx.path) for ctx, _ in extra)
@@ -387,7 +392,7 @@ class _Refresh:
 
     def _await_verdicts(self) -> None:
         """pySigma's verdicts from the parser processes, into the file reports."""
-        for reader, _ in self._readers:
+        for reader in self._readers:
             reader.finish()
 
     def _start_history(self, state: State) -> Future[PathHistory] | None:
@@ -442,19 +447,23 @@ class _Refresh:
                     found.append((FileContext(name, entry.path), entry))
         return found
 
-    def _read(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]]) -> list[FileReport]:
-        """Parse and extract files (in parser processes when there are many); their reports."""
-        self.progress.stage("parse", len(to_read))
-        self.manifest.files_parsed += len(to_read)
+    def _reader(self, files: int) -> InlineReader | ParserPool:
+        """Parser processes for many files, this process for a few; closed by `run`."""
         jobs = self.opt.jobs or (os.cpu_count() or 1)
         reader: InlineReader | ParserPool
-        if jobs <= 1 or len(to_read) < 400:
+        if jobs <= 1 or files < 400:
             reader = InlineReader(self.opt.max_file_bytes)
-        else:  # blobs are read while the parser processes parse the batches already sent
+        else:
             reader = ParserPool(jobs, self.opt.max_file_bytes)
-        reports: list[FileReport] = []
-        self._readers.append((reader, reports))  # closed by `run` whatever happens next
-        reports += reader.read(self._batches(repos, to_read), self.progress)
+        self._readers.append(reader)
+        return reader
+
+    def _read(self, reader: InlineReader | ParserPool, repos: dict[str, Repository],
+              to_read: list[tuple[FileContext, TreeEntry]]) -> list[FileReport]:
+        """Parse and extract files (blobs are read while parser processes parse the batches sent)."""
+        self.progress.stage("parse", len(to_read))
+        self.manifest.files_parsed += len(to_read)
+        reports = reader.read(self._batches(repos, to_read), self.progress)
         for report, (_, entry) in zip(reports, to_read):
             report.blob = entry.sha
             if report.status == "error":
@@ -484,8 +493,8 @@ class _Refresh:
         """Every file read: its mentions as index rows, bare names resolved against `executables`."""
         stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
         found: dict[str, FileMentions] = {}
-        for reader, read in self._readers:
-            for report, mentions in zip(read, reader.mentions(stems)):
+        for reader in self._readers:
+            for report, mentions in zip(reader.reports, reader.mentions(stems)):
                 found[fileref(report.source, report.path)] = mentions
                 report.mentions, report.binaries = len(mentions.rows), mentions.binaries
         return found
