@@ -103,7 +103,7 @@ def refresh(
             manifest = run_refresh(options, progress)
     except Locked as exc:
         raise fail(str(exc), EXIT_LOCKED)
-    except ParserFailed as exc:
+    except (ParserFailed, SourceError) as exc:  # a parser process died; a clone lost an object
         raise fail(f"{exc}: refresh abandoned, the previous index is kept", EXIT_SOURCE_FAILED)
     except OSError as exc:
         raise fail(f"{exc.filename or options.data_dir}: {exc.strerror or exc}", EXIT_USAGE)

@@ -111,7 +111,7 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
     _apply_log(history, log)
     history.commit = tip
     store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.with_suffix(".tmp")
+    tmp = store.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(history.to_json(), encoding="utf-8")
     os.replace(tmp, store)
     return history

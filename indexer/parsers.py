@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import queue
+import os
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any, Iterable
 
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
@@ -133,20 +134,29 @@ class ParserFailed(Exception):
 class ParserPool:
     """The three steps in parser processes fed batches in order (first come, first served).
 
-    Processes are forked (the parent's imports are shared), die with the parent (Linux
-    PR_SET_PDEATHSIG), and are terminated by `close` if the refresh stops early.
+    Processes are forked (the parent's imports are shared) and die with the parent (Linux
+    PR_SET_PDEATHSIG). Each sends its results through its own pipe: one that dies, even halfway
+    through a message, ends its pipe, and the refresh fails with ParserFailed instead of
+    waiting. `close` terminates whatever still runs.
     """
 
     def __init__(self, jobs: int, max_bytes: int) -> None:
         ctx = multiprocessing.get_context("fork")
         self._tasks: Any = ctx.Queue()
-        self._results: Any = ctx.Queue()
-        self._stems: list[Any] = [ctx.SimpleQueue() for _ in range(jobs)]
-        self._processes = [ctx.Process(target=_parser_main, args=(self._tasks, stems, self._results, max_bytes),
-                                       daemon=True, name=f"indexer-parser-{i}")
-                           for i, stems in enumerate(self._stems)]
-        for process in self._processes:
+        self._stems: list[Any] = [ctx.Queue() for _ in range(jobs)]  # a Queue's put never blocks
+        for queue in (self._tasks, *self._stems):
+            queue.cancel_join_thread()  # at exit, never wait to hand data to a dead process
+        pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]        # (parent's end, process's end)
+        self._processes = []
+        for number, (stems, (_, sender)) in enumerate(zip(self._stems, pipes)):
+            inherited = [end for ends in pipes for end in ends if end is not sender]
+            process = ctx.Process(target=_parser_main, name=f"indexer-parser-{number}", daemon=True,
+                                  args=(self._tasks, stems, sender, inherited, max_bytes, os.getpid()))
             process.start()
+            self._processes.append(process)
+        for _, sender in pipes:
+            sender.close()  # only the process holds its end: when it dies the parent reads EOF
+        self._results: dict[Any, Any] = {receiver: process for (receiver, _), process in zip(pipes, self._processes)}
         self._reports: list[list[FileReport]] = []
         self._ahead: list[tuple[str, int, Any]] = []
 
@@ -174,8 +184,8 @@ class ParserPool:
 
     def mentions(self, stems: Stems) -> list[FileMentions]:
         """Every file's mentions, in the order of `read`, bare names resolved with `stems`."""
-        for queue_ in self._stems:
-            queue_.put(stems)
+        for queue in self._stems:
+            queue.put(stems)
         found: dict[tuple[int, int], FileMentions] = {}
         for _ in self._processes:
             found.update(self._next("mentions")[1])
@@ -194,35 +204,42 @@ class ParserPool:
             if process.is_alive():
                 process.terminate()
             process.join()
-        for q in (self._tasks, self._results):
-            q.close()
-            q.cancel_join_thread()
-        self._processes = []
+        for receiver in self._results:
+            receiver.close()
+        for queue in (self._tasks, *self._stems):
+            queue.close()
+        self._processes, self._results = [], {}
 
     def _next(self, kind: str) -> tuple[int, Any]:
         """The next message of `kind`; a process ahead of the others may already send the next kind."""
-        for message in self._ahead:
-            if message[0] == kind:
-                self._ahead.remove(message)
-                return message[1], message[2]
         while True:
-            try:
-                message = self._results.get(timeout=1.0)
-            except queue.Empty:
-                dead = [p for p in self._processes if p.exitcode not in (None, 0)]
-                if dead:
-                    raise ParserFailed(f"parser process {dead[0].name} died (exit code {dead[0].exitcode})") from None
-                continue
-            if message[0] == "failed":
-                raise ParserFailed(f"parser process failed: {message[2]}")
-            if message[0] == kind:
-                return message[1], message[2]
-            self._ahead.append(message)
+            for message in self._ahead:
+                if message[0] == kind:
+                    self._ahead.remove(message)
+                    return message[1], message[2]
+            if not self._results:
+                raise ParserFailed(f"parser processes ended without sending {kind}")
+            for receiver in wait(list(self._results)):
+                process = self._results[receiver]
+                try:
+                    message = receiver.recv()
+                except (EOFError, OSError):
+                    del self._results[receiver]
+                    process.join(5)
+                    raise ParserFailed(f"parser process {process.name} died (exit code {process.exitcode})") from None
+                if message[0] == "failed":
+                    raise ParserFailed(f"parser process {process.name} failed: {message[2]}")
+                if message[0] == "verdicts":  # its last message
+                    del self._results[receiver]
+                    receiver.close()
+                self._ahead.append(message)
 
 
-def _parser_main(tasks: Any, stems: Any, results: Any, max_bytes: int) -> None:
-    _die_with_parent()
-    gc.disable()  # as in the parent during a refresh: few cycles, and the collector's passes cost
+def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max_bytes: int, parent: int) -> None:
+    _die_with_parent(parent)
+    for end in inherited:  # the other processes' pipes: theirs alone to hold
+        end.close()
+    gc.disable()  # as in the parent during a refresh: parsing and extraction make no cycles
     extracted: list[tuple[int, int, Extraction]] = []
     unchecked: list[tuple[int, int, str, list[Any]]] = []  # rules whose verdict comes last
     try:
@@ -235,17 +252,22 @@ def _parser_main(tasks: Any, stems: Any, results: Any, max_bytes: int) -> None:
                     unchecked.append((number, position, ctx.path, item.unchecked))
                 extracted.append((number, position, item.extraction))
                 reports.append(item.report)
-            results.put(("batch", number, reports))
+            results.send(("batch", number, reports))
         known_stems = stems.get()
-        results.put(("mentions", 0, {(number, position): file_mentions(extraction, known_stems)
-                                     for number, position, extraction in extracted}))
-        results.put(("verdicts", 0, {(number, position): sigma_errors(path, documents)
-                                     for number, position, path, documents in unchecked}))
+        results.send(("mentions", 0, {(number, position): file_mentions(extraction, known_stems)
+                                      for number, position, extraction in extracted}))
+        del extracted
+        # pySigma's rule objects hold reference cycles (tens of MB over the corpus): collect
+        # them, with what exists already frozen so that collections only scan what pySigma makes
+        gc.freeze()
+        gc.enable()
+        results.send(("verdicts", 0, {(number, position): sigma_errors(path, documents)
+                                      for number, position, path, documents in unchecked}))
     except BaseException as exc:  # report it rather than leave the parent waiting
-        results.put(("failed", 0, f"{type(exc).__name__}: {exc}"))
+        results.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Parser processes end when the refresh that started them is killed (Linux prctl)."""
     try:
         import ctypes
@@ -254,3 +276,5 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)

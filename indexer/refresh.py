@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,6 +206,7 @@ class _Refresh:
         self.manifest = Manifest(started=_iso(self.started))
         self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
         self._readers: list[InlineReader | ParserPool] = []
+        self._history: Future[PathHistory] | None = None
 
     def run(self) -> Manifest:
         previous = self._previous_state()
@@ -221,6 +222,8 @@ class _Refresh:
         finally:
             for reader in self._readers:
                 reader.close()
+            if self._history is not None:  # its git log and history file must not outlive the lock
+                wait([self._history])
             for repo in repos.values():
                 repo.close()
         return self._finish(writer)
@@ -299,7 +302,7 @@ class _Refresh:
     def _write(self, repos: dict[str, Repository], tips: dict[str, str],
                plan: dict[str, list[TreeEntry] | None], previous: State | None) -> IndexWriter:
         state = State(sources=dict(previous.sources) if previous else {},
-                      files=dict(previous.files) if previous else {}, checker=CHECKER)
+                      files=dict(previous.files) if previous else {}, checker=self._checker(previous))
         for name, entries in plan.items():
             if entries is None:
                 continue
@@ -390,6 +393,14 @@ class _Refresh:
         self._summarise(old_docs, written, previous, state)
         return writer
 
+    def _checker(self, previous: State | None) -> str:
+        """What judged the new state's Sigma rules: this pySigma, unless they are kept from an
+        index another version checked (Sigma not read again: its fetch failed, or not asked)."""
+        sigma = self.manifest.sources.get("sigma")
+        if previous is None or previous.checker == CHECKER or (sigma is not None and sigma.mode == "full"):
+            return CHECKER
+        return previous.checker
+
     def _await_verdicts(self) -> None:
         """pySigma's verdicts from the parser processes, into the file reports."""
         for reader in self._readers:
@@ -411,9 +422,10 @@ class _Refresh:
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         try:
-            return pool.submit(update)
+            self._history = pool.submit(update)
         finally:
             pool.shutdown(wait=False)
+        return self._history
 
     def _indexed_repository(self, state: State, name: str) -> Repository:
         """The clone of a source as the index records it (for a source not fetched this time)."""

@@ -270,8 +270,10 @@ class Repository:
                 header = proc.stdout.readline().split()
                 if len(header) != 3 or header[0].decode() != sha:
                     raise SourceError(self.spec.name, f"object {sha} cannot be read from {self.path}")
-                data = proc.stdout.read(int(header[2]))
-                proc.stdout.read(1)  # the newline after each object
+                size = int(header[2])
+                data = proc.stdout.read(size)
+                if len(data) != size or proc.stdout.read(1) != b"\n":  # git died halfway
+                    raise SourceError(self.spec.name, f"object {sha} read short from {self.path}")
                 yield data
         finally:
             proc.kill()

@@ -73,3 +73,15 @@ def test_parser_processes_give_what_reading_here_gives(files) -> None:
     assert pool_found[100].binaries == ["certutil.exe"]
     assert pool_reports[-1].status == "error" and "invalid YAML" in pool_reports[-1].reason
     assert any(row[2].find('"inferred":true') != -1 for f in pool_found for row in f.rows)
+
+
+def test_a_blob_missing_from_the_clone_is_a_source_error(tip_data_dir: Path) -> None:
+    from indexer.sources import Repository, SourceError, SourceSpec
+
+    repo = Repository(SourceSpec.default("sigma", ""), tip_data_dir / "sources" / "sigma.git")
+    tree = [e for e in repo.tree(repo.tip()) if e.path.endswith(".yml")][:3]
+    blobs = list(repo.read_many([e.sha for e in tree]))
+    assert [len(b) for b in blobs] == [e.size for e in tree]
+    with pytest.raises(SourceError, match="0{40}"):
+        list(repo.read_many([tree[0].sha, "0" * 40]))
+    repo.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from indexer.index import IndexReader
+from indexer.sources import SourceSpec
 from indexer.refresh import CHECKER, EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
 
 from conftest import specs
@@ -388,6 +389,28 @@ def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bu
     with IndexReader(tip_copy) as reader:
         assert reader.state.checker == CHECKER
         assert reader.state.files[stale].warnings == []
+
+
+def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(tip_copy: Path,
+                                                                              bundles: tuple[Path, Path]) -> None:
+    state_file = tip_copy / "index" / current(tip_copy) / "state.json"
+    state = json.loads(state_file.read_text())
+    state["checker"] = "pySigma 0.0.1"
+    stale = next(ref for ref, r in state["files"].items()
+                 if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
+    state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
+    state_file.write_text(json.dumps(state))
+    failing = specs(*bundles)
+    failing[0] = SourceSpec.default("sigma", str(bundles[0]), "no-such-branch")
+    manifest = refresh(RefreshOptions(tip_copy, failing))
+    assert manifest.exit_code == EXIT_SOURCE_FAILED and manifest.sources["sigma"].mode == "failed"
+    with IndexReader(tip_copy) as reader:  # Sigma's verdicts are still the old version's, and say so
+        assert reader.state.checker == "pySigma 0.0.1"
+        assert reader.state.files[stale].warnings == ["pySigma 0.0.1: a verdict no longer given"]
+    manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
+    assert manifest.exit_code == EXIT_OK and manifest.sources["sigma"].mode == "full"
+    with IndexReader(tip_copy) as reader:
+        assert reader.state.checker == CHECKER and reader.state.files[stale].warnings == []
 
 
 def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy: Path, bundles: tuple[Path, Path],
