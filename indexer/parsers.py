@@ -6,7 +6,8 @@ executables every file names (known only once all are read), and because pySigma
 
     reader = ParserPool(2, max_bytes)       # or InlineReader(max_bytes): the same three steps
     reports = reader.read(batches)           # parse and extract; reports in batch order
-    found = reader.mentions(stems)           # each file's mentions as index rows, same order
+    reader.resolve(stems)                    # bare names and index rows: started, returns at once
+    found = reader.mentions()                # each file's mentions as index rows, same order
     reader.finish()                          # pySigma's verdicts into the reports
 
 Parser processes keep what they extracted between the steps: only reports and index rows
@@ -104,6 +105,7 @@ class InlineReader:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._read: list[Processed] = []
+        self._stems: Stems = ({}, {})
 
     def read(self, batches: Iterable[Batch], progress: Any = None) -> list[FileReport]:
         for batch in batches:
@@ -117,8 +119,11 @@ class InlineReader:
         """The reports of the files read, in order."""
         return [item.report for item in self._read]
 
-    def mentions(self, stems: Stems) -> list[FileMentions]:
-        return [file_mentions(item.extraction, stems) for item in self._read]
+    def resolve(self, stems: Stems) -> None:
+        self._stems = stems
+
+    def mentions(self) -> list[FileMentions]:
+        return [file_mentions(item.extraction, self._stems) for item in self._read]
 
     def finish(self) -> None:
         """Nothing to wait for: pySigma was asked while reading."""
@@ -182,10 +187,13 @@ class ParserPool:
         """The reports of the files read, in order."""
         return [report for batch in self._reports for report in batch]
 
-    def mentions(self, stems: Stems) -> list[FileMentions]:
-        """Every file's mentions, in the order of `read`, bare names resolved with `stems`."""
+    def resolve(self, stems: Stems) -> None:
+        """Have the processes resolve bare names with `stems` and make the index rows (returns at once)."""
         for queue in self._stems:
             queue.put(stems)
+
+    def mentions(self) -> list[FileMentions]:
+        """Every file's mentions, in the order of `read`, once `resolve` was called."""
         found: dict[tuple[int, int], FileMentions] = {}
         for _ in self._processes:
             found.update(self._next("mentions")[1])

@@ -367,10 +367,13 @@ class _Refresh:
                 reports += again
         state.executables = executables
         state.built_at = time.time()
-        found = self._mentions(executables)
+        stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+        for reader in self._readers:
+            reader.resolve(stems)  # parser processes resolve bare names while this process reads the old documents
+        old_docs = self._old_documents() if previous else {}
+        found = self._mentions()
         mention_count = sum(len(f.rows) for f in found.values())
 
-        old_docs = self._old_documents() if previous else {}
         fresh = previous is None or all(
             self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         base = None if fresh else current_generation(self.data_dir)
@@ -501,12 +504,11 @@ class _Refresh:
             return report.warnings
         return None
 
-    def _mentions(self, executables: list[str]) -> dict[str, FileMentions]:
-        """Every file read: its mentions as index rows, bare names resolved against `executables`."""
-        stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+    def _mentions(self) -> dict[str, FileMentions]:
+        """Every file read: its mentions as index rows (after `resolve`); counts in the reports."""
         found: dict[str, FileMentions] = {}
         for reader in self._readers:
-            for report, mentions in zip(reader.reports, reader.mentions(stems)):
+            for report, mentions in zip(reader.reports, reader.mentions()):
                 found[fileref(report.source, report.path)] = mentions
                 report.mentions, report.binaries = len(mentions.rows), mentions.binaries
         return found

@@ -48,7 +48,8 @@ detection:
 def _three_steps(reader, batches, executables):
     reports = reader.read(iter(batches))
     stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
-    found = reader.mentions(stems)
+    reader.resolve(stems)
+    found = reader.mentions()
     reader.finish()
     return reports, found
 
