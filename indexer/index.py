@@ -111,6 +111,15 @@ class State:
         )
 
 
+def _document(reader: Any, binary: str) -> str | None:
+    """A binary's stored mentions (JSON text) from a Whoosh reader, or None (deleted documents
+    are skipped: the postings of a reader leave them out)."""
+    try:
+        return reader.stored_fields(reader.first_id("binary", binary))["data"]
+    except TermNotFound:
+        return None
+
+
 def index_root(data_dir: Path) -> Path:
     return Path(data_dir) / "index"
 
@@ -163,11 +172,11 @@ class IndexWriter:
         affected = set(added)
         if self._base is not None:
             affected.update(binary for binaries in removed.values() for binary in binaries)
-            with self._index.searcher() as searcher:
+            with self._index.reader() as reader:
                 for binary in affected:
-                    doc = searcher.document(binary=binary)
-                    if doc is not None:
-                        items = json.loads(doc["data"])
+                    text = _document(reader, binary)
+                    if text is not None:
+                        items = json.loads(text)
                         before[binary] = len(items)
                         added.setdefault(binary, []).extend(
                             (_order(d), _json(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
@@ -325,13 +334,6 @@ class IndexReader:
         names of deleted documents until their segment is merged)."""
         return self._meta["binaries"]
 
-    def _data(self, binary: str) -> str | None:
-        """A binary's stored mentions (JSON text), or None."""
-        try:
-            return self._reader.stored_fields(self._reader.first_id("binary", binary))["data"]
-        except TermNotFound:
-            return None
-
     @property
     def mention_count(self) -> int:
         """Number of mentions (recorded when the generation was written)."""
@@ -345,7 +347,7 @@ class IndexReader:
         wanted_field = field.lower() if field else None
         out: list[Mention] = []
         for binary in dict.fromkeys(binaries):
-            text = self._data(binary)
+            text = _document(self._reader, binary)
             if text is None:
                 continue
             for data in json.loads(text):
@@ -359,7 +361,7 @@ class IndexReader:
 
     def stored(self, binary: str) -> list[dict[str, Any]]:
         """A binary's mentions as stored: dicts without commit, url and license (no Mention built)."""
-        text = self._data(binary)
+        text = _document(self._reader, binary)
         return json.loads(text) if text is not None else []
 
     def file_mentions(self, source: str, path: str) -> list[Mention]:

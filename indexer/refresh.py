@@ -436,13 +436,19 @@ class _Refresh:
         return Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"), info.get("web_url", "")),
                           clone_path(self.data_dir, name))
 
+    def _repository(self, repos: dict[str, Repository], state: State, name: str) -> Repository:
+        """The source's open repository, opened at its indexed clone if this refresh did not fetch it."""
+        if name not in repos:
+            repos[name] = self._indexed_repository(state, name)
+        return repos[name]
+
     def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path,
                          history: Future[PathHistory] | None) -> None:
         """Resolve LOLBAS <-> Sigma links through Sigma's history; coverage; into the generation."""
         self.progress.stage("links", 1)
         repo = None
         if history is not None:
-            repo = repos.setdefault("sigma", self._indexed_repository(state, "sigma"))
+            repo = self._repository(repos, state, "sigma")
         with IndexReader(self.data_dir, generation) as reader:
             xref.write(generation, xref.build(reader, state, repo, history.result() if history else None))
         self.progress.advance()
@@ -453,7 +459,7 @@ class _Refresh:
         found: list[tuple[FileContext, TreeEntry]] = []
         for name, info in state.sources.items():
             # a source not refreshed this time is read at its indexed commit
-            repo = repos.setdefault(name, self._indexed_repository(state, name))
+            repo = self._repository(repos, state, name)
             containing = repo.grep(info["commit"], stems)
             for entry in repo.tree(info["commit"]):
                 ref = fileref(name, entry.path)
