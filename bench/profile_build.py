@@ -54,7 +54,7 @@ PHASES = [
     ("extract_lolbas", parsers_mod, "extract_lolbas", 2),
     ("files containing changed stems (re-read)", refresh_mod._Refresh, "_files_containing", 1),
     ("bare names + index rows (wait for the parser processes)", refresh_mod._Refresh, "_mentions", 1),
-    ("old documents (read meanwhile)", refresh_mod._Refresh, "_old_documents", 1),
+    ("old documents, for the manifest (all: while names resolve)", refresh_mod._Refresh, "_old_documents", 1),
     ("IndexWriter() (new generation, hard links)", index_mod.IndexWriter, "__init__", 1),
     ("IndexWriter.replace_files (build documents)", index_mod.IndexWriter, "replace_files", 1),
     ("IndexWriter.commit (Whoosh commit, meta.json)", index_mod.IndexWriter, "commit", 1),

@@ -373,9 +373,12 @@ class IndexReader:
             out += [self._mention(d) for d in self.stored(binary) if fileref(d["source"], d["path"]) == ref]
         return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
 
-    def raw_documents(self) -> dict[str, str]:
-        """Every binary's stored mentions as written (JSON text, not decoded)."""
-        return {stored["binary"]: stored["data"] for _, stored in self._reader.iter_docs()}
+    def raw_documents(self, binaries: Iterable[str] | None = None) -> dict[str, str]:
+        """Stored mentions as written (JSON text, not decoded): of every binary, or of `binaries`."""
+        if binaries is None:
+            return {stored["binary"]: stored["data"] for _, stored in self._reader.iter_docs()}
+        found = {binary: _document(self._reader, binary) for binary in binaries}
+        return {binary: text for binary, text in found.items() if text is not None}
 
     def all_mentions(self) -> Iterator[Mention]:
         for _docnum, stored in self._reader.iter_docs():

@@ -368,14 +368,15 @@ class _Refresh:
         state.executables = executables
         state.built_at = time.time()
         stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+        fresh = previous is None or all(
+            self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         for reader in self._readers:
             reader.resolve(stems)  # parser processes resolve bare names while this process reads the old documents
-        old_docs = self._old_documents() if previous else {}
+        # what changed: a full build compares every document, an incremental one those it rewrites
+        old_docs = self._old_documents() if previous and fresh else {}
         found = self._mentions()
         mention_count = sum(len(f.rows) for f in found.values())
 
-        fresh = previous is None or all(
-            self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         base = None if fresh else current_generation(self.data_dir)
         self.progress.stage("index", mention_count)
         writer = IndexWriter(self.data_dir, base)
@@ -393,6 +394,8 @@ class _Refresh:
             raise
         if fresh:  # a binary no file names any more has no new document: all its mentions went
             written = {**{binary: "[]" for binary in old_docs}, **written}
+        elif previous:
+            old_docs = self._old_documents(written)
         self._summarise(old_docs, written, previous, state)
         return writer
 
@@ -519,9 +522,10 @@ class _Refresh:
                 report.mentions, report.binaries = len(mentions.rows), mentions.binaries
         return found
 
-    def _old_documents(self) -> dict[str, str]:
+    def _old_documents(self, binaries: Iterable[str] | None = None) -> dict[str, str]:
+        """The published generation's documents (of `binaries`, or all), before this refresh's publish."""
         with IndexReader(self.data_dir) as reader:
-            return reader.raw_documents()
+            return reader.raw_documents(binaries)
 
     def _summarise(self, old_docs: dict[str, str], written: dict[str, str],
                    previous: State | None, state: State) -> None:

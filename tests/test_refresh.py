@@ -166,6 +166,41 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
         assert reader.binaries() == sorted({json.loads(line)["binary"] for line in tip_export.splitlines()})
 
 
+def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old_export: bytes,
+                                                                 tip_export: bytes) -> None:
+    """Mentions added and removed, binaries that gained or lost rules: recomputed from the two
+    full exports (a renamed file's mentions count as moved, not removed and added)."""
+    _, done = incremental
+    manifest = json.loads(done.stdout)
+    renamed = {f"sigma:{old}": f"sigma:{new}" for old, new in manifest["sources"]["sigma"]["renamed"]}
+
+    def keyed(export: bytes, ref_map: dict[str, str]) -> Counter:
+        out: Counter = Counter()
+        for line in export.splitlines():
+            m = json.loads(line)
+            ref = f"{m['source']}:{m['path']}"
+            out[(ref_map.get(ref, ref), m["binary"], m["role"], m["field"], tuple(m["modifiers"]), m["context"],
+                 m["detection"], m["inferred"], m["snippet"])] += 1
+        return out
+
+    before, after = keyed(old_export, renamed), keyed(tip_export, {})
+    assert manifest["mentions_added"] == sum((after - before).values()) > 0
+    assert manifest["mentions_removed"] == sum((before - after).values()) > 0
+    # the rule files naming each binary, before (renames followed) and after
+    rules_before: dict[str, set[str]] = {}
+    rules_after: dict[str, set[str]] = {}
+    for counter, rules in ((before, rules_before), (after, rules_after)):
+        for ref, binary, *_ in counter:
+            rules.setdefault(binary, set()).add(ref)
+    changed = {b for b in rules_before.keys() | rules_after.keys()
+               if rules_before.get(b, set()) != rules_after.get(b, set())}
+    assert set(manifest["binaries"]) == changed and len(changed) > 10
+    for binary, counts in manifest["binaries"].items():
+        old_rules, new_rules = rules_before.get(binary, set()), rules_after.get(binary, set())
+        assert counts == {"rules_before": len(old_rules), "rules_after": len(new_rules),
+                          "gained": len(new_rules - old_rules), "lost": len(old_rules - new_rules)}, binary
+
+
 # --- 2. a one-commit refresh reads only what changed --------------------------------------------
 
 def _reread(reason: str) -> int:
