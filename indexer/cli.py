@@ -125,19 +125,27 @@ def search(
     role: List[str] = typer.Option([], "--role", help="Only these roles (process, parent, command_line, ...)."),
     context: Optional[str] = typer.Option(None, "--context", help="selection or filter."),
     no_inferred: bool = typer.Option(False, "--no-inferred", help="Leave out bare names recognised without extension."),
+    detects: bool = typer.Option(False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."),
+    verdict: List[str] = typer.Option([], "--verdict", help="Only rules with this verdict (repeatable or a comma list): "
+                                      "runs, parent, target, loads, invoked, artifact, excluded, mentioned, documented."),
     stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line."),
     as_json: bool = JsonFlag,
 ) -> None:
-    """Every rule line that names an executable.
+    """Every rule line that names an executable, and what each rule does with it (its verdict).
 
     On a terminal, a table grouped by rule; into a pipe, one line a mention
     (source:path:line, binary, role, snippet, tab-separated). Exit code 0 when something was
-    found, 1 when nothing was.
+    found, 1 when nothing was, 4 for a usage error.
 
-    Example: indexer search certutil.exe --role process
+    Example: indexer search certutil.exe --detects --json
     """
     from .query import search as run_search
+    from .verdicts import parse_verdicts
 
+    try:
+        verdicts = parse_verdicts(verdict)
+    except ValueError as exc:
+        raise fail(str(exc), 4)
     names = list(queries or [])
     if stdin:
         names += [line.strip() for line in sys.stdin if line.strip()]
@@ -148,7 +156,8 @@ def search(
         for name in names:
             try:
                 results.append(run_search(reader, name, source=source, roles=role, field=field,
-                                          context=context, include_inferred=not no_inferred))
+                                          context=context, include_inferred=not no_inferred,
+                                          detects=detects, verdicts=verdicts))
             except ValueError as exc:
                 raise fail(str(exc), 4)
     if as_json:

@@ -26,18 +26,20 @@ from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
 from .model import FileReport, IndexMissing, Mention
+from .verdicts import RuleVerdict
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
-INDEX_FORMAT = 5
+INDEX_FORMAT = 6  # 6: each binary's document holds its rule verdicts
 
 
 def _schema() -> Schema:
-    # One document per binary: its name and its mentions as JSON. A search is one term lookup;
-    # the binaries a file's mentions name are in its report (state.json).
-    return Schema(binary=ID(unique=True, stored=True), data=STORED())
+    # One document per binary: its name, its mentions as JSON and the verdict of every rule file
+    # that names it (JSON). A search is one term lookup; the binaries a file's mentions name are
+    # in its report (state.json).
+    return Schema(binary=ID(unique=True, stored=True), data=STORED(), rules=STORED())
 
 
 def fileref(source: str, path: str) -> str:
@@ -77,6 +79,11 @@ def mention_row(mention: Mention) -> Row:
     return mention.binary, _order(data), _json(data)
 
 
+def verdict_row(verdict: RuleVerdict) -> Row:
+    """A rule file's verdict on a binary as the index stores it (in the binary's document)."""
+    return verdict.binary, (verdict.source != "sigma", verdict.source, verdict.path), _json(verdict.to_dict())
+
+
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # json.dumps(data, ...) makes one per call
 
 
@@ -111,13 +118,19 @@ class State:
         )
 
 
-def _document(reader: Any, binary: str) -> str | None:
-    """A binary's stored mentions (JSON text) from a Whoosh reader, or None (deleted documents
-    are skipped: the postings of a reader leave them out)."""
+def _fields(reader: Any, binary: str) -> dict[str, Any] | None:
+    """A binary's stored fields (mentions and rule verdicts as JSON text) from a Whoosh reader,
+    or None (deleted documents are skipped: the postings of a reader leave them out)."""
     try:
-        return reader.stored_fields(reader.first_id("binary", binary))["data"]
+        return reader.stored_fields(reader.first_id("binary", binary))
     except TermNotFound:
         return None
+
+
+def _document(reader: Any, binary: str) -> str | None:
+    """A binary's stored mentions (JSON text), or None."""
+    stored = _fields(reader, binary)
+    return stored["data"] if stored is not None else None
 
 
 def index_root(data_dir: Path) -> Path:
@@ -160,26 +173,35 @@ class IndexWriter:
         self._writer = self._index.writer(limitmb=256)
         self._committed = False
 
-    def replace_files(self, removed: dict[str, list[str]], rows: Iterable[Row]) -> dict[str, str]:
-        """Drop every mention of the `removed` files (fileref -> the binaries it named), add `rows`.
+    def replace_files(self, removed: dict[str, list[str]], rows: Iterable[Row],
+                      verdict_rows: Iterable[Row] = ()) -> dict[str, str]:
+        """Drop every mention and verdict of the `removed` files (fileref -> the binaries it
+        named), add `rows` (mentions) and `verdict_rows` (the files' verdicts on each binary).
 
         Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
         """
         added: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
         for binary, key, text in rows:
             added.setdefault(binary, []).append((key, text))
+        rules: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
+        for binary, key, text in verdict_rows:
+            rules.setdefault(binary, []).append((key, text))
         before: dict[str, int] = {}  # mentions each affected binary had
         affected = set(added)
         if self._base is not None:
             affected.update(binary for binaries in removed.values() for binary in binaries)
             with self._index.reader() as reader:
                 for binary in affected:
-                    text = _document(reader, binary)
-                    if text is not None:
-                        items = json.loads(text)
+                    stored = _fields(reader, binary)
+                    if stored is not None:
+                        items = json.loads(stored["data"])
                         before[binary] = len(items)
                         added.setdefault(binary, []).extend(
                             (_order(d), _json(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
+                        rules.setdefault(binary, []).extend(
+                            ((d["source"] != "sigma", d["source"], d["path"]), _json(d))
+                            for d in json.loads(stored.get("rules") or "[]")
+                            if fileref(d["source"], d["path"]) not in removed)
         written: dict[str, str] = {}
         write = self._writer.update_document if self._base else self._writer.add_document
         for binary in sorted(affected):
@@ -192,7 +214,8 @@ class IndexWriter:
                 continue
             self._binaries.add(binary)
             written[binary] = "[" + ",".join(text for _, text in items) + "]"
-            write(binary=binary, data=written[binary])
+            verdicts = sorted(rules.get(binary, []), key=lambda item: item[0])
+            write(binary=binary, data=written[binary], rules="[" + ",".join(text for _, text in verdicts) + "]")
         return written
 
     def commit(self, sources: dict[str, dict[str, Any]], optimize: bool = False) -> None:
@@ -358,6 +381,22 @@ class IndexReader:
                     continue
                 out.append(self._mention(data))
         return sorted(out, key=lambda m: _order(m.__dict__) + (m.binary,))
+
+    def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
+        """The verdicts of every rule file naming any of `binaries`, strongest first."""
+        out = [RuleVerdict.from_dict(d) for binary in dict.fromkeys(binaries) for d in self.stored_rules(binary)]
+        return sorted(out, key=RuleVerdict.sort_key)
+
+    def stored_rules(self, binary: str) -> list[dict[str, Any]]:
+        """A binary's rule verdicts as stored (dicts, in source and path order)."""
+        stored = _fields(self._reader, binary)
+        return json.loads(stored.get("rules") or "[]") if stored is not None else []
+
+    def all_rules(self) -> Iterator[RuleVerdict]:
+        """Every (rule file, binary) verdict in the index."""
+        for _docnum, stored in self._reader.iter_docs():
+            for data in json.loads(stored.get("rules") or "[]"):
+                yield RuleVerdict.from_dict(data)
 
     def stored(self, binary: str) -> list[dict[str, Any]]:
         """A binary's mentions as stored: dicts without commit, url and license (no Mention built)."""

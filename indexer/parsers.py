@@ -24,9 +24,10 @@ from multiprocessing.connection import wait
 from typing import Any, Iterable
 
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
-from .index import Row, mention_row
+from .index import Row, mention_row, verdict_row
 from .model import FileReport, Mention
 from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
+from .verdicts import rule_verdicts
 
 # one batch: (file, its bytes, pySigma's earlier verdict on the same blob or None)
 Batch = list[tuple[FileContext, bytes, "list[str] | None"]]
@@ -85,10 +86,12 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
 
 @dataclass
 class FileMentions:
-    """A file's mentions, explicit and inferred, as index rows (sorted as mentions sort)."""
+    """A file's mentions, explicit and inferred, as index rows (sorted as mentions sort), and
+    its verdict on each binary they name."""
 
     rows: list[Row]
     binaries: list[str]
+    verdicts: list[Row]
 
 
 def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
@@ -96,7 +99,9 @@ def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
     windows, unix = stems
     mentions = sorted(extraction.mentions + infer(extraction.candidates, windows, unix, extraction.mentions),
                       key=Mention.sort_key)
-    return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}))
+    verdicts = rule_verdicts(m.__dict__ for m in mentions)
+    return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}),
+                        [verdict_row(v) for v in verdicts])
 
 
 class InlineReader:

@@ -15,6 +15,7 @@ from typing import Iterable
 from . import xref
 from .index import IndexReader, stem_of
 from .model import FileReport, Mention
+from .verdicts import RuleVerdict, select
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -72,25 +73,40 @@ class SearchResult:
     mentions: list[Mention]
     suggestions: list[str] = field(default_factory=list)
     declared_detections: list[dict[str, object]] = field(default_factory=list)  # LOLBAS -> Sigma links
+    rules: list[RuleVerdict] = field(default_factory=list)  # one per (rule file, binary), strongest first
 
     def to_dict(self) -> dict[str, object]:
         return {"query": self.query, "binaries": self.binaries,
-                "mentions": [m.to_dict() for m in self.mentions], "suggestions": self.suggestions,
+                "mentions": [m.to_dict() for m in self.mentions],
+                "rules": [r.to_dict() for r in self.rules], "suggestions": self.suggestions,
                 "lolbas_declared_detections": self.declared_detections}
 
 
 def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
            field: str | None = None, context: str | None = None,
-           include_inferred: bool = True) -> SearchResult:
-    """Every mention of what `text` names, with suggestions when nothing matches."""
+           include_inferred: bool = True, detects: bool = False,
+           verdicts: Iterable[str] = ()) -> SearchResult:
+    """Every mention of what `text` names, the verdict of every rule file that names it, and
+    suggestions when nothing matches.
+
+    detects: only rule files that detect the binary (runs, parent, target, loads, invoked);
+    verdicts: only rule files whose verdict is one of these. Mentions are those of the rule
+    files kept, and rule files those whose mentions pass the other filters.
+    """
     query = parse_query(text)
     binaries = reader.binaries()
     names = resolve(query, binaries)
     mentions = reader.search(names, source=source, role=roles, field=field, context=context,
                              inferred=None if include_inferred else False)
+    shown = {(m.source, m.path, m.binary) for m in mentions}
+    rules = select((r for r in reader.rules(names) if (r.source, r.path, r.binary) in shown),
+                   detects=detects, verdicts=verdicts)
+    if detects or verdicts:
+        kept = {(r.source, r.path, r.binary) for r in rules}
+        mentions = [m for m in mentions if (m.source, m.path, m.binary) in kept]
     suggestions = [] if names else suggest(query, binaries)
     declared = xref.declared_detections(reader, names) if names and source != "sigma" else []
-    return SearchResult(text, names, mentions, suggestions, declared)
+    return SearchResult(text, names, mentions, suggestions, declared, rules)
 
 
 def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:

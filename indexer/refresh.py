@@ -383,7 +383,8 @@ class _Refresh:
         try:
             removed = {ref: previous.files[ref].binaries if previous and ref in previous.files else []
                        for ref in removed_refs}
-            written = writer.replace_files(removed, (row for ref in sorted(found) for row in found[ref].rows))
+            written = writer.replace_files(removed, (row for ref in sorted(found) for row in found[ref].rows),
+                                           (row for ref in sorted(found) for row in found[ref].verdicts))
             self.progress.advance(mention_count)
             writer.commit(state.sources, optimize=fresh)
             self._cross_reference(repos, state, writer.path, history)

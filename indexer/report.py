@@ -24,11 +24,21 @@ def print_search(console: Console, result: SearchResult) -> None:
             console.print(Text("did you mean: " + ", ".join(result.suggestions) + "?"))
         return
     groups = group_by_rule(result.mentions)
+    verdicts: dict[tuple[str, str], list[Any]] = {}
+    for rule in result.rules:
+        verdicts.setdefault((rule.source, rule.path), []).append(rule)
     console.print(Text(f"{result.query}: {len(result.mentions)} mentions of {', '.join(result.binaries[:8])}"
                        f"{' ...' if len(result.binaries) > 8 else ''} in {len(groups)} rule files", style="bold"))
     for (source, path), mentions in groups.items():
         first = mentions[0]
         heading = Text(f"\n{source} ", style="bold")
+        rules = verdicts.get((source, path), [])
+        if rules:
+            several = len(rules) > 1
+            heading.append(" ".join(f"{r.binary}:{r.verdict}" if several else r.verdict for r in rules) + " ",
+                           style="bold green" if any(r.detects for r in rules) else "bold")
+            if any(r.retired for r in rules):
+                heading.append("(retired) ", style="dim")
         heading.append(path, style="bold cyan")
         if first.title and source == "sigma":
             heading.append(f"  {first.title}")

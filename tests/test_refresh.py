@@ -133,7 +133,7 @@ def tip_copy(work: Path, tip_data_dir: Path, request: pytest.FixtureRequest) -> 
 # --- 1. incremental equals full -----------------------------------------------------------------
 
 def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream: Upstream, old: str,
-                                               tip_export: bytes, old_export: bytes) -> None:
+                                               tip_export: bytes, old_export: bytes, tip_data_dir: Path) -> None:
     data_dir, done = incremental
     assert done.returncode == EXIT_OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
@@ -164,6 +164,9 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
     # binary names (stats, wildcards, suggestions): none left over from deleted documents
     with IndexReader(data_dir) as reader:
         assert reader.binaries() == sorted({json.loads(line)["binary"] for line in tip_export.splitlines()})
+        # the verdicts stored per (rule file, binary) too
+        with IndexReader(tip_data_dir) as full:
+            assert sorted(reader.all_rules(), key=repr) == sorted(full.all_rules(), key=repr)
 
 
 def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old_export: bytes,

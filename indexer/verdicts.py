@@ -1,0 +1,184 @@
+"""What a rule does with a binary: the verdict vocabulary and the pure function that gives it.
+
+A mention says where a name is; a verdict says what the rule file does with that binary. Each
+mention of a Sigma rule implies one verdict; a rule file's verdicts for a binary are the set of
+its mentions' verdicts, and the strongest of them is *the* verdict, in this order:
+
+    runs > parent > target > loads > invoked > artifact > excluded > mentioned
+
+Filters never make a rule detect a binary: a detection item the condition uses only under
+`not` gives `excluded`, whatever its field. A LOLBAS entry is abuse documentation, not a
+detection: its mentions give `documented`, which is never compared with the Sigma verdicts
+(a file is one or the other) and never counts as detecting.
+
+This module imports nothing heavy: the search path uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping
+
+# Strongest first. `documented` (LOLBAS) sorts after every Sigma verdict.
+VERDICTS = ("runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented")
+SIGMA_VERDICTS = VERDICTS[:-1]
+DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what `--detects` keeps
+VERDICT_HELP = {
+    "runs": "selects the binary as the process (Image, OriginalFileName, process name fields)",
+    "parent": "selects it as the parent (ParentImage, GrandParentImage)",
+    "target": "selects it as the process accessed or injected (TargetImage)",
+    "loads": "selects it as a loaded module (ImageLoaded, CallTrace, StartModule)",
+    "invoked": "names it in another process's command line, script block or keywords",
+    "artifact": "names it in a file, registry, pipe, service, URL or other field",
+    "excluded": "names it only in filters (items used under `not`)",
+    "mentioned": "names it only in text (title, description, false positives) or comments",
+    "documented": "a LOLBAS entry documents it (abuse documentation, not a detection)",
+}
+RETIRED_STATUSES = frozenset({"deprecated", "unsupported"})
+RETIRED_FOLDERS = ("deprecated/", "unsupported/")
+LEVELS = ("critical", "high", "medium", "low", "informational")
+
+_RANK = {v: i for i, v in enumerate(VERDICTS)}
+_BY_ROLE = {
+    "process": "runs", "original_filename": "runs", "parent": "parent", "target": "target",
+    "loaded_module": "loads", "command_line": "invoked", "keyword": "invoked",
+    "file": "artifact", "registry": "artifact",
+}
+# Fields of role `other` (not a file name field) that still say what the binary is to the event.
+_OTHER_FIELDS = {
+    "runs": {"imagename", "appname", "callingprocess", "process", "product", "company", "description"},
+    "parent": {"grandparentimage", "sourceparentimage"},
+    "loads": {"calltrace", "startmodule", "modulename"},
+    "invoked": {"taskcontentnew", "sourcecommandline"},
+}
+_OTHER = {name: verdict for verdict, names in _OTHER_FIELDS.items() for name in names}
+_MODULE_EVENTS = ("image_load", "driver_load")  # PE metadata there describes the loaded module
+
+
+def mention_verdict(mention: Mapping[str, Any]) -> str:
+    """The verdict one mention (a stored or exported dict) implies for its binary.
+
+    Unknown roles (added by a later version) give `mentioned`, or `excluded` in a filter:
+    never a detecting verdict.
+    """
+    if mention.get("source") == "lolbas":
+        return "documented"
+    role = mention.get("role", "")
+    if role in ("text", "comment"):
+        return "mentioned"
+    context = mention.get("context", "")
+    if context == "filter":
+        return "excluded"
+    if context != "selection":  # not a detection value (an unknown role outside detection)
+        return "mentioned"
+    verdict = _BY_ROLE.get(role)
+    if verdict:
+        return verdict
+    if role != "other":
+        return "mentioned"
+    verdict = _OTHER.get(str(mention.get("field", "")).lower(), "artifact")
+    if verdict == "runs" and str(mention.get("field", "")).lower() in ("product", "company", "description") \
+            and any(e in str(mention.get("logsource", "")) for e in _MODULE_EVENTS):
+        return "loads"
+    return verdict
+
+
+def ordered(verdicts: Iterable[str]) -> tuple[str, ...]:
+    """Distinct verdicts, strongest first (unknown ones last)."""
+    return tuple(sorted(set(verdicts), key=lambda v: _RANK.get(v, len(VERDICTS))))
+
+
+def rank(verdict: str) -> int:
+    """0 for the strongest verdict; unknown verdicts rank last."""
+    return _RANK.get(verdict, len(VERDICTS))
+
+
+def is_retired(path: str, status: str) -> bool:
+    """A deprecated or unsupported rule: under deprecated/ or unsupported/, or with that status."""
+    return path.startswith(RETIRED_FOLDERS) or status.lower() in RETIRED_STATUSES
+
+
+def parse_verdicts(values: Iterable[str]) -> list[str]:
+    """`--verdict` values (repeatable, or comma lists) checked against the vocabulary.
+
+    Raises ValueError naming the valid values.
+    """
+    wanted = [v.strip().lower() for value in values for v in value.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in _RANK]
+    if unknown:
+        raise ValueError(f"unknown verdict {unknown[0]!r} (choose from {', '.join(VERDICTS)})")
+    return list(dict.fromkeys(wanted))
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """What one rule file does with one binary: its verdicts, strongest first, and the strongest."""
+
+    source: str
+    path: str
+    binary: str
+    verdict: str
+    verdicts: tuple[str, ...]
+    rule_id: str = ""
+    title: str = ""
+    level: str = ""
+    status: str = ""
+
+    @property
+    def retired(self) -> bool:
+        """Deprecated or unsupported (folder or status): shown last, never counted unless asked."""
+        return self.source == "sigma" and is_retired(self.path, self.status)
+
+    @property
+    def detects(self) -> bool:
+        """The rule detects the binary (runs, parent, target, loads, invoked), retired or not."""
+        return self.verdict in DETECTING
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """Strongest first; retired rules last; then level (critical first), source, path."""
+        level = self.level.lower()
+        return (self.retired, rank(self.verdict), LEVELS.index(level) if level in LEVELS else len(LEVELS),
+                self.source != "sigma", self.path, self.binary)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f: getattr(self, f) for f in _FIELDS}
+        data["verdicts"] = list(self.verdicts)
+        data["retired"] = self.retired
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RuleVerdict":
+        values = {k: v for k, v in data.items() if k in _FIELDS}
+        values["verdicts"] = tuple(values.get("verdicts", ()))
+        return cls(**values)
+
+
+_FIELDS = tuple(f.name for f in fields(RuleVerdict))
+
+
+def rule_verdicts(mentions: Iterable[Mapping[str, Any]]) -> list[RuleVerdict]:
+    """One RuleVerdict per (source, path, binary) of `mentions` (dicts), in order of first appearance.
+
+    The rule's metadata (id, title, level, status) comes from its first mention that carries
+    an id or a title.
+    """
+    found: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for m in mentions:
+        found.setdefault((m["source"], m["path"], m["binary"]), []).append(m)
+    out = []
+    for (source, path, binary), items in found.items():
+        verdicts = ordered(mention_verdict(m) for m in items)
+        meta = next((m for m in items if m.get("rule_id") or m.get("title")), items[0])
+        out.append(RuleVerdict(source=source, path=path, binary=binary, verdict=verdicts[0], verdicts=verdicts,
+                               rule_id=str(meta.get("rule_id", "")), title=str(meta.get("title", "")),
+                               level=str(meta.get("level", "")), status=str(meta.get("status", ""))))
+    return out
+
+
+def select(rules: Iterable[RuleVerdict], *, detects: bool = False, verdicts: Iterable[str] = (),
+           include_retired: bool = True) -> list[RuleVerdict]:
+    """Rules kept by `--detects` (a detecting verdict), `--verdict` (one of these), retired or not."""
+    wanted = set(verdicts)
+    return [r for r in rules
+            if (not detects or r.detects) and (not wanted or r.verdict in wanted)
+            and (include_retired or not r.retired)]
