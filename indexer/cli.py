@@ -277,14 +277,10 @@ def changes(
 
     Example: indexer changes --last 3
     """
-    from .refresh import manifests
+    from .refresh import recent_manifests
     from .report import manifest_lines
 
-    def changed(m: dict[str, Any]) -> bool:
-        return bool(m.get("exit_code")) or any(s.get("mode") != "unchanged" for s in m["sources"].values())
-
-    items = [m for m in manifests(_data_dir(data_dir))
-             if (not since or m["started"] >= since) and (show_all or changed(m))][:last]
+    items = recent_manifests(_data_dir(data_dir), last, since, include_unchanged=show_all)
     if as_json:
         _print_json(items)
         return

@@ -634,3 +634,16 @@ def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(data, dict) and isinstance(data.get("started"), str) and isinstance(data.get("sources"), dict):
             yield data
+
+
+def changed_anything(manifest: dict[str, Any]) -> bool:
+    """Whether a refresh changed something for people: a failure, or a source not up to date."""
+    return bool(manifest.get("exit_code")) or any(s.get("mode") != "unchanged" for s in manifest["sources"].values())
+
+
+def recent_manifests(data_dir: Path, last: int, since: str | None = None,
+                     include_unchanged: bool = False) -> list[dict[str, Any]]:
+    """The `last` newest manifests started on or after `since` (YYYY-MM-DD...), as `changes` lists them."""
+    items = (m for m in manifests(data_dir)
+             if (not since or m["started"] >= since) and (include_unchanged or changed_anything(m)))
+    return [m for _, m in zip(range(last), items)]
