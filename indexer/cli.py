@@ -371,6 +371,31 @@ def serve(
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 4)
 
 
+@app.command()
+def mcp(data_dir: Optional[Path] = DataDir) -> None:
+    """Serve the index to AI assistants over the Model Context Protocol (stdio).
+
+    An assistant starts this command itself and speaks JSON-RPC on its standard input and
+    output: nothing else is printed there. Tools: search_binary, show_rule, coverage, links,
+    changes, navigator_layer. Without an index the server still starts, and each tool answers
+    with the error until 'indexer refresh' has built one.
+
+    Example: indexer mcp --data-dir /opt/indexer/rules_cache
+    (in an assistant's configuration: {"command": "/opt/indexer/.venv/bin/indexer",
+    "args": ["mcp", "--data-dir", "/opt/indexer/rules_cache"]})
+    """
+    from .index import current_generation
+    from .mcp_server import run_stdio
+
+    folder = _data_dir(data_dir)
+    if folder.exists() and not folder.is_dir():
+        raise fail(f"{folder}: not a directory", 4)
+    if current_generation(folder) is None:
+        typer.echo(f"indexer: warning: no index in {folder} yet: run 'indexer refresh' (tools answer with this error until then)",
+                   err=True)
+    run_stdio(folder)
+
+
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(__version__)

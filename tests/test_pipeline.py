@@ -131,13 +131,14 @@ sys.stderr.write("\\n".join(sorted(sys.modules)))
 
 
 def test_search_imports_nothing_it_does_not_need(tip_data_dir: Path) -> None:
-    """The search path: no pySigma, GitPython, PyYAML, Whoosh query machinery, pydantic, or
-    Rich when the output is not a terminal (issue 6: start-up is most of a search)."""
+    """The search path: no pySigma, GitPython, PyYAML, Whoosh query machinery, pydantic, the MCP
+    SDK, or Rich when the output is not a terminal (issue 6: start-up is most of a search)."""
     done = subprocess.run([sys.executable, "-c", SEARCH_AND_LIST_MODULES, str(tip_data_dir)],
                           capture_output=True, text=True, timeout=60)
     assert "Psr.exe" in done.stdout, done.stderr[-500:]
     modules = set(done.stderr.split())
     assert "indexer.index" in modules and "whoosh.reading" in modules  # the listing is real
     unwanted = {"sigma", "git", "yaml", "pydantic", "rich", "whoosh.query", "whoosh.searching",
-                "indexer.refresh", "indexer.parsers", "indexer.extract", "indexer.sources"}
+                "indexer.refresh", "indexer.parsers", "indexer.extract", "indexer.sources",
+                "mcp", "indexer.mcp_server", "anyio", "starlette"}
     assert not unwanted & modules, sorted(unwanted & modules)

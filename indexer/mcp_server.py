@@ -1,0 +1,516 @@
+"""`indexer mcp`: the index as a Model Context Protocol server (the official `mcp` SDK).
+
+Thin typed tools over the library functions the CLI's `--json` uses (query, xref, navigator,
+refresh manifests): the SDK turns each function's annotated parameters into the tool's input
+schema and its pydantic return type into the output schema. Every answer is bounded
+(limit/offset, capped lists and snippets) so an assistant never receives megabytes.
+
+Only `indexer mcp` (and the `/mcp` mount of `indexer serve`) imports this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Literal, Optional
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from . import __version__, xref
+from .index import IndexReader, current_generation
+from .model import ROLES, IndexMissing, Mention
+from .query import group_by_rule, search, show_target
+
+SNIPPET_MAX = 300       # characters of a rule line kept in an answer
+LIST_MAX = 100          # names kept in any other list of an answer
+Role = Literal[ROLES]  # type: ignore[valid-type]
+LinkStatus = Literal[xref.LINK_STATUSES]  # type: ignore[valid-type]
+
+INSTRUCTIONS = (
+    "Answers 'which Sigma rules detect this executable, on which line, and what does LOLBAS say "
+    "attackers do with it' from an index of SigmaHQ/sigma and LOLBAS at pinned commits. Start with "
+    "search_binary (a name like certutil.exe, a bare name, a path or a wildcard); every rule and line "
+    "carries a permalink at the indexed commit. Results are paged: pass offset=next_offset for more."
+)
+
+
+# --- typed results -----------------------------------------------------------------------------
+
+class RuleLine(BaseModel):
+    """One line of a rule file that names the binary."""
+
+    line: int = Field(description="1-based line in the file")
+    binary: str = Field(description="the executable named, lower case")
+    snippet: str = Field(description=f"the line, stripped (cut at {SNIPPET_MAX} characters)")
+    role: str = Field(description="what the name is to the rule: process, parent, command_line, text, ...")
+    field: str = Field(description="detection field or YAML key (Image, CommandLine, title, ...)")
+    modifiers: list[str] = Field(description="Sigma value modifiers (endswith, contains, re, ...)")
+    context: str = Field(description="selection, filter (the rule excludes it), or empty outside detection")
+    detection: str = Field(description="name of the detection item")
+    inferred: bool = Field(description="a bare name recognised without its extension")
+    encoded: bool = Field(description="the value is encoded by its modifiers (base64, utf16)")
+    url: str = Field(description="permalink to this line at the indexed commit")
+
+
+class RuleHit(BaseModel):
+    """One rule file (Sigma rule or LOLBAS entry) and the lines where it names one binary."""
+
+    source: str = Field(description="sigma or lolbas")
+    path: str = Field(description="path in the repository")
+    binary: str
+    rule_id: str
+    title: str
+    level: str
+    status: str
+    logsource: str = Field(description="product/category/service")
+    tags: list[str]
+    commit: str = Field(description="the commit indexed")
+    license: str
+    url: str = Field(description="permalink to the file at the indexed commit")
+    detects_running: bool = Field(description="a Sigma rule that selects the binary as the running process")
+    verdict: Optional[str] = Field(None, description="what the rule does with the binary (strongest), once the index has verdicts")
+    verdicts: list[str] = Field(default_factory=list, description="every verdict, strongest first")
+    roles: list[str] = Field(description="roles of its lines")
+    lines: list[RuleLine]
+    lines_total: int = Field(description="lines of this file naming the binary (lines holds at most lines_per_rule)")
+
+
+class LinkRecord(BaseModel):
+    """A LOLBAS -> Sigma link (or a Sigma rule's reference to a LOLBAS page) with its status."""
+
+    status: str
+    url: str = ""
+    line: int = 0
+    lolbas_path: str = ""
+    entry: str = ""
+    sigma_path: str = ""
+    entry_path: str = ""
+    current_path: str = Field("", description="where the linked rule lives at the tip")
+    rule_id: str = ""
+    linked_path: str = ""
+    basis: str = Field("", description="which content gave the rule id")
+    reason: str = ""
+
+
+class SearchBinaryResult(BaseModel):
+    query: str
+    found: bool
+    binaries: list[str] = Field(description=f"indexed names the query stands for (at most {LIST_MAX})")
+    binaries_total: int
+    suggestions: list[str] = Field(description="close names when nothing matched")
+    rules_total: int = Field(description="rule files (per binary) that match the filters")
+    mentions_total: int
+    offset: int
+    next_offset: Optional[int] = Field(description="offset of the next page, null on the last")
+    rules: list[RuleHit] = Field(description="rules that detect the binary running first")
+    lolbas_declared_detections: list[LinkRecord] = Field(
+        description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths")
+
+
+class RuleDetail(BaseModel):
+    target: str
+    found: bool
+    message: str = ""
+    source: str = ""
+    path: str = ""
+    status: str = Field("", description="indexed, error or skipped")
+    reason: str = ""
+    warnings: list[str] = Field(default_factory=list)
+    rule_ids: list[str] = Field(default_factory=list)
+    title: str = ""
+    level: str = ""
+    tags: list[str] = Field(default_factory=list)
+    logsource: str = ""
+    url: str = Field("", description="permalink to the file at the indexed commit")
+    binaries: list[str] = Field(default_factory=list, description=f"executables it names (at most {LIST_MAX})")
+    binaries_total: int = 0
+    former_paths: list[dict[str, str]] = Field(default_factory=list, description="paths the rule had before")
+    linked_from_lolbas: list[LinkRecord] = Field(default_factory=list)
+    links: list[LinkRecord] = Field(default_factory=list, description="links this file makes to the other source")
+    mentions_total: int = 0
+    offset: int = 0
+    next_offset: Optional[int] = None
+    mentions: list[RuleLine] = Field(default_factory=list)
+
+
+class Tally(BaseModel):
+    entries: int
+    detected: int
+    undetected: int
+
+
+class CoverageSummary(BaseModel):
+    entries: int
+    detected: int
+    undetected: int
+    links_disagree: int
+    by_category: dict[str, Tally]
+    by_mitre: dict[str, Tally]
+
+
+class CoverageEntry(BaseModel):
+    entry: str
+    path: str
+    url: str = Field(description="permalink to the LOLBAS entry at the indexed commit")
+    names: list[str]
+    categories: list[str]
+    mitre: list[str]
+    detecting_rules: list[str] = Field(description="Sigma rules that detect it running (capped at rules_per_entry)")
+    detecting_rules_total: int
+    mentioning_rules: list[str] = Field(description="rules that only mention it (capped at rules_per_entry)")
+    mentioning_rules_total: int
+    linked: list[LinkRecord]
+    linked_and_detecting: list[str]
+    linked_not_detecting: list[str]
+    citing_rules: list[str]
+    agree: bool = Field(description="every rule LOLBAS links to detects it running")
+
+
+class CoverageResult(BaseModel):
+    summary: CoverageSummary = Field(description="over every LOLBAS entry, whatever the filters")
+    total: int = Field(description="entries that match the filters")
+    offset: int
+    next_offset: Optional[int]
+    entries: list[CoverageEntry]
+
+
+class LinksResult(BaseModel):
+    total: int
+    offset: int
+    next_offset: Optional[int]
+    links: list[LinkRecord]
+
+
+class SourceChange(BaseModel):
+    name: str
+    mode: str = Field(description="full, incremental, unchanged or failed")
+    before: str
+    after: str
+    error: str
+    added: list[str]
+    modified: list[str]
+    deleted: list[str]
+    renamed: list[list[str]] = Field(description="[old, new] pairs")
+    added_total: int
+    modified_total: int
+    deleted_total: int
+    renamed_total: int
+
+
+class BinaryChange(BaseModel):
+    binary: str
+    rules_before: int
+    rules_after: int
+    gained: int
+    lost: int
+
+
+class ChangeRecord(BaseModel):
+    started: str
+    finished: str
+    duration_s: float
+    exit_code: int
+    full: bool
+    reason: str
+    sources: list[SourceChange]
+    files_parsed: int
+    file_errors: list[dict[str, str]]
+    file_errors_total: int
+    mentions_added: int
+    mentions_removed: int
+    mentions_total: int
+    binaries: list[BinaryChange] = Field(description="binaries whose rules changed, most changed first")
+    binaries_total: int
+    rules_added: list[str]
+    rules_added_total: int
+    rules_removed: list[str]
+    rules_removed_total: int
+    rules_renamed: list[dict[str, str]]
+    rules_renamed_total: int
+
+
+class ChangesResult(BaseModel):
+    refreshes: list[ChangeRecord] = Field(description="newest first")
+
+
+class LayerTechnique(BaseModel):
+    techniqueID: str
+    score: int
+    comment: str
+    enabled: bool
+    metadata: list[dict[str, str]]
+    links: list[dict[str, str]]
+
+
+class NavigatorLayer(BaseModel):
+    """An ATT&CK Navigator layer, format 4.5 (save it as JSON and open it in the Navigator)."""
+
+    name: str
+    versions: dict[str, str]
+    domain: str
+    description: str
+    sorting: int
+    techniques: list[LayerTechnique]
+    gradient: dict[str, Any]
+    metadata: list[dict[str, str]]
+
+
+class LayerResult(BaseModel):
+    query: str
+    found: bool
+    suggestions: list[str]
+    layer: Optional[NavigatorLayer]
+
+
+# --- the server ------------------------------------------------------------------------------
+
+class _Index:
+    """The data directory's current generation, reopened when a refresh publishes a new one.
+
+    Calls are serialised: each is a few milliseconds, and one reader is never used by two threads.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._reader: IndexReader | None = None
+
+    @contextmanager
+    def reader(self) -> Iterator[IndexReader]:
+        with self._lock:
+            generation = current_generation(self.data_dir)
+            if self._reader is None or self._reader.generation != generation:
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
+                try:
+                    self._reader = IndexReader(self.data_dir)
+                except IndexMissing as exc:
+                    raise ToolError(str(exc)) from None
+            yield self._reader
+
+
+def _page(total: int, offset: int, limit: int) -> Optional[int]:
+    return offset + limit if offset + limit < total else None
+
+
+def _cut(text: str, limit: int = SNIPPET_MAX) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _line(m: Mention) -> RuleLine:
+    return RuleLine(line=m.line, binary=m.binary, snippet=_cut(m.snippet), role=m.role, field=m.field,
+                    modifiers=list(m.modifiers), context=m.context, detection=m.detection,
+                    inferred=m.inferred, encoded=m.encoded, url=m.url)
+
+
+def _link(data: dict[str, Any]) -> LinkRecord:
+    return LinkRecord.model_validate({k: v for k, v in data.items() if k in LinkRecord.model_fields and v is not None})
+
+
+def _rule_groups(mentions: list[Mention]) -> list[list[Mention]]:
+    """Mentions grouped per (rule file, binary): rules that detect the binary running first."""
+    groups: dict[tuple[str, str, str], list[Mention]] = {}
+    for (_source, _path), items in group_by_rule(mentions).items():
+        for m in items:
+            groups.setdefault((m.source, m.path, m.binary), []).append(m)
+    return sorted(groups.values(), key=lambda ms: (not any(m.detects_running for m in ms), ms[0].source != "sigma",
+                                                   ms[0].path, ms[0].binary))
+
+
+def _rule_hit(items: list[Mention], lines_per_rule: int) -> RuleHit:
+    first = items[0]
+    return RuleHit(
+        source=first.source, path=first.path, binary=first.binary, rule_id=first.rule_id, title=first.title,
+        level=first.level, status=first.status, logsource=first.logsource,
+        tags=sorted({t for m in items for t in m.tags}), commit=first.commit, license=first.license,
+        url=first.url.split("#", 1)[0], detects_running=any(m.detects_running for m in items),
+        roles=sorted({m.role for m in items}), lines=[_line(m) for m in items[:lines_per_rule]],
+        lines_total=len(items))
+
+
+def build_server(data_dir: Path) -> MCPServer:
+    """The MCP server over the index in `data_dir` (opened at each call: refreshes show at once)."""
+    index = _Index(Path(data_dir))
+    server: MCPServer = MCPServer("indexer", title="Sigma / LOLBAS executable index",
+                                  instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(annotations=read_only)
+    def search_binary(
+        name: Annotated[str, Field(description="An executable: psr.exe, PSR.EXE, a bare name (psr), a Windows "
+                                               "or Unix path, or a wildcard (cert*.exe)", min_length=1, max_length=260)],
+        source: Annotated[Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")] = None,
+        roles: Annotated[list[Role], Field(description="Only lines with these roles; process and original_filename "
+                                                       "are the rules that detect the binary running")] = [],
+        context: Annotated[Optional[Literal["selection", "filter"]], Field(
+            description="selection: items that select the binary; filter: items that exclude it")] = None,
+        field: Annotated[Optional[str], Field(description="Only this detection field (Image, CommandLine, ...)", max_length=100)] = None,
+        include_inferred: Annotated[bool, Field(description="Include bare names recognised without their extension")] = True,
+        limit: Annotated[int, Field(description="Rules per page", ge=1, le=100)] = 20,
+        offset: Annotated[int, Field(description="Rules to skip (next_offset of the previous page)", ge=0)] = 0,
+        lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
+    ) -> SearchBinaryResult:
+        """Which Sigma rules and LOLBAS entries name an executable, on which lines, in which role.
+
+        Rules that detect the binary running come first; each rule and line has a permalink at
+        the indexed commit. A name that is not indexed gives found=false and close suggestions.
+        """
+        with index.reader() as reader:
+            try:
+                result = search(reader, name, source=source, roles=roles, field=field, context=context,
+                                include_inferred=include_inferred)
+            except ValueError as exc:
+                raise ToolError(str(exc)) from None
+        groups = _rule_groups(result.mentions)
+        return SearchBinaryResult(
+            query=name, found=bool(result.mentions), binaries=result.binaries[:LIST_MAX],
+            binaries_total=len(result.binaries), suggestions=result.suggestions, rules_total=len(groups),
+            mentions_total=len(result.mentions), offset=offset, next_offset=_page(len(groups), offset, limit),
+            rules=[_rule_hit(g, lines_per_rule) for g in groups[offset:offset + limit]],
+            lolbas_declared_detections=[_link(l) for l in result.declared_detections[:LIST_MAX]])
+
+    @server.tool(annotations=read_only)
+    def show_rule(
+        rule: Annotated[str, Field(description="A Sigma rule id (UUID) or a path: rules/.../x.yml, yml/OSBinaries/X.yml",
+                                   min_length=1, max_length=500)],
+        limit: Annotated[int, Field(description="Mentions per page", ge=1, le=200)] = 50,
+        offset: Annotated[int, Field(description="Mentions to skip", ge=0)] = 0,
+    ) -> RuleDetail:
+        """Everything about one rule file: metadata, every executable it names with line and role,
+        former paths, and its links between Sigma and LOLBAS."""
+        with index.reader() as reader:
+            data = show_target(reader, rule, kind="rule")
+            if data is None:
+                return RuleDetail(target=rule, found=False,
+                                  message=f"no rule with id or path {rule!r}; search_binary finds rules by the executables they name")
+            mentions = [Mention.from_dict(m) for m in data["mentions"]]
+        binaries: list[str] = data["binaries"]
+        return RuleDetail(
+            target=rule, found=True, source=data["source"], path=data["path"], status=data["status"],
+            reason=data["reason"], warnings=data["warnings"], rule_ids=data["rule_ids"], title=data["title"],
+            level=data["level"], tags=data["tags"], logsource=data["logsource"], url=data["url"],
+            binaries=binaries[:LIST_MAX], binaries_total=len(binaries), former_paths=data["former_paths"][:LIST_MAX],
+            linked_from_lolbas=[_link(l) for l in data["linked_from_lolbas"][:LIST_MAX]],
+            links=[_link(l) for l in data["links"][:LIST_MAX]], mentions_total=len(mentions), offset=offset,
+            next_offset=_page(len(mentions), offset, limit), mentions=[_line(m) for m in mentions[offset:offset + limit]])
+
+    @server.tool(annotations=read_only)
+    def coverage(
+        entry: Annotated[Optional[str], Field(description="Only LOLBAS entries with this name or alias (certutil.exe; case-insensitive)",
+                                              max_length=260)] = None,
+        detected: Annotated[Optional[bool], Field(description="true: only entries some Sigma rule detects running; false: only the gaps")] = None,
+        category: Annotated[Optional[str], Field(description="Only this LOLBAS category (Execute, Download, AWL Bypass, ...)", max_length=100)] = None,
+        technique: Annotated[Optional[str], Field(description="Only entries documenting this ATT&CK id (T1218 also matches T1218.011)",
+                                                  max_length=20)] = None,
+        limit: Annotated[int, Field(description="Entries per page", ge=1, le=100)] = 25,
+        offset: Annotated[int, Field(description="Entries to skip", ge=0)] = 0,
+        rules_per_entry: Annotated[int, Field(description="Rule paths kept per list of an entry", ge=0, le=100)] = 10,
+    ) -> CoverageResult:
+        """For each LOLBAS entry: the Sigma rules that detect it running, that only mention it, and that
+        LOLBAS links to; with counts per category and ATT&CK technique. Use detected=false to list gaps."""
+        with index.reader() as reader:
+            data = xref.coverage(reader)
+            commit = reader.sources.get("lolbas", {}).get("commit", "")
+            web = reader.sources.get("lolbas", {}).get("web_url", "")
+        wanted = entry.strip().lower() if entry else None
+        tech = technique.strip().upper() if technique else None
+        rows = [r for r in data["entries"]
+                if (wanted is None or wanted == r["entry"].lower() or wanted in r["names"])
+                and (detected is None or bool(r["detecting_rules"]) == detected)
+                and (category is None or category.lower() in (c.lower() for c in r["categories"]))
+                and (tech is None or any(m == tech or m.startswith(tech + ".") for m in r["mitre"]))]
+        n = rules_per_entry
+        entries = [CoverageEntry(
+            entry=r["entry"], path=r["path"], url=f"{web}/blob/{commit}/{r['path']}" if web and commit else "",
+            names=r["names"], categories=r["categories"], mitre=r["mitre"],
+            detecting_rules=r["detecting_rules"][:n], detecting_rules_total=len(r["detecting_rules"]),
+            mentioning_rules=r["mentioning_rules"][:n], mentioning_rules_total=len(r["mentioning_rules"]),
+            linked=[_link(l) for l in r["linked"][:LIST_MAX]], linked_and_detecting=r["linked_and_detecting"][:LIST_MAX],
+            linked_not_detecting=r["linked_not_detecting"][:LIST_MAX], citing_rules=r["citing_rules"][:LIST_MAX],
+            agree=r["agree"]) for r in rows[offset:offset + limit]]
+        summary = data["summary"]
+        return CoverageResult(
+            summary=CoverageSummary(**{k: summary[k] for k in CoverageSummary.model_fields}),
+            total=len(rows), offset=offset, next_offset=_page(len(rows), offset, limit), entries=entries)
+
+    @server.tool(annotations=read_only)
+    def links(
+        status: Annotated[list[LinkStatus], Field(description="Only these statuses (ok, moved, deprecated, deleted, unresolvable)")] = [],
+        entry: Annotated[Optional[str], Field(description="Only the links of this LOLBAS entry (Certutil.exe or its path)", max_length=260)] = None,
+        limit: Annotated[int, Field(description="Links per page", ge=1, le=200)] = 50,
+        offset: Annotated[int, Field(description="Links to skip", ge=0)] = 0,
+    ) -> LinksResult:
+        """LOLBAS -> Sigma links, each resolved through Sigma's history: ok, moved (with the rule's
+        path today), deprecated, deleted, unresolvable (with why)."""
+        with index.reader() as reader:
+            items = xref.links(reader, list(status))
+        if entry:
+            wanted = entry.strip().lower()
+            items = [l for l in items if wanted in (l["entry"].lower(), l["lolbas_path"].lower())]
+        return LinksResult(total=len(items), offset=offset, next_offset=_page(len(items), offset, limit),
+                           links=[_link(l) for l in items[offset:offset + limit]])
+
+    @server.tool(annotations=read_only)
+    def changes(
+        last: Annotated[int, Field(description="How many refreshes", ge=1, le=20)] = 5,
+        since: Annotated[Optional[str], Field(description="Only refreshes started on or after this date (YYYY-MM-DD)",
+                                              pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
+        include_unchanged: Annotated[bool, Field(description="Also the refreshes that found nothing new")] = False,
+        max_items: Annotated[int, Field(description="Items kept per list (files, binaries, rules)", ge=0, le=100)] = 10,
+    ) -> ChangesResult:
+        """What the last refreshes changed: commits, files, binaries that gained or lost rules, rules
+        added, removed, renamed. Lists are capped at max_items; each has its total beside it."""
+        from .refresh import recent_manifests
+
+        n = max_items
+        records = []
+        for m in recent_manifests(index.data_dir, last, since, include_unchanged):
+            changed = sorted(m["binaries"].items(), key=lambda kv: (-(kv[1]["gained"] + kv[1]["lost"]), kv[0]))
+            records.append(ChangeRecord(
+                started=m["started"], finished=m["finished"], duration_s=m["duration_s"], exit_code=m["exit_code"],
+                full=m["full"], reason=m["reason"],
+                sources=[SourceChange(
+                    name=name, mode=s["mode"], before=s["before"], after=s["after"], error=s["error"],
+                    added=s["added"][:n], modified=s["modified"][:n], deleted=s["deleted"][:n],
+                    renamed=[list(r) for r in s["renamed"][:n]], added_total=len(s["added"]),
+                    modified_total=len(s["modified"]), deleted_total=len(s["deleted"]),
+                    renamed_total=len(s["renamed"])) for name, s in m["sources"].items()],
+                files_parsed=m["files_parsed"], file_errors=m["file_errors"][:n], file_errors_total=len(m["file_errors"]),
+                mentions_added=m["mentions_added"], mentions_removed=m["mentions_removed"],
+                mentions_total=m["mentions_total"],
+                binaries=[BinaryChange(binary=b, **c) for b, c in changed[:n]], binaries_total=len(changed),
+                rules_added=m["rules_added"][:n], rules_added_total=len(m["rules_added"]),
+                rules_removed=m["rules_removed"][:n], rules_removed_total=len(m["rules_removed"]),
+                rules_renamed=m["rules_renamed"][:n], rules_renamed_total=len(m["rules_renamed"])))
+        return ChangesResult(refreshes=records)
+
+    @server.tool(annotations=read_only)
+    def navigator_layer(
+        binary: Annotated[str, Field(description="An executable, as for search_binary", min_length=1, max_length=260)],
+        max_links: Annotated[int, Field(description="Rule permalinks kept per technique", ge=0, le=50)] = 10,
+    ) -> LayerResult:
+        """An ATT&CK Navigator layer (format 4.5) for an executable: each technique scored by the number
+        of Sigma rules that detect it running with that technique's tag, plus the techniques its LOLBAS
+        entries document. Save `layer` as a .json file and open it in the ATT&CK Navigator."""
+        from .navigator import binary_layer
+
+        with index.reader() as reader:
+            try:
+                layer = binary_layer(reader, binary, max_links=max_links)
+                suggestions = [] if layer else search(reader, binary).suggestions
+            except ValueError as exc:
+                raise ToolError(str(exc)) from None
+        return LayerResult(query=binary, found=layer is not None, suggestions=suggestions,
+                           layer=NavigatorLayer.model_validate(layer) if layer else None)
+
+    return server
+
+
+def run_stdio(data_dir: Path) -> None:
+    """Serve the index over stdio until the client closes the connection."""
+    build_server(data_dir).run("stdio")

@@ -1,0 +1,259 @@
+"""`indexer mcp`: the SDK's own client against a real `indexer mcp` process over stdio."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from indexer import xref
+from indexer.index import IndexReader
+from indexer.navigator import technique_ids
+from indexer.query import search
+
+PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
+PSR_RULE_ID = "2158f96f-43c2-43cb-952a-ab4580f32382"
+TOOLS = {"search_binary", "show_rule", "coverage", "links", "changes", "navigator_layer"}
+INDEXER = str(Path(sys.executable).with_name("indexer"))
+
+
+@asynccontextmanager
+async def mcp_session(data_dir: Path, errlog: Any = sys.stderr) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=INDEXER, args=["mcp", "--data-dir", str(data_dir)])
+    async with stdio_client(params, errlog=errlog) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+class Client:
+    """A stdio session driven from synchronous tests through an anyio portal."""
+
+    def __init__(self, portal: BlockingPortal, session: ClientSession) -> None:
+        self.portal, self.session = portal, session
+
+    def call(self, tool: str, **arguments: Any) -> Any:
+        return self.portal.call(self.session.call_tool, tool, arguments)
+
+    def ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = self.call(tool, **arguments)
+        assert not result.is_error, result.content[0].text
+        return result.structured_content
+
+    def error(self, tool: str, **arguments: Any) -> str:
+        result = self.call(tool, **arguments)
+        assert result.is_error, result.structured_content
+        return result.content[0].text
+
+
+def _open(data_dir: Path, errlog: Any = sys.stderr) -> Iterator[Client]:
+    with start_blocking_portal() as portal:
+        with portal.wrap_async_context_manager(mcp_session(data_dir, errlog)) as session:
+            yield Client(portal, session)
+
+
+@pytest.fixture(scope="module")
+def client(tip_data_dir: Path) -> Iterator[Client]:
+    yield from _open(tip_data_dir)
+
+
+def test_lists_the_tools_with_typed_input_and_output_schemas(client: Client) -> None:
+    tools = {t.name: t for t in client.portal.call(client.session.list_tools).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.description and tool.output_schema, tool.name
+        assert tool.annotations and tool.annotations.read_only_hint, tool.name
+        for name, prop in tool.input_schema["properties"].items():
+            assert prop.get("description"), (tool.name, name)
+    schema = tools["search_binary"].input_schema
+    assert schema["required"] == ["name"]
+    assert schema["properties"]["name"]["type"] == "string"
+    assert schema["properties"]["limit"]["maximum"] == 100 and schema["properties"]["limit"]["minimum"] == 1
+    roles = schema["properties"]["roles"]["items"]
+    assert "process" in roles["enum"] and "original_filename" in roles["enum"]
+    assert schema["properties"]["source"]["anyOf"][0]["enum"] == ["sigma", "lolbas"]
+    assert tools["show_rule"].input_schema["required"] == ["rule"]
+    assert tools["navigator_layer"].input_schema["required"] == ["binary"]
+    assert "rules" in tools["search_binary"].output_schema["properties"]
+
+
+def test_search_binary_gives_psr_exe_sigma_rule_line_20(client: Client, tip_reader: IndexReader) -> None:
+    data = client.ok("search_binary", name="psr.exe")
+    assert data["found"] and data["binaries"] == ["psr.exe"]
+    rule = next(r for r in data["rules"] if r["path"] == PSR_RULE)
+    assert rule["source"] == "sigma" and rule["rule_id"] == PSR_RULE_ID and rule["detects_running"]
+    assert data["rules"][0]["detects_running"]  # rules that detect it running come first
+    line = next(l for l in rule["lines"] if l["line"] == 20)
+    assert line["snippet"] == "Image|endswith: '\\Psr.exe'"
+    assert (line["role"], line["field"], line["modifiers"], line["context"]) == ("process", "Image", ["endswith"], "selection")
+    commit = tip_reader.sources["sigma"]["commit"]
+    assert rule["commit"] == commit
+    assert line["url"] == f"https://github.com/SigmaHQ/sigma/blob/{commit}/{PSR_RULE}#L20"
+    assert rule["url"] == f"https://github.com/SigmaHQ/sigma/blob/{commit}/{PSR_RULE}"
+    # the same answer as the library (and the CLI's --json): every mention, every LOLBAS link
+    same = search(tip_reader, "psr.exe")
+    assert data["mentions_total"] == len(same.mentions)
+    assert sum(r["lines_total"] for r in data["rules"]) == len(same.mentions)
+    assert [(l["lolbas_path"], l["line"], l["status"]) for l in data["lolbas_declared_detections"]] == \
+        [(l["lolbas_path"], l["line"], l["status"]) for l in same.declared_detections]
+    assert any(l["current_path"] == PSR_RULE for l in data["lolbas_declared_detections"])
+
+
+def test_search_binary_filters_and_pages(client: Client) -> None:
+    running = client.ok("search_binary", name="certutil.exe", roles=["process", "original_filename"],
+                        context="selection", source="sigma", limit=100)
+    assert running["rules_total"] > 5
+    assert all(r["detects_running"] and r["source"] == "sigma" for r in running["rules"])
+    assert {l["role"] for r in running["rules"] for l in r["lines"]} <= {"process", "original_filename"}
+    pages, offset = [], 0
+    while offset is not None:
+        page = client.ok("search_binary", name="certutil.exe", roles=["process", "original_filename"],
+                         context="selection", source="sigma", limit=4, offset=offset, lines_per_rule=1)
+        assert len(page["rules"]) <= 4 and all(len(r["lines"]) == 1 for r in page["rules"])
+        pages += [r["path"] for r in page["rules"]]
+        offset = page["next_offset"]
+    assert pages == [r["path"] for r in running["rules"]]
+    bare = client.ok("search_binary", name="rundll32", include_inferred=False, limit=100, lines_per_rule=50)
+    assert not any(l["inferred"] for r in bare["rules"] for l in r["lines"])
+
+
+def test_unknown_binary_is_a_result_with_suggestions(client: Client) -> None:
+    data = client.ok("search_binary", name="certutl.exe")
+    assert not data["found"] and data["rules"] == [] and data["rules_total"] == 0
+    assert "certutil.exe" in data["suggestions"]
+    layer = client.ok("navigator_layer", binary="certutl.exe")
+    assert not layer["found"] and layer["layer"] is None and "certutil.exe" in layer["suggestions"]
+
+
+@pytest.mark.parametrize("tool, arguments, names", [
+    ("search_binary", {"name": "psr.exe", "roles": ["bogus"]}, "roles"),
+    ("search_binary", {"name": "psr.exe", "limit": 0}, "limit"),
+    ("search_binary", {"name": "psr.exe", "limit": 100_000}, "limit"),
+    ("search_binary", {"name": "psr.exe", "source": "elastic"}, "source"),
+    ("search_binary", {"name": ""}, "name"),
+    ("search_binary", {}, "name"),
+    ("search_binary", {"name": "C:\\Windows\\"}, "names no file"),
+    ("show_rule", {"rule": "x", "offset": -1}, "offset"),
+    ("links", {"status": ["gone"]}, "status"),
+    ("changes", {"since": "yesterday"}, "since"),
+    ("navigator_layer", {"binary": "psr.exe", "max_links": "many"}, "max_links"),
+])
+def test_bad_arguments_are_tool_errors_naming_the_argument(client: Client, tool: str, arguments: dict[str, Any],
+                                                           names: str) -> None:
+    """Input validation errors are tool execution errors (isError), as the MCP specification
+    asks, so the assistant can read them and correct its call; the server keeps serving."""
+    assert names in client.error(tool, **arguments)
+    assert client.ok("search_binary", name="psr.exe", limit=1)["found"]
+
+
+def test_show_rule_by_id_and_by_path(client: Client, tip_reader: IndexReader) -> None:
+    by_id = client.ok("show_rule", rule=PSR_RULE_ID)
+    by_path = client.ok("show_rule", rule=PSR_RULE)
+    assert by_id == {**by_path, "target": PSR_RULE_ID}
+    assert by_id["found"] and by_id["path"] == PSR_RULE and by_id["binaries"] == ["psr.exe"]
+    assert any(m["line"] == 20 and m["role"] == "process" for m in by_id["mentions"])
+    assert any(l["lolbas_path"] == "yml/OSBinaries/Psr.yml" for l in by_id["linked_from_lolbas"])
+    entry = client.ok("show_rule", rule="yml/OSBinaries/Psr.yml", limit=2)
+    assert entry["source"] == "lolbas" and len(entry["mentions"]) == 2 and entry["next_offset"] == 2
+    assert entry["mentions_total"] == len(tip_reader.file_mentions("lolbas", "yml/OSBinaries/Psr.yml"))
+    missing = client.ok("show_rule", rule="rules/windows/nothing_here.yml")
+    assert not missing["found"] and "no rule" in missing["message"]
+
+
+def test_coverage_filters_and_counts_as_the_library(client: Client, tip_reader: IndexReader) -> None:
+    expected = xref.coverage(tip_reader)
+    gaps = client.ok("coverage", detected=False, limit=100)
+    assert gaps["total"] == expected["summary"]["undetected"] == gaps["summary"]["undetected"]
+    assert gaps["entries"] and all(e["detecting_rules_total"] == 0 for e in gaps["entries"])
+    psr = client.ok("coverage", entry="PSR.EXE")
+    assert [e["path"] for e in psr["entries"]] == ["yml/OSBinaries/Psr.yml"]
+    assert PSR_RULE in psr["entries"][0]["detecting_rules"]
+    assert psr["entries"][0]["url"].endswith(f"/{tip_reader.sources['lolbas']['commit']}/yml/OSBinaries/Psr.yml")
+    t1218 = client.ok("coverage", technique="t1218", limit=100, rules_per_entry=0)
+    assert t1218["total"] == sum(1 for e in expected["entries"] if any(m.startswith("T1218") for m in e["mitre"]))
+    assert all(e["detecting_rules"] == [] for e in t1218["entries"])
+
+
+def test_links_by_status_and_entry(client: Client, tip_reader: IndexReader) -> None:
+    deprecated = client.ok("links", status=["deprecated"])
+    assert deprecated["total"] == len(xref.links(tip_reader, ["deprecated"])) > 0
+    assert {l["status"] for l in deprecated["links"]} == {"deprecated"}
+    assert all(l["current_path"].startswith("deprecated/") for l in deprecated["links"])
+    psr = client.ok("links", entry="psr.exe")
+    assert [(l["lolbas_path"], l["current_path"]) for l in psr["links"]] == [("yml/OSBinaries/Psr.yml", PSR_RULE)]
+    everything = client.ok("links", limit=200)
+    assert everything["total"] == len(xref.links(tip_reader)) and everything["next_offset"] == 200
+
+
+def test_changes_lists_the_build_with_capped_lists(client: Client, tip_reader: IndexReader) -> None:
+    data = client.ok("changes", max_items=3)
+    build = data["refreshes"][0]
+    sources = {s["name"]: s for s in build["sources"]}
+    assert sources["sigma"]["after"] == tip_reader.sources["sigma"]["commit"]
+    assert sources["sigma"]["mode"] == "full" and len(sources["sigma"]["added"]) == 3
+    assert sources["sigma"]["added_total"] > 3000
+    assert len(build["binaries"]) == 3 and build["binaries_total"] > 1000
+    assert build["rules_added_total"] > 3000 and len(build["rules_added"]) == 3
+
+
+def test_navigator_layer_scores_the_rules_that_detect_it_running(client: Client, tip_reader: IndexReader) -> None:
+    data = client.ok("navigator_layer", binary="certutil.exe")
+    layer = data["layer"]
+    assert layer["versions"]["layer"] == "4.5" and layer["domain"] == "enterprise-attack"
+    scores = {t["techniqueID"]: t["score"] for t in layer["techniques"]}
+    # recomputed from the mentions: each Sigma rule that detects certutil.exe running, per technique tag
+    mentions = search(tip_reader, "certutil.exe").mentions
+    detecting = {m.path for m in mentions if m.detects_running}
+    expected: dict[str, int] = {}
+    for path in detecting:
+        tags = {t for m in mentions if m.path == path for t in m.tags}
+        for technique in technique_ids(tags):
+            expected[technique] = expected.get(technique, 0) + 1
+    assert {t: s for t, s in scores.items() if s} == expected
+    lolbas = {t for m in mentions if m.source == "lolbas" for t in technique_ids(m.tags)}
+    assert lolbas and lolbas <= set(scores)  # LOLBAS MitreIDs, with score 0 where no rule covers them
+    assert layer["gradient"]["maxValue"] == max(expected.values())
+    psr = client.ok("navigator_layer", binary="psr.exe")["layer"]
+    t1113 = next(t for t in psr["techniques"] if t["techniqueID"] == "T1113")
+    assert t1113["score"] == 1 and any(l["url"].endswith(PSR_RULE) for l in t1113["links"])
+
+
+def test_technique_ids_from_tags() -> None:
+    assert technique_ids(["attack.t1218.011", "attack.defense-evasion", "attack.T1105", "attack.g0010",
+                          "lolbas.download", "cve.2021-1675", "attack.t1218.011"]) == ["T1105", "T1218.011"]
+
+
+def test_every_answer_is_bounded(client: Client) -> None:
+    """The largest answers the tools can give stay far from megabytes."""
+    biggest = [client.call("search_binary", name="*", limit=100, lines_per_rule=50),
+               client.call("search_binary", name="powershell.exe", limit=100, lines_per_rule=50),
+               client.call("coverage", limit=100, rules_per_entry=100),
+               client.call("links", limit=200),
+               client.call("changes", last=20, include_unchanged=True, max_items=100),
+               client.call("navigator_layer", binary="rundll32.exe", max_links=50)]
+    for result in biggest:
+        assert not result.is_error, result.content[0].text
+        assert len(json.dumps(result.structured_content)) < 600_000
+    everything = biggest[0].structured_content
+    assert everything["binaries_total"] > 1000 and len(everything["binaries"]) == 100
+    assert all(len(l["snippet"]) <= 300 for r in everything["rules"] for l in r["lines"])
+
+
+def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path) -> None:
+    errlog = (tmp_path / "stderr.txt").open("w+")
+    empty = tmp_path / "empty"
+    for client in _open(empty, errlog):
+        for _ in range(2):  # the server keeps serving
+            text = client.error("search_binary", name="psr.exe")
+            assert f"no index in {empty}: run 'indexer refresh' first" in text
+        assert "no index in" in client.error("coverage")
+        assert client.ok("changes") == {"refreshes": []}
+    errlog.seek(0)
+    assert f"indexer: warning: no index in {empty} yet" in errlog.read()
