@@ -21,6 +21,8 @@ Measurements:
      whole process tree), index and clone sizes
   8. `indexer serve`: /api/binary/{name}, 200 requests from 4 clients, p50/p90/p99
   9. the index against a plain substring grep of every rule line (bench/grep_compare.py)
+ 10. `indexer mcp`: `search_binary` round trips over one stdio session (bench/mcp_latency.py),
+     p50/p99 beside the `indexer search` process figures of 5
 """
 
 from __future__ import annotations
@@ -575,6 +577,7 @@ class Bench:
                 strict.append(timed(["grep", "-rilF", "--exclude-dir=.git", name, *trees])[0])
             r = statistics.median(idx) / statistics.median(grp)
             ratios[name] = r
+            self.facts.setdefault("search_process", {})[name] = statistics.median(idx)
             kind = "common" if name in COMMON else "rare" if name in RARE else "miss"
             rows.append([f"{name} ({kind})", fmt_s(statistics.median(idx)), f"{summary(idx)['spread']:.0%}",
                          fmt_s(statistics.median(grp)), f"{summary(grp)['spread']:.0%}",
@@ -736,6 +739,31 @@ class Bench:
         self.verdicts.append(("grep hits the index lacks, unexplained", str(unexplained), unexplained == 0))
         say(f"   unexplained grep-only hits: {unexplained}")
 
+    # 10 --------------------------------------------------------------------------------------
+    def mcp_latency(self) -> None:
+        say("10. indexer mcp: search_binary round trips over one stdio session")
+        sys.path.insert(0, str(BENCH))
+        from mcp_latency import measure
+
+        m = measure(self.data, NAMES)
+        cli = self.facts.get("search_process", {})
+        rows = [[n, fmt_s(m["by_name"][n]), fmt_s(cli[n]) if n in cli else "—"] for n in NAMES]
+        body = table(["calls", "errors", "p50", "p90", "p99", "max", "session start-up"],
+                     [[str(m["calls"]), str(m["errors"]), fmt_s(m["p50"]), fmt_s(m["p90"]), fmt_s(m["p99"]),
+                       fmt_s(m["max"]), fmt_s(m["startup"])]])
+        body += "\n\nMedian per name, beside `indexer search NAME` as a process (measurement 5, this run):\n\n"
+        body += table(["name", "MCP search_binary", "indexer search (process)"], rows)
+        body += ("\n\nOne `indexer mcp` process started by the SDK's client (`ClientSession` over `stdio_client`), "
+                 "one warm-up call per name, then 25 rounds over the names; `search_binary` with its default "
+                 "arguments (20 rules, 5 lines each). A round trip includes JSON-RPC both ways, argument "
+                 "validation, the query, the typed result and the client's check against the output schema. "
+                 "Session start-up (spawn, initialize, list_tools) is paid once per assistant session.")
+        self.section("10. `indexer mcp`: `search_binary` round trips over stdio", "report p50/p99", body)
+        cli_note = f"; `indexer search` process median {fmt_s(statistics.median(cli.values()))}" if cli else ""
+        self.verdicts.append(("MCP search_binary round trip p50 / p99",
+                              f"{fmt_s(m['p50'])} / {fmt_s(m['p99'])}{cli_note}", None))
+        say(f"   p50 {fmt_s(m['p50'])}, p99 {fmt_s(m['p99'])}, start-up {fmt_s(m['startup'])}, {m['errors']} errors")
+
     # report ------------------------------------------------------------------------------------
     def write(self, started: float, load_before: str) -> None:
         elapsed = time.time() - started
@@ -768,7 +796,7 @@ class Bench:
                   [[w, f, "—" if ok is None else verdict(ok)] for w, f, ok in self.verdicts]),
             "",
         ]
-        order = sorted(self.sections, key=lambda s: s.split(".", 1)[0])
+        order = sorted(self.sections, key=lambda s: int(re.match(r"## (\d+)", s).group(1)))  # 10 after 9
         RESULTS.write_text("\n".join(lines) + "\n" + "\n".join(order), encoding="utf-8")
 
 
@@ -802,7 +830,7 @@ def main() -> int:
         bench.floor()
         for number, step in ((2, bench.full_build), (3, bench.no_change), (4, bench.incremental),
                              (5, bench.search_vs_grep), (6, bench.query_latency), (7, bench.memory),
-                             (8, bench.api_load), (9, bench.grep_comparison)):
+                             (8, bench.api_load), (9, bench.grep_comparison), (10, bench.mcp_latency)):
             try:
                 step()
             except Exception as exc:  # report and go on: one broken measurement must not lose the rest
