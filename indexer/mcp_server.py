@@ -23,12 +23,15 @@ from pydantic import BaseModel, Field
 from . import __version__, xref
 from .index import IndexReader, current_generation
 from .model import ROLES, IndexMissing, Mention
-from .query import group_by_rule, search, show_target
+from .query import search, show_target
+from .verdicts import VERDICT_HELP, VERDICTS, RuleVerdict
 
 SNIPPET_MAX = 300       # characters of a rule line kept in an answer
 LIST_MAX = 100          # names kept in any other list of an answer
 Role = Literal[ROLES]  # type: ignore[valid-type]
 LinkStatus = Literal[xref.LINK_STATUSES]  # type: ignore[valid-type]
+Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
+VERDICT_TEXT = "; ".join(f"{v}: {why}" for v, why in VERDICT_HELP.items())
 
 INSTRUCTIONS = (
     "Answers 'which Sigma rules detect this executable, on which line, and what does LOLBAS say "
@@ -71,9 +74,10 @@ class RuleHit(BaseModel):
     commit: str = Field(description="the commit indexed")
     license: str
     url: str = Field(description="permalink to the file at the indexed commit")
-    detects_running: bool = Field(description="a Sigma rule that selects the binary as the running process")
-    verdict: Optional[str] = Field(None, description="what the rule does with the binary (strongest), once the index has verdicts")
-    verdicts: list[str] = Field(default_factory=list, description="every verdict, strongest first")
+    verdict: str = Field(description=f"what the rule file does with the binary, the strongest of its verdicts ({VERDICT_TEXT})")
+    verdicts: list[str] = Field(description="every verdict of its lines, strongest first")
+    detects: bool = Field(description="the verdict is runs, parent, target, loads or invoked")
+    retired: bool = Field(description="a deprecated or unsupported Sigma rule (listed last, never counted)")
     roles: list[str] = Field(description="roles of its lines")
     lines: list[RuleLine]
     lines_total: int = Field(description="lines of this file naming the binary (lines holds at most lines_per_rule)")
@@ -106,7 +110,8 @@ class SearchBinaryResult(BaseModel):
     mentions_total: int
     offset: int
     next_offset: Optional[int] = Field(description="offset of the next page, null on the last")
-    rules: list[RuleHit] = Field(description="rules that detect the binary running first")
+    rules: list[RuleHit] = Field(description="strongest verdict first (runs, parent, ...), retired rules last, "
+                                             "then level and path")
     lolbas_declared_detections: list[LinkRecord] = Field(
         description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths")
 
@@ -312,25 +317,16 @@ def _link(data: dict[str, Any]) -> LinkRecord:
     return LinkRecord.model_validate({k: v for k, v in data.items() if k in LinkRecord.model_fields and v is not None})
 
 
-def _rule_groups(mentions: list[Mention]) -> list[list[Mention]]:
-    """Mentions grouped per (rule file, binary): rules that detect the binary running first."""
-    groups: dict[tuple[str, str, str], list[Mention]] = {}
-    for (_source, _path), items in group_by_rule(mentions).items():
-        for m in items:
-            groups.setdefault((m.source, m.path, m.binary), []).append(m)
-    return sorted(groups.values(), key=lambda ms: (not any(m.detects_running for m in ms), ms[0].source != "sigma",
-                                                   ms[0].path, ms[0].binary))
-
-
-def _rule_hit(items: list[Mention], lines_per_rule: int) -> RuleHit:
+def _rule_hit(rule: RuleVerdict, items: list[Mention], lines_per_rule: int) -> RuleHit:
+    """One rule file's verdict for a binary, with its lines."""
     first = items[0]
     return RuleHit(
-        source=first.source, path=first.path, binary=first.binary, rule_id=first.rule_id, title=first.title,
-        level=first.level, status=first.status, logsource=first.logsource,
+        source=rule.source, path=rule.path, binary=rule.binary, rule_id=rule.rule_id, title=rule.title,
+        level=rule.level, status=rule.status, logsource=first.logsource,
         tags=sorted({t for m in items for t in m.tags}), commit=first.commit, license=first.license,
-        url=first.url.split("#", 1)[0], detects_running=any(m.detects_running for m in items),
-        roles=sorted({m.role for m in items}), lines=[_line(m) for m in items[:lines_per_rule]],
-        lines_total=len(items))
+        url=first.url.split("#", 1)[0], verdict=rule.verdict, verdicts=list(rule.verdicts), detects=rule.detects,
+        retired=rule.retired, roles=sorted({m.role for m in items}),
+        lines=[_line(m) for m in items[:lines_per_rule]], lines_total=len(items))
 
 
 def build_server(data_dir: Path) -> MCPServer:
@@ -347,6 +343,9 @@ def build_server(data_dir: Path) -> MCPServer:
         source: Annotated[Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")] = None,
         roles: Annotated[list[Role], Field(description="Only lines with these roles; process and original_filename "
                                                        "are the rules that detect the binary running")] = [],
+        detects: Annotated[bool, Field(description="Only rules that detect the binary: verdict runs, parent, target, "
+                                                   "loads or invoked")] = False,
+        verdicts: Annotated[list[Verdict], Field(description="Only rules whose verdict is one of these")] = [],
         context: Annotated[Optional[Literal["selection", "filter"]], Field(
             description="selection: items that select the binary; filter: items that exclude it")] = None,
         field: Annotated[Optional[str], Field(description="Only this detection field (Image, CommandLine, ...)", max_length=100)] = None,
@@ -355,23 +354,27 @@ def build_server(data_dir: Path) -> MCPServer:
         offset: Annotated[int, Field(description="Rules to skip (next_offset of the previous page)", ge=0)] = 0,
         lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
     ) -> SearchBinaryResult:
-        """Which Sigma rules and LOLBAS entries name an executable, on which lines, in which role.
+        """Which Sigma rules detect an executable, and how (the verdict: runs, parent, target, loads,
+        invoked, artifact, excluded, mentioned; LOLBAS entries: documented), on which lines.
 
-        Rules that detect the binary running come first; each rule and line has a permalink at
-        the indexed commit. A name that is not indexed gives found=false and close suggestions.
+        Strongest verdicts first; each rule and line has a permalink at the indexed commit. A name
+        that is not indexed gives found=false and close suggestions.
         """
         with index.reader() as reader:
             try:
                 result = search(reader, name, source=source, roles=roles, field=field, context=context,
-                                include_inferred=include_inferred)
+                                include_inferred=include_inferred, detects=detects, verdicts=verdicts)
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
-        groups = _rule_groups(result.mentions)
+        lines: dict[tuple[str, str, str], list[Mention]] = {}
+        for m in result.mentions:
+            lines.setdefault((m.source, m.path, m.binary), []).append(m)
+        rules = [r for r in result.rules if (r.source, r.path, r.binary) in lines]
         return SearchBinaryResult(
             query=name, found=bool(result.mentions), binaries=result.binaries[:LIST_MAX],
-            binaries_total=len(result.binaries), suggestions=result.suggestions, rules_total=len(groups),
-            mentions_total=len(result.mentions), offset=offset, next_offset=_page(len(groups), offset, limit),
-            rules=[_rule_hit(g, lines_per_rule) for g in groups[offset:offset + limit]],
+            binaries_total=len(result.binaries), suggestions=result.suggestions, rules_total=len(rules),
+            mentions_total=len(result.mentions), offset=offset, next_offset=_page(len(rules), offset, limit),
+            rules=[_rule_hit(r, lines[(r.source, r.path, r.binary)], lines_per_rule) for r in rules[offset:offset + limit]],
             lolbas_declared_detections=[_link(l) for l in result.declared_detections[:LIST_MAX]])
 
     @server.tool(annotations=read_only)

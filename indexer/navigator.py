@@ -1,9 +1,10 @@
 """ATT&CK Navigator layers (layer format 4.5) from the index.
 
 A binary's layer scores each technique by the number of Sigma rules that detect the binary
-running and carry the technique's tag (`attack.t1218.011`); the techniques its LOLBAS entries
-document (`MitreID: T1218.011`, kept as tags on their mentions) are added with the rules that
-cover them, so a technique abused through the binary with no such rule shows with score 0.
+running (verdict `runs`; deprecated and unsupported rules left out) and carry the technique's tag
+(`attack.t1218.011`); the techniques its LOLBAS entries document (`MitreID: T1218.011`, kept as
+tags on their mentions) are added too, so a technique abused through the binary with no such
+rule shows with score 0.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def binary_layer(reader: IndexReader, query: str, *, max_links: int = 10) -> dic
     if not result.binaries:
         return None
     names = ", ".join(result.binaries)
+    runs = {(r.source, r.path) for r in result.rules if r.source == "sigma" and r.verdict == "runs" and not r.retired}
     detecting: dict[str, list[Mention]] = {}   # technique -> first mention of each detecting rule
     documented: dict[str, list[Mention]] = {}  # technique -> first mention of each LOLBAS entry
-    for (source, _path), mentions in group_by_rule(result.mentions).items():
+    for (source, path), mentions in group_by_rule(result.mentions).items():
         tags = {t for m in mentions for t in m.tags}
-        if source == "sigma" and any(m.detects_running for m in mentions):
+        if (source, path) in runs:
             for technique in technique_ids(tags):
                 detecting.setdefault(technique, []).append(mentions[0])
         elif source == "lolbas":
@@ -65,9 +67,10 @@ def binary_layer(reader: IndexReader, query: str, *, max_links: int = 10) -> dic
         "name": f"{names}: Sigma rules that detect it running",
         "versions": dict(LAYER_VERSIONS),
         "domain": "enterprise-attack",
-        "description": (f"Score: the number of Sigma rules that detect {names} running (Image or "
-                        "OriginalFileName in a selection) tagged with the technique; techniques its "
-                        "LOLBAS entries document are included, with score 0 when no such rule covers them."),
+        "description": (f"Score: the number of Sigma rules that detect {names} running (verdict runs: "
+                        "Image, OriginalFileName or another process field in a selection; deprecated and "
+                        "unsupported rules left out) tagged with the technique; techniques its LOLBAS "
+                        "entries document are included, with score 0 when no such rule covers them."),
         "sorting": 3,
         "techniques": techniques,
         "gradient": {"colors": ["#ffffff", "#66b1ff"], "minValue": 0, "maxValue": max(top, 1)},

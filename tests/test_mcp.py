@@ -88,8 +88,9 @@ def test_search_binary_gives_psr_exe_sigma_rule_line_20(client: Client, tip_read
     data = client.ok("search_binary", name="psr.exe")
     assert data["found"] and data["binaries"] == ["psr.exe"]
     rule = next(r for r in data["rules"] if r["path"] == PSR_RULE)
-    assert rule["source"] == "sigma" and rule["rule_id"] == PSR_RULE_ID and rule["detects_running"]
-    assert data["rules"][0]["detects_running"]  # rules that detect it running come first
+    assert rule["source"] == "sigma" and rule["rule_id"] == PSR_RULE_ID
+    assert (rule["verdict"], rule["detects"], rule["retired"]) == ("runs", True, False)
+    assert data["rules"][0] == rule  # the strongest verdict first
     line = next(l for l in rule["lines"] if l["line"] == 20)
     assert line["snippet"] == "Image|endswith: '\\Psr.exe'"
     assert (line["role"], line["field"], line["modifiers"], line["context"]) == ("process", "Image", ["endswith"], "selection")
@@ -101,6 +102,9 @@ def test_search_binary_gives_psr_exe_sigma_rule_line_20(client: Client, tip_read
     same = search(tip_reader, "psr.exe")
     assert data["mentions_total"] == len(same.mentions)
     assert sum(r["lines_total"] for r in data["rules"]) == len(same.mentions)
+    assert [(r["path"], r["verdict"], r["verdicts"]) for r in data["rules"]] == \
+        [(r.path, r.verdict, list(r.verdicts)) for r in same.rules]
+    assert {r["path"]: r["verdict"] for r in data["rules"]}["yml/OSBinaries/Psr.yml"] == "documented"
     assert [(l["lolbas_path"], l["line"], l["status"]) for l in data["lolbas_declared_detections"]] == \
         [(l["lolbas_path"], l["line"], l["status"]) for l in same.declared_detections]
     assert any(l["current_path"] == PSR_RULE for l in data["lolbas_declared_detections"])
@@ -110,7 +114,7 @@ def test_search_binary_filters_and_pages(client: Client) -> None:
     running = client.ok("search_binary", name="certutil.exe", roles=["process", "original_filename"],
                         context="selection", source="sigma", limit=100)
     assert running["rules_total"] > 5
-    assert all(r["detects_running"] and r["source"] == "sigma" for r in running["rules"])
+    assert all(r["source"] == "sigma" for r in running["rules"])
     assert {l["role"] for r in running["rules"] for l in r["lines"]} <= {"process", "original_filename"}
     pages, offset = [], 0
     while offset is not None:
@@ -122,6 +126,18 @@ def test_search_binary_filters_and_pages(client: Client) -> None:
     assert pages == [r["path"] for r in running["rules"]]
     bare = client.ok("search_binary", name="rundll32", include_inferred=False, limit=100, lines_per_rule=50)
     assert not any(l["inferred"] for r in bare["rules"] for l in r["lines"])
+
+
+def test_search_binary_by_verdict(client: Client, tip_reader: IndexReader) -> None:
+    detecting = client.ok("search_binary", name="certutil.exe", detects=True, limit=100)
+    expected = search(tip_reader, "certutil.exe", detects=True).rules
+    assert detecting["rules_total"] == len(expected) > 20
+    assert [r["path"] for r in detecting["rules"]] == [r.path for r in expected[:100]]
+    assert all(r["detects"] for r in detecting["rules"])
+    assert {r["verdict"] for r in detecting["rules"]} <= {"runs", "parent", "target", "loads", "invoked"}
+    parent = client.ok("search_binary", name="certutil.exe", verdicts=["parent", "excluded"], limit=100)
+    assert parent["rules_total"] == len(search(tip_reader, "certutil.exe", verdicts=["parent", "excluded"]).rules)
+    assert parent["rules"] and {r["verdict"] for r in parent["rules"]} <= {"parent", "excluded"}
 
 
 def test_unknown_binary_is_a_result_with_suggestions(client: Client) -> None:
@@ -137,6 +153,8 @@ def test_unknown_binary_is_a_result_with_suggestions(client: Client) -> None:
     ("search_binary", {"name": "psr.exe", "limit": 0}, "limit"),
     ("search_binary", {"name": "psr.exe", "limit": 100_000}, "limit"),
     ("search_binary", {"name": "psr.exe", "source": "elastic"}, "source"),
+    ("search_binary", {"name": "psr.exe", "verdicts": ["detects"]}, "verdicts"),
+    ("search_binary", {"name": "psr.exe", "detects": "sometimes"}, "detects"),
     ("search_binary", {"name": ""}, "name"),
     ("search_binary", {}, "name"),
     ("search_binary", {"name": "C:\\Windows\\"}, "names no file"),
@@ -208,9 +226,11 @@ def test_navigator_layer_scores_the_rules_that_detect_it_running(client: Client,
     layer = data["layer"]
     assert layer["versions"]["layer"] == "4.5" and layer["domain"] == "enterprise-attack"
     scores = {t["techniqueID"]: t["score"] for t in layer["techniques"]}
-    # recomputed from the mentions: each Sigma rule that detects certutil.exe running, per technique tag
-    mentions = search(tip_reader, "certutil.exe").mentions
-    detecting = {m.path for m in mentions if m.detects_running}
+    # recomputed from the verdicts and mentions: each live Sigma rule that runs certutil.exe, per technique tag
+    found = search(tip_reader, "certutil.exe")
+    mentions = found.mentions
+    detecting = {r.path for r in found.rules if r.source == "sigma" and r.verdict == "runs" and not r.retired}
+    assert any(r.verdict == "runs" and r.retired for r in found.rules)  # deprecated rules exist and are left out
     expected: dict[str, int] = {}
     for path in detecting:
         tags = {t for m in mentions if m.path == path for t in m.tags}
