@@ -116,6 +116,12 @@ class SearchBinaryResult(BaseModel):
         description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths")
 
 
+class BinaryVerdict(BaseModel):
+    binary: str
+    verdict: str = Field(description="what the rule file does with the binary, the strongest of its verdicts")
+    verdicts: list[str]
+
+
 class RuleDetail(BaseModel):
     target: str
     found: bool
@@ -133,6 +139,7 @@ class RuleDetail(BaseModel):
     url: str = Field("", description="permalink to the file at the indexed commit")
     binaries: list[str] = Field(default_factory=list, description=f"executables it names (at most {LIST_MAX})")
     binaries_total: int = 0
+    verdicts: list[BinaryVerdict] = Field(default_factory=list, description=f"per binary, strongest first (at most {LIST_MAX})")
     former_paths: list[dict[str, str]] = Field(default_factory=list, description="paths the rule had before")
     linked_from_lolbas: list[LinkRecord] = Field(default_factory=list)
     links: list[LinkRecord] = Field(default_factory=list, description="links this file makes to the other source")
@@ -392,12 +399,14 @@ def build_server(data_dir: Path) -> MCPServer:
                 return RuleDetail(target=rule, found=False,
                                   message=f"no rule with id or path {rule!r}; search_binary finds rules by the executables they name")
             mentions = [Mention.from_dict(m) for m in data["mentions"]]
-        binaries: list[str] = data["binaries"]
+            binaries: list[str] = data["binaries"]
+            verdicts = [BinaryVerdict(binary=r.binary, verdict=r.verdict, verdicts=list(r.verdicts))
+                        for r in reader.rules(binaries) if (r.source, r.path) == (data["source"], data["path"])]
         return RuleDetail(
             target=rule, found=True, source=data["source"], path=data["path"], status=data["status"],
             reason=data["reason"], warnings=data["warnings"], rule_ids=data["rule_ids"], title=data["title"],
             level=data["level"], tags=data["tags"], logsource=data["logsource"], url=data["url"],
-            binaries=binaries[:LIST_MAX], binaries_total=len(binaries), former_paths=data["former_paths"][:LIST_MAX],
+            binaries=binaries[:LIST_MAX], binaries_total=len(binaries), verdicts=verdicts[:LIST_MAX], former_paths=data["former_paths"][:LIST_MAX],
             linked_from_lolbas=[_link(l) for l in data["linked_from_lolbas"][:LIST_MAX]],
             links=[_link(l) for l in data["links"][:LIST_MAX]], mentions_total=len(mentions), offset=offset,
             next_offset=_page(len(mentions), offset, limit), mentions=[_line(m) for m in mentions[offset:offset + limit]])

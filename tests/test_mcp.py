@@ -176,6 +176,7 @@ def test_show_rule_by_id_and_by_path(client: Client, tip_reader: IndexReader) ->
     by_path = client.ok("show_rule", rule=PSR_RULE)
     assert by_id == {**by_path, "target": PSR_RULE_ID}
     assert by_id["found"] and by_id["path"] == PSR_RULE and by_id["binaries"] == ["psr.exe"]
+    assert by_id["verdicts"] == [{"binary": "psr.exe", "verdict": "runs", "verdicts": ["runs", "mentioned"]}]
     assert any(m["line"] == 20 and m["role"] == "process" for m in by_id["mentions"])
     assert any(l["lolbas_path"] == "yml/OSBinaries/Psr.yml" for l in by_id["linked_from_lolbas"])
     entry = client.ok("show_rule", rule="yml/OSBinaries/Psr.yml", limit=2)
