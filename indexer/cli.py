@@ -326,16 +326,20 @@ def coverage(
     as_json: bool = JsonFlag,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per LOLBAS entry."),
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown report."),
+    include_deprecated: bool = typer.Option(False, "--include-deprecated",
+                                            help="Count deprecated and unsupported rules too."),
 ) -> None:
-    """For each LOLBAS entry: the Sigma rules that detect it running, mention it, or are linked.
+    """For each LOLBAS entry, its tier: running (a Sigma rule detects it running), other
+    (as parent, target, loaded module or in a command line), mentioned, none; the rules
+    behind it and the rules LOLBAS links; counts per tier, category and ATT&CK technique.
 
-    Example: indexer coverage --markdown > coverage.md
+    Example: indexer coverage --json | jq '.summary.tiers'
     """
     from . import xref
     from .export import coverage_csv, coverage_markdown
 
     with _open_reader(_data_dir(data_dir)) as reader:
-        data = xref.coverage(reader)
+        data = xref.coverage(reader, include_retired=include_deprecated)
     if as_json:
         _print_json(data)
     elif as_csv:

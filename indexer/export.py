@@ -17,11 +17,12 @@ from urllib.parse import quote
 
 from .model import Mention
 from .query import group_by_rule
+from .verdicts import DETECTING, RuleVerdict, rule_verdicts
 
 FORMATS = ("markdown", "csv", "json", "jsonl")
 CSV_COLUMNS = ("binary", "source", "path", "line", "snippet", "field", "modifiers", "role", "context",
                "detection", "inferred", "encoded", "rule_id", "title", "level", "status", "tags",
-               "logsource", "commit", "url", "license")
+               "logsource", "commit", "url", "license", "verdict")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
 
@@ -81,18 +82,28 @@ def safe_filename(name: str) -> str:
     return safe[:120]
 
 
+def verdict_map(mentions: Iterable[Mention]) -> dict[tuple[str, str, str], RuleVerdict]:
+    """(source, path, binary) -> that rule file's verdict on the binary (the index stores the same)."""
+    return {(v.source, v.path, v.binary): v for v in rule_verdicts(m.__dict__ for m in mentions)}
+
+
 # --- Markdown ----------------------------------------------------------------------------------
 
 def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]) -> str:
-    """The "Possible Misuse" section for one executable, in the layout of xCyclopedia's pages."""
+    """The "Possible Misuse" section for one executable, in the layout of xCyclopedia's pages,
+    with each rule file's verdict on it."""
     groups = group_by_rule(mentions)
-    sigma_rules = {p for (s, p) in groups if s == "sigma"}
-    detecting = {m.path for m in mentions if m.detects_running}
+    verdicts = verdict_map(mentions)
+    sigma = [v for v in verdicts.values() if v.source == "sigma"]
+    active = [v for v in sigma if not v.retired]
+    running = sum(v.verdict == "runs" for v in active)
+    detecting = sum(v.verdict in DETECTING for v in active)
     lolbas = {p for (s, p) in groups if s == "lolbas"}
     out = [f"# {md_text(binary)}", "", "## Possible Misuse", "",
-           f"*{len(sigma_rules)} Sigma rule files mention {md_code(binary)}, {len(detecting)} of them "
-           f"detect it running; {len(lolbas)} LOLBAS entries describe it.*", "",
-           "Source | Source File | Example | License | Role", "-- | -- | -- | -- | --"]
+           f"*{len(sigma)} Sigma rule files name {md_code(binary)}: {detecting} detect it, {running} of them "
+           f"running it ({len(sigma) - len(active)} deprecated or unsupported rule files not counted); "
+           f"{len(lolbas)} LOLBAS entries describe it.*", "",
+           "Source | Source File | Example | License | Role | Verdict", "-- | -- | -- | -- | -- | --"]
     for (source, path), items in groups.items():
         info = sources.get(source, {})
         web = info.get("web_url", "")
@@ -100,8 +111,11 @@ def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict
         license_url = f"{web}/blob/{info.get('commit', '')}/{info['license_path']}" if web and info.get("license_path") else ""
         for m in items:
             role = m.role + (" (filter)" if m.context == "filter" else "") + (" (inferred)" if m.inferred else "")
+            rule = verdicts[(m.source, m.path, m.binary)]
+            verdict = rule.verdict + (" (deprecated or unsupported)" if rule.retired else "")
             out.append(" | ".join([label, md_link(path.rsplit("/", 1)[-1], m.url), md_code(m.snippet),
-                                   md_link(m.license, license_url) if m.license else "", md_text(role)]))
+                                   md_link(m.license, license_url) if m.license else "", md_text(role),
+                                   md_text(verdict)]))
     return "\n".join(out) + "\n"
 
 
@@ -131,12 +145,21 @@ def write_markdown(by_binary: dict[str, list[Mention]], sources: dict[str, dict[
 
 # --- CSV, JSON, JSONL --------------------------------------------------------------------------
 
+def _with_verdicts(mentions: Iterable[Mention]) -> Iterable[dict[str, Any]]:
+    """Each mention as a dict with `verdict`: its rule file's verdict on the binary."""
+    mentions = list(mentions)
+    verdicts = verdict_map(mentions)
+    for m in mentions:
+        data = m.to_dict()
+        data["verdict"] = verdicts[(m.source, m.path, m.binary)].verdict
+        yield data
+
+
 def write_csv(mentions: Iterable[Mention], stream: TextIO) -> int:
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     count = 0
-    for m in mentions:
-        data = m.to_dict()
+    for data in _with_verdicts(mentions):
         writer.writerow([csv_cell(data[c]) for c in CSV_COLUMNS])
         count += 1
     return count
@@ -144,20 +167,24 @@ def write_csv(mentions: Iterable[Mention], stream: TextIO) -> int:
 
 def write_jsonl(mentions: Iterable[Mention], stream: TextIO) -> int:
     count = 0
-    for m in mentions:
-        stream.write(json.dumps(m.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+    for data in _with_verdicts(mentions):
+        stream.write(json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n")
         count += 1
     return count
 
 
 def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
-    """One executable with its mentions grouped by rule file."""
+    """One executable with its mentions grouped by rule file, and each rule file's verdict on it."""
     rules = []
+    verdicts = verdict_map(mentions)
     for (source, path), items in group_by_rule(mentions).items():
         first = items[0]
+        rule = verdicts[(source, path, first.binary)]  # the mentions are of `binary`
         rules.append({
             "source": source, "path": path, "rule_id": first.rule_id, "title": first.title,
-            "level": first.level, "status": first.status, "tags": list(first.tags),
+            "level": first.level, "status": first.status,
+            "verdict": rule.verdict, "verdicts": list(rule.verdicts), "retired": rule.retired,
+            "tags": list(first.tags),
             "logsource": first.logsource, "license": first.license,
             "url": first.url.split("#", 1)[0],
             "roles": sorted({m.role for m in items}),
@@ -233,8 +260,9 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
 # --- cross-references ----------------------------------------------------------------------------
 
 LINK_COLUMNS = ("status", "entry", "lolbas_path", "line", "url", "current_path", "rule_id", "basis", "reason")
-COVERAGE_COLUMNS = ("entry", "path", "categories", "mitre", "detecting", "mentioning", "linked", "agree",
-                    "detecting_rules", "linked_not_detecting")
+COVERAGE_COLUMNS = ("entry", "path", "tier", "categories", "mitre", "running", "other", "mentioning", "linked",
+                    "agree", "running_rules", "other_rules", "linked_not_detecting")
+TIERS = ("running", "other", "mentioned", "none")
 
 
 def links_csv(links: list[dict[str, Any]]) -> str:
@@ -247,9 +275,10 @@ def links_csv(links: list[dict[str, Any]]) -> str:
 
 
 def _coverage_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {"entry": row["entry"], "path": row["path"], "categories": row["categories"], "mitre": row["mitre"],
-            "detecting": len(row["detecting_rules"]), "mentioning": len(row["mentioning_rules"]),
-            "linked": len(row["linked"]), "agree": row["agree"], "detecting_rules": row["detecting_rules"],
+    return {"entry": row["entry"], "path": row["path"], "tier": row["tier"], "categories": row["categories"],
+            "mitre": row["mitre"], "running": len(row["running_rules"]), "other": len(row["other_rules"]),
+            "mentioning": len(row["mentioning_rules"]), "linked": len(row["linked"]), "agree": row["agree"],
+            "running_rules": row["running_rules"], "other_rules": row["other_rules"],
             "linked_not_detecting": row["linked_not_detecting"]}
 
 
@@ -265,17 +294,22 @@ def coverage_csv(coverage: dict[str, Any]) -> str:
 
 def coverage_markdown(coverage: dict[str, Any]) -> str:
     s = coverage["summary"]
+    t = s["tiers"]
+    retired = "counted" if s["include_retired"] else "not counted"
     out = ["# LOLBAS coverage by Sigma rules", "",
-           f"{s['detected']} of {s['entries']} LOLBAS entries have a Sigma rule that detects the binary running "
-           f"(role process or original_filename, in a selection); {s['undetected']} have none.", "",
-           "Entry | Categories | Detecting rules | Mentioning only | Linked by LOLBAS | Links agree",
-           "-- | -- | -- | -- | -- | --"]
+           f"Of {s['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary running "
+           f"(tier `running`), {t['other']} a rule that detects it as a parent, target, loaded module or in a "
+           f"command line (`other`), {t['mentioned']} are only mentioned (`mentioned`) and {t['none']} are named "
+           f"by no rule (`none`). Deprecated and unsupported rules are {retired}.", "",
+           "Entry | Tier | Categories | Running | Other | Mentioning only | Linked by LOLBAS | Links agree",
+           "-- | -- | -- | -- | -- | -- | -- | --"]
     for row in coverage["entries"]:
-        out.append(" | ".join([md_text(row["entry"]), md_text(", ".join(row["categories"])),
-                               str(len(row["detecting_rules"])), str(len(row["mentioning_rules"])),
-                               str(len(row["linked"])), "yes" if row["agree"] else "**no**"]))
-    out += ["", "## By category", "", "Category | Entries | Detected | Undetected", "-- | -- | -- | --"]
-    out += [f"{md_text(k)} | {v['entries']} | {v['detected']} | {v['undetected']}" for k, v in s["by_category"].items()]
-    out += ["", "## By MITRE technique", "", "Technique | Entries | Detected | Undetected", "-- | -- | -- | --"]
-    out += [f"{md_text(k)} | {v['entries']} | {v['detected']} | {v['undetected']}" for k, v in s["by_mitre"].items()]
+        out.append(" | ".join([md_text(row["entry"]), row["tier"], md_text(", ".join(row["categories"])),
+                               str(len(row["running_rules"])), str(len(row["other_rules"])),
+                               str(len(row["mentioning_rules"])), str(len(row["linked"])),
+                               "yes" if row["agree"] else "**no**"]))
+    head = " | ".join(["Entries", *TIERS])
+    for title, key, what in (("By category", "by_category", "Category"), ("By MITRE technique", "by_mitre", "Technique")):
+        out += ["", f"## {title}", "", f"{what} | {head}", " | ".join(["--"] * (len(TIERS) + 2))]
+        out += [" | ".join([md_text(k), str(v["entries"]), *(str(v[tier]) for tier in TIERS)]) for k, v in s[key].items()]
     return "\n".join(out) + "\n"

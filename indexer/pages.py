@@ -20,7 +20,8 @@ from typing import Any, Collection, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 from .export import SOURCE_LABELS, clean, safe_filename
-from .model import ROLES, detects_running
+from .model import ROLES
+from .verdicts import VERDICT_HELP, rank, rule_verdicts
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
 MAX_GROUPS = 300        # rule files shown on one search page; the JSON API has them all
@@ -278,13 +279,16 @@ def group(mentions: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[M
     return out
 
 
-def _detects(items: list[Mapping[str, Any]]) -> bool:
-    return any(detects_running(m) for m in items)
+def _verdicts(items: list[Mapping[str, Any]]) -> list[Any]:
+    """The rule file's verdict on each binary its mentions here name (verdicts.rule_verdicts)."""
+    return rule_verdicts(items)
 
 
 def _rule_sort(key: tuple[str, str], items: list[Mapping[str, Any]]) -> tuple[Any, ...]:
     level = str(items[0].get("level", "")).lower()
-    return (not _detects(items), LEVELS.index(level) if level in LEVELS else len(LEVELS), key[1])
+    verdicts = _verdicts(items)
+    return (any(v.retired for v in verdicts), min((rank(v.verdict) for v in verdicts), default=99),
+            LEVELS.index(level) if level in LEVELS else len(LEVELS), key[1])
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -342,7 +346,14 @@ def _group_head(links: Links, source: str, path: str, items: list[Mapping[str, A
     first = items[0]
     title = first.get("title") or path.rsplit("/", 1)[-1]
     upstream = str(first.get("url", "")).split("#", 1)[0]
-    detects = ' <span class="badge detects">detects it running</span>' if _detects(items) else ""
+    verdicts = _verdicts(items)
+    several = len(verdicts) > 1
+    detects = "".join(
+        f' <span class="badge verdict {esc(v.verdict)}{" detects" if v.detects else ""}" '
+        f'title="{esc(VERDICT_HELP.get(v.verdict, ""))}">{esc(v.binary + ": " if several else "")}{esc(v.verdict)}</span>'
+        for v in verdicts)
+    if any(v.retired for v in verdicts):
+        detects += ' <span class="badge retired">deprecated or unsupported</span>'
     tags = extra or _tags(first.get("tags", []))
     return (f'<tbody class="rule {esc(source)}"><tr class="rule-head"><th colspan="{colspan}">'
             f'<span class="src">{esc(SOURCE_LABELS.get(source, source))}</span> '
@@ -373,6 +384,7 @@ def binary_page(links: Links, target: Mapping[str, Any], footer: str,
     sigma = [(k, v) for k, v in groups.items() if k[0] == "sigma"]
     lolbas = [(k, v) for k, v in groups.items() if k[0] == "lolbas"]
     detecting = len(target.get("detecting_rules", []))
+    running = len(target.get("running_rules", []))
     n_lolbas = len(target.get("lolbas_entries", []))
     mention_only = len(target.get("sigma_rules", [])) - detecting
     code = ", ".join(f"<code>{esc(n)}</code>" for n in names)
@@ -382,10 +394,11 @@ def binary_page(links: Links, target: Mapping[str, Any], footer: str,
                      + ", ".join(link(n, links.binary(n)) for n in names) + ".</p>")
     parts.append(
         '<section class="summary"><h2>Possible misuse</h2><ul>'
-        f'<li><strong class="n-detecting">{detecting}</strong> Sigma rule {_files(detecting)} {_verb(detecting, "detects", "detect")} {code} running '
-        "(process or original file name in a selection)</li>"
-        f'<li><strong class="n-mentioning">{mention_only}</strong> more Sigma rule {_files(mention_only)} only {_verb(mention_only, "mentions", "mention")} it '
-        "(parent, command line, module, filter, text…)</li>"
+        f'<li><strong class="n-detecting">{detecting}</strong> Sigma rule {_files(detecting)} {_verb(detecting, "detects", "detect")} {code}: '
+        f'<strong class="n-running">{running}</strong> as the process running, the others as a parent, target, '
+        "loaded module or in a command line</li>"
+        f'<li><strong class="n-mentioning">{mention_only}</strong> more Sigma rule {_files(mention_only)} only {_verb(mention_only, "names", "name")} it '
+        "(file or registry artifact, filter, text) or are deprecated or unsupported</li>"
         f'<li><strong class="n-lolbas">{n_lolbas}</strong> LOLBAS {"entry describes" if n_lolbas == 1 else "entries describe"} it</li>'
         "</ul>"
         f'<p class="roles">Roles: {", ".join(esc(r) for r in target.get("roles", []))}</p></section>')

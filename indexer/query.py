@@ -15,7 +15,7 @@ from typing import Iterable
 from . import xref
 from .index import IndexReader, stem_of
 from .model import FileReport, Mention
-from .verdicts import RuleVerdict, select
+from .verdicts import RuleVerdict, rule_verdicts, select
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -127,8 +127,10 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     for ref, report in state.files.items() if kind != "binary" else ():
         if cleaned in report.rule_ids or cleaned == report.path or cleaned == ref:
             own = xref.references(reader) if report.source == "sigma" else xref.links(reader)
+            mentions = reader.file_mentions(report.source, report.path)
+            verdicts = [r for r in reader.rules(report.binaries) if (r.source, r.path) == (report.source, report.path)]
             return {
-                **rule_record(report, reader.file_mentions(report.source, report.path)),
+                **rule_record(report, mentions, verdicts),
                 "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
                 "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
                 "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == report.path],
@@ -141,13 +143,24 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
         return None
     if not result.mentions:
         return None
-    return {**binary_record(target, result.binaries, result.mentions),
+    return {**binary_record(target, result.binaries, result.mentions, result.rules),
             "lolbas_declared_detections": xref.declared_detections(reader, result.binaries)}
 
 
-def rule_record(report: FileReport, mentions: list[Mention]) -> dict[str, object]:
-    """One rule file as `show` prints it: its report, metadata and mentions."""
+def rule_record(report: FileReport, mentions: list[Mention],
+                verdicts: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+    """One rule file as `show` prints it: its report, metadata, its verdict on each binary it
+    names (as stored; by default computed from `mentions`, which gives the same), its
+    detection items that name a binary (which are filters) and its mentions."""
+    if verdicts is None:
+        verdicts = rule_verdicts(m.__dict__ for m in mentions)
     first = mentions[0] if mentions else None
+    items: dict[str, dict[str, object]] = {}
+    for m in mentions:
+        if m.detection:
+            item = items.setdefault(m.detection, {"name": m.detection, "context": m.context, "binaries": []})
+            if m.binary not in item["binaries"]:  # type: ignore[operator]
+                item["binaries"].append(m.binary)  # type: ignore[union-attr]
     return {
         "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
         "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
@@ -155,17 +168,34 @@ def rule_record(report: FileReport, mentions: list[Mention]) -> dict[str, object
         "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
         "url": first.url.split("#", 1)[0] if first else "",
         "binaries": sorted({m.binary for m in mentions}),
+        "verdicts": [r.to_dict() for r in sorted(verdicts, key=RuleVerdict.sort_key)],
+        "detection_items": sorted(items.values(), key=lambda i: (i["context"] == "filter", str(i["name"]))),
         "mentions": [m.to_dict() for m in mentions],
     }
 
 
-def binary_record(query: str, binaries: list[str], mentions: list[Mention]) -> dict[str, object]:
-    """One binary (or the names a query resolved to) as `show` prints it."""
+def binary_record(query: str, binaries: list[str], mentions: list[Mention],
+                  rules: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+    """One binary (or the names a query resolved to) as `show` prints it: every rule file's
+    verdict on it (strongest first, deprecated and unsupported rules last) and the mentions.
+
+    running_rules: Sigma rules (not retired) that run it; detecting_rules: those with any
+    detecting verdict (runs, parent, target, loads, invoked); retired_rules: deprecated and
+    unsupported rules naming it, whatever their verdict. `rules` as stored; by default
+    computed from `mentions` (the same).
+    """
     groups = group_by_rule(mentions)
+    if rules is None:
+        rules = rule_verdicts(m.__dict__ for m in mentions)
+    ordered_rules = sorted(rules, key=RuleVerdict.sort_key)
+    active = [r for r in ordered_rules if r.source == "sigma" and not r.retired]
     return {
         "kind": "binary", "query": query, "binaries": binaries,
+        "rules": [r.to_dict() for r in ordered_rules],
         "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),
-        "detecting_rules": sorted({p for (s, p), ms in groups.items() if any(m.detects_running for m in ms)}),
+        "running_rules": sorted({r.path for r in active if r.verdict == "runs"}),
+        "detecting_rules": sorted({r.path for r in active if r.detects}),
+        "retired_rules": sorted({r.path for r in ordered_rules if r.retired}),
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
         "roles": sorted({m.role for m in mentions}),
         "mentions": [m.to_dict() for m in mentions],

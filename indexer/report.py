@@ -63,6 +63,7 @@ def print_search(console: Console, result: SearchResult) -> None:
 
 
 def print_show(console: Console, data: dict[str, Any]) -> None:
+    console.soft_wrap = True  # one line per rule and per mention, however long, as grep would print it
     if data["kind"] == "rule":
         console.print(Text(f"{data['source']}: {data['path']}", style="bold cyan"))
         for key in ("title", "rule_ids", "level", "logsource", "tags", "url", "status", "reason", "warnings"):
@@ -74,19 +75,40 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
             console.print(Text(f"  formerly: {former['path']} (moved {former['date'][:10]}, {former['moved_in'][:12]})"))
         for link in data.get("linked_from_lolbas", []):
             console.print(Text(f"  linked from LOLBAS {link['lolbas_path']} L{link['line']} ({link['status']})"))
+        for v in data.get("verdicts", []):
+            console.print(Text(f"  {v['binary']}: {v['verdict']}" + (f" ({', '.join(v['verdicts'][1:])} too)"
+                                                                     if len(v["verdicts"]) > 1 else "")))
+        for item in data.get("detection_items", []):
+            kind = "filter: excludes" if item["context"] == "filter" else "selection"
+            console.print(Text(f"  item {item['name']} ({kind}): {', '.join(item['binaries'])}"))
         for m in data["mentions"]:
-            console.print(Text(f"  {m['line']:>4}  {m['binary']:<24} {m['role']:<18} {m['snippet']}"))
+            where = f"{m['detection']}{' (filter)' if m['context'] == 'filter' else ''}" if m["detection"] else ""
+            console.print(Text(f"  {m['line']:>4}  {m['binary']:<24} {m['role']:<18} {where:<28} {m['snippet']}"))
         return
     console.print(Text(", ".join(data["binaries"]), style="bold"))
-    console.print(Text(f"  Sigma rule files: {len(data['sigma_rules'])} "
-                       f"({len(data['detecting_rules'])} detect it running)"))
-    for path in data["detecting_rules"]:
-        console.print(Text(f"    {path}"))
+    console.print(Text(f"  Sigma rule files: {len(data['sigma_rules'])}: {len(data['running_rules'])} run it, "
+                       f"{len(data['detecting_rules'])} detect it (runs, parent, target, loads, invoked), "
+                       f"{len(data['retired_rules'])} deprecated or unsupported"))
     console.print(Text(f"  LOLBAS entries: {', '.join(data['lolbas_entries']) or 'none'}"))
     console.print(Text(f"  roles: {', '.join(data['roles'])}"))
+    for line in rule_lines(data.get("rules", [])):
+        console.print(Text(line, style="dim" if line.rstrip().endswith("]") else ""))
     for link in data.get("lolbas_declared_detections", []):
         console.print(Text(f"  LOLBAS links a Sigma rule ({link['status']}): "
                            f"{link.get('current_path') or link.get('reason') or link['url']}"))
+
+
+def rule_lines(rules: list[dict[str, Any]]) -> Iterator[str]:
+    """One line per rule file: verdict, level, status, title, path (as given: strongest first);
+    deprecated and unsupported rules marked at the end of their line."""
+    several = len({r["binary"] for r in rules}) > 1
+    for r in rules:
+        mark = ""
+        if r.get("retired"):
+            mark = "  [deprecated]" if r["path"].startswith("deprecated/") or r["status"] == "deprecated" else "  [unsupported]"
+        who = f"{r['binary']}: " if several else ""
+        yield (f"  {who}{r['verdict']:<10} {r['level'] or '-':<13} {r['status'] or '-':<12} "
+               f"{r['title'] or '-'}  {r['source']}:{r['path']}{mark}")
 
 
 def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) -> None:
@@ -161,11 +183,19 @@ def print_coverage(console: Console, data: dict[str, Any]) -> None:
     if not s:
         console.print(Text("no coverage computed yet: run 'indexer refresh'"))
         return
-    console.print(Text(f"{s['detected']} of {s['entries']} LOLBAS entries have a Sigma rule that detects them "
-                       f"running; {s['undetected']} have none; {s['links_disagree']} entries link rules that do "
-                       "not detect them running.", style="bold"))
-    console.print(Text("no detecting rule: " + ", ".join(s["undetected_entries"])))
-    table = Table("category", "entries", "detected", "undetected", box=None, pad_edge=False)
+    t = s["tiers"]
+    retired = "counting" if s["include_retired"] else "not counting"
+    console.print(Text(f"{s['entries']} LOLBAS entries: {t['running']} have a Sigma rule that detects them running, "
+                       f"{t['other']} one that detects them otherwise (parent, target, loaded module, command line), "
+                       f"{t['mentioned']} are only mentioned, {t['none']} are named by no rule "
+                       f"({retired} deprecated and unsupported rules); {s['links_disagree']} entries link rules "
+                       "that do not detect them.", style="bold"))
+    for tier in ("other", "mentioned", "none"):
+        console.print(Text(f"{tier}: " + (", ".join(s["entries_by_tier"][tier]) or "-")))
+    table = Table("category", "entries", *TIER_COLUMNS, box=None, pad_edge=False)
     for name, v in s["by_category"].items():
-        table.add_row(Text(name), str(v["entries"]), str(v["detected"]), str(v["undetected"]))
+        table.add_row(Text(name), str(v["entries"]), *(str(v[tier]) for tier in TIER_COLUMNS))
     console.print(table)
+
+
+TIER_COLUMNS = ("running", "other", "mentioned", "none")

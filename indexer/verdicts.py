@@ -27,7 +27,7 @@ VERDICT_HELP = {
     "runs": "selects the binary as the process (Image, OriginalFileName, process name fields)",
     "parent": "selects it as the parent (ParentImage, GrandParentImage)",
     "target": "selects it as the process accessed or injected (TargetImage)",
-    "loads": "selects it as a loaded module (ImageLoaded, CallTrace, StartModule)",
+    "loads": "selects it as a loaded module (ImageLoaded; OriginalFileName in image and driver loads; CallTrace)",
     "invoked": "names it in another process's command line, script block or keywords",
     "artifact": "names it in a file, registry, pipe, service, URL or other field",
     "excluded": "names it only in filters (items used under `not`)",
@@ -53,6 +53,7 @@ _OTHER_FIELDS = {
 }
 _OTHER = {name: verdict for verdict, names in _OTHER_FIELDS.items() for name in names}
 _MODULE_EVENTS = ("image_load", "driver_load")  # PE metadata there describes the loaded module
+_MODULE_FIELDS = {"originalfilename", "product", "company", "description"}
 
 
 def mention_verdict(mention: Mapping[str, Any]) -> str:
@@ -72,13 +73,12 @@ def mention_verdict(mention: Mapping[str, Any]) -> str:
     if context != "selection":  # not a detection value (an unknown role outside detection)
         return "mentioned"
     verdict = _BY_ROLE.get(role)
-    if verdict:
-        return verdict
-    if role != "other":
-        return "mentioned"
-    verdict = _OTHER.get(str(mention.get("field", "")).lower(), "artifact")
-    if verdict == "runs" and str(mention.get("field", "")).lower() in ("product", "company", "description") \
-            and any(e in str(mention.get("logsource", "")) for e in _MODULE_EVENTS):
+    if verdict is None:
+        if role != "other":
+            return "mentioned"
+        verdict = _OTHER.get(str(mention.get("field", "")).lower(), "artifact")
+    if verdict == "runs" and mention.get("field", "").lower() in _MODULE_FIELDS \
+            and any(event in str(mention.get("logsource", "")) for event in _MODULE_EVENTS):
         return "loads"
     return verdict
 

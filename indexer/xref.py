@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from .index import IndexReader, State
-from .model import FileReport, detects_running
+from .model import FileReport
+from .verdicts import DETECTING, RuleVerdict, ordered, rank
 
 XREF_FILE = "xref.json"
 DECLARED_FILE = "declared.json"
 LINK_STATUSES = ("ok", "moved", "deprecated", "deleted", "unresolvable")
+# Coverage tiers of a LOLBAS entry, best first: a rule that runs it; one that sees it as parent,
+# target, loaded module or in a command line; rules that only name it; nothing.
+TIERS = ("running", "other", "mentioned", "none")
 _SIGMA_URL = re.compile(r"^https?://github\.com/([^/]+)/([^/]+)/(blob|tree|raw)/([^/]+)/(.*?)/?(?:[?#].*)?$")
 _LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)", re.IGNORECASE)
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -141,6 +145,8 @@ def build(reader: IndexReader, state: State, repo: Any, history: Any) -> dict[st
 
 def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[str, Any]],
               references: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per LOLBAS entry, the verdict of every Sigma rule naming it (or an alias): stored as is,
+    tiers are computed when read (deprecated and unsupported rules count only when asked)."""
     linked: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for link in links:
         linked[link["lolbas_path"]].append(link)
@@ -151,40 +157,72 @@ def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[s
     rows = []
     for report in sorted(entries, key=lambda r: r.path):
         names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
-        detecting: set[str] = set()
-        mentioning: set[str] = set()
-        for m in (m for name in names for m in reader.stored(name) if m["source"] == "sigma"):
-            (detecting if detects_running(m) else mentioning).add(m["path"])
-        mentioning -= detecting
-        declared = {l["current_path"] for l in linked[report.path] if l.get("current_path")}
+        rules: dict[str, RuleVerdict] = {}  # path -> its strongest verdict on any of the names
+        for rule in reader.rules(names):
+            if rule.source == "sigma" and (rule.path not in rules or rank(rule.verdict) < rank(rules[rule.path].verdict)):
+                rules[rule.path] = rule
         rows.append({
             "entry": report.entry.get("name", ""), "path": report.path, "names": names,
             "categories": report.entry.get("categories", []), "mitre": report.entry.get("mitre", []),
-            "detecting_rules": sorted(detecting), "mentioning_rules": sorted(mentioning),
+            "rules": [{k: v for k, v in r.to_dict().items() if k != "source"}
+                      for r in sorted(rules.values(), key=RuleVerdict.sort_key)],
             "linked": [{k: l.get(k) for k in ("url", "status", "current_path", "reason")} for l in linked[report.path]],
-            "linked_and_detecting": sorted(declared & detecting),
-            "linked_not_detecting": sorted(declared - detecting),
-            "detecting_not_linked": len(detecting - declared),
             "citing_rules": sorted(cited[report.path]),
-            "agree": declared <= detecting,
         })
-    return {"entries": rows, "summary": _summary(rows)}
+    return {"entries": rows}
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def tier_of(rules: list[dict[str, Any]], include_retired: bool = False) -> str:
+    """The coverage tier given the Sigma rules' verdicts on an entry (dicts with verdict, retired)."""
+    counted = [r["verdict"] for r in rules if include_retired or not r["retired"]]
+    if "runs" in counted:
+        return "running"
+    if DETECTING.intersection(counted):
+        return "other"
+    return "mentioned" if counted else "none"
+
+
+def _coverage_row(row: dict[str, Any], include_retired: bool) -> dict[str, Any]:
+    counted = [r for r in row["rules"] if include_retired or not r["retired"]]
+    running = sorted(r["path"] for r in counted if r["verdict"] == "runs")
+    other = sorted(r["path"] for r in counted if r["verdict"] in DETECTING and r["verdict"] != "runs")
+    detecting = set(running) | set(other)
+    declared = {l["current_path"] for l in row["linked"] if l.get("current_path")}
+    return {
+        "entry": row["entry"], "path": row["path"], "names": row["names"],
+        "categories": row["categories"], "mitre": row["mitre"],
+        "tier": tier_of(row["rules"], include_retired),
+        "verdicts": list(ordered(r["verdict"] for r in counted)),
+        "running_rules": running, "other_rules": other,
+        "detecting_rules": sorted(detecting),
+        "mentioning_rules": sorted(r["path"] for r in counted if r["path"] not in detecting),
+        "retired_rules": sorted(r["path"] for r in row["rules"] if r["retired"]),
+        "rules": row["rules"],
+        "linked": row["linked"],
+        "linked_and_detecting": sorted(declared & detecting),
+        "linked_not_detecting": sorted(declared - detecting),
+        "detecting_not_linked": len(detecting - declared),
+        "citing_rules": row["citing_rules"],
+        "agree": declared <= detecting,
+    }
+
+
+def _summary(rows: list[dict[str, Any]], include_retired: bool) -> dict[str, Any]:
     def tally(key: str) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, "detected": 0, "undetected": 0})
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, **{t: 0 for t in TIERS}})
         for row in rows:
             for value in row[key] or ["(none)"]:
                 out[value]["entries"] += 1
-                out[value]["detected" if row["detecting_rules"] else "undetected"] += 1
+                out[value][row["tier"]] += 1
         return dict(sorted(out.items()))
-    undetected = [r["entry"] for r in rows if not r["detecting_rules"]]
+    by_tier = {t: [r["entry"] for r in rows if r["tier"] == t] for t in TIERS}
     return {
         "entries": len(rows),
-        "detected": len(rows) - len(undetected),
-        "undetected": len(undetected),
-        "undetected_entries": undetected,
+        "include_retired": include_retired,
+        "tiers": {t: len(names) for t, names in by_tier.items()},
+        "detected": len(by_tier["running"]) + len(by_tier["other"]),
+        "undetected": len(by_tier["mentioned"]) + len(by_tier["none"]),
+        "entries_by_tier": by_tier,
         "links_disagree": sum(1 for r in rows if not r["agree"]),
         "by_category": tally("categories"),
         "by_mitre": tally("mitre"),
@@ -225,7 +263,7 @@ def load(reader: IndexReader) -> dict[str, Any]:
         try:
             reader.cache[XREF_FILE] = json.loads((reader.generation / XREF_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            reader.cache[XREF_FILE] = {"links": [], "references": [], "coverage": {"entries": [], "summary": {}},
+            reader.cache[XREF_FILE] = {"links": [], "references": [], "coverage": {"entries": []},
                                        "former_paths": {}}
     return reader.cache[XREF_FILE]
 
@@ -235,9 +273,16 @@ def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str
     return [l for l in load(reader)["links"] if not status or l["status"] in status]
 
 
-def coverage(reader: IndexReader) -> dict[str, Any]:
-    """Per LOLBAS entry: detecting rules, mentioning rules, linked rules; summary figures."""
-    return load(reader)["coverage"]
+def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, Any]:
+    """Per LOLBAS entry: its tier, the Sigma rules by verdict, the rules LOLBAS links; summary
+    figures per tier, category and ATT&CK technique.
+
+    Tiers: `running` (a rule with verdict runs), `other` (parent, target, loads or invoked),
+    `mentioned` (rules name it, none detects it), `none`. Deprecated and unsupported rules
+    count only with include_retired (they are listed in `retired_rules` either way).
+    """
+    rows = [_coverage_row(row, include_retired) for row in load(reader)["coverage"]["entries"]]
+    return {"entries": rows, "summary": _summary(rows, include_retired) if rows else {}}
 
 
 def references(reader: IndexReader) -> list[dict[str, Any]]:

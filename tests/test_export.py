@@ -38,15 +38,34 @@ def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexRe
     text = render("markdown", mentions, tip_reader.sources)
     lines = text.splitlines()
     assert lines[0] == "# psr.exe" and "## Possible Misuse" in lines
-    header = lines.index("Source | Source File | Example | License | Role")
+    header = lines.index("Source | Source File | Example | License | Role | Verdict")
     rows = [split_row(r) for r in lines[header + 2:] if r]
     assert len(rows) == len(mentions)
-    assert all(len(r) == 5 for r in rows)
+    assert all(len(r) == 6 for r in rows)
+    assert "*1 Sigma rule files name `psr.exe`: 1 detect it, 1 of them running it" in text
+    assert {r[5] for r in rows if r[0].startswith("[sigma]")} == {"runs"}
+    assert {r[5] for r in rows if r[0].startswith("[LOLBAS]")} == {"documented"}
     image = next(r for r in rows if "Image" in r[2])
     assert image[2] == "`Image\\|endswith: '\\Psr.exe'`"
     assert image[1].endswith(f"/blob/{mentions[0].commit}/rules/windows/process_creation/"
                              "proc_creation_win_psr_capture_screenshots.yml#L20)")
     assert image[3].startswith("[DRL 1.1](https://github.com/SigmaHQ/sigma/blob/") and image[4] == "process"
+
+
+def test_every_export_carries_the_verdict(tip_reader: IndexReader) -> None:
+    """ngen.exe: every Sigma rule naming it only excludes it (tests/golden/coverage.yaml)."""
+    mentions = tip_reader.search(["ngen.exe", "setres.exe"])
+    stored = {(r.source, r.path, r.binary): r.verdict for r in tip_reader.rules(["ngen.exe", "setres.exe"])}
+    lines = [json.loads(line) for line in render("jsonl", mentions, tip_reader.sources).splitlines()]
+    assert len(lines) == len(mentions)
+    assert all(line["verdict"] == stored[(line["source"], line["path"], line["binary"])] for line in lines)
+    assert {line["verdict"] for line in lines if line["binary"] == "ngen.exe" and line["source"] == "sigma"} == {"excluded"}
+    rows = list(csv.DictReader(io.StringIO(render("csv", mentions, tip_reader.sources))))
+    assert [r["verdict"] for r in rows] == [line["verdict"] for line in lines]
+    objects = {o["binary"]: o for o in json.loads(render("json", mentions, tip_reader.sources))}
+    setres = {r["path"]: r for r in objects["setres.exe"]["rules"]}
+    rule = setres["rules/windows/process_creation/proc_creation_win_setres_uncommon_child_process.yml"]
+    assert (rule["verdict"], rule["verdicts"], rule["retired"]) == ("parent", ["parent", "mentioned"], False)
 
 
 def test_hostile_names_stay_data_in_markdown(tmp_path: Path) -> None:
@@ -58,7 +77,7 @@ def test_hostile_names_stay_data_in_markdown(tmp_path: Path) -> None:
     for page in written[:-1]:
         lines = page.read_text().splitlines()
         table = [ln for ln in lines if ln.startswith("[sigma]")]
-        assert len(table) == 1 and len(split_row(table[0])) == 5, table
+        assert len(table) == 1 and len(split_row(table[0])) == 6, table
         assert "<script>" not in page.read_text() or "`" in page.read_text()
         assert "\x07" not in page.read_text() and "\n\n" not in lines[0]
 

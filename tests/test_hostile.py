@@ -541,7 +541,10 @@ def test_csv_cells_are_never_formulas_and_round_trip(hostile: dict, reader: Inde
 def test_json_and_jsonl_carry_the_originals(hostile: dict, reader: IndexReader) -> None:
     mentions = all_sorted(reader)
     lines = (hostile["exports"] / "all.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == [m.to_dict() for m in mentions]
+    exported = [json.loads(line) for line in lines]
+    verdicts = {(r.source, r.path, r.binary): r.verdict for r in reader.all_rules()}
+    assert [e.pop("verdict") for e in exported] == [verdicts[(m.source, m.path, m.binary)] for m in mentions]
+    assert exported == [m.to_dict() for m in mentions]
     objects = json.loads((hostile["exports"] / "all.json").read_text(encoding="utf-8"))
     assert sorted(o["binary"] for o in objects) == reader.binaries()
     assert set(LOLBAS_HOSTILE_NAMES) <= set(reader.binaries())
@@ -554,10 +557,10 @@ def test_json_and_jsonl_carry_the_originals(hostile: dict, reader: IndexReader) 
 
 
 def check_markdown(text: str) -> int:
-    """Every misuse table row has five cells, code spans give the snippet back, no live markup."""
-    rows = list(tables(text, "Source | Source File | Example | License | Role"))
+    """Every misuse table row has six cells, code spans give the snippet back, no live markup."""
+    rows = list(tables(text, "Source | Source File | Example | License | Role | Verdict"))
     for row in rows:
-        assert len(row) == 5, row
+        assert len(row) == 6, row
     for line in text.split("\n"):
         bare = outside_code(line)
         assert not re.search(r"(?<!\\)<", bare), line
@@ -568,7 +571,7 @@ def check_markdown(text: str) -> int:
 def test_markdown_single_file(hostile: dict, reader: IndexReader) -> None:
     text = (hostile["exports"] / "all.md").read_text(encoding="utf-8")
     assert check_markdown(text) == len(list(reader.all_mentions()))
-    cells = {code_span_text(row[2]) for row in tables(text, "Source | Source File | Example | License | Role")}
+    cells = {code_span_text(row[2]) for row in tables(text, "Source | Source File | Example | License | Role | Verdict")}
     assert cells == {clean(m.snippet) for m in reader.all_mentions()}
 
 
@@ -600,7 +603,7 @@ def test_markdown_pages_stay_in_the_output_directory(hostile: dict, reader: Inde
 def test_markdown_links_point_at_the_rule_line(hostile: dict, reader: IndexReader) -> None:
     text = (hostile["exports"] / "all.md").read_text(encoding="utf-8")
     targets = set()
-    for row in tables(text, "Source | Source File | Example | License | Role"):
+    for row in tables(text, "Source | Source File | Example | License | Role | Verdict"):
         match = re.fullmatch(r"\[.*\]\((\S+)\)", row[1])
         assert match, row[1]
         targets.add(unquote(html.unescape(match.group(1))))  # what a CommonMark renderer and a browser make of it

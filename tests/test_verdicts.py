@@ -71,6 +71,10 @@ REAL_PAIRS = [
      ("runs", "mentioned"), "l.22 Image|endswith '\\scrcons.exe' (the process loading); title, description"),
     ("rules/windows/image_load/image_load_scrcons_wmi_scripteventconsumer.yml", "wshom.ocx", "loads", ("loads",),
      "l.26 ImageLoaded|endswith '\\wshom.ocx'"),
+    ("rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml", "wincredui.dll", "loads", ("loads",),
+     "l.24 ImageLoaded|endswith and l.27 OriginalFileName: in an image_load event both name the loaded module"),
+    ("rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml", "regedit.exe", "excluded",
+     ("excluded",), "l.39 Image only in filter_main_full"),
     (PC + "proc_creation_win_wmic_susp_process_creation.yml", "wmic.exe", "mentioned", None,
      "title only ('... Via Wmic.EXE'): the detection never names wmic"),
     (PC + "proc_creation_win_wmic_susp_process_creation.yml", "certutil.exe", "invoked", ("invoked",),
@@ -179,6 +183,9 @@ def test_pe_metadata_names_the_module_in_image_load_events():
     assert mention_verdict(_m(role="other", field="Product")) == "runs"
     assert mention_verdict(_m(role="other", field="Product", logsource="windows/image_load")) == "loads"
     assert mention_verdict(_m(role="other", field="PipeName")) == "artifact"
+    assert mention_verdict(_m(role="original_filename", field="OriginalFileName",
+                              logsource="windows/image_load")) == "loads"
+    assert mention_verdict(_m(role="original_filename", field="OriginalFileName")) == "runs"
 
 
 def test_record_round_trips_and_ignores_unknown_keys():

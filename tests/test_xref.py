@@ -101,26 +101,63 @@ def _rows(reader) -> dict[str, dict]:
     return {r["path"]: r for r in xref.coverage(reader)["entries"]}
 
 
-@pytest.mark.parametrize("pin", [_param(p, p["entry"]) for p in COVERAGE["detected"]])
-def test_entry_with_a_detecting_rule(tip_reader, pin):
+@pytest.mark.parametrize("pin", [_param(p, p["entry"]) for p in COVERAGE["running"]])
+def test_entry_with_a_rule_that_runs_it(tip_reader, pin):
     row = _rows(tip_reader)[pin["path"]]
-    assert row["entry"] == pin["entry"]
-    assert pin["rule"] in row["detecting_rules"]
+    assert row["entry"] == pin["entry"] and row["tier"] == "running"
+    assert pin["rule"] in row["running_rules"] and pin["rule"] in row["detecting_rules"]
     assert pin["rule"] not in row["mentioning_rules"]
-    assert pin["entry"] not in xref.coverage(tip_reader)["summary"]["undetected_entries"]
+    assert pin["entry"] in xref.coverage(tip_reader)["summary"]["entries_by_tier"]["running"]
 
 
-@pytest.mark.parametrize("pin", [_param(p, p["entry"]) for p in COVERAGE["undetected"]])
-def test_entry_without_a_detecting_rule(tip_reader, pin):
-    cov = xref.coverage(tip_reader)
+@pytest.mark.parametrize("pin", [_param(p, f"{p['entry']}:{p['rule'].rsplit('/', 1)[-1]}") for p in COVERAGE["other"]])
+def test_entry_detected_otherwise(tip_reader, pin):
     row = _rows(tip_reader)[pin["path"]]
-    assert row["entry"] == pin["entry"]
-    assert row["detecting_rules"] == []
-    assert pin["entry"] in cov["summary"]["undetected_entries"]
+    assert row["entry"] == pin["entry"] and row["tier"] == "other"
+    assert row["running_rules"] == [] and pin["rule"] in row["other_rules"]
+    assert {r["path"]: r["verdict"] for r in row["rules"]}[pin["rule"]] == pin["verdict"]
+    assert pin["entry"] in xref.coverage(tip_reader)["summary"]["entries_by_tier"]["other"]
+
+
+@pytest.mark.parametrize("tier", ["mentioned", "none"])
+def test_entry_without_a_detecting_rule(tip_reader, tier):
+    cov = xref.coverage(tip_reader)
+    for pin in COVERAGE[tier]:
+        row = _rows(tip_reader)[pin["path"]]
+        assert (row["entry"], row["tier"]) == (pin["entry"], tier)
+        assert row["detecting_rules"] == [] and (row["rules"] == []) == (tier == "none")
+        assert pin["entry"] in cov["summary"]["entries_by_tier"][tier]
 
 
 def test_coverage_pin_counts():
-    assert len(COVERAGE["detected"]) >= 6 and len(COVERAGE["undetected"]) >= 6
+    assert len(COVERAGE["running"]) >= 6 and len(COVERAGE["other"]) >= 9
+    assert len(COVERAGE["mentioned"]) + len(COVERAGE["none"]) >= 6
+
+
+def test_tier_counts_add_up_per_technique_and_category(tip_reader):
+    cov = xref.coverage(tip_reader)
+    s = cov["summary"]
+    assert sum(s["tiers"].values()) == s["entries"] == len(cov["entries"])
+    assert s["tiers"] == {t: sum(r["tier"] == t for r in cov["entries"]) for t in xref.TIERS}
+    for key, field in (("by_mitre", "mitre"), ("by_category", "categories")):
+        for name, counts in s[key].items():
+            rows = [r for r in cov["entries"] if name in (r[field] or ["(none)"])]
+            assert counts == {"entries": len(rows), **{t: sum(r["tier"] == t for r in rows) for t in xref.TIERS}}
+
+
+def test_retired_rules_count_only_when_asked(tip_reader):
+    """CL_Invocation.ps1: the only rules that invoke it are retired (read by hand: l.21
+    ScriptBlockText|contains|all 'CL_Invocation.ps1' in deprecated/windows/posh_ps_cl_invocation_lolscript.yml,
+    and unsupported/windows/posh_ps_cl_invocation_lolscript_count.yml); the process_creation rule names
+    it in its title only."""
+    default = {r["entry"]: r for r in xref.coverage(tip_reader)["entries"]}
+    asked = {r["entry"]: r for r in xref.coverage(tip_reader, include_retired=True)["entries"]}
+    row, with_retired = default["CL_Invocation.ps1"], asked["CL_Invocation.ps1"]
+    assert row["tier"] == "mentioned" and with_retired["tier"] == "other"
+    assert row["retired_rules"] == ["deprecated/windows/posh_ps_cl_invocation_lolscript.yml",
+                                    "unsupported/windows/posh_ps_cl_invocation_lolscript_count.yml"]
+    assert set(row["retired_rules"]) <= set(with_retired["other_rules"])
+    assert not set(row["retired_rules"]) & set(row["detecting_rules"] + row["mentioning_rules"])
 
 
 # --- former paths --------------------------------------------------------------------------------
