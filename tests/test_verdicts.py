@@ -267,3 +267,43 @@ def test_stale_index_format_asks_for_a_refresh(tip_data_dir, tmp_path):
         done = run_cli(*args, data_dir=copy)
         assert done.returncode == 4 and "Traceback" not in done.stderr, args
         assert "refresh" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+# --- show ----------------------------------------------------------------------------------------
+
+def test_show_name_is_one_line_per_rule_strongest_first_retired_last(tip_data_dir, tip_reader):
+    done = run_cli("show", "findstr.exe", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    rules = tip_reader.rules(["findstr.exe"])
+    lines = [ln for ln in done.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VERDICTS]
+    assert len(lines) == len(rules) > 20
+    verdicts = [ln.split()[0] for ln in lines]
+    active = [v for v, ln in zip(verdicts, lines) if not ln.endswith("]")]
+    assert active == sorted(active, key=VERDICTS.index) and active[0] == "runs"
+    # deprecated/windows/proc_creation_win_lolbin_findstr.yml (status: deprecated, l.24 Image) is last, marked
+    assert lines[-1].startswith("  runs ") and lines[-1].endswith(
+        "sigma:deprecated/windows/proc_creation_win_lolbin_findstr.yml  [deprecated]")
+    assert "Abusing Findstr for Defense Evasion" in lines[-1] and " deprecated " in lines[-1]
+    documented = next(ln for ln in lines if ln.split()[0] == "documented")
+    assert documented.endswith("lolbas:yml/OSBinaries/Findstr.yml")
+
+
+def test_show_name_json_rules_and_counts(tip_data_dir):
+    data = json.loads(run_cli("show", "setres.exe", "--json", data_dir=tip_data_dir).stdout)
+    setres = PC + "proc_creation_win_setres_uncommon_child_process.yml"
+    assert data["rules"][0]["path"] == setres and data["rules"][0]["verdict"] == "parent"
+    assert data["running_rules"] == [] and data["detecting_rules"] == [setres]
+
+
+def test_show_rule_says_which_items_are_filters(tip_data_dir):
+    path = PC + "proc_creation_win_setres_uncommon_child_process.yml"
+    text = run_cli("show", path, data_dir=tip_data_dir).stdout
+    assert "  item selection (selection): setres.exe" in text.splitlines()
+    assert "  item filter_main_legit_location (filter: excludes): choice.exe" in text.splitlines()
+    assert "  setres.exe: parent (mentioned too)" in text.splitlines()
+    data = json.loads(run_cli("show", path, "--json", data_dir=tip_data_dir).stdout)
+    assert data["detection_items"] == [
+        {"name": "selection", "context": "selection", "binaries": ["setres.exe"]},
+        {"name": "filter_main_legit_location", "context": "filter", "binaries": ["choice.exe"]}]
+    assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [("setres.exe", "parent"),
+                                                                      ("choice.exe", "excluded")]
