@@ -209,11 +209,13 @@ def _coverage_row(row: dict[str, Any], include_retired: bool) -> dict[str, Any]:
 
 def _summary(rows: list[dict[str, Any]], include_retired: bool) -> dict[str, Any]:
     def tally(key: str) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, **{t: 0 for t in TIERS}})
+        out: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"entries": 0, "detected": 0, "undetected": 0, **{t: 0 for t in TIERS}})
         for row in rows:
             for value in row[key] or ["(none)"]:
                 out[value]["entries"] += 1
                 out[value][row["tier"]] += 1
+                out[value]["detected" if row["tier"] in ("running", "other") else "undetected"] += 1
         return dict(sorted(out.items()))
     by_tier = {t: [r["entry"] for r in rows if r["tier"] == t] for t in TIERS}
     return {

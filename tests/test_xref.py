@@ -142,7 +142,9 @@ def test_tier_counts_add_up_per_technique_and_category(tip_reader):
     for key, field in (("by_mitre", "mitre"), ("by_category", "categories")):
         for name, counts in s[key].items():
             rows = [r for r in cov["entries"] if name in (r[field] or ["(none)"])]
-            assert counts == {"entries": len(rows), **{t: sum(r["tier"] == t for r in rows) for t in xref.TIERS}}
+            tiers = {t: sum(r["tier"] == t for r in rows) for t in xref.TIERS}
+            assert counts == {"entries": len(rows), "detected": tiers["running"] + tiers["other"],
+                              "undetected": tiers["mentioned"] + tiers["none"], **tiers}
 
 
 def test_retired_rules_count_only_when_asked(tip_reader):
