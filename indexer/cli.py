@@ -270,12 +270,14 @@ def changes(
     data_dir: Optional[Path] = DataDir,
     last: int = typer.Option(5, "--last", min=1, help="How many refreshes to show."),
     since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD)."),
-    show_all: bool = typer.Option(False, "--all", help="Also the refreshes that found nothing new."),
+    show_all: bool = typer.Option(False, "--all", help="Every binary and every rule changed (not the first 15), "
+                                  "and the refreshes that found nothing new too."),
     as_json: bool = JsonFlag,
 ) -> None:
-    """What the last refreshes changed, e.g. "certutil.exe: +2 rules".
+    """What the last refreshes changed: binaries that gained or lost a detecting rule (verdict
+    runs, parent, target, loads or invoked), rules added and removed with title and path.
 
-    Example: indexer changes --last 3
+    Example: indexer changes --last 3 --all
     """
     from .refresh import recent_manifests
     from .report import manifest_lines
@@ -287,7 +289,7 @@ def changes(
     if not items:
         typer.echo("no refresh recorded yet")
     for item in items:
-        for line in manifest_lines(item):
+        for line in manifest_lines(item, every=show_all):
             typer.echo(line)
         typer.echo("")
 

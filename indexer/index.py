@@ -32,7 +32,7 @@ KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
-INDEX_FORMAT = 7  # 6: each binary's document holds its rule verdicts; 7: coverage stores them
+INDEX_FORMAT = 8  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles
 
 
 def _schema() -> Schema:

@@ -125,6 +125,7 @@ class FileReport:
     entry: dict[str, Any] = field(default_factory=dict)        # LOLBAS entry: name, aliases, categories
     blob: str = ""                                             # git blob read (pySigma's verdict is kept per blob)
     binaries: list[str] = field(default_factory=list)          # every binary its mentions name (their documents)
+    title: str = ""                                            # the rule's title (a LOLBAS entry's Name)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # its values are plain already

@@ -29,6 +29,7 @@ from .names import stem_map
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
+from .verdicts import RuleVerdict, rule_verdicts
 
 KEEP_MANIFESTS = 1000
 CHECKER = f"pySigma {importlib.metadata.version('pySigma')}"  # verdicts of another version are asked again
@@ -88,6 +89,11 @@ class Manifest:
     rules_added: list[str] = field(default_factory=list)
     rules_removed: list[str] = field(default_factory=list)
     rules_renamed: list[dict[str, str]] = field(default_factory=list)
+    # binary -> Sigma rules (not deprecated or unsupported) that detect it, before and after:
+    # counts, and the rules gained, lost, or detecting it differently (verdicts.DETECTING)
+    detections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules_added_detail: list[dict[str, str]] = field(default_factory=list)    # id, path, title
+    rules_removed_detail: list[dict[str, str]] = field(default_factory=list)  # id, path, title (before)
     generation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -535,10 +541,10 @@ class _Refresh:
         renames = {fileref(name, old_p): fileref(name, new_p)
                    for name, o in m.sources.items() for old_p, new_p in o.renamed}
 
-        def keyed(document: str, ref_map: dict[str, str]) -> Counter[tuple[Any, ...]]:
+        def keyed(items: list[dict[str, Any]], ref_map: dict[str, str]) -> Counter[tuple[Any, ...]]:
             # what a mention says, not where: a line moving down is no change; a selection
             # becoming a filter is one
-            refs = ((fileref(d["source"], d["path"]), d) for d in json.loads(document))
+            refs = ((fileref(d["source"], d["path"]), d) for d in items)
             return Counter((ref_map.get(ref, ref), d["binary"], d["role"], d["field"], tuple(d["modifiers"]),
                             d["context"], d["detection"], d["inferred"], d["snippet"]) for ref, d in refs)
 
@@ -547,8 +553,11 @@ class _Refresh:
         for binary, document in written.items():
             old_document = old_docs.get(binary, "[]")
             if document != old_document:  # update(), not +=: += rescans the whole counter each time
-                before.update(keyed(old_document, renames))
-                after.update(keyed(document, {}))
+                old_items, new_items = json.loads(old_document), json.loads(document)
+                before.update(keyed(old_items, renames))
+                after.update(keyed(new_items, {}))
+                if previous is not None:  # a first build gains everything: nothing to list
+                    _detection_change(m, binary, rule_verdicts(old_items), rule_verdicts(new_items), renames)
         m.mentions_added = sum((after - before).values())
         m.mentions_removed = sum((before - after).values())
         rules_before: dict[str, set[str]] = defaultdict(set)
@@ -569,6 +578,9 @@ class _Refresh:
         m.rules_removed = sorted(set(old_ids) - set(new_ids))
         m.rules_renamed = [{"id": rid, "from": old_ids[rid], "to": new_ids[rid]}
                            for rid in sorted(set(old_ids) & set(new_ids)) if old_ids[rid] != new_ids[rid]]
+        if previous is not None:
+            m.rules_added_detail = [_rule_detail(rid, new_ids[rid], state) for rid in m.rules_added]
+            m.rules_removed_detail = [_rule_detail(rid, old_ids[rid], previous) for rid in m.rules_removed]
 
     def _finish(self, writer: IndexWriter | None) -> Manifest:
         m = self.manifest
@@ -603,6 +615,40 @@ def _changed_stems(before: list[str], after: list[str]) -> set[str]:
                 **{f"{k} (unix)": v for k, v in stem_map(n for n in names if "." not in n).items()}}
     old, new = stems(before), stems(after)
     return {key.split(" ")[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+
+
+def _detection_change(m: Manifest, binary: str, old: list[RuleVerdict], new: list[RuleVerdict],
+                      renames: dict[str, str]) -> None:
+    """Record in the manifest the Sigma rules that started or stopped detecting `binary`, or
+    detect it differently (deprecated and unsupported rules never detect)."""
+    def detecting(rules: list[RuleVerdict], ref_map: dict[str, str]) -> dict[str, RuleVerdict]:
+        return {ref_map.get(ref, ref): r for r in rules if r.source == "sigma" and r.detects and not r.retired
+                for ref in [fileref(r.source, r.path)]}
+
+    was, now = detecting(old, renames), detecting(new, {})
+    if {ref: r.verdict for ref, r in was.items()} == {ref: r.verdict for ref, r in now.items()}:
+        return
+    after = {fileref(r.source, r.path): r for r in new if r.source == "sigma"}
+
+    def rule(ref: str, r: RuleVerdict, **extra: str) -> dict[str, str]:
+        return {"path": ref.split(":", 1)[1], "title": r.title, **extra}  # a renamed rule: its new path
+
+    def status(ref: str) -> str:
+        r = after.get(ref)
+        return "" if r is None else r.verdict + (" (deprecated or unsupported)" if r.retired else "")
+
+    m.detections[binary] = {
+        "before": len(was), "after": len(now),
+        "gained": [rule(ref, now[ref], verdict=now[ref].verdict) for ref in sorted(set(now) - set(was))],
+        "lost": [rule(ref, was[ref], verdict=was[ref].verdict, now=status(ref)) for ref in sorted(set(was) - set(now))],
+        "changed": [rule(ref, now[ref], before=was[ref].verdict, after=now[ref].verdict)
+                    for ref in sorted(set(was) & set(now)) if was[ref].verdict != now[ref].verdict],
+    }
+
+
+def _rule_detail(rule_id: str, ref: str, state: State) -> dict[str, str]:
+    report = state.files.get(ref)
+    return {"id": rule_id, "path": ref.split(":", 1)[1], "title": report.title if report else ""}
 
 
 def _rule_paths(reports: Iterable[FileReport]) -> dict[str, str]:

@@ -131,8 +131,15 @@ def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) 
         console.print(Text(f"  ({hidden} skipped or with pySigma warnings: --errors lists them)"))
 
 
-def manifest_lines(m: dict[str, Any]) -> Iterator[str]:
-    """A refresh manifest for people: what moved, what changed, per binary."""
+def manifest_lines(m: dict[str, Any], every: bool = False) -> Iterator[str]:
+    """A refresh manifest for people: what moved, what changed, per binary; the binaries whose
+    detecting rules changed, and the rules added and removed (the first 15 of each, or every one).
+    Titles and paths come from rules: no control character is printed."""
+    for line in _manifest_lines(m, None if every else 15):
+        yield "".join(ch if ch.isprintable() else "\ufffd" for ch in line)
+
+
+def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
     yield f"refresh {m['started']} ({m['duration_s']}s, exit {m['exit_code']})" + (f": {m['reason']}" if m.get("reason") else "")
     if m["exit_code"] == 2 and not m["generation"]:
         yield "  no index yet: give reachable sources (--sigma-url, --lolbas-url: a URL, a clone or a git bundle)"
@@ -152,15 +159,33 @@ def manifest_lines(m: dict[str, Any]) -> Iterator[str]:
         yield f"  error: {e['source']}:{e['path']}: {e['reason']}"
     if len(m["file_errors"]) > 20:
         yield f"  ... and {len(m['file_errors']) - 20} more file errors"
+    detections = m.get("detections", {})
+    if detections:
+        yield f"  detections changed for {len(detections)} binaries (Sigma rules that run, parent, target, load or invoke them):"
+    for name, d in sorted(detections.items(), key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))[:limit]:
+        yield f"  {name}: {d['before']} -> {d['after']} detecting rules"
+        for r in d["gained"]:
+            yield f"    + {r['verdict']:<8} {r['title']}  {r['path']}"
+        for r in d["lost"]:
+            yield f"    - {r['verdict']:<8} {r['title']}  {r['path']}  (now: {r['now'] or 'gone'})"
+        for r in d["changed"]:
+            yield f"    ~ {r['before']} -> {r['after']}  {r['title']}  {r['path']}"
+    if limit is not None and len(detections) > limit:
+        yield f"  ... and {len(detections) - limit} more binaries whose detections changed (--all lists them)"
     changed = m["binaries"]
-    for name, c in list(sorted(changed.items(), key=lambda kv: -(kv[1]['gained'] + kv[1]['lost'])))[:15]:
+    for name, c in list(sorted(changed.items(), key=lambda kv: -(kv[1]['gained'] + kv[1]['lost'])))[:limit]:
         parts = ([f"+{c['gained']}"] if c["gained"] else []) + ([f"-{c['lost']}"] if c["lost"] else [])
-        yield f"  {name}: {' '.join(parts)} rules ({c['rules_before']} -> {c['rules_after']})"
-    if len(changed) > 15:
-        yield f"  ... and {len(changed) - 15} more binaries changed"
+        yield f"  {name}: {' '.join(parts)} rules naming it ({c['rules_before']} -> {c['rules_after']})"
+    if limit is not None and len(changed) > limit:
+        yield f"  ... and {len(changed) - limit} more binaries changed (--all lists them)"
     for key in ("rules_added", "rules_removed"):
         if m[key]:
             yield f"  {key.replace('_', ' ')}: {len(m[key])}"
+            detail = m.get(f"{key}_detail", [])
+            for r in detail[:limit]:
+                yield f"    {'+' if key == 'rules_added' else '-'} {r['title']}  {r['path']}"
+            if limit is not None and len(detail) > limit:
+                yield f"    ... and {len(detail) - limit} more (--all lists them)"
     if m["rules_renamed"]:
         yield f"  rules renamed: {len(m['rules_renamed'])}"
 

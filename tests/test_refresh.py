@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from indexer.index import IndexReader
+from indexer.verdicts import DETECTING, is_retired
 from indexer.sources import SourceSpec
 from indexer.refresh import CHECKER, EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
 
@@ -202,6 +203,52 @@ def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old
         old_rules, new_rules = rules_before.get(binary, set()), rules_after.get(binary, set())
         assert counts == {"rules_before": len(old_rules), "rules_after": len(new_rules),
                           "gained": len(new_rules - old_rules), "lost": len(old_rules - new_rules)}, binary
+
+
+def test_incremental_manifest_lists_detection_changes(incremental, old_export: bytes, tip_export: bytes,
+                                                      tip_data_dir: Path) -> None:
+    """Binaries that gained or lost a detecting rule (verdict runs, parent, target, loads or
+    invoked; deprecated and unsupported rules never detect), recomputed from the verdicts the
+    two full exports carry; rules added and removed with their titles; `changes --all` lists them."""
+    data_dir, done = incremental
+    manifest = json.loads(done.stdout)
+    renamed = {f"sigma:{old}": f"sigma:{new}" for old, new in manifest["sources"]["sigma"]["renamed"]}
+
+    def detecting(export: bytes, ref_map: dict[str, str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for line in export.splitlines():
+            m = json.loads(line)
+            if m["source"] == "sigma" and m["verdict"] in DETECTING and not is_retired(m["path"], m["status"]):
+                ref = f"sigma:{m['path']}"
+                out.setdefault(m["binary"], {})[ref_map.get(ref, ref)] = m["verdict"]
+        return out
+
+    before, after = detecting(old_export, renamed), detecting(tip_export, {})
+    changed = {b for b in before.keys() | after.keys() if before.get(b, {}) != after.get(b, {})}
+    assert set(manifest["detections"]) == changed and len(changed) > 5
+    for binary, d in manifest["detections"].items():
+        was, now = before.get(binary, {}), after.get(binary, {})
+        assert (d["before"], d["after"]) == (len(was), len(now)), binary
+        assert {f"sigma:{r['path']}" for r in d["gained"]} == now.keys() - was.keys(), binary
+        assert {f"sigma:{r['path']}" for r in d["lost"]} == was.keys() - now.keys(), binary
+        assert {f"sigma:{r['path']}" for r in d["changed"]} == {
+            ref for ref in was.keys() & now.keys() if was[ref] != now[ref]}, binary
+        assert all(r["verdict"] == now[f"sigma:{r['path']}"] and r["title"] for r in d["gained"])
+    with IndexReader(tip_data_dir) as reader:
+        titles = {rid: (report.path, report.title) for report in reader.state.files.values() for rid in report.rule_ids}
+    assert [r["id"] for r in manifest["rules_added_detail"]] == manifest["rules_added"] and manifest["rules_added"]
+    assert all((r["path"], r["title"]) == titles[r["id"]] for r in manifest["rules_added_detail"])
+    assert [r["id"] for r in manifest["rules_removed_detail"]] == manifest["rules_removed"]
+    assert all(r["title"] and r["path"] for r in manifest["rules_removed_detail"])
+    shown = indexer("changes", "--last", "1", "--all", data_dir=data_dir)
+    assert shown.returncode == 0, shown.stderr
+    listed = {line.split(":")[0].strip() for line in shown.stdout.splitlines() if " detecting rules" in line
+              and line.startswith("  ") and not line.startswith("  detections")}
+    assert listed == changed
+    for r in manifest["rules_added_detail"]:
+        assert f"    + {r['title']}  {r['path']}" in shown.stdout.splitlines()
+    short = indexer("changes", "--last", "1", data_dir=data_dir).stdout
+    assert len(short.splitlines()) < len(shown.stdout.splitlines())
 
 
 # --- 2. a one-commit refresh reads only what changed --------------------------------------------
