@@ -688,3 +688,73 @@ def test_cli_export_html(hostile_data_dir: Path, tmp_path: Path) -> None:
     proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", str(foreign), "--data-dir",
                            str(hostile_data_dir)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 4 and "not written by" in proc.stderr
+
+
+# --- issue 14: caches, unbounded answers, odd digits ---------------------------------------------
+
+def test_spellings_of_a_heavy_binary_share_one_bounded_cache(app: App) -> None:
+    """Issue 14.17: every spelling of powershell.exe was cached apart (600 GETs, 1 GB)."""
+    import gc
+    import tracemalloc
+
+    assert app.handle("/api/binary/powershell.exe").status == 200      # warm: one entry may stay
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(12):
+            spelling = quote(f"C:\\x{i}\\PowerShell.EXE", safe="")
+            assert app.handle(f"/api/binary/{spelling}").status == 200
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2_000_000, f"12 spellings of one binary kept {grown:,} bytes"
+
+
+MANY = 3000   # executables one rule names (the issue's rule had 150,000; the bound must not depend on it)
+
+
+@pytest.fixture(scope="module")
+def many_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("many-repo")
+    git("init", "-q", "-b", "master", cwd=repo)
+    path = repo / "rules" / "windows" / "process_creation" / "many.yml"
+    path.parent.mkdir(parents=True)
+    names = "".join(f"            - '\\many{i:05d}.exe'\n" for i in range(MANY))
+    path.write_text("title: Many executables\nid: 5d1c7e52-0000-4000-8000-000000000001\nstatus: test\n"
+                    "logsource:\n    category: process_creation\n    product: windows\n"
+                    f"detection:\n    selection:\n        Image|endswith:\n{names}    condition: selection\n"
+                    "level: low\n", encoding="utf-8")
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "many", cwd=repo)
+    data_dir = tmp_path_factory.mktemp("many-data")
+    manifest = refresh(RefreshOptions(data_dir, [SourceSpec("sigma", url=str(repo), branch="master")]))
+    assert manifest.exit_code == 0
+    return data_dir
+
+
+def test_a_rule_naming_thousands_of_executables_is_paged(many_data_dir: Path) -> None:
+    """Issue 14.18: a rule naming 150,000 executables cost 21 s and 63 MB per view: answers
+    and pages hold one page of it, whatever the rule holds."""
+    app = App(many_data_dir)
+    response = app.handle("/api/rule/rules/windows/process_creation/many.yml")
+    assert response.status == 200
+    data = response.json_data()
+    assert data["total"]["binaries"] == MANY
+    assert 0 < len(data["binaries"]) <= 200 and len(data["mentions"]) <= 200
+    assert {m["binary"] for m in data["mentions"]} == set(data["binaries"])
+    last = app.handle("/api/rule/rules/windows/process_creation/many.yml?offset=2990&limit=50").json_data()
+    assert last["binaries"] == [f"many{i:05d}.exe" for i in range(2990, MANY)]
+    page = app.handle("/rule/rules/windows/process_creation/many.yml")
+    assert page.status == 200 and len(page.body) < 400_000
+    assert page.body.count(b'href="/binary/many') <= 2 * 200
+    assert b'href="/rule/rules/windows/process_creation/many.yml?offset=' in page.body   # the next page
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%D9%A3", "-1", "1e3", "51"])
+def test_suggest_limit_odd_digits_are_a_4xx(app: App, limit: str) -> None:
+    """Issue 14.19: ² and ① pass str.isdigit() and fail int(): a 500."""
+    response = app.handle(f"/api/suggest?q=psr&limit={limit}")
+    assert 400 <= response.status < 500, (limit, response.status)
+    assert "limit" in response.json_data()["error"]
