@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -218,7 +219,7 @@ def export(
     if fmt == "html":
         if output == "-" or binary:
             raise fail("--format html writes a site into a directory: give --output DIR (and no --binary)", 4)
-        from .serve import write_site
+        from .web.site import write_site
         with _open_reader(_data_dir(data_dir)) as reader:
             try:
                 site = write_site(reader, Path(output))
@@ -358,6 +359,8 @@ def serve(
     data_dir: Optional[Path] = DataDir,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 shows the index to the network)."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="uvicorn worker processes, each reading the published index."),
+    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Let pages of this origin read the API (repeatable; none by default)."),
 ) -> None:
     """Serve the index: pages for people, a JSON API for scripts (/api/openapi.json).
 
@@ -366,13 +369,17 @@ def serve(
     Example: indexer serve --port 8080   (then open http://127.0.0.1:8080/)
     """
     from .index import current_generation
-    from .serve import serve as run_serve
 
     folder = _data_dir(data_dir)
     if current_generation(folder) is None:
         raise fail(f"no index in {folder}: run 'indexer refresh' first", 4)
+    for origin in cors_origin:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+            raise fail(f"--cors-origin {origin[:80]!r} is no origin (scheme://host[:port], e.g. https://intranet.example)", 4)
+    from .web.app import serve as run_serve
+
     try:
-        run_serve(folder, host, port)
+        run_serve(folder, host, port, workers, tuple(cors_origin))
     except OSError as exc:  # address in use, permission denied, unknown host
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 4)
 

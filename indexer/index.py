@@ -69,6 +69,16 @@ def _order(data: dict[str, Any]) -> tuple[Any, ...]:
             data["field"], data["detection"], data["context"])
 
 
+def mention_order(mention: Mention) -> tuple[Any, ...]:
+    """The order of a search's mentions: Sigma first, then source, path, line, role, field."""
+    return _order(mention.__dict__) + (mention.binary,)
+
+
+def file_order(mention: Mention) -> tuple[Any, ...]:
+    """The order of one file's mentions: by line."""
+    return (mention.line, mention.binary, mention.role, mention.field)
+
+
 # A mention as the index stores it: (binary, its place in the binary's document, its JSON).
 # Parser processes make rows, so the refresh only groups them into documents.
 Row = tuple[str, tuple[Any, ...], str]
@@ -380,7 +390,7 @@ class IndexReader:
                         or (inferred is not None and data["inferred"] != inferred)):
                     continue
                 out.append(self._mention(data))
-        return sorted(out, key=lambda m: _order(m.__dict__) + (m.binary,))
+        return sorted(out, key=mention_order)
 
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdicts of every rule file naming any of `binaries`, strongest first."""
@@ -403,14 +413,16 @@ class IndexReader:
         text = _document(self._reader, binary)
         return json.loads(text) if text is not None else []
 
-    def file_mentions(self, source: str, path: str) -> list[Mention]:
-        """Every mention in one file, in line order."""
+    def file_mentions(self, source: str, path: str, binaries: Iterable[str] | None = None) -> list[Mention]:
+        """Every mention in one file (or only those of `binaries`: one page of a file that names
+        thousands), in line order."""
         ref = fileref(source, path)
         report = self.state.files.get(ref)
+        wanted = (report.binaries if report else ()) if binaries is None else binaries
         out = []
-        for binary in report.binaries if report else ():
+        for binary in wanted:
             out += [self._mention(d) for d in self.stored(binary) if fileref(d["source"], d["path"]) == ref]
-        return sorted(out, key=lambda m: (m.line, m.binary, m.role, m.field))
+        return sorted(out, key=file_order)
 
     def raw_documents(self, binaries: Iterable[str] | None = None) -> dict[str, str]:
         """Stored mentions as written (JSON text, not decoded): of every binary, or of `binaries`."""

@@ -117,34 +117,64 @@ def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Men
     return groups
 
 
+def find_rule(reader: IndexReader, target: str) -> FileReport | None:
+    """The rule file a rule id, a path in its repository or `source:path` names (the first
+    file in the index's order when several share an id), or None."""
+    keys = reader.cache.get("rule-keys")
+    if keys is None:
+        keys = {}
+        for ref, report in reader.state.files.items():
+            for key in (*report.rule_ids, report.path, ref):
+                keys.setdefault(key, report)
+        reader.cache["rule-keys"] = keys
+    return keys.get(target.strip())
+
+
 def show_target(reader: IndexReader, target: str, kind: str | None = None) -> dict[str, object] | None:
     """Everything about a rule (by id or path) or, failing that, a binary (as `search` reads it).
 
     kind: "rule" or "binary" to look for one kind only (a rule id may look like a binary name).
     """
-    state = reader.state
-    cleaned = target.strip()
-    for ref, report in state.files.items() if kind != "binary" else ():
-        if cleaned in report.rule_ids or cleaned == report.path or cleaned == ref:
-            own = xref.references(reader) if report.source == "sigma" else xref.links(reader)
-            mentions = reader.file_mentions(report.source, report.path)
-            verdicts = [r for r in reader.rules(report.binaries) if (r.source, r.path) == (report.source, report.path)]
-            return {
-                **rule_record(report, mentions, verdicts),
-                "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
-                "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
-                "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == report.path],
-            }
+    report = find_rule(reader, target) if kind != "binary" else None
+    if report is not None:
+        return rule_target(reader, report)
     if kind == "rule":
         return None
     try:
-        result = search(reader, cleaned)
+        result = search(reader, target.strip())
     except ValueError:
         return None
     if not result.mentions:
         return None
-    return {**binary_record(target, result.binaries, result.mentions, result.rules),
-            "lolbas_declared_detections": xref.declared_detections(reader, result.binaries)}
+    return binary_target(reader, target, result.binaries, result.mentions, result.rules)
+
+
+def rule_target(reader: IndexReader, report: FileReport, mentions: list[Mention] | None = None,
+                binaries: Iterable[str] | None = None) -> dict[str, object]:
+    """`show_target` for one rule file: its record and cross-references. `mentions`: the file's
+    mentions in line order when already read (its verdicts are then computed from them, which
+    gives the stored ones); `binaries`: read only these names' mentions and verdicts (one page
+    of a file that names thousands)."""
+    verdicts = None
+    if mentions is None:
+        mentions = reader.file_mentions(report.source, report.path, binaries)
+        names = report.binaries if binaries is None else binaries
+        verdicts = [r for r in reader.rules(names) if (r.source, r.path) == (report.source, report.path)]
+    own = xref.references(reader) if report.source == "sigma" else xref.links(reader)
+    return {
+        **rule_record(report, mentions, verdicts),
+        "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
+        "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
+        "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == report.path],
+    }
+
+
+def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
+                  rules: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+    """`show_target` for the executables a query resolved to, from their mentions (search order)
+    and their rule verdicts (as stored; computed from the mentions when not given)."""
+    return {**binary_record(query, binaries, mentions, rules),
+            "lolbas_declared_detections": xref.declared_detections(reader, binaries)}
 
 
 def rule_record(report: FileReport, mentions: list[Mention],

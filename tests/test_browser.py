@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from indexer.serve import make_server
+from live import running
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -38,15 +37,8 @@ def _require_browser() -> None:
 
 @pytest.fixture(scope="module")
 def base_url(tip_data_dir: Path) -> Iterator[str]:
-    server = make_server(tip_data_dir, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, name="indexer-serve", daemon=True)
-    thread.start()
-    try:
-        yield server.url.rstrip("/")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with running(tip_data_dir) as (base, _api):
+        yield base
 
 
 @pytest.fixture()

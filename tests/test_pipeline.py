@@ -132,7 +132,8 @@ sys.stderr.write("\\n".join(sorted(sys.modules)))
 
 def test_search_imports_nothing_it_does_not_need(tip_data_dir: Path) -> None:
     """The search path: no pySigma, GitPython, PyYAML, Whoosh query machinery, pydantic, the MCP
-    SDK, or Rich when the output is not a terminal (issue 6: start-up is most of a search)."""
+    SDK, the web stack (FastAPI, Starlette, uvicorn, Jinja2), or Rich when the output is not a
+    terminal (issue 6: start-up is most of a search)."""
     done = subprocess.run([sys.executable, "-c", SEARCH_AND_LIST_MODULES, str(tip_data_dir)],
                           capture_output=True, text=True, timeout=60)
     assert "Psr.exe" in done.stdout, done.stderr[-500:]
@@ -140,5 +141,6 @@ def test_search_imports_nothing_it_does_not_need(tip_data_dir: Path) -> None:
     assert "indexer.index" in modules and "whoosh.reading" in modules  # the listing is real
     unwanted = {"sigma", "git", "yaml", "pydantic", "rich", "whoosh.query", "whoosh.searching",
                 "indexer.refresh", "indexer.parsers", "indexer.extract", "indexer.sources",
-                "mcp", "indexer.mcp_server", "anyio", "starlette"}
+                "mcp", "indexer.mcp_server", "anyio", "starlette",
+                "fastapi", "uvicorn", "jinja2", "markupsafe", "indexer.web"}
     assert not unwanted & modules, sorted(unwanted & modules)
