@@ -44,9 +44,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__, xref
 from ..index import IndexMissing, IndexReader, current_generation, stem_of
 from ..model import ROLES, SOURCES
+from ..verdicts import DETECTING, VERDICT_HELP, VERDICTS
 from ..query import binary_target, find_rule, index_stats, parse_query, resolve, rule_target, search, suggest
 from . import models
-from .views import DEFAULT_LIMIT, MAX_LIMIT, Links, footer_of, iso_time, page_of, paged_mentions, render
+from .views import (DEFAULT_LIMIT, MAX_LIMIT, Links, footer_of, iso_time, page_of, page_rules, paged_mentions,
+                    render)
 
 log = logging.getLogger("indexer.serve")
 
@@ -498,8 +500,8 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
                    params: dict[str, list[str]] = Depends(search_params)) -> Any:
         with service.pool.reader() as reader:
             result, text = service.search(reader, params)
-            _, mentions, page = paged_mentions(result["mentions"], offset, limit, reading=False)
-            answer = {**result, "mentions": mentions, "page": page}
+            groups, mentions, page = paged_mentions(result["mentions"], offset, limit)
+            answer = {**result, "mentions": mentions, "rules": page_rules(result["rules"], groups), "page": page}
             if not result["binaries"]:
                 return _json(404, {"error": f"no executable in the index matches {text[:80]!r}", **answer},
                              _gen(reader))
@@ -513,8 +515,8 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         name = path_tail(request, "/api/binary/")
         with service.pool.reader() as reader:
             target = service.binary(reader, name)
-            _, mentions, page = paged_mentions(target["mentions"], offset, limit, reading=False)
-            answer = {**target, "mentions": mentions, "page": page}
+            groups, mentions, page = paged_mentions(target["mentions"], offset, limit)
+            answer = {**target, "mentions": mentions, "rules": page_rules(target["rules"], groups), "page": page}
             return _json(200, models.BinaryAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
     @api.get("/api/rule/{key:path}", response_model=models.RuleAnswer, responses=errors,
@@ -587,7 +589,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         with service.pool.reader() as reader:
             result, text = service.search(reader, params)
             shown["role"] = ",".join(_search_options(params)["roles"])
-            groups, _, paging = paged_mentions(result["mentions"], offset, limit)
+            groups, _, paging = paged_mentions(result["mentions"], offset, limit, result["rules"])
             result["total_mentions"] = len(result["mentions"])
             base = Links().search(text, **shown, limit=limit if limit != DEFAULT_LIMIT else "")
             return page(reader, "search.html", status=200 if result["binaries"] else 404,
@@ -600,7 +602,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         name = path_tail(request, "/binary/")
         with service.pool.reader() as reader:
             target = service.binary(reader, name)
-            groups, _, paging = paged_mentions(target["mentions"], offset, limit)
+            groups, _, paging = paged_mentions(target["mentions"], offset, limit, target["rules"])
             return page(reader, "binary.html", **binary_context(reader, target, groups, paging),
                         base=Links().binary(name) + (f"?limit={limit}" if limit != DEFAULT_LIMIT else ""))
 
@@ -719,18 +721,28 @@ def rule_title(target: Mapping[str, Any]) -> str:
 
 def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[Any],
                    paging: Mapping[str, int]) -> dict[str, Any]:
-    """What binary.html needs: the groups of the page split by source, the rules that detect
-    the binary running (leading the page), the LOLBAS entries' categories and techniques."""
+    """What binary.html needs: the page's groups split by source; every Sigma rule file by
+    verdict (leading the page: detecting verdicts first, by level, retired last and marked);
+    the LOLBAS entries' categories and techniques."""
     files = reader.state.files
     entries = {}
     for g in groups:
         report = files.get(f"{g.source}:{g.path}") if g.source == "lolbas" else None
         if report is not None and report.entry:
             entries[g.path] = report.entry
+    by_verdict: dict[str, list[Mapping[str, Any]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for rule in target.get("rules", []):         # strongest first, retired last
+        if rule["source"] != "sigma" or (rule["source"], rule["path"]) in seen:
+            continue
+        seen.add((rule["source"], rule["path"]))
+        by_verdict.setdefault(rule["verdict"], []).append(rule)
+    verdicts = [(v, by_verdict[v]) for v in VERDICTS if v in by_verdict]
     names = list(target.get("binaries", []))
     return {"title": ", ".join(names) if names else str(target.get("query", "")), "target": target,
             "sigma": [g for g in groups if g.source == "sigma"], "lolbas": [g for g in groups if g.source == "lolbas"],
-            "leading": [g for g in groups if g.source == "sigma" and g.detects], "entries": entries, "page": paging}
+            "verdicts": verdicts, "detecting_verdicts": DETECTING, "verdict_help": VERDICT_HELP, "entries": entries,
+            "page": paging}
 
 
 def coverage_context(data: Mapping[str, Any]) -> dict[str, Any]:

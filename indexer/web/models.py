@@ -11,11 +11,13 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ..model import ROLES, SOURCES, FileReport, Mention
+from ..verdicts import VERDICTS, RuleVerdict
 
 Role = Literal[ROLES]                         # type: ignore[valid-type]
 Source = Literal[SOURCES]                     # type: ignore[valid-type]
 Context = Literal["selection", "filter", ""]
 LinkStatus = Literal["ok", "moved", "deprecated", "deleted", "unresolvable"]
+Verdict = Literal[VERDICTS]                   # type: ignore[valid-type]
 STRICT = ConfigDict(extra="forbid", strict=True)
 
 # A record field whose values are one of a few: its enum in the schema.
@@ -31,10 +33,11 @@ def _api_type(hint: Any) -> Any:
 
 
 def from_record(record: type, name: str, *, enums: dict[str, Any] | None = None,
-                only: tuple[str, ...] | None = None, doc: str = "") -> type[BaseModel]:
-    """A strict pydantic model with the fields of a dataclass record, all required."""
+                only: tuple[str, ...] | None = None, doc: str = "", **computed: Any) -> type[BaseModel]:
+    """A strict pydantic model with the fields of a dataclass record, all required (and the
+    `computed` ones its to_dict adds)."""
     hints = typing.get_type_hints(record)
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {k: (v, ...) for k, v in computed.items()}
     for f in dataclasses.fields(record):
         if only is not None and f.name not in only:
             continue
@@ -43,6 +46,9 @@ def from_record(record: type, name: str, *, enums: dict[str, Any] | None = None,
 
 
 MentionModel = from_record(Mention, "Mention", enums={k: _ENUMS[k] for k in ("role", "source", "context")})
+VerdictModel = from_record(RuleVerdict, "RuleVerdict", enums={"source": Source, "verdict": Verdict,
+                                                               "verdicts": list[Verdict]},  # type: ignore[valid-type]
+                           retired=bool)
 
 
 class Page(BaseModel):
@@ -91,6 +97,7 @@ class SearchAnswer(BaseModel):
     query: str
     binaries: list[str]
     mentions: list[MentionModel]  # type: ignore[valid-type]
+    rules: list[VerdictModel]  # type: ignore[valid-type]
     suggestions: list[str]
     lolbas_declared_detections: list[Link]
     page: Page
@@ -108,6 +115,7 @@ class BinaryAnswer(BaseModel):
     lolbas_entries: list[str]
     roles: list[Role]  # type: ignore[valid-type]
     mentions: list[MentionModel]  # type: ignore[valid-type]
+    rules: list[VerdictModel]  # type: ignore[valid-type]
     lolbas_declared_detections: list[Link]
     page: Page
 

@@ -52,7 +52,7 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         for name in sorted(by_binary):
             target = binary_target(reader, name, [name], sorted(by_binary[name], key=mention_order))
             total = len(target["mentions"]) or 1
-            groups, _, paging = paged_mentions(target["mentions"], 0, total)
+            groups, _, paging = paged_mentions(target["mentions"], 0, total, target["rules"])
             text = render("binary.html", deep, footer, base=None, **binary_context(reader, target, groups, paging))
             (tmp / "binary" / f"{safe_filename(name)}.html").write_text(text, encoding="utf-8")
             rows.append((name, len(target["detecting_rules"]), len(target["sigma_rules"]),

@@ -150,11 +150,12 @@ def rule_filename(source: str, path: str) -> str:
 
 @dataclass
 class RuleGroup:
-    """One rule file's lines about the executables of a page."""
+    """One rule file's lines about the executables of a page, and its verdict on them."""
 
     source: str
     path: str
     items: list[Mapping[str, Any]] = field(default_factory=list)
+    rule: Mapping[str, Any] = field(default_factory=dict)   # the strongest RuleVerdict (as a dict)
 
     @property
     def first(self) -> Mapping[str, Any]:
@@ -162,19 +163,26 @@ class RuleGroup:
 
     @property
     def title(self) -> str:
-        return one_line(self.first.get("title") or self.path.rsplit("/", 1)[-1])
+        return one_line(self.rule.get("title") or self.first.get("title") or self.path.rsplit("/", 1)[-1])
 
     @property
     def level(self) -> str:
         return str(self.first.get("level", "")).lower()
 
     @property
+    def verdict(self) -> str:
+        return str(self.rule.get("verdict", ""))
+
+    @property
     def detects(self) -> bool:
+        """Detects the binary running (process or original file name in a selection)."""
         return any(detects_running(m) for m in self.items)
 
     @property
     def retired(self) -> str:
         """"deprecated" / "unsupported" for a Sigma rule no longer maintained, else ""."""
+        if self.source != "sigma":
+            return ""
         top = self.path.split("/", 1)[0]
         status = str(self.first.get("status", "")).lower()
         return top if top in RETIRED else status if status in RETIRED else ""
@@ -183,36 +191,47 @@ class RuleGroup:
     def upstream(self) -> str:
         return str(self.first.get("url", "")).split("#", 1)[0]
 
-    def sort_key(self) -> tuple[Any, ...]:
-        level = LEVELS.index(self.level) if self.level in LEVELS else len(LEVELS)
-        return (self.source != "sigma", bool(self.retired), not self.detects, level, self.source, self.path)
 
-
-def rule_groups(mentions: Iterable[Mapping[str, Any]], reading: bool = True) -> list[RuleGroup]:
-    """Mention dicts grouped by rule file. `reading`: in the order a person reads them — Sigma
-    rules that detect the binary running first, by level; then those that only mention it;
-    deprecated and unsupported rules last; then LOLBAS entries (every page of a binary, on the
-    server and in the static site). Otherwise in the order of the mentions (the API's pages
-    keep the order of the CLI's --json)."""
+def rule_groups(mentions: Iterable[Mapping[str, Any]], rules: list[Mapping[str, Any]] | None = None
+                ) -> list[RuleGroup]:
+    """Mention dicts grouped by rule file. With `rules` (RuleVerdict dicts, strongest first,
+    retired last: `IndexReader.rules`), in that order — what a person reads first; every page
+    of a binary, on the server and in the static site. Without, in the order of the mentions
+    (the API's pages keep the order of the CLI's --json)."""
     groups: dict[tuple[str, str], RuleGroup] = {}
     for m in mentions:
         key = (m["source"], m["path"])
         if key not in groups:
             groups[key] = RuleGroup(*key)
         groups[key].items.append(m)
-    return sorted(groups.values(), key=RuleGroup.sort_key) if reading else list(groups.values())
+    if rules is None:
+        return list(groups.values())
+    place: dict[tuple[str, str], int] = {}
+    for i, rule in enumerate(rules):
+        key = (rule["source"], rule["path"])
+        if key in groups and key not in place:
+            place[key] = i
+            groups[key].rule = rule
+    return sorted(groups.values(), key=lambda g: place.get((g.source, g.path), len(rules)))
 
 
 def page_of(total: int, offset: int, limit: int) -> dict[str, int]:
     return {"offset": offset, "limit": limit, "total": total}
 
 
-def paged_mentions(mentions: list[Mapping[str, Any]], offset: int, limit: int, reading: bool = True
+def paged_mentions(mentions: list[Mapping[str, Any]], offset: int, limit: int,
+                   rules: list[Mapping[str, Any]] | None = None
                    ) -> tuple[list[RuleGroup], list[Mapping[str, Any]], dict[str, int]]:
     """One page of rule files: their groups, their mentions (in that order), the page object."""
-    groups = rule_groups(mentions, reading)
+    groups = rule_groups(mentions, rules)
     shown = groups[offset:offset + limit]
     return shown, [m for g in shown for m in g.items], page_of(len(groups), offset, limit)
+
+
+def page_rules(rules: Iterable[Mapping[str, Any]], groups: Iterable[RuleGroup]) -> list[Mapping[str, Any]]:
+    """The verdicts of the rule files on a page."""
+    keep = {(g.source, g.path) for g in groups}
+    return [r for r in rules if (r["source"], r["path"]) in keep]
 
 
 # --- the environment -------------------------------------------------------------------------------
