@@ -372,7 +372,7 @@ class Service:
                           suggestions=suggest(parse_query(name), reader.binaries()))
 
         def build() -> tuple[int, Any]:
-            target = binary_target(reader, name, names, reader.search(names))
+            target = binary_target(reader, name, names, reader.search(names), reader.rules(names))
             return len(target["mentions"]), target
 
         return {**self.cache.get((reader.generation.name, "binary", tuple(names)), build), "query": name}
@@ -417,20 +417,15 @@ class Service:
                 "sources": {name: {k: info.get(k, "") for k in keep} for name, info in sorted(reader.sources.items())},
                 "counts": counts}
 
-    def coverage(self, reader: IndexReader, offset: int, limit: int) -> dict[str, Any]:
-        data = self.pool.memo(reader, "coverage", lambda: xref.coverage(reader))
+    def coverage(self, reader: IndexReader, offset: int, limit: int, retired: bool = False) -> dict[str, Any]:
+        data = self.pool.memo(reader, f"coverage-{retired}", lambda: xref.coverage(reader, retired))
         entries = data.get("entries", [])
-        return {"entries": entries[offset:offset + limit], "summary": data.get("summary") or _empty_summary(),
+        return {"entries": entries[offset:offset + limit], "summary": data.get("summary") or None,
                 "page": page_of(len(entries), offset, limit)}
 
     def links_table(self, reader: IndexReader, status: list[str], offset: int, limit: int) -> dict[str, Any]:
         rows = xref.links(reader, status or None)
         return {"links": rows[offset:offset + limit], "page": page_of(len(rows), offset, limit)}
-
-
-def _empty_summary() -> dict[str, Any]:
-    return {"entries": 0, "detected": 0, "undetected": 0, "undetected_entries": [], "links_disagree": 0,
-            "by_category": {}, "by_mitre": {}}
 
 
 def _one(params: Mapping[str, list[str]], name: str) -> str | None:
@@ -548,10 +543,11 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 
     @api.get("/api/coverage", response_model=models.CoverageAnswer,
              summary="Per LOLBAS entry: the Sigma rules that detect it running; summary per category and technique.")
-    def api_coverage(offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                     params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    def api_coverage(include_deprecated: bool = Query(False, description="Count deprecated and unsupported rules."),
+                     offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
+                     params: dict[str, list[str]] = Depends(allowed("include_deprecated", *PAGE_PARAMS))) -> Any:
         with service.pool.reader() as reader:
-            answer = service.coverage(reader, offset, limit)
+            answer = service.coverage(reader, offset, limit, include_deprecated)
             return _json(200, models.CoverageAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
     @api.get("/api/links", response_model=models.LinksAnswer,

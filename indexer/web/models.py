@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from ..model import ROLES, SOURCES, FileReport, Mention
 from ..verdicts import VERDICTS, RuleVerdict
+from ..xref import TIERS
 
 Role = Literal[ROLES]                         # type: ignore[valid-type]
 Source = Literal[SOURCES]                     # type: ignore[valid-type]
 Context = Literal["selection", "filter", ""]
 LinkStatus = Literal["ok", "moved", "deprecated", "deleted", "unresolvable"]
 Verdict = Literal[VERDICTS]                   # type: ignore[valid-type]
+Tier = Literal[TIERS]                         # type: ignore[valid-type]
 STRICT = ConfigDict(extra="forbid", strict=True)
 
 # A record field whose values are one of a few: its enum in the schema.
@@ -111,7 +113,9 @@ class BinaryAnswer(BaseModel):
     query: str
     binaries: list[str]
     sigma_rules: list[str]
+    running_rules: list[str]
     detecting_rules: list[str]
+    retired_rules: list[str]
     lolbas_entries: list[str]
     roles: list[Role]  # type: ignore[valid-type]
     mentions: list[MentionModel]  # type: ignore[valid-type]
@@ -124,6 +128,15 @@ _Report = from_record(FileReport, "_Report", enums={"status": _ENUMS["status"], 
                       only=("source", "path", "status", "reason", "warnings", "rule_ids"))
 
 
+class DetectionItem(BaseModel):
+    """A detection item of a rule that names an executable; `context` filter: used under not."""
+
+    model_config = STRICT
+    name: str
+    context: Context
+    binaries: list[str]
+
+
 class RuleAnswer(_Report):  # type: ignore[valid-type,misc]
     """What `indexer show RULE --json` prints; `binaries` and their `mentions` are one page."""
 
@@ -134,6 +147,8 @@ class RuleAnswer(_Report):  # type: ignore[valid-type,misc]
     logsource: str
     url: str
     binaries: list[str]
+    verdicts: list[VerdictModel]  # type: ignore[valid-type]
+    detection_items: list[DetectionItem]
     mentions: list[MentionModel]  # type: ignore[valid-type]
     former_paths: list[dict[str, str]]
     linked_from_lolbas: list[Link]
@@ -168,8 +183,23 @@ class SuggestAnswer(BaseModel):
     suggestions: list[str]
 
 
+class CoverageRule(BaseModel):
+    """A Sigma rule's strongest verdict on a LOLBAS entry's names."""
+
+    model_config = STRICT
+    path: str
+    binary: str
+    verdict: Verdict  # type: ignore[valid-type]
+    verdicts: list[Verdict]  # type: ignore[valid-type]
+    rule_id: str
+    title: str
+    level: str
+    status: str
+    retired: bool
+
+
 class CoverageRow(BaseModel):
-    """One LOLBAS entry: the Sigma rules that detect it running, mention it, or are linked."""
+    """One LOLBAS entry: its tier, the Sigma rules by verdict, the rules LOLBAS links."""
 
     model_config = STRICT
     entry: str
@@ -177,8 +207,14 @@ class CoverageRow(BaseModel):
     names: list[str]
     categories: list[str]
     mitre: list[str]
+    tier: Tier
+    verdicts: list[Verdict]  # type: ignore[valid-type]
+    running_rules: list[str]
+    other_rules: list[str]
     detecting_rules: list[str]
     mentioning_rules: list[str]
+    retired_rules: list[str]
+    rules: list[CoverageRule]
     linked: list[dict[str, Optional[str]]]
     linked_and_detecting: list[str]
     linked_not_detecting: list[str]
@@ -188,29 +224,38 @@ class CoverageRow(BaseModel):
 
 
 class Tally(BaseModel):
+    """Entries of one category or technique, by tier."""
+
     model_config = STRICT
     entries: int
     detected: int
     undetected: int
+    running: int
+    other: int
+    mentioned: int
+    none: int
 
 
 class CoverageSummary(BaseModel):
     model_config = STRICT
     entries: int
+    include_retired: bool
+    tiers: dict[Tier, int]
     detected: int
     undetected: int
-    undetected_entries: list[str]
+    entries_by_tier: dict[Tier, list[str]]
     links_disagree: int
     by_category: dict[str, Tally]
     by_mitre: dict[str, Tally]
 
 
 class CoverageAnswer(BaseModel):
-    """`indexer coverage --json`: one page of the entries, and the summary of all."""
+    """`indexer coverage --json`: one page of the entries, and the summary of all (none
+    without an index of LOLBAS)."""
 
     model_config = STRICT
     entries: list[CoverageRow]
-    summary: CoverageSummary
+    summary: Optional[CoverageSummary]
     page: Page
 
 
