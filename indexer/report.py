@@ -164,12 +164,12 @@ def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
         yield f"  detections changed for {len(detections)} binaries (Sigma rules that run, parent, target, load or invoke them):"
     for name, d in sorted(detections.items(), key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))[:limit]:
         yield f"  {name}: {d['before']} -> {d['after']} detecting rules"
-        for r in d["gained"]:
-            yield f"    + {r['verdict']:<8} {r['title']}  {r['path']}"
-        for r in d["lost"]:
-            yield f"    - {r['verdict']:<8} {r['title']}  {r['path']}  (now: {r['now'] or 'gone'})"
-        for r in d["changed"]:
-            yield f"    ~ {r['before']} -> {r['after']}  {r['title']}  {r['path']}"
+        lines = ([f"    - {r['verdict']:<8} {r['title']}  {r['path']}  (now: {r['now'] or 'gone'})" for r in d["lost"]]
+                 + [f"    + {r['verdict']:<8} {r['title']}  {r['path']}" for r in d["gained"]]
+                 + [f"    ~ {r['before']} -> {r['after']}  {r['title']}  {r['path']}" for r in d["changed"]])
+        yield from lines[:None if limit is None else 5]
+        if limit is not None and len(lines) > 5:
+            yield f"    ... and {len(lines) - 5} more rules"
     if limit is not None and len(detections) > limit:
         yield f"  ... and {len(detections) - limit} more binaries whose detections changed (--all lists them)"
     changed = m["binaries"]
