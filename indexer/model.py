@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .verdicts import mention_verdict
+
 ROLES = (
     "process",            # the rule watches this binary run (Image, NewProcessName, ...)
     "parent",             # ParentImage, ParentProcessName
@@ -31,12 +33,10 @@ SOURCES = ("sigma", "lolbas")
 
 class IndexMissing(Exception):
     """No usable index in this data directory: none built yet, of another format, or damaged."""
-DETECTING_ROLES = ("process", "original_filename")  # a rule with one of these in a selection detects it running
-
-
 def detects_running(mention: dict[str, Any]) -> bool:
-    """Whether a mention (as a dict: stored, exported) selects its binary as the running process."""
-    return mention["source"] == "sigma" and mention["role"] in DETECTING_ROLES and mention.get("context") == "selection"
+    """Whether a mention (as a dict: stored, exported) selects its binary as the running process:
+    its verdict is `runs` (verdicts.mention_verdict; OriginalFileName in an image load is `loads`)."""
+    return mention_verdict(mention) == "runs"
 
 
 @dataclass(frozen=True, order=True)
