@@ -135,7 +135,7 @@ def assert_inert(page: str) -> None:
     scripts = re.findall(r"<script\b[^>]*>", page, re.IGNORECASE)
     assert all(re.fullmatch(r'<script src="(/|(\.\./)*)static/app\.js" defer>', s) for s in scripts), scripts
     assert not re.search(r"<script\b[^>]*>[^<]", page), "inline script"
-    assert not re.search(r"<img\b|<b>|<svg\b|<iframe\b", page, re.IGNORECASE)
+    assert not re.search(r"<img\b|<b>|<svg\b(?! class=\"chart )|<iframe\b", page, re.IGNORECASE)  # our charts only
     assert not re.search(r"""\s(on\w+|style)\s*=\s*["']""", page, re.IGNORECASE), "event handler or style attribute"
     assert not any(h.strip().lower().startswith(("javascript:", "data:", "vbscript:")) for h in hrefs(page))
 
@@ -238,6 +238,36 @@ def test_xref_endpoints(live: str, tip_reader: IndexReader) -> None:
         page_status, _, page = fetch(f"{live}/{what}")
         assert page_status == 200
         assert_inert(page.decode())
+
+
+def test_coverage_page_draws_the_tiers(app: TestClient, tip_reader: IndexReader) -> None:
+    """Charts per LOLBAS category and per ATT&CK technique (SVG from the server), every entry a
+    linked square coloured by its tier; the bar of all entries gives the summary's figures."""
+    from indexer import xref
+
+    coverage = xref.coverage(tip_reader)
+    page = app.get("/coverage").text
+    assert_inert(page)
+    charts = re.findall(r'<svg class="chart (\w+)".*?</svg>', page, re.S)
+    assert charts == ["tiers", "waffle", "waffle"]
+    category, technique = re.findall(r'<svg class="chart waffle".*?</svg>', page, re.S)
+    cells = re.findall(r'<a href="([^"]+)"><rect class="cell tier-(\w+)"[^>]*><title>([^<]*)</title>', category)
+    per_category = sum(len(row["categories"] or ["(none)"]) for row in coverage["entries"])
+    assert len(cells) == per_category
+    for row in coverage["entries"]:            # every entry drawn, with its tier, linked to its page
+        square = (f"/binary/{quote(row['names'][0], safe='')}", row["tier"], f"{row['entry']}: {row['tier']}")
+        assert square in cells, row["entry"]
+    assert len(re.findall(r'<rect class="cell ', technique)) == sum(len(r["mitre"] or ["(none)"])
+                                                                       for r in coverage["entries"])
+    assert 'href="https://attack.mitre.org/techniques/T1218/011/"' in technique
+    bar = re.search(r'<svg class="chart tiers".*?</svg>', page, re.S).group(0)
+    for tier, n in coverage["summary"]["tiers"].items():
+        if n:
+            assert f"<title>" in bar and re.search(rf'class="tier-{tier}"[^>]*><title>[^<]*: {n}</title>', bar), tier
+    for href in sorted(set(re.findall(r'href="(/binary/[^"]+)"', category)))[:20]:
+        assert app.get(href).status_code == 200, href
+    for anchor in re.findall(r'href="#([^"]+)"', page):
+        assert f'id="{anchor}"' in page, anchor
 
 
 def test_openapi_describes_every_endpoint(live: str) -> None:
@@ -656,6 +686,9 @@ def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
         assert "<script" not in text
         for href in hrefs(text):
             if href.startswith("https://"):
+                continue
+            if href.startswith("#"):
+                assert f'id="{href[1:]}"' in text, (page, href)
                 continue
             assert not href.startswith("/"), (page, href)
             target = (page.parent / unquote(href.split("#", 1)[0])).resolve()

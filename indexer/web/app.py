@@ -46,9 +46,10 @@ from ..index import IndexMissing, IndexReader, current_generation, stem_of
 from ..model import ROLES, SOURCES
 from ..verdicts import DETECTING, VERDICT_HELP, VERDICTS
 from ..query import binary_target, find_rule, index_stats, parse_query, resolve, rule_target, search, suggest
-from . import models
+from ..xref import TIERS
+from . import charts, models
 from .views import (DEFAULT_LIMIT, MAX_LIMIT, Links, footer_of, iso_time, page_of, page_rules, paged_mentions,
-                    render)
+                    render, technique_url)
 
 log = logging.getLogger("indexer.serve")
 
@@ -617,7 +618,9 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
                       params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
         with service.pool.reader() as reader:
             data = service.coverage(reader, offset, limit)
-            return page(reader, "coverage.html", **coverage_context(data), base="/coverage")
+            entries = service.coverage(reader, 0, 1_000_000)["entries"]
+            return page(reader, "coverage.html", **coverage_context(entries, data, service.links(reader)),
+                        base="/coverage")
 
     @api.get("/links", include_in_schema=False)
     def links_page(offset: Offset = 0, limit: LongLimit = MAX_LIMIT,
@@ -741,8 +744,23 @@ def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[
             "page": paging}
 
 
-def coverage_context(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {"title": "Coverage", "coverage": data, "page": data["page"]}
+TIER_NAMES = {"running": "detected running", "other": "detected otherwise (parent, target, module, command line)",
+              "mentioned": "named, not detected", "none": "named by no rule"}
+
+
+def coverage_context(entries: list[Mapping[str, Any]], data: Mapping[str, Any], links: Links) -> dict[str, Any]:
+    """What coverage.html needs: `entries` (all) for the charts, `data` (one page) for the table."""
+    def entry_href(entry: Mapping[str, Any]) -> str | None:
+        names = entry.get("names") or []
+        return links.binary(names[0]) if names else links.rule("lolbas", str(entry.get("path", "")))
+
+    summary = data.get("summary") or {}
+    by_tier = [(t, [r for r in data["entries"] if r.get("tier") == t]) for t in TIERS]
+    return {"title": "Coverage", "coverage": data, "page": data["page"], "tiers": TIERS, "tier_names": TIER_NAMES,
+            "bar": charts.stacked(summary.get("tiers", {}), TIERS),
+            "by_category": charts.waffle(entries, "categories", TIERS, entry_href),
+            "by_technique": charts.waffle(entries, "mitre", TIERS, entry_href, lambda t: technique_url(t) or None),
+            "by_tier": [(t, rows) for t, rows in by_tier if rows]}
 
 
 def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,8 +68,8 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         coverage = xref.coverage(reader)
         entries = coverage.get("entries", [])
         data = {**coverage, "page": page_of(len(entries), 0, len(entries) or 1)}
-        (tmp / "coverage.html").write_text(render("coverage.html", root, footer, base=None, **coverage_context(data)),
-                                           encoding="utf-8")
+        (tmp / "coverage.html").write_text(render("coverage.html", root, footer, base=None,
+                                                  **coverage_context(entries, data, root)), encoding="utf-8")
         rows_links = xref.links(reader)
         data = {"links": rows_links, "page": page_of(len(rows_links), 0, len(rows_links) or 1)}
         (tmp / "links.html").write_text(render("links.html", root, footer, base=None,
