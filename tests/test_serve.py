@@ -742,13 +742,31 @@ def _cli_has(*args: str) -> bool:
     return proc.returncode == 0
 
 
+def _http11(base: str, requests: list[bytes]) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """Several HTTP/1.1 requests on one kept-alive connection: (status line, headers, body) each."""
+    parts = urlsplit(base)
+    out = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        for request in requests:
+            sock.sendall(request)
+            status = stream.readline().rstrip()
+            headers: dict[bytes, bytes] = {}
+            while (line := stream.readline().rstrip()):
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            out.append((status, headers, stream.read(int(headers.get(b"content-length", b"0")))))
+    return out
+
+
 def test_cli_serve(tip_data_dir: Path) -> None:
+    """The real `indexer serve` process, two uvicorn workers: HTTP/1.1 with keep-alive, gzip,
+    the ETag of the generation and a 304, a clean stop on Ctrl-C."""
+    import gzip
     import signal
 
-    if not _cli_has("serve"):
-        pytest.skip("indexer serve is not wired into cli.py yet")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
-    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(tip_data_dir), "--port", "0"],
+    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(tip_data_dir), "--port", "0", "--workers", "2"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = ""
@@ -756,15 +774,53 @@ def test_cli_serve(tip_data_dir: Path) -> None:
         while "serving" not in line and time.time() < deadline and proc.poll() is None:
             line = proc.stderr.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        assert match, line
-        status, data = get_json(match.group(1) + "/api/binary/psr.exe")
+        assert match and "2 workers" in line, line
+        base = match.group(1)
+        status, data = get_json(base + "/api/binary/psr.exe")
         assert status == 200 and data["binaries"] == ["psr.exe"]
+        host = b"Host: 127.0.0.1\r\n"
+        first, second, third = _http11(base, [
+            b"GET /api/binary/cmd.exe HTTP/1.1\r\n" + host + b"Accept-Encoding: gzip\r\n\r\n",
+            b"GET /api/status HTTP/1.1\r\n" + host + b"\r\n",
+            b"GET /api/status HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n"])
+        assert first[0] == b"HTTP/1.1 200 OK" and first[1][b"content-encoding"] == b"gzip"
+        assert json.loads(gzip.decompress(first[2]))["binaries"] == ["cmd.exe"]
+        assert second[0] == b"HTTP/1.1 200 OK" and json.loads(second[2])["generation"]   # same connection
+        etag = second[1][b"etag"]
+        assert etag.startswith(b'W/"gen-') and third[1][b"etag"] == etag
+        (unchanged,) = _http11(base, [b"GET /binary/psr.exe HTTP/1.1\r\n" + host + b"If-None-Match: " + etag
+                                      + b"\r\nConnection: close\r\n\r\n"])
+        assert unchanged[0] == b"HTTP/1.1 304 Not Modified" and unchanged[2] == b""
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
+        assert proc.wait(20) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_etag_gzip_cors(tip_data_dir: Path, app: TestClient) -> None:
+    """An unchanged generation is a 304; answers are gzipped when asked; CORS only when opted in."""
+    response = app.get("/api/binary/psr.exe")
+    etag = response.headers["etag"]
+    assert etag == f'W/"{response.headers["x-index-generation"]}-{__import__("indexer").__version__}"'
+    again = app.get("/api/binary/psr.exe", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert again.headers["content-security-policy"].startswith("default-src 'none'")
+    assert app.get("/api/binary/psr.exe", headers={"If-None-Match": 'W/"gen-old-0"'}).status_code == 200
+    assert "etag" not in app.get("/api/binary/nosuch.exe").headers            # errors carry none
+    big = app.get("/api/binary/cmd.exe", headers={"Accept-Encoding": "gzip"})
+    assert big.headers["content-encoding"] == "gzip" and big.json()["binaries"] == ["cmd.exe"]
+    origin = {"Origin": "https://intranet.example"}
+    assert "access-control-allow-origin" not in app.get("/api/status", headers=origin).headers
+    cors = TestClient(create_app(tip_data_dir, cors_origins=("https://intranet.example",)).state.asgi,
+                      base_url="http://127.0.0.1")
+    assert cors.get("/api/status", headers=origin).headers["access-control-allow-origin"] == origin["Origin"]
+    other = cors.get("/api/status", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    preflight = cors.options("/api/status", headers={**origin, "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    assert cors.post("/api/status", headers=origin).status_code == 405
 
 
 def test_cli_export_html(hostile_data_dir: Path, tmp_path: Path) -> None:

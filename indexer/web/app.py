@@ -937,7 +937,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, workers: in
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
-            Multiprocess(config, target=server.run, sockets=[sock]).run()
+            Multiprocess(config, sockets=[sock]).run()
         else:
             server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has shut down: a clean stop
