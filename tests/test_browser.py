@@ -113,6 +113,35 @@ def test_search_suggest_misuse_page_rule_page(browser: Any, base_url: str) -> No
     assert errors == []
 
 
+def test_binary_page_leads_with_verdicts_and_coverage_draws_tiers(browser: Any, base_url: str) -> None:
+    """What a person sees first: certutil.exe's detecting rules by verdict (retired last and
+    marked); the coverage charts, each square a link that leads to the entry's page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, TIMEOUT)
+    browser.get(base_url + "/binary/certutil.exe")
+    first = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "section.verdicts .verdict")))
+    assert first.find_element(By.CSS_SELECTOR, ".vname").text == "runs"
+    items = first.find_elements(By.CSS_SELECTOR, "ol.rules li")
+    retired = [i for i, li in enumerate(items) if "retired" in (li.get_attribute("class") or "")]
+    assert retired and retired == list(range(len(items) - len(retired), len(items)))   # last, and marked
+    assert all(items[i].find_element(By.CSS_SELECTOR, ".badge.retired").text for i in retired)
+    shot(browser, "06-binary-certutil-verdicts")
+
+    browser.get(base_url + "/coverage")
+    squares = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "svg.chart.waffle a rect.cell")))
+    assert len(squares) > 200 and squares[0].size["width"] > 5               # drawn, visible
+    shot(browser, "07-coverage")
+    squares[0].click()                                                       # a square is a link
+    wait.until(ec.url_contains("/binary/"))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "section.summary")))
+    errors = [entry for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
+    assert errors == []
+
+
 def test_search_form_works_without_suggestions(browser: Any, base_url: str) -> None:
     """The basic flow needs no script: submitting the form lands on the grouped results."""
     from selenium.webdriver.common.by import By
