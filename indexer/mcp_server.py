@@ -31,6 +31,7 @@ LIST_MAX = 100          # names kept in any other list of an answer
 Role = Literal[ROLES]  # type: ignore[valid-type]
 LinkStatus = Literal[xref.LINK_STATUSES]  # type: ignore[valid-type]
 Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
+Tier = Literal[xref.TIERS]  # type: ignore[valid-type]
 VERDICT_TEXT = "; ".join(f"{v}: {why}" for v, why in VERDICT_HELP.items())
 
 INSTRUCTIONS = (
@@ -151,12 +152,18 @@ class RuleDetail(BaseModel):
 
 class Tally(BaseModel):
     entries: int
-    detected: int
-    undetected: int
+    detected: int = Field(description="entries of tier running or other")
+    undetected: int = Field(description="entries of tier mentioned or none")
+    running: int
+    other: int
+    mentioned: int
+    none: int
 
 
 class CoverageSummary(BaseModel):
     entries: int
+    include_retired: bool = Field(description="whether deprecated and unsupported rules counted")
+    tiers: dict[str, int] = Field(description="entries per tier: running, other, mentioned, none")
     detected: int
     undetected: int
     links_disagree: int
@@ -171,10 +178,19 @@ class CoverageEntry(BaseModel):
     names: list[str]
     categories: list[str]
     mitre: list[str]
-    detecting_rules: list[str] = Field(description="Sigma rules that detect it running (capped at rules_per_entry)")
+    tier: str = Field(description="running: a Sigma rule selects it as the process; other: only as parent, "
+                                  "target, loaded module or in a command line; mentioned: rules only name it; none")
+    verdicts: list[str] = Field(description="the verdicts of the rules naming it, strongest first")
+    running_rules: list[str] = Field(description="rules with verdict runs (capped at rules_per_entry)")
+    running_rules_total: int
+    other_rules: list[str] = Field(description="rules with verdict parent, target, loads or invoked (capped)")
+    other_rules_total: int
+    detecting_rules: list[str] = Field(description="running and other rules (capped at rules_per_entry)")
     detecting_rules_total: int
-    mentioning_rules: list[str] = Field(description="rules that only mention it (capped at rules_per_entry)")
+    mentioning_rules: list[str] = Field(description="rules that name it without detecting it (capped at rules_per_entry)")
     mentioning_rules_total: int
+    retired_rules: list[str] = Field(description="deprecated or unsupported rules naming it (capped)")
+    retired_rules_total: int
     linked: list[LinkRecord]
     linked_and_detecting: list[str]
     linked_not_detecting: list[str]
@@ -221,6 +237,15 @@ class BinaryChange(BaseModel):
     lost: int
 
 
+class DetectionChange(BaseModel):
+    binary: str
+    before: int = Field(description="live Sigma rules that detected it before")
+    after: int
+    gained: list[dict[str, str]] = Field(description="rules that now detect it: path, title, verdict")
+    lost: list[dict[str, str]] = Field(description="rules that no longer detect it: path, title, verdict, now")
+    changed: list[dict[str, str]] = Field(description="rules that detect it differently: path, title, before, after")
+
+
 class ChangeRecord(BaseModel):
     started: str
     finished: str
@@ -237,9 +262,12 @@ class ChangeRecord(BaseModel):
     mentions_total: int
     binaries: list[BinaryChange] = Field(description="binaries whose rules changed, most changed first")
     binaries_total: int
-    rules_added: list[str]
+    detections: list[DetectionChange] = Field(description="binaries that gained or lost a detecting rule "
+                                                          "(verdict runs, parent, target, loads, invoked), most changed first")
+    detections_total: int
+    rules_added: list[dict[str, str]] = Field(description="id, path, title")
     rules_added_total: int
-    rules_removed: list[str]
+    rules_removed: list[dict[str, str]] = Field(description="id, path, title (before)")
     rules_removed_total: int
     rules_renamed: list[dict[str, str]]
     rules_renamed_total: int
@@ -415,18 +443,22 @@ def build_server(data_dir: Path) -> MCPServer:
     def coverage(
         entry: Annotated[Optional[str], Field(description="Only LOLBAS entries with this name or alias (certutil.exe; case-insensitive)",
                                               max_length=260)] = None,
-        detected: Annotated[Optional[bool], Field(description="true: only entries some Sigma rule detects running; false: only the gaps")] = None,
+        detected: Annotated[Optional[bool], Field(description="true: only entries some Sigma rule detects (tier running "
+                                                              "or other); false: only the gaps (mentioned or none)")] = None,
+        tiers: Annotated[list[Tier], Field(description="Only entries of these tiers (running, other, mentioned, none)")] = [],
         category: Annotated[Optional[str], Field(description="Only this LOLBAS category (Execute, Download, AWL Bypass, ...)", max_length=100)] = None,
         technique: Annotated[Optional[str], Field(description="Only entries documenting this ATT&CK id (T1218 also matches T1218.011)",
                                                   max_length=20)] = None,
         limit: Annotated[int, Field(description="Entries per page", ge=1, le=100)] = 25,
         offset: Annotated[int, Field(description="Entries to skip", ge=0)] = 0,
         rules_per_entry: Annotated[int, Field(description="Rule paths kept per list of an entry", ge=0, le=100)] = 10,
+        include_retired: Annotated[bool, Field(description="Count deprecated and unsupported rules too")] = False,
     ) -> CoverageResult:
-        """For each LOLBAS entry: the Sigma rules that detect it running, that only mention it, and that
-        LOLBAS links to; with counts per category and ATT&CK technique. Use detected=false to list gaps."""
+        """For each LOLBAS entry: its tier (running, other, mentioned, none), the Sigma rules by verdict,
+        and the rules LOLBAS links to; counts per tier, category and ATT&CK technique. Use
+        detected=false to list the gaps."""
         with index.reader() as reader:
-            data = xref.coverage(reader)
+            data = xref.coverage(reader, include_retired=include_retired)
             commit = reader.sources.get("lolbas", {}).get("commit", "")
             web = reader.sources.get("lolbas", {}).get("web_url", "")
         wanted = entry.strip().lower() if entry else None
@@ -434,14 +466,18 @@ def build_server(data_dir: Path) -> MCPServer:
         rows = [r for r in data["entries"]
                 if (wanted is None or wanted == r["entry"].lower() or wanted in r["names"])
                 and (detected is None or bool(r["detecting_rules"]) == detected)
+                and (not tiers or r["tier"] in tiers)
                 and (category is None or category.lower() in (c.lower() for c in r["categories"]))
                 and (tech is None or any(m == tech or m.startswith(tech + ".") for m in r["mitre"]))]
         n = rules_per_entry
         entries = [CoverageEntry(
             entry=r["entry"], path=r["path"], url=f"{web}/blob/{commit}/{r['path']}" if web and commit else "",
-            names=r["names"], categories=r["categories"], mitre=r["mitre"],
+            names=r["names"], categories=r["categories"], mitre=r["mitre"], tier=r["tier"], verdicts=r["verdicts"],
+            running_rules=r["running_rules"][:n], running_rules_total=len(r["running_rules"]),
+            other_rules=r["other_rules"][:n], other_rules_total=len(r["other_rules"]),
             detecting_rules=r["detecting_rules"][:n], detecting_rules_total=len(r["detecting_rules"]),
             mentioning_rules=r["mentioning_rules"][:n], mentioning_rules_total=len(r["mentioning_rules"]),
+            retired_rules=r["retired_rules"][:n], retired_rules_total=len(r["retired_rules"]),
             linked=[_link(l) for l in r["linked"][:LIST_MAX]], linked_and_detecting=r["linked_and_detecting"][:LIST_MAX],
             linked_not_detecting=r["linked_not_detecting"][:LIST_MAX], citing_rules=r["citing_rules"][:LIST_MAX],
             agree=r["agree"]) for r in rows[offset:offset + limit]]
@@ -475,14 +511,18 @@ def build_server(data_dir: Path) -> MCPServer:
         include_unchanged: Annotated[bool, Field(description="Also the refreshes that found nothing new")] = False,
         max_items: Annotated[int, Field(description="Items kept per list (files, binaries, rules)", ge=0, le=100)] = 10,
     ) -> ChangesResult:
-        """What the last refreshes changed: commits, files, binaries that gained or lost rules, rules
-        added, removed, renamed. Lists are capped at max_items; each has its total beside it."""
+        """What the last refreshes changed: commits, files, binaries that gained or lost a detecting rule,
+        rules added, removed, renamed. Lists are capped at max_items; each has its total beside it."""
         from .refresh import recent_manifests
 
         n = max_items
         records = []
         for m in recent_manifests(index.data_dir, last, since, include_unchanged):
             changed = sorted(m["binaries"].items(), key=lambda kv: (-(kv[1]["gained"] + kv[1]["lost"]), kv[0]))
+            detections = sorted(m.get("detections", {}).items(),
+                                key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))
+            added = m.get("rules_added_detail") or [{"id": rid} for rid in m["rules_added"]]
+            removed = m.get("rules_removed_detail") or [{"id": rid} for rid in m["rules_removed"]]
             records.append(ChangeRecord(
                 started=m["started"], finished=m["finished"], duration_s=m["duration_s"], exit_code=m["exit_code"],
                 full=m["full"], reason=m["reason"],
@@ -496,8 +536,11 @@ def build_server(data_dir: Path) -> MCPServer:
                 mentions_added=m["mentions_added"], mentions_removed=m["mentions_removed"],
                 mentions_total=m["mentions_total"],
                 binaries=[BinaryChange(binary=b, **c) for b, c in changed[:n]], binaries_total=len(changed),
-                rules_added=m["rules_added"][:n], rules_added_total=len(m["rules_added"]),
-                rules_removed=m["rules_removed"][:n], rules_removed_total=len(m["rules_removed"]),
+                detections=[DetectionChange(binary=b, before=d["before"], after=d["after"], gained=d["gained"][:n],
+                                            lost=d["lost"][:n], changed=d["changed"][:n]) for b, d in detections[:n]],
+                detections_total=len(detections),
+                rules_added=added[:n], rules_added_total=len(added),
+                rules_removed=removed[:n], rules_removed_total=len(removed),
                 rules_renamed=m["rules_renamed"][:n], rules_renamed_total=len(m["rules_renamed"])))
         return ChangesResult(refreshes=records)
 

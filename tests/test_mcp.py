@@ -193,7 +193,14 @@ def test_coverage_filters_and_counts_as_the_library(client: Client, tip_reader: 
     assert gaps["entries"] and all(e["detecting_rules_total"] == 0 for e in gaps["entries"])
     psr = client.ok("coverage", entry="PSR.EXE")
     assert [e["path"] for e in psr["entries"]] == ["yml/OSBinaries/Psr.yml"]
-    assert PSR_RULE in psr["entries"][0]["detecting_rules"]
+    assert PSR_RULE in psr["entries"][0]["detecting_rules"] and PSR_RULE in psr["entries"][0]["running_rules"]
+    assert psr["entries"][0]["tier"] == "running"
+    assert gaps["summary"]["tiers"] == expected["summary"]["tiers"]
+    for tier, count in expected["summary"]["tiers"].items():
+        page = client.ok("coverage", tiers=[tier], limit=100, rules_per_entry=1)
+        assert page["total"] == count and {e["tier"] for e in page["entries"]} <= {tier}
+    retired = xref.coverage(tip_reader, include_retired=True)
+    assert client.ok("coverage", include_retired=True, limit=1)["summary"]["tiers"] == retired["summary"]["tiers"]
     assert psr["entries"][0]["url"].endswith(f"/{tip_reader.sources['lolbas']['commit']}/yml/OSBinaries/Psr.yml")
     t1218 = client.ok("coverage", technique="t1218", limit=100, rules_per_entry=0)
     assert t1218["total"] == sum(1 for e in expected["entries"] if any(m.startswith("T1218") for m in e["mitre"]))
@@ -220,6 +227,42 @@ def test_changes_lists_the_build_with_capped_lists(client: Client, tip_reader: I
     assert sources["sigma"]["added_total"] > 3000
     assert len(build["binaries"]) == 3 and build["binaries_total"] > 1000
     assert build["rules_added_total"] > 3000 and len(build["rules_added"]) == 3
+    assert set(build["rules_added"][0]) == {"id"}  # a first build has no titles of rules added (nothing before)
+
+
+def test_changes_in_verdicts_are_capped_most_changed_first(tmp_path: Path) -> None:
+    """A refresh's detection changes (the manifest as refresh writes it), as the tool pages them."""
+    (tmp_path / "manifests").mkdir()
+    rule = lambda n, **extra: {"path": f"rules/windows/r{n}.yml", "title": f"Rule {n}", **extra}  # noqa: E731
+    manifest = {
+        "started": "2026-11-30T03:17:00Z", "finished": "2026-11-30T03:17:01Z", "duration_s": 0.8, "exit_code": 0,
+        "full": False, "reason": "", "files_parsed": 3, "file_errors": [], "mentions_added": 4, "mentions_removed": 1,
+        "mentions_total": 16000, "binaries": {}, "rules_renamed": [], "generation": "gen-x",
+        "sources": {"sigma": {"name": "sigma", "mode": "incremental", "before": "a" * 40, "after": "b" * 40, "error": "",
+                              "added": ["rules/windows/r1.yml", "rules/windows/r2.yml"], "modified": [], "deleted": [],
+                              "renamed": [["rules/old.yml", "rules/windows/r3.yml"]]}},
+        "rules_added": ["id-1", "id-2"], "rules_removed": [],
+        "rules_added_detail": [{"id": "id-1", "path": "rules/windows/r1.yml", "title": "Rule 1"},
+                               {"id": "id-2", "path": "rules/windows/r2.yml", "title": "Rule 2"}],
+        "rules_removed_detail": [],
+        "detections": {
+            "certutil.exe": {"before": 40, "after": 41, "gained": [rule(1, verdict="runs")], "lost": [], "changed": []},
+            "mshta.exe": {"before": 9, "after": 9, "gained": [rule(2, verdict="runs")],
+                          "lost": [rule(3, verdict="invoked", now="mentioned")], "changed": [rule(4, before="invoked", after="runs")]},
+        },
+    }
+    (tmp_path / "manifests" / "2026-11-30T031700Z-1.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for client in _open(tmp_path):
+        data = client.ok("changes", max_items=1)
+    [record] = data["refreshes"]
+    assert record["detections_total"] == 2
+    assert record["detections"] == [{"binary": "mshta.exe", "before": 9, "after": 9, "gained": [rule(2, verdict="runs")],
+                                     "lost": [rule(3, verdict="invoked", now="mentioned")],
+                                     "changed": [rule(4, before="invoked", after="runs")]}]
+    assert record["rules_added"] == [{"id": "id-1", "path": "rules/windows/r1.yml", "title": "Rule 1"}]
+    assert record["rules_added_total"] == 2
+    assert record["sources"][0]["renamed"] == [["rules/old.yml", "rules/windows/r3.yml"]]
+    assert record["sources"][0]["added_total"] == 2 and len(record["sources"][0]["added"]) == 1
 
 
 def test_navigator_layer_scores_the_rules_that_detect_it_running(client: Client, tip_reader: IndexReader) -> None:
