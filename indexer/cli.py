@@ -362,7 +362,8 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="uvicorn worker processes, each reading the published index."),
     cors_origin: List[str] = typer.Option([], "--cors-origin", help="Let pages of this origin read the API (repeatable; none by default)."),
 ) -> None:
-    """Serve the index: pages for people, a JSON API for scripts (/api/openapi.json).
+    """Serve the index: pages for people, a JSON API for scripts (/api/openapi.json), and the
+    MCP server of 'indexer mcp' at /mcp (streamable HTTP) for AI assistants.
 
     A refresh may run meanwhile: each request reads the index current when it starts.
 

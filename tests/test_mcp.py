@@ -1,17 +1,27 @@
-"""`indexer mcp`: the SDK's own client against a real `indexer mcp` process over stdio."""
+"""`indexer mcp`: the SDK's own client against a real `indexer mcp` process over stdio, and against
+the same server at /mcp of a real `indexer serve` (streamable HTTP)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
 import sys
-from contextlib import asynccontextmanager
+import time
+import urllib.error
+import urllib.request
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
+import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from indexer import xref
 from indexer.index import IndexReader
@@ -321,3 +331,64 @@ def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path) 
         assert client.ok("changes") == {"refreshes": []}
     errlog.seek(0)
     assert f"indexer: warning: no index in {empty} yet" in errlog.read()
+
+
+# --- the same server at /mcp of `indexer serve` (streamable HTTP) --------------------------------
+
+@contextmanager
+def serving(data_dir: Path, *options: str) -> Iterator[str]:
+    """A real `indexer serve --port 0` process: its base URL until the block ends."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    proc = subprocess.Popen([INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", *options],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line, deadline = "", time.time() + 60
+        while "serving" not in line and time.time() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+        assert match, line
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _over_http(url: str) -> tuple[set[str], list[dict[str, Any]], str]:
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name for t in (await session.list_tools()).tools}
+            answers = []
+            for _ in range(6):  # stateless: each request stands alone (whichever worker takes it)
+                result = await session.call_tool("search_binary", {"name": "psr.exe", "limit": 1})
+                assert not result.is_error, result.content[0].text
+                answers.append(result.structured_content)
+            bad = await session.call_tool("search_binary", {"name": "psr.exe", "limit": 0})
+            assert bad.is_error
+            return tools, answers, bad.content[0].text
+
+
+def test_the_same_server_at_mcp_of_indexer_serve(tip_data_dir: Path) -> None:
+    with serving(tip_data_dir) as base:
+        tools, answers, bad = anyio.run(_over_http, f"{base}/mcp")
+        assert tools == TOOLS
+        assert all(a == answers[0] for a in answers)
+        rule = answers[0]["rules"][0]
+        assert rule["path"] == PSR_RULE and any(l["line"] == 20 and l["role"] == "process" for l in rule["lines"])
+        assert "limit" in bad
+        # the web's guard still stands in front: another Host is refused (DNS rebinding), the API unchanged
+        request = urllib.request.Request(f"{base}/mcp", data=b"{}", method="POST",
+                                         headers={"Host": "attacker.example", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 421
+        with urllib.request.urlopen(f"{base}/api/binary/psr.exe", timeout=10) as response:
+            assert json.load(response)["binaries"] == ["psr.exe"]
+        with pytest.raises(urllib.error.HTTPError) as post_api:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/api/binary/psr.exe", data=b"", method="POST"),
+                                   timeout=10)
+        assert post_api.value.code == 405  # POST is for /mcp only

@@ -12,6 +12,9 @@ only GET and HEAD; on a loopback bind, requests whose Host names another host ar
 an ETag from the index generation (a 304 when it has not changed). GZip and, when asked
 (`--cors-origin`), CORS wrap it.
 
+The MCP server of `indexer mcp` answers at `/mcp` (streamable HTTP, stateless, JSON answers:
+any worker answers any request); the Guard hands it POST and DELETE there, after the Host check.
+
 Index swaps: each request takes a reader from `ReaderPool`, of the generation named by
 `index/CURRENT` when it starts; a refresh never interrupts the server. With `--workers N`,
 uvicorn runs N processes, each with its own pool over the same published index.
@@ -29,9 +32,9 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Mapping
+from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Mapping
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
@@ -74,6 +77,7 @@ SECURITY_HEADERS = {
     "cache-control": "no-cache",
 }
 LOOPBACK_NAMES = ("localhost", "localhost.")
+MCP_PATH = "/mcp"
 SEARCH_PARAMS = ("q", "role", "source", "field", "context", "inferred", "offset", "limit")
 PAGE_PARAMS = ("offset", "limit")
 MISSING = {"/api/suggest": "give the start of a name: ?q=psr",
@@ -468,9 +472,20 @@ def _json(status: int, data: Any, headers: Mapping[str, str] | None = None) -> J
 def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[str, ...] = ()) -> FastAPI:
     """The ASGI application serving the index in `data_dir`. `host`: the address bound (a
     loopback bind refuses other Host names); `cors_origins`: origins allowed to read the API."""
+    from ..mcp_server import build_server  # the MCP SDK: imported by `serve` and `mcp` only
+
     service = Service(Path(data_dir))
+    assistant = build_server(Path(data_dir))
+    mcp_http = assistant.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True,
+                                             json_response=True, host=host)
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        async with assistant.session_manager.run():  # the MCP transport's task group
+            yield
+
     api = FastAPI(title="indexer", version=str(__version__), openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None, redirect_slashes=False,
+                  docs_url=None, redoc_url=None, redirect_slashes=False, lifespan=lifespan,
                   description="Which Sigma rules and LOLBAS entries name an executable. Every answer is "
                               "the object `indexer ... --json` prints, its lists paged with offset and limit; "
                               "errors are {\"error\": \"...\"}.",
@@ -696,7 +711,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 
     api.openapi = openapi  # type: ignore[method-assign]
     app: Any = GZipMiddleware(api, minimum_size=1000)
-    app = Guard(app, service, loopback=_is_loopback(host))
+    app = Guard(app, service, loopback=_is_loopback(host), mcp=mcp_http)
     if cors_origins:
         app = CORSMiddleware(app, allow_origins=list(cors_origins), allow_methods=["GET", "HEAD"],
                              expose_headers=["ETag", "X-Index-Generation"])
@@ -774,12 +789,14 @@ def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any
 
 class Guard:
     """GET and HEAD only; the Host check on a loopback bind; security headers; the ETag of the
-    index generation (304 when If-None-Match has it); `//x` and absolute-form targets as `/x`."""
+    index generation (304 when If-None-Match has it); `//x` and absolute-form targets as `/x`.
+    `/mcp` goes to the MCP transport (`mcp`), which answers its own methods, after the Host check."""
 
-    def __init__(self, app: Any, service: Service, loopback: bool) -> None:
+    def __init__(self, app: Any, service: Service, loopback: bool, mcp: Any = None) -> None:
         self.app = app
         self.service = service
         self.loopback = loopback
+        self.mcp = mcp
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -792,6 +809,17 @@ class Guard:
         if not self.host_allowed(headers.get("host", "")):
             await _send_json(send, 421, {"error": "this server answers only to requests for its loopback "
                                                   "address (the Host header names another host)"})
+            return
+        if self.mcp is not None and scope["path"] in (MCP_PATH, MCP_PATH + "/"):
+            scope["path"] = MCP_PATH
+
+            async def secured(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    out = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_KEYS]
+                    message = {**message, "headers": out + _headers(SECURITY_HEADERS)}
+                await send(message)
+
+            await self.mcp(scope, receive, secured)
             return
         method = scope["method"]
         if method not in ("GET", "HEAD"):
