@@ -373,7 +373,7 @@ async def _over_http(url: str) -> tuple[set[str], list[dict[str, Any]], str]:
 
 
 def test_the_same_server_at_mcp_of_indexer_serve(tip_data_dir: Path) -> None:
-    with serving(tip_data_dir) as base:
+    with serving(tip_data_dir, "--workers", "2") as base:
         tools, answers, bad = anyio.run(_over_http, f"{base}/mcp")
         assert tools == TOOLS
         assert all(a == answers[0] for a in answers)
