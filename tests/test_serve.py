@@ -514,11 +514,16 @@ def test_binary_page_is_the_misuse_page(live: str, tip_reader: IndexReader) -> N
             assert href.startswith("https://"), href
 
 
-def test_rule_page(live: str) -> None:
+def test_rule_page(live: str, tip_reader: IndexReader) -> None:
     status, _, body = fetch(f"{live}/rule/{quote('sigma:' + PSR_RULE)}")
     page = body.decode()
     assert status == 200 and f'<h1 class="rule-title">{PSR_TITLE}</h1>' in page
     assert 'href="/binary/psr.exe"' in page and PSR_ID in page
+    shown = show_target(tip_reader, PSR_ID)
+    for verdict in shown["verdicts"]:                 # what it does with each executable
+        assert f'<span class="badge verdict verdict-{verdict["verdict"]}"' in page
+    for item in shown["detection_items"]:
+        assert f'<code>{item["name"]}</code>' in page
     for key in (PSR_ID, PSR_RULE):
         assert fetch(f"{live}/rule/{quote(key)}")[2] == body
     for href in hrefs(page):      # former paths are text, not links to pages that do not exist
