@@ -19,7 +19,8 @@ Measurements:
   6. in-process `query.search(reader, name)` over every indexed binary
   7. peak memory of a full build (/usr/bin/time -v on the runs of 2, plus a /proc sampler of the
      whole process tree), index and clone sizes
-  8. `indexer serve`: /api/binary/{name}, 200 requests from 4 clients, p50/p90/p99
+  8. `indexer serve`: /api/binary/{name}, 200 requests from 4 clients, p50/p90/p99; the
+     server's memory over 600 spellings of one name
   9. the index against a plain substring grep of every rule line (bench/grep_compare.py)
  10. `indexer mcp`: `search_binary` round trips over one stdio session (bench/mcp_latency.py),
      p50/p99 beside the `indexer search` process figures of 5
@@ -272,6 +273,59 @@ def timed_full_build(cmd: list[str], data_dir: Path, scratch: Path, sample: bool
     return {"wall": wall, "manifest": new_manifest(data_dir, before), "rc": proc.returncode,
             "max_rss": max_rss, "tree_pss": sampler.peak_pss, "tree_rss": sampler.peak_rss,
             "procs": sampler.peak_procs, "stderr": err.decode(errors="replace")[-400:]}
+
+
+SERVE_NAMES = COMMON + ["psr.exe", "mshta.exe", "wmic.exe"]
+
+
+def serve_load(data: Path) -> tuple[list[tuple[float, int]], float, tuple[int, int]]:
+    """200 GETs of /api/binary/{name} from 4 threads against a real `indexer serve`, then 600
+    GETs of spellings of one name: (latency, status) each, the wall time of the 200, and the
+    server's resident memory after each phase."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import quote
+
+    server = subprocess.Popen([INDEXER, "serve", "--data-dir", str(data), "--port", "0"],
+                              stderr=subprocess.PIPE, text=True, env=CHILD_ENV, cwd=ROOT)
+    try:
+        line, deadline = "", time.time() + 60
+        while "serving" not in line and time.time() < deadline and server.poll() is None:
+            line = server.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+        if not match:
+            raise RuntimeError(f"the server did not start: {line!r}")
+        base = match.group(1)
+        urllib.request.urlopen(f"{base}/api/binary/psr.exe").read()  # warm: reader opened
+
+        def client(seed: int) -> list[tuple[float, int]]:
+            rng = random.Random(seed)
+            out = []
+            for _ in range(50):
+                start = time.perf_counter()
+                with urllib.request.urlopen(f"{base}/api/binary/{rng.choice(SERVE_NAMES)}") as response:
+                    response.read()
+                    out.append((time.perf_counter() - start, response.status))
+            return out
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            results = [r for part in pool.map(client, range(4)) for r in part]
+        wall = time.perf_counter() - t0
+        before = _rss(server.pid)
+        for i in range(600):
+            urllib.request.urlopen(f"{base}/api/binary/" + quote(f"C:\\x{i}\\powershell.exe", safe="")).read()
+        return results, wall, (before, _rss(server.pid))
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 # --- the measurements ----------------------------------------------------------------------------
@@ -676,43 +730,8 @@ class Bench:
 
     # 8 ---------------------------------------------------------------------------------------
     def api_load(self) -> None:
-        say("8. indexer serve: /api/binary/{name} under 4 clients x 50 requests")
-        import urllib.request
-        from concurrent.futures import ThreadPoolExecutor
-
-        port_file = self.work / "serve.port"
-        server = subprocess.Popen(
-            [PYTHON, "-c", "import sys; from pathlib import Path; from indexer.serve import make_server; "
-             "s = make_server(Path(sys.argv[1]), '127.0.0.1', 0); "
-             "open(sys.argv[2], 'w').write(str(s.server_address[1])); s.serve_forever()",
-             str(self.data), str(port_file)], env=CHILD_ENV, cwd=ROOT)
-        try:
-            deadline = time.time() + 30
-            while not port_file.exists() or not port_file.read_text():
-                if time.time() > deadline:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.05)
-            base = f"http://127.0.0.1:{port_file.read_text()}"
-            names = COMMON + ["psr.exe", "mshta.exe", "wmic.exe"]
-            urllib.request.urlopen(f"{base}/api/binary/psr.exe").read()  # warm: reader opened
-
-            def client(seed: int) -> list[tuple[float, int]]:
-                rng = random.Random(seed)
-                out = []
-                for _ in range(50):
-                    start = time.perf_counter()
-                    with urllib.request.urlopen(f"{base}/api/binary/{rng.choice(names)}") as response:
-                        response.read()
-                        out.append((time.perf_counter() - start, response.status))
-                return out
-
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(4) as pool:
-                results = [r for part in pool.map(client, range(4)) for r in part]
-            wall = time.perf_counter() - t0
-        finally:
-            server.terminate()
-            server.wait(10)
+        say("8. indexer serve: /api/binary/{name} under 4 clients x 50 requests; 600 spellings of one name")
+        results, wall, rss = serve_load(self.data)
         values = sorted(t for t, _ in results)
         p99 = values[min(len(values) - 1, round(0.99 * len(values)) - 1)]
         errors = sum(1 for _, status in results if status != 200)
@@ -720,13 +739,17 @@ class Bench:
                      [[str(len(values)), str(errors), fmt_s(values[len(values) // 2]),
                        fmt_s(values[round(0.9 * len(values)) - 1]), fmt_s(p99), fmt_s(values[-1]),
                        f"{len(values) / wall:.0f} req/s"]])
-        body += (f"\n\nNames drawn at random from {', '.join(names)} (the common ones return hundreds of "
-                 "mentions). One `indexer serve` process on loopback, 4 client threads in this process.")
+        body += (f"\n\nNames drawn at random from {', '.join(SERVE_NAMES)} (the common ones return hundreds of "
+                 "mentions; an answer holds a page of 100 rule files). One `indexer serve` process (uvicorn, one "
+                 "worker) on loopback, 4 client threads in this process, HTTP/1.1 without keep-alive (urllib). "
+                 f"Resident memory of the server: {rss[0] / 1e6:.0f} MB after the load, {rss[1] / 1e6:.0f} MB after "
+                 "600 more GETs of different spellings of powershell.exe (`C:\\x1\\powershell.exe`, ...: the "
+                 "issue 14.17 attack; the http.server version grew to 1 GB).")
         self.section("8. `indexer serve`: /api/binary/{name} under a small load", "report p99", body)
         self.verdicts.append(("/api/binary p99, 4 clients x 50", f"{fmt_s(p99)}, {errors} errors", None))
-        say(f"   p99 {fmt_s(p99)}, {errors} errors, {len(values) / wall:.0f} req/s")
+        say(f"   p99 {fmt_s(p99)}, {errors} errors, {len(values) / wall:.0f} req/s, RSS {rss[0] / 1e6:.0f} -> "
+            f"{rss[1] / 1e6:.0f} MB over 600 spellings")
 
-    # 9 ---------------------------------------------------------------------------------------
     def grep_comparison(self) -> None:
         say("9. the index against a plain substring grep (bench/grep_compare.py)")
         out = self.work / "grep_compare.json"
