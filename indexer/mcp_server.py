@@ -323,15 +323,15 @@ class _Index:
     def reader(self) -> Iterator[IndexReader]:
         with self._lock:
             generation = current_generation(self.data_dir)
-            if self._reader is None or self._reader.generation != generation:
-                if self._reader is not None:
-                    self._reader.close()
-                    self._reader = None
-                try:
+            if self._reader is not None and self._reader.generation != generation:
+                self._reader.close()
+                self._reader = None
+            try:
+                if self._reader is None:
                     self._reader = IndexReader(self.data_dir)
-                except IndexMissing as exc:
-                    raise ToolError(str(exc)) from None
-            yield self._reader
+                yield self._reader
+            except IndexMissing as exc:  # none yet, or damaged (found opening it or reading its state)
+                raise ToolError(str(exc)) from None
 
 
 def _page(total: int, offset: int, limit: int) -> Optional[int]:
@@ -376,8 +376,9 @@ def build_server(data_dir: Path) -> MCPServer:
         name: Annotated[str, Field(description="An executable: psr.exe, PSR.EXE, a bare name (psr), a Windows "
                                                "or Unix path, or a wildcard (cert*.exe)", min_length=1, max_length=260)],
         source: Annotated[Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")] = None,
-        roles: Annotated[list[Role], Field(description="Only lines with these roles; process and original_filename "
-                                                       "are the rules that detect the binary running")] = [],
+        roles: Annotated[list[Role], Field(description="Only lines with these roles (what the name is to the rule: "
+                                                       "process, parent, command_line, ...); to select rules by what "
+                                                       "they do with the binary, use detects or verdicts")] = [],
         detects: Annotated[bool, Field(description="Only rules that detect the binary: verdict runs, parent, target, "
                                                    "loads or invoked")] = False,
         verdicts: Annotated[list[Verdict], Field(description="Only rules whose verdict is one of these")] = [],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,7 +321,7 @@ def test_every_answer_is_bounded(client: Client) -> None:
     assert all(len(l["snippet"]) <= 300 for r in everything["rules"] for l in r["lines"])
 
 
-def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path) -> None:
+def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path, tip_data_dir: Path) -> None:
     errlog = (tmp_path / "stderr.txt").open("w+")
     empty = tmp_path / "empty"
     for client in _open(empty, errlog):
@@ -329,8 +330,21 @@ def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path) 
             assert f"no index in {empty}: run 'indexer refresh' first" in text
         assert "no index in" in client.error("coverage")
         assert client.ok("changes") == {"refreshes": []}
+        # an index published meanwhile (as a refresh does: the generation, then CURRENT) shows at the next call
+        shutil.copytree(tip_data_dir / "index", empty / "index")
+        assert client.ok("search_binary", name="psr.exe")["found"]
     errlog.seek(0)
     assert f"indexer: warning: no index in {empty} yet" in errlog.read()
+
+
+def test_a_damaged_index_is_a_clear_error(tmp_path: Path, tip_data_dir: Path) -> None:
+    shutil.copytree(tip_data_dir / "index", tmp_path / "index")
+    generation = tmp_path / "index" / (tmp_path / "index" / "CURRENT").read_text().strip()
+    (generation / "state.json").write_text('{"files": ', encoding="utf-8")  # cut short
+    for client in _open(tmp_path):
+        text = client.error("show_rule", rule=PSR_RULE)
+        assert f"the index in {tmp_path} is damaged" in text and "run 'indexer refresh --full'" in text
+        assert client.ok("search_binary", name="psr.exe")["found"]  # what does not need the state still answers
 
 
 # --- the same server at /mcp of `indexer serve` (streamable HTTP) --------------------------------
