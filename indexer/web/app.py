@@ -66,7 +66,8 @@ CACHE_ENTRIES = 16       # binaries (or searches) kept built, per worker, whatev
 CACHE_MENTIONS = 200_000  # and at most this many mentions in all
 HEAVY_MENTIONS = 100     # only answers with this many mentions are worth keeping
 STATIC_DIR = Path(__file__).with_name("static")
-STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+                "favicon.svg": "image/svg+xml"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {

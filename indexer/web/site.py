@@ -76,7 +76,8 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
                                                **links_context(reader, data)), encoding="utf-8")
         (tmp / "index.html").write_text(render("site_index.html", root, footer, title="Executables", rows=rows),
                                         encoding="utf-8")
-        shutil.copyfile(STATIC_DIR / "app.css", tmp / "static" / "app.css")
+        for name in ("app.css", "favicon.svg"):
+            shutil.copyfile(STATIC_DIR / name, tmp / "static" / name)
         (tmp / SITE_MARKER).write_text(f"{reader.generation.name}\n", encoding="utf-8")
         if output_dir.exists():
             old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}-{time.time_ns():x}"

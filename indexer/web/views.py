@@ -9,7 +9,6 @@ so the Content-Security-Policy forbids both.
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from dataclasses import dataclass, field
@@ -95,11 +94,6 @@ class Links:
         self.static = static
         self.prefix = "../" * depth if static else "/"
         self.rules = rules
-
-    def with_rules(self, rules: Collection[str]) -> "Links":
-        other = copy.copy(self)
-        other.rules = rules
-        return other
 
     def home(self) -> str:
         return self.prefix + "index.html" if self.static else "/"
