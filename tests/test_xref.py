@@ -181,3 +181,21 @@ def test_reference_resolves_to_entry(tip_reader, pin):
     assert ref["url"] == pin["url"]
     assert ref["status"] == "ok"
     assert ref["entry_path"] == pin["entry_path"]
+
+
+def test_coverage_csv_and_markdown_carry_the_tiers(tip_reader):
+    import csv
+    import io
+
+    from indexer.export import coverage_csv, coverage_markdown
+
+    cov = xref.coverage(tip_reader)
+    rows = list(csv.DictReader(io.StringIO(coverage_csv(cov))))
+    assert [(r["path"], r["tier"]) for r in rows] == [(e["path"], e["tier"]) for e in cov["entries"]]
+    diantz = next(r for r in rows if r["path"] == "yml/OSBinaries/Diantz.yml")
+    assert (diantz["running"], diantz["other"]) == ("0", "2")
+    t = cov["summary"]["tiers"]
+    text = coverage_markdown(cov)
+    assert (f"Of {cov['summary']['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary "
+            f"running (tier `running`), {t['other']} a rule") in text
+    assert "Diantz.exe | other | " in text
