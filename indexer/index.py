@@ -32,7 +32,7 @@ KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
-INDEX_FORMAT = 8  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles
+INDEX_FORMAT = 9  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events
 
 
 def _schema() -> Schema:

@@ -11,6 +11,10 @@ Filters never make a rule detect a binary: a detection item the condition uses o
 detection: its mentions give `documented`, which is never compared with the Sigma verdicts
 (a file is one or the other) and never counts as detecting.
 
+Verdicts are stored in the index: a change to what a mention implies is a change of the
+stored data, so it bumps `index.INDEX_FORMAT` (an index of another format reads as "run
+refresh", and the next refresh rebuilds it).
+
 This module imports nothing heavy: the search path uses it.
 """
 
@@ -26,7 +30,7 @@ DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what 
 VERDICT_HELP = {
     "runs": "selects the binary as the process (Image, OriginalFileName, process name fields)",
     "parent": "selects it as the parent (ParentImage, GrandParentImage)",
-    "target": "selects it as the process accessed or injected (TargetImage)",
+    "target": "selects it as the process accessed or injected (TargetImage; Path in Defender ASR events)",
     "loads": "selects it as a loaded module (ImageLoaded; OriginalFileName in image and driver loads; CallTrace)",
     "invoked": "names it in another process's command line, script block or keywords",
     "artifact": "names it in a file, registry, pipe, service, URL or other field",
@@ -52,6 +56,10 @@ _OTHER_FIELDS = {
     "invoked": {"taskcontentnew", "sourcecommandline"},
 }
 _OTHER = {name: verdict for verdict, names in _OTHER_FIELDS.items() for name in names}
+# A field whose meaning depends on the log: (logsource part, field) -> verdict. Task Scheduler
+# event 129 (Created Task Process): Path is the image the task started. Defender ASR events
+# (1121/1122): Path is what the blocked process acted on (lsass.exe), ProcessName the actor.
+_LOG_FIELDS = {("taskscheduler", "path"): "runs", ("windefend", "path"): "target"}
 _MODULE_EVENTS = ("image_load", "driver_load")  # PE metadata there describes the loaded module
 _MODULE_FIELDS = {"originalfilename", "product", "company", "description"}
 
@@ -72,12 +80,16 @@ def mention_verdict(mention: Mapping[str, Any]) -> str:
         return "excluded"
     if context != "selection":  # not a detection value (an unknown role outside detection)
         return "mentioned"
+    field = str(mention.get("field", "")).lower()
+    for part in str(mention.get("logsource", "")).split("/"):
+        if (part, field) in _LOG_FIELDS:
+            return _LOG_FIELDS[(part, field)]
     verdict = _BY_ROLE.get(role)
     if verdict is None:
         if role != "other":
             return "mentioned"
-        verdict = _OTHER.get(str(mention.get("field", "")).lower(), "artifact")
-    if verdict == "runs" and mention.get("field", "").lower() in _MODULE_FIELDS \
+        verdict = _OTHER.get(field, "artifact")
+    if verdict == "runs" and field in _MODULE_FIELDS \
             and any(event in str(mention.get("logsource", "")) for event in _MODULE_EVENTS):
         return "loads"
     return verdict
