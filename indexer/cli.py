@@ -7,11 +7,12 @@ them, so `indexer search` starts quickly.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterable, List, Optional
 
 import typer
 
@@ -33,10 +34,38 @@ DataDir = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, show_default="rul
 JsonFlag = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
 
 
+EXIT_INTERNAL = 5     # an error nobody expected: one line, the traceback in a log file
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a reader that went away
+
+
 def fail(message: str, code: int) -> "typer.Exit":
     """Print one error line on stderr and leave with `code`."""
-    typer.echo(f"indexer: error: {message}", err=True)
+    _error_line(message)
     return typer.Exit(code)
+
+
+def _error_line(message: str) -> None:
+    from .text import printable, redact_text
+    sys.stderr.write(f"indexer: error: {printable(redact_text(message))}\n")
+    sys.stderr.flush()
+
+
+def _echo(line: str) -> None:
+    """One line of output that may hold text from rules: never a terminal control sequence."""
+    from .text import printable
+    sys.stdout.write(printable(line) + "\n")
+
+
+def _choice(option: str, value: str | None, allowed: Iterable[str]) -> None:
+    """A usage error (exit 4) listing the valid values unless `value` is one of them."""
+    allowed = tuple(allowed)
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(allowed)}", param_hint=option)
+
+
+def _finite(option: str, value: float, low: float, high: float) -> None:
+    if not math.isfinite(value) or not low < value <= high:
+        raise typer.BadParameter(f"{value} is not a number above {low:g} and at most {high:g}", param_hint=option)
 
 
 def _print_json(data: Any) -> None:
@@ -45,7 +74,25 @@ def _print_json(data: Any) -> None:
 
 def _console() -> Any:
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    from rich.segment import Segment
+
+    from .text import printable
+
+    class SafeConsole(Console):
+        """Rich's console with every piece of text made printable just before it is written
+        (Rich keeps ESC and other control characters a rule's title or path may hold)."""
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                segment if segment.control else Segment(_keep_newlines(segment.text, printable), segment.style)
+                for segment in buffer)
+
+    return SafeConsole(highlight=False, soft_wrap=False, markup=False)
+
+
+def _keep_newlines(text: str, clean: Any) -> str:
+    """`clean` applied to each line of a rendered segment (Rich's own line breaks stay)."""
+    return "\n".join(clean(part) for part in text.split("\n")) if "\n" in text else clean(text)
 
 
 def _open_reader(data_dir: Path) -> Any:
@@ -66,8 +113,9 @@ def refresh(
     source: List[str] = typer.Option([], "--source", help="Refresh only these sources (sigma, lolbas)."),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
-    jobs: int = typer.Option(0, "--jobs", help="Parser processes (0: one per core)."),
-    max_file_mb: float = typer.Option(4.0, "--max-file-mb", help="Skip rule files larger than this."),
+    jobs: int = typer.Option(0, "--jobs", min=0, max=256, help="Parser processes (0: one per core)."),
+    max_file_mb: float = typer.Option(4.0, "--max-file-mb", help="Skip rule files larger than this (MB, above 0, at most 1024)."),
+    allow_shrink: bool = typer.Option(False, "--allow-shrink", help="Publish even if a source lost most of its rule files."),
     as_json: bool = JsonFlag,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Every step as a log line."),
@@ -86,9 +134,11 @@ def refresh(
     from .sources import SourceError, SourceSpec, clone_path
 
     names = source or ["sigma", "lolbas"]
-    unknown = [n for n in names if n not in ("sigma", "lolbas")]
-    if unknown:
-        raise fail(f"unknown source {unknown[0]!r} (choose sigma or lolbas)", EXIT_USAGE)
+    for name in names:
+        _choice("--source", name, ("sigma", "lolbas"))
+    _finite("--max-file-mb", max_file_mb, 0, 1024)
+    if not math.isfinite(wait) or wait < 0:
+        raise typer.BadParameter(f"{wait} is not a number of seconds (0 or more)", param_hint="--wait")
     folder = _data_dir(data_dir)
     try:
         specs = [SourceSpec.default(n, sigma_url if n == "sigma" else lolbas_url,
@@ -97,7 +147,7 @@ def refresh(
     except SourceError as exc:
         raise fail(str(exc), EXIT_USAGE)
     options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,
-                             max_file_bytes=int(max_file_mb * 1024 * 1024))
+                             max_file_bytes=int(max_file_mb * 1024 * 1024), allow_shrink=allow_shrink)
     progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
     try:
         with progress:
@@ -113,7 +163,7 @@ def refresh(
     elif not quiet:
         from .report import manifest_lines
         for line in manifest_lines(manifest.to_dict()):
-            typer.echo(line)
+            _echo(line)
     raise typer.Exit(manifest.exit_code)
 
 
@@ -140,13 +190,18 @@ def search(
 
     Example: indexer search certutil.exe --detects --json
     """
+    from .model import ROLES, SOURCES
     from .query import search as run_search
     from .verdicts import parse_verdicts
 
+    _choice("--source", source, SOURCES)
+    for value in role:
+        _choice("--role", value, ROLES)
+    _choice("--context", context, ("selection", "filter"))
     try:
         verdicts = parse_verdicts(verdict)
     except ValueError as exc:
-        raise fail(str(exc), 4)
+        raise typer.BadParameter(str(exc), param_hint="--verdict")
     names = list(queries or [])
     if stdin:
         names += [line.strip() for line in sys.stdin if line.strip()]
@@ -164,13 +219,14 @@ def search(
     if as_json:
         _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
     elif not sys.stdout.isatty():  # a pipe or a file: one grep-like line a mention, no table
+        from .text import printable
         for result in results:
             for m in result.mentions:
-                sys.stdout.write(f"{m.source}:{m.path}:{m.line}\t{m.binary}\t{m.role}"
-                                 f"{'/filter' if m.context == 'filter' else ''}\t{m.snippet}\n")
+                sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}\t{m.role}"
+                                 f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
             if not result.mentions:
                 hint = f" (did you mean: {', '.join(result.suggestions)}?)" if result.suggestions else ""
-                sys.stderr.write(f"no rule mentions {result.query!r}{hint}\n")
+                sys.stderr.write(printable(f"no rule mentions {result.query!r}{hint}") + "\n")
     else:
         from .report import print_search
         console = _console()
@@ -182,19 +238,22 @@ def search(
 @app.command()
 def show(
     target: str = typer.Argument(..., help="A rule id, a rule path (rules/.../x.yml, yml/.../X.yml) or a binary name."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Look for a rule or a binary only (rule, binary)."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
-    """Everything known about one rule or one binary.
+    """Everything known about one rule or one binary; says which it found and what else the
+    name matches (another rule with the same id, a binary named like a rule id).
 
     Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
     """
-    from .query import show_target
+    from .query import find_target
 
+    _choice("--kind", kind, ("rule", "binary"))
     with _open_reader(_data_dir(data_dir)) as reader:
-        result = show_target(reader, target)
+        result = find_target(reader, target, kind)
     if result is None:
-        raise fail(f"no rule or binary {target!r} in the index", 1)
+        raise fail(f"no {kind or 'rule or binary'} {target!r} in the index", 1)
     if as_json:
         _print_json(result)
     else:
@@ -270,7 +329,7 @@ def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
 def changes(
     data_dir: Optional[Path] = DataDir,
     last: int = typer.Option(5, "--last", min=1, help="How many refreshes to show."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD, UTC)."),
     show_all: bool = typer.Option(False, "--all", help="Every binary and every rule changed (not the first 15), "
                                   "and the refreshes that found nothing new too."),
     as_json: bool = JsonFlag,
@@ -283,15 +342,23 @@ def changes(
     from .refresh import recent_manifests
     from .report import manifest_lines
 
+    if since is not None:
+        import datetime
+        try:
+            since = datetime.date.fromisoformat(since).isoformat() if len(since) == 10 else None
+        except ValueError:
+            since = None
+        if since is None:
+            raise typer.BadParameter("not a date written YYYY-MM-DD (e.g. 2026-01-31)", param_hint="--since")
     items = recent_manifests(_data_dir(data_dir), last, since, include_unchanged=show_all)
     if as_json:
         _print_json(items)
         return
     if not items:
-        typer.echo("no refresh recorded yet")
+        typer.echo(f"no refresh recorded since {since}" if since else "no refresh recorded yet")
     for item in items:
         for line in manifest_lines(item, every=show_all):
-            typer.echo(line)
+            _echo(line)
         typer.echo("")
 
 
@@ -422,13 +489,75 @@ def main(version: bool = typer.Option(False, "--version", callback=version_callb
     """Index the executables named by Sigma rules and LOLBAS entries, and search them."""
 
 
-def run() -> None:
-    """Console entry point: a damaged or missing index is one line, never a traceback."""
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; its exit code. The one place where errors become exit codes:
+
+    usage errors (Click's, bad option values) 4; no index or a damaged one 4; a reader that
+    closed the pipe 141; Ctrl-C 130; anything unexpected 5, with one line naming a log file
+    that holds the traceback. No traceback is ever printed, and none exits 0 or 1.
+    """
+    from typer import exceptions as typer_exc
+    from typer._click import exceptions as click
+
     from .model import IndexMissing
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
     try:
-        app()
+        try:
+            with command.make_context("indexer", args) as ctx:
+                command.invoke(ctx)
+            return 0
+        finally:
+            sys.stdout.flush()
+    except typer_exc.Exit as exc:
+        return exc.exit_code
+    except click.NoArgsIsHelpError as exc:
+        sys.stderr.write((exc.ctx.get_help() if exc.ctx else "usage: indexer COMMAND --help") + "\n")
+        return 4
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _error_line(f"{exc.format_message()}{where}")
+        return 4
+    except click.ClickException as exc:
+        _error_line(exc.format_message())
+        return 4
     except IndexMissing as exc:
-        typer.echo(f"indexer: error: {exc}", err=True)
-        sys.exit(4)
+        _error_line(str(exc))
+        return 4
+    except BrokenPipeError:
+        # the reader went away (`| head`): nothing more to say, and nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (KeyboardInterrupt, typer_exc.Abort):
+        sys.stderr.write("indexer: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one handler for what nobody expected
+        return _internal_error(exc, args)
 
+
+def _internal_error(exc: BaseException, args: List[str]) -> int:
+    """Write the traceback to a log file; one line on stderr naming it; exit code 5."""
+    import tempfile
+    import time
+    import traceback
+
+    from .text import redact_text
+
+    text = (f"indexer {__version__}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+            f"arguments: {redact_text(repr(args))}\n\n"
+            + redact_text("".join(traceback.format_exception(exc))))
+    try:
+        fd, log = tempfile.mkstemp(prefix="indexer-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as handle:
+            handle.write(text)
+    except OSError:
+        log = "(no log: the temporary directory cannot be written)"
+    _error_line(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); "
+                f"the traceback is in {log} - please report it")
+    return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console entry point."""
+    sys.exit(main())

@@ -18,20 +18,23 @@ from urllib.parse import quote
 from .model import Mention
 from .query import group_by_rule
 from .verdicts import DETECTING, RuleVerdict, rule_verdicts
+from .text import printable
 
 FORMATS = ("markdown", "csv", "json", "jsonl")
 CSV_COLUMNS = ("binary", "source", "path", "line", "snippet", "field", "modifiers", "role", "context",
                "detection", "inferred", "encoded", "rule_id", "title", "level", "status", "tags",
                "logsource", "commit", "url", "license", "verdict")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_AFTER_SEMICOLON = re.compile(r";(\s*)(?=[=+\-@])")
 
 
 # --- escaping ----------------------------------------------------------------------------------
 
 def clean(text: str) -> str:
     """One line of printable text: control characters shown as U+FFFD, newlines as spaces."""
-    return _CONTROL.sub("\ufffd", text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+    return printable(text)
 
 
 def md_text(text: str) -> str:
@@ -69,17 +72,25 @@ def csv_cell(value: Any) -> str:
     elif isinstance(value, bool):
         value = "true" if value else "false"
     text = clean(str(value))
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if text[:1] in _FORMULA:
         text = "'" + text
-    return text
+    # a spreadsheet whose list separator is `;` splits cells there: what follows is guarded too
+    return _AFTER_SEMICOLON.sub(r";\1'", text) if ";" in text else text
+
+
+def csv_writer(stream: TextIO) -> Any:
+    """The CSV writer of every export: every cell quoted, so a `;` inside one never splits it."""
+    return csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
 
 
 def safe_filename(name: str) -> str:
     """A file name for a binary's page: [a-z0-9._-] only, never hidden, never an option, never a path."""
     safe = re.sub(r"[^a-z0-9._-]", "_", name.lower()).lstrip(".-").rstrip(".") or "_"
-    if safe != name.lower() or safe in (".", ".."):
+    # a name kept as it is never ends like a hashed one, so no two names share a page
+    # (`notepad__.exe-db9caabd` is not notepad++.exe's page)
+    if safe != name or safe in (".", "..") or len(safe) > 120 or _HASHED.search(safe):
         safe = f"{safe[:80]}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}"
-    return safe[:120]
+    return safe
 
 
 def verdict_map(mentions: Iterable[Mention]) -> dict[tuple[str, str, str], RuleVerdict]:
@@ -156,7 +167,7 @@ def _with_verdicts(mentions: Iterable[Mention]) -> Iterable[dict[str, Any]]:
 
 
 def write_csv(mentions: Iterable[Mention], stream: TextIO) -> int:
-    writer = csv.writer(stream, lineterminator="\n")
+    writer = csv_writer(stream)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for data in _with_verdicts(mentions):
@@ -267,7 +278,7 @@ TIERS = ("running", "other", "mentioned", "none")
 
 def links_csv(links: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     writer.writerow(LINK_COLUMNS)
     for link in links:
         writer.writerow([csv_cell(link.get(c, "")) for c in LINK_COLUMNS])
@@ -284,7 +295,7 @@ def _coverage_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def coverage_csv(coverage: dict[str, Any]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer)
     writer.writerow(COVERAGE_COLUMNS)
     for row in coverage["entries"]:
         flat = _coverage_row(row)

@@ -108,6 +108,7 @@ class _Collector:
         self.lines = parsed.lines
         self.out = Extraction()
         self._seen: set[tuple[Any, ...]] = set()
+        self._stripped: dict[int, str] = {}
 
     def template(self, **fields: Any) -> Mention:
         return Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="", **fields)
@@ -117,7 +118,14 @@ class _Collector:
         if key in self._seen or not 0 < line <= len(self.lines):
             return
         self._seen.add(key)
-        self.out.mentions.append(template.at(name, line, self.lines[line - 1].strip()))
+        self.out.mentions.append(template.at(name, line, self._line(line)))
+
+    def _line(self, line: int) -> str:
+        """The stripped text of a line: one string per line, however many names it holds."""
+        stripped = self._stripped.get(line)
+        if stripped is None:
+            stripped = self._stripped[line] = self.lines[line - 1].strip()
+        return stripped
 
     def scan(self, node: yaml.Node, template: Mention, finder: Any, *,
              infer: bool = False, in_prose: bool = False, unix: bool = False) -> None:
@@ -126,7 +134,7 @@ class _Collector:
             for hit in finder(text):
                 self.add(template, hit.name, line)
             if infer:
-                self.out.candidates.append(Candidate(text, line, self.lines[line - 1].strip(),
+                self.out.candidates.append(Candidate(text, line, self._line(line),
                                                      template, in_prose, unix))
 
     def _scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:

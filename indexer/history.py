@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,16 @@ class PathHistory:
 
     @classmethod
     def from_json(cls, text: str) -> "PathHistory":
+        """The history as stored; ValueError if the text is not one (a damaged file)."""
         data = json.loads(text)
+        if not (isinstance(data, dict) and isinstance(data.get("commit"), str)
+                and isinstance(data.get("last"), dict)
+                and all(isinstance(v, list) and len(v) == 4 and all(isinstance(x, str) for x in v)
+                        for v in data["last"].values())
+                and isinstance(data.get("renames"), list)
+                and all(isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r)
+                        for r in data["renames"])):
+            raise ValueError("not a path history")
         return cls(data["commit"], data["last"], data["renames"])
 
     def former_paths(self, path: str) -> list[dict[str, str]]:
@@ -93,8 +103,8 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
     """The history up to `tip`, extended from what `store` holds (computed whole the first time)."""
     history = PathHistory()
     try:
-        history = PathHistory.from_json(store.read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError):
+        history = PathHistory.from_json(store.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):  # none yet, or damaged: computed whole again
         pass
     if history.commit == tip:
         return history
@@ -113,6 +123,8 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
     store.parent.mkdir(parents=True, exist_ok=True)
     tmp = store.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(history.to_json(), encoding="utf-8")
+    if store.is_dir() and not store.is_symlink():  # a directory in the way
+        shutil.rmtree(store)
     os.replace(tmp, store)
     return history
 

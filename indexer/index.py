@@ -12,8 +12,10 @@ reading it; the two newest previous generations are kept for them, older ones re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,13 +27,15 @@ from whoosh import index as whoosh_index
 from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
-from .model import FileReport, IndexMissing, Mention
+from .model import MAX_FILE_BYTES, FileReport, IndexMissing, Mention
 from .verdicts import RuleVerdict
 
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
+MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the generation
+SUMS_FILE = "SUMS"           # sha256 of every other file of the generation, written when it is published
 INDEX_FORMAT = 9  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events
 
 
@@ -57,6 +61,7 @@ _PER_SOURCE = ("commit", "url", "license")
 
 
 _STORED = tuple(name for name in Mention.__dataclass_fields__ if name not in _PER_SOURCE)
+_KEYS = frozenset(_STORED)
 
 
 def _stored(mention: Mention) -> dict[str, Any]:
@@ -106,6 +111,7 @@ class State:
     built_at: float = 0.0
     executables: list[str] = field(default_factory=list)              # names bare stems resolve to
     checker: str = ""                                                 # what gave the files' warnings ("pySigma 2.0.1")
+    max_file_bytes: int = MAX_FILE_BYTES                              # files over it were skipped
 
     def to_json(self) -> str:
         return json.dumps({
@@ -114,18 +120,34 @@ class State:
             "built_at": self.built_at,
             "executables": sorted(self.executables),
             "checker": self.checker,
+            "max_file_bytes": self.max_file_bytes,
         }, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "State":
+        """The state as written; ValueError if the text is not one (a damaged file)."""
         data = json.loads(text)
+        if not (isinstance(data, dict) and _dict_of(data.get("sources", {}), dict)
+                and _dict_of(data.get("files", {}), dict) and _list_of(data.get("executables", []), str)
+                and isinstance(data.get("checker", ""), str) and isinstance(data.get("built_at", 0.0), (int, float))
+                and isinstance(data.get("max_file_bytes", MAX_FILE_BYTES), int)):
+            raise ValueError("not an index state")
         return cls(
             sources=data.get("sources", {}),
             files={k: FileReport.from_dict(v) for k, v in data.get("files", {}).items()},
             built_at=data.get("built_at", 0.0),
             executables=data.get("executables", []),
             checker=data.get("checker", ""),
+            max_file_bytes=data.get("max_file_bytes", MAX_FILE_BYTES),
         )
+
+
+def _dict_of(value: Any, kind: type) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, kind) for v in value.values())
+
+
+def _list_of(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
 
 
 def _fields(reader: Any, binary: str) -> dict[str, Any] | None:
@@ -137,10 +159,15 @@ def _fields(reader: Any, binary: str) -> dict[str, Any] | None:
         return None
 
 
-def _document(reader: Any, binary: str) -> str | None:
-    """A binary's stored mentions (JSON text), or None."""
-    stored = _fields(reader, binary)
-    return stored["data"] if stored is not None else None
+def _verdicts(generation: Path, text: Any) -> list[dict[str, Any]]:
+    """A document's stored rule verdicts; IndexMissing if they are not a list of objects (damaged)."""
+    try:
+        items = json.loads(text or "[]")
+        if not _list_of(items, dict):
+            raise ValueError("not a list of verdicts")
+    except (ValueError, TypeError) as exc:
+        raise _damaged(generation, exc) from None
+    return items
 
 
 def index_root(data_dir: Path) -> Path:
@@ -148,13 +175,22 @@ def index_root(data_dir: Path) -> Path:
 
 
 def current_generation(data_dir: Path) -> Path | None:
+    """The generation readers open; None if there is none yet. IndexMissing if CURRENT is
+    damaged (not a file, not UTF-8, not a generation's name)."""
     root = index_root(data_dir)
     try:
-        name = (root / "CURRENT").read_text().strip()
+        name = (root / "CURRENT").read_bytes().decode("utf-8").strip()
     except FileNotFoundError:
         return None
-    if not name or "/" in name or name.startswith("."):
+    except NotADirectoryError:
+        raise IndexMissing(f"{data_dir} is not a data directory (a file is in the way)") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable, garbage
+        raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT: {type(exc).__name__}): "
+                           "run 'indexer refresh'") from None
+    if not name:
         return None
+    if not name.startswith("gen-") or "/" in name or "\\" in name:
+        raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT names no generation): run 'indexer refresh'")
     path = root / name
     return path if path.is_dir() else None
 
@@ -237,6 +273,15 @@ class IndexWriter:
                 "binaries": sorted(self._binaries)}
         self._write_file(META_FILE, json.dumps(meta, indent=1))
 
+    @property
+    def mentions(self) -> int:
+        """Mentions in the generation (once written)."""
+        return self._mentions
+
+    def write_manifest(self, text: str) -> None:
+        """The manifest of the refresh writing this generation, kept with it."""
+        self._write_file(MANIFEST_FILE, text)
+
     def write_state(self, state: State) -> None:
         """The file reports and the rest of the state; last, before `publish`."""
         self._write_file(STATE_FILE, state.to_json())
@@ -256,7 +301,17 @@ class IndexWriter:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def publish(self) -> None:
-        """Make this generation the one readers open, atomically; prune old generations."""
+        """Make this generation the one readers open, atomically; prune old generations.
+
+        Every file of the generation is on disk (fsync) before CURRENT names it, with its
+        checksum in SUMS: a refresh rebuilds a generation whose files no longer match.
+        """
+        sums = {}
+        for item in sorted(self.path.iterdir()):
+            if item.is_file():
+                sums[item.name] = _sync_and_hash(item)
+        self._write_file(SUMS_FILE, json.dumps(sums, indent=1))
+        _fsync_file(self.path / SUMS_FILE)
         _fsync_dir(self.path)
         root = index_root(self.data_dir)
         published = (_published(root) + [self.path.name])[-(KEEP_PREVIOUS + 8):]
@@ -266,7 +321,41 @@ class IndexWriter:
         prune(self.data_dir)
 
 
+def _sync_and_hash(path: Path) -> str:
+    """The file's sha256, once it is on disk."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+        os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def verify(generation: Path) -> str:
+    """Why a published generation cannot be trusted ('' if every file matches its checksum)."""
+    try:
+        sums = json.loads((generation / SUMS_FILE).read_bytes().decode("utf-8"))
+        if not _dict_of(sums, str) or not sums:
+            return f"{SUMS_FILE}: not a list of checksums"
+        for name, expected in sums.items():
+            if "/" in name or not (generation / name).is_file():
+                return f"{name}: missing"
+            digest = hashlib.sha256((generation / name).read_bytes()).hexdigest()
+            if digest != expected:
+                return f"{name}: changed since it was written"
+    except (OSError, ValueError) as exc:
+        return f"{SUMS_FILE}: {type(exc).__name__}"
+    return ""
+
+
 def _write_atomic(path: Path, text: str) -> None:
+    if path.is_dir() and not path.is_symlink():  # a directory in the way of CURRENT or PUBLISHED
+        shutil.rmtree(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}"
     with open(tmp, "w") as handle:
         handle.write(text)
@@ -276,10 +365,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _published(root: Path) -> list[str]:
+    """Generations published, oldest first (none if the list is missing or damaged)."""
     try:
-        return [n for n in (root / PUBLISHED_FILE).read_text().split() if n.startswith("gen-")]
-    except FileNotFoundError:
+        text = (root / PUBLISHED_FILE).read_bytes().decode("utf-8", "replace")
+    except OSError:
         return []
+    return [n for n in text.split() if re.fullmatch(r"gen-[0-9a-f]+-[0-9]+", n)]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -308,20 +399,25 @@ def prune(data_dir: Path) -> None:
 
 
 def read_meta(generation: Path) -> dict[str, Any]:
-    """The generation's format and sources; IndexMissing if it is not of this version's format."""
+    """The generation's format and sources; IndexMissing if it is not of this version's format
+    or damaged."""
     try:
-        meta = json.loads((generation / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    if meta.get("format") != INDEX_FORMAT:
+        meta = json.loads((generation / META_FILE).read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _damaged(generation, exc, META_FILE) from None
+    if isinstance(meta, dict) and "format" in meta and meta["format"] != INDEX_FORMAT:
         raise IndexMissing(f"the index in {generation.parent.parent} was written by another version of indexer: "
                            "run 'indexer refresh --full'")
+    if not (isinstance(meta, dict) and _dict_of(meta.get("sources"), dict) and isinstance(meta.get("mentions"), int)
+            and _list_of(meta.get("binaries"), str)):
+        raise _damaged(generation, ValueError("not the expected fields"), META_FILE)
     return meta
 
 
-def _damaged(generation: Path, exc: Exception) -> IndexMissing:
-    return IndexMissing(f"the index in {generation.parent.parent} is damaged ({generation.name}: "
-                        f"{type(exc).__name__}): run 'indexer refresh --full'")
+def _damaged(generation: Path, exc: BaseException, name: str = "") -> IndexMissing:
+    where = f"{generation.name}/{name}" if name else generation.name
+    return IndexMissing(f"the index in {generation.parent.parent} is damaged ({where}: "
+                        f"{type(exc).__name__}): run 'indexer refresh'")
 
 
 class IndexReader:
@@ -357,10 +453,31 @@ class IndexReader:
     def state(self) -> State:
         if self._state is None:
             try:
-                self._state = State.from_json((self.generation / STATE_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise _damaged(self.generation, exc) from None
+                self._state = State.from_json((self.generation / STATE_FILE).read_bytes().decode("utf-8"))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise _damaged(self.generation, exc, STATE_FILE) from None
         return self._state
+
+    def read_json(self, name: str, valid: Any) -> Any:
+        """Another file of the generation, as JSON, checked by `valid`; IndexMissing if damaged."""
+        try:
+            data = json.loads((self.generation / name).read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _damaged(self.generation, exc, name) from None
+        if not valid(data):
+            raise _damaged(self.generation, ValueError("not the expected fields"), name)
+        return data
+
+    def _documents(self, texts: Iterable[str]) -> Iterator[list[dict[str, Any]]]:
+        """Stored documents decoded; IndexMissing if one is not a list of mentions (damaged)."""
+        for text in texts:
+            try:
+                items = json.loads(text)
+                if not (isinstance(items, list) and all(isinstance(d, dict) and _KEYS <= d.keys() for d in items)):
+                    raise ValueError("not a list of mentions")
+            except (ValueError, TypeError) as exc:
+                raise _damaged(self.generation, exc) from None
+            yield items
 
     def binaries(self) -> list[str]:
         """Every binary name in the index, sorted (from meta.json: Whoosh's lexicon keeps the
@@ -379,11 +496,9 @@ class IndexReader:
         roles = set(role)
         wanted_field = field.lower() if field else None
         out: list[Mention] = []
-        for binary in dict.fromkeys(binaries):
-            text = _document(self._reader, binary)
-            if text is None:
-                continue
-            for data in json.loads(text):
+        texts = (self._text(binary) for binary in dict.fromkeys(binaries))
+        for items in self._documents(text for text in texts if text is not None):
+            for data in items:
                 if ((source and data["source"] != source) or (roles and data["role"] not in roles)
                         or (wanted_field and data["field"].lower() != wanted_field)
                         or (context and data["context"] != context)
@@ -394,24 +509,50 @@ class IndexReader:
 
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdicts of every rule file naming any of `binaries`, strongest first."""
-        out = [RuleVerdict.from_dict(d) for binary in dict.fromkeys(binaries) for d in self.stored_rules(binary)]
+        try:
+            out = [RuleVerdict.from_dict(d) for binary in dict.fromkeys(binaries) for d in self.stored_rules(binary)]
+        except (TypeError, AttributeError) as exc:
+            raise _damaged(self.generation, exc) from None
         return sorted(out, key=RuleVerdict.sort_key)
 
     def stored_rules(self, binary: str) -> list[dict[str, Any]]:
         """A binary's rule verdicts as stored (dicts, in source and path order)."""
-        stored = _fields(self._reader, binary)
-        return json.loads(stored.get("rules") or "[]") if stored is not None else []
+        stored = self._stored_fields(binary)
+        return _verdicts(self.generation, stored.get("rules")) if stored is not None else []
 
     def all_rules(self) -> Iterator[RuleVerdict]:
         """Every (rule file, binary) verdict in the index."""
-        for _docnum, stored in self._reader.iter_docs():
-            for data in json.loads(stored.get("rules") or "[]"):
-                yield RuleVerdict.from_dict(data)
+        try:
+            for _docnum, stored in self._reader.iter_docs():
+                for data in _verdicts(self.generation, stored.get("rules")):
+                    yield RuleVerdict.from_dict(data)
+        except IndexMissing:
+            raise
+        except Exception as exc:  # whatever a damaged segment makes Whoosh raise
+            raise _damaged(self.generation, exc) from None
+
+    def _stored_fields(self, binary: str) -> dict[str, Any] | None:
+        """A binary's stored fields; IndexMissing if Whoosh cannot read them (damaged files)."""
+        try:
+            stored = _fields(self._reader, binary)
+        except Exception as exc:  # whatever a damaged segment makes Whoosh raise
+            raise _damaged(self.generation, exc) from None
+        if stored is not None and not isinstance(stored, dict):
+            raise _damaged(self.generation, TypeError("stored fields are not a mapping"))
+        return stored
+
+    def _text(self, binary: str) -> str | None:
+        """A binary's stored mentions (JSON text); IndexMissing if they cannot be read (damaged files)."""
+        stored = self._stored_fields(binary)
+        text = stored.get("data") if stored is not None else None
+        if stored is not None and not isinstance(text, str):
+            raise _damaged(self.generation, TypeError("a stored document is not text"))
+        return text
 
     def stored(self, binary: str) -> list[dict[str, Any]]:
         """A binary's mentions as stored: dicts without commit, url and license (no Mention built)."""
-        text = _document(self._reader, binary)
-        return json.loads(text) if text is not None else []
+        text = self._text(binary)
+        return next(self._documents([text])) if text is not None else []
 
     def file_mentions(self, source: str, path: str, binaries: Iterable[str] | None = None) -> list[Mention]:
         """Every mention in one file (or only those of `binaries`: one page of a file that names
@@ -427,20 +568,35 @@ class IndexReader:
     def raw_documents(self, binaries: Iterable[str] | None = None) -> dict[str, str]:
         """Stored mentions as written (JSON text, not decoded): of every binary, or of `binaries`."""
         if binaries is None:
-            return {stored["binary"]: stored["data"] for _, stored in self._reader.iter_docs()}
-        found = {binary: _document(self._reader, binary) for binary in binaries}
+            return dict(self._all_documents())
+        found = {binary: self._text(binary) for binary in binaries}
         return {binary: text for binary, text in found.items() if text is not None}
 
+    def _all_documents(self) -> Iterator[tuple[str, str]]:
+        """(binary, stored mentions as JSON text) of every document."""
+        try:
+            for _docnum, stored in self._reader.iter_docs():
+                if not (isinstance(stored.get("binary"), str) and isinstance(stored.get("data"), str)):
+                    raise TypeError("a stored document is not text")
+                yield stored["binary"], stored["data"]
+        except IndexMissing:
+            raise
+        except Exception as exc:  # whatever a damaged segment makes Whoosh raise
+            raise _damaged(self.generation, exc) from None
+
     def all_mentions(self) -> Iterator[Mention]:
-        for _docnum, stored in self._reader.iter_docs():
-            for data in json.loads(stored["data"]):
+        for items in self._documents(text for _, text in self._all_documents()):
+            for data in items:
                 yield self._mention(data)
 
     def _mention(self, data: dict[str, Any]) -> Mention:
-        source = self.sources.get(data["source"], {})
-        commit = source.get("commit", "")
-        web = source.get("web_url", "")
-        data["commit"] = commit
-        data["license"] = source.get("license", "")
-        data["url"] = f"{web}/blob/{commit}/{quote(data['path'])}#L{data['line']}" if web else ""
-        return Mention.from_dict(data)
+        try:
+            source = self.sources.get(data["source"], {})
+            commit = source.get("commit", "")
+            web = source.get("web_url", "")
+            data["commit"] = commit
+            data["license"] = source.get("license", "")
+            data["url"] = f"{web}/blob/{commit}/{quote(data['path'])}#L{data['line']}" if web else ""
+            return Mention.from_dict(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _damaged(self.generation, exc) from None

@@ -31,6 +31,9 @@ ROLES = (
 SOURCES = ("sigma", "lolbas")
 
 
+MAX_FILE_BYTES = 4 * 1024 * 1024  # rule files over this are skipped (refresh --max-file-mb)
+
+
 class IndexMissing(Exception):
     """No usable index in this data directory: none built yet, of another format, or damaged."""
 def detects_running(mention: dict[str, Any]) -> bool:
@@ -88,7 +91,13 @@ class Mention:
         return tuple(map(self.__dict__.__getitem__, _MENTION_FIELDS))
 
     def at(self, binary: str, line: int, snippet: str, inferred: bool = False) -> "Mention":
-        """This mention (a template) for `binary` found on `line`: dataclasses.replace, 8x faster."""
+        """This mention (a template) for `binary` found on `line`: dataclasses.replace, 8x faster.
+
+        A line longer than SNIPPET_CHARS is cut to a window around the name: a rule naming
+        thousands of executables on one line costs memory in proportion to its size.
+        """
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet_around(snippet, binary)
         mention = object.__new__(Mention)
         mention.__dict__.update(self.__dict__)
         mention.__dict__.update(binary=binary, line=line, snippet=snippet, inferred=inferred)
@@ -101,6 +110,23 @@ class Mention:
 
 
 _MENTION_FIELDS = tuple(f.name for f in fields(Mention))
+SNIPPET_CHARS = 500  # the longest line of the real corpora that names an executable has 482
+_lowered: list[str] = ["", ""]  # the last long line and its lower case (mentions of one line come together)
+
+
+def snippet_around(line: str, name: str) -> str:
+    """At most SNIPPET_CHARS of `line` around the first place `name` (or its stem) is written."""
+    if len(line) <= SNIPPET_CHARS:
+        return line
+    if _lowered[0] is not line:
+        _lowered[:] = [line, line.lower()]
+    low = _lowered[1]
+    at = low.find(name)
+    if at < 0:
+        at = max(low.find(name.rpartition(".")[0] or name), 0)
+    start = max(0, min(at - SNIPPET_CHARS // 2, len(line) - SNIPPET_CHARS))
+    end = start + SNIPPET_CHARS
+    return ("…" if start else "") + line[start:end] + ("…" if end < len(line) else "")
 
 
 def _mention_from_values(values: tuple[Any, ...]) -> Mention:
@@ -132,4 +158,12 @@ class FileReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FileReport":
-        return cls(**data)
+        """A report as stored; ValueError if it is not one (a damaged state file)."""
+        report = cls(**data)
+        if not (isinstance(report.source, str) and isinstance(report.path, str)
+                and report.status in ("indexed", "error", "skipped")
+                and all(isinstance(getattr(report, name), list)
+                        for name in ("warnings", "rule_ids", "executables", "links", "binaries"))
+                and isinstance(report.entry, dict)):
+            raise ValueError(f"not a file report: {str(data)[:80]}")
+        return report

@@ -17,7 +17,7 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader  # type: ignore[misc]
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
+from .model import MAX_FILE_BYTES  # noqa: F401 (re-exported)
 MAX_NODES = 200_000
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .refresh import Progress
+from .text import printable, redact_text
 
 
 class LogProgress(Progress):
@@ -23,7 +24,7 @@ class LogProgress(Progress):
         self._started = time.monotonic()
 
     def _emit(self, message: str, always: bool = False) -> None:
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}"
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {printable(redact_text(message))}"
         if self._file:
             self._file.write(line + "\n")
             self._file.flush()
@@ -75,6 +76,7 @@ class BarProgress(LogProgress):
             self._bars.advance(self._task, count)
 
     def log(self, message: str) -> None:
+        message = printable(redact_text(message))
         if self._file:
             self._file.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
         self._bars.console.print(message, markup=False, highlight=False)

@@ -134,6 +134,7 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     """Everything about a rule (by id or path) or, failing that, a binary (as `search` reads it).
 
     kind: "rule" or "binary" to look for one kind only (a rule id may look like a binary name).
+    `indexer show` uses `find_target`, which says what it found and what else the target names.
     """
     report = find_rule(reader, target) if kind != "binary" else None
     if report is not None:
@@ -175,6 +176,46 @@ def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions
     and their rule verdicts (as stored; computed from the mentions when not given)."""
     return {**binary_record(query, binaries, mentions, rules),
             "lolbas_declared_detections": xref.declared_detections(reader, binaries)}
+
+
+def find_target(reader: IndexReader, target: str, kind: str | None = None) -> dict[str, object] | None:
+    """`show_target`, saying how the target was found (`matched_by`: path, name or id) and what
+    else it names (`other_matches`: other rules with the same id, the rule or binary not shown).
+
+    A rule path wins, then a binary name, then a rule id (ids are meant to be UUIDs: a rule
+    whose id is `certutil.exe` does not hide the binary). kind: "rule" or "binary" only.
+    """
+    cleaned = target.strip()
+    reports = sorted(reader.state.files.values(), key=lambda r: (r.source != "sigma", r.source, r.path))
+    by_path = [r for r in reports if cleaned in (r.path, f"{r.source}:{r.path}")] if kind != "binary" else []
+    by_id = [r for r in reports if cleaned in r.rule_ids] if kind != "binary" else []
+    found = None
+    if kind != "rule":
+        try:
+            found = search(reader, cleaned)
+        except ValueError:
+            found = None
+        if found is not None and not found.mentions:
+            found = None
+    if by_path:
+        record, matched_by, rules = rule_target(reader, by_path[0]), "path", by_path[1:] + by_id
+    elif found is not None:
+        record = binary_target(reader, target, found.binaries, found.mentions, found.rules)
+        matched_by, rules = "name", by_id
+    elif by_id:
+        record, matched_by, rules = rule_target(reader, by_id[0]), "id", by_id[1:]
+    else:
+        return None
+    others: list[dict[str, object]] = []
+    shown = {(record.get("source"), record.get("path"))}
+    for r in rules:
+        if (r.source, r.path) not in shown:
+            shown.add((r.source, r.path))
+            others.append({"kind": "rule", "source": r.source, "path": r.path,
+                           "matched_by": "id" if cleaned in r.rule_ids else "path"})
+    if record["kind"] == "rule" and found is not None:
+        others.append({"kind": "binary", "binaries": found.binaries, "matched_by": "name"})
+    return {**record, "matched_by": matched_by, "other_matches": others}
 
 
 def rule_record(report: FileReport, mentions: list[Mention],

@@ -23,12 +23,14 @@ from typing import Any, Iterable, Iterator
 from .extract import FileContext
 from . import xref
 from .history import PathHistory, update_history
-from .index import IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref
+from .index import (MANIFEST_FILE, IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref,
+                    verify)
 from .model import FileReport
 from .names import stem_map
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
-from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path, redact
+from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path
+from .text import redact
 from .verdicts import RuleVerdict, rule_verdicts
 
 KEEP_MANIFESTS = 1000
@@ -38,6 +40,7 @@ EXIT_FILE_ERRORS = 1
 EXIT_SOURCE_FAILED = 2
 EXIT_LOCKED = 3
 EXIT_USAGE = 4
+SHRINK_LIMIT = 0.5  # a source left with fewer rule files than this share of before is not published
 
 
 class Locked(Exception):
@@ -180,6 +183,7 @@ class RefreshOptions:
     jobs: int = 0                  # worker processes for parsing; 0: one per core
     max_file_bytes: int = MAX_FILE_BYTES
     fetch: bool = True
+    allow_shrink: bool = False     # publish a source that lost most of its rule files
 
 
 def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manifest:
@@ -213,6 +217,7 @@ class _Refresh:
         self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
         self._readers: list[InlineReader | ParserPool] = []
         self._history: Future[PathHistory] | None = None
+        self._damaged = False  # the current generation cannot be trusted: publish even with nothing new
 
     def run(self) -> Manifest:
         previous = self._previous_state()
@@ -222,7 +227,8 @@ class _Refresh:
         try:
             tips = self._fetch(repos, previous)
             plan = self._plan(repos, tips, previous)
-            if all(o.mode in ("unchanged", "failed") for o in self.manifest.sources.values()):
+            modes = {o.mode for o in self.manifest.sources.values()}
+            if modes <= {"failed"} or (modes <= {"unchanged", "failed"} and not self._damaged):
                 return self._finish(None)  # nothing new: the current index (if any) stays
             writer = self._write(repos, tips, plan, previous)
         finally:
@@ -237,13 +243,21 @@ class _Refresh:
     # -- stages --
 
     def _previous_state(self) -> State | None:
-        if current_generation(self.data_dir) is None:
-            return None
+        """The current generation's state; None (a full build) if there is none, or it is of
+        another format, or any of its files is damaged: a refresh always recovers."""
         try:
-            with IndexReader(self.data_dir) as reader:
+            generation = current_generation(self.data_dir)
+            if generation is None:
+                return None
+            damage = verify(generation)
+            if damage:
+                raise IndexMissing(f"the index in {self.data_dir} is damaged ({generation.name}/{damage})")
+            with IndexReader(self.data_dir, generation) as reader:
                 return reader.state
         except IndexMissing as exc:  # another format, or damaged: build anew, as if there were none
             self.progress.log(f"{exc}: rebuilding")
+            self.manifest.reason = f"{exc}: rebuilt"
+            self._damaged = True
             return None
 
     def _fetch(self, repos: dict[str, Repository], previous: State | None) -> dict[str, str]:
@@ -277,20 +291,36 @@ class _Refresh:
                 continue
             repo, tip = repos[name], tips[name]
             prev = previous.sources.get(name) if previous else None
+            limit_changed = previous is not None and previous.max_file_bytes != self.opt.max_file_bytes
             full = (self.opt.full or prev is None or prev.get("url") != redact(repo.spec.url)
-                    or not repo.has_commit(prev.get("commit", "")) or previous.checker != CHECKER)
+                    or not repo.has_commit(prev.get("commit", "")) or previous.checker != CHECKER
+                    or limit_changed)  # files skipped (or read) for their size are judged again
+            if limit_changed and not self.manifest.reason:
+                self.manifest.reason = (f"file size limit {previous.max_file_bytes:,} bytes before, "
+                                        f"{self.opt.max_file_bytes:,} now: every file read again")
             if not full and prev["commit"] == tip:
                 outcome.mode = "unchanged"
                 plan[name] = None
                 continue
             tree = repo.tree(tip)
+            shrunk = self._shrunk(name, tree, previous)
+            if shrunk:
+                outcome.mode, outcome.error, outcome.after = "failed", shrunk, outcome.before
+                self.progress.log(f"error: {name}: {shrunk}")
+                plan[name] = None
+                continue
+            known = prev is not None and repo.has_commit(prev.get("commit", ""))
             if full:
                 outcome.mode = "full"
                 self.manifest.full = True
                 outcome.added = [e.path for e in tree] if prev is None else []
                 plan[name] = tree
-                continue
-            outcome.mode = "incremental"
+                if not known or prev["commit"] == tip:
+                    continue
+            else:
+                outcome.mode = "incremental"
+            # what moved between the two commits: an incremental refresh reads it, and a full
+            # one records it too, so both summarise a renamed file as the same rule
             wanted: set[str] = set()
             for change in repo.changes(prev["commit"], tip):
                 if change.status == "A":
@@ -302,13 +332,26 @@ class _Refresh:
                 else:
                     outcome.modified.append(change.path)
                 wanted.add(change.path)
-            plan[name] = [e for e in tree if e.path in wanted]
+            if outcome.mode == "incremental":
+                plan[name] = [e for e in tree if e.path in wanted]
         return plan
+
+    def _shrunk(self, name: str, tree: list[TreeEntry], previous: State | None) -> str:
+        """Why the source's new tree is not published: it lost most of its rule files ('' if not)."""
+        if self.opt.allow_shrink or previous is None:
+            return ""
+        before = sum(1 for r in previous.files.values() if r.source == name and r.status != "skipped")
+        now = sum(1 for e in tree if not skip_reason(name, e, self.opt.max_file_bytes))
+        if before >= 10 and now < before * SHRINK_LIMIT:
+            return (f"{now} rule files at the new commit, {before} indexed before: not published, "
+                    "the previous index is kept (--allow-shrink publishes it)")
+        return ""
 
     def _write(self, repos: dict[str, Repository], tips: dict[str, str],
                plan: dict[str, list[TreeEntry] | None], previous: State | None) -> IndexWriter:
         state = State(sources=dict(previous.sources) if previous else {},
-                      files=dict(previous.files) if previous else {}, checker=self._checker(previous))
+                      files=dict(previous.files) if previous else {}, checker=self._checker(previous),
+                      max_file_bytes=self.opt.max_file_bytes)
         for name, entries in plan.items():
             if entries is None:
                 continue
@@ -500,7 +543,7 @@ class _Refresh:
             if report.status == "error":
                 self.manifest.file_errors.append({"source": report.source, "path": report.path,
                                                   "reason": report.reason})
-                self.progress.log(_printable(f"error: {report.source}:{report.path}: {report.reason}"))
+                self.progress.log(f"error: {report.source}:{report.path}: {report.reason}")
         return reports
 
     def _batches(self, repos: dict[str, Repository], to_read: list[tuple[FileContext, TreeEntry]],
@@ -584,28 +627,31 @@ class _Refresh:
 
     def _finish(self, writer: IndexWriter | None) -> Manifest:
         m = self.manifest
-        if writer is not None:
-            writer.publish()
+        if writer is None:
+            try:
+                with IndexReader(self.data_dir) as reader:
+                    m.mentions_total = reader.mention_count
+                    m.generation = reader.generation.name
+            except IndexMissing:
+                pass
+        else:
+            m.mentions_total = writer.mentions
             m.generation = writer.path.name
-        try:
-            with IndexReader(self.data_dir) as reader:
-                m.mentions_total = reader.mention_count
-                m.generation = reader.generation.name
-        except IndexMissing:
-            pass
         m.finished = _iso(time.time())
         m.duration_s = round(time.time() - self.started, 3)
         if any(o.mode == "failed" for o in m.sources.values()):
             m.exit_code = EXIT_SOURCE_FAILED
         elif m.file_errors:
             m.exit_code = EXIT_FILE_ERRORS
+        if writer is not None:
+            # the manifest travels with the generation: a refresh killed between the publish and
+            # saving it in manifests/ still shows in `indexer changes`
+            writer.write_manifest(json.dumps(m.to_dict(), indent=1))
+            writer.publish()
         _save_manifest(self.data_dir, m)
         return m
 
 
-def _printable(text: str) -> str:
-    """A log line with no terminal control characters from file names or YAML error text."""
-    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 def _changed_stems(before: list[str], after: list[str]) -> set[str]:
@@ -671,15 +717,46 @@ def _save_manifest(data_dir: Path, manifest: Manifest) -> None:
 
 
 def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """Refresh manifests, newest first."""
+    """Refresh manifests, newest first; the current generation's own among them if the refresh
+    that published it died before saving it (damaged manifest files are left out)."""
     folder = Path(data_dir) / "manifests"
-    for path in sorted(folder.glob("*.json"), reverse=True):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("started"), str) and isinstance(data.get("sources"), dict):
-            yield data
+    found = [m for m in map(_read_manifest, sorted(folder.glob("*.json"), reverse=True)) if m is not None]
+    try:
+        generation = current_generation(data_dir)
+    except IndexMissing:
+        generation = None
+    if generation is not None and not any(m.get("generation") == generation.name for m in found):
+        own = _read_manifest(generation / MANIFEST_FILE)
+        if own is not None:
+            found = sorted([*found, own], key=lambda m: m["started"], reverse=True)
+    yield from found
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (isinstance(data, dict) and _typed(data, _MANIFEST_FIELDS) and isinstance(data.get("sources"), dict)
+            and all(isinstance(s, dict) and _typed(s, _SOURCE_FIELDS) for s in data["sources"].values())
+            and all(isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in data["file_errors"])
+            and all(isinstance(c, dict) and all(isinstance(c.get(k), int) for k in ("rules_before", "rules_after",
+                                                                                    "gained", "lost"))
+                    for c in data["binaries"].values())):
+        return data
+    return None
+
+
+def _typed(data: dict[str, Any], kinds: dict[str, type]) -> bool:
+    return all(isinstance(data.get(k), (float, int) if t is float else t) for k, t in kinds.items())
+
+
+# what a manifest holds (what `indexer changes` shows): a manifest file of another shape is damaged
+_MANIFEST_FIELDS = {name: type(value) for name, value in Manifest(started="").to_dict().items()
+                    if name in ("started", "duration_s", "exit_code", "generation", "files_parsed", "file_errors",
+                                "mentions_added", "mentions_removed", "mentions_total", "binaries", "rules_added",
+                                "rules_removed", "rules_renamed")}
+_SOURCE_FIELDS = {name: type(value) for name, value in asdict(SourceOutcome("", "", "")).items()}
 
 
 def changed_anything(manifest: dict[str, Any]) -> bool:

@@ -62,10 +62,23 @@ def print_search(console: Console, result: SearchResult) -> None:
         console.print(Text("\n~ bare name recognised without its extension", style="dim"))
 
 
+def _other_matches(console: Console, data: dict[str, Any]) -> None:
+    for other in data.get("other_matches", []):
+        if other["kind"] == "binary":
+            console.print(Text(f"  also a binary name: {', '.join(other['binaries'])} (indexer show --kind binary)",
+                               style="yellow"))
+        elif other["matched_by"] == "id":
+            console.print(Text(f"  duplicate id: also in {other['source']}:{other['path']}", style="yellow"))
+        else:
+            console.print(Text(f"  also a rule path: {other['source']}:{other['path']}", style="yellow"))
+
+
 def print_show(console: Console, data: dict[str, Any]) -> None:
     console.soft_wrap = True  # one line per rule and per mention, however long, as grep would print it
     if data["kind"] == "rule":
-        console.print(Text(f"{data['source']}: {data['path']}", style="bold cyan"))
+        how = {"id": "rule id", "path": "rule path"}.get(data.get("matched_by", ""), "rule")
+        console.print(Text(f"rule ({how}) {data['source']}: {data['path']}", style="bold cyan"))
+        _other_matches(console, data)
         for key in ("title", "rule_ids", "level", "logsource", "tags", "url", "status", "reason", "warnings"):
             if data.get(key):
                 value = ", ".join(data[key]) if isinstance(data[key], list) else str(data[key])
@@ -85,7 +98,8 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
             where = f"{m['detection']}{' (filter)' if m['context'] == 'filter' else ''}" if m["detection"] else ""
             console.print(Text(f"  {m['line']:>4}  {m['binary']:<24} {m['role']:<18} {where:<28} {m['snippet']}"))
         return
-    console.print(Text(", ".join(data["binaries"]), style="bold"))
+    console.print(Text("binary " + ", ".join(data["binaries"]), style="bold"))
+    _other_matches(console, data)
     console.print(Text(f"  Sigma rule files: {len(data['sigma_rules'])}: {len(data['running_rules'])} run it, "
                        f"{len(data['detecting_rules'])} detect it (runs, parent, target, loads, invoked), "
                        f"{len(data['retired_rules'])} deprecated or unsupported"))

@@ -16,9 +16,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import git
+
+from .text import redact, redact_text
 
 DEFAULT_SOURCES = {
     "sigma": ("https://github.com/SigmaHQ/sigma.git", "https://github.com/SigmaHQ/sigma"),
@@ -41,8 +43,8 @@ class SourceError(Exception):
 
     def __init__(self, source: str, reason: str) -> None:
         self.source = source
-        self.reason = reason
-        super().__init__(f"{source}: {reason}")
+        self.reason = redact_text(reason)  # a git error may quote the URL in any form
+        super().__init__(f"{source}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,16 @@ class Change:
 
 
 def _origin(clone: Path) -> str:
-    """The origin URL recorded in a clone's config ('' if none)."""
-    try:
-        text = (clone / "config").read_text(encoding="utf-8")
-    except OSError:
+    """The origin URL recorded in a clone's config ('' if none), as git reads it (quotes,
+    `;`, `#` and backslashes in the value are git's to decode)."""
+    if not (clone / "config").is_file():
         return ""
-    match = re.search(r'^\[remote "origin"\]\s*\n(?:\s+\w+ = .*\n)*?\s+url = (.+)$', text, re.MULTILINE)
-    return match.group(1).strip() if match else ""
+    done = subprocess.run(["git", "config", "--file", str(clone / "config"), "--get", "remote.origin.url"],
+                          capture_output=True, env={**os.environ, **_GIT_ENV})
+    try:
+        return done.stdout.decode("utf-8").rstrip("\n") if done.returncode == 0 else ""
+    except UnicodeDecodeError:
+        return ""
 
 
 def clone_path(data_dir: Path, name: str) -> Path:
@@ -109,9 +114,17 @@ def normalise_url(source: str, url: str) -> str:
         raise SourceError(source, f"refused URL {redact(url)!r}: empty or starts with '-'")
     if "::" in url.split("/", 1)[0] or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*::", url):
         raise SourceError(source, f"refused URL {redact(url)!r}: git remote helpers (ext::, fd::) can run commands")
-    scheme = urlsplit(url).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url) else ""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    scheme = match.group(1).lower() if match else ""
     if scheme in ("https", "ssh"):
-        if (urlsplit(url).hostname or "").startswith("-") or "@-" in url.split("/")[2]:
+        try:
+            parts = urlsplit(url)
+            host, _port = parts.hostname or "", parts.port  # port: ValueError if not a number in 0-65535
+        except ValueError as exc:  # "https://[::1/x", "https://h:abc/x", "https://h:99999/x"
+            raise SourceError(source, f"refused URL {redact(url)!r}: {exc}") from None
+        if not host:
+            raise SourceError(source, f"refused URL {redact(url)!r}: no host name")
+        if host.startswith("-") or "@-" in url.split("/")[2]:
             raise SourceError(source, f"refused URL {redact(url)!r}: a host name starting with '-' is an option to ssh")
         return url
     if scheme == "file":
@@ -121,22 +134,11 @@ def normalise_url(source: str, url: str) -> str:
                                   "(use https://, ssh://, file:// or a local path)")
     if _SCP.match(url):
         return url
-    path = Path(url).expanduser()
-    if path.exists():
-        return str(path.resolve())
-    raise SourceError(source, f"refused URL {redact(url)!r}: not a URL and no such local path")
-
-
-def redact(url: str) -> str:
-    """The URL without credentials: https://user:token@host/x -> https://***@host/x."""
-    if "://" in url:
-        parts = urlsplit(url)
-        if parts.username or parts.password:
-            host = parts.hostname or ""
-            if parts.port:
-                host += f":{parts.port}"
-            return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-    return url
+    if re.match(r"^[^/]*@[^/]*:", url):  # user:password@host:path, TOKEN@host:~x: not git's scp form
+        raise SourceError(source, f"refused URL {redact(url)!r}: not an scp-style URL git accepts "
+                                  "(user@host:path, no password)")
+    # a local path (a clone, a bundle): one that does not exist is the fetch's to report
+    return str(Path(url).expanduser().resolve())
 
 
 def check_branch(source: str, branch: str) -> None:
@@ -181,8 +183,13 @@ class Repository:
             self._init()
         repo_git = self._git()
         try:
-            repo_git.fetch("--quiet", "--no-tags", "--force", "--", self.spec.url,
-                           f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}")
+            _, _, warnings = repo_git.fetch("--no-tags", "--force", "--", self.spec.url,
+                                            f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}",
+                                            with_extended_output=True)
+            if "shallow roots are not allowed" in warnings:  # git exits 0 and updates nothing
+                raise SourceError(self.spec.name, f"{redact(self.spec.url)} is a shallow clone (made with --depth): "
+                                                  "the index needs its whole history; use a full clone "
+                                                  "('git fetch --unshallow' there)")
             # recorded only once it worked: a later refresh without a URL uses this one
             has_origin = "origin" in repo_git.remote().split()
             repo_git.remote("set-url" if has_origin else "add", "origin", self.spec.url)
@@ -241,18 +248,33 @@ class Repository:
         return entries
 
     def grep(self, commit: str, words: Iterable[str]) -> set[str]:
-        """Paths of files at `commit` that contain any of `words` (fixed strings, any case)."""
-        args = ["-l", "-z", "-i", "-F", "-I"]  # -z: paths as they are, never quoted
-        for word in sorted(words):
-            args += ["-e", word]
-        try:
-            out = self._git().grep(*args, commit)
-        except git.GitCommandError as exc:
-            if exc.status == 1:  # nothing found
-                return set()
-            raise
-        prefix = f"{commit}:"
-        return {item[len(prefix):] for item in out.split("\0") if item.startswith(prefix)}
+        """Paths of files at `commit` that may contain any of `words` (fixed strings, any case).
+
+        A superset: the extraction lower-cases with Python, for which the Kelvin sign (U+212A)
+        is a 'k' and which git's case-insensitive fixed-string search does not fold, so every
+        file holding one is included. Patterns go through a file, not the command line (a
+        hundred thousand names exceed the argument list).
+        """
+        words = sorted(set(words))
+        if not words:
+            return set()
+        patterns = [*words, *{w.upper() for w in words} - set(words)]
+        if any("k" in w for w in words):
+            patterns.append("\u212a")
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="indexer-grep-", suffix=".txt") as handle:
+            handle.write("".join(p + "\n" for p in patterns))
+            handle.flush()
+            done = subprocess.run(["git", "--git-dir", str(self.path), "grep", "-l", "-z", "-i", "-F", "-I",
+                                   "-f", handle.name, commit],  # -z: paths as they are, never quoted
+                                  capture_output=True, env={**os.environ, **_GIT_ENV})
+        if done.returncode == 1 and not done.stderr:  # nothing found
+            return set()
+        if done.returncode != 0:
+            reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise SourceError(self.spec.name, f"git grep failed: {reason[-1] if reason else done.returncode}")
+        prefix = f"{commit}:".encode()
+        return {item[len(prefix):].decode("utf-8", "surrogateescape") for item in done.stdout.split(b"\0")
+                if item.startswith(prefix)}
 
     def read(self, sha: str) -> bytes:
         return self.repo.odb.stream(bytes.fromhex(sha)).read()

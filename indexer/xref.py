@@ -248,10 +248,7 @@ def write(generation: Path, data: dict[str, Any]) -> None:
 def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[str, Any]]:
     """The Sigma links declared by the LOLBAS entries named `binaries`, with their status."""
     if DECLARED_FILE not in reader.cache:
-        try:
-            reader.cache[DECLARED_FILE] = json.loads((reader.generation / DECLARED_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            reader.cache[DECLARED_FILE] = {}
+        reader.cache[DECLARED_FILE] = reader.read_json(DECLARED_FILE, _valid_declared)
     seen: dict[tuple[str, int], dict[str, Any]] = {}
     for name in binaries:
         for link in reader.cache[DECLARED_FILE].get(name, []):
@@ -262,12 +259,28 @@ def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[s
 def load(reader: IndexReader) -> dict[str, Any]:
     """The generation's cross-references, read once per reader."""
     if XREF_FILE not in reader.cache:
-        try:
-            reader.cache[XREF_FILE] = json.loads((reader.generation / XREF_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            reader.cache[XREF_FILE] = {"links": [], "references": [], "coverage": {"entries": []},
-                                       "former_paths": {}}
+        reader.cache[XREF_FILE] = reader.read_json(XREF_FILE, _valid_xref)
     return reader.cache[XREF_FILE]
+
+
+def _records(value: Any, *keys: str) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and all(k in v for k in keys) for v in value)
+
+
+def _valid_xref(data: Any) -> bool:
+    """Whether xref.json holds what `write` writes (a damaged file is an error, not "no links")."""
+    return (isinstance(data, dict) and _records(data.get("links"), "status", "lolbas_path", "line")
+            and _records(data.get("references")) and isinstance(data.get("coverage"), dict)
+            and _records(data["coverage"].get("entries"), "entry", "path", "names", "categories", "mitre", "rules",
+                         "linked", "citing_rules")
+            and all(_records(row["rules"], "path", "verdict", "retired") and _records(row["linked"])
+                    for row in data["coverage"]["entries"])
+            and isinstance(data.get("former_paths"), dict)
+            and all(isinstance(v, list) for v in data["former_paths"].values()))
+
+
+def _valid_declared(data: Any) -> bool:
+    return isinstance(data, dict) and all(_records(v, "lolbas_path", "line") for v in data.values())
 
 
 def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str, Any]]:

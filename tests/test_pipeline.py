@@ -99,8 +99,9 @@ def test_stats_json(tip_data_dir: Path) -> None:
 def test_show_rule_by_id_and_path(tip_data_dir: Path) -> None:
     by_id = json.loads(run_cli("show", "2158f96f-43c2-43cb-952a-ab4580f32382", "--json", data_dir=tip_data_dir).stdout)
     by_path = json.loads(run_cli("show", PSR_RULE, "--json", data_dir=tip_data_dir).stdout)
+    assert (by_id.pop("matched_by"), by_path.pop("matched_by")) == ("id", "path")
     assert by_id == by_path
-    assert by_id["kind"] == "rule" and by_id["binaries"] == ["psr.exe"]
+    assert by_id["kind"] == "rule" and by_id["binaries"] == ["psr.exe"] and by_id["other_matches"] == []
     binary = json.loads(run_cli("show", "psr", "--json", data_dir=tip_data_dir).stdout)
     assert binary["kind"] == "binary" and PSR_RULE in binary["detecting_rules"]
     assert PSR_LOLBAS in binary["lolbas_entries"]

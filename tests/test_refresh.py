@@ -9,6 +9,7 @@ the commit 300 first-parent commits before the tip (OLD), then to OLD's first-pa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -33,7 +34,6 @@ from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, 
 pytestmark = pytest.mark.slow
 
 STEPS_BACK = 300
-EXIT_USAGE = 4  # indexer/cli.py: a URL refused before any fetch (no such local path) is a usage error
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -457,6 +457,16 @@ def test_the_lock_of_a_refresh_killed_while_parsing_does_not_block(tip_copy: Pat
         run.cleanup()
 
 
+def rewrite_state(state_file: Path, state: dict) -> None:
+    """state.json as another version would have written it, its checksum in SUMS to match
+    (a file changed behind the index's back is damage, and the refresh rebuilds)."""
+    state_file.write_text(json.dumps(state))
+    sums_file = state_file.parent / "SUMS"
+    sums = json.loads(sums_file.read_text())
+    sums[state_file.name] = hashlib.sha256(state_file.read_bytes()).hexdigest()
+    sums_file.write_text(json.dumps(sums))
+
+
 def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
     """pySigma's verdicts are kept per blob, and only for the pySigma version that gave them."""
     state_file = tip_copy / "index" / current(tip_copy) / "state.json"
@@ -466,7 +476,7 @@ def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bu
     stale = next(ref for ref, r in state["files"].items()
                  if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
-    state_file.write_text(json.dumps(state))
+    rewrite_state(state_file, state)
     manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
     assert manifest.full and "pySigma 0.0.1" in manifest.reason, manifest.reason
     assert manifest.files_parsed == sum(1 for r in state["files"].values() if r["status"] != "skipped")
@@ -484,7 +494,7 @@ def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(t
     stale = next(ref for ref, r in state["files"].items()
                  if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
-    state_file.write_text(json.dumps(state))
+    rewrite_state(state_file, state)
     failing = specs(*bundles)
     failing[0] = SourceSpec.default("sigma", str(bundles[0]), "no-such-branch")
     manifest = refresh(RefreshOptions(tip_copy, failing))
@@ -535,7 +545,8 @@ def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failin
     generation = current(failing_dir)
     extra: list[str] = []
     if case == "no-such-path":
-        url, expected_code, named = work / "no-such-repo", EXIT_USAGE, str(work / "no-such-repo")
+        # a bundle or clone that is not there is a source that cannot be fetched (issue 14, item 14)
+        url, expected_code, named = work / "no-such-repo", EXIT_SOURCE_FAILED, str(work / "no-such-repo")
     elif case == "not-a-repository":
         url, expected_code = work / "plain-folder", EXIT_SOURCE_FAILED
         url.mkdir(exist_ok=True)
