@@ -201,7 +201,7 @@ def search(
     try:
         verdicts = parse_verdicts(verdict)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--verdict")
+        raise fail(str(exc), 4)
     names = list(queries or [])
     if stdin:
         names += [line.strip() for line in sys.stdin if line.strip()]
