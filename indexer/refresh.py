@@ -756,7 +756,8 @@ _MANIFEST_FIELDS = {name: type(value) for name, value in Manifest(started="").to
                     if name in ("started", "duration_s", "exit_code", "generation", "files_parsed", "file_errors",
                                 "mentions_added", "mentions_removed", "mentions_total", "binaries", "rules_added",
                                 "rules_removed", "rules_renamed")}
-_SOURCE_FIELDS = {name: type(value) for name, value in asdict(SourceOutcome("", "", "")).items()}
+_SOURCE_FIELDS = {name: type(value) for name, value in asdict(SourceOutcome("", "", "")).items()
+                  if name in ("mode", "before", "after", "error", "added", "modified", "deleted", "renamed")}
 
 
 def changed_anything(manifest: dict[str, Any]) -> bool:
