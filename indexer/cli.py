@@ -439,7 +439,7 @@ def serve(
     from .index import current_generation
 
     folder = _data_dir(data_dir)
-    if current_generation(folder) is None:
+    if current_generation(folder, strict=True) is None:
         raise fail(f"no index in {folder}: run 'indexer refresh' first", 4)
     for origin in cors_origin:
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):

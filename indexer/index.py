@@ -174,25 +174,27 @@ def index_root(data_dir: Path) -> Path:
     return Path(data_dir) / "index"
 
 
-def current_generation(data_dir: Path) -> Path | None:
-    """The generation readers open; None if there is none yet. IndexMissing if CURRENT is
-    damaged (not a file, not UTF-8, not a generation's name)."""
+def current_generation(data_dir: Path, strict: bool = False) -> Path | None:
+    """The generation readers open; None if there is none yet, or if CURRENT is damaged (not a
+    file, not UTF-8, not a generation's name): then, with `strict`, IndexMissing saying so."""
     root = index_root(data_dir)
     try:
         name = (root / "CURRENT").read_bytes().decode("utf-8").strip()
+        if name and (not name.startswith("gen-") or "/" in name or "\\" in name):
+            raise ValueError("CURRENT names no generation")
     except FileNotFoundError:
         return None
     except NotADirectoryError:
-        raise IndexMissing(f"{data_dir} is not a data directory (a file is in the way)") from None
-    except (OSError, UnicodeDecodeError) as exc:  # a directory, unreadable, garbage
-        raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT: {type(exc).__name__}): "
-                           "run 'indexer refresh'") from None
-    if not name:
+        if strict:
+            raise IndexMissing(f"{data_dir} is not a data directory (a file is in the way)") from None
         return None
-    if not name.startswith("gen-") or "/" in name or "\\" in name:
-        raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT names no generation): run 'indexer refresh'")
+    except (OSError, ValueError) as exc:  # a directory, unreadable, garbage, not UTF-8
+        if strict:
+            raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT: {exc.__class__.__name__}): "
+                               "run 'indexer refresh'") from None
+        return None
     path = root / name
-    return path if path.is_dir() else None
+    return path if name and path.is_dir() else None
 
 
 class IndexWriter:
@@ -425,7 +427,7 @@ class IndexReader:
 
     def __init__(self, data_dir: Path, generation: Path | None = None) -> None:
         """Open the current generation (or a given one: a refresh reads what it just wrote)."""
-        generation = generation or current_generation(Path(data_dir))
+        generation = generation or current_generation(Path(data_dir), strict=True)
         if generation is None:
             raise IndexMissing(f"no index in {data_dir}: run 'indexer refresh' first")
         self.generation = generation

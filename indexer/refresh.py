@@ -246,7 +246,7 @@ class _Refresh:
         """The current generation's state; None (a full build) if there is none, or it is of
         another format, or any of its files is damaged: a refresh always recovers."""
         try:
-            generation = current_generation(self.data_dir)
+            generation = current_generation(self.data_dir, strict=True)
             if generation is None:
                 return None
             damage = verify(generation)
@@ -721,10 +721,7 @@ def manifests(data_dir: Path) -> Iterator[dict[str, Any]]:
     that published it died before saving it (damaged manifest files are left out)."""
     folder = Path(data_dir) / "manifests"
     found = [m for m in map(_read_manifest, sorted(folder.glob("*.json"), reverse=True)) if m is not None]
-    try:
-        generation = current_generation(data_dir)
-    except IndexMissing:
-        generation = None
+    generation = current_generation(data_dir)
     if generation is not None and not any(m.get("generation") == generation.name for m in found):
         own = _read_manifest(generation / MANIFEST_FILE)
         if own is not None:
