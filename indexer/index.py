@@ -419,7 +419,7 @@ def read_meta(generation: Path) -> dict[str, Any]:
 def _damaged(generation: Path, exc: BaseException, name: str = "") -> IndexMissing:
     where = f"{generation.name}/{name}" if name else generation.name
     return IndexMissing(f"the index in {generation.parent.parent} is damaged ({where}: "
-                        f"{type(exc).__name__}): run 'indexer refresh'")
+                        f"{type(exc).__name__}): run 'indexer refresh --full'")
 
 
 class IndexReader:
