@@ -179,6 +179,7 @@ def search(
     detects: bool = typer.Option(False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."),
     verdict: List[str] = typer.Option([], "--verdict", help="Only rules with this verdict (repeatable or a comma list): "
                                       "runs, parent, target, loads, invoked, artifact, excluded, mentioned, documented."),
+    no_comments: bool = typer.Option(False, "--no-comments", help="Leave out names in YAML comments (role comment)."),
     stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line."),
     as_json: bool = JsonFlag,
 ) -> None:
@@ -213,7 +214,8 @@ def search(
             try:
                 results.append(run_search(reader, name, source=source, roles=role, field=field,
                                           context=context, include_inferred=not no_inferred,
-                                          detects=detects, verdicts=verdicts))
+                                          detects=detects, verdicts=verdicts,
+                                          include_comments=not no_comments))
             except ValueError as exc:
                 raise fail(str(exc), 4)
     if as_json:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import Mention
-from .names import NameHit, bare_names, explicit_names, regex_names, value_names
+from .names import NameHit, bare_names, explicit_names, is_homoglyph, process_tail, regex_names, value_names
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
 _PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
@@ -31,7 +31,7 @@ _FILE = {"targetfilename", "filename", "sourcefilename", "filepath", "path", "re
 _REGISTRY = {"targetobject", "details", "newvalue", "oldvalue"}
 _COMMAND = {"commandline", "parentcommandline", "scriptblocktext", "payload", "servicefilename",
             "imagepath", "processcommandline", "contextinfo", "data", "hostapplication", "command",
-            "taskcontent", "contents", "param1", "param2", "param3", "a0", "a1", "a2", "a3", "a4",
+            "taskcontent", "taskcontentnew", "contents", "param1", "param2", "param3", "a0", "a1", "a2", "a3", "a4",
             "a5", "a6", "a7", "a8", "a9", "proctitle", "args", "cmdline"}
 # Fields whose values are never file names: network names, hashes, user agents, accounts.
 _NEVER = re.compile(r"host|domain|^query|queryname|queryresults|dns|hash|md5|sha\d|imphash|useragent|user-agent|agent|"
@@ -43,13 +43,34 @@ _INFER_ROLES = {"command_line", "keyword", "other", "registry"}
 _ENCODING_MODIFIERS = {"base64", "base64offset", "utf16le", "utf16be", "utf16", "wide"}
 _NO_NAME_MODIFIERS = {"cidr", "lt", "lte", "gt", "gte", "fieldref", "exists", "neq"}
 _UNIX_PRODUCTS = {"linux", "macos"}
+# Titles ending in the name of their log source ("... - PowerShell", "... - Linux"): that part
+# names where the events come from, not a program.
+_LOGSOURCE_SUFFIX = re.compile(
+    r"\s+-\s+(?:powershell(?: module| classic| core| script)?|posh ?module|ps ?script|scriptblock(?: ?logging)?|"
+    r"ps|linux|macos|windows|sysmon|registry|security|system|file|process(?: ?creation)?|proccreation|"
+    r"dns client|zeek|auditd|builtin|commandline|reg|proxy)\s*$", re.IGNORECASE)
 
 
-def field_role(field_name: str) -> str | None:
-    """The role of a detection field, or None when its values are never file names."""
+def platform_of(logsource: str) -> str:
+    """Which names a rule may infer: "windows", "unix" (Linux, macOS) or "other" (web, network, cloud).
+
+    logsource is "product/category/service" with empty parts left out (as `Mention.logsource`).
+    """
+    product = logsource.split("/")[0]
+    return "unix" if product in _UNIX_PRODUCTS else "windows" if product == "windows" else "other"
+
+
+def field_role(field_name: str, logsource: str = "") -> str | None:
+    """The role of a detection field, or None when its values are never file names.
+
+    `Data` holds the command line in PowerShell classic events (HostApplication=...), and the
+    faulting program or anything else in other event logs (WER, MSSQL): there it is `other`.
+    """
     key = field_name.lower()
     if not key:  # `'|all': [...]`: a keyword list with modifiers
         return "keyword"
+    if key == "data" and "ps_classic" not in logsource and "powershell-classic" not in logsource:
+        return "other"
     for names, role in ((_PROCESS, "process"), (_PARENT, "parent"), (_ORIGINAL, "original_filename"),
                         (_TARGET, "target"), (_LOADED, "loaded_module"), (_FILE, "file"),
                         (_REGISTRY, "registry"), (_COMMAND, "command_line")):
@@ -77,10 +98,10 @@ class Candidate:
     snippet: str
     template: Mention
     in_prose: bool = False
-    unix: bool = False
+    platform: str = "windows"       # platform_of(logsource): which stems may resolve
 
     def __reduce__(self) -> tuple[Any, ...]:  # as a tuple: parser processes send tens of thousands
-        return Candidate, (self.text, self.line, self.snippet, self.template, self.in_prose, self.unix)
+        return Candidate, (self.text, self.line, self.snippet, self.template, self.in_prose, self.platform)
 
 
 @dataclass
@@ -92,11 +113,12 @@ class Extraction:
     rule_ids: list[str] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)  # Sigma -> LOLBAS pages, LOLBAS -> Sigma rules
     entry: dict[str, Any] = field(default_factory=dict)        # a LOLBAS entry: name, aliases, categories
+    own_stems: dict[str, str] = field(default_factory=dict)    # a LOLBAS entry's own stems: always names in it
 
     def executables(self) -> set[str]:
         """Names this file shows to be executables: run as a process, or a LOLBAS entry."""
-        return {m.binary for m in self.mentions
-                if m.role in ("process", "parent", "original_filename", "lolbas_entry")}
+        return {m.binary for m in self.mentions  # `\\smbexec` read as smbexec.exe teaches no stem
+                if m.role in ("process", "parent", "original_filename", "lolbas_entry") and not m.inferred}
 
 
 class _Collector:
@@ -109,16 +131,18 @@ class _Collector:
         self.out = Extraction()
         self._seen: set[tuple[Any, ...]] = set()
         self._stripped: dict[int, str] = {}
+        self.text_nodes: list[tuple[yaml.Node, Mention]] = []  # scalars of text fields, with their template
 
     def template(self, **fields: Any) -> Mention:
         return Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="", **fields)
 
-    def add(self, template: Mention, name: str, line: int) -> None:
+    def add(self, template: Mention, name: str, line: int, inferred: bool = False) -> None:
         key = (name, line, template.role, template.field, template.detection, template.context)
         if key in self._seen or not 0 < line <= len(self.lines):
             return
         self._seen.add(key)
-        self.out.mentions.append(template.at(name, line, self._line(line)))
+        self.out.mentions.append(template.at(name, line, self._line(line), inferred,
+                                             not name.isascii() and is_homoglyph(name)))
 
     def _line(self, line: int) -> str:
         """The stripped text of a line: one string per line, however many names it holds."""
@@ -128,14 +152,18 @@ class _Collector:
         return stripped
 
     def scan(self, node: yaml.Node, template: Mention, finder: Any, *,
-             infer: bool = False, in_prose: bool = False, unix: bool = False) -> None:
-        """Run finder(text) over a scalar, line by line when the scalar spans several lines."""
+             infer: bool = False, in_prose: bool = False, platform: str = "windows",
+             infer_text: Any = None) -> None:
+        """Run finder(text) over a scalar, line by line when the scalar spans several lines.
+
+        infer_text(text): the part of the text where bare names may stand (default: all of it).
+        """
         for line, text in self._scalar_lines(node):
             for hit in finder(text):
-                self.add(template, hit.name, line)
+                self.add(template, hit.name, line, hit.inferred)
             if infer:
-                self.out.candidates.append(Candidate(text, line, self._line(line),
-                                                     template, in_prose, unix))
+                self.out.candidates.append(Candidate(infer_text(text) if infer_text else text, line,
+                                                     self._line(line), template, in_prose, platform))
 
     def _scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
         start, end = node.start_mark.line, node.end_mark.line
@@ -200,18 +228,22 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         meta = _sigma_meta(data)
         if meta["rule_id"]:
             col.out.rule_ids.append(meta["rule_id"])
-        unix = meta["logsource"].split("/")[0] in _UNIX_PRODUCTS
+        platform = platform_of(meta["logsource"])
         for ref in scalars(child(doc.node, "references")):
             if "lolbas-project" in ref.value.lower():
                 col.out.links.append({"kind": "lolbas", "url": ref.value.strip(),
                                       "line": parsed.file_line(ref.start_mark.line)})
-        for key, role_field in (("title", "title"), ("description", "description"), ("falsepositives", "falsepositives")):
-            value = child(doc.node, key)
+        # text: title, description, false positives, the log source's definition, simulations
+        texts = [(key, child(doc.node, key)) for key in ("title", "description", "falsepositives", "simulation")]
+        texts.append(("definition", child(child(doc.node, "logsource"), "definition")))
+        for key, value in texts:
             if value is None:
                 continue
-            template = col.template(field=role_field, role="text", **meta)
+            template = col.template(field=key, role="text", **meta)
+            cut = _title_text if key == "title" else None
             for scalar in scalars(value):
-                col.scan(scalar, template, explicit_names, infer=key == "title", in_prose=True, unix=unix)
+                col.scan(scalar, template, explicit_names, infer=True, in_prose=True, platform=platform, infer_text=cut)
+                col.text_nodes.append((scalar, template))
         is_filter_rule = "filter" in doc.data and "detection" not in doc.data
         det_node = child(doc.node, "filter" if is_filter_rule else "detection")
         item_names = [k for k, _, _ in mapping_items(det_node) if k not in ("condition", "timeframe", "rules")]
@@ -220,8 +252,28 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             if name in ("condition", "timeframe", "rules"):
                 continue
             context = "filter" if name in negated else "selection"
-            _detection_item(col, item, name, context, meta, unix)
+            _detection_item(col, item, name, context, meta, platform)
+    _programs_in_text(col)
+    if docs:
+        meta = _sigma_meta({**global_data, **docs[-1].data})
+        _comments(col, col.template(field="comment", role="comment", **meta), platform_of(meta["logsource"]))
     return col.out
+
+
+def _title_text(title: str) -> str:
+    """A title without the log source it may end with ("Obfuscated ... - PowerShell")."""
+    return _LOGSOURCE_SUFFIX.sub("", title)
+
+
+def _programs_in_text(col: _Collector) -> None:
+    """`.com` programs the rule runs (ParentImage `\\more.com`) also count in its text ("More.com")."""
+    programs = {m.binary for m in col.out.mentions if m.binary.endswith(".com") and m.role in _PROCESS_ROLES}
+    for name in programs:
+        pattern = re.compile(rf"(?<![\w.\-]){re.escape(name)}(?![\w\-]|\.\w)", re.IGNORECASE)
+        for node, template in col.text_nodes:
+            for line, text in col._scalar_lines(node):
+                if pattern.search(text):
+                    col.add(template, name, line)
 
 
 def _sigma_meta(data: dict[str, Any]) -> dict[str, Any]:
@@ -239,51 +291,113 @@ def _sigma_meta(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _detection_item(col: _Collector, item: yaml.Node, name: str, context: str,
-                    meta: dict[str, Any], unix: bool) -> None:
+                    meta: dict[str, Any], platform: str) -> None:
     if isinstance(item, yaml.MappingNode):
         maps = [item]
     elif isinstance(item, yaml.SequenceNode) and any(isinstance(v, yaml.MappingNode) for v in item.value):
         maps = [v for v in item.value if isinstance(v, yaml.MappingNode)]
         keywords = [v for v in item.value if isinstance(v, yaml.ScalarNode)]
-        _keywords(col, keywords, name, context, meta, unix)
+        _keywords(col, keywords, name, context, meta, platform)
     else:
-        _keywords(col, list(scalars(item)), name, context, meta, unix)
+        _keywords(col, list(scalars(item)), name, context, meta, platform)
         return
     for mapping in maps:
         for key, _, value in mapping_items(mapping):
             field_name, *modifiers = key.split("|")
-            role = field_role(field_name)
+            role = field_role(field_name, meta["logsource"])
             if role is None or _NO_NAME_MODIFIERS.intersection(modifiers):
                 continue
             template = col.template(field=field_name, modifiers=tuple(modifiers), role=role,
                                     context=context, detection=name,
                                     encoded=bool(_ENCODING_MODIFIERS.intersection(modifiers)), **meta)
-            _values(col, value, template, "re" in modifiers, unix)
+            _values(col, value, template, "re" in modifiers, platform)
 
 
 def _keywords(col: _Collector, nodes: list[yaml.ScalarNode], name: str, context: str,
-              meta: dict[str, Any], unix: bool) -> None:
+              meta: dict[str, Any], platform: str) -> None:
     template = col.template(field="", role="keyword", context=context, detection=name, **meta)
     for node in nodes:
         if scalar_text(node):
-            col.scan(node, template, explicit_names, infer=True, unix=unix)
+            col.scan(node, template, explicit_names, infer=True, platform=platform)
 
 
-def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool, unix: bool) -> None:
+def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool, platform: str) -> None:
     whole = template.role in _WHOLE_VALUE_ROLES
     process = template.role in _PROCESS_ROLES and "startswith" not in template.modifiers
     contains = "contains" in template.modifiers
+    # an exact process value without separator (`Image: 'System'`) is a pseudo-process on Windows;
+    # an OriginalFileName without extension (`'Plink'`) is still the program's name
+    exact = not {"contains", "endswith"}.intersection(template.modifiers) and template.role != "original_filename"
+    unix = platform == "unix"
 
     def finder(text: str) -> list[NameHit]:
         if is_regex:
             return regex_names(text, whole, process)
         # `Image|contains: '/python'` names python; `'/opt/app/work'` names a folder
-        return value_names(text, whole, process and (not contains or text.count("/") == 1))
+        hits = value_names(text, whole, process and (not contains or text.count("/") == 1))
+        if hits or not process or encoded:
+            return hits
+        # `Image|endswith: 'crontab'` (Unix), `Image|contains: '\\smbexec'` (smbexec.exe, inferred)
+        tail = process_tail(text, exact, unix)
+        if tail is None:
+            return []
+        if unix:
+            return [tail]
+        return [NameHit(tail.name + ".exe", tail.start, tail.end, True)]
 
+    encoded = template.encoded
     infer = template.role in _INFER_ROLES and not is_regex
     for scalar in scalars(value):
         if scalar_text(scalar):
-            col.scan(scalar, template, finder, infer=infer, unix=unix)
+            col.scan(scalar, template, finder, infer=infer, platform=platform)
+
+
+# --- comments ----------------------------------------------------------------------------------
+
+def comment_lines(parsed: ParsedFile) -> Iterator[tuple[int, str]]:
+    """(0-based YAML line, text after `#`) of every YAML comment in a parsed file.
+
+    PyYAML drops comments: a `#` starts one where it is not inside a scalar (the node tree
+    knows every scalar's span, quoted and block ones included) and follows a blank or starts
+    the line.
+    """
+    marked = {number for number, text in enumerate(parsed.yaml_lines) if "#" in text}
+    if not marked:
+        return
+    inside: dict[int, list[tuple[int, float]]] = {}
+    stack = [d.node for d in parsed.documents]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            stack += node.value
+            continue
+        first, last = node.start_mark.line, node.end_mark.line
+        for number in marked.intersection(range(first, last + 1)):
+            start = node.start_mark.column if number == first else 0
+            end = node.end_mark.column if number == last else float("inf")
+            inside.setdefault(number, []).append((start, end))
+    for number in sorted(marked):
+        text = parsed.yaml_lines[number]
+        position = text.find("#")
+        while position != -1:
+            if (position == 0 or text[position - 1] in " \t") and not any(
+                    a <= position < b for a, b in inside.get(number, ())):
+                yield number, text[position + 1:]
+                break
+            position = text.find("#", position + 1)
+
+
+def _comments(col: _Collector, template: Mention, platform: str) -> None:
+    """Names in YAML comments (`# - '\\rundll32.exe'`): role `comment`, bare names as in prose."""
+    for number, text in comment_lines(col.parsed):
+        line = col.parsed.file_line(number)
+        for hit in explicit_names(text):
+            col.add(template, hit.name, line)
+        col.out.candidates.append(Candidate(text, line, col._line(line), template, True, platform))
 
 
 # --- LOLBAS ------------------------------------------------------------------------------------
@@ -305,7 +419,8 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             _lolbas_name(col, alias, col.template(field="Alias", role="lolbas_entry", **meta))
         desc = child(node, "Description")
         if isinstance(desc, yaml.ScalarNode):
-            col.scan(desc, col.template(field="Description", role="text", **meta), explicit_names)
+            col.scan(desc, col.template(field="Description", role="text", **meta), explicit_names,
+                     infer=True, in_prose=True)
         for path in scalars(child(node, "Full_Path")):
             col.scan(path, col.template(field="Path", role="lolbas_path", **meta),
                      lambda text: value_names(text, whole_value=True, process=True))
@@ -322,7 +437,8 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                         col.scan(value, col.template(field="Command", role="lolbas_command", **cmd_meta),
                                  explicit_names, infer=True)
                     elif key in ("Description", "Usecase"):
-                        col.scan(value, col.template(field=key, role="text", **cmd_meta), explicit_names)
+                        col.scan(value, col.template(field=key, role="text", **cmd_meta), explicit_names,
+                                 infer=True, in_prose=True)
         listed = data.get("Aliases") if isinstance(data.get("Aliases"), list) else []
         aliases = [a.get("Alias") for a in listed if isinstance(a, dict)]
         col.out.entry = {
@@ -331,6 +447,11 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             "categories": sorted({str(c["Category"]) for c in commands if isinstance(c, dict) and c.get("Category")}),
             "mitre": sorted({str(c["MitreID"]) for c in commands if isinstance(c, dict) and c.get("MitreID")}),
         }
+        # the entry's own stems are names inside it, even an English word or a short one (`expand`, `sc`)
+        for own in [col.out.entry["name"], *col.out.entry["aliases"]]:
+            stem, dot, _ = own.strip().lower().rpartition(".")
+            if dot and stem and _OWN_STEM.fullmatch(stem):
+                col.out.own_stems.setdefault(stem, own.strip().lower())
         for det in _mapping_list(child(node, "Detection")):
             for key, _, value in mapping_items(det):
                 if key == "Sigma" and isinstance(value, yaml.ScalarNode) and scalar_text(value):
@@ -338,8 +459,12 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                                           "line": parsed.file_line(value.start_mark.line)})
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
                     col.scan(value, col.template(field="IOC", role="lolbas_ioc", **meta), explicit_names,
-                             infer=True)
+                             infer=True, in_prose=True)
+        _comments(col, col.template(field="comment", role="comment", **meta), "windows")
     return col.out
+
+
+_OWN_STEM = re.compile(r"[a-z0-9_][a-z0-9_.+\-]*")
 
 
 def _lolbas_name(col: _Collector, node: yaml.ScalarNode, template: Mention) -> None:
@@ -371,18 +496,26 @@ def _lolbas_tags(commands: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 # --- bare names ----------------------------------------------------------------------------------
 
 def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
-          unix_stems: dict[str, str], existing: Iterable[Mention] = ()) -> list[Mention]:
-    """Inferred mentions: known executables written without their extension."""
+          unix_stems: dict[str, str], existing: Iterable[Mention] = (),
+          own_stems: dict[str, str] | None = None) -> list[Mention]:
+    """Inferred mentions: known executables written without their extension.
+
+    A candidate's platform picks the stems: Windows names in Windows rules and LOLBAS, Unix
+    names in Linux and macOS rules, neither in web, network and cloud rules; the tail of a Unix
+    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems.
+    """
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
-    unix_first = {**windows_stems, **unix_stems}  # in a Linux/macOS rule `curl` is curl, not curl.exe
+    windows = {**windows_stems, **own_stems} if own_stems else windows_stems
+    by_platform = {"windows": (windows, unix_stems), "unix": (unix_stems, None), "other": ({}, unix_stems)}
     out: list[Mention] = []
     for cand in candidates:
-        hits = bare_names(cand.text, unix_first if cand.unix else windows_stems, in_prose=cand.in_prose)
+        stems, path_stems = by_platform.get(cand.platform, by_platform["other"])
+        hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
         for hit in hits:
             t = cand.template
             key = (hit.name, cand.line, t.role, t.field, t.detection, t.context)
             if key in seen:
                 continue
             seen.add(key)
-            out.append(t.at(hit.name, cand.line, cand.snippet, inferred=True))
+            out.append(t.at(hit.name, cand.line, cand.snippet, True, not hit.name.isascii() and is_homoglyph(hit.name)))
     return out

@@ -36,7 +36,7 @@ PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
 MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the generation
 SUMS_FILE = "SUMS"           # sha256 of every other file of the generation, written when it is published
-INDEX_FORMAT = 9  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events
+INDEX_FORMAT = 10  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13
 
 
 def _schema() -> Schema:

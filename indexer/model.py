@@ -26,6 +26,7 @@ ROLES = (
     "lolbas_command",     # LOLBAS Commands[].Command
     "lolbas_ioc",         # LOLBAS Detection IOC lines
     "keyword",            # a Sigma keyword list (values without a field)
+    "comment",            # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
 )
 
 SOURCES = ("sigma", "lolbas")
@@ -58,6 +59,7 @@ class Mention:
     detection: str = ""             # name of the detection item ("selection_img", "filter_main")
     inferred: bool = False          # a bare name ("rundll32") recognised from the known names
     encoded: bool = False           # value is encoded by its modifiers (base64, utf16le, wide)
+    homoglyph: bool = False         # non-ASCII letters drawn like an ASCII name (`svсhost.exe`, Cyrillic с)
     rule_id: str = ""
     title: str = ""
     level: str = ""
@@ -90,7 +92,7 @@ class Mention:
         """The order of `sorted(mentions)` (field by field), three times faster as a sort key."""
         return tuple(map(self.__dict__.__getitem__, _MENTION_FIELDS))
 
-    def at(self, binary: str, line: int, snippet: str, inferred: bool = False) -> "Mention":
+    def at(self, binary: str, line: int, snippet: str, inferred: bool = False, homoglyph: bool = False) -> "Mention":
         """This mention (a template) for `binary` found on `line`: dataclasses.replace, 8x faster.
 
         A line longer than SNIPPET_CHARS is cut to a window around the name: a rule naming
@@ -100,7 +102,7 @@ class Mention:
             snippet = snippet_around(snippet, binary)
         mention = object.__new__(Mention)
         mention.__dict__.update(self.__dict__)
-        mention.__dict__.update(binary=binary, line=line, snippet=snippet, inferred=inferred)
+        mention.__dict__.update(binary=binary, line=line, snippet=snippet, inferred=inferred, homoglyph=homoglyph)
         return mention
 
     def __reduce__(self) -> tuple[Any, ...]:

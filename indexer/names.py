@@ -6,6 +6,7 @@ Pure functions over text, no YAML, no git: the part of extraction that property 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -15,12 +16,14 @@ EXTENSIONS = (
     "com", "drv", "xll",
 )
 
-_NAME_START = r"A-Za-z0-9_$"
-_NAME_CHARS = r"A-Za-z0-9_$~+\-"
+# Letters and digits of any script belong to a name (`svсhost.exe` with a Cyrillic с is one
+# name, never `host.exe`); `\w` is Unicode-aware here.
+_NAME_START = r"\w$"
+_NAME_CHARS = r"\w$~+\-"
 _EXPLICIT = re.compile(
     rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
     rf"(?![{_NAME_START}~\-]|\.[{_NAME_CHARS}])",  # `ntdll.dll+0x1a` is ntdll.dll
-    re.IGNORECASE | re.ASCII,
+    re.IGNORECASE,
 )
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 _URL_HOST_END = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s'\"<>]*", re.IGNORECASE)
@@ -29,6 +32,12 @@ _NOT_FILES = frozenset({
     "node.js", "vue.js", "react.js", "next.js", "nuxt.js", "three.js", "d3.js", "express.js",
     "angular.js", "chart.js", "ember.js", "backbone.js", "transfer.sh",
 })
+# The visible tail of a right-to-left-override name (`\u202ecod.msc` shows as `csm.doc`): a
+# document extension written backwards is never the stem of a program.
+_REVERSED_EXTENSIONS = frozenset(ext[::-1] for ext in (
+    "doc", "docx", "pdf", "rtf", "html", "htm", "xls", "xlsx", "ppt", "pptx", "jpg", "jpeg", "png", "gif",
+    "mp3", "mp4", "avi", "mov", "zip", "csv", "odt", "ods",
+))
 _UNIX_TAIL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
 
 # English words that are also the stems of known executables: never inferred from bare text.
@@ -47,8 +56,24 @@ rename replace report reset restore run runner scan schedule script search secur
 send server service set setup share shell show shutdown sign start status stop store sync system
 task tasks test time timeout tools top tracker tree type update updater upload user users verify
 version view wait watch web where win word write zip url clr browser services local dns target
-obfuscated installer streams zero less signal
+obfuscated installer streams zero less signal desk gadget
 """.split())
+
+
+# Letters of other scripts drawn like ASCII ones (lower case: names are lowered). NFKC already
+# folds full-width forms (`ｃ` -> `c`).
+_LOOKALIKES = str.maketrans({
+    "а": "a", "е": "e", "і": "i", "ј": "j", "к": "k", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x",
+    "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ı": "i",
+    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
+})
+
+
+def is_homoglyph(name: str) -> bool:
+    """A name with non-ASCII letters that reads as an ASCII name (`svсhost.exe`, `ｃmd.exe`)."""
+    if name.isascii():
+        return False
+    return unicodedata.normalize("NFKC", name).lower().translate(_LOOKALIKES).isascii()
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,7 @@ class NameHit:
     name: str
     start: int
     end: int
+    inferred: bool = False  # the name is more than what is written (`\\smbexec` -> smbexec.exe)
 
 
 def _url_hosts(text: str) -> list[tuple[int, int]]:
@@ -84,7 +110,7 @@ def explicit_names(text: str) -> list[NameHit]:
         start, end = match.span(1)
         name = match.group(1).lower()
         ext = name.rsplit(".", 1)[1]
-        if name in _NOT_FILES:
+        if name in _NOT_FILES or name.rsplit(".", 1)[0] in _REVERSED_EXTENSIONS:
             continue
         if any(a <= start < b for a, b in hosts):
             continue
@@ -126,6 +152,36 @@ def value_names(value: str, whole_value: bool, process: bool = False) -> list[Na
             start = value.rfind(tail)
             return [NameHit(tail.lower(), start, start + len(tail))]
     return hits
+
+
+_PROCESS_TAIL = re.compile(r"[^\W_][\w\-]*[^\W_]", re.ASCII)
+_NOT_A_PROGRAM = re.compile(r"(?i)cve-?\d|^\d+$|^[A-Z0-9]+_[A-Z0-9_]+$")  # FX_VER_INTERNALNAME_STR: a constant
+# Folders and vendors a process path is matched on (`Image|contains: '\\Temp'`): not programs.
+_FOLDER_WORDS = frozenset({
+    "temp", "temporary", "tmp", "appdata", "users", "public", "programdata", "windows", "system32", "syswow64",
+    "microsoft", "google", "desktop", "downloads", "documents", "antivirus", "program", "programs", "roaming",
+})
+
+
+def process_tail(value: str, exact: bool, unix: bool) -> NameHit | None:
+    """A program named without extension in a process field: `'\\smbexec'`, `'crontab'`, `'\\python'`.
+
+    Only a value of one path component counts (`\\python`, `python`; never `\\AppData\\` nor
+    `C:\\Tools\\x`). On Windows an exact value without separator is a pseudo-process (`System`,
+    `Registry`, `vmmem`): nothing. The caller decides the name (`crontab` on Unix, `smbexec.exe`).
+    """
+    stripped = value.strip().strip("'\"").strip("*")
+    body = stripped[1:] if stripped[:1] in ("\\", "/") else stripped
+    if not body or (exact and not unix and body == stripped):
+        return None
+    if not _PROCESS_TAIL.fullmatch(body) or len(body) < 3 or _NOT_A_PROGRAM.search(body):
+        return None
+    if body.lower() in COMMON_WORDS or body.lower() in _FOLDER_WORDS:
+        return None
+    if body == stripped and not unix and len(body) < 5:  # `endswith: 'tmp'`, `contains: 'msi'`: a fragment
+        return None
+    start = value.find(body)
+    return NameHit(body.lower(), start, start + len(body))
 
 
 # --- regular expressions ----------------------------------------------------------------------
@@ -223,9 +279,13 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
         elif ch in "^$":
             piece, i = " ", i + 1
         elif ch == ".":
-            # `.*`, `.+`, `.{0,4}` stand for anything, like Sigma's `*`; a lone `.` is one unknown char
+            # `.*`, `.+`, `.{0,4}` stand for anything, like Sigma's `*`; a lone `.` is one unknown char,
+            # except before an extension: `appvlp.exe` written unescaped means the dot
             wildcard = i + 1 < len(pattern) and pattern[i + 1] in "*+{?"
-            piece, i = (" ", i + 1) if wildcard else (OPAQUE, i + 1)
+            if wildcard:
+                piece, i = " ", i + 1
+            else:
+                piece, i = ("." if _DOT_EXTENSION.match(pattern, i) else OPAQUE), i + 1
         else:
             piece, i = ch, i + 1
         if i < len(pattern) and pattern[i] in "?*+{":
@@ -234,6 +294,9 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
         current = [c + piece for c in current]
     alternatives.append(current)
     return [v for alt in alternatives for v in alt], i
+
+
+_DOT_EXTENSION = re.compile(rf"\.(?:{'|'.join(EXTENSIONS)})(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 def _skip_quantifier(pattern: str, i: int) -> int:
@@ -258,33 +321,83 @@ def _class_end(pattern: str, i: int) -> int:
     return j + 1
 
 
+_FLAT_TOKEN = re.compile(r"\\.|\(\?[imsx]+\)|\(\?:|\(|\)|\[(?:\\.|[^\]])*\]|\{\d*,?\d*\}\??|[*+?]\??|.", re.DOTALL)
+
+
 def _flatten(pattern: str) -> str:
-    """Fallback for regexes too complex to expand: keep escaped literals, blank the rest."""
-    text = re.sub(r"\\([^A-Za-z0-9])", r"\1", pattern)
-    return re.sub(r"\\[A-Za-z0-9]|[\[\](){}|^$*+?]", OPAQUE, text)
+    """Fallback for regexes too complex to expand: one pass, literals kept, the rest blanked.
+
+    Escapes are read once (`\\\\rundll32` keeps its `r`); `|`, anchors, `\\s` and `.*` are
+    boundaries; a quantified literal, a class or any other escape is OPAQUE.
+    """
+    out: list[str] = []
+    for match in _FLAT_TOKEN.finditer(pattern):
+        token = match.group(0)
+        if token[0] in "*+?{" and len(token) > 1 or token in ("*", "+", "?"):
+            if out and out[-1] not in (" ", ""):
+                out[-1] = " " if out[-1] == OPAQUE + "." else OPAQUE  # `.*`: a boundary; `a+`: unknown
+            continue
+        if token.startswith("\\"):
+            char = token[1:]
+            out.append(char if not char.isalnum() else (" " if char in "sb" else OPAQUE))
+        elif token == ".":
+            out.append("." if _DOT_EXTENSION.match(pattern, match.start()) else OPAQUE + ".")
+        elif token in ("|", "^", "$"):
+            out.append(" ")
+        elif token.startswith("(") or token == ")":
+            out.append("")
+        elif token.startswith("["):
+            out.append(OPAQUE)
+        else:
+            out.append(token)
+    return "".join(OPAQUE if piece == OPAQUE + "." else piece for piece in out)
 
 
 # --- bare names ------------------------------------------------------------------------------
 
 _BARE_LEFT = " \t'\"\\/(=,;&|`"
-_BARE_RIGHT = " \t'\",;)&|`"
+_BARE_RIGHT = " \t'\",;)&|`>"  # `diskshadow> exec`: a prompt
+# Words that name a protocol, a service, an encoding or a log source where prose uses them:
+# "Reverse SSH Tunnel", "Strings In URI", "Sysmon Event ID 1", "Spawned by WinRM", "PoC".
+# In a command line they are still the programs (`strings -a`, `base64 -d`).
+PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
+                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https"})
+# "Internet Explorer" is the browser, "Process Explorer" procexp: neither is explorer.exe.
+_NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_")}
+_NOT_AFTER = {"reg": (" key", " value")}  # "Reg Key": a registry key
+_OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:--?|/)[\w\-]+=$")  # Seatbelt's `-group=chromium` is an argument
 
 
-def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iterator[NameHit]:
+def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
+               unix_stems: dict[str, str] | None = None) -> Iterator[NameHit]:
     """Known executable stems written without extension (`rundll32 `, `cscript c:\\ads`).
 
     stems maps a lower-case stem to the file name it stands for. A stem counts only as a whole
-    token: `Firefox/3.6` is not firefox, `xcmd` is not cmd. Common English words never count
-    (`stem_map` leaves them out); in prose (titles) a stem may end a sentence.
+    token of letters and digits of any script: `Firefox/3.6` is not firefox, `xcmd` is not cmd,
+    `svсhost` is not host. Common English words never count (`stem_map` leaves them out); in
+    prose (titles, descriptions) a stem may end a sentence, and protocol or log-source words
+    (PROSE_WORDS) do not count. A value after `-option=` is an argument, never a program.
+    unix_stems: where given, the tail of a Unix path (`/usr/bin/curl`) resolves with these only:
+    a Unix path never names a Windows program.
     """
     lowered = text.lower()
     for match in _WORD.finditer(lowered):
         stem = match.group(0)
-        name = stems.get(stem)
-        if name is None:
+        start = match.start()
+        if unix_stems is not None and start > 0 and lowered[start - 1] == "/" and _in_unix_path(lowered, start):
+            name = unix_stems.get(stem)
+        else:
+            name = stems.get(stem)
+        if name is None or (in_prose and stem in PROSE_WORDS):
             continue
-        start, end = match.span()
+        end = match.end()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
+            continue
+        if start > 0 and lowered[start - 1] == "=" and _OPTION_VALUE.search(lowered, 0, start):
+            continue
+        if stem in _NOT_BEFORE and lowered[:start].endswith(_NOT_BEFORE[stem]):
+            continue
+        if stem in _NOT_AFTER and lowered.startswith(_NOT_AFTER[stem], end):
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
             if lowered[end] == "/" and lowered[end + 1:end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"
@@ -296,7 +409,14 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False) -> Iter
         yield NameHit(name, start, end)
 
 
-_WORD = re.compile(r"[a-z0-9_][a-z0-9_\-]*[a-z0-9_]|[a-z0-9_]")
+_WORD = re.compile(r"\w(?:[\w\-]*\w)?")
+_PATH_START = re.compile(r"[^\s'\"`=(,;|&]*$")
+
+
+def _in_unix_path(text: str, end: int) -> bool:
+    """Whether the path ending at `end` (before a name) is a Unix one: `/usr/bin/`, `~/`, `./`."""
+    path = _PATH_START.search(text, 0, end).group(0)  # type: ignore[union-attr]
+    return path.startswith(("/", "~/", "./", "../")) and "\\" not in path
 
 
 def stem_map(names: Iterable[str], min_length: int = 3) -> dict[str, str]:

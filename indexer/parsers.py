@@ -99,7 +99,8 @@ class FileMentions:
 def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
     """Add the bare names `stems` resolve to the explicit mentions; make them index rows."""
     windows, unix = stems
-    mentions = sorted(extraction.mentions + infer(extraction.candidates, windows, unix, extraction.mentions),
+    inferred = infer(extraction.candidates, windows, unix, extraction.mentions, extraction.own_stems)
+    mentions = sorted(extraction.mentions + inferred,
                       key=Mention.sort_key)
     verdicts = rule_verdicts(m.__dict__ for m in mentions)
     return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}),

@@ -84,20 +84,23 @@ class SearchResult:
 
 def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
            field: str | None = None, context: str | None = None,
-           include_inferred: bool = True, detects: bool = False,
+           include_inferred: bool = True, include_comments: bool = True, detects: bool = False,
            verdicts: Iterable[str] = ()) -> SearchResult:
     """Every mention of what `text` names, the verdict of every rule file that names it, and
     suggestions when nothing matches.
 
     detects: only rule files that detect the binary (runs, parent, target, loads, invoked);
     verdicts: only rule files whose verdict is one of these. Mentions are those of the rule
-    files kept, and rule files those whose mentions pass the other filters.
+    files kept, and rule files those whose mentions pass the other filters. include_comments:
+    False leaves out names in YAML comments (role `comment`).
     """
     query = parse_query(text)
     binaries = reader.binaries()
     names = resolve(query, binaries)
     mentions = reader.search(names, source=source, role=roles, field=field, context=context,
                              inferred=None if include_inferred else False)
+    if not include_comments:
+        mentions = [m for m in mentions if m.role != "comment"]
     shown = {(m.source, m.path, m.binary) for m in mentions}
     rules = select((r for r in reader.rules(names) if (r.source, r.path, r.binary) in shown),
                    detects=detects, verdicts=verdicts)
