@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import Mention
-from .names import NameHit, bare_names, explicit_names, is_homoglyph, process_tail, regex_names, value_names
+from .names import (MODULE_PREFIX, WINDOWS_PREFIX, NameHit, bare_names, explicit_names, is_homoglyph, process_tail,
+                    regex_names, value_names)
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
 _PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
@@ -116,9 +117,21 @@ class Extraction:
     own_stems: dict[str, str] = field(default_factory=dict)    # a LOLBAS entry's own stems: always names in it
 
     def executables(self) -> set[str]:
-        """Names this file shows to be executables: run as a process, or a LOLBAS entry."""
-        return {m.binary for m in self.mentions  # `\\smbexec` read as smbexec.exe teaches no stem
-                if m.role in ("process", "parent", "original_filename", "lolbas_entry") and not m.inferred}
+        """Names this file shows to be executables: run as a process, or a LOLBAS entry (names.known_stems).
+
+        A Windows program written without extension is marked `windows:`, a DLL a selection
+        watches being loaded `module:`.
+        """
+        names = set()
+        for m in self.mentions:
+            if m.inferred:
+                continue
+            if m.role in ("process", "parent", "original_filename", "lolbas_entry"):
+                windows = "." not in m.binary and m.source == "sigma" and platform_of(m.logsource) == "windows"
+                names.add(WINDOWS_PREFIX + m.binary if windows else m.binary)
+            elif m.role == "loaded_module" and m.context == "selection" and m.binary.endswith(".dll"):
+                names.add(MODULE_PREFIX + m.binary)
+        return names
 
 
 class _Collector:
@@ -339,11 +352,7 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
             return hits
         # `Image|endswith: 'crontab'` (Unix), `Image|contains: '\\smbexec'` (smbexec.exe, inferred)
         tail = process_tail(text, exact, unix)
-        if tail is None:
-            return []
-        if unix:
-            return [tail]
-        return [NameHit(tail.name + ".exe", tail.start, tail.end, True)]
+        return [tail] if tail is not None else []
 
     encoded = template.encoded
     infer = template.role in _INFER_ROLES and not is_regex
@@ -495,21 +504,32 @@ def _lolbas_tags(commands: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 
 # --- bare names ----------------------------------------------------------------------------------
 
+_SPEAKS_OF_DLLS = re.compile(r"(?i)\bdlls?\b")
+
+
 def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
           unix_stems: dict[str, str], existing: Iterable[Mention] = (),
-          own_stems: dict[str, str] | None = None) -> list[Mention]:
+          own_stems: dict[str, str] | None = None, module_stems: dict[str, str] | None = None) -> list[Mention]:
     """Inferred mentions: known executables written without their extension.
 
     A candidate's platform picks the stems: Windows names in Windows rules and LOLBAS, Unix
     names in Linux and macOS rules, neither in web, network and cloud rules; the tail of a Unix
-    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems.
+    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems;
+    module_stems: DLLs, named bare in Windows prose that speaks of DLLs ("Dbgcore/Dbghelp DLLs").
     """
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
     windows = {**windows_stems, **own_stems} if own_stems else windows_stems
+    # in other logsources values are another system's commands (Cisco `show arp`) or URLs: there a
+    # bare name counts only in prose, as a Unix name, and as the tail of a Unix path
     by_platform = {"windows": (windows, unix_stems), "unix": (unix_stems, None), "other": ({}, unix_stems)}
+    with_modules = {**module_stems, **windows} if module_stems else windows
     out: list[Mention] = []
     for cand in candidates:
         stems, path_stems = by_platform.get(cand.platform, by_platform["other"])
+        if cand.platform == "other" and cand.in_prose:
+            stems = unix_stems
+        if cand.in_prose and stems is windows and module_stems and _SPEAKS_OF_DLLS.search(cand.text):
+            stems = with_modules
         hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
         for hit in hits:
             t = cand.template

@@ -356,15 +356,17 @@ def _flatten(pattern: str) -> str:
 # --- bare names ------------------------------------------------------------------------------
 
 _BARE_LEFT = " \t'\"\\/(=,;&|`"
-_BARE_RIGHT = " \t'\",;)&|`>"  # `diskshadow> exec`: a prompt
+_BARE_RIGHT = " \t'\",;)&|`><:"  # `diskshadow> exec`: a prompt; `cmd</Command>`
 # Words that name a protocol, a service, an encoding or a log source where prose uses them:
 # "Reverse SSH Tunnel", "Strings In URI", "Sysmon Event ID 1", "Spawned by WinRM", "PoC".
 # In a command line they are still the programs (`strings -a`, `base64 -d`).
 PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
                          "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https"})
 # "Internet Explorer" is the browser, "Process Explorer" procexp: neither is explorer.exe.
+_PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program)\b")  # "base64 utility", not "PoC executable"
 _NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_")}
-_NOT_AFTER = {"reg": (" key", " value")}  # "Reg Key": a registry key
+_NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
+              "java": (" script", "script")}  # "Java scripts": the language
 _OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:--?|/)[\w\-]+=$")  # Seatbelt's `-group=chromium` is an argument
 
 
@@ -388,7 +390,7 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
             name = unix_stems.get(stem)
         else:
             name = stems.get(stem)
-        if name is None or (in_prose and stem in PROSE_WORDS):
+        if name is None or (in_prose and stem in PROSE_WORDS and not _PROGRAM_WORD.match(lowered, match.end())):
             continue
         end = match.end()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
@@ -398,6 +400,8 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
         if stem in _NOT_BEFORE and lowered[:start].endswith(_NOT_BEFORE[stem]):
             continue
         if stem in _NOT_AFTER and lowered.startswith(_NOT_AFTER[stem], end):
+            continue
+        if lowered.startswith(":/", end):  # `ftp://`: a URL scheme
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
             if lowered[end] == "/" and lowered[end + 1:end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"
@@ -417,6 +421,27 @@ def _in_unix_path(text: str, end: int) -> bool:
     """Whether the path ending at `end` (before a name) is a Unix one: `/usr/bin/`, `~/`, `./`."""
     path = _PATH_START.search(text, 0, end).group(0)  # type: ignore[union-attr]
     return path.startswith(("/", "~/", "./", "../")) and "\\" not in path
+
+
+WINDOWS_PREFIX = "windows:"  # a Windows program named without extension (`\\smbexec`) in `executables`
+MODULE_PREFIX = "module:"    # a DLL a rule watches being loaded (ImageLoaded) in `executables`
+
+
+def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(Windows, Unix, DLL) stem maps from the names files show to be executables.
+
+    `x.ext` is a Windows name, `x` a Unix one, `windows:x` a Windows program written without
+    extension, `module:x.dll` a loaded DLL (its stem counts only in text that speaks of DLLs).
+    """
+    windows, unix, modules = [], [], []
+    for name in executables:
+        if name.startswith(WINDOWS_PREFIX):
+            windows.append(name[len(WINDOWS_PREFIX):])
+        elif name.startswith(MODULE_PREFIX):
+            modules.append(name[len(MODULE_PREFIX):])
+        else:
+            (windows if "." in name else unix).append(name)
+    return stem_map(windows), stem_map(unix), stem_map(modules)
 
 
 def stem_map(names: Iterable[str], min_length: int = 3) -> dict[str, str]:

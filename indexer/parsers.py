@@ -31,8 +31,8 @@ from .verdicts import rule_verdicts
 
 # one batch: (file, its bytes, pySigma's earlier verdict on the same blob or None)
 Batch = list[tuple[FileContext, bytes, "list[str] | None"]]
-# bare stem -> executable, for Windows names and for Unix ones (names.stem_map)
-Stems = tuple[dict[str, str], dict[str, str]]
+# bare stem -> executable, for Windows names, Unix ones and loaded DLLs (names.known_stems)
+Stems = tuple[dict[str, str], dict[str, str], dict[str, str]]
 
 
 @dataclass
@@ -98,8 +98,8 @@ class FileMentions:
 
 def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
     """Add the bare names `stems` resolve to the explicit mentions; make them index rows."""
-    windows, unix = stems
-    inferred = infer(extraction.candidates, windows, unix, extraction.mentions, extraction.own_stems)
+    windows, unix, modules = stems
+    inferred = infer(extraction.candidates, windows, unix, extraction.mentions, extraction.own_stems, modules)
     mentions = sorted(extraction.mentions + inferred,
                       key=Mention.sort_key)
     verdicts = rule_verdicts(m.__dict__ for m in mentions)
@@ -113,7 +113,7 @@ class InlineReader:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._read: list[Processed] = []
-        self._stems: Stems = ({}, {})
+        self._stems: Stems = ({}, {}, {})
 
     def read(self, batches: Iterable[Batch], progress: Any = None) -> list[FileReport]:
         for batch in batches:

@@ -26,7 +26,7 @@ from .history import PathHistory, update_history
 from .index import (MANIFEST_FILE, IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref,
                     verify)
 from .model import FileReport
-from .names import stem_map
+from .names import known_stems
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path
@@ -416,7 +416,7 @@ class _Refresh:
                 reports += again
         state.executables = executables
         state.built_at = time.time()
-        stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+        stems = known_stems(executables)
         fresh = previous is None or all(
             self.manifest.sources.get(name, SourceOutcome(name, "", "")).mode == "full" for name in previous.sources)
         for reader in self._readers:
@@ -657,8 +657,8 @@ class _Refresh:
 def _changed_stems(before: list[str], after: list[str]) -> set[str]:
     """Bare stems that resolve differently (or only on one side) between two name lists."""
     def stems(names: list[str]) -> dict[str, str]:
-        return {**stem_map(n for n in names if "." in n),
-                **{f"{k} (unix)": v for k, v in stem_map(n for n in names if "." not in n).items()}}
+        return {f"{k} ({kind})": v for kind, found in zip(("windows", "unix", "module"), known_stems(names))
+                for k, v in found.items()}
     old, new = stems(before), stems(after)
     return {key.split(" ")[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 
