@@ -21,7 +21,7 @@ EXTENSIONS = (
 _NAME_START = r"\w$"
 _NAME_CHARS = r"\w$~+\-"
 _EXPLICIT = re.compile(
-    rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?:{'|'.join(EXTENSIONS)}))"
+    rf"(?<![{_NAME_START}~+.])([{_NAME_START}][{_NAME_CHARS}.]*?\.(?a:{'|'.join(EXTENSIONS)}))"  # `x.ſh` is no .sh
     rf"(?![{_NAME_START}~\-]|\.[{_NAME_CHARS}])",  # `ntdll.dll+0x1a` is ntdll.dll
     re.IGNORECASE,
 )
@@ -73,7 +73,8 @@ def is_homoglyph(name: str) -> bool:
     """A name with non-ASCII letters that reads as an ASCII name (`svсhost.exe`, `ｃmd.exe`)."""
     if name.isascii():
         return False
-    return unicodedata.normalize("NFKC", name).lower().translate(_LOOKALIKES).isascii()
+    folded = unicodedata.normalize("NFKC", name).lower().replace("\u0307", "")  # `İ`.lower() keeps a dot above
+    return folded.translate(_LOOKALIKES).isascii()
 
 
 @dataclass(frozen=True)
