@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from indexer.extract import FileContext
-from indexer.names import stem_map
+from indexer.names import known_stems
 from indexer.parsers import InlineReader, ParserPool
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -47,7 +47,7 @@ detection:
 
 def _three_steps(reader, batches, executables):
     reports = reader.read(iter(batches))
-    stems = (stem_map(n for n in executables if "." in n), stem_map(n for n in executables if "." not in n))
+    stems = known_stems(executables)
     reader.resolve(stems)
     found = reader.mentions()
     reader.finish()
