@@ -514,22 +514,29 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
 
     A candidate's platform picks the stems: Windows names in Windows rules and LOLBAS, Unix
     names in Linux and macOS rules, neither in web, network and cloud rules; the tail of a Unix
-    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems;
+    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems (in
+    its commands and IOCs; in its prose an English word stays one: "Run a remote file");
     module_stems: DLLs, named bare in Windows prose that speaks of DLLs ("Dbgcore/Dbghelp DLLs").
     """
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
-    windows = {**windows_stems, **own_stems} if own_stems else windows_stems
-    # in other logsources values are another system's commands (Cisco `show arp`) or URLs: there a
-    # bare name counts only in prose, as a Unix name, and as the tail of a Unix path
-    by_platform = {"windows": (windows, unix_stems), "unix": (unix_stems, None), "other": ({}, unix_stems)}
-    with_modules = {**module_stems, **windows} if module_stems else windows
+    own = {**windows_stems, **own_stems} if own_stems else windows_stems
+    with_modules = {**module_stems, **windows_stems} if module_stems else windows_stems
     out: list[Mention] = []
     for cand in candidates:
-        stems, path_stems = by_platform.get(cand.platform, by_platform["other"])
-        if cand.platform == "other" and cand.in_prose:
-            stems = unix_stems
-        if cand.in_prose and stems is windows and module_stems and _SPEAKS_OF_DLLS.search(cand.text):
-            stems = with_modules
+        path_stems: dict[str, str] | None = unix_stems
+        if cand.platform == "windows":
+            if not cand.in_prose:
+                stems = own
+            elif module_stems and _SPEAKS_OF_DLLS.search(cand.text):
+                stems = with_modules
+            else:
+                stems = windows_stems
+        elif cand.platform == "unix":
+            stems, path_stems = unix_stems, None
+        else:
+            # in other logsources values are another system's commands (Cisco `show arp`) or
+            # URLs: a bare name counts only in prose, as a Unix name, or as a Unix path's tail
+            stems = unix_stems if cand.in_prose else {}
         hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
         for hit in hits:
             t = cand.template

@@ -361,13 +361,15 @@ _BARE_RIGHT = " \t'\",;)&|`><:"  # `diskshadow> exec`: a prompt; `cmd</Command>`
 # Words that name a protocol, a service, an encoding or a log source where prose uses them:
 # "Reverse SSH Tunnel", "Strings In URI", "Sysmon Event ID 1", "Spawned by WinRM", "PoC".
 # In a command line they are still the programs (`strings -a`, `base64 -d`).
+# Quoted as a literal (`"hostname"`) or followed by "utility", "command", ... they are programs again.
 PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
-                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https"})
+                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname"})
 # "Internet Explorer" is the browser, "Process Explorer" procexp: neither is explorer.exe.
 _PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program)\b")  # "base64 utility", not "PoC executable"
 _NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_")}
 _NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
-              "java": (" script", "script")}  # "Java scripts": the language
+              "java": (" script", "script"),  # "Java scripts": the language
+              "python": (" software foundation",)}  # an organisation
 _OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:--?|/)[\w\-]+=$")  # Seatbelt's `-group=chromium` is an argument
 
 
@@ -391,7 +393,10 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
             name = unix_stems.get(stem)
         else:
             name = stems.get(stem)
-        if name is None or (in_prose and stem in PROSE_WORDS and not _PROGRAM_WORD.match(lowered, match.end())):
+        if name is None:
+            continue
+        if (in_prose and stem in PROSE_WORDS and not _PROGRAM_WORD.match(lowered, match.end())
+                and lowered[start - 1:start] not in ("'", '"', "`")):
             continue
         end = match.end()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
@@ -409,7 +414,7 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
                 pass
             elif lowered[end] == "*" and lowered[end + 1:end + 2] != ".":  # `whoami*`, not `python3*.dll`
                 pass
-            elif not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] == " ")):
+            elif not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] in " .")):
                 continue
         yield NameHit(name, start, end)
 
