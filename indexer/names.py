@@ -177,8 +177,8 @@ def process_tail(value: str, exact: bool, unix: bool) -> NameHit | None:
         return None
     if not _PROCESS_TAIL.fullmatch(body) or len(body) < 3 or _NOT_A_PROGRAM.search(body):
         return None
-    if body.lower() in COMMON_WORDS or body.lower() in _FOLDER_WORDS:
-        return None
+    if body.lower() in _FOLDER_WORDS or (body == stripped and body.lower() in COMMON_WORDS):
+        return None  # after a separator an English word is a program's name (`\\choice`)
     if body == stripped and not unix and len(body) < 5:  # `endswith: 'tmp'`, `contains: 'msi'`: a fragment
         return None
     start = value.find(body)
