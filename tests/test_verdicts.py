@@ -304,12 +304,12 @@ def test_show_name_json_rules_and_counts(tip_data_dir):
 def test_show_rule_says_which_items_are_filters(tip_data_dir):
     path = PC + "proc_creation_win_setres_uncommon_child_process.yml"
     text = run_cli("show", path, data_dir=tip_data_dir).stdout
-    assert "  item selection (selection): setres.exe" in text.splitlines()
+    assert "  item selection (selection): setres.exe, choice" in text.splitlines()  # `Image|contains: '\\choice'`
     assert "  item filter_main_legit_location (filter: excludes): choice.exe" in text.splitlines()
     assert "  setres.exe: parent (mentioned too)" in text.splitlines()
     data = json.loads(run_cli("show", path, "--json", data_dir=tip_data_dir).stdout)
     assert data["detection_items"] == [
-        {"name": "selection", "context": "selection", "binaries": ["setres.exe"]},
+        {"name": "selection", "context": "selection", "binaries": ["setres.exe", "choice"]},
         {"name": "filter_main_legit_location", "context": "filter", "binaries": ["choice.exe"]}]
-    assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [("setres.exe", "parent"),
+    assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [("choice", "runs"), ("setres.exe", "parent"),
                                                                       ("choice.exe", "excluded")]
