@@ -121,7 +121,7 @@ def _peak_memory(names: int) -> tuple[int, int]:
     tracemalloc.start()
     try:
         item = process_file(FileContext("sigma", W + "many.yml"), raw, 1 << 24, known_warnings=[])
-        rows = file_mentions(item.extraction, ({}, {})).rows
+        rows = file_mentions(item.extraction, ({}, {}, {})).rows
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
