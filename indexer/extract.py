@@ -171,14 +171,14 @@ class _Collector:
 
         infer_text(text): the part of the text where bare names may stand (default: all of it).
         """
-        for line, text in self._scalar_lines(node):
+        for line, text in self.scalar_lines(node):
             for hit in finder(text):
                 self.add(template, hit.name, line, hit.inferred)
             if infer:
                 self.out.candidates.append(Candidate(infer_text(text) if infer_text else text, line,
                                                      self._line(line), template, in_prose, platform))
 
-    def _scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
+    def scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
         start, end = node.start_mark.line, node.end_mark.line
         if node.end_mark.column == 0 and end > start:
             end -= 1
@@ -284,7 +284,7 @@ def _programs_in_text(col: _Collector) -> None:
     for name in programs:
         pattern = re.compile(rf"(?<![\w.\-]){re.escape(name)}(?![\w\-]|\.\w)", re.IGNORECASE)
         for node, template in col.text_nodes:
-            for line, text in col._scalar_lines(node):
+            for line, text in col.scalar_lines(node):
                 if pattern.search(text):
                     col.add(template, name, line)
 
@@ -480,8 +480,11 @@ def _lolbas_name(col: _Collector, node: yaml.ScalarNode, template: Mention) -> N
     hits = value_names(node.value, whole_value=True, process=True)
     if hits:
         col.scan(node, template, lambda text: value_names(text, whole_value=True, process=True))
-    elif re.fullmatch(r"[A-Za-z0-9_.+\-]+", node.value.strip()):
-        col.add(template, node.value.strip().lower(), col.parsed.file_line(node.start_mark.line))
+    elif re.fullmatch(r"[A-Za-z0-9_.+\-]*[A-Za-z0-9][A-Za-z0-9_.+\-]*", name := node.value.strip()):
+        # a block scalar (`- |-`) starts a line above its text: the name's line is where it is written
+        line = next((number for number, text in col.scalar_lines(node) if name in text), None)
+        if line is not None:
+            col.add(template, name.lower(), line)
 
 
 def _mapping_list(node: yaml.Node | None) -> list[yaml.Node]:

@@ -268,10 +268,17 @@ def test_lolbas_documents(data: bytes) -> None:
     "title: x\ndetection:\n  sel:\n    CommandLine|re: '\\\\(cmd|powershell)\\.exe'\n    Image|re: '[Cc]md\\.exe'\n",
     "\ufefftitle: BOM then psr.exe\n",
     "Name: Foo.exe\nCommands:\n  - Command: foo.exe /x\nFull_Path:\n  - Path: C:\\Windows\\foo.exe\n",
+    "\ufeff\"\"\n---\n\"Aliases\":\n- |-\n  +\n",  # found by hypothesis: a block-scalar alias
 ])
 def test_examples_hold_the_properties(text: str) -> None:
     check(SIGMA, text.encode())
     check(LOLBAS, text.encode())
+
+
+def test_lolbas_block_scalar_alias_is_named_on_its_own_line() -> None:
+    text = "Name: Foo.exe\nAliases:\n- |-\n  foo\n- |-\n  +\n"
+    mentions = process_file(LOLBAS, text.encode()).extraction.mentions
+    assert sorted((m.binary, m.line) for m in mentions if m.field == "Alias") == [("foo", 4)]
 
 
 # --- known defects, kept as regression tests ------------------------------------------------------
