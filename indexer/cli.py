@@ -226,7 +226,9 @@ def search(
             for m in result.mentions:
                 sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}\t{m.role}"
                                  f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
-            if not result.mentions:
+            if not result.mentions and result.binaries:
+                sys.stderr.write(printable(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters") + "\n")
+            elif not result.mentions:
                 hint = f" (did you mean: {', '.join(result.suggestions)}?)" if result.suggestions else ""
                 sys.stderr.write(printable(f"no rule mentions {result.query!r}{hint}") + "\n")
     else:

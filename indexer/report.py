@@ -18,6 +18,9 @@ def _snippet(snippet: str, binary: str) -> Text:
 
 
 def print_search(console: Console, result: SearchResult) -> None:
+    if not result.mentions and result.binaries:
+        console.print(Text(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters"), style="yellow")
+        return
     if not result.mentions:
         console.print(Text(f"no rule mentions {result.query!r}"), style="yellow")
         if result.suggestions:

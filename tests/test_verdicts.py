@@ -313,3 +313,10 @@ def test_show_rule_says_which_items_are_filters(tip_data_dir):
         {"name": "filter_main_legit_location", "context": "filter", "binaries": ["choice.exe"]}]
     assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [("choice", "runs"), ("setres.exe", "parent"),
                                                                       ("choice.exe", "excluded")]
+
+
+def test_search_detects_says_the_filters_left_nothing(tip_data_dir):
+    # ngen.exe: 5 Sigma rules name it, all only in filters (tests/golden/coverage.yaml)
+    done = run_cli("search", "ngen.exe", "--detects", data_dir=tip_data_dir)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == "ngen.exe: indexed, but no rule passes the filters\n"
