@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .query import SearchResult, group_by_rule
+from .text import printable
 
 
 def _snippet(snippet: str, binary: str) -> Text:
@@ -153,7 +154,7 @@ def manifest_lines(m: dict[str, Any], every: bool = False) -> Iterator[str]:
     detecting rules changed, and the rules added and removed (the first 15 of each, or every one).
     Titles and paths come from rules: no control character is printed."""
     for line in _manifest_lines(m, None if every else 15):
-        yield "".join(ch if ch.isprintable() else "\ufffd" for ch in line)
+        yield printable(line)
 
 
 def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
