@@ -251,20 +251,22 @@ class Repository:
         """Paths of files at `commit` that may contain any of `words` (fixed strings, any case).
 
         A superset: the extraction lower-cases with Python, for which the Kelvin sign (U+212A)
-        is a 'k' and which git's case-insensitive fixed-string search does not fold, so every
-        file holding one is included. Patterns go through a file, not the command line (a
-        hundred thousand names exceed the argument list).
+        is a 'k', and git's case-insensitive fixed strings do not fold it (in the C locale) or
+        fold it into every 'k' (in a UTF-8 one): files holding one are found by a second,
+        case-sensitive search. Patterns go through a file, not the command line (a hundred
+        thousand names exceed the argument list).
         """
         words = sorted(set(words))
-        if not words:
-            return set()
-        patterns = [*words, *{w.upper() for w in words} - set(words)]
+        found = self._grep(commit, words, "-i") if words else set()
         if any("k" in w for w in words):
-            patterns.append("\u212a")
+            found |= self._grep(commit, ["\u212a"])
+        return found
+
+    def _grep(self, commit: str, patterns: list[str], *options: str) -> set[str]:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="indexer-grep-", suffix=".txt") as handle:
             handle.write("".join(p + "\n" for p in patterns))
             handle.flush()
-            done = subprocess.run(["git", "--git-dir", str(self.path), "grep", "-l", "-z", "-i", "-F", "-I",
+            done = subprocess.run(["git", "--git-dir", str(self.path), "grep", "-l", "-z", "-F", "-I", *options,
                                    "-f", handle.name, commit],  # -z: paths as they are, never quoted
                                   capture_output=True, env={**os.environ, **_GIT_ENV})
         if done.returncode == 1 and not done.stderr:  # nothing found

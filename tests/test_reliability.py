@@ -378,6 +378,22 @@ def test_item08_a_bare_name_written_with_the_kelvin_sign_is_read_again(tmp_path:
     assert {m["path"] for m in json.loads(out)["mentions"]} == {W + "dump.yml", W + "keepass.yml"}
 
 
+def test_item08_the_files_read_again_for_a_stem_are_those_python_would_match(tmp_path: Path) -> None:
+    """The Kelvin sign is searched on its own: folded by git in a UTF-8 locale, it matched
+    every file holding a 'k' (every file of the corpus read again)."""
+    repo = make_repo(tmp_path / "sigma", {W + "kelvin.yml": "title: \u212aeePass export\n",
+                                          W + "plain.yml": "title: KEEPASS export\n",
+                                          W + "other.yml": "title: kill the task\n"})
+    source = Repository(SourceSpec("sigma", str(repo), "main"), repo / ".git")
+    try:
+        for locale in ("C", "C.UTF-8"):
+            os.environ["LC_ALL"] = locale
+            assert source.grep("HEAD", ["keepass"]) == {W + "kelvin.yml", W + "plain.yml"}, locale
+    finally:
+        os.environ.pop("LC_ALL", None)
+        source.close()
+
+
 def test_item08_incremental_and_full_record_the_same_changes_for_the_same_commits(
         built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sigma = shutil.copytree(built["sigma"], tmp_path / "sigma", symlinks=True)
