@@ -739,9 +739,23 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
             and all(isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in data["file_errors"])
             and all(isinstance(c, dict) and all(isinstance(c.get(k), int) for k in ("rules_before", "rules_after",
                                                                                     "gained", "lost"))
-                    for c in data["binaries"].values())):
+                    for c in data["binaries"].values())
+            and _detections_shown(data.get("detections", {}))
+            and all(_records(data.get(f"{key}_detail", []), "title", "path") for key in ("rules_added", "rules_removed"))):
         return data
     return None
+
+
+def _records(value: Any, *keys: str) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and all(k in v for k in keys) for v in value)
+
+
+def _detections_shown(value: Any) -> bool:
+    """Whether a manifest's `detections` has the shape `indexer changes` prints."""
+    return isinstance(value, dict) and all(
+        isinstance(d, dict) and "before" in d and "after" in d
+        and _records(d.get("lost"), "verdict", "title", "path", "now") and _records(d.get("gained"), "verdict", "title", "path")
+        and _records(d.get("changed"), "before", "after", "title", "path") for d in value.values())
 
 
 def _typed(data: dict[str, Any], kinds: dict[str, type]) -> bool:
