@@ -213,7 +213,9 @@ class IndexWriter:
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
-                if item.is_file() and "LOCK" not in item.name and item.name not in (STATE_FILE, META_FILE):
+                # only Whoosh's files: the generation's own (state, meta, cross-references, SUMS,
+                # manifest) are written anew, and writing through a link would change the base's
+                if item.is_file() and "LOCK" not in item.name and not item.name.endswith(".json") and item.name != SUMS_FILE:
                     os.link(item, self.path / item.name)
             self._index = whoosh_index.open_dir(str(self.path))
         else:

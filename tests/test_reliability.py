@@ -338,6 +338,23 @@ def test_item06_every_file_of_a_generation_is_synced_before_current_names_it(
     assert str(generation) in synced
 
 
+def test_item06_an_incremental_refresh_leaves_the_previous_generation_as_it_was_and_verifiable(
+        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sigma = shutil.copytree(built["sigma"], tmp_path / "sigma", symlinks=True)
+    data_dir = tmp_path / "data"
+    assert run(capsys, *refresh_cmd(data_dir, sigma, built["lolbas"]))[0] == 0
+    before = data_dir / "index" / (data_dir / "index" / "CURRENT").read_text().strip()
+    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in before.iterdir() if p.is_file()}
+    (sigma / W / "new.yml").write_text(rule("New", "newtool.exe", 15))
+    commit(sigma)
+    code, out, err = run(capsys, *refresh_cmd(data_dir, sigma, built["lolbas"], "--json"))
+    assert code == 0 and json.loads(out)["sources"]["sigma"]["mode"] == "incremental", err
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in before.iterdir() if p.is_file()} == sums
+    code, out, err = run(capsys, *refresh_cmd(data_dir, sigma, built["lolbas"], "--json"))
+    manifest = json.loads(out)  # nothing new, and nothing found damaged: no rebuild
+    assert code == 0 and not manifest["reason"] and manifest["files_parsed"] == 0, manifest["reason"]
+
+
 # --- item 7: an upstream that lost its rules -----------------------------------------------------
 
 @pytest.mark.parametrize("left", [0, 2])
