@@ -9,7 +9,7 @@ SIGMA_URL  ?= $(INDEXER_SIGMA_URL)
 LOLBAS_URL ?= $(INDEXER_LOLBAS_URL)
 URL_ARGS := $(if $(SIGMA_URL),--sigma-url $(SIGMA_URL)) $(if $(LOLBAS_URL),--lolbas-url $(LOLBAS_URL))
 
-.PHONY: index test fuzz bench clean venv
+.PHONY: index test test-fast lint fuzz bench clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ index: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# No corpus build: the unit tests and the tests on small repositories written in the tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+# ruff (pyflakes, pycodestyle, bugbear) and the import-linter contracts in pyproject.toml:
+# the layers of the pipeline, and nothing heavy on the search path.
+lint: $(STAMP)
+	$(BIN)/ruff check indexer tests bench
+	$(BIN)/lint-imports
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(STAMP)

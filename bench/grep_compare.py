@@ -24,9 +24,8 @@ _NAME_CHAR = re.compile(r"[a-z0-9_$~+\-]")
 _KEY = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w|.-]*)\s*:")
 _NOT_SCANNED = {"id", "related", "author", "date", "modified", "tags", "references", "fields", "type",
                 "status", "level", "logsource", "product", "service", "category", "definition", "condition",
-                "timeframe", "resources", "link", "acknowledgement", "person", "handle", "created", "author",
-                "code_sample", "code", "sigma", "elastic", "splunk", "blockrule", "usecase_link",
-                "privileges", "operatingsystem", "mitreid", "category", "tags", "name"}
+                "timeframe", "resources", "link", "acknowledgement", "person", "handle", "created", "code_sample", "code", "sigma", "elastic", "splunk", "blockrule", "usecase_link",
+                "privileges", "operatingsystem", "mitreid", "name"}
 
 
 def grep_hits(files: dict[str, str], names: list[str]) -> set[tuple[str, int, str]]:

@@ -488,7 +488,7 @@ def version_callback(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+def root(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                       help="Print the version.")) -> None:
     """Index the executables named by Sigma rules and LOLBAS entries, and search them."""
 

@@ -439,7 +439,7 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                 if not isinstance(cmd, dict):
                     continue
                 cmd_meta = {**meta, "tags": _lolbas_tags([cmd])}
-                for key, key_node, value in mapping_items(cmd_node):
+                for key, _, value in mapping_items(cmd_node):
                     if not isinstance(value, yaml.ScalarNode) or not scalar_text(value):
                         continue
                     if key == "Command":

@@ -13,8 +13,10 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .sources import Repository
+if TYPE_CHECKING:  # a type only: history's readers (xref on the search path) never load GitPython
+    from .sources import Repository
 
 _ID = re.compile(rb"^id:\s*['\"]?([0-9A-Za-z-]{8,})", re.MULTILINE)
 

@@ -57,3 +57,13 @@ def lolbas_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Pat
     subprocess.run(["git", "clone", "-q", str(bundles[1]), str(dest)], check=True)
     return dest
 
+
+
+_CORPUS_FIXTURES = frozenset({"bundles", "tip_data_dir", "tip_reader", "sigma_checkout", "lolbas_checkout"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the real bundles are `slow`: `make test-fast` (-m 'not slow') leaves them out."""
+    for item in items:
+        if _CORPUS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

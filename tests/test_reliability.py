@@ -20,7 +20,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
