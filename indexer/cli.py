@@ -224,7 +224,8 @@ def search(
         from .text import printable
         for result in results:
             for m in result.mentions:
-                sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}\t{m.role}"
+                alias = f" (alias of {printable(result.aliases[m.binary])})" if m.binary in result.aliases else ""
+                sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}{alias}\t{m.role}"
                                  f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
             if not result.mentions and result.binaries:
                 sys.stderr.write(printable(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters") + "\n")

@@ -116,6 +116,31 @@ class Extraction:
     entry: dict[str, Any] = field(default_factory=dict)        # a LOLBAS entry: name, aliases, categories
     own_stems: dict[str, str] = field(default_factory=dict)    # a LOLBAS entry's own stems: always names in it
 
+    def alias_pairs(self) -> list[list[str]]:
+        """Image and OriginalFileName names one selection pairs: [image, original, kind].
+
+        kind "stem": the two share their stem (`\\pwsh.exe` with `pwsh.dll`); "single": the
+        item names exactly one of each, so the pairing is unambiguous (`\\nltest.exe` with
+        `nltestrk.exe`). Filters and inferred names never pair.
+        """
+        items: dict[str, tuple[set[str], set[str]]] = {}
+        for m in self.mentions:
+            if m.source == "sigma" and m.context == "selection" and not m.inferred \
+                    and m.role in ("process", "original_filename"):
+                images, originals = items.setdefault(m.detection, (set(), set()))
+                (images if m.role == "process" else originals).add(m.binary)
+        pairs = set()
+        for images, originals in items.values():
+            for image in images:
+                for original in originals:
+                    if image == original:
+                        continue
+                    if image.rpartition(".")[0] == original.rpartition(".")[0] and "." in image + original:
+                        pairs.add((image, original, "stem"))
+                    elif len(images) == 1 and len(originals) == 1:
+                        pairs.add((image, original, "single"))
+        return [list(p) for p in sorted(pairs)]
+
     def executables(self) -> set[str]:
         """Names this file shows to be executables: run as a process, or a LOLBAS entry (names.known_stems).
 
@@ -271,6 +296,30 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         meta = _sigma_meta({**global_data, **docs[-1].data})
         _comments(col, col.template(field="comment", role="comment", **meta), platform_of(meta["logsource"]))
     return col.out
+
+
+ALIAS_MIN_RULES = 2  # an unambiguous pair of different stems must be seen in this many rule files
+
+
+def derive_aliases(reports: Iterable[Any]) -> dict[str, list[str]]:
+    """name -> its aliases, from every file report's alias pairs (symmetric).
+
+    Two names are aliases when a selection of some rule pairs them as Image and OriginalFileName
+    with the same stem (pwsh.exe and pwsh.dll), or when ALIAS_MIN_RULES rule files each pair
+    exactly these two (nltest.exe and nltestrk.exe): one rule pairing two different names may
+    be a coincidence of its selection (svchost.exe with wsmwmipl.dll).
+    """
+    seen: dict[tuple[str, str], set[str]] = {}
+    for report in reports:
+        for image, original, kind in getattr(report, "aliases", None) or ():
+            seen.setdefault((image, original), set()).add(kind + ":" + report.path)
+    aliases: dict[str, set[str]] = {}
+    for (image, original), where in seen.items():
+        stem = any(w.startswith("stem:") for w in where)
+        if stem or len({w.split(":", 1)[1] for w in where}) >= ALIAS_MIN_RULES:
+            aliases.setdefault(image, set()).add(original)
+            aliases.setdefault(original, set()).add(image)
+    return {name: sorted(names) for name, names in sorted(aliases.items())}
 
 
 def _title_text(title: str) -> str:

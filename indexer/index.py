@@ -268,13 +268,17 @@ class IndexWriter:
             write(binary=binary, data=written[binary], rules="[" + ",".join(text for _, text in verdicts) + "]")
         return written
 
-    def commit(self, sources: dict[str, dict[str, Any]], optimize: bool = False) -> None:
-        """Write the documents and the sources: the generation can be searched (not yet published)."""
+    def commit(self, sources: dict[str, dict[str, Any]], optimize: bool = False,
+               aliases: dict[str, list[str]] | None = None) -> None:
+        """Write the documents and the sources: the generation can be searched (not yet published).
+
+        aliases: name -> names the corpus pairs with it (extract.derive_aliases), kept in meta.json.
+        """
         self._writer.commit(optimize=optimize)
         self._committed = True
         self._index.close()
         meta = {"format": INDEX_FORMAT, "sources": sources, "mentions": self._mentions,
-                "binaries": sorted(self._binaries)}
+                "binaries": sorted(self._binaries), "aliases": aliases or {}}
         self._write_file(META_FILE, json.dumps(meta, indent=1))
 
     @property
@@ -482,6 +486,11 @@ class IndexReader:
             except (ValueError, TypeError) as exc:
                 raise _damaged(self.generation, exc) from None
             yield items
+
+    def aliases(self) -> dict[str, list[str]]:
+        """name -> its aliases (Image and OriginalFileName paired by the rules), from meta.json."""
+        aliases = self._meta.get("aliases")
+        return aliases if isinstance(aliases, dict) else {}
 
     def binaries(self) -> list[str]:
         """Every binary name in the index, sorted (from meta.json: Whoosh's lexicon keeps the

@@ -153,6 +153,7 @@ class FileReport:
     entry: dict[str, Any] = field(default_factory=dict)        # LOLBAS entry: name, aliases, categories
     blob: str = ""                                             # git blob read (pySigma's verdict is kept per blob)
     binaries: list[str] = field(default_factory=list)          # every binary its mentions name (their documents)
+    aliases: list[list[str]] = field(default_factory=list)     # [Image name, OriginalFileName, "stem"|"single"] paired in a selection
     title: str = ""                                            # the rule's title (a LOLBAS entry's Name)
 
     def to_dict(self) -> dict[str, Any]:

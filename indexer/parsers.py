@@ -81,6 +81,7 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
     report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
     report.executables = sorted(extraction.executables())
     report.links, report.entry = extraction.links, extraction.entry
+    report.aliases = extraction.alias_pairs()
     report.title = next((str(d.data.get("title") or d.data.get("Name")) for d in parsed.documents
                          if isinstance(d.data, dict) and (d.data.get("title") or d.data.get("Name"))), "")
     return Processed(report, extraction, unchecked)

@@ -74,10 +74,15 @@ class SearchResult:
     suggestions: list[str] = field(default_factory=list)
     declared_detections: list[dict[str, object]] = field(default_factory=list)  # LOLBAS -> Sigma links
     rules: list[RuleVerdict] = field(default_factory=list)  # one per (rule file, binary), strongest first
+    aliases: dict[str, str] = field(default_factory=dict)   # alias found -> the name it stands for
 
     def to_dict(self) -> dict[str, object]:
-        return {"query": self.query, "binaries": self.binaries,
-                "mentions": [m.to_dict() for m in self.mentions],
+        mentions = [m.to_dict() for m in self.mentions]
+        for row in mentions:
+            if row["binary"] in self.aliases:
+                row["alias_of"] = self.aliases[row["binary"]]
+        return {"query": self.query, "binaries": self.binaries, "aliases": self.aliases,
+                "mentions": mentions,
                 "rules": [r.to_dict() for r in self.rules], "suggestions": self.suggestions,
                 "lolbas_declared_detections": self.declared_detections}
 
@@ -97,19 +102,22 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     query = parse_query(text)
     binaries = reader.binaries()
     names = resolve(query, binaries)
-    mentions = reader.search(names, source=source, role=roles, field=field, context=context,
+    known = reader.aliases()
+    aliases = {alias: name for name in names for alias in known.get(name, ()) if alias not in names}
+    names_and_aliases = names + sorted(aliases)
+    mentions = reader.search(names_and_aliases, source=source, role=roles, field=field, context=context,
                              inferred=None if include_inferred else False)
     if not include_comments:
         mentions = [m for m in mentions if m.role != "comment"]
     shown = {(m.source, m.path, m.binary) for m in mentions}
-    rules = select((r for r in reader.rules(names) if (r.source, r.path, r.binary) in shown),
+    rules = select((r for r in reader.rules(names_and_aliases) if (r.source, r.path, r.binary) in shown),
                    detects=detects, verdicts=verdicts)
     if detects or verdicts:
         kept = {(r.source, r.path, r.binary) for r in rules}
         mentions = [m for m in mentions if (m.source, m.path, m.binary) in kept]
     suggestions = [] if names else suggest(query, binaries)
     declared = xref.declared_detections(reader, names) if names and source != "sigma" else []
-    return SearchResult(text, names, mentions, suggestions, declared, rules)
+    return SearchResult(text, names, mentions, suggestions, declared, rules, aliases)
 
 
 def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:

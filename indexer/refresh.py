@@ -26,6 +26,7 @@ from .history import PathHistory, update_history
 from .index import (MANIFEST_FILE, IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref,
                     verify)
 from .model import FileReport
+from .extract import derive_aliases
 from .names import known_stems
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
@@ -435,7 +436,7 @@ class _Refresh:
             written = writer.replace_files(removed, (row for ref in sorted(found) for row in found[ref].rows),
                                            (row for ref in sorted(found) for row in found[ref].verdicts))
             self.progress.advance(mention_count)
-            writer.commit(state.sources, optimize=fresh)
+            writer.commit(state.sources, optimize=fresh, aliases=derive_aliases(state.files.values()))
             self._cross_reference(repos, state, writer.path, history)
             self._await_verdicts()
             writer.write_state(state)

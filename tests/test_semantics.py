@@ -204,3 +204,27 @@ def test_search_no_comments_leaves_them_out(tip_data_dir):
     everything, without = rows(), rows("--no-comments")
     assert (path, 29, "comment") in everything
     assert without == {r for r in everything if r[2] != "comment"}
+
+
+# --- aliases (issue 13 item 6) ----------------------------------------------------------------------
+
+def test_aliases_derived_from_the_rules(tip_reader):
+    aliases = tip_reader.aliases()
+    assert "pwsh.dll" in aliases["pwsh.exe"] and "pwsh.exe" in aliases["pwsh.dll"]
+    assert "nltestrk.exe" in aliases["nltest.exe"]          # paired alone in two rules
+    assert "wsmwmipl.dll" not in aliases.get("svchost.exe", [])  # paired once: no alias
+
+
+def test_search_returns_alias_mentions_marked(tip_data_dir):
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "indexer", "search", "pwsh.exe", "--json",
+                           "--data-dir", str(tip_data_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    dll = [m for m in data["mentions"] if m["binary"] == "pwsh.dll"]
+    assert len({m["path"] for m in dll}) >= 70 and all(m["alias_of"] == "pwsh.exe" for m in dll)
+    assert all("alias_of" not in m for m in data["mentions"] if m["binary"] == "pwsh.exe")
+    assert data["binaries"] == ["pwsh.exe"] and data["aliases"] == {"pwsh.dll": "pwsh.exe"}
