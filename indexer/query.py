@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from . import xref
 from .index import IndexReader, stem_of
@@ -77,12 +77,8 @@ class SearchResult:
     aliases: dict[str, str] = field(default_factory=dict)   # alias found -> the name it stands for
 
     def to_dict(self) -> dict[str, object]:
-        mentions = [m.to_dict() for m in self.mentions]
-        for row in mentions:
-            if row["binary"] in self.aliases:
-                row["alias_of"] = self.aliases[row["binary"]]
         return {"query": self.query, "binaries": self.binaries, "aliases": self.aliases,
-                "mentions": mentions,
+                "mentions": mention_rows(self.mentions, self.aliases),
                 "rules": [r.to_dict() for r in self.rules], "suggestions": self.suggestions,
                 "lolbas_declared_detections": self.declared_detections}
 
@@ -118,6 +114,17 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     suggestions = [] if names else suggest(query, binaries)
     declared = xref.declared_detections(reader, names) if names and source != "sigma" else []
     return SearchResult(text, names, mentions, suggestions, declared, rules, aliases)
+
+
+def mention_rows(mentions: Iterable[Mention], aliases: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Mentions as answers carry them: alias_of, the name searched for when the mention's
+    binary is one of its aliases ("" otherwise)."""
+    rows = []
+    for m in mentions:
+        row = m.to_dict()
+        row["alias_of"] = (aliases or {}).get(m.binary, "")
+        rows.append(row)
+    return rows
 
 
 def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:
@@ -182,10 +189,12 @@ def rule_target(reader: IndexReader, report: FileReport, mentions: list[Mention]
 
 
 def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
-                  rules: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+                  rules: Iterable[RuleVerdict] | None = None,
+                  aliases: Mapping[str, str] | None = None) -> dict[str, object]:
     """`show_target` for the executables a query resolved to, from their mentions (search order)
-    and their rule verdicts (as stored; computed from the mentions when not given)."""
-    return {**binary_record(query, binaries, mentions, rules),
+    and their rule verdicts (as stored; computed from the mentions when not given); `aliases`
+    marks the mentions of an alias (alias -> the name it stands for)."""
+    return {**binary_record(query, binaries, mentions, rules, aliases),
             "lolbas_declared_detections": xref.declared_detections(reader, binaries)}
 
 
@@ -211,7 +220,7 @@ def find_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     if by_path:
         record, matched_by, rules = rule_target(reader, by_path[0]), "path", by_path[1:] + by_id
     elif found is not None:
-        record = binary_target(reader, target, found.binaries, found.mentions, found.rules)
+        record = binary_target(reader, target, found.binaries, found.mentions, found.rules, found.aliases)
         matched_by, rules = "name", by_id
     elif by_id:
         record, matched_by, rules = rule_target(reader, by_id[0]), "id", by_id[1:]
@@ -252,12 +261,13 @@ def rule_record(report: FileReport, mentions: list[Mention],
         "binaries": sorted({m.binary for m in mentions}),
         "verdicts": [r.to_dict() for r in sorted(verdicts, key=RuleVerdict.sort_key)],
         "detection_items": sorted(items.values(), key=lambda i: (i["context"] == "filter", str(i["name"]))),
-        "mentions": [m.to_dict() for m in mentions],
+        "mentions": mention_rows(mentions),
     }
 
 
 def binary_record(query: str, binaries: list[str], mentions: list[Mention],
-                  rules: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+                  rules: Iterable[RuleVerdict] | None = None,
+                  aliases: Mapping[str, str] | None = None) -> dict[str, object]:
     """One binary (or the names a query resolved to) as `show` prints it: every rule file's
     verdict on it (strongest first, deprecated and unsupported rules last) and the mentions.
 
@@ -280,7 +290,7 @@ def binary_record(query: str, binaries: list[str], mentions: list[Mention],
         "retired_rules": sorted({r.path for r in ordered_rules if r.retired}),
         "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
         "roles": sorted({m.role for m in mentions}),
-        "mentions": [m.to_dict() for m in mentions],
+        "mentions": mention_rows(mentions, aliases),
     }
 
 

@@ -47,7 +47,8 @@ def from_record(record: type, name: str, *, enums: dict[str, Any] | None = None,
     return create_model(name, __config__=STRICT, __doc__=doc or record.__doc__, **fields)
 
 
-MentionModel = from_record(Mention, "Mention", enums={k: _ENUMS[k] for k in ("role", "source", "context")})
+MentionModel = from_record(Mention, "Mention", enums={k: _ENUMS[k] for k in ("role", "source", "context")},
+                           alias_of=str)
 VerdictModel = from_record(RuleVerdict, "RuleVerdict", enums={"source": Source, "verdict": Verdict,
                                                                "verdicts": list[Verdict]},  # type: ignore[valid-type]
                            retired=bool)
@@ -98,6 +99,7 @@ class SearchAnswer(BaseModel):
     model_config = STRICT
     query: str
     binaries: list[str]
+    aliases: dict[str, str]
     mentions: list[MentionModel]  # type: ignore[valid-type]
     rules: list[VerdictModel]  # type: ignore[valid-type]
     suggestions: list[str]
