@@ -226,5 +226,5 @@ def test_search_returns_alias_mentions_marked(tip_data_dir):
     data = json.loads(done.stdout)
     dll = [m for m in data["mentions"] if m["binary"] == "pwsh.dll"]
     assert len({m["path"] for m in dll}) >= 70 and all(m["alias_of"] == "pwsh.exe" for m in dll)
-    assert all("alias_of" not in m for m in data["mentions"] if m["binary"] == "pwsh.exe")
+    assert all(m["alias_of"] == "" for m in data["mentions"] if m["binary"] == "pwsh.exe")
     assert data["binaries"] == ["pwsh.exe"] and data["aliases"] == {"pwsh.dll": "pwsh.exe"}
