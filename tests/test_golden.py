@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -108,42 +108,55 @@ def test_golden_file_is_well_formed():
     assert len(ENTRIES) >= 45 and mentions > 0
 
 
-@pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=False))
-def test_golden_lines_name_the_binary(entry, file_lines):
-    """Guards the golden against typos: each line exists and spells the name (or its stem)."""
-    lines = file_lines(entry["source"], entry["path"])
+def assert_lines_name_the_binary(entry: dict[str, Any], lines: tuple[str, ...]) -> None:
+    """Guards a golden file against typos: each line exists and spells the name (or its stem);
+    a `comment` mention sits after a `#`."""
     for m in entry["mentions"]:
         assert 0 < m["line"] <= len(lines), f"{entry['path']}: line {m['line']} out of range"
         text = lines[m["line"] - 1].lower().replace("\\.", ".")
         stem = m["binary"].rpartition(".")[0] or m["binary"]
         needle = stem if m.get("inferred") or "|re" in text else m["binary"]
         assert needle in text, f"{entry['path']}:{m['line']}: {m['binary']!r} not on the line: {text.strip()}"
+        if m["role"] == "comment":
+            assert "#" in text and text.index("#") < text.rindex(needle), \
+                f"{entry['path']}:{m['line']}: {m['binary']!r} is not inside a comment"
+
+
+def assert_index_matches(entry: dict[str, Any], reader: Any, lines: tuple[str, ...], golden: Callable[[Any], tuple],
+                         indexed: Callable[[Mention], tuple], describe: Callable[[tuple], str], title: str) -> None:
+    """The index holds exactly the golden mentions of one file; else a readable diff."""
+    source, path = entry["source"], entry["path"]
+    report = reader.state.files.get(f"{source}:{path}")
+    assert report is not None, f"{source}:{path} is not in the index at all"
+    assert report.status == "indexed", f"{source}:{path} was not indexed: {report.status} {report.reason}"
+    expected = {golden(m) for m in entry["mentions"]}
+    actual = {indexed(m) for m in reader.file_mentions(source, path)}
+    if expected == actual:
+        return
+    by_line = lambda k: (k[2], k[0], k[1])  # noqa: E731
+    out = [f"{source}:{path}: index differs from {title}"]
+    missing, extra = sorted(expected - actual, key=by_line), sorted(actual - expected, key=by_line)
+    if missing:
+        out.append(f"  missing (golden, not in index): {len(missing)}")
+        out += ["    - " + describe(k) for k in missing]
+    if extra:
+        out.append(f"  extra (in index, not golden): {len(extra)}")
+        out += ["    + " + describe(k) for k in extra]
+    pytest.fail("\n".join(out), pytrace=False)
+
+
+@pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=False))
+def test_golden_lines_name_the_binary(entry, file_lines):
+    assert_lines_name_the_binary(entry, file_lines(entry["source"], entry["path"]))
 
 
 # --- golden against the index ------------------------------------------------------------
 
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=True))
 def test_golden_mentions(entry, tip_reader, file_lines):
-    source, path = entry["source"], entry["path"]
-    report = tip_reader.state.files.get(f"{source}:{path}")
-    assert report is not None, f"{source}:{path} is not in the index at all"
-    assert report.status == "indexed", f"{source}:{path} was not indexed: {report.status} {report.reason}"
-
-    expected = {golden_key(m) for m in entry["mentions"]}
-    actual = {index_key(m) for m in tip_reader.file_mentions(source, path)}
-    if expected == actual:
-        return
-    lines = file_lines(source, path)
-    by_line = lambda k: (k[2], k[0], k[1])  # noqa: E731
-    out = [f"{source}:{path}: index differs from the golden set"]
-    missing, extra = sorted(expected - actual, key=by_line), sorted(actual - expected, key=by_line)
-    if missing:
-        out.append(f"  missing (golden, not in index): {len(missing)}")
-        out += ["    - " + _describe(k, lines) for k in missing]
-    if extra:
-        out.append(f"  extra (in index, not golden): {len(extra)}")
-        out += ["    + " + _describe(k, lines) for k in extra]
-    pytest.fail("\n".join(out), pytrace=False)
+    lines = file_lines(entry["source"], entry["path"])
+    assert_index_matches(entry, tip_reader, lines, golden_key, index_key, lambda k: _describe(k, lines),
+                         "the golden set")
 
 
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=False))

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from indexer.model import ROLES, SOURCES, Mention
-from test_golden import DETECTION_ROLES, _describe, _params, default_context, file_lines  # noqa: F401 (fixture)
+from test_golden import (DETECTION_ROLES, _describe, _params, assert_index_matches,  # noqa: F401 (fixture)
+                         assert_lines_name_the_binary, default_context, file_lines)
 
 GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "semantics.yaml"
 NEW_ROLES = ("comment",)  # names in YAML comments (issue 13 item 5)
@@ -70,39 +71,12 @@ def test_semantics_file_is_well_formed():
 
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=False))
 def test_semantics_lines_name_the_binary(entry, file_lines):
-    """Guards the golden against typos: each line exists and spells the name (or its stem)."""
-    lines = file_lines(entry["source"], entry["path"])
-    for m in entry["mentions"]:
-        assert 0 < m["line"] <= len(lines), f"{entry['path']}: line {m['line']} out of range"
-        text = lines[m["line"] - 1].lower().replace("\\.", ".")
-        stem = m["binary"].rpartition(".")[0] or m["binary"]
-        needle = stem if m.get("inferred") or "|re" in text else m["binary"]
-        assert needle in text, f"{entry['path']}:{m['line']}: {m['binary']!r} not on the line: {text.strip()}"
-        if m["role"] == "comment":
-            assert "#" in text and text.index("#") < text.rindex(needle), \
-                f"{entry['path']}:{m['line']}: {m['binary']!r} is not inside a comment"
+    assert_lines_name_the_binary(entry, file_lines(entry["source"], entry["path"]))
 
 
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=True))
 def test_semantics_mentions(entry, tip_reader, file_lines):
-    source, path = entry["source"], entry["path"]
-    report = tip_reader.state.files.get(f"{source}:{path}")
-    assert report is not None, f"{source}:{path} is not in the index at all"
-    assert report.status == "indexed", f"{source}:{path} was not indexed: {report.status} {report.reason}"
-
-    expected = {golden_key(m) for m in entry["mentions"]}
-    actual = {index_key(m) for m in tip_reader.file_mentions(source, path)}
-    if expected == actual:
-        return
-    lines = file_lines(source, path)
-    by_line = lambda k: (k[2], k[0], k[1])  # noqa: E731
-    describe = lambda k: _describe(k[:5], lines) + (" homoglyph" if k[5] else "")  # noqa: E731
-    out = [f"{source}:{path}: index differs from the golden set (issue 13 policy)"]
-    missing, extra = sorted(expected - actual, key=by_line), sorted(actual - expected, key=by_line)
-    if missing:
-        out.append(f"  missing (golden, not in index): {len(missing)}")
-        out += ["    - " + describe(k) for k in missing]
-    if extra:
-        out.append(f"  extra (in index, not golden): {len(extra)}")
-        out += ["    + " + describe(k) for k in extra]
-    pytest.fail("\n".join(out), pytrace=False)
+    lines = file_lines(entry["source"], entry["path"])
+    assert_index_matches(entry, tip_reader, lines, golden_key, index_key,
+                         lambda k: _describe(k[:5], lines) + (" homoglyph" if k[5] else ""),
+                         "the golden set (issue 13 policy)")
