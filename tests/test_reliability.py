@@ -195,6 +195,7 @@ def test_fault_injection_lists_the_files_of_a_generation(built: dict[str, Any]) 
     assert any(n.endswith(".seg") for n in names) and any(n.endswith(".toc") for n in names)
 
 
+@pytest.mark.slow  # every command against every damaged file: 40 s, the better part of `make test-fast`
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_fault_injection_every_file_every_damage(damage: str, built: dict[str, Any], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
