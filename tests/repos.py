@@ -1,4 +1,4 @@
-"""Helpers for the refresh tests: an upstream that can be moved, the CLI, a refresh to kill.
+"""Helpers the tests share: an upstream that can be moved, the CLI, a refresh to kill, Markdown table rows.
 
 Nothing here imports the indexer: the tests judge it from the outside (git, the CLI, files).
 """
@@ -6,6 +6,7 @@ Nothing here imports the indexer: the tests judge it from the outside (git, the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,18 @@ _RULE_PREFIXES = {"sigma": ("rules", "deprecated", "unsupported"), "lolbas": ("y
 
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`indexer ARGS` on the data directory `data_dir` (given by the environment, as cron does)."""
+    env = {**os.environ, "INDEXER_DATA_DIR": str(data_dir)}
+    return subprocess.run([*INDEXER, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def split_row(row: str) -> list[str]:
+    """Cells of a GFM table row. GFM (cmark-gfm's table_cell scanner) treats a pipe preceded by a
+    backslash as part of the cell, whatever comes before the backslash; every other pipe splits."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
 
 
 def is_rule_file(source: str, path: str) -> bool:

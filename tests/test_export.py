@@ -13,6 +13,7 @@ import pytest
 from indexer.export import csv_cell, md_code, render, safe_filename, write_markdown
 from indexer.index import IndexReader
 from indexer.model import Mention
+from repos import split_row
 
 SOURCES = {"sigma": {"commit": "abc", "web_url": "https://github.com/SigmaHQ/sigma", "license": "DRL 1.1",
                      "license_path": "LICENSE"}}
@@ -27,10 +28,6 @@ def hostile_mentions() -> list[Mention]:
                     url=f"https://github.com/SigmaHQ/sigma/blob/abc/rules/{i}.yml#L{i + 1}", license="DRL 1.1")
             for i, name in enumerate(HOSTILE)]
 
-
-def split_row(row: str) -> list[str]:
-    """Split a GFM table row on unescaped pipes."""
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
 
 
 def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexReader) -> None:

@@ -37,6 +37,7 @@ from indexer.index import IndexReader
 from indexer.query import search
 from indexer.refresh import EXIT_FILE_ERRORS, EXIT_SOURCE_FAILED, EXIT_USAGE, Manifest, RefreshOptions, refresh
 from indexer.sources import SourceSpec, clone_path, redact
+from repos import split_row
 
 _BIN = Path(sys.executable).parent / "indexer"
 INDEXER = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "indexer"]
@@ -105,11 +106,6 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
 
-
-def split_row(row: str) -> list[str]:
-    """Cells of a GFM table row. GFM (cmark-gfm's table_cell scanner) treats a pipe preceded by a
-    backslash as part of the cell, whatever comes before the backslash; every other pipe splits."""
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
 
 
 def tables(markdown: str, header: str) -> Iterator[list[str]]:

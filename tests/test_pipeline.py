@@ -11,14 +11,11 @@ import pytest
 
 from indexer.index import IndexReader
 from indexer.query import search
+from repos import run_cli
 
 PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
 PSR_LOLBAS = "yml/OSBinaries/Psr.yml"
 
-
-def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "indexer", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_search_psr_json_lists_rule_and_lolbas_lines(tip_data_dir: Path) -> None:

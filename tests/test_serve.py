@@ -36,6 +36,7 @@ from indexer.web.models import BinaryAnswer, MentionModel, RuleAnswer, SearchAns
 from indexer.web.site import write_site
 from indexer.web.views import rule_filename
 from live import running
+from repos import git
 
 PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
 PSR_ID = "2158f96f-43c2-43cb-952a-ab4580f32382"
@@ -139,9 +140,6 @@ def assert_inert(page: str) -> None:
     assert not re.search(r"""\s(on\w+|style)\s*=\s*["']""", page, re.IGNORECASE), "event handler or style attribute"
     assert not any(h.strip().lower().startswith(("javascript:", "data:", "vbscript:")) for h in hrefs(page))
 
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,6 @@ verdict is pinned.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ import pytest
 from indexer.index import META_FILE, IndexReader, current_generation
 from indexer.query import search
 from indexer.verdicts import DETECTING, VERDICTS, RuleVerdict, mention_verdict, parse_verdicts, rule_verdicts
+from repos import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PC = "rules/windows/process_creation/"
@@ -208,11 +206,6 @@ def test_verdict_option_values():
 
 
 # --- search --------------------------------------------------------------------------------------
-
-def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "INDEXER_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "indexer", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
 
 
 RULE_KEYS = {"path", "source", "rule_id", "title", "level", "status", "verdict", "verdicts", "binary", "retired"}
