@@ -17,6 +17,7 @@ from typing import Any, Iterable, List, Optional
 import typer
 
 from . import __version__
+from .errors import ExitCode, IndexerError, NotFound, SourceFailure, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -34,14 +35,9 @@ DataDir = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, show_default="rul
 JsonFlag = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
 
 
-EXIT_INTERNAL = 5     # an error nobody expected: one line, the traceback in a log file
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a reader that went away
-
-
-def fail(message: str, code: int) -> "typer.Exit":
-    """Print one error line on stderr and leave with `code`."""
-    _error_line(message)
-    return typer.Exit(code)
+def _os_error(exc: OSError, path: object) -> UsageError:
+    """An output or data directory that cannot be written or read: the file and the system's reason."""
+    return UsageError(exc.strerror or str(exc), str(exc.filename or path))
 
 
 def _error_line(message: str) -> None:
@@ -96,11 +92,8 @@ def _keep_newlines(text: str, clean: Any) -> str:
 
 
 def _open_reader(data_dir: Path) -> Any:
-    from .index import IndexMissing, IndexReader
-    try:
-        return IndexReader(data_dir)
-    except IndexMissing as exc:
-        raise fail(str(exc), 4)
+    from .index import IndexReader
+    return IndexReader(data_dir)  # IndexMissing (an IndexerError): exit 4
 
 
 @app.command()
@@ -130,7 +123,7 @@ def refresh(
     """
     from .parsers import ParserFailed
     from .progress import make_progress
-    from .refresh import EXIT_LOCKED, EXIT_SOURCE_FAILED, EXIT_USAGE, Locked, RefreshOptions, refresh as run_refresh
+    from .refresh import RefreshOptions, refresh as run_refresh
     from .sources import SourceError, SourceSpec, clone_path
 
     names = source or ["sigma", "lolbas"]
@@ -144,27 +137,25 @@ def refresh(
         specs = [SourceSpec.default(n, sigma_url if n == "sigma" else lolbas_url,
                                     sigma_branch if n == "sigma" else lolbas_branch,
                                     clone_path(folder, n)) for n in names]
-    except SourceError as exc:
-        raise fail(str(exc), EXIT_USAGE)
+    except SourceError as exc:  # a refused URL or branch, given here: a usage error
+        raise UsageError(str(exc)) from None
     options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,
                              max_file_bytes=int(max_file_mb * 1024 * 1024), allow_shrink=allow_shrink)
     progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
     try:
         with progress:
             manifest = run_refresh(options, progress)
-    except Locked as exc:
-        raise fail(str(exc), EXIT_LOCKED)
     except (ParserFailed, SourceError) as exc:  # a parser process died; a clone lost an object
-        raise fail(f"{exc}: refresh abandoned, the previous index is kept", EXIT_SOURCE_FAILED)
+        raise SourceFailure(f"{exc}: refresh abandoned, the previous index is kept") from exc
     except OSError as exc:
-        raise fail(f"{exc.filename or options.data_dir}: {exc.strerror or exc}", EXIT_USAGE)
+        raise _os_error(exc, options.data_dir) from None
     if as_json:
         _print_json(manifest.to_dict())
     elif not quiet:
         from .report import manifest_lines
         for line in manifest_lines(manifest.to_dict()):
             _echo(line)
-    raise typer.Exit(manifest.exit_code)
+    raise typer.Exit(ExitCode(manifest.exit_code))
 
 
 @app.command()
@@ -202,12 +193,12 @@ def search(
     try:
         verdicts = parse_verdicts(verdict)
     except ValueError as exc:
-        raise fail(str(exc), 4)
+        raise UsageError(str(exc)) from None
     names = list(queries or [])
     if stdin:
         names += [line.strip() for line in sys.stdin if line.strip()]
     if not names:
-        raise fail("give a name to search for (or --stdin)", 4)
+        raise UsageError("give a name to search for (or --stdin)")
     results = []
     with _open_reader(_data_dir(data_dir)) as reader:
         for name in names:
@@ -217,7 +208,7 @@ def search(
                                           detects=detects, verdicts=verdicts,
                                           include_comments=not no_comments))
             except ValueError as exc:
-                raise fail(str(exc), 4)
+                raise UsageError(str(exc)) from None
     if as_json:
         _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
     elif not sys.stdout.isatty():  # a pipe or a file: one grep-like line a mention, no table
@@ -237,7 +228,7 @@ def search(
         console = _console()
         for result in results:
             print_search(console, result)
-    raise typer.Exit(0 if any(r.mentions for r in results) else 1)
+    raise typer.Exit(ExitCode.OK if any(r.mentions for r in results) else ExitCode.NOT_FOUND)
 
 
 @app.command()
@@ -258,7 +249,7 @@ def show(
     with _open_reader(_data_dir(data_dir)) as reader:
         result = find_target(reader, target, kind)
     if result is None:
-        raise fail(f"no {kind or 'rule or binary'} {target!r} in the index", 1)
+        raise NotFound(f"no {kind or 'rule or binary'} {target!r} in the index")
     if as_json:
         _print_json(result)
     else:
@@ -282,14 +273,15 @@ def export(
 
     if fmt == "html":
         if output == "-" or binary:
-            raise fail("--format html writes a site into a directory: give --output DIR (and no --binary)", 4)
+            raise UsageError("--format html writes a site into a directory: give --output DIR (and no --binary)")
         from .web.site import write_site
         with _open_reader(_data_dir(data_dir)) as reader:
             try:
                 site = write_site(reader, Path(output))
-            except OSError as exc:  # FileExistsError: a directory write_site did not make
-                raise fail(str(exc) if isinstance(exc, FileExistsError) else
-                           f"{exc.filename or output}: {exc.strerror or exc}", 4)
+            except FileExistsError as exc:  # a directory write_site did not make
+                raise UsageError(str(exc)) from None
+            except OSError as exc:
+                raise _os_error(exc, output) from None
         if as_json:
             _print_json(site)
         else:
@@ -298,14 +290,14 @@ def export(
         return
 
     if fmt not in FORMATS:
-        raise fail(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})", 4)
+        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     with _open_reader(_data_dir(data_dir)) as reader:
         try:
             summary = export_index(reader, fmt, output, binary)
-        except ValueError as exc:
-            raise fail(str(exc), 1)
+        except ValueError as exc:  # no such binary
+            raise NotFound(str(exc)) from None
         except OSError as exc:
-            raise fail(f"{exc.filename or output}: {exc.strerror or exc}", 4)
+            raise _os_error(exc, output) from None
     if as_json:
         _print_json(summary)
     elif output != "-":
@@ -383,7 +375,7 @@ def links(
 
     unknown = [s for s in status if s not in xref.LINK_STATUSES]
     if unknown:
-        raise fail(f"unknown status {unknown[0]!r} (choose from {', '.join(xref.LINK_STATUSES)})", 4)
+        raise UsageError(f"unknown status {unknown[0]!r} (choose from {', '.join(xref.LINK_STATUSES)})")
     with _open_reader(_data_dir(data_dir)) as reader:
         items = xref.links(reader, status)
     if as_json:
@@ -441,20 +433,20 @@ def serve(
 
     Example: indexer serve --port 8080   (then open http://127.0.0.1:8080/)
     """
-    from .index import current_generation
+    from .index import IndexMissing, current_generation
 
     folder = _data_dir(data_dir)
     if current_generation(folder, strict=True) is None:
-        raise fail(f"no index in {folder}: run 'indexer refresh' first", 4)
+        raise IndexMissing(f"no index in {folder}: run 'indexer refresh' first")
     for origin in cors_origin:
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
-            raise fail(f"--cors-origin {origin[:80]!r} is no origin (scheme://host[:port], e.g. https://intranet.example)", 4)
+            raise UsageError(f"--cors-origin {origin[:80]!r} is no origin (scheme://host[:port], e.g. https://intranet.example)")
     from .web.app import serve as run_serve
 
     try:
         run_serve(folder, host, port, workers, tuple(cors_origin))
     except OSError as exc:  # address in use, permission denied, unknown host
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 4)
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -475,7 +467,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
     folder = _data_dir(data_dir)
     if folder.exists() and not folder.is_dir():
-        raise fail(f"{folder}: not a directory", 4)
+        raise UsageError("not a directory", str(folder))
     if current_generation(folder) is None:
         typer.echo(f"indexer: warning: no index in {folder} yet: run 'indexer refresh' (tools answer with this error until then)",
                    err=True)
@@ -497,14 +489,13 @@ def root(version: bool = typer.Option(False, "--version", callback=version_callb
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; its exit code. The one place where errors become exit codes:
 
-    usage errors (Click's, bad option values) 4; no index or a damaged one 4; a reader that
-    closed the pipe 141; Ctrl-C 130; anything unexpected 5, with one line naming a log file
-    that holds the traceback. No traceback is ever printed, and none exits 0 or 1.
+    an IndexerError its own (errors.py: no index or a damaged one 4, a source 2, the lock 3...);
+    Click's usage errors 4; a reader that closed the pipe 141; Ctrl-C 130; anything unexpected 5,
+    with one line naming a log file that holds the traceback. No traceback is ever printed, and
+    none exits 0 or 1.
     """
     from typer import exceptions as typer_exc
     from typer._click import exceptions as click
-
-    from .model import IndexMissing
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
@@ -512,31 +503,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             with command.make_context("indexer", args) as ctx:
                 command.invoke(ctx)
-            return 0
+            return ExitCode.OK
         finally:
             sys.stdout.flush()
     except typer_exc.Exit as exc:
         return exc.exit_code
     except click.NoArgsIsHelpError as exc:
         sys.stderr.write((exc.ctx.get_help() if exc.ctx else "usage: indexer COMMAND --help") + "\n")
-        return 4
+        return ExitCode.USAGE
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         _error_line(f"{exc.format_message()}{where}")
-        return 4
+        return ExitCode.USAGE
     except click.ClickException as exc:
         _error_line(exc.format_message())
-        return 4
-    except IndexMissing as exc:
+        return ExitCode.USAGE
+    except IndexerError as exc:
         _error_line(str(exc))
-        return 4
+        return exc.exit_code
     except BrokenPipeError:
         # the reader went away (`| head`): nothing more to say, and nothing left to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return ExitCode.BROKEN_PIPE
     except (KeyboardInterrupt, typer_exc.Abort):
         sys.stderr.write("indexer: interrupted\n")
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the one handler for what nobody expected
         return _internal_error(exc, args)
 
@@ -560,7 +551,7 @@ def _internal_error(exc: BaseException, args: List[str]) -> int:
         log = "(no log: the temporary directory cannot be written)"
     _error_line(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); "
                 f"the traceback is in {log} - please report it")
-    return EXIT_INTERNAL
+    return ExitCode.INTERNAL
 
 
 def run() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .errors import IndexUnavailable
 from .verdicts import mention_verdict
 
 ROLES = (
@@ -35,7 +36,7 @@ SOURCES = ("sigma", "lolbas")
 MAX_FILE_BYTES = 4 * 1024 * 1024  # rule files over this are skipped (refresh --max-file-mb)
 
 
-class IndexMissing(Exception):
+class IndexMissing(IndexUnavailable):
     """No usable index in this data directory: none built yet, of another format, or damaged."""
 def detects_running(mention: dict[str, Any]) -> bool:
     """Whether a mention (as a dict: stored, exported) selects its binary as the running process:

@@ -17,19 +17,9 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader  # type: ignore[misc]
 
+from .errors import RuleFileError
 from .model import MAX_FILE_BYTES  # noqa: F401 (re-exported)
 MAX_NODES = 200_000
-
-
-class RuleFileError(Exception):
-    """A rule file that cannot be read; carries the file and, where known, the line."""
-
-    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
-        self.path = path
-        self.reason = reason
-        self.line = line
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass

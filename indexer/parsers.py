@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Iterable
 
+from .errors import ParserFailure
 from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
 from .index import Row, mention_row, verdict_row
 from .model import FileReport, Mention
@@ -141,7 +142,7 @@ class InlineReader:
         self._read = []
 
 
-class ParserFailed(Exception):
+class ParserFailed(ParserFailure):
     """A parser process died or failed outside any one file."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import ExitCode, LockHeld
 from .extract import FileContext
 from . import xref
 from .history import PathHistory, update_history
@@ -36,15 +37,10 @@ from .verdicts import RuleVerdict, rule_verdicts
 
 KEEP_MANIFESTS = 1000
 CHECKER = f"pySigma {importlib.metadata.version('pySigma')}"  # verdicts of another version are asked again
-EXIT_OK = 0
-EXIT_FILE_ERRORS = 1
-EXIT_SOURCE_FAILED = 2
-EXIT_LOCKED = 3
-EXIT_USAGE = 4
 SHRINK_LIMIT = 0.5  # a source left with fewer rule files than this share of before is not published
 
 
-class Locked(Exception):
+class Locked(LockHeld):
     """Another refresh holds the data directory's lock."""
 
 
@@ -641,9 +637,9 @@ class _Refresh:
         m.finished = _iso(time.time())
         m.duration_s = round(time.time() - self.started, 3)
         if any(o.mode == "failed" for o in m.sources.values()):
-            m.exit_code = EXIT_SOURCE_FAILED
+            m.exit_code = ExitCode.SOURCE_FAILED
         elif m.file_errors:
-            m.exit_code = EXIT_FILE_ERRORS
+            m.exit_code = ExitCode.FILE_ERRORS
         if writer is not None:
             # the manifest travels with the generation: a refresh killed between the publish and
             # saving it in manifests/ still shows in `indexer changes`

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import git
 
+from .errors import SourceFailure
 from .text import redact, redact_text
 
 DEFAULT_SOURCES = {
@@ -38,13 +39,16 @@ _GIT_ENV = {"GIT_ALLOW_PROTOCOL": "file:https:ssh", "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1"}
 
 
-class SourceError(Exception):
+class SourceError(SourceFailure):
     """A source that cannot be used: refused URL, unreachable remote, missing branch."""
 
     def __init__(self, source: str, reason: str) -> None:
         self.source = source
-        self.reason = redact_text(reason)  # a git error may quote the URL in any form
-        super().__init__(f"{source}: {self.reason}")
+        super().__init__(redact_text(reason))  # a git error may quote the URL in any form
+
+    @property
+    def where(self) -> str:
+        return self.source
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ import pytest
 from indexer.export import clean
 from indexer.index import IndexReader
 from indexer.query import search
-from indexer.refresh import EXIT_FILE_ERRORS, EXIT_SOURCE_FAILED, EXIT_USAGE, Manifest, RefreshOptions, refresh
+from indexer.errors import ExitCode
+from indexer.refresh import Manifest, RefreshOptions, refresh
 from indexer.sources import SourceSpec, clone_path, redact
 from repos import split_row
 
@@ -427,7 +428,7 @@ def all_sorted(reader: IndexReader) -> list:
 
 def test_refresh_finishes_in_bounded_time_with_file_errors(hostile: dict) -> None:
     manifest: Manifest = hostile["manifest"]
-    assert manifest.exit_code == EXIT_FILE_ERRORS, manifest.to_dict()
+    assert manifest.exit_code == ExitCode.FILE_ERRORS, manifest.to_dict()
     assert hostile["elapsed"] < REFRESH_BUDGET_S
     assert {s.mode for s in manifest.sources.values()} == {"full"}
     errors = {e["path"] for e in manifest.file_errors}
@@ -669,7 +670,7 @@ def test_refused_url_runs_no_git(form: str, url: str, reason: str, tmp_path: Pat
     data_dir = tmp_path / "data"
     # `--sigma-url=VALUE`: one argv item, so a value starting with '-' reaches the indexer as a value
     done = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={url}", cwd=tmp_path, env=env)
-    assert done.returncode == EXIT_USAGE, (done.returncode, done.stdout, done.stderr)
+    assert done.returncode == ExitCode.USAGE, (done.returncode, done.stdout, done.stderr)
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "refused URL" in lines[0] and reason in lines[0] and "sigma" in lines[0], lines
     assert "Traceback" not in done.stderr and not done.stdout.strip()
@@ -692,7 +693,7 @@ def test_refused_branch_runs_no_git(branch: str, tmp_path: Path, tiny_repo: Path
     data_dir = tmp_path / "data"
     done = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={tiny_repo}",
                f"--sigma-branch={branch}", cwd=tmp_path, env=env)
-    assert done.returncode in (EXIT_SOURCE_FAILED, EXIT_USAGE), (done.returncode, done.stderr)
+    assert done.returncode in (ExitCode.SOURCE_FAILED, ExitCode.USAGE), (done.returncode, done.stderr)
     errors = [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
     assert len(errors) == 1 and "refused branch name" in errors[0] and branch in errors[0], done.stderr
     assert "Traceback" not in done.stderr
@@ -704,7 +705,7 @@ def test_refused_branch_runs_no_git(branch: str, tmp_path: Path, tiny_repo: Path
 def test_refused_branch_is_a_usage_error_like_a_refused_url(tmp_path: Path, tiny_repo: Path) -> None:
     done = cli("refresh", "--data-dir", str(tmp_path / "data"), "--source", "sigma", f"--sigma-url={tiny_repo}",
                "--sigma-branch=--upload-pack=x", cwd=tmp_path)
-    assert done.returncode == EXIT_USAGE, (done.returncode, done.stdout, done.stderr)
+    assert done.returncode == ExitCode.USAGE, (done.returncode, done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20{pwned}/x.git",
@@ -715,7 +716,7 @@ def test_ssh_host_that_is_an_option_runs_nothing(url: str, tmp_path: Path, shim)
     pwned = tmp_path / f"pwned-{uuid.uuid4().hex}"
     done = cli("refresh", "--data-dir", str(tmp_path / "data"), "--source", "sigma",
                f"--sigma-url={url.format(pwned=pwned)}", cwd=tmp_path, env=env)
-    assert done.returncode in (EXIT_SOURCE_FAILED, EXIT_USAGE), (done.returncode, done.stderr)
+    assert done.returncode in (ExitCode.SOURCE_FAILED, ExitCode.USAGE), (done.returncode, done.stderr)
     assert not pwned.exists()
     assert "Traceback" not in done.stderr
     for allow, args in invocations(log):
@@ -736,7 +737,7 @@ def test_credentials_are_never_printed_or_recorded(url: str, tmp_path: Path, shi
                 cwd=tmp_path, env=env)
             for extra in (["--json"], ["--verbose", "--log-file", str(log_file)])]
     for done in runs:
-        assert done.returncode == EXIT_SOURCE_FAILED, (done.returncode, done.stderr)
+        assert done.returncode == ExitCode.SOURCE_FAILED, (done.returncode, done.stderr)
         assert "s3cret" not in done.stdout and "s3cret" not in done.stderr
         assert "***@127.0.0.1:9" in done.stdout + done.stderr
     assert json.loads(runs[0].stdout)["sources"]["sigma"]["url"] == "https://***@127.0.0.1:9/x.git"
@@ -755,7 +756,7 @@ def test_a_url_that_failed_is_not_reused_by_the_next_refresh(tmp_path: Path, mon
     data_dir = tmp_path / "data"
     first = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma",
                 "--sigma-url=https://user:s3cret@127.0.0.1:9/x.git", cwd=tmp_path)
-    assert first.returncode == EXIT_SOURCE_FAILED
+    assert first.returncode == ExitCode.SOURCE_FAILED
     # what a later `indexer refresh` (no --sigma-url, no $INDEXER_SIGMA_URL) would fetch
     monkeypatch.delenv("INDEXER_SIGMA_URL", raising=False)
     later = SourceSpec.default("sigma", None, None, clone_path(data_dir, "sigma"))
@@ -770,7 +771,7 @@ def test_a_bad_value_under_an_explicit_tag_does_not_abort_the_refresh(tmp_path: 
     done = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={repo}",
                "--sigma-branch=main", "--json", cwd=tmp_path)
     assert "Traceback" not in done.stderr, done.stderr[-600:]
-    assert done.returncode == EXIT_FILE_ERRORS
+    assert done.returncode == ExitCode.FILE_ERRORS
     errors = {e["path"]: e["reason"] for e in json.loads(done.stdout)["file_errors"]}
     assert set(errors) == {"rules/windows/bool.yml", "rules/windows/timestamp.yml"}, errors
     found = cli("search", "certutil.exe", "--data-dir", str(data_dir), cwd=tmp_path)

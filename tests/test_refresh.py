@@ -25,7 +25,8 @@ import pytest
 from indexer.index import IndexReader
 from indexer.verdicts import DETECTING, is_retired
 from indexer.sources import SourceSpec
-from indexer.refresh import CHECKER, EXIT_LOCKED, EXIT_OK, EXIT_SOURCE_FAILED, Locked, RefreshLock, RefreshOptions, refresh
+from indexer.errors import ExitCode
+from indexer.refresh import CHECKER, Locked, RefreshLock, RefreshOptions, refresh
 
 from conftest import specs
 from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
@@ -66,7 +67,7 @@ def old_dir(work: Path, upstream: Upstream, lolbas: Path, old: str) -> Path:
     upstream.move(old)
     data_dir = work / "old"
     manifest = refresh(RefreshOptions(data_dir, specs(upstream.path, lolbas)))
-    assert manifest.exit_code == EXIT_OK, manifest.file_errors
+    assert manifest.exit_code == ExitCode.OK, manifest.file_errors
     assert manifest.sources["sigma"].after == old
     return data_dir
 
@@ -136,10 +137,10 @@ def tip_copy(work: Path, tip_data_dir: Path, request: pytest.FixtureRequest) -> 
 def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream: Upstream, old: str,
                                                tip_export: bytes, old_export: bytes, tip_data_dir: Path) -> None:
     data_dir, done = incremental
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
     sigma = manifest["sources"]["sigma"]
-    assert manifest["exit_code"] == EXIT_OK
+    assert manifest["exit_code"] == ExitCode.OK
     assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, upstream.tip)
     assert manifest["sources"]["lolbas"]["mode"] == "unchanged"
 
@@ -267,7 +268,7 @@ def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: P
     data_dir = copy_data_dir(old_dir, work / "one-commit")
     upstream.move(nxt)
     done = indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
     sigma = manifest["sources"]["sigma"]
     assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, nxt)
@@ -297,15 +298,15 @@ def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: P
 def test_refresh_with_nothing_new_does_nothing(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
     generation = current(tip_copy)
     done = indexer(*refresh_args(*bundles, "--json"), data_dir=tip_copy)
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
-    assert manifest["exit_code"] == EXIT_OK
+    assert manifest["exit_code"] == ExitCode.OK
     assert manifest["files_parsed"] == 0
     assert {n: s["mode"] for n, s in manifest["sources"].items()} == {"sigma": "unchanged", "lolbas": "unchanged"}
     assert (manifest["mentions_added"], manifest["mentions_removed"]) == (0, 0)
 
     done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     assert all(f"{name}: up to date" in done.stdout for name in ("sigma", "lolbas")), done.stdout
     assert current(tip_copy) == generation  # no new generation written
 
@@ -375,7 +376,7 @@ def test_after_sigkills_the_next_refresh_equals_the_full_build(recovered, work: 
                                                                tip_search: str, tip_export: bytes,
                                                                changed_name: str) -> None:
     data_dir, done = recovered
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
     assert manifest["sources"]["sigma"]["after"] == upstream.tip
     assert manifest["mentions_total"] == len(tip_export.splitlines())
@@ -385,7 +386,7 @@ def test_after_sigkills_the_next_refresh_equals_the_full_build(recovered, work: 
 
 def test_after_sigkills_no_unpublished_generation_is_left(recovered, kills) -> None:
     data_dir, done = recovered
-    assert done.returncode == EXIT_OK, done.stderr[-600:]
+    assert done.returncode == ExitCode.OK, done.stderr[-600:]
     published = {kills[1][""]["generation"], current(data_dir)}
     left = {p.name for p in (data_dir / "index").glob("gen-*")}
     assert left == published, f"left behind: {sorted(left - published)}; removed: {sorted(published - left)}"
@@ -400,7 +401,7 @@ def test_a_held_lock_makes_refresh_exit_3_and_wait_proceeds_once_released(
     lock.acquire()
     try:
         done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
-        assert done.returncode == EXIT_LOCKED, (done.returncode, done.stderr)
+        assert done.returncode == ExitCode.LOCKED, (done.returncode, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "lock" in lines[0].lower(), done.stderr
         assert done.stdout == ""
@@ -419,7 +420,7 @@ def test_a_held_lock_makes_refresh_exit_3_and_wait_proceeds_once_released(
         out, err = proc.communicate(timeout=60)
     finally:
         lock.release()
-    assert proc.returncode == EXIT_OK, (proc.returncode, err)
+    assert proc.returncode == ExitCode.OK, (proc.returncode, err)
     assert time.monotonic() - released < 30 and "up to date" in out, out
     assert current(tip_copy) == generation
 
@@ -439,7 +440,7 @@ def test_the_lock_of_a_killed_refresh_does_not_block(tip_copy: Path, bundles: tu
         assert run.kill() == -signal.SIGKILL
         assert (tip_copy / "refresh.lock").exists()  # left behind by the killed process
         done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
-        assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+        assert done.returncode == ExitCode.OK, (done.returncode, done.stderr)
         assert current(tip_copy) == generation
     finally:
         run.cleanup()
@@ -452,7 +453,7 @@ def test_the_lock_of_a_refresh_killed_while_parsing_does_not_block(tip_copy: Pat
         assert run.wait_for_workers(), "no parser processes started"
         assert run.kill() == -signal.SIGKILL
         done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
-        assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+        assert done.returncode == ExitCode.OK, (done.returncode, done.stderr)
     finally:
         run.cleanup()
 
@@ -498,12 +499,12 @@ def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(t
     failing = specs(*bundles)
     failing[0] = SourceSpec.default("sigma", str(bundles[0]), "no-such-branch")
     manifest = refresh(RefreshOptions(tip_copy, failing))
-    assert manifest.exit_code == EXIT_SOURCE_FAILED and manifest.sources["sigma"].mode == "failed"
+    assert manifest.exit_code == ExitCode.SOURCE_FAILED and manifest.sources["sigma"].mode == "failed"
     with IndexReader(tip_copy) as reader:  # Sigma's verdicts are still the old version's, and say so
         assert reader.state.checker == "pySigma 0.0.1"
         assert reader.state.files[stale].warnings == ["pySigma 0.0.1: a verdict no longer given"]
     manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
-    assert manifest.exit_code == EXIT_OK and manifest.sources["sigma"].mode == "full"
+    assert manifest.exit_code == ExitCode.OK and manifest.sources["sigma"].mode == "full"
     with IndexReader(tip_copy) as reader:
         assert reader.state.checker == CHECKER and reader.state.files[stale].warnings == []
 
@@ -519,7 +520,7 @@ def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy:
         os.kill(workers[0][0], signal.SIGKILL)
         assert not run.wait_for("\0"), run.lines  # read stderr to its end
         code = run.proc.wait(timeout=60)
-        assert code == EXIT_SOURCE_FAILED, (code, workers, "\n".join(run.lines))
+        assert code == ExitCode.SOURCE_FAILED, (code, workers, "\n".join(run.lines))
         assert "Traceback" not in "\n".join(run.lines)
         errors = [line for line in run.lines if line.startswith("indexer: error:")]
         assert len(errors) == 1 and "parser process" in errors[0] and "previous index is kept" in errors[0], run.lines
@@ -546,18 +547,18 @@ def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failin
     extra: list[str] = []
     if case == "no-such-path":
         # a bundle or clone that is not there is a source that cannot be fetched (issue 14, item 14)
-        url, expected_code, named = work / "no-such-repo", EXIT_SOURCE_FAILED, str(work / "no-such-repo")
+        url, expected_code, named = work / "no-such-repo", ExitCode.SOURCE_FAILED, str(work / "no-such-repo")
     elif case == "not-a-repository":
-        url, expected_code = work / "plain-folder", EXIT_SOURCE_FAILED
+        url, expected_code = work / "plain-folder", ExitCode.SOURCE_FAILED
         url.mkdir(exist_ok=True)
         (url / "README").write_text("not a repository\n")
         named = str(url)
     elif case == "a-file":
-        url, expected_code = work / "plain-file", EXIT_SOURCE_FAILED
+        url, expected_code = work / "plain-file", ExitCode.SOURCE_FAILED
         url.write_text("not a repository\n")
         named = str(url)
     else:
-        url, expected_code, named = upstream.path, EXIT_SOURCE_FAILED, "nope"
+        url, expected_code, named = upstream.path, ExitCode.SOURCE_FAILED, "nope"
         extra = ["--sigma-branch", "nope"]
 
     done = indexer(*refresh_args(url, lolbas, *extra), data_dir=failing_dir)
@@ -566,7 +567,7 @@ def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failin
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, done.stderr
     assert "sigma" in errors[0] and named in errors[0], errors[0]
-    if expected_code == EXIT_SOURCE_FAILED:
+    if expected_code == ExitCode.SOURCE_FAILED:
         assert "sigma: FAILED" in done.stdout and "previous index kept" in done.stdout, done.stdout
 
     assert current(failing_dir) == generation
@@ -583,7 +584,7 @@ def test_a_corrupt_clone_is_repaired_by_the_next_refresh(damage: str, tip_copy: 
     shutil.rmtree(target) if target.is_dir() else target.unlink()
 
     done = indexer(*refresh_args(*bundles, "--json"), data_dir=tip_copy)
-    assert done.returncode == EXIT_OK, (done.returncode, done.stderr)
+    assert done.returncode == ExitCode.OK, (done.returncode, done.stderr)
     sigma = json.loads(done.stdout)["sources"]["sigma"]
     assert (sigma["mode"], sigma["after"]) == ("unchanged", tip)
     assert git("-C", str(clone), "rev-parse", "refs/remotes/origin/master^{commit}").strip() == tip

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import pytest
 
 from indexer.cli import main
+from indexer.errors import ExitCode
 from indexer.extract import FileContext
 from indexer.parsers import file_mentions, process_file
 from indexer.refresh import RefreshLock
@@ -36,8 +37,9 @@ from indexer.sources import Repository, SourceSpec
 from test_hostile import GOOD, INDEXER, REAL_GIT, clean_env, git, lolbas_entry, make_repo, sigma_rule
 
 W = "rules/windows/process_creation/"
-EXIT_CODES = {"ok": 0, "file_errors": 1, "source_failed": 2, "locked": 3, "usage": 4, "internal": 5,
-              "interrupted": 130, "broken_pipe": 141}
+EXIT_CODES = {"ok": ExitCode.OK, "file_errors": ExitCode.FILE_ERRORS, "source_failed": ExitCode.SOURCE_FAILED,
+              "locked": ExitCode.LOCKED, "usage": ExitCode.USAGE, "internal": ExitCode.INTERNAL,
+              "interrupted": ExitCode.INTERRUPTED, "broken_pipe": ExitCode.BROKEN_PIPE}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -681,7 +683,7 @@ def _documented_codes() -> dict[int, str]:
 
 def test_readme_exit_code_table_is_true(built: dict[str, Any], tmp_path: Path, broken_git: dict[str, str]) -> None:
     documented = _documented_codes()
-    assert set(documented) == set(EXIT_CODES.values()), documented
+    assert set(documented) == set(EXIT_CODES.values()) == set(ExitCode), documented
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     sigma, lolbas = built["sigma"], built["lolbas"]
     seen: dict[int, str] = {}
