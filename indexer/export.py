@@ -195,7 +195,7 @@ def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
             "source": source, "path": path, "rule_id": first.rule_id, "title": first.title,
             "level": first.level, "status": first.status,
             "verdict": rule.verdict, "verdicts": list(rule.verdicts), "retired": rule.retired,
-            "tags": list(first.tags),
+            "tags": list(dict.fromkeys(t for m in items for t in m.tags)),  # LOLBAS tags differ by command
             "logsource": first.logsource, "license": first.license,
             "url": first.url.split("#", 1)[0],
             "roles": sorted({m.role for m in items}),

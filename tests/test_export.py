@@ -13,6 +13,7 @@ import pytest
 from indexer.export import csv_cell, md_code, render, safe_filename, write_markdown
 from indexer.index import IndexReader
 from indexer.model import Mention
+from indexer.query import group_by_rule
 from repos import split_row
 
 SOURCES = {"sigma": {"commit": "abc", "web_url": "https://github.com/SigmaHQ/sigma", "license": "DRL 1.1",
@@ -112,3 +113,16 @@ def test_safe_filename(name: str) -> None:
 def test_csv_cell_neutralises_formulas() -> None:
     assert csv_cell("=1+1") == "'=1+1" and csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("cmd.exe") == "cmd.exe"
     assert csv_cell(["a", "b"]) == "a;b" and csv_cell(True) == "true"
+
+
+def test_json_rule_tags_are_the_union_over_its_mentions(tip_reader: IndexReader) -> None:
+    """A LOLBAS entry's tags differ by command: cmd.exe in Bitsadmin.yml is named under T1564.004,
+    T1105 and T1218; the rule object carries all of them, not its first mention's."""
+    mentions = tip_reader.search(["cmd.exe"])
+    objects = json.loads(render("json", mentions, tip_reader.sources))
+    rules = {r["path"]: r for o in objects for r in o["rules"]}
+    bitsadmin = rules["yml/OSBinaries/Bitsadmin.yml"]
+    assert {"attack.t1564.004", "attack.t1105", "attack.t1218"} <= set(bitsadmin["tags"])
+    for (source, path), items in group_by_rule(mentions).items():
+        tags = rules[path]["tags"]
+        assert len(tags) == len(set(tags)) and set(tags) == {t for m in items for t in m.tags}, path
