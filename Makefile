@@ -9,7 +9,7 @@ SIGMA_URL  ?= $(INDEXER_SIGMA_URL)
 LOLBAS_URL ?= $(INDEXER_LOLBAS_URL)
 URL_ARGS := $(if $(SIGMA_URL),--sigma-url $(SIGMA_URL)) $(if $(LOLBAS_URL),--lolbas-url $(LOLBAS_URL))
 
-.PHONY: index test test-fast lint fuzz bench clean venv
+.PHONY: index test test-fast lint schemas fuzz bench clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check indexer tests bench
 	$(BIN)/lint-imports
+
+# The exports' JSON Schemas (indexer/schemas/*.schema.json), derived from their records: run after
+# changing a record (tests/test_export.py checks the shipped files equal the generated ones).
+schemas: $(STAMP)
+	$(BIN)/python -m indexer.schemas
 
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(STAMP)

@@ -259,15 +259,20 @@ def show(
 
 @app.command()
 def export(
-    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json, jsonl or html (a static site: --output DIR)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json, jsonl, lookup (a SIEM lookup: one row "
+                            "per executable), navigator (an ATT&CK Navigator layer) or html (a static site: --output DIR)."),
     output: str = typer.Option("-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."),
-    binary: List[str] = typer.Option([], "--binary", "-b", help="Only these executables (names as in search)."),
+    binary: List[str] = typer.Option([], "--binary", "-b", help="Only these executables (names as in search); "
+                                     "navigator: the layer of these, else the LOLBAS coverage layer."),
+    formula_guard: bool = typer.Option(True, "--formula-guard/--no-formula-guard",
+                                       help="csv, lookup: prefix cells a spreadsheet would run as formulas with ' "
+                                       "(turn off for SIEM ingestion)."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
-    """Misuse tables for other tools.
+    """Misuse tables, SIEM lookups and ATT&CK Navigator layers for other tools.
 
-    Example: indexer export --format markdown --binary psr.exe --output psr.md
+    Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
     """
     from .export import FORMATS, export_index
 
@@ -289,17 +294,23 @@ def export(
                        f"{site['rules']} rule files) to {site['output']}", err=True)
         return
 
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt not in FORMATS + ("navigator",):
+        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS + ('navigator', 'html'))})")
     with _open_reader(_data_dir(data_dir)) as reader:
         try:
-            summary = export_index(reader, fmt, output, binary)
+            if fmt == "navigator":
+                from .navigator import write_layer
+                summary = write_layer(reader, output, binary)
+            else:
+                summary = export_index(reader, fmt, output, binary, guard=formula_guard)
         except ValueError as exc:  # no such binary
             raise NotFound(str(exc)) from None
         except OSError as exc:
             raise _os_error(exc, output) from None
     if as_json:
         _print_json(summary)
+    elif output != "-" and fmt == "navigator":
+        typer.echo(f"wrote a layer of {summary['techniques']} techniques to {output}", err=True)
     elif output != "-":
         typer.echo(f"wrote {summary['mentions']} mentions of {summary['binaries']} binaries to {output}", err=True)
 

@@ -6,28 +6,138 @@ binary's name becomes a file name only through `safe_filename`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Annotated, Any, Iterable, Literal, TextIO
 from urllib.parse import quote
 
+from . import __version__
 from .model import Mention
 from .query import group_by_rule
-from .verdicts import DETECTING, RuleVerdict, rule_verdicts
+from .schema import Without
+from .verdicts import DETECTING, SIGMA_VERDICTS, VERDICTS, RuleVerdict, rule_verdicts
 from .text import printable
 
-FORMATS = ("markdown", "csv", "json", "jsonl")
-CSV_COLUMNS = ("binary", "source", "path", "line", "snippet", "field", "modifiers", "role", "context",
-               "detection", "inferred", "encoded", "rule_id", "title", "level", "status", "tags",
-               "logsource", "commit", "url", "license", "verdict")
+FORMATS = ("markdown", "csv", "json", "jsonl", "lookup")
 SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
+LIST_SEPARATOR = ";"  # lists in a CSV cell (tags, modifiers, rule ids...): documented in the README
 _HASHED = re.compile(r"-[0-9a-f]{8}$")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_AFTER_SEMICOLON = re.compile(r";(\s*)(?=[=+\-@])")
+_TECHNIQUE = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+_AFTER_SEMICOLON = re.compile(r";\s*")
+
+Verdict = Literal[VERDICTS]  # type: ignore[valid-type]  # Literal[("a", "b")] is Literal["a", "b"]
+
+
+# --- the records of the exports (their JSON Schemas are derived from them: indexer/schema.py) --
+
+@dataclass(frozen=True)
+class MentionLine(Mention):
+    """One line of `export --format jsonl`: a mention and its rule file's verdict on the binary."""
+
+    verdict: Verdict = "mentioned"
+
+
+RULE_FIELDS = ("binary", "source", "path", "rule_id", "title", "level", "status", "tags", "logsource", "license",
+               "commit")  # a mention's fields that the JSON export gives once, on its rule
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One rule file naming a binary, with its verdict on it and the mentions (lines) that name it."""
+
+    source: str
+    path: str
+    rule_id: str
+    title: str
+    level: str
+    status: str
+    verdict: Verdict
+    verdicts: tuple[Verdict, ...]
+    retired: bool
+    tags: tuple[str, ...]           # the union over its mentions (a LOLBAS entry's differ by command)
+    attack: tuple[str, ...]         # ATT&CK technique ids of the tags, as T1218.011
+    logsource: str
+    license: str
+    url: str
+    roles: tuple[str, ...]
+    mentions: tuple[Annotated[Mention, Without(*RULE_FIELDS)], ...]
+
+
+@dataclass(frozen=True)
+class BinaryEntry:
+    """One executable and every rule file naming it."""
+
+    binary: str
+    rule_files: int
+    rules: tuple[RuleEntry, ...]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The commit of one source that the export was made from."""
+
+    commit: str
+    branch: str
+    web_url: str
+    license: str
+    committed: str
+
+
+@dataclass(frozen=True)
+class JsonExport:
+    """`export --format json`: the executables, and what they were exported from."""
+
+    schema: str                     # the $id of indexer/schemas/export-json.schema.json
+    tool: str
+    version: str
+    generated: str                  # UTC, ISO 8601
+    sources: dict[str, SourceInfo]
+    binaries: tuple[BinaryEntry, ...]
+
+
+@dataclass(frozen=True)
+class LookupRow:
+    """One row of `export --format lookup`: one executable, what detects it, what LOLBAS says.
+
+    Column names are no SQL keyword (`binary` is one in DuckDB, `commit` in SQLite). Rule
+    counts are of Sigma rule files, deprecated and unsupported ones counted apart.
+    """
+
+    executable: str
+    aliases: tuple[str, ...]
+    sigma_rules: int
+    rules_runs: int
+    rules_parent: int
+    rules_target: int
+    rules_loads: int
+    rules_invoked: int
+    rules_artifact: int
+    rules_excluded: int
+    rules_mentioned: int
+    rules_detecting: int
+    rules_retired: int
+    detecting_rule_ids: tuple[str, ...]
+    detecting_rule_titles: tuple[str, ...]
+    detecting_rule_urls: tuple[str, ...]
+    lolbas_entries: tuple[str, ...]
+    lolbas_categories: tuple[str, ...]
+    attack_ids: tuple[str, ...]
+    source_commits: tuple[str, ...]  # "sigma@<commit>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+JSON_SCHEMA_ID = "urn:indexer:schema:export-json/1"
+CSV_COLUMNS = (*(name for name in Mention.__dataclass_fields__), "verdict")
+LOOKUP_COLUMNS = tuple(LookupRow.__dataclass_fields__)
 
 
 # --- escaping ----------------------------------------------------------------------------------
@@ -65,17 +175,45 @@ def md_link(text: str, url: str) -> str:
     return f"[{md_text(text)}]({target})" if target else md_text(text)
 
 
-def csv_cell(value: Any) -> str:
-    """A CSV cell that no spreadsheet runs as a formula (OWASP: prefix = + - @ tab CR with ')."""
+def formula_like(text: str) -> bool:
+    """Whether a spreadsheet would read this cell as a formula.
+
+    Always for a leading `=`, `+`, `@`, tab or CR. A leading `-` followed by a space is text
+    (`- '\\certutil.exe'`, a YAML list line: a spreadsheet finds no formula there), unless what
+    follows makes one: a digit, `(`, `"` (a string), `= + - @`, or a DDE reference anywhere
+    (`|` and `!`: `- cmd|' /c calc'!A0`). Any other `-` (`-1+2`, `-x.exe`, `-=`) is a formula;
+    a `-` alone is text.
+    """
+    head = text[:1]
+    if head in ("=", "+", "@", "\t", "\r"):
+        return True
+    if head != "-" or len(text) == 1:
+        return False
+    if text[1] != " ":
+        return True
+    after = text[1:].lstrip(" ")[:1]
+    return bool(after) and (after.isdigit() or after in "(\"=+-@" or ("|" in text and "!" in text))
+
+
+def csv_cell(value: Any, guard: bool = True) -> str:
+    """A CSV cell: lists joined with `;`, booleans as true/false, control characters shown as
+    U+FFFD; with `guard`, a formula (see formula_like) prefixed with `'` (OWASP), at the start and
+    after each `;` (where a spreadsheet whose list separator is `;` would split the cell)."""
     if isinstance(value, (list, tuple)):
-        value = ";".join(str(v) for v in value)
+        value = LIST_SEPARATOR.join(str(v) for v in value)
     elif isinstance(value, bool):
         value = "true" if value else "false"
     text = clean(str(value))
-    if text[:1] in _FORMULA:
+    if not guard:
+        return text
+    if formula_like(text):
         text = "'" + text
-    # a spreadsheet whose list separator is `;` splits cells there: what follows is guarded too
-    return _AFTER_SEMICOLON.sub(r";\1'", text) if ";" in text else text
+    if ";" in text:
+        parts = _AFTER_SEMICOLON.split(text)
+        seps = _AFTER_SEMICOLON.findall(text)
+        text = parts[0] + "".join(sep + ("'" if formula_like(part) else "") + part
+                                  for sep, part in zip(seps, parts[1:]))
+    return text
 
 
 def csv_writer(stream: TextIO) -> Any:
@@ -156,8 +294,15 @@ def write_markdown(by_binary: dict[str, list[Mention]], sources: dict[str, dict[
 
 # --- CSV, JSON, JSONL --------------------------------------------------------------------------
 
+def technique_ids(tags: Iterable[str]) -> list[str]:
+    """ATT&CK technique ids in one form: `attack.t1218.011` and `T1218.011` -> `T1218.011`
+    (tactics, groups and other tags left out)."""
+    found = (_TECHNIQUE.match(tag.strip()) for tag in tags)
+    return sorted({m.group(1).upper() for m in found if m})
+
+
 def _with_verdicts(mentions: Iterable[Mention]) -> Iterable[dict[str, Any]]:
-    """Each mention as a dict with `verdict`: its rule file's verdict on the binary."""
+    """Each mention as a dict with `verdict`: its rule file's verdict on the binary (a MentionLine)."""
     mentions = list(mentions)
     verdicts = verdict_map(mentions)
     for m in mentions:
@@ -166,12 +311,12 @@ def _with_verdicts(mentions: Iterable[Mention]) -> Iterable[dict[str, Any]]:
         yield data
 
 
-def write_csv(mentions: Iterable[Mention], stream: TextIO) -> int:
+def write_csv(mentions: Iterable[Mention], stream: TextIO, guard: bool = True) -> int:
     writer = csv_writer(stream)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for data in _with_verdicts(mentions):
-        writer.writerow([csv_cell(data[c]) for c in CSV_COLUMNS])
+        writer.writerow([csv_cell(data[c], guard) for c in CSV_COLUMNS])
         count += 1
     return count
 
@@ -184,31 +329,43 @@ def write_jsonl(mentions: Iterable[Mention], stream: TextIO) -> int:
     return count
 
 
+_LINE_FIELDS = tuple(f for f in Mention.__dataclass_fields__ if f not in RULE_FIELDS)
+
+
 def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
-    """One executable with its mentions grouped by rule file, and each rule file's verdict on it."""
+    """One executable with its mentions grouped by rule file, and each rule file's verdict on it
+    (a BinaryEntry as a dict)."""
     rules = []
     verdicts = verdict_map(mentions)
     for (source, path), items in group_by_rule(mentions).items():
         first = items[0]
         rule = verdicts[(source, path, first.binary)]  # the mentions are of `binary`
+        tags = list(dict.fromkeys(t for m in items for t in m.tags))  # LOLBAS tags differ by command
         rules.append({
             "source": source, "path": path, "rule_id": first.rule_id, "title": first.title,
             "level": first.level, "status": first.status,
             "verdict": rule.verdict, "verdicts": list(rule.verdicts), "retired": rule.retired,
-            "tags": list(dict.fromkeys(t for m in items for t in m.tags)),  # LOLBAS tags differ by command
+            "tags": tags, "attack": technique_ids(tags),
             "logsource": first.logsource, "license": first.license,
             "url": first.url.split("#", 1)[0],
             "roles": sorted({m.role for m in items}),
-            "mentions": [{k: v for k, v in m.to_dict().items()
-                          if k not in ("binary", "source", "path", "rule_id", "title", "level", "status",
-                                       "tags", "logsource", "license", "commit")} for m in items],
+            "mentions": [{k: v for k, v in m.to_dict().items() if k in _LINE_FIELDS} for m in items],
         })
     return {"binary": binary, "rule_files": len(rules), "rules": rules}
 
 
-def write_json(by_binary: dict[str, list[Mention]], stream: TextIO) -> int:
+def envelope(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a JSON export was made from: schema id, tool version, date, each source's commit."""
+    return {"schema": JSON_SCHEMA_ID, "tool": "indexer", "version": __version__,
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sources": {name: {key: str(info.get(key, "")) for key in SourceInfo.__dataclass_fields__}
+                        for name, info in sorted(sources.items())}}
+
+
+def write_json(by_binary: dict[str, list[Mention]], stream: TextIO, sources: dict[str, dict[str, Any]]) -> int:
+    """A JsonExport: the envelope, then one object per executable."""
     objects = [binary_object(b, ms) for b, ms in sorted(by_binary.items())]
-    json.dump(objects, stream, ensure_ascii=False, indent=1)
+    json.dump({**envelope(sources), "binaries": objects}, stream, ensure_ascii=False, indent=1)
     stream.write("\n")
     return len(objects)
 
@@ -220,15 +377,66 @@ def by_binary(mentions: Iterable[Mention]) -> dict[str, list[Mention]]:
     return out
 
 
-def render(fmt: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]) -> str:
-    """An export as text (for stdout and tests)."""
+# --- the lookup: one row per executable ---------------------------------------------------------
+
+def lookup_rows(mentions: Iterable[Mention], sources: dict[str, dict[str, Any]],
+                aliases: dict[str, list[str]], entries: list[dict[str, Any]]) -> list[LookupRow]:
+    """One LookupRow per executable of `mentions`.
+
+    entries: the LOLBAS coverage rows (xref.coverage's `entries`: entry, names, categories, mitre).
+    Detecting rules: active Sigma rule files whose verdict detects the binary, strongest first.
+    """
+    lolbas: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        for name in entry["names"]:
+            lolbas.setdefault(name, []).append(entry)
+    commits = tuple(f"{name}@{info.get('commit', '')}" for name, info in sorted(sources.items()))
+    rows = []
+    for binary, items in sorted(by_binary(mentions).items()):
+        tags: dict[tuple[str, str], set[str]] = {}
+        urls: dict[tuple[str, str], str] = {}
+        for m in items:
+            tags.setdefault((m.source, m.path), set()).update(m.tags)
+            urls.setdefault((m.source, m.path), m.url.split("#", 1)[0])
+        sigma = [v for v in verdict_map(items).values() if v.source == "sigma"]
+        active = sorted((v for v in sigma if not v.retired), key=RuleVerdict.sort_key)
+        detecting = [v for v in active if v.detects]
+        counts = {verdict: sum(v.verdict == verdict for v in active) for verdict in SIGMA_VERDICTS}
+        its_entries = lolbas.get(binary, [])
+        attack = technique_ids([t for v in detecting for t in tags[(v.source, v.path)]]
+                               + [t for e in its_entries for t in e["mitre"]])
+        rows.append(LookupRow(
+            executable=binary, aliases=tuple(aliases.get(binary, ())), sigma_rules=len(active),
+            **{f"rules_{verdict}": n for verdict, n in counts.items()},
+            rules_detecting=len(detecting), rules_retired=len(sigma) - len(active),
+            detecting_rule_ids=tuple(v.rule_id for v in detecting),
+            detecting_rule_titles=tuple(v.title for v in detecting),
+            detecting_rule_urls=tuple(urls[(v.source, v.path)] for v in detecting),
+            lolbas_entries=tuple(sorted({e["entry"] for e in its_entries})),
+            lolbas_categories=tuple(sorted({c for e in its_entries for c in e["categories"]})),
+            attack_ids=tuple(attack), source_commits=commits))
+    return rows
+
+
+def write_lookup(rows: Iterable[LookupRow], stream: TextIO, guard: bool = True) -> int:
+    writer = csv_writer(stream)
+    writer.writerow(LOOKUP_COLUMNS)
+    count = 0
+    for row in rows:
+        writer.writerow([csv_cell(getattr(row, c), guard) for c in LOOKUP_COLUMNS])
+        count += 1
+    return count
+
+
+def render(fmt: str, mentions: list[Mention], sources: dict[str, dict[str, Any]], guard: bool = True) -> str:
+    """An export as text (for stdout and tests; the lookup needs the index: export_index)."""
     buffer = io.StringIO()
     if fmt == "csv":
-        write_csv(mentions, buffer)
+        write_csv(mentions, buffer, guard)
     elif fmt == "jsonl":
         write_jsonl(mentions, buffer)
     elif fmt == "json":
-        write_json(by_binary(mentions), buffer)
+        write_json(by_binary(mentions), buffer, sources)
     elif fmt == "markdown":
         write_markdown(by_binary(mentions), sources, buffer)
     else:
@@ -236,36 +444,54 @@ def render(fmt: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]
     return buffer.getvalue()
 
 
-def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = ()) -> dict[str, Any]:
-    """Write an export of the whole index, or of some binaries, to a path or stdout ("-")."""
-    import sys
-
+def selected_mentions(reader: Any, binaries: Iterable[str] = ()) -> list[Mention]:
+    """The mentions of the binaries named (as search reads names), or of the whole index;
+    ValueError for a name that is not indexed."""
     from .query import parse_query, resolve
 
     wanted = list(binaries)
-    if wanted:
-        names: list[str] = []
-        for text in wanted:
-            found = resolve(parse_query(text), reader.binaries())
-            if not found:
-                raise ValueError(f"no binary {text!r} in the index")
-            names += found
-        mentions = reader.search(names)
-    else:
-        mentions = sorted(reader.all_mentions(), key=lambda m: (m.binary, m.source, m.path, m.line))
+    if not wanted:
+        return sorted(reader.all_mentions(), key=lambda m: (m.binary, m.source, m.path, m.line))
+    names: list[str] = []
+    for text in wanted:
+        found = resolve(parse_query(text), reader.binaries())
+        if not found:
+            raise ValueError(f"no binary {text!r} in the index")
+        names += found
+    return reader.search(names)
+
+
+def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (),
+                 guard: bool = True) -> dict[str, Any]:
+    """Write an export of the whole index, or of some binaries, to a path or stdout ("-").
+
+    guard: the CSV formula guard (csv and lookup); `--no-formula-guard` turns it off.
+    """
+    import sys
+
+    from . import xref
+
+    mentions = selected_mentions(reader, binaries)
     sources = reader.sources
     grouped = by_binary(mentions)
-    if output == "-":
-        sys.stdout.write(render(fmt, mentions, sources))
-    elif fmt == "markdown":
+    summary = {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}
+    if fmt == "markdown" and output != "-":
         write_markdown(grouped, sources, Path(output))
-    else:
-        path = Path(output)
+        return summary
+    path = Path(output)
+    if output != "-":
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            {"csv": lambda: write_csv(mentions, stream), "jsonl": lambda: write_jsonl(mentions, stream),
-             "json": lambda: write_json(grouped, stream)}[fmt]()
-    return {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}
+    with (open(path, "w", encoding="utf-8", newline="") if output != "-" else contextlib.nullcontext(sys.stdout)) as stream:
+        if fmt == "lookup":
+            rows = lookup_rows(mentions, sources, reader.aliases(), xref.coverage(reader)["entries"])
+            summary["rows"] = write_lookup(rows, stream, guard)
+        elif fmt in ("csv", "jsonl", "json", "markdown"):
+            stream.write(render(fmt, mentions, sources, guard))
+        else:
+            raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if output != "-":
+        summary["bytes"] = path.stat().st_size
+    return summary
 
 
 # --- cross-references ----------------------------------------------------------------------------

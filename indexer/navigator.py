@@ -1,29 +1,162 @@
-"""ATT&CK Navigator layers (layer format 4.5) from the index.
+"""ATT&CK Navigator layers (layer format 4.5, domain enterprise-attack) from the index.
 
 A binary's layer scores each technique by the number of Sigma rules that detect the binary
 running (verdict `runs`; deprecated and unsupported rules left out) and carry the technique's tag
 (`attack.t1218.011`); the techniques its LOLBAS entries document (`MitreID: T1218.011`, kept as
 tags on their mentions) are added too, so a technique abused through the binary with no such
 rule shows with score 0.
+
+The coverage layer scores each technique LOLBAS documents by its entries' coverage tiers
+(`indexer coverage`): the share, in percent, of its entries that a Sigma rule detects (tier
+`running` or `other`), with the count per tier in the comment and the metadata.
+
+The layers are records (`Layer`...): `indexer/schemas/export-navigator.schema.json` is derived
+from them.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Iterable
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal
 
+from .export import selected_mentions, technique_ids
 from .index import IndexReader
 from .model import Mention
 from .query import group_by_rule, search
+from .verdicts import rule_verdicts
+
+__all__ = ["Layer", "binary_layer", "binaries_layer", "coverage_layer", "technique_ids", "write_layer"]
 
 LAYER_VERSIONS = {"navigator": "5.2.0", "layer": "4.5"}
-_TECHNIQUE_TAG = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+TIERS = ("running", "other", "mentioned", "none")
 
 
-def technique_ids(tags: Iterable[str]) -> list[str]:
-    """ATT&CK technique ids in tags: `attack.t1218.011` -> `T1218.011` (tactics and groups left out)."""
-    found = (_TECHNIQUE_TAG.match(tag.strip()) for tag in tags)
-    return sorted({m.group(1).upper() for m in found if m})
+@dataclass(frozen=True)
+class Versions:
+    """The layer format and Navigator version the layer is written for."""
+
+    navigator: str
+    layer: Literal["4.5"]
+
+
+@dataclass(frozen=True)
+class MetadataItem:
+    """A name and value shown with a technique or the layer."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LayerLink:
+    """A link shown with a technique (a rule or LOLBAS entry at the indexed commit)."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class LayerTechnique:
+    """One technique's score and why."""
+
+    techniqueID: str
+    score: int
+    comment: str
+    enabled: bool
+    metadata: tuple[MetadataItem, ...]
+    links: tuple[LayerLink, ...]
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """Colours from the lowest score to the highest."""
+
+    colors: tuple[str, ...]
+    minValue: int
+    maxValue: int
+
+
+@dataclass(frozen=True)
+class LegendItem:
+    """A colour and what it means."""
+
+    label: str
+    color: str
+
+
+@dataclass(frozen=True)
+class Layer:
+    """An ATT&CK Navigator layer (format 4.5): save it as .json and open it in the Navigator."""
+
+    name: str
+    versions: Versions
+    domain: Literal["enterprise-attack"]
+    description: str
+    sorting: int                    # 3: by score, highest first
+    techniques: tuple[LayerTechnique, ...]
+    gradient: Gradient
+    legendItems: tuple[LegendItem, ...]
+    metadata: tuple[MetadataItem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    """A record as JSON values: dataclasses as dicts, tuples as lists."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _sources(reader: IndexReader) -> tuple[MetadataItem, ...]:
+    return tuple(MetadataItem(name="source", value=f"{s}@{info.get('commit', '')[:12]}")
+                 for s, info in sorted(reader.sources.items()))
+
+
+def _mentions_layer(reader: IndexReader, names: list[str], mentions: list[Mention], max_links: int) -> Layer:
+    """The layer of the rules that detect `names` running, and the techniques LOLBAS documents."""
+    label = ", ".join(names)
+    runs = {(v.source, v.path) for v in rule_verdicts(m.__dict__ for m in mentions)
+            if v.source == "sigma" and v.verdict == "runs" and not v.retired}
+    detecting: dict[str, list[Mention]] = {}   # technique -> first mention of each detecting rule
+    documented: dict[str, list[Mention]] = {}  # technique -> first mention of each LOLBAS entry
+    for (source, path), items in group_by_rule(mentions).items():
+        tags = {t for m in items for t in m.tags}
+        if (source, path) in runs:
+            for technique in technique_ids(tags):
+                detecting.setdefault(technique, []).append(items[0])
+        elif source == "lolbas":
+            for technique in technique_ids(tags):
+                documented.setdefault(technique, []).append(items[0])
+    techniques = []
+    for technique in sorted(set(detecting) | set(documented)):
+        rules = detecting.get(technique, [])
+        entries = documented.get(technique, [])
+        parts = [f"{len(rules)} Sigma rule{' detects' if len(rules) == 1 else 's detect'} {label} running"]
+        if entries:
+            parts.append("documented by LOLBAS " + ", ".join(m.path for m in entries))
+        techniques.append(LayerTechnique(
+            techniqueID=technique, score=len(rules), comment="; ".join(parts), enabled=True,
+            metadata=tuple(MetadataItem(name="rule", value=m.title or m.path) for m in rules[:max_links]),
+            links=tuple(LayerLink(label=m.title or m.path, url=m.url.split("#", 1)[0])
+                        for m in (rules + entries)[:max_links] if m.url.startswith("https://"))))
+    top = max((t.score for t in techniques), default=0)
+    return Layer(
+        name=f"{label}: Sigma rules that detect it running",
+        versions=Versions(**LAYER_VERSIONS), domain="enterprise-attack",
+        description=(f"Score: the number of Sigma rules that detect {label} running (verdict runs: "
+                     "Image, OriginalFileName or another process field in a selection; deprecated and "
+                     "unsupported rules left out) tagged with the technique; techniques its LOLBAS "
+                     "entries document are included, with score 0 when no such rule covers them."),
+        sorting=3, techniques=tuple(techniques),
+        gradient=Gradient(colors=("#ffffff", "#66b1ff"), minValue=0, maxValue=max(top, 1)),
+        legendItems=(), metadata=_sources(reader))
 
 
 def binary_layer(reader: IndexReader, query: str, *, max_links: int = 10) -> dict[str, Any] | None:
@@ -34,46 +167,72 @@ def binary_layer(reader: IndexReader, query: str, *, max_links: int = 10) -> dic
     result = search(reader, query)
     if not result.binaries:
         return None
-    names = ", ".join(result.binaries)
-    runs = {(r.source, r.path) for r in result.rules if r.source == "sigma" and r.verdict == "runs" and not r.retired}
-    detecting: dict[str, list[Mention]] = {}   # technique -> first mention of each detecting rule
-    documented: dict[str, list[Mention]] = {}  # technique -> first mention of each LOLBAS entry
-    for (source, path), mentions in group_by_rule(result.mentions).items():
-        tags = {t for m in mentions for t in m.tags}
-        if (source, path) in runs:
-            for technique in technique_ids(tags):
-                detecting.setdefault(technique, []).append(mentions[0])
-        elif source == "lolbas":
-            for technique in technique_ids(tags):
-                documented.setdefault(technique, []).append(mentions[0])
+    return _mentions_layer(reader, result.binaries, result.mentions, max_links).to_dict()
+
+
+def binaries_layer(reader: IndexReader, queries: Iterable[str], *, max_links: int = 10) -> Layer:
+    """One layer for several binaries (names as `export --binary` reads them); ValueError for a
+    name that is not indexed."""
+    mentions = selected_mentions(reader, queries)
+    names = sorted({m.binary for m in mentions})
+    return _mentions_layer(reader, names, mentions, max_links)
+
+
+def coverage_layer(reader: IndexReader, *, include_retired: bool = False, max_links: int = 10) -> Layer:
+    """LOLBAS coverage per technique: score = % of the technique's entries a Sigma rule detects."""
+    from .xref import coverage
+
+    data = coverage(reader, include_retired=include_retired)
+    web = reader.sources.get("lolbas", {})
+    base = f"{web.get('web_url', '')}/blob/{web.get('commit', '')}/" if web.get("web_url") else ""
+    by_technique: dict[str, list[dict[str, Any]]] = {}
+    for row in data["entries"]:
+        for technique in technique_ids(row["mitre"]):
+            by_technique.setdefault(technique, []).append(row)
     techniques = []
-    for technique in sorted(set(detecting) | set(documented)):
-        rules = detecting.get(technique, [])
-        entries = documented.get(technique, [])
-        parts = [f"{len(rules)} Sigma rule{' detects' if len(rules) == 1 else 's detect'} {names} running"]
-        if entries:
-            parts.append("documented by LOLBAS " + ", ".join(m.path for m in entries))
-        techniques.append({
-            "techniqueID": technique,
-            "score": len(rules),
-            "comment": "; ".join(parts),
-            "enabled": True,
-            "metadata": [{"name": "rule", "value": m.title or m.path} for m in rules[:max_links]],
-            "links": [{"label": m.title or m.path, "url": m.url.split("#", 1)[0]}
-                      for m in (rules + entries)[:max_links] if m.url.startswith("https://")],
-        })
-    top = max((t["score"] for t in techniques), default=0)
-    return {
-        "name": f"{names}: Sigma rules that detect it running",
-        "versions": dict(LAYER_VERSIONS),
-        "domain": "enterprise-attack",
-        "description": (f"Score: the number of Sigma rules that detect {names} running (verdict runs: "
-                        "Image, OriginalFileName or another process field in a selection; deprecated and "
-                        "unsupported rules left out) tagged with the technique; techniques its LOLBAS "
-                        "entries document are included, with score 0 when no such rule covers them."),
-        "sorting": 3,
-        "techniques": techniques,
-        "gradient": {"colors": ["#ffffff", "#66b1ff"], "minValue": 0, "maxValue": max(top, 1)},
-        "metadata": [{"name": "source", "value": f"{s}@{info.get('commit', '')[:12]}"}
-                     for s, info in sorted(reader.sources.items())],
-    }
+    for technique, rows in sorted(by_technique.items()):
+        tiers = {tier: [r["entry"] for r in rows if r["tier"] == tier] for tier in TIERS}
+        detected = len(tiers["running"]) + len(tiers["other"])
+        techniques.append(LayerTechnique(
+            techniqueID=technique, score=round(100 * detected / len(rows)),
+            comment=f"{detected} of {len(rows)} LOLBAS entries detected by Sigma rules: "
+                    + ", ".join(f"{tier} {len(names)}" for tier, names in tiers.items()),
+            enabled=True,
+            metadata=tuple(MetadataItem(name=tier, value=", ".join(names)) for tier, names in tiers.items() if names),
+            links=tuple(LayerLink(label=r["entry"], url=base + r["path"])
+                        for r in sorted(rows, key=lambda r: TIERS.index(r["tier"]), reverse=True)[:max_links]
+                        if base)))
+    retired = "counted" if include_retired else "not counted"
+    return Layer(
+        name="LOLBAS coverage by Sigma rules",
+        versions=Versions(**LAYER_VERSIONS), domain="enterprise-attack",
+        description=("Score: the percentage of the LOLBAS entries documenting the technique that a Sigma rule "
+                     "detects (coverage tier running: a rule detects the binary running; other: as a parent, "
+                     f"target, loaded module or in a command line). Deprecated and unsupported rules are {retired}; "
+                     "the comment counts the entries per tier (mentioned: named by rules that do not detect it; "
+                     "none: named by no rule)."),
+        sorting=2, techniques=tuple(techniques),
+        gradient=Gradient(colors=("#ff6666", "#ffe766", "#8ec843"), minValue=0, maxValue=100),
+        legendItems=(LegendItem(label="no entry detected", color="#ff6666"),
+                     LegendItem(label="every entry detected", color="#8ec843")),
+        metadata=_sources(reader))
+
+
+def write_layer(reader: IndexReader, output: str, binaries: Iterable[str] = ()) -> dict[str, Any]:
+    """`export --format navigator`: the layer of `binaries`, or the LOLBAS coverage layer without
+    them, to a path or stdout ("-")."""
+    import sys
+
+    wanted = list(binaries)
+    layer = binaries_layer(reader, wanted) if wanted else coverage_layer(reader)
+    text = json.dumps(layer.to_dict(), ensure_ascii=False, indent=1) + "\n"
+    summary: dict[str, Any] = {"format": "navigator", "output": output, "layer": layer.name,
+                               "techniques": len(layer.techniques)}
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        summary["bytes"] = path.stat().st_size
+    return summary
