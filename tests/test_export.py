@@ -24,7 +24,7 @@ from indexer.verdicts import SIGMA_VERDICTS
 from indexer import schemas, xref
 from indexer.navigator import binaries_layer, binary_layer, coverage_layer
 from indexer.schema import Without, json_schema
-from repos import split_row
+from repos import run_cli, split_row
 
 SOURCES = {"sigma": {"commit": "abc", "web_url": "https://github.com/SigmaHQ/sigma", "license": "DRL 1.1",
                      "license_path": "LICENSE"}}
@@ -206,13 +206,11 @@ SENTINEL_WATCHLIST_BYTES = 3_800_000  # Microsoft Sentinel's limit for a watchli
 
 @pytest.fixture(scope="module")
 def lookup_csv(tip_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from indexer.cli import app
-    from typer.testing import CliRunner
-
     path = tmp_path_factory.mktemp("lookup") / "lolbins.csv"
-    done = CliRunner().invoke(app, ["export", "--format", "lookup", "--output", str(path),
-                                    "--data-dir", str(tip_data_dir), "--json"])
-    assert done.exit_code == 0, done.output
+    done = run_cli("export", "--format", "lookup", "--output", str(path), "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == summary["binaries"] and summary["bytes"] == path.stat().st_size
     return path
 
 
@@ -434,15 +432,13 @@ def test_navigator_coverage_layer_scores_tiers_per_technique(tip_reader: IndexRe
 
 
 def test_export_navigator_command(tip_data_dir: Path, tmp_path: Path) -> None:
-    from indexer.cli import app
-    from typer.testing import CliRunner
-
-    runner = CliRunner()
-    done = runner.invoke(app, ["export", "-f", "navigator", "-b", "psr.exe", "--data-dir", str(tip_data_dir)])
-    assert done.exit_code == 0 and json.loads(done.stdout)["name"] == "psr.exe: Sigma rules that detect it running"
-    done = runner.invoke(app, ["export", "-f", "navigator", "-o", str(tmp_path / "cov.json"), "--json",
-                               "--data-dir", str(tip_data_dir)])
-    assert done.exit_code == 0 and json.loads(done.stdout)["techniques"] > 20
+    done = run_cli("export", "-f", "navigator", "-b", "psr.exe", data_dir=tip_data_dir)
+    assert done.returncode == 0 and json.loads(done.stdout)["name"] == "psr.exe: Sigma rules that detect it running"
+    done = run_cli("export", "-f", "navigator", "-o", str(tmp_path / "cov.json"), "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0 and json.loads(done.stdout)["techniques"] > 20
     assert json.loads((tmp_path / "cov.json").read_text())["name"] == "LOLBAS coverage by Sigma rules"
-    done = runner.invoke(app, ["export", "-f", "navigator", "-b", "nosuch.exe", "--data-dir", str(tip_data_dir)])
-    assert done.exit_code == 1 and "no binary 'nosuch.exe'" in done.output
+    done = run_cli("export", "-f", "navigator", "-b", "nosuch.exe", data_dir=tip_data_dir)
+    assert done.returncode == 1 and "no binary 'nosuch.exe'" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("export", "-f", "lookup", "--no-formula-guard", "-b", "psr.exe", data_dir=tip_data_dir)
+    assert done.returncode == 0 and done.stdout.startswith('"executable","aliases"')
+    assert len(list(csv.DictReader(io.StringIO(done.stdout)))) == 1
