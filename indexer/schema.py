@@ -3,7 +3,8 @@
 `json_schema(Record)` reads a dataclass's type hints: `str`, `int`, `bool`, `Literal` (an enum),
 `tuple[X, ...]` and `list[X]` (arrays of X), `dict[str, X]` (objects of X), `X | None`, nested
 dataclasses (under `$defs`), and `Annotated[Record, Without("a", "b")]` (the record less some
-fields). Every field is required (`to_dict` writes them all) and no other is allowed.
+fields). Every field is required (`to_dict` writes them all) but one whose default is None
+(a record may leave it out), and no other is allowed.
 
 It imports nothing of the package: the records' modules use `Without`, and `indexer.schemas`
 (the shipped schema files and `python -m indexer.schemas`, run by `make schemas`) lists the
@@ -75,12 +76,12 @@ def _record(record: type, defs: dict[str, Any], without: tuple[str, ...]) -> dic
     if name not in defs:
         defs[name] = {}  # placeholder: a record may refer to itself
         hints = get_type_hints(record, include_extras=True)
-        names = [f.name for f in dataclasses.fields(record) if f.name not in without]
+        kept = [f for f in dataclasses.fields(record) if f.name not in without]
         defs[name] = {
             "type": "object",
             "description": (record.__doc__ or "").strip().split("\n\n", 1)[0].replace("\n", " "),
-            "properties": {n: _schema(hints[n], defs) for n in names},
-            "required": names,
+            "properties": {f.name: _schema(hints[f.name], defs) for f in kept},
+            "required": [f.name for f in kept if f.default is not None],
             "additionalProperties": False,
         }
     return {"$ref": f"#/$defs/{name}"}

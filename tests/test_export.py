@@ -310,13 +310,14 @@ class _Outer:
     maybe: str | None
     inner: Annotated[_Inner, Without("drop")]
     inners: list[_Inner]
+    optional: int | None = None  # may be left out
 
 
 def test_schema_from_type_hints() -> None:
     schema = json_schema(_Outer, "toy/1", "toy")
     outer, inner, less = (schema["$defs"][n] for n in ("_Outer", "_Inner", "_Inner-drop"))
     assert schema["$ref"] == "#/$defs/_Outer" and schema["$id"] == "urn:indexer:schema:toy/1"
-    assert outer["required"] == [f.name for f in dataclasses.fields(_Outer)] and outer["additionalProperties"] is False
+    assert outer["required"] == [f.name for f in dataclasses.fields(_Outer)][:-1] and outer["additionalProperties"] is False
     props = outer["properties"]
     assert props["kind"] == {"type": "string", "enum": ["a", "b"]}
     assert props["names"] == {"type": "array", "items": {"type": "string"}}
@@ -328,8 +329,10 @@ def test_schema_from_type_hints() -> None:
     valid = {"kind": "a", "count": 1, "flag": True, "names": ["x"], "pair": ["x", 1], "by_name": {"k": {"name": "n", "drop": 2}},
              "maybe": None, "inner": {"name": "n"}, "inners": []}
     Draft202012Validator(schema).validate(valid)
+    Draft202012Validator(schema).validate({**valid, "optional": 1})
     for bad in ({**valid, "kind": "c"}, {**valid, "zzz": 1}, {**valid, "inner": {"name": "n", "drop": 1}},
-                {k: v for k, v in valid.items() if k != "count"}, {**valid, "names": [1]}, {**valid, "pair": ["x"]}):
+                {k: v for k, v in valid.items() if k != "count"}, {**valid, "names": [1]}, {**valid, "pair": ["x"]},
+                {**valid, "optional": "1"}):
         assert not Draft202012Validator(schema).is_valid(bad), bad
 
 
