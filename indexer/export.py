@@ -1,4 +1,6 @@
-"""Misuse tables for other tools: Markdown (the xCyclopedia layout), CSV, JSON, JSONL.
+"""Misuse tables for other tools: Markdown (the xCyclopedia layout), CSV, JSON, JSONL, and the
+SIEM lookup (one row per executable). The records of each export are declared here; their JSON
+Schemas (indexer/schemas/) are derived from them.
 
 Everything that comes from a rule is data: escaped for the format it is written in, and a
 binary's name becomes a file name only through `safe_filename`.
@@ -471,10 +473,12 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
 
     from . import xref
 
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     mentions = selected_mentions(reader, binaries)
     sources = reader.sources
     grouped = by_binary(mentions)
-    summary = {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}
+    summary: dict[str, Any] = {"format": fmt, "output": output, "mentions": len(mentions), "binaries": len(grouped)}
     if fmt == "markdown" and output != "-":
         write_markdown(grouped, sources, Path(output))
         return summary
@@ -485,10 +489,14 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
         if fmt == "lookup":
             rows = lookup_rows(mentions, sources, reader.aliases(), xref.coverage(reader)["entries"])
             summary["rows"] = write_lookup(rows, stream, guard)
-        elif fmt in ("csv", "jsonl", "json", "markdown"):
-            stream.write(render(fmt, mentions, sources, guard))
+        elif fmt == "csv":
+            write_csv(mentions, stream, guard)
+        elif fmt == "jsonl":
+            write_jsonl(mentions, stream)
+        elif fmt == "json":
+            write_json(grouped, stream, sources)
         else:
-            raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+            write_markdown(grouped, sources, stream)
     if output != "-":
         summary["bytes"] = path.stat().st_size
     return summary
