@@ -1,4 +1,10 @@
-"""The `indexer` command: thin Typer commands over the library, each with --json.
+"""The `indexer` command: thin Typer commands over the library.
+
+Conventions every command follows (README, "Conventions"): `--help` with an example; `--json`
+(one shape whatever the count) and, where rows make sense, `--csv`, chosen by the shared flags
+below and printed by one helper (`_show`); options with a fixed vocabulary validated with the
+valid values listed; repeatable options also take comma lists; `-` as a name reads names from
+standard input; errors are IndexerErrors, turned into an exit code and one line by `main` alone.
 
 Heavy modules (pySigma, GitPython, Rich tables) are imported inside the commands that need
 them, so `indexer search` starts quickly.
@@ -6,23 +12,26 @@ them, so `indexer search` starts quickly.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Sequence, TextIO
 
 import typer
 
 from . import __version__
 from .errors import ExitCode, IndexerError, NotFound, SourceFailure, UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="Index the executables named by Sigma rules and LOLBAS entries, and search them.\n\n"
-                       "Example: indexer refresh && indexer search certutil.exe")
+                       "Example: indexer refresh && indexer search certutil.exe\n\n"
+                       "Shell completion: indexer --install-completion (bash, zsh, fish).")
 
 DATA_DIR_HELP = "Data directory: clones, index, manifests (env INDEXER_DATA_DIR)."
 
@@ -31,8 +40,142 @@ def _data_dir(value: Optional[Path]) -> Path:
     return value or Path(os.environ.get("INDEXER_DATA_DIR") or "rules_cache")
 
 
+# --- shared options -------------------------------------------------------------------------------
+
+class Kind(enum.StrEnum):
+    """What `show` looks for."""
+
+    rule = "rule"
+    binary = "binary"
+
+
+class Context(enum.StrEnum):
+    """Detection items that select a binary, or that exclude it."""
+
+    selection = "selection"
+    filter = "filter"
+
+
+def _split(option: str, values: Iterable[str], allowed: Sequence[str] | None) -> list[str]:
+    """A repeatable option's values, each also a comma list (`--role a,b --role c`), in order and
+    once each; with `allowed`, a usage error (exit 4) listing the valid values for any other."""
+    items = list(dict.fromkeys(v.strip() for value in values for v in value.split(",") if v.strip()))
+    for item in items if allowed is not None else ():
+        if item not in allowed:
+            raise typer.BadParameter(f"{item!r} is not one of: {', '.join(allowed)}", param_hint=option)
+    return items
+
+
+def ListOption(option: str, help: str, allowed: Callable[[], Sequence[str]] | None = None, *aliases: str,
+               parse: Callable[[List[str]], List[str]] | None = None) -> Any:
+    """A repeatable option that also takes comma lists. `allowed` (called only when the option is
+    used or completed: the vocabularies live in modules `search` need not import) validates the
+    values and completes them in the shell, after the last comma too; `parse`, a vocabulary's own
+    parser raising ValueError, replaces the check."""
+
+    def check(values: List[str]) -> List[str]:
+        if parse is None:
+            return _split(option, values or (), allowed() if allowed else None)
+        try:
+            return parse(values or [])
+        except ValueError as exc:  # its message names the option's values already
+            raise UsageError(str(exc)) from None
+
+    def complete(incomplete: str) -> List[str]:
+        done, comma, last = incomplete.rpartition(",")
+        return [f"{done}{comma}{v}" for v in (allowed() if allowed else ()) if v.startswith(last)]
+
+    return typer.Option([], option, *aliases, help=f"{help} Repeatable, or a comma list.", callback=check,
+                        autocompletion=complete if allowed else None)
+
+
+def ChoiceOption(option: str, help: str, allowed: Callable[[], Sequence[str]], *aliases: str, default: Any = None) -> Any:
+    """An option taking one value of a vocabulary known only when used (`allowed`, as in
+    ListOption): a usage error listing the valid values for any other; completed in the shell."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in allowed():
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(allowed())}", param_hint=option)
+        return value
+
+    def complete(incomplete: str) -> List[str]:
+        return [v for v in allowed() if v.startswith(incomplete)]
+
+    return typer.Option(default, option, *aliases, help=help, callback=check, autocompletion=complete)
+
+
+def _roles() -> Sequence[str]:
+    from .model import ROLES
+    return ROLES
+
+
+def _sources() -> Sequence[str]:
+    from .model import SOURCES
+    return SOURCES
+
+
+def _verdicts() -> Sequence[str]:
+    from .verdicts import VERDICTS
+    return VERDICTS
+
+
+def _parse_verdicts(values: List[str]) -> List[str]:
+    from .verdicts import parse_verdicts
+    return parse_verdicts(values)
+
+
+def _link_statuses() -> Sequence[str]:
+    from .xref import LINK_STATUSES
+    return LINK_STATUSES
+
+
 DataDir = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, show_default="rules_cache")
 JsonFlag = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
+CsvFlag = typer.Option(False, "--csv", help="Print CSV: a header, then one row per item.")
+
+
+# --- one output helper ----------------------------------------------------------------------------
+
+class Format(enum.StrEnum):
+    """The forms a command's answer takes; the shared flags (--json, --csv, --markdown) choose one."""
+
+    table = "table"        # for a person: Rich tables on a terminal (plain lines where a command says so)
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+def _format(**flags: bool) -> Format:
+    """The format the flags chose (`table` if none); a usage error if more than one was given."""
+    chosen = [name for name, given in flags.items() if given]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join('--' + c for c in chosen)} cannot be used together: choose one output format")
+    return Format(chosen[0]) if chosen else Format.table
+
+
+@dataclass(frozen=True)
+class View:
+    """One command's answer in each of its forms; `_show` prints the one chosen."""
+
+    data: Any                                         # the JSON answer (one shape whatever the count)
+    table: Callable[[], None]                         # for a person
+    csv: Callable[[TextIO], None] | None = None       # where rows make sense
+    markdown: Callable[[], str] | None = None
+
+
+def _show(view: View, fmt: Format) -> None:
+    if fmt is Format.json:
+        _print_json(view.data)
+    elif fmt is Format.csv and view.csv is not None:
+        view.csv(sys.stdout)
+    elif fmt is Format.markdown and view.markdown is not None:
+        sys.stdout.write(view.markdown())
+    else:
+        view.table()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
 def _os_error(exc: OSError, path: object) -> UsageError:
@@ -52,20 +195,9 @@ def _echo(line: str) -> None:
     sys.stdout.write(printable(line) + "\n")
 
 
-def _choice(option: str, value: str | None, allowed: Iterable[str]) -> None:
-    """A usage error (exit 4) listing the valid values unless `value` is one of them."""
-    allowed = tuple(allowed)
-    if value is not None and value not in allowed:
-        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(allowed)}", param_hint=option)
-
-
 def _finite(option: str, value: float, low: float, high: float) -> None:
     if not math.isfinite(value) or not low < value <= high:
         raise typer.BadParameter(f"{value} is not a number above {low:g} and at most {high:g}", param_hint=option)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
 def _console() -> Any:
@@ -96,6 +228,18 @@ def _open_reader(data_dir: Path) -> Any:
     return IndexReader(data_dir)  # IndexMissing (an IndexerError): exit 4
 
 
+def _names(queries: Iterable[str], stdin: bool) -> list[str]:
+    """The names to search for: the arguments, with `-` (or --stdin, after them) replaced by the
+    lines of standard input, one name a line; blank lines and `#` comment lines skipped."""
+    queries = list(queries)
+    lines: list[str] = []
+    if stdin or "-" in queries:
+        lines = [line.strip() for line in sys.stdin]
+        lines = [line for line in lines if line and not line.startswith("#")]
+    names = [name for query in queries for name in (lines if query == "-" else [query])]
+    return names + lines if stdin and "-" not in queries else names
+
+
 @app.command()
 def refresh(
     data_dir: Optional[Path] = DataDir,
@@ -103,7 +247,7 @@ def refresh(
     lolbas_url: Optional[str] = typer.Option(None, help="LOLBAS repository: URL, local repo or git bundle (env INDEXER_LOLBAS_URL)."),
     sigma_branch: str = typer.Option("master", help="Sigma branch."),
     lolbas_branch: str = typer.Option("master", help="LOLBAS branch."),
-    source: List[str] = typer.Option([], "--source", help="Refresh only these sources (sigma, lolbas)."),
+    source: List[str] = ListOption("--source", "Refresh only these sources (sigma, lolbas).", _sources),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
     jobs: int = typer.Option(0, "--jobs", min=0, max=256, help="Parser processes (0: one per core)."),
@@ -127,8 +271,6 @@ def refresh(
     from .sources import SourceError, SourceSpec, clone_path
 
     names = source or ["sigma", "lolbas"]
-    for name in names:
-        _choice("--source", name, ("sigma", "lolbas"))
     _finite("--max-file-mb", max_file_mb, 0, 1024)
     if not math.isfinite(wait) or wait < 0:
         raise typer.BadParameter(f"{wait} is not a number of seconds (0 or more)", param_hint="--wait")
@@ -160,121 +302,139 @@ def refresh(
 
 @app.command()
 def search(
-    queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, cert*.exe"),
+    queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, "
+                                        "cert*.exe; - reads them from standard input."),
     data_dir: Optional[Path] = DataDir,
-    source: Optional[str] = typer.Option(None, "--source", help="Only sigma or lolbas."),
+    source: Optional[str] = ChoiceOption("--source", "Only this source (sigma, lolbas).", _sources),
     field: Optional[str] = typer.Option(None, "--field", help="Only this detection field (Image, CommandLine, ...)."),
-    role: List[str] = typer.Option([], "--role", help="Only these roles (process, parent, command_line, ...)."),
-    context: Optional[str] = typer.Option(None, "--context", help="selection or filter."),
+    role: List[str] = ListOption("--role", "Only these roles (process, parent, command_line, ...).", _roles),
+    context: Optional[Context] = typer.Option(None, "--context", help="Only detection items that select the binary, "
+                                              "or only those that exclude it."),
     no_inferred: bool = typer.Option(False, "--no-inferred", help="Leave out bare names recognised without extension."),
     detects: bool = typer.Option(False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."),
-    verdict: List[str] = typer.Option([], "--verdict", help="Only rules with this verdict (repeatable or a comma list): "
-                                      "runs, parent, target, loads, invoked, artifact, excluded, mentioned, documented."),
+    verdict: List[str] = ListOption("--verdict", "Only rules with these verdicts: runs, parent, target, loads, invoked, "
+                                    "artifact, excluded, mentioned, documented.", _verdicts, parse=_parse_verdicts),
     no_comments: bool = typer.Option(False, "--no-comments", help="Leave out names in YAML comments (role comment)."),
-    stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line."),
+    stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line "
+                               "(blank lines and # comment lines skipped)."),
     as_json: bool = JsonFlag,
+    as_csv: bool = CsvFlag,
 ) -> None:
-    """Every rule line that names an executable, and what each rule does with it (its verdict).
+    """Rule lines naming an executable, and each rule's verdict.
 
-    On a terminal, a table grouped by rule; into a pipe, one line a mention
-    (source:path:line, binary, role, snippet, tab-separated). Exit code 0 when something was
-    found, 1 when nothing was, 4 for a usage error.
+    On a terminal, a table grouped by rule, with each rule's verdict; into a pipe, one line a
+    mention (source:path:line, binary, role, snippet, tab-separated). --json prints a list with
+    one object per name searched for, in order (one name: a list of one); --csv one row per
+    mention, the columns of 'export --format csv'. Exit code 0 when something was found, 1 when
+    nothing was, 4 for a usage error.
 
     Example: indexer search certutil.exe --detects --json
     """
-    from .model import ROLES, SOURCES
     from .query import search as run_search
-    from .verdicts import parse_verdicts
 
-    _choice("--source", source, SOURCES)
-    for value in role:
-        _choice("--role", value, ROLES)
-    _choice("--context", context, ("selection", "filter"))
-    try:
-        verdicts = parse_verdicts(verdict)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    names = list(queries or [])
-    if stdin:
-        names += [line.strip() for line in sys.stdin if line.strip()]
+    fmt = _format(json=as_json, csv=as_csv)
+    names = _names(queries or [], stdin)
     if not names:
-        raise UsageError("give a name to search for (or --stdin)")
+        raise UsageError("give a name to search for (or - or --stdin to read names from standard input)")
     results = []
     with _open_reader(_data_dir(data_dir)) as reader:
         for name in names:
             try:
                 results.append(run_search(reader, name, source=source, roles=role, field=field,
                                           context=context, include_inferred=not no_inferred,
-                                          detects=detects, verdicts=verdicts,
+                                          detects=detects, verdicts=verdict,
                                           include_comments=not no_comments))
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-    if as_json:
-        _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
-    elif not sys.stdout.isatty():  # a pipe or a file: one grep-like line a mention, no table
-        from .text import printable
-        for result in results:
-            for m in result.mentions:
-                alias = f" (alias of {printable(result.aliases[m.binary])})" if m.binary in result.aliases else ""
-                sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}{alias}\t{m.role}"
-                                 f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
-            if not result.mentions and result.binaries:
-                sys.stderr.write(printable(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters") + "\n")
-            elif not result.mentions:
-                hint = f" (did you mean: {', '.join(result.suggestions)}?)" if result.suggestions else ""
-                sys.stderr.write(printable(f"no rule mentions {result.query!r}{hint}") + "\n")
-    else:
-        from .report import print_search
-        console = _console()
-        for result in results:
-            print_search(console, result)
+
+    def table() -> None:
+        if sys.stdout.isatty():
+            from .report import print_search
+            console = _console()
+            for result in results:
+                print_search(console, result)
+        else:  # a pipe or a file: one grep-like line a mention, no table
+            _search_lines(results)
+
+    def csv(stream: TextIO) -> None:
+        from .export import write_csv
+        write_csv([m for result in results for m in result.mentions], stream)
+
+    _show(View([r.to_dict() for r in results], table, csv=csv), fmt)
     raise typer.Exit(ExitCode.OK if any(r.mentions for r in results) else ExitCode.NOT_FOUND)
+
+
+def _search_lines(results: Iterable[Any]) -> None:
+    """Search results as one tab-separated line a mention; what found nothing said on stderr."""
+    from .text import printable
+    for result in results:
+        for m in result.mentions:
+            alias = f" (alias of {printable(result.aliases[m.binary])})" if m.binary in result.aliases else ""
+            sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}{alias}\t{m.role}"
+                             f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
+        if not result.mentions and result.binaries:
+            sys.stderr.write(printable(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters") + "\n")
+        elif not result.mentions:
+            hint = f" (did you mean: {', '.join(result.suggestions)}?)" if result.suggestions else ""
+            sys.stderr.write(printable(f"no rule mentions {result.query!r}{hint}") + "\n")
 
 
 @app.command()
 def show(
     target: str = typer.Argument(..., help="A rule id, a rule path (rules/.../x.yml, yml/.../X.yml) or a binary name."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Look for a rule or a binary only (rule, binary)."),
+    kind: Optional[Kind] = typer.Option(None, "--kind", help="Look for a rule or a binary only."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
-    """Everything known about one rule or one binary; says which it found and what else the
-    name matches (another rule with the same id, a binary named like a rule id).
+    """Everything known about one rule or one binary.
+
+    Says which it found and what else the name matches (another rule with the same id, a
+    binary named like a rule id). Exit code 1 when nothing matches.
 
     Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
     """
     from .query import find_target
 
-    _choice("--kind", kind, ("rule", "binary"))
     with _open_reader(_data_dir(data_dir)) as reader:
         result = find_target(reader, target, kind)
     if result is None:
         raise NotFound(f"no {kind or 'rule or binary'} {target!r} in the index")
-    if as_json:
-        _print_json(result)
-    else:
+
+    def table() -> None:
         from .report import print_show
         print_show(_console(), result)
+
+    _show(View(result, table), _format(json=as_json))
+
+
+def _export_formats() -> Sequence[str]:
+    from .export import FORMATS
+    return (*FORMATS, "navigator", "html")
 
 
 @app.command()
 def export(
-    fmt: str = typer.Option(..., "--format", "-f", help="markdown, csv, json, jsonl, lookup (a SIEM lookup: one row "
-                            "per executable), navigator (an ATT&CK Navigator layer) or html (a static site: --output DIR)."),
+    fmt: str = ChoiceOption("--format", "markdown, csv, json, jsonl, lookup (a SIEM lookup: one row per executable), "
+                            "navigator (an ATT&CK Navigator layer) or html (a static site: --output DIR).",
+                            _export_formats, "-f", default=...),
     output: str = typer.Option("-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."),
-    binary: List[str] = typer.Option([], "--binary", "-b", help="Only these executables (names as in search); "
-                                     "navigator: the layer of these, else the LOLBAS coverage layer."),
+    binary: List[str] = ListOption("--binary", "Only these executables (names as in search); navigator: the layer "
+                                   "of these, else the LOLBAS coverage layer.", None, "-b"),
     formula_guard: bool = typer.Option(True, "--formula-guard/--no-formula-guard",
                                        help="csv, lookup: prefix cells a spreadsheet would run as formulas with ' "
                                        "(turn off for SIEM ingestion)."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
-    """Misuse tables, SIEM lookups and ATT&CK Navigator layers for other tools.
+    """Tables, SIEM lookups and ATT&CK layers for other tools.
+
+    Misuse tables (Markdown, CSV, JSON, JSON lines), a SIEM lookup, an ATT&CK Navigator layer,
+    or a static site. --json prints a summary of what was written (on stdout; the export itself
+    goes to --output).
 
     Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
     """
-    from .export import FORMATS, export_index
+    from .export import export_index
 
     if fmt == "html":
         if output == "-" or binary:
@@ -287,15 +447,11 @@ def export(
                 raise UsageError(str(exc)) from None
             except OSError as exc:
                 raise _os_error(exc, output) from None
-        if as_json:
-            _print_json(site)
-        else:
-            typer.echo(f"wrote {site['pages']} pages ({site['binaries']} executables, "
-                       f"{site['rules']} rule files) to {site['output']}", err=True)
+        _show(View(site, lambda: typer.echo(f"wrote {site['pages']} pages ({site['binaries']} executables, "
+                                            f"{site['rules']} rule files) to {site['output']}", err=True)),
+              _format(json=as_json))
         return
 
-    if fmt not in FORMATS + ("navigator",):
-        raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS + ('navigator', 'html'))})")
     with _open_reader(_data_dir(data_dir)) as reader:
         try:
             if fmt == "navigator":
@@ -307,30 +463,35 @@ def export(
             raise NotFound(str(exc)) from None
         except OSError as exc:
             raise _os_error(exc, output) from None
-    if as_json:
-        _print_json(summary)
-    elif output != "-" and fmt == "navigator":
-        typer.echo(f"wrote a layer of {summary['techniques']} techniques to {output}", err=True)
-    elif output != "-":
-        typer.echo(f"wrote {summary['mentions']} mentions of {summary['binaries']} binaries to {output}", err=True)
+
+    def table() -> None:
+        if output != "-" and fmt == "navigator":
+            typer.echo(f"wrote a layer of {summary['techniques']} techniques to {output}", err=True)
+        elif output != "-":
+            typer.echo(f"wrote {summary['mentions']} mentions of {summary['binaries']} binaries to {output}", err=True)
+
+    _show(View(summary, table), _format(json=as_json))
 
 
 @app.command()
 def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
           errors: bool = typer.Option(False, "--errors", help="List every file not indexed, with its reason.")) -> None:
-    """Files seen, rules parsed, files that failed and why, mentions, binaries, commits.
+    """Files seen, rules parsed, files that failed and why, commits.
+
+    Also mentions and binaries per source, and the index's generation.
 
     Example: indexer stats --json
     """
     from .query import index_stats
-    from .report import print_stats
 
     with _open_reader(_data_dir(data_dir)) as reader:
         data = index_stats(reader)
-    if as_json:
-        _print_json(data)
-    else:
+
+    def table() -> None:
+        from .report import print_stats
         print_stats(_console(), data, show_all=errors)
+
+    _show(View(data, table), _format(json=as_json))
 
 
 @app.command()
@@ -342,13 +503,15 @@ def changes(
                                   "and the refreshes that found nothing new too."),
     as_json: bool = JsonFlag,
 ) -> None:
-    """What the last refreshes changed: binaries that gained or lost a detecting rule (verdict
-    runs, parent, target, loads or invoked), rules added and removed with title and path.
+    """What the last refreshes changed.
+
+    Binaries that gained or lost a detecting rule (verdict runs, parent, target, loads or
+    invoked), rules added and removed with title and path. --json prints a list of manifests,
+    newest first.
 
     Example: indexer changes --last 3 --all
     """
     from .refresh import recent_manifests
-    from .report import manifest_lines
 
     if since is not None:
         import datetime
@@ -359,43 +522,45 @@ def changes(
         if since is None:
             raise typer.BadParameter("not a date written YYYY-MM-DD (e.g. 2026-01-31)", param_hint="--since")
     items = recent_manifests(_data_dir(data_dir), last, since, include_unchanged=show_all)
-    if as_json:
-        _print_json(items)
-        return
-    if not items:
-        typer.echo(f"no refresh recorded since {since}" if since else "no refresh recorded yet")
-    for item in items:
-        for line in manifest_lines(item, every=show_all):
-            _echo(line)
-        typer.echo("")
+
+    def table() -> None:
+        from .report import manifest_lines
+        if not items:
+            typer.echo(f"no refresh recorded since {since}" if since else "no refresh recorded yet")
+        for item in items:
+            for line in manifest_lines(item, every=show_all):
+                _echo(line)
+            typer.echo("")
+
+    _show(View(items, table), _format(json=as_json))
 
 
 @app.command()
 def links(
     data_dir: Optional[Path] = DataDir,
-    status: List[str] = typer.Option([], "--status", help="Only these statuses: ok, moved, deprecated, deleted, unresolvable."),
+    status: List[str] = ListOption("--status", "Only these statuses: ok, moved, deprecated, deleted, unresolvable.",
+                                   _link_statuses),
     as_json: bool = JsonFlag,
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    as_csv: bool = CsvFlag,
 ) -> None:
     """LOLBAS -> Sigma links, each resolved through Sigma's history.
 
-    Example: indexer links --status moved --status deleted
+    Example: indexer links --status moved,deleted
     """
     from . import xref
-    from .export import links_csv
 
-    unknown = [s for s in status if s not in xref.LINK_STATUSES]
-    if unknown:
-        raise UsageError(f"unknown status {unknown[0]!r} (choose from {', '.join(xref.LINK_STATUSES)})")
     with _open_reader(_data_dir(data_dir)) as reader:
         items = xref.links(reader, status)
-    if as_json:
-        _print_json(items)
-    elif as_csv:
-        sys.stdout.write(links_csv(items))
-    else:
+
+    def table() -> None:
         from .report import print_links
         print_links(_console(), items)
+
+    def csv(stream: TextIO) -> None:
+        from .export import links_csv
+        stream.write(links_csv(items))
+
+    _show(View(items, table, csv=csv), _format(json=as_json, csv=as_csv))
 
 
 @app.command()
@@ -407,26 +572,33 @@ def coverage(
     include_deprecated: bool = typer.Option(False, "--include-deprecated",
                                             help="Count deprecated and unsupported rules too."),
 ) -> None:
-    """For each LOLBAS entry, its tier: running (a Sigma rule detects it running), other
-    (as parent, target, loaded module or in a command line), mentioned, none; the rules
-    behind it and the rules LOLBAS links; counts per tier, category and ATT&CK technique.
+    """Each LOLBAS entry's coverage tier, and the rules behind it.
+
+    Tiers: running (a Sigma rule detects it running), other (as parent, target, loaded module
+    or in a command line), mentioned, none; the rules LOLBAS links; counts per tier, category
+    and ATT&CK technique.
 
     Example: indexer coverage --json | jq '.summary.tiers'
     """
     from . import xref
-    from .export import coverage_csv, coverage_markdown
 
+    fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown)
     with _open_reader(_data_dir(data_dir)) as reader:
         data = xref.coverage(reader, include_retired=include_deprecated)
-    if as_json:
-        _print_json(data)
-    elif as_csv:
-        sys.stdout.write(coverage_csv(data))
-    elif as_markdown:
-        sys.stdout.write(coverage_markdown(data))
-    else:
+
+    def table() -> None:
         from .report import print_coverage
         print_coverage(_console(), data)
+
+    def csv(stream: TextIO) -> None:
+        from .export import coverage_csv
+        stream.write(coverage_csv(data))
+
+    def markdown() -> str:
+        from .export import coverage_markdown
+        return coverage_markdown(data)
+
+    _show(View(data, table, csv=csv, markdown=markdown), fmt)
 
 
 @app.command()
@@ -435,12 +607,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 shows the index to the network)."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="uvicorn worker processes, each reading the published index."),
-    cors_origin: List[str] = typer.Option([], "--cors-origin", help="Let pages of this origin read the API (repeatable; none by default)."),
+    cors_origin: List[str] = ListOption("--cors-origin", "Let pages of this origin read the API (none by default)."),
+    as_json: bool = typer.Option(False, "--json", help="Say where it listens as one JSON line on stdout "
+                                 "(url, host, port, workers, data_dir) instead of a line on stderr."),
 ) -> None:
-    """Serve the index: pages for people, a JSON API for scripts (/api/openapi.json), and the
-    MCP server of 'indexer mcp' at /mcp (streamable HTTP) for AI assistants.
+    """Serve the index over HTTP: pages, a JSON API and MCP.
 
-    A refresh may run meanwhile: each request reads the index current when it starts.
+    Pages for people, a JSON API for scripts (/api/openapi.json), and the MCP server of
+    'indexer mcp' at /mcp (streamable HTTP) for AI assistants. A refresh may run meanwhile:
+    each request reads the index current when it starts.
 
     Example: indexer serve --port 8080   (then open http://127.0.0.1:8080/)
     """
@@ -455,19 +630,20 @@ def serve(
     from .web.app import serve as run_serve
 
     try:
-        run_serve(folder, host, port, workers, tuple(cors_origin))
+        run_serve(folder, host, port, workers, tuple(cors_origin), as_json=as_json)
     except OSError as exc:  # address in use, permission denied, unknown host
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @app.command()
 def mcp(data_dir: Optional[Path] = DataDir) -> None:
-    """Serve the index to AI assistants over the Model Context Protocol (stdio).
+    """Serve the index to AI assistants over MCP (stdio).
 
-    An assistant starts this command itself and speaks JSON-RPC on its standard input and
-    output: nothing else is printed there. Tools: search_binary, show_rule, coverage, links,
-    changes, navigator_layer. Without an index the server still starts, and each tool answers
-    with the error until 'indexer refresh' has built one.
+    An assistant starts this command itself and speaks JSON-RPC (the Model Context Protocol)
+    on its standard input and output: nothing else is printed there, so there is no --json.
+    Tools: search_binary, show_rule, coverage, links, changes, navigator_layer. Without an index
+    the server still starts, and each tool answers with the error until 'indexer refresh' has
+    built one.
 
     Example: indexer mcp --data-dir /opt/indexer/rules_cache
     (in an assistant's configuration: {"command": "/opt/indexer/.venv/bin/indexer",
@@ -510,6 +686,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
+    if os.environ.get("_INDEXER_COMPLETE"):  # the shell asks for completions (the script --show-completion prints)
+        command.main(args, prog_name="indexer")  # Click answers on stdout and exits
     try:
         try:
             with command.make_context("indexer", args) as ctx:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
+import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ from indexer.parsers import ParserFailed
 from indexer.refresh import Locked
 from indexer.sources import SourceError, SourceSpec
 
-from test_hostile import GOOD, lolbas_entry, make_repo
+from test_hostile import GOOD, INDEXER, clean_env, lolbas_entry, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +121,131 @@ def test_errors_are_one_line_and_their_code(args: list[str], code: int, message:
 def test_a_missing_index_is_exit_4_naming_the_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "stats", "--data-dir", tmp_path)
     assert code == ExitCode.USAGE and err == f"indexer: error: no index in {tmp_path}: run 'indexer refresh' first\n"
+
+
+# --- CLI conventions (issue 16 item 5) ---------------------------------------------------------------
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+def test_dash_reads_the_names_from_stdin(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    _stdin(monkeypatch, "psr.exe\n")
+    code, out, err = run(capsys, "search", "-", "--json", "--data-dir", data_dir)
+    assert code == ExitCode.OK, err
+    assert [r["query"] for r in json.loads(out)] == ["psr.exe"]
+
+
+def test_stdin_skips_comments_and_blank_lines(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _stdin(monkeypatch, "# binaries to check\n\n  psr.exe  \n   \n# certutil.exe\ncertutil.exe\n")
+    for names in (["--stdin"], ["-"]):
+        code, out, err = run(capsys, "search", *names, "--json", "--data-dir", data_dir)
+        _stdin(monkeypatch, "# binaries to check\n\n  psr.exe  \n   \n# certutil.exe\ncertutil.exe\n")
+        assert code == ExitCode.OK, err
+        assert [r["query"] for r in json.loads(out)] == ["psr.exe", "certutil.exe"], names
+
+
+def test_search_json_has_one_shape_whatever_the_count(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one = json.loads(run(capsys, "search", "psr.exe", "--json", "--data-dir", data_dir)[1])
+    two = json.loads(run(capsys, "search", "psr.exe", "certutil.exe", "--json", "--data-dir", data_dir)[1])
+    none = json.loads(run(capsys, "search", "nosuch.exe", "--json", "--data-dir", data_dir)[1])
+    assert isinstance(one, list) and isinstance(two, list) and isinstance(none, list)
+    assert [r["query"] for r in two] == ["psr.exe", "certutil.exe"] and one == two[:1]
+    assert none[0]["mentions"] == [] and set(none[0]) == set(one[0])
+
+
+@pytest.mark.parametrize("option, values, key", [("--role", "process,lolbas_entry", "role"),
+                                                 ("--verdict", "runs,documented", None),
+                                                 ("--source", "sigma", "source")])
+def test_repeatable_options_take_comma_lists(option: str, values: str, key: str | None, data_dir: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    listed = json.loads(run(capsys, "search", "psr.exe", option, values, "--json", "--data-dir", data_dir)[1])
+    repeated = [a for v in values.split(",") for a in (option, v)]
+    each = json.loads(run(capsys, "search", "psr.exe", *repeated, "--json", "--data-dir", data_dir)[1])
+    assert listed == each and listed[0]["mentions"]
+    if key:
+        assert {m[key] for m in listed[0]["mentions"]} == set(values.split(","))
+
+
+def test_refresh_sources_and_link_statuses_take_comma_lists(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "refresh", "--source", "sigma,lolbas", "--sigma-branch", "main",
+                          "--lolbas-branch", "main", "--json", "--data-dir", data_dir)
+    assert code == ExitCode.OK and set(json.loads(out)["sources"]) == {"sigma", "lolbas"}, err
+    code, out, err = run(capsys, "links", "--status", "ok,moved", "--json", "--data-dir", data_dir)
+    assert code == ExitCode.OK and isinstance(json.loads(out), list), err
+
+
+@pytest.mark.parametrize("args, valid", [
+    (["search", "psr.exe", "--role", "process,bogus"], "command_line"),
+    (["search", "psr.exe", "--source", "sigma,nosuch"], "lolbas"),
+    (["links", "--status", "ok,bogus"], "unresolvable"),
+    (["refresh", "--source", "sigma,bogus"], "lolbas"),
+    (["export", "--format", "pdf"], "jsonl"),
+    (["links", "--json", "--csv"], "--json and --csv")])
+def test_invalid_values_in_lists_are_usage_errors_listing_the_valid_ones(
+        args: list[str], valid: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *args, "--data-dir", data_dir)
+    assert code == ExitCode.USAGE and len(err.splitlines()) == 1 and valid in err, (code, err)
+
+
+def _commands() -> dict[str, Any]:
+    import typer
+
+    return dict(typer.main.get_command(cli.app).commands)  # type: ignore[attr-defined]
+
+
+def test_no_short_help_is_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    """Click shortens a command's help to its first sentence, cut at a period ("e.g.") or at the
+    width with "...": each command's line in `indexer --help` is a whole sentence."""
+    code, out, _ = run(capsys, "--help")
+    section = out.split("Commands:", 1)[1]
+    rows = dict(re.findall(r"^  (\w+)\s+(.+)$", section, re.MULTILINE))
+    assert set(rows) == set(_commands()), rows
+    for name, text in rows.items():
+        assert text.endswith(".") and not text.endswith("..."), (name, text)
+        assert not re.search(r"\b(e\.g|i\.e|etc)\.$", text), (name, text)
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_has_an_example_and_json(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, name, "--help")
+    assert code == ExitCode.OK and "Example:" in out, out
+    if name != "mcp":  # its standard output is the JSON-RPC stream itself
+        assert "--json" in out, out
+
+
+def test_shell_completion_is_enabled(tmp_path: Path) -> None:
+    shown = subprocess.run([*INDEXER, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
+                           env=clean_env())
+    assert shown.returncode == 0 and "_INDEXER_COMPLETE" in shown.stdout, shown.stderr
+    for words, expected in (("indexer sea", "search"), ("indexer search psr.exe --role proc", "process"),
+                            ("indexer search psr.exe --role process,par", "process,parent"),
+                            ("indexer show x --kind b", "binary")):
+        done = subprocess.run([*INDEXER], capture_output=True, text=True, timeout=60,
+                              env=clean_env(_INDEXER_COMPLETE="complete_bash", COMP_WORDS=words,
+                                            COMP_CWORD=str(len(words.split()) - 1)))
+        assert expected in done.stdout.split(), (words, done.stdout, done.stderr)
+
+
+def test_serve_json_says_where_it_listens(data_dir: Path) -> None:
+    """`serve --port 0 --json`: one JSON line on stdout with the port it chose, then it serves."""
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        assert proc.stdout is not None
+        listening = json.loads(proc.stdout.readline())
+        assert listening["port"] > 0 and listening["url"] == f"http://127.0.0.1:{listening['port']}/", listening
+        assert listening["workers"] == 1 and Path(listening["data_dir"]) == data_dir.resolve()
+        with urllib.request.urlopen(listening["url"] + "api/binary/psr.exe", timeout=30) as answer:
+            assert json.loads(answer.read())["binaries"] == ["psr.exe"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -21,7 +21,7 @@ PSR_LOLBAS = "yml/OSBinaries/Psr.yml"
 def test_search_psr_json_lists_rule_and_lolbas_lines(tip_data_dir: Path) -> None:
     done = run_cli("search", "psr.exe", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    (data,) = json.loads(done.stdout)  # one object per name searched for
     rows = {(m["path"], m["line"], m["role"]): m for m in data["mentions"]}
     assert rows[(PSR_RULE, 20, "process")]["snippet"] == "Image|endswith: '\\Psr.exe'"
     assert rows[(PSR_RULE, 20, "process")]["field"] == "Image"

@@ -394,7 +394,7 @@ def test_item08_a_bare_name_written_with_the_kelvin_sign_is_read_again(tmp_path:
     assert run(capsys, *refresh_cmd(full, sigma, None))[0] == 0
     assert export_lines(capsys, incremental) == export_lines(capsys, full)
     code, out, _ = run(capsys, "search", "keepass.exe", "--json", "--data-dir", incremental)
-    assert {m["path"] for m in json.loads(out)["mentions"]} == {W + "dump.yml", W + "keepass.yml"}
+    assert {m["path"] for m in json.loads(out)[0]["mentions"]} == {W + "dump.yml", W + "keepass.yml"}
 
 
 def test_item08_the_files_read_again_for_a_stem_are_those_python_would_match(tmp_path: Path) -> None:

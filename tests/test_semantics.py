@@ -198,7 +198,7 @@ def test_search_no_comments_leaves_them_out(tip_data_dir):
         done = subprocess.run([sys.executable, "-m", "indexer", "search", "rundll32.exe", "--json", *extra,
                                "--data-dir", str(tip_data_dir)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        return {(m["path"], m["line"], m["role"]) for m in json.loads(done.stdout)["mentions"]}
+        return {(m["path"], m["line"], m["role"]) for m in json.loads(done.stdout)[0]["mentions"]}
 
     path = "rules/windows/builtin/taskscheduler/win_taskscheduler_lolbin_execution_via_task_scheduler.yml"
     everything, without = rows(), rows("--no-comments")
@@ -223,7 +223,7 @@ def test_search_returns_alias_mentions_marked(tip_data_dir):
     done = subprocess.run([sys.executable, "-m", "indexer", "search", "pwsh.exe", "--json",
                            "--data-dir", str(tip_data_dir)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    (data,) = json.loads(done.stdout)
     dll = [m for m in data["mentions"] if m["binary"] == "pwsh.dll"]
     assert len({m["path"] for m in dll}) >= 70 and all(m["alias_of"] == "pwsh.exe" for m in dll)
     assert all(m["alias_of"] == "" for m in data["mentions"] if m["binary"] == "pwsh.exe")

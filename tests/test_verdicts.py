@@ -214,7 +214,7 @@ RULE_KEYS = {"path", "source", "rule_id", "title", "level", "status", "verdict",
 def test_search_json_keeps_mentions_and_adds_rules(tip_data_dir):
     done = run_cli("search", "setres.exe", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    (data,) = json.loads(done.stdout)
     assert data["mentions"] and data["rules"]
     assert {(m["source"], m["path"]) for m in data["mentions"]} == {(r["source"], r["path"]) for r in data["rules"]}
     assert all(set(r) == RULE_KEYS for r in data["rules"])
@@ -226,7 +226,7 @@ def test_search_json_keeps_mentions_and_adds_rules(tip_data_dir):
 def test_search_detects_keeps_detecting_rules_and_their_mentions(tip_data_dir, tip_reader):
     done = run_cli("search", "comsvcs.dll", "--detects", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    (data,) = json.loads(done.stdout)
     everything = search(tip_reader, "comsvcs.dll")
     assert data["rules"] and all(r["verdict"] in DETECTING for r in data["rules"])
     assert len(data["rules"]) == sum(r.detects for r in everything.rules) < len(everything.rules)
@@ -237,7 +237,7 @@ def test_search_detects_keeps_detecting_rules_and_their_mentions(tip_data_dir, t
 
 def test_search_verdict_filter_and_its_errors(tip_data_dir):
     done = run_cli("search", "ngen.exe", "--verdict", "excluded,mentioned", "--json", data_dir=tip_data_dir)
-    data = json.loads(done.stdout)
+    (data,) = json.loads(done.stdout)
     assert done.returncode == 0 and data["rules"]
     assert {r["verdict"] for r in data["rules"]} <= {"excluded", "mentioned"}
     assert PC + "proc_creation_win_susp_sysnative.yml" in {r["path"] for r in data["rules"]}
@@ -250,7 +250,7 @@ def test_search_verdict_filter_and_its_errors(tip_data_dir):
 def test_search_detects_on_a_binary_only_mentioned_finds_nothing(tip_data_dir):
     # eudcedit.exe: a LOLBAS entry no Sigma file names
     done = run_cli("search", "eudcedit.exe", "--detects", "--json", data_dir=tip_data_dir)
-    assert done.returncode == 1 and json.loads(done.stdout)["rules"] == []
+    assert done.returncode == 1 and json.loads(done.stdout)[0]["rules"] == []
 
 
 def test_stale_index_format_asks_for_a_refresh(tip_data_dir, tmp_path):

@@ -933,10 +933,11 @@ def app_from_env() -> Any:
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          cors_origins: tuple[str, ...] = ()) -> None:
+          cors_origins: tuple[str, ...] = (), as_json: bool = False) -> None:
     """Serve the index in `data_dir` until interrupted (Ctrl-C). Binds loopback unless told
     otherwise; with `workers` > 1, that many uvicorn processes share the socket, each reading
-    the published index itself. A refresh may run meanwhile."""
+    the published index itself. A refresh may run meanwhile. Where it listens is one line on
+    stderr, or with `as_json` one JSON object on stdout (the port chosen for port 0)."""
     import uvicorn
 
     if not logging.getLogger().handlers:
@@ -954,9 +955,14 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, workers: in
     if not _is_loopback(host):
         log.warning("listening on %s, not loopback: anyone who can reach it can read the index", host)
     shown = f"[{host}]" if ":" in host else host
-    sys.stderr.write(f"indexer: serving {data_dir} at http://{shown}:{bound}/ "
-                     f"({workers} worker{'s' if workers > 1 else ''}; Ctrl-C to stop)\n")
-    sys.stderr.flush()
+    if as_json:
+        sys.stdout.write(json.dumps({"url": f"http://{shown}:{bound}/", "host": host, "port": bound,
+                                     "workers": workers, "data_dir": str(Path(data_dir).resolve())}) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stderr.write(f"indexer: serving {data_dir} at http://{shown}:{bound}/ "
+                         f"({workers} worker{'s' if workers > 1 else ''}; Ctrl-C to stop)\n")
+        sys.stderr.flush()
     os.environ.update({ENV_DATA_DIR: str(Path(data_dir).resolve()), ENV_HOST: host,
                        ENV_CORS: "\n".join(cors_origins)})
     config = uvicorn.Config("indexer.web.app:app_from_env", factory=True, workers=workers, http="h11",
