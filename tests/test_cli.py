@@ -249,3 +249,17 @@ def test_serve_json_says_where_it_listens(data_dir: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("args, shape", [
+    (["search", "psr.exe"], list), (["search", "psr.exe", "certutil.exe"], list), (["search", "nosuch.exe"], list),
+    (["changes"], list), (["changes", "--since", "2999-01-01"], list), (["links"], list),
+    (["links", "--status", "deleted"], list), (["show", "psr.exe"], dict), (["stats"], dict), (["coverage"], dict),
+    (["export", "-f", "csv", "-o", "{tmp}/x.csv"], dict), (["refresh", "--sigma-branch", "main", "--lolbas-branch", "main"], dict)])
+def test_each_command_prints_one_json_shape_whatever_the_count(args: list[str], shape: type, data_dir: Path,
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shapes README's "Command-line conventions" lists: a list for search (one object per
+    name), changes and links, even with one item or none; an object for the others."""
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args], "--json", "--data-dir", data_dir)
+    assert code in (ExitCode.OK, ExitCode.NOT_FOUND), err
+    assert isinstance(json.loads(out), shape), out[:200]
