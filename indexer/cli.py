@@ -263,6 +263,7 @@ def refresh(
     Exit codes: 0 ok, 1 done but some files failed, 2 a source or a parser process failed
     (the previous index kept), 3 locked by another refresh, 4 usage error.
 
+    \b
     Example: indexer refresh --sigma-url ../shared/corpora/sigma.bundle --lolbas-url ../shared/corpora/lolbas.bundle
     """
     from .parsers import ParserFailed
@@ -328,6 +329,7 @@ def search(
     mention, the columns of 'export --format csv'. Exit code 0 when something was found, 1 when
     nothing was, 4 for a usage error.
 
+    \b
     Example: indexer search certutil.exe --detects --json
     """
     from .query import search as run_search
@@ -391,6 +393,7 @@ def show(
     Says which it found and what else the name matches (another rule with the same id, a
     binary named like a rule id). Exit code 1 when nothing matches.
 
+    \b
     Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
     """
     from .query import find_target
@@ -432,6 +435,7 @@ def export(
     or a static site. --json prints a summary of what was written (on stdout; the export itself
     goes to --output).
 
+    \b
     Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
     """
     from .export import export_index
@@ -480,6 +484,7 @@ def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
 
     Also mentions and binaries per source, and the index's generation.
 
+    \b
     Example: indexer stats --json
     """
     from .query import index_stats
@@ -509,6 +514,7 @@ def changes(
     invoked), rules added and removed with title and path. --json prints a list of manifests,
     newest first.
 
+    \b
     Example: indexer changes --last 3 --all
     """
     from .refresh import recent_manifests
@@ -545,6 +551,7 @@ def links(
 ) -> None:
     """LOLBAS -> Sigma links, each resolved through Sigma's history.
 
+    \b
     Example: indexer links --status moved,deleted
     """
     from . import xref
@@ -578,6 +585,7 @@ def coverage(
     or in a command line), mentioned, none; the rules LOLBAS links; counts per tier, category
     and ATT&CK technique.
 
+    \b
     Example: indexer coverage --json | jq '.summary.tiers'
     """
     from . import xref
@@ -617,6 +625,7 @@ def serve(
     'indexer mcp' at /mcp (streamable HTTP) for AI assistants. A refresh may run meanwhile:
     each request reads the index current when it starts.
 
+    \b
     Example: indexer serve --port 8080   (then open http://127.0.0.1:8080/)
     """
     from .index import IndexMissing, current_generation
@@ -645,6 +654,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
     the server still starts, and each tool answers with the error until 'indexer refresh' has
     built one.
 
+    \b
     Example: indexer mcp --data-dir /opt/indexer/rules_cache
     (in an assistant's configuration: {"command": "/opt/indexer/.venv/bin/indexer",
     "args": ["mcp", "--data-dir", "/opt/indexer/rules_cache"]})

@@ -263,3 +263,16 @@ def test_each_command_prints_one_json_shape_whatever_the_count(args: list[str], 
     code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args], "--json", "--data-dir", data_dir)
     assert code in (ExitCode.OK, ExitCode.NOT_FOUND), err
     assert isinstance(json.loads(out), shape), out[:200]
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_each_example_is_printed_whole(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Click rewraps help paragraphs: an example cut over two lines cannot be copied. Each line
+    of a command's example is one line of its --help, as written."""
+    docstring = inspect.cleandoc(_commands()[name].callback.__doc__ or "")
+    example = docstring.split("Example: ", 1)[1].strip().splitlines()
+    code, out, _ = run(capsys, name, "--help")
+    printed = [line.strip() for line in out.splitlines()]
+    assert f"Example: {example[0].strip()}" in printed, out
+    for line in example[1:]:
+        assert line.strip() in printed, (line, out)
