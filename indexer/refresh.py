@@ -129,7 +129,7 @@ class RefreshLock:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
                     os.close(fd)
-                    raise Locked(f"{self.path}: a refresh is already running (pid {holder})") from None
+                    raise Locked(f"a refresh is already running (pid {holder})", str(self.path)) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

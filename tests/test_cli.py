@@ -14,6 +14,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,21 @@ def test_each_example_is_printed_whole(name: str, capsys: pytest.CaptureFixture[
     assert f"Example: {example[0].strip()}" in printed, out
     for line in example[1:]:
         assert line.strip() in printed, (line, out)
+
+
+def test_a_held_lock_names_the_lock_file_as_its_location(tmp_path: Path) -> None:
+    from indexer.refresh import RefreshLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from indexer.refresh import RefreshLock; "
+                               f"RefreshLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(Locked) as caught:
+            RefreshLock(tmp_path).acquire()
+        exc = caught.value
+        assert exc.path == str(tmp_path / "refresh.lock") and exc.exit_code == ExitCode.LOCKED
+        assert exc.reason == f"a refresh is already running (pid {holder.pid})"
+        assert str(exc) == f"{tmp_path / 'refresh.lock'}: {exc.reason}"
+    finally:
+        holder.communicate("")
