@@ -31,11 +31,10 @@ sys.path.insert(0, str(ROOT))
 CORPORA = ROOT.parent / "shared" / "corpora"
 
 from indexer import index as index_mod  # noqa: E402
-from indexer import parsers as parsers_mod  # noqa: E402
 from indexer import refresh as refresh_mod  # noqa: E402
-from indexer import sources as sources_mod  # noqa: E402
+from indexer import repository as repository_mod  # noqa: E402
 from indexer.refresh import RefreshOptions, refresh  # noqa: E402
-from indexer.sources import SourceSpec  # noqa: E402
+from indexer.sources import base as base_mod, get, lolbas as lolbas_mod, sigma as sigma_mod  # noqa: E402
 
 TOTALS: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
@@ -47,11 +46,11 @@ PHASES = [
     ("plan (ls-tree, diffs)", refresh_mod._Refresh, "_plan", 0),
     ("write (everything below)", refresh_mod._Refresh, "_write", 0),
     ("read + parse + extract", refresh_mod._Refresh, "_read", 1),
-    ("read blobs (git cat-file --batch)", sources_mod.Repository, "read_many", 2),
-    ("parse_yaml (C loader + nodes + size check)", parsers_mod, "parse_yaml", 2),
-    ("sigma_errors (pySigma from_dicts)", parsers_mod, "sigma_errors", 2),
-    ("extract_sigma", parsers_mod, "extract_sigma", 2),
-    ("extract_lolbas", parsers_mod, "extract_lolbas", 2),
+    ("read blobs (git cat-file --batch)", repository_mod.Repository, "read_many", 2),
+    ("parse_yaml (C loader + nodes + size check)", base_mod, "parse_yaml", 2),
+    ("sigma_errors (pySigma from_dicts)", sigma_mod, "sigma_errors", 2),
+    ("extract_sigma", sigma_mod, "extract_sigma", 2),
+    ("extract_lolbas", lolbas_mod, "extract_lolbas", 2),
     ("files containing changed stems (re-read)", refresh_mod._Refresh, "_files_containing", 1),
     ("bare names + index rows (wait for the parser processes)", refresh_mod._Refresh, "_mentions", 1),
     ("old documents, for the manifest (all: while names resolve)", refresh_mod._Refresh, "_old_documents", 1),
@@ -106,8 +105,7 @@ def main() -> int:
                                       check=True, capture_output=True, text=True).stdout.split()
         tip, older = first_parent[0], first_parent[args.back]
         subprocess.run(["git", "update-ref", "refs/heads/master", older], cwd=sigma_url, check=True)
-    specs = [SourceSpec.default("sigma", str(sigma_url)),
-             SourceSpec.default("lolbas", str(CORPORA / "lolbas.bundle"))]
+    specs = [get("sigma").spec(str(sigma_url)), get("lolbas").spec(str(CORPORA / "lolbas.bundle"))]
     data_dir = args.keep or scratch / "data"
     try:
         print("first refresh (clones, untimed) ...", flush=True)

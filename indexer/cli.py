@@ -269,17 +269,18 @@ def refresh(
     from .parsers import ParserFailed
     from .progress import make_progress
     from .refresh import RefreshOptions, refresh as run_refresh
-    from .sources import SourceError, SourceSpec, clone_path
+    from .repository import SourceError, clone_path
+    from .sources import SOURCES
 
-    names = source or ["sigma", "lolbas"]
+    names = source or list(SOURCES)
     _finite("--max-file-mb", max_file_mb, 0, 1024)
     if not math.isfinite(wait) or wait < 0:
         raise typer.BadParameter(f"{wait} is not a number of seconds (0 or more)", param_hint="--wait")
     folder = _data_dir(data_dir)
     try:
-        specs = [SourceSpec.default(n, sigma_url if n == "sigma" else lolbas_url,
-                                    sigma_branch if n == "sigma" else lolbas_branch,
-                                    clone_path(folder, n)) for n in names]
+        specs = [SOURCES[n].spec(sigma_url if n == "sigma" else lolbas_url if n == "lolbas" else None,
+                                 sigma_branch if n == "sigma" else lolbas_branch if n == "lolbas" else None,
+                                 clone_path(folder, n)) for n in names]
     except SourceError as exc:  # a refused URL or branch, given here: a usage error
         raise UsageError(str(exc)) from None
     options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,

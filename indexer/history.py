@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # a type only: history's readers (xref on the search path) never load GitPython
-    from .sources import Repository
+    from .repository import Repository
 
 _ID = re.compile(rb"^id:\s*['\"]?([0-9A-Za-z-]{8,})", re.MULTILINE)
 
@@ -110,17 +110,11 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
         pass
     if history.commit == tip:
         return history
-    git = repo.repo.git
-    if history.commit and repo.has_commit(history.commit):
-        is_ancestor = git.execute(["git", "merge-base", "--is-ancestor", history.commit, tip],
-                                  with_exceptions=False, with_extended_output=True)[0] == 0
-        revs = f"{history.commit}..{tip}" if is_ancestor else tip
-        if not is_ancestor:
-            history = PathHistory()
+    if history.commit and repo.has_commit(history.commit) and repo.is_ancestor(history.commit, tip):
+        revs = f"{history.commit}..{tip}"
     else:
         history, revs = PathHistory(), tip
-    log = git.log("--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %cI", revs)
-    _apply_log(history, log)
+    _apply_log(history, repo.raw_log(revs))
     history.commit = tip
     store.parent.mkdir(parents=True, exist_ok=True)
     tmp = store.with_suffix(f".{os.getpid()}.tmp")

@@ -24,10 +24,11 @@ from multiprocessing.connection import wait
 from typing import Any, Iterable
 
 from .errors import ParserFailure
-from .extract import Extraction, FileContext, extract_lolbas, extract_sigma, infer
+from .extract import Extraction, FileContext, infer
 from .index import Row, mention_row, verdict_row
 from .model import FileReport, Mention
-from .parse import MAX_FILE_BYTES, RuleFileError, parse_yaml, read_text, sigma_errors
+from .parse import MAX_FILE_BYTES, RuleFileError, read_text
+from .sources import get
 from .verdicts import rule_verdicts
 
 # one batch: (file, its bytes, pySigma's earlier verdict on the same blob or None)
@@ -47,29 +48,25 @@ class Processed:
 
 def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
                  known_warnings: list[str] | None = None, defer_check: bool = False) -> Processed:
-    """Parse and extract one rule file; never raises for bad content.
+    """Parse and extract one file with its source's plug-in; never raises for bad content.
 
-    known_warnings: pySigma's verdict on this very content from an earlier refresh (same blob),
+    known_warnings: the source's check (pySigma's verdict) on this very content from an earlier refresh (same blob),
     used instead of asking pySigma again. defer_check: leave the rule dicts in `unchecked`
     instead of asking pySigma now (a parser process asks once its batches are done).
     """
     report = FileReport(ctx.source, ctx.path, "indexed")
     unchecked = None
+    source = get(ctx.source)
     try:
-        parsed = parse_yaml(ctx.path, read_text(ctx.path, raw, max_bytes))
-        if not any(isinstance(d.data, dict) for d in parsed.documents):
-            kinds = sorted({type(d.data).__name__ for d in parsed.documents}) or ["empty"]
-            raise RuleFileError(ctx.path, f"no YAML mapping in the file (documents: {', '.join(kinds)})")
-        if ctx.source == "sigma":
-            extraction = extract_sigma(ctx, parsed)
+        parsed = source.parse(ctx.path, read_text(ctx.path, raw, max_bytes))
+        extraction = source.extract(ctx, parsed)
+        if source.checker:
             if known_warnings is not None:
                 report.warnings = list(known_warnings)
             elif defer_check:
                 unchecked = [d.data for d in parsed.documents]
             else:
-                report.warnings = sigma_errors(ctx.path, [d.data for d in parsed.documents])
-        else:
-            extraction = extract_lolbas(ctx, parsed)
+                report.warnings = source.check(ctx.path, [d.data for d in parsed.documents])
     except RuleFileError as exc:
         report.status, report.reason = "error", exc.reason if exc.line is None else f"line {exc.line}: {exc.reason}"
         return Processed(report, Extraction())
@@ -83,8 +80,7 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
     report.executables = sorted(extraction.executables())
     report.links, report.entry = extraction.links, extraction.entry
     report.aliases = extraction.alias_pairs()
-    report.title = next((str(d.data.get("title") or d.data.get("Name")) for d in parsed.documents
-                         if isinstance(d.data, dict) and (d.data.get("title") or d.data.get("Name"))), "")
+    report.title = source.title(parsed)
     return Processed(report, extraction, unchecked)
 
 
@@ -259,7 +255,7 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
         end.close()
     gc.disable()  # as in the parent during a refresh: parsing and extraction make no cycles
     extracted: list[tuple[int, int, Extraction]] = []
-    unchecked: list[tuple[int, int, str, list[Any]]] = []  # rules whose verdict comes last
+    unchecked: list[tuple[int, int, FileContext, list[Any]]] = []  # rules whose verdict comes last
     try:
         while (task := tasks.get()) is not None:
             number, batch = task
@@ -267,7 +263,7 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
             for position, (ctx, raw, known) in enumerate(batch):
                 item = process_file(ctx, raw, max_bytes, known, defer_check=True)
                 if item.unchecked is not None:
-                    unchecked.append((number, position, ctx.path, item.unchecked))
+                    unchecked.append((number, position, ctx, item.unchecked))
                 extracted.append((number, position, item.extraction))
                 reports.append(item.report)
             results.send(("batch", number, reports))
@@ -279,8 +275,8 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
         # them, with what exists already frozen so that collections only scan what pySigma makes
         gc.freeze()
         gc.enable()
-        results.send(("verdicts", 0, {(number, position): sigma_errors(path, documents)
-                                      for number, position, path, documents in unchecked}))
+        results.send(("verdicts", 0, {(number, position): get(ctx.source).check(ctx.path, documents)
+                                      for number, position, ctx, documents in unchecked}))
     except BaseException as exc:  # report it rather than leave the parent waiting
         results.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
 

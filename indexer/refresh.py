@@ -8,7 +8,6 @@ for one source keeps that source's files as they were indexed before.
 from __future__ import annotations
 
 import fcntl
-import importlib.metadata
 import gc
 import json
 import os
@@ -31,12 +30,14 @@ from .extract import derive_aliases
 from .names import known_stems
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
-from .sources import Repository, SourceError, SourceSpec, TreeEntry, clone_path, is_rule_path
+from .repository import Repository, SourceError, SourceSpec, TreeEntry, clone_path
+from .sources import SOURCES, get
 from .text import redact
 from .verdicts import RuleVerdict, rule_verdicts
 
 KEEP_MANIFESTS = 1000
-CHECKER = f"pySigma {importlib.metadata.version('pySigma')}"  # verdicts of another version are asked again
+# what checked the files (pySigma for Sigma): files checked by another version are read again
+CHECKER = " ".join(source.checker for source in SOURCES.values() if source.checker)
 SHRINK_LIMIT = 0.5  # a source left with fewer rule files than this share of before is not published
 
 
@@ -156,7 +157,7 @@ def skip_reason(source: str, entry: TreeEntry, max_bytes: int) -> str:
         return "symbolic link: not followed"
     if entry.mode == "160000":
         return "submodule: not followed"
-    if not is_rule_path(source, entry.path):
+    if not get(source).wants(entry.path):
         if entry.path.rsplit("/", 1)[-1].upper().startswith(("LICENSE", "COPYING")):
             return "license file (read for the license, not a rule)"
         if entry.path.endswith(("Template.yml", "template.yml")):
@@ -213,7 +214,7 @@ class _Refresh:
         self.manifest = Manifest(started=_iso(self.started))
         self._checked: dict[str, FileReport] = {}  # previous reports whose pySigma verdict still holds
         self._readers: list[InlineReader | ParserPool] = []
-        self._history: Future[PathHistory] | None = None
+        self._history: Future[dict[str, PathHistory]] | None = None
         self._damaged = False  # the current generation cannot be trusted: publish even with nothing new
 
     def run(self) -> Manifest:
@@ -358,7 +359,7 @@ class _Refresh:
             state.sources[name] = {"commit": tip, "url": redact(repo.spec.url), "branch": repo.spec.branch,
                                    "web_url": repo.spec.web_url, "license": license_name,
                                    "license_path": license_path,
-                                   "committed": repo.repo.commit(tip).committed_datetime.isoformat()}
+                                   "committed": repo.committed(tip)}
 
 
         # Which files leave the index, which are read again.
@@ -449,8 +450,8 @@ class _Refresh:
     def _checker(self, previous: State | None) -> str:
         """What judged the new state's Sigma rules: this pySigma, unless they are kept from an
         index another version checked (Sigma not read again: its fetch failed, or not asked)."""
-        sigma = self.manifest.sources.get("sigma")
-        if previous is None or previous.checker == CHECKER or (sigma is not None and sigma.mode == "full"):
+        checked = [o for name, o in self.manifest.sources.items() if name in SOURCES and get(name).checker]
+        if previous is None or previous.checker == CHECKER or any(o.mode == "full" for o in checked):
             return CHECKER
         return previous.checker
 
@@ -459,19 +460,22 @@ class _Refresh:
         for reader in self._readers:
             reader.finish()
 
-    def _start_history(self, state: State) -> Future[PathHistory] | None:
-        """Bring Sigma's path history up to the commit being indexed, in a thread while the files
-        are parsed: git does that work in its own process."""
-        info = state.sources.get("sigma")
-        if not info:
+    def _start_history(self, state: State) -> Future[dict[str, PathHistory]] | None:
+        """Bring the path history of each source that keeps one up to the commit being indexed,
+        in a thread while the files are parsed: git does that work in its own process."""
+        kept = [name for name in state.sources if name in SOURCES and get(name).history]
+        if not kept:
             return None
-        repo = self._indexed_repository(state, "sigma")
+        repos = {name: self._indexed_repository(state, name) for name in kept}
 
-        def update() -> PathHistory:
+        def update() -> dict[str, PathHistory]:
             try:
-                return update_history(repo, info["commit"], self.data_dir / "history" / "sigma.json")
+                return {name: update_history(repo, state.sources[name]["commit"],
+                                             self.data_dir / "history" / f"{name}.json")
+                        for name, repo in repos.items()}
             finally:
-                repo.close()
+                for repo in repos.values():
+                    repo.close()
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
         try:
@@ -493,14 +497,13 @@ class _Refresh:
         return repos[name]
 
     def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path,
-                         history: Future[PathHistory] | None) -> None:
+                         history: Future[dict[str, PathHistory]] | None) -> None:
         """Resolve LOLBAS <-> Sigma links through Sigma's history; coverage; into the generation."""
         self.progress.stage("links", 1)
-        repo = None
-        if history is not None:
-            repo = self._repository(repos, state, "sigma")
+        histories = history.result() if history is not None else {}
+        kept = {name: self._repository(repos, state, name) for name in histories}
         with IndexReader(self.data_dir, generation) as reader:
-            xref.write(generation, xref.build(reader, state, repo, history.result() if history else None))
+            xref.write(generation, xref.build(reader, state, kept, histories))
         self.progress.advance()
 
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],

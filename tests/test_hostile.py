@@ -37,7 +37,8 @@ from indexer.index import IndexReader
 from indexer.query import search
 from indexer.errors import ExitCode
 from indexer.refresh import Manifest, RefreshOptions, refresh
-from indexer.sources import SourceSpec, clone_path, redact
+from indexer.repository import SourceSpec, clone_path, redact
+from indexer.sources import get
 from repos import split_row
 
 _BIN = Path(sys.executable).parent / "indexer"
@@ -759,7 +760,7 @@ def test_a_url_that_failed_is_not_reused_by_the_next_refresh(tmp_path: Path, mon
     assert first.returncode == ExitCode.SOURCE_FAILED
     # what a later `indexer refresh` (no --sigma-url, no $INDEXER_SIGMA_URL) would fetch
     monkeypatch.delenv("INDEXER_SIGMA_URL", raising=False)
-    later = SourceSpec.default("sigma", None, None, clone_path(data_dir, "sigma"))
+    later = get("sigma").spec(None, None, clone_path(data_dir, "sigma"))
     assert later.url == "https://github.com/SigmaHQ/sigma.git", redact(later.url)
 
 

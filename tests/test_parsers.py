@@ -77,9 +77,10 @@ def test_parser_processes_give_what_reading_here_gives(files) -> None:
 
 
 def test_a_blob_missing_from_the_clone_is_a_source_error(tip_data_dir: Path) -> None:
-    from indexer.sources import Repository, SourceError, SourceSpec
+    from indexer.repository import Repository, SourceError
+    from indexer.sources import get
 
-    repo = Repository(SourceSpec.default("sigma", ""), tip_data_dir / "sources" / "sigma.git")
+    repo = Repository(get("sigma").spec(), tip_data_dir / "sources" / "sigma.git")
     tree = [e for e in repo.tree(repo.tip()) if e.path.endswith(".yml")][:3]
     blobs = list(repo.read_many([e.sha for e in tree]))
     assert [len(b) for b in blobs] == [e.size for e in tree]

@@ -24,7 +24,7 @@ import pytest
 
 from indexer.index import IndexReader
 from indexer.verdicts import DETECTING, is_retired
-from indexer.sources import SourceSpec
+from indexer.sources import get
 from indexer.errors import ExitCode
 from indexer.refresh import CHECKER, Locked, RefreshLock, RefreshOptions, refresh
 
@@ -497,7 +497,7 @@ def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(t
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
     rewrite_state(state_file, state)
     failing = specs(*bundles)
-    failing[0] = SourceSpec.default("sigma", str(bundles[0]), "no-such-branch")
+    failing[0] = get("sigma").spec(str(bundles[0]), "no-such-branch")
     manifest = refresh(RefreshOptions(tip_copy, failing))
     assert manifest.exit_code == ExitCode.SOURCE_FAILED and manifest.sources["sigma"].mode == "failed"
     with IndexReader(tip_copy) as reader:  # Sigma's verdicts are still the old version's, and say so

@@ -32,7 +32,7 @@ from indexer.errors import ExitCode
 from indexer.extract import FileContext
 from indexer.parsers import file_mentions, process_file
 from indexer.refresh import RefreshLock
-from indexer.sources import Repository, SourceSpec
+from indexer.repository import Repository, SourceSpec
 
 from test_hostile import GOOD, INDEXER, REAL_GIT, clean_env, git, lolbas_entry, make_repo, sigma_rule
 

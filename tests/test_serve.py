@@ -30,7 +30,7 @@ from indexer.index import IndexReader
 from indexer.model import ROLES
 from indexer.query import index_stats, search, show_target
 from indexer.refresh import RefreshOptions, refresh
-from indexer.sources import SourceSpec
+from indexer.repository import SourceSpec
 from indexer.web.app import create_app
 from indexer.web.models import BinaryAnswer, MentionModel, RuleAnswer, SearchAnswer
 from indexer.web.site import write_site

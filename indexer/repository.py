@@ -1,8 +1,8 @@
-"""Rule repositories with GitPython: fetch, the commit indexed, files and changes between commits.
+"""All git access: bare clones, fetch, the commit indexed, trees, changes, blobs, history, license.
 
 Each source is kept as a bare clone under `<data dir>/sources/<name>.git`; files are read from git
 objects, never from a work tree, so a symlink in a repository is a tree entry to skip, not a path
-to follow.
+to follow. No other module runs git or touches GitPython: they ask a `Repository`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import git
@@ -23,14 +23,6 @@ import git
 from .errors import SourceFailure
 from .text import redact, redact_text
 
-DEFAULT_SOURCES = {
-    "sigma": ("https://github.com/SigmaHQ/sigma.git", "https://github.com/SigmaHQ/sigma"),
-    "lolbas": ("https://github.com/LOLBAS-Project/LOLBAS.git", "https://github.com/LOLBAS-Project/LOLBAS"),
-}
-_RULE_DIRS = {
-    "sigma": re.compile(r"^(rules[^/]*|deprecated|unsupported)/.+\.ya?ml$", re.DOTALL),
-    "lolbas": re.compile(r"^(yml|Archive-Old-Version)/.+\.ya?ml$", re.DOTALL),
-}
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.Detection.Rules.md", "LICENSE.txt", "COPYING")
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 _SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/?-)[A-Za-z0-9._~/-]+$")
@@ -61,15 +53,19 @@ class SourceSpec:
     web_url: str = ""
 
     @classmethod
-    def default(cls, name: str, url: str | None = None, branch: str | None = None,
+    def resolve(cls, name: str, upstream: str, web: str, branch: str, url: str | None = None,
                 clone: Path | None = None) -> "SourceSpec":
         """The source `name` from, in order: `url`, $INDEXER_<NAME>_URL, the URL the existing
-        clone was made from, the upstream GitHub repository."""
-        upstream, web = DEFAULT_SOURCES[name]
-        check_branch(name, branch or "master")
-        chosen = url or os.environ.get(f"INDEXER_{name.upper()}_URL") or (clone and _origin(clone)) or upstream
+        clone was made from, `upstream`; `web` links to lines unless the URL is a GitHub one."""
+        check_branch(name, branch)
+        chosen = url or os.environ.get(env_var(name)) or (clone and _origin(clone)) or upstream
         web_url = _github_web(chosen) or web
-        return cls(name, normalise_url(name, chosen), branch or "master", web_url)
+        return cls(name, normalise_url(name, chosen), branch, web_url)
+
+
+def env_var(name: str) -> str:
+    """The environment variable that sets a source's URL: INDEXER_<NAME>_URL."""
+    return f"INDEXER_{name.upper()}_URL"
 
 
 @dataclass
@@ -157,20 +153,23 @@ class Repository:
         self.spec = spec
         self.path = path
         self._repo: git.Repo | None = None
+        self._blobs: _CatFile | None = None  # for reads one at a time
 
-    @property
-    def repo(self) -> git.Repo:
+    def _open(self) -> git.Repo:
         if self._repo is None:
             self._repo = git.Repo(self.path)
         return self._repo
 
     def close(self) -> None:
+        if self._blobs is not None:
+            self._blobs.close()
+            self._blobs = None
         if self._repo is not None:
             self._repo.close()
             self._repo = None
 
     def _git(self) -> git.Git:
-        cmd = self.repo.git
+        cmd = self._open().git
         cmd.update_environment(**_GIT_ENV)
         return cmd
 
@@ -235,9 +234,24 @@ class Repository:
         if not re.fullmatch(r"[0-9a-f]{40}", commit or ""):
             return False
         try:
-            return self.repo.odb.info(bytes.fromhex(commit)).type == b"commit"
+            return self._open().odb.info(bytes.fromhex(commit)).type == b"commit"
         except (ValueError, OSError, git.BadName, git.BadObject):
             return False
+
+    def committed(self, commit: str) -> str:
+        """When `commit` was committed, ISO 8601 with its offset."""
+        return self._open().commit(commit).committed_datetime.isoformat()
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """Whether `ancestor` is `commit` or one of its ancestors."""
+        status = self._git().execute(["git", "merge-base", "--is-ancestor", ancestor, commit],
+                                     with_exceptions=False, with_extended_output=True)[0]
+        return status == 0
+
+    def raw_log(self, revs: str) -> str:
+        """`git log --raw -M` of `revs`, oldest first, NUL-separated; each commit starts with
+        "\\x01<sha> <committer date>" (history.update_history parses it)."""
+        return self._git().log("--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %cI", revs)
 
     def tree(self, commit: str) -> list[TreeEntry]:
         """Every file of the commit's tree (blobs, links and submodules), with mode and size."""
@@ -282,38 +296,38 @@ class Repository:
         return {item[len(prefix):].decode("utf-8", "surrogateescape") for item in done.stdout.split(b"\0")
                 if item.startswith(prefix)}
 
+    # Blobs are read one way: `git cat-file --batch`, a process per many blobs (fed by a thread
+    # while they are read), or one kept open for reads one at a time.
+
     def read(self, sha: str) -> bytes:
-        return self.repo.odb.stream(bytes.fromhex(sha)).read()
+        """The content of one blob."""
+        if self._blobs is None:
+            self._blobs = _CatFile(self)
+        self._blobs.send([sha])
+        return self._blobs.receive(sha)
+
+    def read_at(self, commit: str, path: str) -> bytes:
+        """The content of the file `path` at `commit`; SourceError if it has none there."""
+        if any(ch in path for ch in "\n\r"):  # cat-file reads one object name per line
+            raise SourceError(self.spec.name, f"no file {path!r} at {commit}")
+        return self.read(f"{commit}:{path}")
 
     def read_many(self, shas: Sequence[str]) -> Iterator[bytes]:
         """The content of each blob in turn, from one `git cat-file --batch` for all of them."""
-        proc = subprocess.Popen(["git", "--git-dir", str(self.path), "cat-file", "--batch"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env={**os.environ, **_GIT_ENV})
-        assert proc.stdin is not None and proc.stdout is not None
-        feeder = threading.Thread(target=_write_lines, args=(proc.stdin, shas), daemon=True)
+        blobs = _CatFile(self)
+        feeder = threading.Thread(target=blobs.send, args=(shas,), daemon=True)
         feeder.start()
         try:
             for sha in shas:
-                header = proc.stdout.readline().split()
-                if len(header) != 3 or header[0].decode() != sha:
-                    raise SourceError(self.spec.name, f"object {sha} cannot be read from {self.path}")
-                size = int(header[2])
-                data = proc.stdout.read(size)
-                if len(data) != size or proc.stdout.read(1) != b"\n":  # git died halfway
-                    raise SourceError(self.spec.name, f"object {sha} read short from {self.path}")
-                yield data
+                yield blobs.receive(sha)
         finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
+            blobs.stop()  # the feeder, if still writing, gets a broken pipe
             feeder.join()
-
+            blobs.close()
 
     def changes(self, before: str, after: str) -> list[Change]:
         """Files added, modified, deleted or renamed between two commits (renames detected)."""
-        out = self._git().diff("--name-status", "-z", "-M",
-                               before, after)
+        out = self._git().diff("--name-status", "-z", "-M", before, after)
         fields = out.split("\0")
         changes: list[Change] = []
         i = 0
@@ -337,12 +351,48 @@ class Repository:
         return "", ""
 
 
-def _write_lines(pipe: IO[bytes], lines: Iterable[str]) -> None:
-    try:
-        with pipe:
-            pipe.write("".join(f"{line}\n" for line in lines).encode())
-    except (BrokenPipeError, ValueError):  # the reader stopped early
-        pass
+class _CatFile:
+    """One `git cat-file --batch` process: object names in, their contents out, in order."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._source, self._path = repository.spec.name, repository.path
+        self._proc = subprocess.Popen(["git", "--git-dir", str(self._path), "cat-file", "--batch"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      env={**os.environ, **_GIT_ENV})
+
+    def send(self, names: Iterable[str]) -> None:
+        """Ask for these objects (a thread may do this while `receive` reads)."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write("".join(f"{name}\n" for name in names).encode("utf-8", "surrogateescape"))
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the reader stopped early
+            pass
+
+    def receive(self, name: str) -> bytes:
+        """The content of the next object asked for, `name`."""
+        assert self._proc.stdout is not None
+        header = self._proc.stdout.readline().split()
+        if len(header) != 3 or (len(name) == 40 and header[0].decode() != name):
+            raise SourceError(self._source, f"object {name} cannot be read from {self._path}")
+        size = int(header[2])
+        data = self._proc.stdout.read(size)
+        if len(data) != size or self._proc.stdout.read(1) != b"\n":  # git died halfway
+            raise SourceError(self._source, f"object {name} read short from {self._path}")
+        return data
+
+    def stop(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except (BrokenPipeError, OSError):
+                pass
 
 
 def license_name(text: str) -> str:
@@ -360,10 +410,6 @@ def license_name(text: str) -> str:
         return "Apache-2.0"
     first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
     return first[:60]
-
-
-def is_rule_path(source: str, path: str) -> bool:
-    return bool(_RULE_DIRS[source].match(path))
 
 
 def _git_reason(exc: git.GitCommandError, spec: SourceSpec) -> str:

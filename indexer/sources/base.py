@@ -1,0 +1,57 @@
+"""The `Source` interface: what one repository is, which of its files are read and how."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..extract import Extraction, FileContext
+from ..parse import ParsedFile, RuleFileError, parse_yaml
+from ..repository import SourceSpec
+
+
+class Source:
+    """One source; a plug-in subclasses it and registers one instance (`sources.register`).
+
+    A subclass sets `name`, `default_url`, `web_url`, `branch` and `paths` (the files it reads,
+    matched against their path in the repository) and implements `extract`.
+    """
+
+    name: str = ""
+    default_url: str = ""             # upstream git URL, e.g. "https://github.com/SigmaHQ/sigma.git"
+    web_url: str = ""                 # "https://github.com/SigmaHQ/sigma" (links to lines)
+    branch: str = "master"
+    paths: re.Pattern[str] = re.compile(r"(?!)")  # the files it reads (none by default)
+    checker: str = ""                 # what `check` asks ("pySigma 2.0.1"), "" if it checks nothing
+    history: bool = False             # keep the history of its paths (renames, content of former paths)
+
+    def wants(self, path: str) -> bool:
+        """Whether the file at `path` in the repository is one this source reads."""
+        return bool(self.paths.match(path))
+
+    def parse(self, path: str, text: str) -> ParsedFile:
+        """The file's documents with their lines; RuleFileError if it holds no YAML mapping."""
+        parsed = parse_yaml(path, text)
+        if not any(isinstance(d.data, dict) for d in parsed.documents):
+            kinds = sorted({type(d.data).__name__ for d in parsed.documents}) or ["empty"]
+            raise RuleFileError(path, f"no YAML mapping in the file (documents: {', '.join(kinds)})")
+        return parsed
+
+    def extract(self, ctx: FileContext, parsed: ParsedFile) -> Extraction:
+        """The file's mentions, rule ids, links and entry."""
+        raise NotImplementedError(f"source {self.name!r} does not extract")
+
+    def check(self, path: str, documents: list[Any]) -> list[str]:
+        """Warnings about the file's documents (pySigma's for Sigma); none by default."""
+        return []
+
+    def title(self, parsed: ParsedFile) -> str:
+        """The file's title: its first document's `title` or `Name`."""
+        return next((str(d.data.get("title") or d.data.get("Name")) for d in parsed.documents
+                     if isinstance(d.data, dict) and (d.data.get("title") or d.data.get("Name"))), "")
+
+    def spec(self, url: str | None = None, branch: str | None = None, clone: Path | None = None) -> SourceSpec:
+        """Where to fetch it from: `url`, $INDEXER_<NAME>_URL, the URL of the existing `clone`,
+        or `default_url`, in that order; `branch` or the source's own."""
+        return SourceSpec.resolve(self.name, self.default_url, self.web_url, branch or self.branch, url, clone)
