@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
@@ -27,7 +26,8 @@ from whoosh import index as whoosh_index
 from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
-from .model import MAX_FILE_BYTES, FileReport, IndexMissing, Mention
+from .model import IndexMissing, Mention
+from .state import State
 from .verdicts import RuleVerdict
 
 KEEP_PREVIOUS = 2
@@ -100,46 +100,6 @@ def verdict_row(verdict: RuleVerdict) -> Row:
 
 
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # json.dumps(data, ...) makes one per call
-
-
-@dataclass
-class State:
-    """What a generation holds besides mentions: sources and the report of every file."""
-
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> commit, url, license
-    files: dict[str, FileReport] = field(default_factory=dict)        # fileref -> report
-    built_at: float = 0.0
-    executables: list[str] = field(default_factory=list)              # names bare stems resolve to
-    checker: str = ""                                                 # what gave the files' warnings ("pySigma 2.0.1")
-    max_file_bytes: int = MAX_FILE_BYTES                              # files over it were skipped
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "sources": self.sources,
-            "files": {k: v.to_dict() for k, v in sorted(self.files.items())},
-            "built_at": self.built_at,
-            "executables": sorted(self.executables),
-            "checker": self.checker,
-            "max_file_bytes": self.max_file_bytes,
-        }, separators=(",", ":"), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "State":
-        """The state as written; ValueError if the text is not one (a damaged file)."""
-        data = json.loads(text)
-        if not (isinstance(data, dict) and _dict_of(data.get("sources", {}), dict)
-                and _dict_of(data.get("files", {}), dict) and _list_of(data.get("executables", []), str)
-                and isinstance(data.get("checker", ""), str) and isinstance(data.get("built_at", 0.0), (int, float))
-                and isinstance(data.get("max_file_bytes", MAX_FILE_BYTES), int)):
-            raise ValueError("not an index state")
-        return cls(
-            sources=data.get("sources", {}),
-            files={k: FileReport.from_dict(v) for k, v in data.get("files", {}).items()},
-            built_at=data.get("built_at", 0.0),
-            executables=data.get("executables", []),
-            checker=data.get("checker", ""),
-            max_file_bytes=data.get("max_file_bytes", MAX_FILE_BYTES),
-        )
 
 
 def _dict_of(value: Any, kind: type) -> bool:

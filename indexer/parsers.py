@@ -56,8 +56,8 @@ def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
     """
     report = FileReport(ctx.source, ctx.path, "indexed")
     unchecked = None
-    source = get(ctx.source)
     try:
+        source = get(ctx.source)
         parsed = source.parse(ctx.path, read_text(ctx.path, raw, max_bytes))
         extraction = source.extract(ctx, parsed)
         if source.checker:

@@ -321,7 +321,7 @@ def index_stats(reader: IndexReader) -> dict[str, object]:
         inferred += m.inferred
     return {
         "generation": reader.generation.name,
-        "sources": state.sources,
+        "sources": state.source_dicts(),
         "files": files,
         "rule_ids": rules,
         "mentions": sum(by_source.values()),

@@ -23,8 +23,7 @@ from .errors import ExitCode, LockHeld
 from .extract import FileContext
 from . import xref
 from .history import PathHistory, update_history
-from .index import (MANIFEST_FILE, IndexMissing, IndexReader, IndexWriter, State, current_generation, fileref,
-                    verify)
+from .index import MANIFEST_FILE, IndexMissing, IndexReader, IndexWriter, current_generation, fileref, verify
 from .model import FileReport
 from .extract import derive_aliases
 from .names import known_stems
@@ -32,6 +31,7 @@ from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .repository import Repository, SourceError, SourceSpec, TreeEntry, clone_path
 from .sources import SOURCES, get
+from .state import SourceState, State
 from .text import redact
 from .verdicts import RuleVerdict, rule_verdicts
 
@@ -263,7 +263,8 @@ class _Refresh:
         self.progress.stage("fetch", len(repos))
         for name, repo in repos.items():
             spec = repo.spec
-            before = (previous.sources.get(name, {}).get("commit", "") if previous else "")
+            indexed = previous.sources.get(name) if previous else None
+            before = indexed.commit if indexed else ""
             outcome = SourceOutcome(name, redact(spec.url), spec.branch, before=before)
             self.manifest.sources[name] = outcome
             try:
@@ -290,13 +291,13 @@ class _Refresh:
             repo, tip = repos[name], tips[name]
             prev = previous.sources.get(name) if previous else None
             limit_changed = previous is not None and previous.max_file_bytes != self.opt.max_file_bytes
-            full = (self.opt.full or prev is None or prev.get("url") != redact(repo.spec.url)
-                    or not repo.has_commit(prev.get("commit", "")) or previous.checker != CHECKER
+            full = (self.opt.full or prev is None or prev.url != redact(repo.spec.url)
+                    or not repo.has_commit(prev.commit) or previous.checker != CHECKER
                     or limit_changed)  # files skipped (or read) for their size are judged again
             if limit_changed and not self.manifest.reason:
                 self.manifest.reason = (f"file size limit {previous.max_file_bytes:,} bytes before, "
                                         f"{self.opt.max_file_bytes:,} now: every file read again")
-            if not full and prev["commit"] == tip:
+            if not full and prev.commit == tip:
                 outcome.mode = "unchanged"
                 plan[name] = None
                 continue
@@ -307,20 +308,20 @@ class _Refresh:
                 self.progress.log(f"error: {name}: {shrunk}")
                 plan[name] = None
                 continue
-            known = prev is not None and repo.has_commit(prev.get("commit", ""))
+            known = prev is not None and repo.has_commit(prev.commit)
             if full:
                 outcome.mode = "full"
                 self.manifest.full = True
                 outcome.added = [e.path for e in tree] if prev is None else []
                 plan[name] = tree
-                if not known or prev["commit"] == tip:
+                if not known or prev.commit == tip:
                     continue
             else:
                 outcome.mode = "incremental"
             # what moved between the two commits: an incremental refresh reads it, and a full
             # one records it too, so both summarise a renamed file as the same rule
             wanted: set[str] = set()
-            for change in repo.changes(prev["commit"], tip):
+            for change in repo.changes(prev.commit, tip):
                 if change.status == "A":
                     outcome.added.append(change.path)
                 elif change.status == "D":
@@ -356,10 +357,8 @@ class _Refresh:
             repo, tip = repos[name], tips[name]
             tree = repo.tree(tip)
             license_name, license_path = repo.license(tree)
-            state.sources[name] = {"commit": tip, "url": redact(repo.spec.url), "branch": repo.spec.branch,
-                                   "web_url": repo.spec.web_url, "license": license_name,
-                                   "license_path": license_path,
-                                   "committed": repo.committed(tip)}
+            state.sources[name] = SourceState(tip, redact(repo.spec.url), repo.spec.branch, repo.spec.web_url,
+                                              license_name, license_path, repo.committed(tip))
 
 
         # Which files leave the index, which are read again.
@@ -433,7 +432,7 @@ class _Refresh:
             written = writer.replace_files(removed, (row for ref in sorted(found) for row in found[ref].rows),
                                            (row for ref in sorted(found) for row in found[ref].verdicts))
             self.progress.advance(mention_count)
-            writer.commit(state.sources, optimize=fresh, aliases=derive_aliases(state.files.values()))
+            writer.commit(state.source_dicts(), optimize=fresh, aliases=derive_aliases(state.files.values()))
             self._cross_reference(repos, state, writer.path, history)
             self._await_verdicts()
             writer.write_state(state)
@@ -470,7 +469,7 @@ class _Refresh:
 
         def update() -> dict[str, PathHistory]:
             try:
-                return {name: update_history(repo, state.sources[name]["commit"],
+                return {name: update_history(repo, state.sources[name].commit,
                                              self.data_dir / "history" / f"{name}.json")
                         for name, repo in repos.items()}
             finally:
@@ -487,7 +486,7 @@ class _Refresh:
     def _indexed_repository(self, state: State, name: str) -> Repository:
         """The clone of a source as the index records it (for a source not fetched this time)."""
         info = state.sources[name]
-        return Repository(SourceSpec(name, info.get("url", ""), info.get("branch", "master"), info.get("web_url", "")),
+        return Repository(SourceSpec(name, info.url, info.branch or "master", info.web_url),
                           clone_path(self.data_dir, name))
 
     def _repository(self, repos: dict[str, Repository], state: State, name: str) -> Repository:
@@ -513,8 +512,8 @@ class _Refresh:
         for name, info in state.sources.items():
             # a source not refreshed this time is read at its indexed commit
             repo = self._repository(repos, state, name)
-            containing = repo.grep(info["commit"], stems)
-            for entry in repo.tree(info["commit"]):
+            containing = repo.grep(info.commit, stems)
+            for entry in repo.tree(info.commit):
                 ref = fileref(name, entry.path)
                 report = state.files.get(ref)
                 if entry.path in containing and ref not in done and report is not None and report.status == "indexed":

@@ -12,7 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .index import IndexReader, State
+from .index import IndexReader
+from .state import State
 from .model import FileReport
 from .verdicts import DETECTING, RuleVerdict, ordered, rank
 
