@@ -8,12 +8,12 @@ once per data directory and extended by later refreshes with only the new commit
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .atomic import write_atomic
 
 if TYPE_CHECKING:  # a type only: history's readers (xref on the search path) never load GitPython
     from .repository import Repository
@@ -117,11 +117,7 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
     _apply_log(history, repo.raw_log(revs))
     history.commit = tip
     store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(history.to_json(), encoding="utf-8")
-    if store.is_dir() and not store.is_symlink():  # a directory in the way
-        shutil.rmtree(store)
-    os.replace(tmp, store)
+    write_atomic(store, history.to_json())
     return history
 
 

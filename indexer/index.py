@@ -26,6 +26,7 @@ from whoosh import index as whoosh_index
 from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
+from .atomic import write_atomic
 from .model import IndexMissing, Mention
 from .state import State
 from .verdicts import RuleVerdict
@@ -255,9 +256,7 @@ class IndexWriter:
         self._write_file(STATE_FILE, state.to_json())
 
     def _write_file(self, name: str, text: str) -> None:
-        tmp = self.path / (name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path / name)
+        write_atomic(self.path / name, text)  # on disk (fsync) when published
 
     def abort(self) -> None:
         """Drop this generation, committed or not."""
@@ -283,8 +282,8 @@ class IndexWriter:
         _fsync_dir(self.path)
         root = index_root(self.data_dir)
         published = (_published(root) + [self.path.name])[-(KEEP_PREVIOUS + 8):]
-        _write_atomic(root / PUBLISHED_FILE, "\n".join(published) + "\n")
-        _write_atomic(root / "CURRENT", self.path.name + "\n")
+        write_atomic(root / PUBLISHED_FILE, "\n".join(published) + "\n", sync=True)
+        write_atomic(root / "CURRENT", self.path.name + "\n", sync=True)
         _fsync_dir(root)
         prune(self.data_dir)
 
@@ -319,17 +318,6 @@ def verify(generation: Path) -> str:
     except (OSError, ValueError) as exc:
         return f"{SUMS_FILE}: {type(exc).__name__}"
     return ""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    if path.is_dir() and not path.is_symlink():  # a directory in the way of CURRENT or PUBLISHED
-        shutil.rmtree(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _published(root: Path) -> list[str]:

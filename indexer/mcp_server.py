@@ -514,7 +514,7 @@ def build_server(data_dir: Path) -> MCPServer:
     ) -> ChangesResult:
         """What the last refreshes changed: commits, files, binaries that gained or lost a detecting rule,
         rules added, removed, renamed. Lists are capped at max_items; each has its total beside it."""
-        from .refresh import recent_manifests
+        from .manifest import recent_manifests
 
         n = max_items
         records = []

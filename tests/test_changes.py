@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from indexer.refresh import recent_manifests
+from indexer.manifest import recent_manifests
 
 
 def _manifest(folder: Path, started: str, modes: dict[str, str], exit_code: int = 0) -> None:

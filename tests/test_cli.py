@@ -26,7 +26,7 @@ from indexer.errors import ExitCode, IndexerError
 from indexer.model import IndexMissing
 from indexer.parse import RuleFileError, parse_yaml
 from indexer.parsers import ParserFailed
-from indexer.refresh import Locked
+from indexer.lock import Locked
 from indexer.repository import SourceError
 from indexer.sources import get
 

@@ -36,7 +36,8 @@ from indexer.export import clean, formula_like
 from indexer.index import IndexReader
 from indexer.query import search
 from indexer.errors import ExitCode
-from indexer.refresh import Manifest, RefreshOptions, refresh
+from indexer.manifest import Manifest
+from indexer.refresh import RefreshOptions, refresh
 from indexer.repository import SourceSpec, clone_path, redact
 from indexer.sources import get
 from repos import split_row

@@ -26,7 +26,9 @@ from indexer.index import IndexReader
 from indexer.verdicts import DETECTING, is_retired
 from indexer.sources import get
 from indexer.errors import ExitCode
-from indexer.refresh import CHECKER, Locked, RefreshLock, RefreshOptions, refresh
+from indexer.lock import Locked, RefreshLock
+from indexer.manifest import mention_key
+from indexer.refresh import CHECKER, RefreshOptions, refresh
 
 from conftest import specs
 from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
@@ -180,13 +182,7 @@ def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old
     renamed = {f"sigma:{old}": f"sigma:{new}" for old, new in manifest["sources"]["sigma"]["renamed"]}
 
     def keyed(export: bytes, ref_map: dict[str, str]) -> Counter:
-        out: Counter = Counter()
-        for line in export.splitlines():
-            m = json.loads(line)
-            ref = f"{m['source']}:{m['path']}"
-            out[(ref_map.get(ref, ref), m["binary"], m["role"], m["field"], tuple(m["modifiers"]), m["context"],
-                 m["detection"], m["inferred"], m["snippet"])] += 1
-        return out
+        return Counter(mention_key(json.loads(line), ref_map) for line in export.splitlines())
 
     before, after = keyed(old_export, renamed), keyed(tip_export, {})
     assert manifest["mentions_added"] == sum((after - before).values()) > 0

@@ -31,7 +31,7 @@ from indexer.cli import main
 from indexer.errors import ExitCode
 from indexer.extract import FileContext
 from indexer.parsers import file_mentions, process_file
-from indexer.refresh import RefreshLock
+from indexer.lock import RefreshLock
 from indexer.repository import Repository, SourceSpec
 
 from test_hostile import GOOD, INDEXER, REAL_GIT, clean_env, git, lolbas_entry, make_repo, sigma_rule
@@ -299,7 +299,7 @@ def test_item05_a_refresh_killed_before_saving_its_manifest_shows_in_changes(
     def killed(*args: object) -> None:
         raise Killed()
 
-    monkeypatch.setattr("indexer.refresh._save_manifest", killed)
+    monkeypatch.setattr("indexer.refresh.save_manifest", killed)
     with pytest.raises(Killed):
         main(refresh_cmd(data_dir, sigma, built["lolbas"]))
     monkeypatch.undo()

@@ -25,6 +25,7 @@ class Source:
     paths: re.Pattern[str] = re.compile(r"(?!)")  # the files it reads (none by default)
     checker: str = ""                 # what `check` asks ("pySigma 2.0.1"), "" if it checks nothing
     history: bool = False             # keep the history of its paths (renames, content of former paths)
+    detects: bool = False             # its files are detection rules (`changes` lists what they start detecting)
 
     def wants(self, path: str) -> bool:
         """Whether the file at `path` in the repository is one this source reads."""
