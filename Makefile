@@ -4,10 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared/corpora
-# Without internet, point the sources at the bundles: make index SIGMA_URL=../shared/corpora/sigma.bundle ...
+# Without internet, point every source at its bundle: make index CORPORA=../shared/corpora
+# (<name>.bundle for each registered source), or one at a time: make index SIGMA_URL=... LOLBAS_URL=...
+# (INDEXER_<NAME>_URL in the environment works too). SIGMA_URL and LOLBAS_URL win over CORPORA.
+CORPORA    ?=
 SIGMA_URL  ?= $(INDEXER_SIGMA_URL)
 LOLBAS_URL ?= $(INDEXER_LOLBAS_URL)
-URL_ARGS := $(if $(SIGMA_URL),--sigma-url $(SIGMA_URL)) $(if $(LOLBAS_URL),--lolbas-url $(LOLBAS_URL))
+OWN_URLS    = $(if $(SIGMA_URL),sigma) $(if $(LOLBAS_URL),lolbas)
+SOURCE_NAMES = $(shell $(BIN)/python -c 'from indexer.sources import SOURCES; print(*SOURCES)')
+URL_ARGS    = $(if $(SIGMA_URL),--sigma-url $(SIGMA_URL)) $(if $(LOLBAS_URL),--lolbas-url $(LOLBAS_URL)) \
+              $(if $(CORPORA),$(foreach s,$(filter-out $(OWN_URLS),$(SOURCE_NAMES)),--url $(s)=$(CORPORA)/$(s).bundle))
 
 .PHONY: index test test-fast lint schemas fuzz bench clean venv
 

@@ -195,6 +195,28 @@ def _echo(line: str) -> None:
     sys.stdout.write(printable(line) + "\n")
 
 
+def _per_source(option: str, pairs: list[str], named: dict[str, str | None], chosen: list[str]) -> dict[str, str]:
+    """NAME=VALUE options (and the --sigma-url style ones in `named`) as {name: value}; a usage
+    error for a source not refreshed, or given twice."""
+    from .sources import SOURCES
+
+    found: dict[str, str] = {}
+    given = [(p.partition("=")[0].strip(), p.partition("=")[2], p) for p in pairs]
+    given += [(name, value, value) for name, value in named.items() if value is not None]
+    for name, value, raw in given:
+        if not name or not value:
+            raise typer.BadParameter(f"{raw!r} is not NAME=URL" if option == "--url" else f"{raw!r} is not NAME=BRANCH",
+                                     param_hint=option)
+        if name not in SOURCES:
+            raise typer.BadParameter(f"unknown source {name!r} (choose from {', '.join(SOURCES)})", param_hint=option)
+        if name not in chosen:
+            raise typer.BadParameter(f"{name} is not refreshed (--sources {','.join(chosen)})", param_hint=option)
+        if name in found:
+            raise typer.BadParameter(f"{name}: two {'URLs' if option == '--url' else 'branches'} given", param_hint=option)
+        found[name] = value
+    return found
+
+
 def _finite(option: str, value: float, low: float, high: float) -> None:
     if not math.isfinite(value) or not low < value <= high:
         raise typer.BadParameter(f"{value} is not a number above {low:g} and at most {high:g}", param_hint=option)
@@ -243,11 +265,18 @@ def _names(queries: Iterable[str], stdin: bool) -> list[str]:
 @app.command()
 def refresh(
     data_dir: Optional[Path] = DataDir,
-    sigma_url: Optional[str] = typer.Option(None, help="Sigma repository: URL, local repo or git bundle (env INDEXER_SIGMA_URL)."),
-    lolbas_url: Optional[str] = typer.Option(None, help="LOLBAS repository: URL, local repo or git bundle (env INDEXER_LOLBAS_URL)."),
-    sigma_branch: str = typer.Option("master", help="Sigma branch."),
-    lolbas_branch: str = typer.Option("master", help="LOLBAS branch."),
-    source: List[str] = ListOption("--source", "Refresh only these sources (sigma, lolbas).", _sources),
+    url: List[str] = typer.Option([], "--url", metavar="NAME=URL",
+                                  help="Where source NAME comes from: https://, ssh://, a local repository or a git "
+                                       "bundle (repeatable; env INDEXER_<NAME>_URL; default: the URL of the last "
+                                       "refresh, else upstream)."),
+    branch: List[str] = typer.Option([], "--branch", metavar="NAME=BRANCH",
+                                     help="Source NAME's branch (repeatable; default: the source's own)."),
+    sigma_url: Optional[str] = typer.Option(None, help="Same as --url sigma=URL."),
+    lolbas_url: Optional[str] = typer.Option(None, help="Same as --url lolbas=URL."),
+    sigma_branch: Optional[str] = typer.Option(None, help="Same as --branch sigma=BRANCH."),
+    lolbas_branch: Optional[str] = typer.Option(None, help="Same as --branch lolbas=BRANCH."),
+    source: List[str] = ListOption("--sources", "Refresh only these sources (default: every source).", _sources,
+                                   "--source"),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
     jobs: int = typer.Option(0, "--jobs", min=0, max=256, help="Parser processes (0: one per core)."),
@@ -264,7 +293,7 @@ def refresh(
     (the previous index kept), 3 locked by another refresh, 4 usage error.
 
     \b
-    Example: indexer refresh --sigma-url ../shared/corpora/sigma.bundle --lolbas-url ../shared/corpora/lolbas.bundle
+    Example: indexer refresh --url sigma=../shared/corpora/sigma.bundle --url lolbas=../shared/corpora/lolbas.bundle
     """
     from .parsers import ParserFailed
     from .progress import make_progress
@@ -273,14 +302,14 @@ def refresh(
     from .sources import SOURCES
 
     names = source or list(SOURCES)
+    urls = _per_source("--url", url, {"sigma": sigma_url, "lolbas": lolbas_url}, names)
+    branches = _per_source("--branch", branch, {"sigma": sigma_branch, "lolbas": lolbas_branch}, names)
     _finite("--max-file-mb", max_file_mb, 0, 1024)
     if not math.isfinite(wait) or wait < 0:
         raise typer.BadParameter(f"{wait} is not a number of seconds (0 or more)", param_hint="--wait")
     folder = _data_dir(data_dir)
     try:
-        specs = [SOURCES[n].spec(sigma_url if n == "sigma" else lolbas_url if n == "lolbas" else None,
-                                 sigma_branch if n == "sigma" else lolbas_branch if n == "lolbas" else None,
-                                 clone_path(folder, n)) for n in names]
+        specs = [SOURCES[n].spec(urls.get(n), branches.get(n), clone_path(folder, n)) for n in names]
     except SourceError as exc:  # a refused URL or branch, given here: a usage error
         raise UsageError(str(exc)) from None
     options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,
