@@ -110,8 +110,8 @@ def _roles() -> Sequence[str]:
 
 
 def _sources() -> Sequence[str]:
-    from .model import SOURCES
-    return SOURCES
+    from .sources import SOURCES  # the registry: loads YAML and the extractors (no git), only when asked
+    return tuple(SOURCES)
 
 
 def _verdicts() -> Sequence[str]:
@@ -336,7 +336,7 @@ def search(
     queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, "
                                         "cert*.exe; - reads them from standard input."),
     data_dir: Optional[Path] = DataDir,
-    source: Optional[str] = ChoiceOption("--source", "Only this source (sigma, lolbas).", _sources),
+    source: Optional[str] = ChoiceOption("--source", "Only this source (sigma, lolbas, ...).", _sources),
     field: Optional[str] = typer.Option(None, "--field", help="Only this detection field (Image, CommandLine, ...)."),
     role: List[str] = ListOption("--role", "Only these roles (process, parent, command_line, ...).", _roles),
     context: Optional[Context] = typer.Option(None, "--context", help="Only detection items that select the binary, "

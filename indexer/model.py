@@ -30,7 +30,6 @@ ROLES = (
     "comment",            # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
 )
 
-SOURCES = ("sigma", "lolbas")
 
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # rule files over this are skipped (refresh --max-file-mb)

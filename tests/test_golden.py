@@ -17,7 +17,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from indexer.model import ROLES, SOURCES, Mention
+from indexer.model import ROLES, Mention
+from indexer.sources import SOURCES
 
 GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "mentions.yaml"
 

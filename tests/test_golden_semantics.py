@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from indexer.model import ROLES, SOURCES, Mention
+from indexer.model import ROLES, Mention
+from indexer.sources import SOURCES
 from test_golden import (DETECTION_ROLES, _describe, _params, assert_index_matches,  # noqa: F401 (fixture)
                          assert_lines_name_the_binary, default_context, file_lines)
 

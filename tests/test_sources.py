@@ -78,7 +78,7 @@ def test_a_third_source_is_one_module_and_one_registration(tmp_path: Path, toy: 
     assert sorted(manifest.sources["toy"].added) == ["README.md", "playbooks/broken.txt", "playbooks/download.txt"]
     done = indexer("search", "certutil.exe", "--json", data_dir=data_dir)
     assert done.returncode == 0, done.stderr
-    mentions = json.loads(done.stdout)["mentions"]
+    mentions = json.loads(done.stdout)[0]["mentions"]
     assert [(m["source"], m["path"], m["line"], m["role"]) for m in mentions] == \
         [("toy", "playbooks/download.txt", 2, "process")]
     assert mentions[0]["url"].startswith("https://example.org/toy")  # the plug-in's web URL (a local repo)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..extract import Extraction, FileContext
 from ..parse import ParsedFile, RuleFileError, parse_yaml
-from ..repository import SourceSpec
+
+if TYPE_CHECKING:
+    from ..repository import SourceSpec
 
 
 class Source:
@@ -55,4 +57,6 @@ class Source:
     def spec(self, url: str | None = None, branch: str | None = None, clone: Path | None = None) -> SourceSpec:
         """Where to fetch it from: `url`, $INDEXER_<NAME>_URL, the URL of the existing `clone`,
         or `default_url`, in that order; `branch` or the source's own."""
+        from ..repository import SourceSpec  # GitPython: loaded by a refresh, not by every user of the registry
+
         return SourceSpec.resolve(self.name, self.default_url, self.web_url, branch or self.branch, url, clone)

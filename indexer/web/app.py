@@ -46,7 +46,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, xref
 from ..index import IndexMissing, IndexReader, current_generation, stem_of
-from ..model import ROLES, SOURCES
+from ..model import ROLES
+from ..sources import SOURCES
 from ..verdicts import DETECTING, VERDICT_HELP, VERDICTS
 from ..query import binary_target, find_rule, index_stats, parse_query, resolve, rule_target, search, suggest
 from ..xref import TIERS

@@ -10,12 +10,13 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from ..model import ROLES, SOURCES, FileReport, Mention
+from ..model import ROLES, FileReport, Mention
+from ..sources import SOURCES
 from ..verdicts import VERDICTS, RuleVerdict
 from ..xref import TIERS
 
 Role = Literal[ROLES]                         # type: ignore[valid-type]
-Source = Literal[SOURCES]                     # type: ignore[valid-type]
+Source = Literal[tuple(SOURCES)]              # type: ignore[valid-type]
 Context = Literal["selection", "filter", ""]
 LinkStatus = Literal["ok", "moved", "deprecated", "deleted", "unresolvable"]
 Verdict = Literal[VERDICTS]                   # type: ignore[valid-type]
