@@ -336,7 +336,8 @@ def search(
     queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, "
                                         "cert*.exe; - reads them from standard input."),
     data_dir: Optional[Path] = DataDir,
-    source: Optional[str] = ChoiceOption("--source", "Only this source (sigma, lolbas, ...).", _sources),
+    source: Optional[str] = typer.Option(None, "--source", help="Only this source (sigma, lolbas, ...: one the index holds).",
+                                         autocompletion=lambda incomplete: [v for v in _sources() if v.startswith(incomplete)]),
     field: Optional[str] = typer.Option(None, "--field", help="Only this detection field (Image, CommandLine, ...)."),
     role: List[str] = ListOption("--role", "Only these roles (process, parent, command_line, ...).", _roles),
     context: Optional[Context] = typer.Option(None, "--context", help="Only detection items that select the binary, "
@@ -370,6 +371,8 @@ def search(
         raise UsageError("give a name to search for (or - or --stdin to read names from standard input)")
     results = []
     with _open_reader(_data_dir(data_dir)) as reader:
+        if source is not None and source not in reader.sources:  # the sources indexed: no registry loaded here
+            raise typer.BadParameter(f"{source!r} is not one of: {', '.join(reader.sources)}", param_hint="--source")
         for name in names:
             try:
                 results.append(run_search(reader, name, source=source, roles=role, field=field,

@@ -83,6 +83,10 @@ def test_a_third_source_is_one_module_and_one_registration(tmp_path: Path, toy: 
         [("toy", "playbooks/download.txt", 2, "process")]
     assert mentions[0]["url"].startswith("https://example.org/toy")  # the plug-in's web URL (a local repo)
     assert indexer("search", "notepad.exe", "--json", data_dir=data_dir).returncode != 0
+    only = indexer("search", "certutil.exe", "--source", "toy", "--json", data_dir=data_dir)
+    assert only.returncode == 0 and json.loads(only.stdout)[0]["mentions"] == mentions  # --source: the sources indexed
+    other = indexer("search", "certutil.exe", "--source", "nosuch", data_dir=data_dir)
+    assert other.returncode == 4 and "'nosuch' is not one of: toy" in other.stderr, other.stderr
     stats = json.loads(indexer("stats", "--json", data_dir=data_dir).stdout)
     assert stats["sources"]["toy"]["commit"] == git("rev-parse", "HEAD", cwd=repo).strip()
 
