@@ -550,7 +550,7 @@ def changes(
     \b
     Example: indexer changes --last 3 --all
     """
-    from .refresh import recent_manifests
+    from .manifest import recent_manifests
 
     if since is not None:
         import datetime
