@@ -510,8 +510,13 @@ def export(
     _show(View(summary, table), _format(json=as_json))
 
 
+STATS_CSV_COLUMNS = ("source", "path", "status", "reason")
+
+
 @app.command()
 def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
+          as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per file not indexed or with "
+                                      "warnings: source, path, status, reason."),
           errors: bool = typer.Option(False, "--errors", help="List every file not indexed, with its reason.")) -> None:
     """Files seen, rules parsed, files that failed and why, commits.
 
@@ -529,7 +534,14 @@ def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
         from .report import print_stats
         print_stats(_console(), data, show_all=errors)
 
-    _show(View(data, table), _format(json=as_json))
+    def csv(stream: TextIO) -> None:
+        from .export import csv_cell, csv_writer
+        writer = csv_writer(stream)
+        writer.writerow(STATS_CSV_COLUMNS)
+        for problem in data["problems"]:
+            writer.writerow([csv_cell(problem[c]) for c in STATS_CSV_COLUMNS])
+
+    _show(View(data, table, csv=csv), _format(json=as_json, csv=as_csv))
 
 
 @app.command()

@@ -296,3 +296,20 @@ def test_a_held_lock_names_the_lock_file_as_its_location(tmp_path: Path) -> None
         assert str(exc) == f"{tmp_path / 'refresh.lock'}: {exc.reason}"
     finally:
         holder.communicate("")
+
+
+def test_stats_csv_lists_the_files_not_indexed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    sigma = make_repo(tmp_path / "sigma", {**GOOD, "rules/windows/broken.yml": "title: [unclosed\n",
+                                           "rules/windows/=cmd.yml": "- just a list\n"})
+    folder = tmp_path / "data"
+    assert run(capsys, "refresh", "--data-dir", folder, "--sigma-url", sigma, "--sigma-branch", "main",
+               "--source", "sigma", "-q")[0] == ExitCode.FILE_ERRORS
+    code, out, err = run(capsys, "stats", "--csv", "--data-dir", folder)
+    assert code == ExitCode.OK, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["path"], r["status"]) for r in rows] == [("rules/windows/=cmd.yml", "error"),
+                                                        ("rules/windows/broken.yml", "error")], rows
+    assert rows[1]["reason"].startswith("line 2: invalid YAML") and rows[1]["source"] == "sigma"
+    assert rows[0]["reason"] == "no YAML mapping in the file (documents: list)"
