@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .atomic import write_atomic
+from .errors import ExitCode
 from .index import MANIFEST_FILE, current_generation, fileref
 from .model import FileReport
 from .state import State
@@ -52,7 +53,7 @@ class Manifest:
     started: str
     finished: str = ""
     duration_s: float = 0.0
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK.value  # a plain int: _MANIFEST_FIELDS checks manifests read back by type
     full: bool = False
     reason: str = ""
     sources: dict[str, SourceOutcome] = field(default_factory=dict)

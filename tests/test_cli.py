@@ -85,8 +85,9 @@ def test_a_source_error_names_its_source_and_hides_credentials() -> None:
 
 
 def test_no_exit_code_is_a_literal_in_the_cli_or_the_refresh() -> None:
-    """Exit codes come from errors.ExitCode: no `return 4`, `Exit(1)`, `exit_code = 2` in these modules."""
-    for module in ("cli", "refresh"):
+    """Exit codes come from errors.ExitCode: no `return 4`, `Exit(1)`, `exit_code = 2` in the CLI or
+    the refresh's modules."""
+    for module in ("cli", "refresh", "manifest", "lock", "plan"):
         tree = ast.parse((ROOT / "indexer" / f"{module}.py").read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             values: list[ast.expr] = []
@@ -96,6 +97,8 @@ def test_no_exit_code_is_a_literal_in_the_cli_or_the_refresh() -> None:
                 values = list(node.args)
             elif isinstance(node, ast.Assign) and any(getattr(t, "attr", "") == "exit_code" for t in node.targets):
                 values = [node.value]
+            elif isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "exit_code" and node.value:
+                values = [node.value]  # a dataclass field's default
             for value in values:
                 assert not (isinstance(value, ast.Constant) and isinstance(value.value, int)
                             and not isinstance(value.value, bool)), (module, node.lineno)
