@@ -284,9 +284,9 @@ def test_each_example_is_printed_whole(name: str, capsys: pytest.CaptureFixture[
 
 
 def test_a_held_lock_names_the_lock_file_as_its_location(tmp_path: Path) -> None:
-    from indexer.refresh import RefreshLock
+    from indexer.lock import RefreshLock
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from indexer.refresh import RefreshLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from indexer.lock import RefreshLock; "
                                f"RefreshLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
