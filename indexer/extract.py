@@ -8,6 +8,7 @@ known, and `infer` turns those strings into `inferred` mentions.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -168,11 +169,28 @@ class _Collector:
         self.lines = parsed.lines
         self.out = Extraction()
         self._seen: set[tuple[Any, ...]] = set()
+        self._bases: dict[tuple[Any, ...], Mention] = {}
         self._stripped: dict[int, str] = {}
         self.text_nodes: list[tuple[yaml.Node, Mention]] = []  # scalars of text fields, with their template
 
-    def template(self, **fields: Any) -> Mention:
-        return Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="", **fields)
+    def template(self, meta: dict[str, Any], **fields: Any) -> Mention:
+        """A mention without binary, line and snippet: the rule's `meta` and the place's `fields`.
+
+        One Mention per distinct meta is made by its constructor; the templates are copies of it
+        with `fields` set (as `Mention.at` does): a file makes dozens, the constructor cost 0.1 s.
+        """
+        key = tuple(meta.items())
+        base = self._bases.get(key)
+        if base is None:
+            base = self._bases[key] = Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0,
+                                              snippet="", **meta)
+        values = base.__dict__
+        if not values.keys() >= fields.keys():
+            raise TypeError(f"Mention has no field {sorted(fields.keys() - values.keys())}")
+        mention = object.__new__(Mention)
+        mention.__dict__.update(values)
+        mention.__dict__.update(fields)
+        return mention
 
     def add(self, template: Mention, name: str, line: int, inferred: bool = False) -> None:
         key = (name, line, template.role, template.field, template.detection, template.context)
@@ -242,7 +260,8 @@ def negated_items(condition: str, names: Iterable[str]) -> set[str]:
         elif low in ("and", "or", "1", "all", "of", "|"):
             continue
         else:
-            pattern = names if low == "them" else fnmatch.filter(names, token)
+            pattern = (names if low == "them" else fnmatch.filter(names, token) if "*" in token or "?" in token
+                       or "[" in token else [name for name in names if name == token])
             (negated if stack[-1] ^ pending else positive).update(pattern)
             pending = False
     return negated - positive
@@ -267,23 +286,24 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         if meta["rule_id"]:
             col.out.rule_ids.append(meta["rule_id"])
         platform = platform_of(meta["logsource"])
-        for ref in scalars(child(doc.node, "references")):
+        top = _top_level(doc.node)
+        for ref in scalars(top.get("references")):
             if "lolbas-project" in ref.value.lower():
                 col.out.links.append({"kind": "lolbas", "url": ref.value.strip(),
                                       "line": parsed.file_line(ref.start_mark.line)})
         # text: title, description, false positives, the log source's definition, simulations
-        texts = [(key, child(doc.node, key)) for key in ("title", "description", "falsepositives", "simulation")]
-        texts.append(("definition", child(child(doc.node, "logsource"), "definition")))
+        texts = [(key, top.get(key)) for key in ("title", "description", "falsepositives", "simulation")]
+        texts.append(("definition", child(top.get("logsource"), "definition")))
         for key, value in texts:
             if value is None:
                 continue
-            template = col.template(field=key, role="text", **meta)
+            template = col.template(meta, field=key, role="text")
             cut = _title_text if key == "title" else None
             for scalar in scalars(value):
                 col.scan(scalar, template, explicit_names, infer=True, in_prose=True, platform=platform, infer_text=cut)
                 col.text_nodes.append((scalar, template))
         is_filter_rule = "filter" in doc.data and "detection" not in doc.data
-        det_node = child(doc.node, "filter" if is_filter_rule else "detection")
+        det_node = top.get("filter" if is_filter_rule else "detection")
         item_names = [k for k, _, _ in mapping_items(det_node) if k not in ("condition", "timeframe", "rules")]
         negated = set(item_names) if is_filter_rule else negated_items(" ( ".join(conditions) + " )" * len(conditions), item_names)
         for name, _, item in mapping_items(det_node):
@@ -294,8 +314,16 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
     _programs_in_text(col)
     if docs:
         meta = _sigma_meta({**global_data, **docs[-1].data})
-        _comments(col, col.template(field="comment", role="comment", **meta), platform_of(meta["logsource"]))
+        _comments(col, col.template(meta, field="comment", role="comment"), platform_of(meta["logsource"]))
     return col.out
+
+
+def _top_level(node: yaml.Node) -> dict[str, yaml.Node]:
+    """A document's top-level keys and their value nodes (the first of a repeated key, as `child`)."""
+    top: dict[str, yaml.Node] = {}
+    for key, _, value in mapping_items(node):
+        top.setdefault(key, value)
+    return top
 
 
 ALIAS_MIN_RULES = 2  # an unambiguous pair of different stems must be seen in this many rule files
@@ -369,15 +397,15 @@ def _detection_item(col: _Collector, item: yaml.Node, name: str, context: str,
             role = field_role(field_name, meta["logsource"])
             if role is None or _NO_NAME_MODIFIERS.intersection(modifiers):
                 continue
-            template = col.template(field=field_name, modifiers=tuple(modifiers), role=role,
+            template = col.template(meta, field=field_name, modifiers=tuple(modifiers), role=role,
                                     context=context, detection=name,
-                                    encoded=bool(_ENCODING_MODIFIERS.intersection(modifiers)), **meta)
+                                    encoded=bool(_ENCODING_MODIFIERS.intersection(modifiers)))
             _values(col, value, template, "re" in modifiers, platform)
 
 
 def _keywords(col: _Collector, nodes: list[yaml.ScalarNode], name: str, context: str,
               meta: dict[str, Any], platform: str) -> None:
-    template = col.template(field="", role="keyword", context=context, detection=name, **meta)
+    template = col.template(meta, field="", role="keyword", context=context, detection=name)
     for node in nodes:
         if scalar_text(node):
             col.scan(node, template, explicit_names, infer=True, platform=platform)
@@ -419,13 +447,24 @@ def comment_lines(parsed: ParsedFile) -> Iterator[tuple[int, str]]:
     knows every scalar's span, quoted and block ones included) and follows a blank or starts
     the line.
     """
-    marked = {number for number, text in enumerate(parsed.yaml_lines) if "#" in text}
+    # lines with a `#` that may start a comment, and where
+    marked: dict[int, list[int]] = {}
+    for number, text in enumerate(parsed.yaml_lines):
+        if "#" in text:
+            positions = [m.start(1) for m in _COMMENT_START.finditer(text)]
+            if positions:
+                marked[number] = positions
     if not marked:
         return
     inside: dict[int, list[tuple[int, float]]] = {}
+    lines = sorted(marked)
     stack = [d.node for d in parsed.documents]
     while stack:
         node = stack.pop()
+        first, last = node.start_mark.line, node.end_mark.line
+        at = bisect.bisect_left(lines, first)
+        if at == len(lines) or lines[at] > last:  # no marked line in the node's span
+            continue
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 stack += (key, value)
@@ -433,20 +472,23 @@ def comment_lines(parsed: ParsedFile) -> Iterator[tuple[int, str]]:
         if isinstance(node, yaml.SequenceNode):
             stack += node.value
             continue
-        first, last = node.start_mark.line, node.end_mark.line
-        for number in marked.intersection(range(first, last + 1)):
+        if first == last:
+            if first in marked:
+                inside.setdefault(first, []).append((node.start_mark.column, node.end_mark.column))
+            continue
+        for number in marked.keys() & range(first, last + 1):
             start = node.start_mark.column if number == first else 0
             end = node.end_mark.column if number == last else float("inf")
             inside.setdefault(number, []).append((start, end))
     for number in sorted(marked):
-        text = parsed.yaml_lines[number]
-        position = text.find("#")
-        while position != -1:
-            if (position == 0 or text[position - 1] in " \t") and not any(
-                    a <= position < b for a, b in inside.get(number, ())):
-                yield number, text[position + 1:]
+        spans = inside.get(number, ())
+        for position in marked[number]:
+            if not any(a <= position < b for a, b in spans):
+                yield number, parsed.yaml_lines[number][position + 1:]
                 break
-            position = text.find("#", position + 1)
+
+
+_COMMENT_START = re.compile(r"(?:^|[ \t])(#)")
 
 
 def _comments(col: _Collector, template: Mention, platform: str) -> None:
@@ -472,15 +514,15 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         meta = {"title": str(data.get("Name") or ""), "tags": tags}
         name_node = child(node, "Name")
         if isinstance(name_node, yaml.ScalarNode) and scalar_text(name_node):
-            _lolbas_name(col, name_node, col.template(field="Name", role="lolbas_entry", **meta))
+            _lolbas_name(col, name_node, col.template(meta, field="Name", role="lolbas_entry"))
         for alias in scalars(child(node, "Aliases")):
-            _lolbas_name(col, alias, col.template(field="Alias", role="lolbas_entry", **meta))
+            _lolbas_name(col, alias, col.template(meta, field="Alias", role="lolbas_entry"))
         desc = child(node, "Description")
         if isinstance(desc, yaml.ScalarNode):
-            col.scan(desc, col.template(field="Description", role="text", **meta), explicit_names,
+            col.scan(desc, col.template(meta, field="Description", role="text"), explicit_names,
                      infer=True, in_prose=True)
         for path in scalars(child(node, "Full_Path")):
-            col.scan(path, col.template(field="Path", role="lolbas_path", **meta),
+            col.scan(path, col.template(meta, field="Path", role="lolbas_path"),
                      lambda text: value_names(text, whole_value=True, process=True))
         cmd_nodes = child(node, "Commands")
         if isinstance(cmd_nodes, yaml.SequenceNode):
@@ -492,10 +534,10 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                     if not isinstance(value, yaml.ScalarNode) or not scalar_text(value):
                         continue
                     if key == "Command":
-                        col.scan(value, col.template(field="Command", role="lolbas_command", **cmd_meta),
+                        col.scan(value, col.template(cmd_meta, field="Command", role="lolbas_command"),
                                  explicit_names, infer=True)
                     elif key in ("Description", "Usecase"):
-                        col.scan(value, col.template(field=key, role="text", **cmd_meta), explicit_names,
+                        col.scan(value, col.template(cmd_meta, field=key, role="text"), explicit_names,
                                  infer=True, in_prose=True)
         listed = data.get("Aliases") if isinstance(data.get("Aliases"), list) else []
         aliases = [a.get("Alias") for a in listed if isinstance(a, dict)]
@@ -516,9 +558,9 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                     col.out.links.append({"kind": "sigma", "url": value.value.strip(),
                                           "line": parsed.file_line(value.start_mark.line)})
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
-                    col.scan(value, col.template(field="IOC", role="lolbas_ioc", **meta), explicit_names,
+                    col.scan(value, col.template(meta, field="IOC", role="lolbas_ioc"), explicit_names,
                              infer=True, in_prose=True)
-        _comments(col, col.template(field="comment", role="comment", **meta), "windows")
+        _comments(col, col.template(meta, field="comment", role="comment"), "windows")
     return col.out
 
 
@@ -557,6 +599,15 @@ def _lolbas_tags(commands: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 # --- bare names ----------------------------------------------------------------------------------
 
 _SPEAKS_OF_DLLS = re.compile(r"(?i)\bdlls?\b")
+_merged: list[Any] = [None, None, {}]  # the last (module stems, Windows stems) merged, and the merge
+
+
+def _with_modules(module_stems: dict[str, str], windows_stems: dict[str, str]) -> dict[str, str]:
+    """DLL and Windows stems in one map (Windows names win), merged once per pair of maps:
+    every file of a refresh resolves against the same two (copying them per file cost 0.2 s)."""
+    if _merged[0] is not module_stems or _merged[1] is not windows_stems:
+        _merged[:] = [module_stems, windows_stems, {**module_stems, **windows_stems}]
+    return _merged[2]
 
 
 def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
@@ -572,7 +623,7 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
     """
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
     own = {**windows_stems, **own_stems} if own_stems else windows_stems
-    with_modules = {**module_stems, **windows_stems} if module_stems else windows_stems
+    with_modules = _with_modules(module_stems, windows_stems) if module_stems else windows_stems
     out: list[Mention] = []
     for cand in candidates:
         path_stems: dict[str, str] | None = unix_stems

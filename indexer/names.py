@@ -386,6 +386,10 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
     a Unix path never names a Windows program.
     """
     lowered = text.lower()
+    words = _WORD.findall(lowered)  # most strings name nothing: one set test instead of a loop
+    if stems.keys().isdisjoint(words) and (unix_stems is None or "/" not in lowered
+                                           or unix_stems.keys().isdisjoint(words)):
+        return
     for match in _WORD.finditer(lowered):
         stem = match.group(0)
         start = match.start()
