@@ -17,8 +17,8 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import Mention
-from .names import (MODULE_PREFIX, WINDOWS_PREFIX, NameHit, bare_names, explicit_names, is_homoglyph, process_tail,
-                    regex_names, value_names)
+from .names import (COMMON_WORDS, MODULE_PREFIX, WINDOWS_PREFIX, NameHit, bare_names, explicit_names, is_homoglyph,
+                    process_tail, regex_names, value_names)
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
 _PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
@@ -45,6 +45,10 @@ _INFER_ROLES = {"command_line", "keyword", "other", "registry"}
 _ENCODING_MODIFIERS = {"base64", "base64offset", "utf16le", "utf16be", "utf16", "wide"}
 _NO_NAME_MODIFIERS = {"cidr", "lt", "lte", "gt", "gte", "fieldref", "exists", "neq"}
 _UNIX_PRODUCTS = {"linux", "macos"}
+# Fields holding the name of a service, unit or organisation: a bare word there names
+# that object ('TeamViewer' service, 'AnyDesk Software GmbH'), not a program (a pipe named after
+# a program, '\\PSEXESVC', stays its artifact).
+_OBJECT_NAME_FIELDS = {"servicename", "company", "unit", "displayname"}
 # Titles ending in the name of their log source ("... - PowerShell", "... - Linux"): that part
 # names where the events come from, not a program.
 _LOGSOURCE_SUFFIX = re.compile(
@@ -432,7 +436,7 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
         return [tail] if tail is not None else []
 
     encoded = template.encoded
-    infer = template.role in _INFER_ROLES and not is_regex
+    infer = template.role in _INFER_ROLES and not is_regex and template.field.lower() not in _OBJECT_NAME_FIELDS
     for scalar in scalars(value):
         if scalar_text(scalar):
             col.scan(scalar, template, finder, infer=infer, platform=platform)
@@ -602,12 +606,24 @@ _SPEAKS_OF_DLLS = re.compile(r"(?i)\bdlls?\b")
 _merged: list[Any] = [None, None, {}]  # the last (module stems, Windows stems) merged, and the merge
 
 
+# "CLR DLL", "Dbghelp/Dbgcore DLLs": the words before "DLL" name DLLs, common words too
+_DLL_PHRASE = re.compile(r"(?<![\w.\-])([\w\-]+(?:/[\w\-]+)*)\s+dlls?\b", re.IGNORECASE)
+
+
 def _with_modules(module_stems: dict[str, str], windows_stems: dict[str, str]) -> dict[str, str]:
-    """DLL and Windows stems in one map (Windows names win), merged once per pair of maps:
-    every file of a refresh resolves against the same two (copying them per file cost 0.2 s)."""
+    """DLL stems that are no common word and Windows stems in one map (Windows names win),
+    merged once per pair of maps: every file of a refresh resolves against the same two
+    (copying them per file cost 0.2 s)."""
     if _merged[0] is not module_stems or _merged[1] is not windows_stems:
-        _merged[:] = [module_stems, windows_stems, {**module_stems, **windows_stems}]
+        modules = {stem: name for stem, name in module_stems.items() if stem not in COMMON_WORDS}
+        _merged[:] = [module_stems, windows_stems, {**modules, **windows_stems}]
     return _merged[2]
+
+
+def _dll_phrases(text: str, module_stems: dict[str, str]) -> list[str]:
+    """DLLs named as "X DLL" or "X/Y DLLs" in prose, X a loaded DLL's stem (`CLR DLL` -> clr.dll)."""
+    return [module_stems[word] for match in _DLL_PHRASE.finditer(text)
+            for word in match.group(1).lower().split("/") if word in module_stems]
 
 
 def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
@@ -640,12 +656,14 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
             # in other logsources values are another system's commands (Cisco `show arp`) or
             # URLs: a bare name counts only in prose, as a Unix name, or as a Unix path's tail
             stems = unix_stems if cand.in_prose else {}
-        hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
-        for hit in hits:
+        names = [hit.name for hit in bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)]
+        if stems is with_modules and stems is not windows_stems:
+            names += _dll_phrases(cand.text, module_stems)  # type: ignore[arg-type]
+        for name in names:
             t = cand.template
-            key = (hit.name, cand.line, t.role, t.field, t.detection, t.context)
+            key = (name, cand.line, t.role, t.field, t.detection, t.context)
             if key in seen:
                 continue
             seen.add(key)
-            out.append(t.at(hit.name, cand.line, cand.snippet, True, not hit.name.isascii() and is_homoglyph(hit.name)))
+            out.append(t.at(name, cand.line, cand.snippet, True, not name.isascii() and is_homoglyph(name)))
     return out

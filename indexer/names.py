@@ -362,14 +362,33 @@ _BARE_RIGHT = " \t'\",;)&|`><:"  # `diskshadow> exec`: a prompt; `cmd</Command>`
 # "Reverse SSH Tunnel", "Strings In URI", "Sysmon Event ID 1", "Spawned by WinRM", "PoC".
 # In a command line they are still the programs (`strings -a`, `base64 -d`).
 # Quoted as a literal (`"hostname"`) or followed by "utility", "command", ... they are programs again.
+# English words that are also programs' stems, used as words in prose far more often than as the
+# programs: "users who", "security groups", "route table", "ransom notes", "malware loader",
+# "Program Compatibility Wizard", "APT 29", "Electron applications", "Adobe" (the company).
 PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
-                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname"})
+                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname",
+                         "who", "groups", "route", "notes", "loader", "wizard", "generation", "artifact",
+                         "antimalware", "adobe", "electron", "reboot", "env", "apt", "cat"})
 # "Internet Explorer" is the browser, "Process Explorer" procexp: neither is explorer.exe.
-_PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program)\b")  # "base64 utility", not "PoC executable"
+# A prose word followed by an option (`nice -n`, `crontab -r`) is the program run.
+_PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program|binary|process)\b| -{1,2}\w")
 _NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_")}
 _NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
               "java": (" script", "script"),  # "Java scripts": the language
-              "python": (" software foundation",)}  # an organisation
+              "python": (" software foundation",),  # an organisation
+              "dotnet": (" clr", " framework", " core", " clickonce", " assembl")}  # .NET, not dotnet.exe
+# In prose, what follows a name can make it something else: the service's web API ("Notion API",
+# "Telegram API"), a file of that name or kind ("crontab file", "Executes cmd file", "java files";
+# written in lower case: "Curl File Upload" and "desktopimgdownldr file creation" are the programs'),
+# a package format ("Nuget/squirrel package", "the nuget package").
+_PROSE_NOT_PROGRAM = re.compile(r"(?i:(?:/[\w\-]+)*\s+apis?\b)|(?:/[\w\-]+)*\s+files?\b"
+                                r"(?!\s+(?:creation|upload|download|write|access|event|deletion))")
+# "Modifying Crontab", "Legitimate modification of crontab": what is modified is a file or a
+# setting of that name (a program is run, not modified), when the name ends the phrase.
+_MODIFIED = re.compile(r"(?:modifying|modification of|modifications to|modification to)(?: the)? $")
+_PHRASE_END = re.compile(r"\s*(?:$|[.,;:)])")
+_PACKAGE_FORMATS = frozenset({"nuget", "squirrel", "npm", "pip"})
+_PACKAGE = re.compile(r"(?:/[\w\-]+)*\s+packages?\b(?! manager)", re.IGNORECASE)
 _OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:--?|/)[\w\-]+=$")  # Seatbelt's `-group=chromium` is an argument
 
 
@@ -411,6 +430,10 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
             continue
         if stem in _NOT_AFTER and lowered.startswith(_NOT_AFTER[stem], end):
             continue
+        if in_prose and (_PROSE_NOT_PROGRAM.match(text if len(text) == len(lowered) else lowered, end)
+                         or stem in _PACKAGE_FORMATS and _PACKAGE.match(lowered, end)
+                         or _MODIFIED.search(lowered, 0, start) and _PHRASE_END.match(lowered, end)):
+            continue
         if lowered.startswith(":/", end):  # `ftp://`: a URL scheme
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
@@ -438,7 +461,8 @@ MODULE_PREFIX = "module:"    # a DLL a rule watches being loaded (ImageLoaded) i
 
 
 def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(Windows, Unix, DLL) stem maps from the names files show to be executables.
+    """(Windows, Unix, DLL) stem maps from the names files show to be executables (the DLL map
+    keeps common words: see stem_map).
 
     `x.ext` is a Windows name, `x` a Unix one, `windows:x` a Windows program written without
     extension, `module:x.dll` a loaded DLL (its stem counts only in text that speaks of DLLs).
@@ -451,17 +475,18 @@ def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, s
             modules.append(name[len(MODULE_PREFIX):])
         else:
             (windows if "." in name else unix).append(name)
-    return stem_map(windows), stem_map(unix), stem_map(modules)
+    return stem_map(windows), stem_map(unix), stem_map(modules, keep_common=True)
 
 
-def stem_map(names: Iterable[str], min_length: int = 3) -> dict[str, str]:
+def stem_map(names: Iterable[str], min_length: int = 3, keep_common: bool = False) -> dict[str, str]:
     """Map bare stems to executable names: `rundll32` -> `rundll32.exe` (an .exe wins a tie).
 
-    Stems that are common English words (`remote`, `handle`) are left out.
+    Stems that are common English words (`remote`, `handle`) are left out, unless keep_common
+    (DLLs: "CLR DLL" names clr.dll; extract.infer keeps such stems for "X DLL" phrases).
     """
     result: dict[str, str] = {}
     for name in sorted(names):
-        if (name.rpartition(".")[0] or name) in COMMON_WORDS:
+        if not keep_common and (name.rpartition(".")[0] or name) in COMMON_WORDS:
             continue
         stem, dot, ext = name.rpartition(".")
         if not dot:

@@ -81,6 +81,40 @@ def test_false_names_are_gone(tip_reader, path, line, binary):
     assert binary not in binaries_on(tip_reader, "sigma", path, line)
 
 
+@pytest.mark.parametrize("source, path, line, binary", [
+    # English words that are programs' stems, used as words
+    ("sigma", "rules/web/proxy_generic/proxy_ua_apt.yml", 4, "apt"),                                # APT malware
+    ("sigma", "rules/application/kubernetes/audit/kubernetes_audit_hostpath_mount.yml", 7, "who"),  # Attackers who
+    ("sigma", "rules/windows/image_load/image_load_dll_unsigned_node_load.yml", 8, "electron.exe"),  # Electron apps
+    ("sigma", "rules/windows/builtin/windefend/win_defender_antimalware_platform_expired.yml", 24,
+     "antimalware.exe"),                                                                            # a comment
+    # a service's web API, a package format, the .NET framework
+    ("sigma", "rules/windows/network_connection/net_connection_win_domain_notion_api_susp_communication.yml", 4,
+     "notion.exe"),
+    ("lolbas", "yml/OtherMSBinaries/Squirrel.yml", 3, "nuget.exe"),
+    ("lolbas", "yml/OtherMSBinaries/Squirrel.yml", 8, "nuget.exe"),
+    ("lolbas", "yml/OSBinaries/Cscript.yml", 28, "dotnet.exe"),
+    # names of services and organisations, not of programs
+    ("sigma", "rules/windows/builtin/security/win_security_service_install_remote_access_software.yml", 46,
+     "teamviewer"),
+    ("sigma", "rules/windows/process_creation/proc_creation_win_remote_access_tools_anydesk.yml", 30, "anydesk.exe"),
+])
+def test_words_that_are_not_the_program(tip_reader, source, path, line, binary):
+    assert binary not in binaries_on(tip_reader, source, path, line)
+
+
+def test_prose_words_stay_programs_where_quoted_or_run_with_options():
+    stems = {"who": "who", "env": "env", "crontab": "crontab", "notion": "notion.exe"}
+    assert [h.name for h in bare_names('Detects the execution of "who" on the host', stems, in_prose=True)] == ["who"]
+    assert [h.name for h in bare_names("Detects the use of the env command", stems, in_prose=True)] == ["env"]
+    assert [h.name for h in bare_names("removes it with crontab -r", stems, in_prose=True)] == ["crontab"]
+    assert [h.name for h in bare_names("who -a", stems)] == ["who"]  # a command line is no prose
+    assert not list(bare_names("modification of the crontab file", stems, in_prose=True))
+    assert not list(bare_names("Legitimate modification of crontab", stems, in_prose=True))
+    assert [h.name for h in bare_names("modification of Notion settings", stems, in_prose=True)] == ["notion.exe"]
+    assert [h.name for h in bare_names("Notion File Upload", stems, in_prose=True)] == ["notion.exe"]
+
+
 def test_lolbas_ioc_sysmon_event_is_no_program(tip_reader):
     assert "sysmon.exe" not in binaries_on(tip_reader, "lolbas", "yml/OSBinaries/Fsutil.yml", 36)
 
@@ -104,6 +138,9 @@ def test_powershell_title_suffix_is_the_logsource(tip_reader):
     ("lolbas", "yml/OSBinaries/Diskshadow.yml", 16, "diskshadow.exe"),
     ("sigma", "rules/windows/image_load/image_load_win_susp_dbgcore_dbghelp_load.yml", 1, "dbghelp.dll"),
     ("sigma", "rules/windows/image_load/image_load_win_susp_dbgcore_dbghelp_load.yml", 1, "dbgcore.dll"),
+    # "X DLL" names X.dll where a rule loads it, even when X is a common word ("CLR DLL")
+    ("sigma", "rules/windows/image_load/image_load_susp_script_dotnet_clr_dll_load.yml", 1, "clr.dll"),
+    ("sigma", "rules/windows/image_load/image_load_susp_script_dotnet_clr_dll_load.yml", 4, "clr.dll"),
 ])
 def test_bare_names_meaning_the_program(tip_reader, source, path, line, binary):
     assert binary in binaries_on(tip_reader, source, path, line)
