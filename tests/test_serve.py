@@ -514,6 +514,26 @@ def test_binary_page_is_the_misuse_page(live: str, tip_reader: IndexReader) -> N
             assert href.startswith("https://"), href
 
 
+def test_binary_page_shows_the_alias_rows(app: TestClient, tip_reader: IndexReader) -> None:
+    """pwsh.dll is pwsh.exe's OriginalFileName (issue 13 item 6): its rows are on pwsh.exe's page
+    and in /api/binary, marked as found through the alias, as `search pwsh.exe` gives them."""
+    dll_rules = {(m.source, m.path) for m in tip_reader.search(["pwsh.dll"])}
+    answer = app.get("/api/binary/pwsh.exe?limit=500")
+    assert answer.status_code == 200
+    data = answer.json()
+    rows = [m for m in data["mentions"] if m["binary"] == "pwsh.dll"]
+    assert {(m["source"], m["path"]) for m in rows} == dll_rules and len(dll_rules) >= 70
+    assert all(m["alias_of"] == "pwsh.exe" for m in rows)
+    assert all(m["alias_of"] == "" for m in data["mentions"] if m["binary"] == "pwsh.exe")
+    assert data["binaries"] == ["pwsh.exe"]
+    page = app.get("/binary/pwsh.exe?limit=500").text
+    badge = '<span class="badge alias" title="found through pwsh.dll, an alias of pwsh.exe">alias pwsh.dll</span>'
+    assert page.count(badge) == len(rows)
+    assert "Also shown: <code>pwsh.dll</code>" in page
+    plain = app.get("/binary/psr.exe").text    # no alias: no badge
+    assert 'class="badge alias"' not in plain and "Also shown" not in plain
+
+
 def test_rule_page(live: str, tip_reader: IndexReader) -> None:
     status, _, body = fetch(f"{live}/rule/{quote('sigma:' + PSR_RULE)}")
     page = body.decode()

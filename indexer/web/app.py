@@ -379,7 +379,11 @@ class Service:
                           suggestions=suggest(parse_query(name), reader.binaries()))
 
         def build() -> tuple[int, Any]:
-            target = binary_target(reader, name, names, reader.search(names), reader.rules(names))
+            # as `search NAME`: the aliases' mentions too (pwsh.dll for pwsh.exe), marked alias_of
+            known = reader.aliases()
+            aliases = {alias: n for n in names for alias in known.get(n, ()) if alias not in names}
+            looked_up = names + sorted(aliases)
+            target = binary_target(reader, name, names, reader.search(looked_up), reader.rules(looked_up), aliases)
             return len(target["mentions"]), target
 
         return {**self.cache.get((reader.generation.name, "binary", tuple(names)), build), "query": name}
