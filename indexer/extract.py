@@ -603,6 +603,8 @@ def _lolbas_tags(commands: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 # --- bare names ----------------------------------------------------------------------------------
 
 _SPEAKS_OF_DLLS = re.compile(r"(?i)\bdlls?\b")
+_PE_NAME_FIELDS = {"Product", "Description", "FileDescription"}  # PE metadata: product names
+_NAME_GOES_ON = re.compile(r" +(?!Application\b|Executable\b)[A-Z]")  # 'PAExec Application' is PAExec
 _merged: list[Any] = [None, None, {}]  # the last (module stems, Windows stems) merged, and the merge
 
 
@@ -656,7 +658,11 @@ def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
             # in other logsources values are another system's commands (Cisco `show arp`) or
             # URLs: a bare name counts only in prose, as a Unix name, or as a Unix path's tail
             stems = unix_stems if cand.in_prose else {}
-        names = [hit.name for hit in bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)]
+        hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
+        if cand.template.role == "other" and cand.template.field in _PE_NAME_FIELDS:
+            # 'Tor Browser', 'Ping Castle', 'Opera Installer': a name another word goes on names a product
+            hits = (hit for hit in hits if not _NAME_GOES_ON.match(cand.text, hit.end))
+        names = [hit.name for hit in hits]
         if stems is with_modules and stems is not windows_stems:
             names += _dll_phrases(cand.text, module_stems)  # type: ignore[arg-type]
         for name in names:

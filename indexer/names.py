@@ -369,10 +369,11 @@ PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent",
                          "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname",
                          "who", "groups", "route", "notes", "loader", "wizard", "generation", "artifact",
                          "antimalware", "adobe", "electron", "reboot", "env", "apt", "cat"})
-# "Internet Explorer" is the browser, "Process Explorer" procexp: neither is explorer.exe.
+# "Internet Explorer" is the browser, "Process Explorer" procexp, "Azure Storage Explorer" an
+# application: none is explorer.exe.
 # A prose word followed by an option (`nice -n`, `crontab -r`) is the program run.
 _PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program|binary|process)\b| -{1,2}\w")
-_NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_")}
+_NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_", "storage ")}  # Azure Storage Explorer
 _NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
               "java": (" script", "script"),  # "Java scripts": the language
               "python": (" software foundation",),  # an organisation
@@ -389,7 +390,8 @@ _MODIFIED = re.compile(r"(?:modifying|modification of|modifications to|modificat
 _PHRASE_END = re.compile(r"\s*(?:$|[.,;:)])")
 _PACKAGE_FORMATS = frozenset({"nuget", "squirrel", "npm", "pip"})
 _PACKAGE = re.compile(r"(?:/[\w\-]+)*\s+packages?\b(?! manager)", re.IGNORECASE)
-_OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:--?|/)[\w\-]+=$")  # Seatbelt's `-group=chromium` is an argument
+# Seatbelt's `-group=chromium`, netsh's `name=Dropbox`: a value of an argument, not a program
+_OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:(?:--?|/)[\w\-]+|name)=$", re.IGNORECASE)
 
 
 def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,

@@ -98,6 +98,12 @@ def test_false_names_are_gone(tip_reader, path, line, binary):
     ("sigma", "rules/windows/builtin/security/win_security_service_install_remote_access_software.yml", 46,
      "teamviewer"),
     ("sigma", "rules/windows/process_creation/proc_creation_win_remote_access_tools_anydesk.yml", 30, "anydesk.exe"),
+    # a product's name in PE metadata, an application, the value of `name=`
+    ("sigma", "rules/windows/process_creation/proc_creation_win_pua_pingcastle.yml", 156, "ping.exe"),
+    ("sigma", "rules/windows/process_creation/proc_creation_win_browsers_tor_execution.yml", 19, "tor.exe"),
+    ("sigma", "rules-threat-hunting/windows/network_connection/net_connection_win_susp_azurefd_connection.yml", 43,
+     "explorer.exe"),
+    ("sigma", "rules/windows/process_creation/proc_creation_win_netsh_fw_delete_rule.yml", 26, "dropbox.exe"),
 ])
 def test_words_that_are_not_the_program(tip_reader, source, path, line, binary):
     assert binary not in binaries_on(tip_reader, source, path, line)
@@ -112,6 +118,9 @@ def test_prose_words_stay_programs_where_quoted_or_run_with_options():
     assert not list(bare_names("modification of the crontab file", stems, in_prose=True))
     assert not list(bare_names("Legitimate modification of crontab", stems, in_prose=True))
     assert [h.name for h in bare_names("modification of Notion settings", stems, in_prose=True)] == ["notion.exe"]
+    ps = {"powershell": "powershell.exe"}
+    assert not list(bare_names("netsh advfirewall firewall add rule name=powershell dir=in", ps))
+    assert [h.name for h in bare_names("HostApplication=powershell", ps)] == ["powershell.exe"]
     assert [h.name for h in bare_names("Notion File Upload", stems, in_prose=True)] == ["notion.exe"]
 
 
