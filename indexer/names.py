@@ -364,11 +364,12 @@ _BARE_RIGHT = " \t'\",;)&|`><:"  # `diskshadow> exec`: a prompt; `cmd</Command>`
 # Quoted as a literal (`"hostname"`) or followed by "utility", "command", ... they are programs again.
 # English words that are also programs' stems, used as words in prose far more often than as the
 # programs: "users who", "security groups", "route table", "ransom notes", "malware loader",
-# "Program Compatibility Wizard", "APT 29", "Electron applications", "Adobe" (the company).
+# "Program Compatibility Wizard", "APT 29", "Electron applications", "Adobe" (the company), "never
+# touch disk", "a JavaScript HTTP client" (the language).
 PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
                          "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname",
                          "who", "groups", "route", "notes", "loader", "wizard", "generation", "artifact",
-                         "antimalware", "adobe", "electron", "reboot", "env", "apt", "cat"})
+                         "antimalware", "adobe", "electron", "reboot", "env", "apt", "cat", "touch", "javascript"})
 # "Internet Explorer" is the browser, "Process Explorer" procexp, "Azure Storage Explorer" an
 # application: none is explorer.exe.
 # A prose word followed by an option (`nice -n`, `crontab -r`) is the program run.

@@ -88,6 +88,9 @@ def test_false_names_are_gone(tip_reader, path, line, binary):
     ("sigma", "rules/windows/image_load/image_load_dll_unsigned_node_load.yml", 8, "electron.exe"),  # Electron apps
     ("sigma", "rules/windows/builtin/windefend/win_defender_antimalware_platform_expired.yml", 24,
      "antimalware.exe"),                                                                            # a comment
+    ("sigma", "rules/linux/process_creation/proc_creation_lnx_susp_exec_from_dev_shm.yml", 6, "touch"),
+    ("sigma", "rules-emerging-threats/2026/Malware/Axios-NPM-Compromise/file_event_lnx_axios_npm_compromise_indicators.yml",
+     5, "javascript"),                                                                              # the language
     # a service's web API, a package format, the .NET framework
     ("sigma", "rules/windows/network_connection/net_connection_win_domain_notion_api_susp_communication.yml", 4,
      "notion.exe"),
