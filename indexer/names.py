@@ -373,7 +373,7 @@ PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent",
 # "Internet Explorer" is the browser, "Process Explorer" procexp, "Azure Storage Explorer" an
 # application: none is explorer.exe.
 # A prose word followed by an option (`nice -n`, `crontab -r`) is the program run.
-_PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program|binary|process)\b| -{1,2}\w")
+_PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program|binary)\b| -{1,2}\w")
 _NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_", "storage ")}  # Azure Storage Explorer
 _NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
               "java": (" script", "script"),  # "Java scripts": the language
@@ -412,6 +412,7 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
     if stems.keys().isdisjoint(words) and (unix_stems is None or "/" not in lowered
                                            or unix_stems.keys().isdisjoint(words)):
         return
+    urls = _url_spans(text) if in_prose and len(text) == len(lowered) else []  # a repository's name in a link
     for match in _WORD.finditer(lowered):
         stem = match.group(0)
         start = match.start()
@@ -438,6 +439,8 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
                          or _MODIFIED.search(lowered, 0, start) and _PHRASE_END.match(lowered, end)):
             continue
         if lowered.startswith(":/", end):  # `ftp://`: a URL scheme
+            continue
+        if urls and any(a <= start < b for a, b in urls):
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
             if lowered[end] == "/" and lowered[end + 1:end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"

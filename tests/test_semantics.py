@@ -121,6 +121,10 @@ def test_prose_words_stay_programs_where_quoted_or_run_with_options():
     assert not list(bare_names("modification of the crontab file", stems, in_prose=True))
     assert not list(bare_names("Legitimate modification of crontab", stems, in_prose=True))
     assert [h.name for h in bare_names("modification of Notion settings", stems, in_prose=True)] == ["notion.exe"]
+    cme = {"crackmapexec": "crackmapexec.exe", "apt": "apt"}
+    assert not list(bare_names("# https://github.com/byt3bl33d3r/CrackMapExec/blob/3c3e41", cme, in_prose=True))
+    assert [h.name for h in bare_names("see CrackMapExec (https://x.org/a)", cme, in_prose=True)] == ["crackmapexec.exe"]
+    assert not list(bare_names("Diamond Sleet APT Process Activity", cme, in_prose=True))
     ps = {"powershell": "powershell.exe"}
     assert not list(bare_names("netsh advfirewall firewall add rule name=powershell dir=in", ps))
     assert [h.name for h in bare_names("HostApplication=powershell", ps)] == ["powershell.exe"]
