@@ -114,6 +114,11 @@ def _sources() -> Sequence[str]:
     return tuple(SOURCES)
 
 
+def _platforms() -> Sequence[str]:
+    from .model import PLATFORMS
+    return PLATFORMS
+
+
 def _verdicts() -> Sequence[str]:
     from .verdicts import VERDICTS
     return VERDICTS
@@ -342,6 +347,8 @@ def search(
     role: List[str] = ListOption("--role", "Only these roles (process, parent, command_line, ...).", _roles),
     context: Optional[Context] = typer.Option(None, "--context", help="Only detection items that select the binary, "
                                               "or only those that exclude it."),
+    platform: Optional[str] = ChoiceOption("--platform", "Only rules for this platform (windows, linux, macos).",
+                                           _platforms),
     no_inferred: bool = typer.Option(False, "--no-inferred", help="Leave out bare names recognised without extension."),
     detects: bool = typer.Option(False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."),
     verdict: List[str] = ListOption("--verdict", "Only rules with these verdicts: runs, parent, target, loads, invoked, "
@@ -376,7 +383,7 @@ def search(
         for name in names:
             try:
                 results.append(run_search(reader, name, source=source, roles=role, field=field,
-                                          context=context, include_inferred=not no_inferred,
+                                          context=context, platform=platform, include_inferred=not no_inferred,
                                           detects=detects, verdicts=verdict,
                                           include_comments=not no_comments))
             except ValueError as exc:

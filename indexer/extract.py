@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
-from .model import Mention
+from .model import PLATFORMS, Mention
 from .names import (COMMON_WORDS, MODULE_PREFIX, WINDOWS_PREFIX, NameHit, bare_names, explicit_names, is_homoglyph,
                     process_tail, regex_names, value_names)
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
@@ -64,6 +64,13 @@ def platform_of(logsource: str) -> str:
     """
     product = logsource.split("/")[0]
     return "unix" if product in _UNIX_PRODUCTS else "windows" if product == "windows" else "other"
+
+
+def mention_platform(logsource: str) -> str:
+    """`Mention.platform` of a Sigma rule: its product ("windows", "linux", "macos") when
+    platform_of reads it as a host's, "" otherwise (web, network, cloud, none)."""
+    product = logsource.split("/")[0]
+    return product if platform_of(logsource) != "other" and product in PLATFORMS else ""
 
 
 def field_role(field_name: str, logsource: str = "") -> str | None:
@@ -381,6 +388,7 @@ def _sigma_meta(data: dict[str, Any]) -> dict[str, Any]:
         "status": str(data.get("status") or ""),
         "tags": tuple(str(t) for t in tags),
         "logsource": "/".join(parts),
+        "platform": mention_platform("/".join(parts)),
     }
 
 
@@ -515,7 +523,7 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         data, node = doc.data, doc.node
         commands = data.get("Commands") if isinstance(data.get("Commands"), list) else []
         tags = _lolbas_tags(c for c in commands if isinstance(c, dict))
-        meta = {"title": str(data.get("Name") or ""), "tags": tags}
+        meta = {"title": str(data.get("Name") or ""), "tags": tags, "platform": "windows"}
         name_node = child(node, "Name")
         if isinstance(name_node, yaml.ScalarNode) and scalar_text(name_node):
             _lolbas_name(col, name_node, col.template(meta, field="Name", role="lolbas_entry"))

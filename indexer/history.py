@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .atomic import write_atomic
 
@@ -21,14 +21,22 @@ if TYPE_CHECKING:  # a type only: history's readers (xref on the search path) ne
 _ID = re.compile(rb"^id:\s*['\"]?([0-9A-Za-z-]{8,})", re.MULTILINE)
 
 
+class LastContent(NamedTuple):
+    """The blob a path last held; for a path "deleted" or "renamed" away, `commit` is the one
+    that removed it (the blob is its parent's content). Stored as a JSON list of the four."""
+
+    blob: str
+    commit: str
+    date: str
+    status: str  # "present" | "renamed" | "deleted"
+
+
 @dataclass
 class PathHistory:
     """The history of a repository's paths up to `commit`."""
 
     commit: str = ""
-    # path -> [blob, commit, date, status]: the blob the path last held; for a path "deleted" or
-    # "renamed" away, the commit is the one that removed it (the blob is its parent's content)
-    last: dict[str, list[str]] = field(default_factory=dict)
+    last: dict[str, LastContent] = field(default_factory=dict)    # path -> what it last held
     renames: list[list[str]] = field(default_factory=list)         # [old, new, commit, date], oldest first
     _back: dict[str, list[tuple[int, str, str, str]]] | None = field(default=None, repr=False, compare=False)
 
@@ -47,7 +55,7 @@ class PathHistory:
                 and all(isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r)
                         for r in data["renames"])):
             raise ValueError("not a path history")
-        return cls(data["commit"], data["last"], data["renames"])
+        return cls(data["commit"], {p: LastContent(*v) for p, v in data["last"].items()}, data["renames"])
 
     def former_paths(self, path: str) -> list[dict[str, str]]:
         """The paths a file had before `path`, newest first, with the commit of each move.
@@ -91,14 +99,14 @@ def _apply_log(history: PathHistory, log: str) -> None:
             if status[0] in "RC":
                 new_path = tokens[i]
                 i += 1
-                history.last[path] = [old_blob, commit, date, "renamed"]
-                history.last[new_path] = [new_blob, commit, date, "present"]
+                history.last[path] = LastContent(old_blob, commit, date, "renamed")
+                history.last[new_path] = LastContent(new_blob, commit, date, "present")
                 if status[0] == "R":
                     history.renames.append([path, new_path, commit, date])
             elif status == "D":
-                history.last[path] = [old_blob, commit, date, "deleted"]
+                history.last[path] = LastContent(old_blob, commit, date, "deleted")
             else:
-                history.last[path] = [new_blob, commit, date, "present"]
+                history.last[path] = LastContent(new_blob, commit, date, "present")
 
 
 def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:

@@ -19,7 +19,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 from whoosh import index as whoosh_index
@@ -27,6 +27,7 @@ from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
 from .atomic import write_atomic
+from .codec import STORED_KEYS, Row, encode, file_order, mention_order, order, verdict_order
 from .model import IndexMissing, Mention
 from .state import State
 from .verdicts import RuleVerdict
@@ -36,8 +37,9 @@ STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
 MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the generation
+DECLARED_FILE = "declared.json"  # binary -> the Sigma links its LOLBAS entries declare (written by xref)
 SUMS_FILE = "SUMS"           # sha256 of every other file of the generation, written when it is published
-INDEX_FORMAT = 10  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13
+INDEX_FORMAT = 11  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13; 11: `platform`
 
 
 def _schema() -> Schema:
@@ -56,51 +58,6 @@ def stem_of(binary: str) -> str:
     return stem if dot and stem else binary
 
 
-# Filled in at read time from the generation's sources: an unchanged file's mentions then
-# point at the commit indexed now, whichever refresh last read the file.
-_PER_SOURCE = ("commit", "url", "license")
-
-
-_STORED = tuple(name for name in Mention.__dataclass_fields__ if name not in _PER_SOURCE)
-_KEYS = frozenset(_STORED)
-
-
-def _stored(mention: Mention) -> dict[str, Any]:
-    values = mention.__dict__
-    return {name: values[name] for name in _STORED}  # tuples are written as JSON lists
-
-
-def _order(data: dict[str, Any]) -> tuple[Any, ...]:
-    return (data["source"] != "sigma", data["source"], data["path"], data["line"], data["role"],
-            data["field"], data["detection"], data["context"])
-
-
-def mention_order(mention: Mention) -> tuple[Any, ...]:
-    """The order of a search's mentions: Sigma first, then source, path, line, role, field."""
-    return _order(mention.__dict__) + (mention.binary,)
-
-
-def file_order(mention: Mention) -> tuple[Any, ...]:
-    """The order of one file's mentions: by line."""
-    return (mention.line, mention.binary, mention.role, mention.field)
-
-
-# A mention as the index stores it: (binary, its place in the binary's document, its JSON).
-# Parser processes make rows, so the refresh only groups them into documents.
-Row = tuple[str, tuple[Any, ...], str]
-
-
-def mention_row(mention: Mention) -> Row:
-    data = _stored(mention)
-    return mention.binary, _order(data), _json(data)
-
-
-def verdict_row(verdict: RuleVerdict) -> Row:
-    """A rule file's verdict on a binary as the index stores it (in the binary's document)."""
-    return verdict.binary, (verdict.source != "sigma", verdict.source, verdict.path), _json(verdict.to_dict())
-
-
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # json.dumps(data, ...) makes one per call
 
 
 def _dict_of(value: Any, kind: type) -> bool:
@@ -109,6 +66,15 @@ def _dict_of(value: Any, kind: type) -> bool:
 
 def _list_of(value: Any, kind: type) -> bool:
     return isinstance(value, list) and all(isinstance(v, kind) for v in value)
+
+
+def _declared(data: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """declared.json as xref.write writes it, or None."""
+    ok = isinstance(data, dict) and all(
+        isinstance(links, list) and all(isinstance(l, dict) and isinstance(l.get("lolbas_path"), str)
+                                        and isinstance(l.get("line"), int) and isinstance(l.get("status"), str)
+                                        for l in links) for links in data.values())
+    return data if ok else None
 
 
 def _fields(reader: Any, binary: str) -> dict[str, Any] | None:
@@ -208,9 +174,9 @@ class IndexWriter:
                         items = json.loads(stored["data"])
                         before[binary] = len(items)
                         added.setdefault(binary, []).extend(
-                            (_order(d), _json(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
+                            (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
                         rules.setdefault(binary, []).extend(
-                            ((d["source"] != "sigma", d["source"], d["path"]), _json(d))
+                            (verdict_order(d), encode(d))
                             for d in json.loads(stored.get("rules") or "[]")
                             if fileref(d["source"], d["path"]) not in removed)
         written: dict[str, str] = {}
@@ -414,22 +380,24 @@ class IndexReader:
                 raise _damaged(self.generation, exc, STATE_FILE) from None
         return self._state
 
-    def read_json(self, name: str, valid: Any) -> Any:
-        """Another file of the generation, as JSON, checked by `valid`; IndexMissing if damaged."""
+    def read_json(self, name: str, read: Callable[[Any], Any]) -> Any:
+        """Another file of the generation, as JSON, made a value by `read` (None if the JSON is
+        not one); IndexMissing if damaged."""
         try:
             data = json.loads((self.generation / name).read_bytes().decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise _damaged(self.generation, exc, name) from None
-        if not valid(data):
+        value = read(data)
+        if value is None:
             raise _damaged(self.generation, ValueError("not the expected fields"), name)
-        return data
+        return value
 
     def _documents(self, texts: Iterable[str]) -> Iterator[list[dict[str, Any]]]:
         """Stored documents decoded; IndexMissing if one is not a list of mentions (damaged)."""
         for text in texts:
             try:
                 items = json.loads(text)
-                if not (isinstance(items, list) and all(isinstance(d, dict) and _KEYS <= d.keys() for d in items)):
+                if not (isinstance(items, list) and all(isinstance(d, dict) and STORED_KEYS <= d.keys() for d in items)):
                     raise ValueError("not a list of mentions")
             except (ValueError, TypeError) as exc:
                 raise _damaged(self.generation, exc) from None
@@ -439,6 +407,18 @@ class IndexReader:
         """name -> its aliases (Image and OriginalFileName paired by the rules), from meta.json."""
         aliases = self._meta.get("aliases")
         return aliases if isinstance(aliases, dict) else {}
+
+    def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
+        """The Sigma links (records.Link as dicts) declared by the LOLBAS entries of `binaries`,
+        by entry and line; IndexMissing if declared.json is damaged. The search path reads
+        them here, without the record classes: `show` reads them back through Link.from_dict."""
+        if DECLARED_FILE not in self.cache:
+            self.cache[DECLARED_FILE] = self.read_json(DECLARED_FILE, _declared)
+        seen: dict[tuple[str, int], dict[str, Any]] = {}
+        for name in binaries:
+            for link in self.cache[DECLARED_FILE].get(name, []):
+                seen.setdefault((link["lolbas_path"], link["line"]), link)
+        return sorted(seen.values(), key=lambda l: (l["lolbas_path"], l["line"]))
 
     def binaries(self) -> list[str]:
         """Every binary name in the index, sorted (from meta.json: Whoosh's lexicon keeps the
@@ -451,7 +431,7 @@ class IndexReader:
         return self._meta["mentions"]
 
     def search(self, binaries: Iterable[str], *, source: str | None = None, role: Iterable[str] = (),
-               field: str | None = None, context: str | None = None,
+               field: str | None = None, context: str | None = None, platform: str | None = None,
                inferred: bool | None = None) -> list[Mention]:
         """Mentions of any of `binaries`, filtered; sorted by source, path, line."""
         roles = set(role)
@@ -463,6 +443,7 @@ class IndexReader:
                 if ((source and data["source"] != source) or (roles and data["role"] not in roles)
                         or (wanted_field and data["field"].lower() != wanted_field)
                         or (context and data["context"] != context)
+                        or (platform and data["platform"] != platform)
                         or (inferred is not None and data["inferred"] != inferred)):
                     continue
                 out.append(self._mention(data))
@@ -472,7 +453,7 @@ class IndexReader:
         """The verdicts of every rule file naming any of `binaries`, strongest first."""
         try:
             out = [RuleVerdict.from_dict(d) for binary in dict.fromkeys(binaries) for d in self.stored_rules(binary)]
-        except (TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             raise _damaged(self.generation, exc) from None
         return sorted(out, key=RuleVerdict.sort_key)
 
@@ -559,5 +540,5 @@ class IndexReader:
             data["license"] = source.get("license", "")
             data["url"] = f"{web}/blob/{commit}/{quote(data['path'])}#L{data['line']}" if web else ""
             return Mention.from_dict(data)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise _damaged(self.generation, exc) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .atomic import write_atomic
+from .codec import says
 from .errors import ExitCode
 from .index import MANIFEST_FILE, current_generation, fileref
 from .model import FileReport
@@ -94,8 +95,7 @@ def mention_key(mention: dict[str, Any], ref_map: dict[str, str]) -> tuple[Any, 
     """What a stored mention says, not where: a line moving down is no change, a selection
     becoming a filter is one. Its file is `ref_map`'s name for it (a renamed file: its new one)."""
     ref = fileref(mention["source"], mention["path"])
-    return (ref_map.get(ref, ref), mention["binary"], mention["role"], mention["field"], tuple(mention["modifiers"]),
-            mention["context"], mention["detection"], mention["inferred"], mention["snippet"])
+    return (ref_map.get(ref, ref), *says(mention))  # says: the binary first
 
 
 def summarise(old_docs: dict[str, str], written: dict[str, str], previous: State | None, state: State,

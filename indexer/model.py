@@ -5,13 +5,14 @@ This module imports nothing heavy, so the search path can use it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, get_args
 
 from .errors import IndexUnavailable
+from .shape import Record
 from .verdicts import mention_verdict
 
-ROLES = (
+Role = Literal[
     "process",            # the rule watches this binary run (Image, NewProcessName, ...)
     "parent",             # ParentImage, ParentProcessName
     "original_filename",  # OriginalFileName (PE header name)
@@ -28,7 +29,12 @@ ROLES = (
     "lolbas_ioc",         # LOLBAS Detection IOC lines
     "keyword",            # a Sigma keyword list (values without a field)
     "comment",            # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
-)
+]
+ROLES: tuple[str, ...] = get_args(Role)
+Context = Literal["selection", "filter", ""]    # a detection value's item: used under `not` or not
+Platform = Literal["windows", "linux", "macos", ""]  # the system a rule's events come from ("" unknown)
+PLATFORMS: tuple[str, ...] = tuple(p for p in get_args(Platform) if p)
+FileStatus = Literal["indexed", "error", "skipped"]
 
 
 
@@ -43,32 +49,48 @@ def detects_running(mention: dict[str, Any]) -> bool:
     return mention_verdict(mention) == "runs"
 
 
+# What a Mention field is: it keeps the field lists of the exports, the index and the change
+# summary in one place (the declaration below).
+RULE, PLACE, DERIVED, SAYS = "rule", "place", "derived", "says"
+
+
+def _of(kind: str, default: Any = MISSING) -> Any:
+    return field(default=default, metadata={"kind": kind})
+
+
 @dataclass(frozen=True, order=True)
-class Mention:
+class Mention(Record):
     """One line of one rule file that names one executable."""
 
     binary: str                     # lower-case file name, e.g. "psr.exe"
-    source: str                     # "sigma" | "lolbas"
-    path: str                       # path inside the repository
-    line: int                       # 1-based line in the file
+    source: str = _of(RULE)         # "sigma" | "lolbas"
+    path: str = _of(RULE)           # path inside the repository
+    line: int = _of(PLACE)          # 1-based line in the file
     snippet: str                    # that line, stripped
     field: str = ""                 # detection field ("Image"), YAML key ("title", "Command")
     modifiers: tuple[str, ...] = ()  # Sigma value modifiers ("endswith", "re", "base64offset")
-    role: str = "text"              # one of ROLES
-    context: str = ""               # "selection" | "filter" for detection values, "" otherwise
+    role: Role = "text"
+    context: Context = ""           # "selection" | "filter" for detection values, "" otherwise
     detection: str = ""             # name of the detection item ("selection_img", "filter_main")
     inferred: bool = False          # a bare name ("rundll32") recognised from the known names
-    encoded: bool = False           # value is encoded by its modifiers (base64, utf16le, wide)
-    homoglyph: bool = False         # non-ASCII letters drawn like an ASCII name (`svсhost.exe`, Cyrillic с)
-    rule_id: str = ""
-    title: str = ""
-    level: str = ""
-    status: str = ""
-    tags: tuple[str, ...] = ()
-    logsource: str = ""             # "product/category/service", empty parts left out
-    commit: str = ""
-    url: str = ""                   # link to the file at `commit`, anchored at the line
-    license: str = ""
+    encoded: bool = _of(DERIVED, False)    # value is encoded by its modifiers (base64, utf16le, wide)
+    homoglyph: bool = _of(DERIVED, False)  # non-ASCII letters drawn like an ASCII name (`svсhost.exe`, Cyrillic с)
+    rule_id: str = _of(RULE, "")
+    title: str = _of(RULE, "")
+    level: str = _of(RULE, "")
+    status: str = _of(RULE, "")
+    tags: tuple[str, ...] = _of(RULE, ())
+    logsource: str = _of(RULE, "")  # "product/category/service", empty parts left out
+    commit: str = _of(RULE, "")
+    url: str = _of(PLACE, "")       # link to the file at `commit`, anchored at the line
+    license: str = _of(RULE, "")
+    platform: Platform = _of(RULE, "")  # "windows" | "linux" | "macos" (a Sigma rule's logsource product) | ""
+
+    @classmethod
+    def fields_of(cls, kind: str) -> tuple[str, ...]:
+        """The fields of one kind: RULE (the same for every mention of a rule), PLACE (where in
+        the file), DERIVED (follows from the others), SAYS (what the mention says of its binary)."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("kind", SAYS) == kind)
 
     @property
     def detects_running(self) -> bool:
@@ -76,17 +98,17 @@ class Mention:
         return detects_running(self.__dict__)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in _MENTION_FIELDS}  # asdict() is 10x slower
+        data = {name: getattr(self, name) for name in _MENTION_FIELDS}  # Record's is 5x slower
         data["modifiers"] = list(self.modifiers)
         data["tags"] = list(self.tags)
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Mention":
-        values = {k: v for k, v in data.items() if k in _MENTION_FIELDS}
-        values["modifiers"] = tuple(values.get("modifiers", ()))
-        values["tags"] = tuple(values.get("tags", ()))
-        return cls(**values)
+    def row(self, alias_of: str = "") -> dict[str, Any]:
+        """The mention as answers carry it (records.MentionRow): its fields and `alias_of`, the
+        name searched for when its binary is one of that name's aliases ("" otherwise)."""
+        data = self.to_dict()
+        data["alias_of"] = alias_of
+        return data
 
     def sort_key(self) -> tuple[Any, ...]:
         """The order of `sorted(mentions)` (field by field), three times faster as a sort key."""
@@ -138,12 +160,12 @@ def _mention_from_values(values: tuple[Any, ...]) -> Mention:
 
 
 @dataclass
-class FileReport:
+class FileReport(Record):
     """What happened to one file of a source: indexed, or why not."""
 
     source: str
     path: str
-    status: str                     # "indexed" | "error" | "skipped"
+    status: FileStatus
     reason: str = ""                # why it failed or was skipped
     warnings: list[str] = field(default_factory=list)  # e.g. pySigma rejected the rule
     rule_ids: list[str] = field(default_factory=list)
@@ -158,15 +180,3 @@ class FileReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # its values are plain already
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FileReport":
-        """A report as stored; ValueError if it is not one (a damaged state file)."""
-        report = cls(**data)
-        if not (isinstance(report.source, str) and isinstance(report.path, str)
-                and report.status in ("indexed", "error", "skipped")
-                and all(isinstance(getattr(report, name), list)
-                        for name in ("warnings", "rule_ids", "executables", "links", "binaries"))
-                and isinstance(report.entry, dict)):
-            raise ValueError(f"not a file report: {str(data)[:80]}")
-        return report

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from .errors import ParserFailure
 from .extract import Extraction, FileContext, infer
-from .index import Row, mention_row, verdict_row
+from .codec import Row, mention_row, verdict_row
 from .model import FileReport, Mention
 from .parse import MAX_FILE_BYTES, RuleFileError, read_text
 from .sources import get

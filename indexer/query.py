@@ -1,6 +1,9 @@
-"""What a user typed, turned into binary names; search with filters; suggestions for misses.
+"""What a user typed, turned into binary names; search with filters; suggestions for misses;
+`show` and `stats` answers.
 
-Imports only the index module: no pySigma, no GitPython on the search path.
+`search` needs only the index: the cross-references and the record classes (records.py, ~8 ms
+to define) are imported by the functions that answer with them, so `indexer search` starts as
+fast as before.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import xref
 from .index import IndexReader, stem_of
 from .model import FileReport, Mention
 from .verdicts import RuleVerdict, rule_verdicts, select
+
+if TYPE_CHECKING:
+    from .records import BinaryRecord, RuleRecord
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -84,7 +89,7 @@ class SearchResult:
 
 
 def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
-           field: str | None = None, context: str | None = None,
+           field: str | None = None, context: str | None = None, platform: str | None = None,
            include_inferred: bool = True, include_comments: bool = True, detects: bool = False,
            verdicts: Iterable[str] = ()) -> SearchResult:
     """Every mention of what `text` names, the verdict of every rule file that names it, and
@@ -93,7 +98,8 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     detects: only rule files that detect the binary (runs, parent, target, loads, invoked);
     verdicts: only rule files whose verdict is one of these. Mentions are those of the rule
     files kept, and rule files those whose mentions pass the other filters. include_comments:
-    False leaves out names in YAML comments (role `comment`).
+    False leaves out names in YAML comments (role `comment`); platform: only mentions of rules
+    for that platform (Mention.platform).
     """
     query = parse_query(text)
     binaries = reader.binaries()
@@ -102,7 +108,7 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     aliases = {alias: name for name in names for alias in known.get(name, ()) if alias not in names}
     names_and_aliases = names + sorted(aliases)
     mentions = reader.search(names_and_aliases, source=source, role=roles, field=field, context=context,
-                             inferred=None if include_inferred else False)
+                             platform=platform, inferred=None if include_inferred else False)
     if not include_comments:
         mentions = [m for m in mentions if m.role != "comment"]
     shown = {(m.source, m.path, m.binary) for m in mentions}
@@ -112,19 +118,14 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
         kept = {(r.source, r.path, r.binary) for r in rules}
         mentions = [m for m in mentions if (m.source, m.path, m.binary) in kept]
     suggestions = [] if names else suggest(query, binaries)
-    declared = xref.declared_detections(reader, names) if names and source != "sigma" else []
+    declared = reader.declared_links(names) if names and source != "sigma" else []
     return SearchResult(text, names, mentions, suggestions, declared, rules, aliases)
 
 
 def mention_rows(mentions: Iterable[Mention], aliases: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Mentions as answers carry them: alias_of, the name searched for when the mention's
-    binary is one of its aliases ("" otherwise)."""
-    rows = []
-    for m in mentions:
-        row = m.to_dict()
-        row["alias_of"] = (aliases or {}).get(m.binary, "")
-        rows.append(row)
-    return rows
+    """Mentions as answers carry them (records.MentionRow): with alias_of."""
+    aliases = aliases or {}
+    return [m.row(aliases.get(m.binary, "")) for m in mentions]
 
 
 def group_by_rule(mentions: Iterable[Mention]) -> dict[tuple[str, str], list[Mention]]:
@@ -174,18 +175,7 @@ def rule_target(reader: IndexReader, report: FileReport, mentions: list[Mention]
     mentions in line order when already read (its verdicts are then computed from them, which
     gives the stored ones); `binaries`: read only these names' mentions and verdicts (one page
     of a file that names thousands)."""
-    verdicts = None
-    if mentions is None:
-        mentions = reader.file_mentions(report.source, report.path, binaries)
-        names = report.binaries if binaries is None else binaries
-        verdicts = [r for r in reader.rules(names) if (r.source, r.path) == (report.source, report.path)]
-    own = xref.references(reader) if report.source == "sigma" else xref.links(reader)
-    return {
-        **rule_record(report, mentions, verdicts),
-        "former_paths": xref.former_paths(reader, report.path) if report.source == "sigma" else [],
-        "linked_from_lolbas": [l for l in xref.links(reader) if l.get("current_path") == report.path],
-        "links": [l for l in own if l.get("sigma_path", l.get("lolbas_path")) == report.path],
-    }
+    return rule_record(reader, report, mentions, binaries).to_dict()
 
 
 def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
@@ -194,8 +184,7 @@ def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions
     """`show_target` for the executables a query resolved to, from their mentions (search order)
     and their rule verdicts (as stored; computed from the mentions when not given); `aliases`
     marks the mentions of an alias (alias -> the name it stands for)."""
-    return {**binary_record(query, binaries, mentions, rules, aliases),
-            "lolbas_declared_detections": xref.declared_detections(reader, binaries)}
+    return binary_record(reader, query, binaries, mentions, rules, aliases).to_dict()
 
 
 def find_target(reader: IndexReader, target: str, kind: str | None = None) -> dict[str, object] | None:
@@ -238,78 +227,98 @@ def find_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     return {**record, "matched_by": matched_by, "other_matches": others}
 
 
-def rule_record(report: FileReport, mentions: list[Mention],
-                verdicts: Iterable[RuleVerdict] | None = None) -> dict[str, object]:
+def rule_record(reader: IndexReader, report: FileReport, mentions: list[Mention] | None = None,
+                binaries: Iterable[str] | None = None) -> RuleRecord:
     """One rule file as `show` prints it: its report, metadata, its verdict on each binary it
-    names (as stored; by default computed from `mentions`, which gives the same), its
-    detection items that name a binary (which are filters) and its mentions."""
-    if verdicts is None:
+    names (as stored; computed from `mentions` when they are given, which gives the same), its
+    detection items that name a binary (which are filters), its mentions and cross-references."""
+    from . import xref
+    from .records import DetectionItem, Link, MentionRow, Reference, RuleRecord
+
+    if mentions is None:
+        mentions = reader.file_mentions(report.source, report.path, binaries)
+        names = report.binaries if binaries is None else binaries
+        verdicts = [r for r in reader.rules(names) if (r.source, r.path) == (report.source, report.path)]
+    else:
         verdicts = rule_verdicts(m.__dict__ for m in mentions)
     first = mentions[0] if mentions else None
-    items: dict[str, dict[str, object]] = {}
+    items: dict[str, tuple[str, list[str]]] = {}
     for m in mentions:
         if m.detection:
-            item = items.setdefault(m.detection, {"name": m.detection, "context": m.context, "binaries": []})
-            if m.binary not in item["binaries"]:  # type: ignore[operator]
-                item["binaries"].append(m.binary)  # type: ignore[union-attr]
-    return {
-        "kind": "rule", "source": report.source, "path": report.path, "status": report.status,
-        "reason": report.reason, "warnings": report.warnings, "rule_ids": report.rule_ids,
-        "title": first.title if first else "", "level": first.level if first else "",
-        "tags": list(first.tags) if first else [], "logsource": first.logsource if first else "",
-        "url": first.url.split("#", 1)[0] if first else "",
-        "binaries": sorted({m.binary for m in mentions}),
-        "verdicts": [r.to_dict() for r in sorted(verdicts, key=RuleVerdict.sort_key)],
-        "detection_items": sorted(items.values(), key=lambda i: (i["context"] == "filter", str(i["name"]))),
-        "mentions": mention_rows(mentions),
-    }
+            context, names_in = items.setdefault(m.detection, (m.context, []))
+            if m.binary not in names_in:
+                names_in.append(m.binary)
+    xrefs = xref.load(reader)
+    sigma = report.source == "sigma"
+    own: tuple[Link | Reference, ...] = xrefs.references if sigma else xrefs.links
+    return RuleRecord(
+        kind="rule", source=report.source, path=report.path, status=report.status, reason=report.reason,
+        warnings=tuple(report.warnings), rule_ids=tuple(report.rule_ids),
+        title=first.title if first else "", level=first.level if first else "",
+        tags=first.tags if first else (), logsource=first.logsource if first else "",
+        url=first.url.split("#", 1)[0] if first else "",
+        binaries=tuple(sorted({m.binary for m in mentions})),
+        verdicts=tuple(sorted(verdicts, key=RuleVerdict.sort_key)),
+        detection_items=tuple(DetectionItem(name, context, tuple(names_in))  # type: ignore[arg-type]
+                              for name, (context, names_in) in sorted(items.items(),
+                                                                      key=lambda i: (i[1][0] == "filter", i[0]))),
+        mentions=tuple(MentionRow(m) for m in mentions),
+        former_paths=xrefs.former_paths.get(report.path, ()) if sigma else (),
+        linked_from_lolbas=tuple(l for l in xrefs.links if l.current_path == report.path),
+        links=tuple(l for l in own if (l.sigma_path if isinstance(l, Reference) else l.lolbas_path) == report.path),
+    )
 
 
-def binary_record(query: str, binaries: list[str], mentions: list[Mention],
+def binary_record(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
                   rules: Iterable[RuleVerdict] | None = None,
-                  aliases: Mapping[str, str] | None = None) -> dict[str, object]:
+                  aliases: Mapping[str, str] | None = None) -> BinaryRecord:
     """One binary (or the names a query resolved to) as `show` prints it: every rule file's
-    verdict on it (strongest first, deprecated and unsupported rules last) and the mentions.
+    verdict on it (strongest first, deprecated and unsupported rules last), the mentions and
+    the Sigma links its LOLBAS entries declare.
 
     running_rules: Sigma rules (not retired) that run it; detecting_rules: those with any
     detecting verdict (runs, parent, target, loads, invoked); retired_rules: deprecated and
     unsupported rules naming it, whatever their verdict. `rules` as stored; by default
     computed from `mentions` (the same).
     """
+    from .records import BinaryRecord, Link, MentionRow
+
     groups = group_by_rule(mentions)
     if rules is None:
         rules = rule_verdicts(m.__dict__ for m in mentions)
     ordered_rules = sorted(rules, key=RuleVerdict.sort_key)
     active = [r for r in ordered_rules if r.source == "sigma" and not r.retired]
-    return {
-        "kind": "binary", "query": query, "binaries": binaries,
-        "rules": [r.to_dict() for r in ordered_rules],
-        "sigma_rules": sorted({p for (s, p) in groups if s == "sigma"}),
-        "running_rules": sorted({r.path for r in active if r.verdict == "runs"}),
-        "detecting_rules": sorted({r.path for r in active if r.detects}),
-        "retired_rules": sorted({r.path for r in ordered_rules if r.retired}),
-        "lolbas_entries": sorted({p for (s, p) in groups if s == "lolbas"}),
-        "roles": sorted({m.role for m in mentions}),
-        "mentions": mention_rows(mentions, aliases),
-    }
+    aliases = aliases or {}
+    return BinaryRecord(
+        kind="binary", query=query, binaries=tuple(binaries),
+        rules=tuple(ordered_rules),
+        sigma_rules=tuple(sorted({p for (s, p) in groups if s == "sigma"})),
+        running_rules=tuple(sorted({r.path for r in active if r.verdict == "runs"})),
+        detecting_rules=tuple(sorted({r.path for r in active if r.detects})),
+        retired_rules=tuple(sorted({r.path for r in ordered_rules if r.retired})),
+        lolbas_entries=tuple(sorted({p for (s, p) in groups if s == "lolbas"})),
+        roles=tuple(sorted({m.role for m in mentions})),
+        mentions=tuple(MentionRow(m, aliases.get(m.binary, "")) for m in mentions),
+        lolbas_declared_detections=tuple(map(Link.from_dict, reader.declared_links(binaries))),
+    )
 
 
 def index_stats(reader: IndexReader) -> dict[str, object]:
     """Counts for `indexer stats`: files by status and source, failures with reasons, mentions."""
+    from .records import FileCounts, IndexStats, Problem
+
     state = reader.state
     files: dict[str, dict[str, int]] = {}
     problems = []
     rules = 0
     for report in state.files.values():
-        per_source = files.setdefault(report.source, {"seen": 0, "indexed": 0, "error": 0, "skipped": 0,
-                                                      "with_warnings": 0})
+        per_source = files.setdefault(report.source, dict.fromkeys(FileCounts.columns(), 0))
         per_source["seen"] += 1
         per_source[report.status] += 1
         per_source["with_warnings"] += bool(report.warnings)
         rules += len(report.rule_ids)
         if report.status != "indexed" or report.warnings:
-            problems.append({"source": report.source, "path": report.path, "status": report.status,
-                             "reason": report.reason or "; ".join(report.warnings)})
+            problems.append(Problem(report.source, report.path, report.status, report.reason or "; ".join(report.warnings)))
     by_role: dict[str, int] = {}
     by_source: dict[str, int] = {}
     binaries: set[str] = set()
@@ -319,15 +328,15 @@ def index_stats(reader: IndexReader) -> dict[str, object]:
         by_source[m.source] = by_source.get(m.source, 0) + 1
         binaries.add(m.binary)
         inferred += m.inferred
-    return {
-        "generation": reader.generation.name,
-        "sources": state.source_dicts(),
-        "files": files,
-        "rule_ids": rules,
-        "mentions": sum(by_source.values()),
-        "mentions_by_source": by_source,
-        "mentions_by_role": dict(sorted(by_role.items(), key=lambda kv: -kv[1])),
-        "inferred_mentions": inferred,
-        "binaries": len(binaries),
-        "problems": sorted(problems, key=lambda p: (p["status"], p["source"], p["path"])),
-    }
+    return IndexStats(
+        generation=reader.generation.name,
+        sources=state.source_dicts(),
+        files={source: FileCounts(**counts) for source, counts in files.items()},
+        rule_ids=rules,
+        mentions=sum(by_source.values()),
+        mentions_by_source=by_source,
+        mentions_by_role=dict(sorted(by_role.items(), key=lambda kv: -kv[1])),
+        inferred_mentions=inferred,
+        binaries=len(binaries),
+        problems=tuple(sorted(problems, key=lambda p: (p.status, p.source, p.path))),
+    ).to_dict()

@@ -21,10 +21,13 @@ This module imports nothing heavy: the search path uses it.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Literal, Mapping, get_args
+
+from .shape import Record
 
 # Strongest first. `documented` (LOLBAS) sorts after every Sigma verdict.
-VERDICTS = ("runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented")
+Verdict = Literal["runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented"]
+VERDICTS: tuple[str, ...] = get_args(Verdict)
 SIGMA_VERDICTS = VERDICTS[:-1]
 DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what `--detects` keeps
 VERDICT_HELP = {
@@ -123,18 +126,19 @@ def parse_verdicts(values: Iterable[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class RuleVerdict:
+class RuleVerdict(Record):
     """What one rule file does with one binary: its verdicts, strongest first, and the strongest."""
 
     source: str
     path: str
     binary: str
-    verdict: str
-    verdicts: tuple[str, ...]
+    verdict: Verdict
+    verdicts: tuple[Verdict, ...]
     rule_id: str = ""
     title: str = ""
     level: str = ""
     status: str = ""
+    COMPUTED: ClassVar[dict[str, type]] = {"retired": bool}
 
     @property
     def retired(self) -> bool:
@@ -155,14 +159,8 @@ class RuleVerdict:
     def to_dict(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in _FIELDS}
         data["verdicts"] = list(self.verdicts)
-        data["retired"] = self.retired
+        data["retired"] = self.retired  # computed: from_dict ignores it
         return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RuleVerdict":
-        values = {k: v for k, v in data.items() if k in _FIELDS}
-        values["verdicts"] = tuple(values.get("verdicts", ()))
-        return cls(**values)
 
 
 _FIELDS = tuple(f.name for f in fields(RuleVerdict))

@@ -10,19 +10,17 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .index import IndexReader
+from .index import DECLARED_FILE, IndexReader
 from .state import State
 from .model import FileReport
+from .records import (LINK_STATUSES, TIERS, CoverageEntry, CoverageRow, CoverageRule, CoverageSummary, FormerPath,
+                      Link, LinkState, Reference, Tally, XrefData)
 from .verdicts import DETECTING, RuleVerdict, ordered, rank
 
+__all__ = ["LINK_STATUSES", "TIERS"]  # the vocabularies, defined with their records
 XREF_FILE = "xref.json"
-DECLARED_FILE = "declared.json"
-LINK_STATUSES = ("ok", "moved", "deprecated", "deleted", "unresolvable")
-# Coverage tiers of a LOLBAS entry, best first: a rule that runs it; one that sees it as parent,
-# target, loaded module or in a command line; rules that only name it; nothing.
-TIERS = ("running", "other", "mentioned", "none")
 _SIGMA_URL = re.compile(r"^https?://github\.com/([^/]+)/([^/]+)/(blob|tree|raw)/([^/]+)/(.*?)/?(?:[?#].*)?$")
 _LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)", re.IGNORECASE)
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -66,12 +64,12 @@ def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str]
                 return {**result, "status": "ok", "current_path": path, "basis": "the path at the tip"}
             return {**result, "status": "unresolvable", "reason": "the path never held a file in the repository's history"}
         from .history import rule_id_of
-        rule_id = rule_id_of(repo.read(last[0]))
-        if last[3] == "present":
-            basis = basis or f"the path's content at {last[1][:12]} ({last[2][:10]})"
+        rule_id = rule_id_of(repo.read(last.blob))
+        if last.status == "present":
+            basis = basis or f"the path's content at {last.commit[:12]} ({last.date[:10]})"
         else:
-            basis = basis or (f"the path's last content, before {last[1][:12]} {last[3]} it away "
-                              f"({last[2][:10]})").replace("deleted it away", "deleted it")
+            basis = basis or (f"the path's last content, before {last.commit[:12]} {last.status} it away "
+                              f"({last.date[:10]})").replace("deleted it away", "deleted it")
     result.update(rule_id=rule_id, basis=basis)
     if path in tip_paths:
         return {**result, "status": "ok", "current_path": path}
@@ -109,7 +107,7 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
 
 # --- building and reading ------------------------------------------------------------------------
 
-def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: dict[str, Any]) -> dict[str, Any]:
+def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: dict[str, Any]) -> XrefData:
     """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths.
 
     repos, histories: the `Repository` and `PathHistory` of each source whose history is kept.
@@ -123,41 +121,38 @@ def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: d
     by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
     by_stem.update({f"{Path(r.path).parent.name}/{Path(r.path).stem}".lower(): r.path for r in entries})
 
-    links: list[dict[str, Any]] = []
+    links: list[Link] = []
     for report in sorted(entries, key=lambda r: r.path):
         for link in report.links:
             if link["kind"] != "sigma":
                 continue
             resolved = resolve_link(link["url"], repo, history, rules_at_tip, tip_paths) if repo else \
                 {"status": "unresolvable", "reason": "the Sigma source is not indexed"}
-            links.append({"lolbas_path": report.path, "entry": report.entry.get("name", ""), "line": link["line"],
-                          "url": link["url"], **resolved})
+            links.append(Link.from_dict({"lolbas_path": report.path, "entry": report.entry.get("name", ""),
+                                         "line": link["line"], "url": link["url"], **resolved}))
     references = []
     for report in sorted(sigma, key=lambda r: r.path):
         for link in report.links:
             if link["kind"] == "lolbas":
-                references.append({"sigma_path": report.path, "rule_ids": report.rule_ids, "line": link["line"],
-                                   "url": link["url"], **resolve_lolbas_page(link["url"], by_stem)})
+                references.append(Reference.from_dict({
+                    "sigma_path": report.path, "rule_ids": report.rule_ids, "line": link["line"],
+                    "url": link["url"], **resolve_lolbas_page(link["url"], by_stem)}))
     former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
-    return {
-        "links": links,
-        "references": references,
-        "coverage": _coverage(reader, entries, links, references),
-        "former_paths": {p: f for p, f in former.items() if f},
-    }
+    return XrefData(tuple(links), tuple(references), {"entries": _coverage(reader, entries, links, references)},
+                    {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f})
 
 
-def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[str, Any]],
-              references: list[dict[str, Any]]) -> dict[str, Any]:
+def _coverage(reader: IndexReader, entries: list[FileReport], links: list[Link],
+              references: list[Reference]) -> tuple[CoverageEntry, ...]:
     """Per LOLBAS entry, the verdict of every Sigma rule naming it (or an alias): stored as is,
     tiers are computed when read (deprecated and unsupported rules count only when asked)."""
-    linked: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    linked: dict[str, list[Link]] = defaultdict(list)
     for link in links:
-        linked[link["lolbas_path"]].append(link)
+        linked[link.lolbas_path].append(link)
     cited: dict[str, set[str]] = defaultdict(set)
     for ref in references:
-        if ref.get("entry_path"):
-            cited[ref["entry_path"]].add(ref["sigma_path"])
+        if ref.entry_path:
+            cited[ref.entry_path].add(ref.sigma_path)
     rows = []
     for report in sorted(entries, key=lambda r: r.path):
         names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
@@ -165,20 +160,19 @@ def _coverage(reader: IndexReader, entries: list[FileReport], links: list[dict[s
         for rule in reader.rules(names):
             if rule.source == "sigma" and (rule.path not in rules or rank(rule.verdict) < rank(rules[rule.path].verdict)):
                 rules[rule.path] = rule
-        rows.append({
-            "entry": report.entry.get("name", ""), "path": report.path, "names": names,
-            "categories": report.entry.get("categories", []), "mitre": report.entry.get("mitre", []),
-            "rules": [{k: v for k, v in r.to_dict().items() if k != "source"}
-                      for r in sorted(rules.values(), key=RuleVerdict.sort_key)],
-            "linked": [{k: l.get(k) for k in ("url", "status", "current_path", "reason")} for l in linked[report.path]],
-            "citing_rules": sorted(cited[report.path]),
-        })
-    return {"entries": rows}
+        rows.append(CoverageEntry(
+            entry=report.entry.get("name", ""), path=report.path, names=tuple(names),
+            categories=tuple(report.entry.get("categories", [])), mitre=tuple(report.entry.get("mitre", [])),
+            rules=tuple(CoverageRule.of(r) for r in sorted(rules.values(), key=RuleVerdict.sort_key)),
+            linked=tuple(LinkState(l.url, l.status, l.current_path, l.reason) for l in linked[report.path]),
+            citing_rules=tuple(sorted(cited[report.path])),
+        ))
+    return tuple(rows)
 
 
-def tier_of(rules: list[dict[str, Any]], include_retired: bool = False) -> str:
-    """The coverage tier given the Sigma rules' verdicts on an entry (dicts with verdict, retired)."""
-    counted = [r["verdict"] for r in rules if include_retired or not r["retired"]]
+def tier_of(rules: Iterable[CoverageRule], include_retired: bool = False) -> str:
+    """The coverage tier given the Sigma rules' verdicts on an entry."""
+    counted = [r.verdict for r in rules if include_retired or not r.retired]
     if "runs" in counted:
         return "running"
     if DETECTING.intersection(counted):
@@ -186,110 +180,85 @@ def tier_of(rules: list[dict[str, Any]], include_retired: bool = False) -> str:
     return "mentioned" if counted else "none"
 
 
-def _coverage_row(row: dict[str, Any], include_retired: bool) -> dict[str, Any]:
-    counted = [r for r in row["rules"] if include_retired or not r["retired"]]
-    running = sorted(r["path"] for r in counted if r["verdict"] == "runs")
-    other = sorted(r["path"] for r in counted if r["verdict"] in DETECTING and r["verdict"] != "runs")
+def _coverage_row(row: CoverageEntry, include_retired: bool) -> CoverageRow:
+    counted = [r for r in row.rules if include_retired or not r.retired]
+    running = sorted(r.path for r in counted if r.verdict == "runs")
+    other = sorted(r.path for r in counted if r.verdict in DETECTING and r.verdict != "runs")
     detecting = set(running) | set(other)
-    declared = {l["current_path"] for l in row["linked"] if l.get("current_path")}
-    return {
-        "entry": row["entry"], "path": row["path"], "names": row["names"],
-        "categories": row["categories"], "mitre": row["mitre"],
-        "tier": tier_of(row["rules"], include_retired),
-        "verdicts": list(ordered(r["verdict"] for r in counted)),
-        "running_rules": running, "other_rules": other,
-        "detecting_rules": sorted(detecting),
-        "mentioning_rules": sorted(r["path"] for r in counted if r["path"] not in detecting),
-        "retired_rules": sorted(r["path"] for r in row["rules"] if r["retired"]),
-        "rules": row["rules"],
-        "linked": row["linked"],
-        "linked_and_detecting": sorted(declared & detecting),
-        "linked_not_detecting": sorted(declared - detecting),
-        "detecting_not_linked": len(detecting - declared),
-        "citing_rules": row["citing_rules"],
-        "agree": declared <= detecting,
-    }
+    declared = {l.current_path for l in row.linked if l.current_path}
+    return CoverageRow(
+        entry=row.entry, path=row.path, names=row.names, categories=row.categories, mitre=row.mitre,
+        tier=tier_of(row.rules, include_retired),  # type: ignore[arg-type]
+        verdicts=ordered(r.verdict for r in counted),  # type: ignore[arg-type]
+        running_rules=tuple(running), other_rules=tuple(other),
+        detecting_rules=tuple(sorted(detecting)),
+        mentioning_rules=tuple(sorted(r.path for r in counted if r.path not in detecting)),
+        retired_rules=tuple(sorted(r.path for r in row.rules if r.retired)),
+        rules=row.rules, linked=row.linked,
+        linked_and_detecting=tuple(sorted(declared & detecting)),
+        linked_not_detecting=tuple(sorted(declared - detecting)),
+        detecting_not_linked=len(detecting - declared),
+        citing_rules=row.citing_rules,
+        agree=declared <= detecting,
+    )
 
 
-def _summary(rows: list[dict[str, Any]], include_retired: bool) -> dict[str, Any]:
-    def tally(key: str) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = defaultdict(
-            lambda: {"entries": 0, "detected": 0, "undetected": 0, **{t: 0 for t in TIERS}})
+def _summary(rows: list[CoverageRow], include_retired: bool) -> CoverageSummary:
+    def tally(key: str) -> dict[str, Tally]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Tally.columns(), 0))
         for row in rows:
-            for value in row[key] or ["(none)"]:
+            for value in getattr(row, key) or ["(none)"]:
                 out[value]["entries"] += 1
-                out[value][row["tier"]] += 1
-                out[value]["detected" if row["tier"] in ("running", "other") else "undetected"] += 1
-        return dict(sorted(out.items()))
-    by_tier = {t: [r["entry"] for r in rows if r["tier"] == t] for t in TIERS}
-    return {
-        "entries": len(rows),
-        "include_retired": include_retired,
-        "tiers": {t: len(names) for t, names in by_tier.items()},
-        "detected": len(by_tier["running"]) + len(by_tier["other"]),
-        "undetected": len(by_tier["mentioned"]) + len(by_tier["none"]),
-        "entries_by_tier": by_tier,
-        "links_disagree": sum(1 for r in rows if not r["agree"]),
-        "by_category": tally("categories"),
-        "by_mitre": tally("mitre"),
-    }
+                out[value][row.tier] += 1
+                out[value]["detected" if row.tier in ("running", "other") else "undetected"] += 1
+        return {value: Tally(**counts) for value, counts in sorted(out.items())}
+    by_tier = {t: tuple(r.entry for r in rows if r.tier == t) for t in TIERS}
+    return CoverageSummary(
+        entries=len(rows),
+        include_retired=include_retired,
+        tiers={t: len(names) for t, names in by_tier.items()},  # type: ignore[misc]
+        detected=len(by_tier["running"]) + len(by_tier["other"]),
+        undetected=len(by_tier["mentioned"]) + len(by_tier["none"]),
+        entries_by_tier=by_tier,  # type: ignore[arg-type]
+        links_disagree=sum(1 for r in rows if not r.agree),
+        by_category=tally("categories"),
+        by_mitre=tally("mitre"),
+    )
 
 
-def write(generation: Path, data: dict[str, Any]) -> None:
+def write(generation: Path, data: XrefData) -> None:
     """Store the cross-references, and beside them the small table a search needs:
     binary name -> the Sigma links its LOLBAS entries declare."""
-    (generation / XREF_FILE).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    (generation / XREF_FILE).write_text(json.dumps(data.to_dict(), ensure_ascii=False), encoding="utf-8")
     by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for link in data["links"]:
-        by_entry[link["lolbas_path"]].append(link)
+    for link in data.links:
+        by_entry[link.lolbas_path].append(link.to_dict())
     declared: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in data["coverage"]["entries"]:
-        for name in row["names"]:
-            declared[name].extend(by_entry[row["path"]])
+    for row in data.coverage["entries"]:
+        for name in row.names:
+            declared[name].extend(by_entry[row.path])
     (generation / DECLARED_FILE).write_text(json.dumps(declared, ensure_ascii=False), encoding="utf-8")
 
 
-def declared_detections(reader: IndexReader, binaries: list[str]) -> list[dict[str, Any]]:
-    """The Sigma links declared by the LOLBAS entries named `binaries`, with their status."""
-    if DECLARED_FILE not in reader.cache:
-        reader.cache[DECLARED_FILE] = reader.read_json(DECLARED_FILE, _valid_declared)
-    seen: dict[tuple[str, int], dict[str, Any]] = {}
-    for name in binaries:
-        for link in reader.cache[DECLARED_FILE].get(name, []):
-            seen.setdefault((link["lolbas_path"], link["line"]), link)
-    return sorted(seen.values(), key=lambda l: (l["lolbas_path"], l["line"]))
-
-
-def load(reader: IndexReader) -> dict[str, Any]:
-    """The generation's cross-references, read once per reader."""
+def load(reader: IndexReader) -> XrefData:
+    """The generation's cross-references, read once per reader; IndexMissing if damaged."""
     if XREF_FILE not in reader.cache:
-        reader.cache[XREF_FILE] = reader.read_json(XREF_FILE, _valid_xref)
+        reader.cache[XREF_FILE] = reader.read_json(XREF_FILE, _read_xref)
     return reader.cache[XREF_FILE]
 
 
-def _records(value: Any, *keys: str) -> bool:
-    return isinstance(value, list) and all(isinstance(v, dict) and all(k in v for k in keys) for v in value)
-
-
-def _valid_xref(data: Any) -> bool:
-    """Whether xref.json holds what `write` writes (a damaged file is an error, not "no links")."""
-    return (isinstance(data, dict) and _records(data.get("links"), "status", "lolbas_path", "line")
-            and _records(data.get("references")) and isinstance(data.get("coverage"), dict)
-            and _records(data["coverage"].get("entries"), "entry", "path", "names", "categories", "mitre", "rules",
-                         "linked", "citing_rules")
-            and all(_records(row["rules"], "path", "verdict", "retired") and _records(row["linked"])
-                    for row in data["coverage"]["entries"])
-            and isinstance(data.get("former_paths"), dict)
-            and all(isinstance(v, list) for v in data["former_paths"].values()))
-
-
-def _valid_declared(data: Any) -> bool:
-    return isinstance(data, dict) and all(_records(v, "lolbas_path", "line") for v in data.values())
+def _read_xref(data: Any) -> XrefData | None:
+    """xref.json as written (a damaged file is an error, not "no links"); None if it is not."""
+    try:
+        xref = XrefData.from_dict(data)
+    except ValueError:
+        return None
+    return xref if set(xref.coverage) == {"entries"} else None
 
 
 def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str, Any]]:
     """LOLBAS -> Sigma links with their status, optionally only some statuses."""
-    return [l for l in load(reader)["links"] if not status or l["status"] in status]
+    return [l.to_dict() for l in load(reader).links if not status or l.status in status]
 
 
 def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, Any]:
@@ -300,14 +269,14 @@ def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, An
     `mentioned` (rules name it, none detects it), `none`. Deprecated and unsupported rules
     count only with include_retired (they are listed in `retired_rules` either way).
     """
-    rows = [_coverage_row(row, include_retired) for row in load(reader)["coverage"]["entries"]]
-    return {"entries": rows, "summary": _summary(rows, include_retired) if rows else {}}
+    rows = [_coverage_row(row, include_retired) for row in load(reader).coverage["entries"]]
+    return {"entries": [r.to_dict() for r in rows], "summary": _summary(rows, include_retired).to_dict() if rows else {}}
 
 
 def references(reader: IndexReader) -> list[dict[str, Any]]:
     """Sigma rules' references to LOLBAS pages, resolved to entries."""
-    return load(reader)["references"]
+    return [r.to_dict() for r in load(reader).references]
 
 
 def former_paths(reader: IndexReader, path: str) -> list[dict[str, str]]:
-    return load(reader)["former_paths"].get(path, [])
+    return [f.to_dict() for f in load(reader).former_paths.get(path, ())]

@@ -1,58 +1,75 @@
-"""The API's response models, derived from the records (`model.Mention`, `model.FileReport`)
-so that the OpenAPI description and the answers cannot drift apart: every field required,
-roles, sources and contexts as enums, item types on every list, unknown keys refused."""
+"""The API's response models, derived from the records (`records.py`, `model.Mention`,
+`verdicts.RuleVerdict`) so that the OpenAPI description and the answers cannot drift apart:
+every field required (but a record's optional ones, None when left out), roles, verdicts,
+statuses and tiers as enums, item types on every list, unknown keys refused.
+
+Pydantic takes stdlib dataclasses as field types, but it would then validate answers into
+dataclass instances and describe tuples as tuples; a model built from each record's fields
+(`model_of`) keeps the answers as the dicts `to_dict` gives, JSON arrays as lists.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from ..model import ROLES, FileReport, Mention
+from ..model import ROLES, Context, Mention
+from ..records import (BinaryRecord, CoverageRow, CoverageSummary, Link, LinkStatus, MentionRow,
+                       RuleRecord, Tier)
+from ..shape import Record
 from ..sources import SOURCES
-from ..verdicts import VERDICTS, RuleVerdict
-from ..xref import TIERS
+from ..verdicts import RuleVerdict, Verdict
 
+__all__ = ["Context", "LinkStatus", "Tier", "Verdict", "Role"]
 Role = Literal[ROLES]                         # type: ignore[valid-type]
 Source = Literal[tuple(SOURCES)]              # type: ignore[valid-type]
-Context = Literal["selection", "filter", ""]
-LinkStatus = Literal["ok", "moved", "deprecated", "deleted", "unresolvable"]
-Verdict = Literal[VERDICTS]                   # type: ignore[valid-type]
-Tier = Literal[TIERS]                         # type: ignore[valid-type]
 STRICT = ConfigDict(extra="forbid", strict=True)
-
-# A record field whose values are one of a few: its enum in the schema.
-_ENUMS: dict[str, Any] = {"role": Role, "source": Source, "context": Context,
-                          "status": Literal["indexed", "error", "skipped"]}
+_FIELD_ENUMS: dict[str, Any] = {"source": Source}  # a record's `source` is any registered source's name
+_MODELS: dict[type, type[BaseModel]] = {}
 
 
-def _api_type(hint: Any) -> Any:
-    """tuple[str, ...] -> list[str] (JSON has no tuples); other types as they are."""
-    if typing.get_origin(hint) is tuple:
-        return list[typing.get_args(hint)[0]]  # type: ignore[misc]
+def api_type(hint: Any) -> Any:
+    """A record field's type as the API describes it: records as their models, tuples as lists."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return model_of(hint)
+    if origin in (tuple, list):
+        return list[api_type(args[0])]  # type: ignore[misc]
+    if origin is dict:
+        return dict[api_type(args[0]), api_type(args[1])]  # type: ignore[misc]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(api_type(a) for a in args)]
     return hint
 
 
-def from_record(record: type, name: str, *, enums: dict[str, Any] | None = None,
-                only: tuple[str, ...] | None = None, doc: str = "", **computed: Any) -> type[BaseModel]:
-    """A strict pydantic model with the fields of a dataclass record, all required (and the
-    `computed` ones its to_dict adds)."""
+def model_of(record: type, name: str = "", **extra: Any) -> type[BaseModel]:
+    """A strict pydantic model with the fields of a dataclass record, each required unless its
+    default is None, and the keys its to_dict adds (`COMPUTED`) and `extra` ones (name -> type)."""
+    if not name and not extra and record in _MODELS:
+        return _MODELS[record]
+    if record is MentionRow:  # a mention's fields and alias_of, flat
+        return model_of(Mention, "Mention", alias_of=str)
     hints = typing.get_type_hints(record)
-    fields: dict[str, Any] = {k: (v, ...) for k, v in computed.items()}
+    fields: dict[str, Any] = {}
     for f in dataclasses.fields(record):
-        if only is not None and f.name not in only:
-            continue
-        fields[f.name] = ((enums or {}).get(f.name) or _api_type(hints[f.name]), ...)
-    return create_model(name, __config__=STRICT, __doc__=doc or record.__doc__, **fields)
+        kind = _FIELD_ENUMS.get(f.name) if hints[f.name] is str else None
+        fields[f.name] = (kind or api_type(hints[f.name]), None if f.default is None else ...)
+    fields.update({k: (v, ...) for k, v in {**getattr(record, "COMPUTED", {}), **extra}.items()})
+    model = create_model(name or record.__name__, __config__=STRICT, __doc__=record.__doc__, **fields)
+    if not name and not extra:
+        _MODELS[record] = model
+    return model
 
 
-MentionModel = from_record(Mention, "Mention", enums={k: _ENUMS[k] for k in ("role", "source", "context")},
-                           alias_of=str)
-VerdictModel = from_record(RuleVerdict, "RuleVerdict", enums={"source": Source, "verdict": Verdict,
-                                                               "verdicts": list[Verdict]},  # type: ignore[valid-type]
-                           retired=bool)
+MentionModel = model_of(MentionRow)
+VerdictModel = model_of(RuleVerdict)
+LinkModel = model_of(Link)
+CoverageRowModel = model_of(CoverageRow)
+CoverageSummaryModel = model_of(CoverageSummary)
 
 
 class Page(BaseModel):
@@ -62,36 +79,6 @@ class Page(BaseModel):
     offset: int
     limit: int
     total: int
-
-
-class Link(BaseModel):
-    """A LOLBAS entry's link to a Sigma rule, resolved through Sigma's history."""
-
-    model_config = STRICT
-    lolbas_path: str
-    entry: str
-    line: int
-    url: str
-    status: LinkStatus
-    reason: Optional[str] = None
-    current_path: Optional[str] = None
-    linked_ref: Optional[str] = None
-    linked_path: Optional[str] = None
-    rule_id: Optional[str] = None
-    basis: Optional[str] = None
-
-
-class Reference(BaseModel):
-    """A Sigma rule's reference to a LOLBAS page, resolved to the entry it names."""
-
-    model_config = STRICT
-    sigma_path: str
-    rule_ids: list[str]
-    line: int
-    url: str
-    status: Literal["ok", "unknown"]
-    entry_path: Optional[str] = None
-    reason: Optional[str] = None
 
 
 class SearchAnswer(BaseModel):
@@ -104,59 +91,14 @@ class SearchAnswer(BaseModel):
     mentions: list[MentionModel]  # type: ignore[valid-type]
     rules: list[VerdictModel]  # type: ignore[valid-type]
     suggestions: list[str]
-    lolbas_declared_detections: list[Link]
+    lolbas_declared_detections: list[LinkModel]  # type: ignore[valid-type]
     page: Page
 
 
-class BinaryAnswer(BaseModel):
-    """What `indexer show NAME --json` prints; `mentions` holds one page of the rule files."""
-
-    model_config = STRICT
-    kind: Literal["binary"]
-    query: str
-    binaries: list[str]
-    sigma_rules: list[str]
-    running_rules: list[str]
-    detecting_rules: list[str]
-    retired_rules: list[str]
-    lolbas_entries: list[str]
-    roles: list[Role]  # type: ignore[valid-type]
-    mentions: list[MentionModel]  # type: ignore[valid-type]
-    rules: list[VerdictModel]  # type: ignore[valid-type]
-    lolbas_declared_detections: list[Link]
-    page: Page
-
-
-_Report = from_record(FileReport, "_Report", enums={"status": _ENUMS["status"], "source": Source},
-                      only=("source", "path", "status", "reason", "warnings", "rule_ids"))
-
-
-class DetectionItem(BaseModel):
-    """A detection item of a rule that names an executable; `context` filter: used under not."""
-
-    model_config = STRICT
-    name: str
-    context: Context
-    binaries: list[str]
-
-
-class RuleAnswer(_Report):  # type: ignore[valid-type,misc]
-    """What `indexer show RULE --json` prints; `binaries` and their `mentions` are one page."""
-
-    kind: Literal["rule"]
-    title: str
-    level: str
-    tags: list[str]
-    logsource: str
-    url: str
-    binaries: list[str]
-    verdicts: list[VerdictModel]  # type: ignore[valid-type]
-    detection_items: list[DetectionItem]
-    mentions: list[MentionModel]  # type: ignore[valid-type]
-    former_paths: list[dict[str, str]]
-    linked_from_lolbas: list[Link]
-    links: list[Link | Reference]
-    page: Page
+BinaryAnswer = model_of(BinaryRecord, "BinaryAnswer", page=Page)
+BinaryAnswer.__doc__ = "What `indexer show NAME --json` prints; `mentions` holds one page of the rule files."
+RuleAnswer = model_of(RuleRecord, "RuleAnswer", page=Page)
+RuleAnswer.__doc__ = "What `indexer show RULE --json` prints; `binaries` and their `mentions` are one page."
 
 
 class SourceStatus(BaseModel):
@@ -186,79 +128,13 @@ class SuggestAnswer(BaseModel):
     suggestions: list[str]
 
 
-class CoverageRule(BaseModel):
-    """A Sigma rule's strongest verdict on a LOLBAS entry's names."""
-
-    model_config = STRICT
-    path: str
-    binary: str
-    verdict: Verdict  # type: ignore[valid-type]
-    verdicts: list[Verdict]  # type: ignore[valid-type]
-    rule_id: str
-    title: str
-    level: str
-    status: str
-    retired: bool
-
-
-class CoverageRow(BaseModel):
-    """One LOLBAS entry: its tier, the Sigma rules by verdict, the rules LOLBAS links."""
-
-    model_config = STRICT
-    entry: str
-    path: str
-    names: list[str]
-    categories: list[str]
-    mitre: list[str]
-    tier: Tier
-    verdicts: list[Verdict]  # type: ignore[valid-type]
-    running_rules: list[str]
-    other_rules: list[str]
-    detecting_rules: list[str]
-    mentioning_rules: list[str]
-    retired_rules: list[str]
-    rules: list[CoverageRule]
-    linked: list[dict[str, Optional[str]]]
-    linked_and_detecting: list[str]
-    linked_not_detecting: list[str]
-    detecting_not_linked: int
-    citing_rules: list[str]
-    agree: bool
-
-
-class Tally(BaseModel):
-    """Entries of one category or technique, by tier."""
-
-    model_config = STRICT
-    entries: int
-    detected: int
-    undetected: int
-    running: int
-    other: int
-    mentioned: int
-    none: int
-
-
-class CoverageSummary(BaseModel):
-    model_config = STRICT
-    entries: int
-    include_retired: bool
-    tiers: dict[Tier, int]
-    detected: int
-    undetected: int
-    entries_by_tier: dict[Tier, list[str]]
-    links_disagree: int
-    by_category: dict[str, Tally]
-    by_mitre: dict[str, Tally]
-
-
 class CoverageAnswer(BaseModel):
     """`indexer coverage --json`: one page of the entries, and the summary of all (none
     without an index of LOLBAS)."""
 
     model_config = STRICT
-    entries: list[CoverageRow]
-    summary: Optional[CoverageSummary]
+    entries: list[CoverageRowModel]  # type: ignore[valid-type]
+    summary: Optional[CoverageSummaryModel]  # type: ignore[valid-type]
     page: Page
 
 
@@ -266,7 +142,7 @@ class LinksAnswer(BaseModel):
     """`indexer links --json`, one page."""
 
     model_config = STRICT
-    links: list[Link]
+    links: list[LinkModel]  # type: ignore[valid-type]
     page: Page
 
 

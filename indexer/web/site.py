@@ -12,7 +12,8 @@ from typing import Any
 
 from .. import xref
 from ..export import safe_filename
-from ..index import IndexReader, file_order, mention_order
+from ..codec import file_order, mention_order
+from ..index import IndexReader
 from ..model import Mention
 from ..query import binary_target, rule_target
 from .app import STATIC_DIR, binary_context, coverage_context, links_context, rule_title
