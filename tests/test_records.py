@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repos import run_cli
 
 from indexer import codec, export, records
 from indexer.index import IndexMissing, IndexReader, IndexWriter, State
@@ -160,21 +161,11 @@ def test_platform_comes_from_the_logsource_product(tip_reader: IndexReader) -> N
 
 
 def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "INDEXER_DATA_DIR": str(tip_data_dir)}
-
-    def search(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "indexer", "search", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
-
-    done = search("curl", "--platform", "linux", "--json")
+    done = run_cli("search", "curl", "--platform", "linux", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
     mentions = json.loads(done.stdout)["mentions"]
     assert SHAI_HULUD in {m["path"] for m in mentions} and {m["platform"] for m in mentions} == {"linux"}
-    everything = json.loads(search("curl", "--json").stdout)["mentions"]
+    everything = json.loads(run_cli("search", "curl", "--json", data_dir=tip_data_dir).stdout)["mentions"]
     assert {m["platform"] for m in everything} > {"linux"}  # the filter left others out
-    bad = search("curl", "--platform", "solaris")
+    bad = run_cli("search", "curl", "--platform", "solaris", data_dir=tip_data_dir)
     assert bad.returncode == 4 and "solaris" in bad.stderr and "Traceback" not in bad.stderr
