@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -31,16 +32,32 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 SMALL = settings(max_examples=25, deadline=None)
 
 
+def _values(hint: Any) -> st.SearchStrategy[Any]:
+    """Values of a record field's type, small (two items a collection: nested records stay small)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    simple = {str: st.text(max_size=6), int: st.integers(-2, 10**6), bool: st.booleans(),
+              float: st.floats(allow_nan=False, allow_infinity=False), Any: JSON_VALUES}
+    if hint in simple:
+        return simple[hint]
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return _strategy(hint)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of([st.none() if a is type(None) else _values(a) for a in args])
+    if origin is tuple:
+        return st.lists(_values(args[0]), max_size=2).map(tuple)
+    if origin is list:
+        return st.lists(_values(args[0]), max_size=2)
+    if origin is dict:
+        return st.dictionaries(_values(args[0]), _values(args[1]), max_size=2)
+    raise TypeError(hint)
+
+
 def _strategy(cls: type) -> st.SearchStrategy[Any]:
-    """Records of `cls` with JSON values where a field is typed Any (a source's info)."""
-    if cls is records.IndexStats:
-        info = st.dictionaries(st.text(max_size=5), st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3),
-                               max_size=2)
-        return st.builds(cls, sources=info)
-    if cls is FileReport:
-        link = st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=3)
-        return st.builds(cls, links=st.lists(link, max_size=2), entry=link)
-    return st.from_type(cls)
+    """Records of `cls`, every field drawn from its declared type."""
+    hints = typing.get_type_hints(cls)
+    return st.builds(cls, **{f.name: _values(hints[f.name]) for f in dataclasses.fields(cls)})
 
 
 @pytest.mark.parametrize("cls", RECORDS, ids=lambda c: c.__name__)
