@@ -186,3 +186,16 @@ def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
     assert {m["platform"] for m in everything} > {"linux"}  # the filter left others out
     bad = run_cli("search", "curl", "--platform", "solaris", data_dir=tip_data_dir)
     assert bad.returncode == 4 and "solaris" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_rule_citing_the_lolbas_home_page_validates(tip_reader: IndexReader) -> None:
+    """Its reference is `unresolvable` (no entry page): the hand-written API model allowed only
+    ok and unknown, so /api/rule answered this rule with a validation error."""
+    from indexer.query import show_target
+    from indexer.web.models import RuleAnswer
+
+    path = "deprecated/windows/win_susp_esentutl_activity.yml"
+    shown = show_target(tip_reader, path, kind="rule")
+    assert shown is not None
+    assert [(l["url"], l["status"]) for l in shown["links"]] == [("https://lolbas-project.github.io/", "unresolvable")]
+    RuleAnswer.model_validate({**shown, "page": {"offset": 0, "limit": 100, "total": len(shown["binaries"])}})
