@@ -180,9 +180,10 @@ def test_platform_comes_from_the_logsource_product(tip_reader: IndexReader) -> N
 def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
     done = run_cli("search", "curl", "--platform", "linux", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
-    mentions = json.loads(done.stdout)["mentions"]
+    (answer,) = json.loads(done.stdout)  # one object per name searched for
+    mentions = answer["mentions"]
     assert SHAI_HULUD in {m["path"] for m in mentions} and {m["platform"] for m in mentions} == {"linux"}
-    everything = json.loads(run_cli("search", "curl", "--json", data_dir=tip_data_dir).stdout)["mentions"]
+    (everything,) = [a["mentions"] for a in json.loads(run_cli("search", "curl", "--json", data_dir=tip_data_dir).stdout)]
     assert {m["platform"] for m in everything} > {"linux"}  # the filter left others out
     bad = run_cli("search", "curl", "--platform", "solaris", data_dir=tip_data_dir)
     assert bad.returncode == 4 and "solaris" in bad.stderr and "Traceback" not in bad.stderr
