@@ -164,17 +164,17 @@ def test_a_damaged_stored_mention_is_a_damaged_index(tmp_path: Path) -> None:
 
 SHAI_HULUD = "rules-emerging-threats/2025/Malware/Shai-Hulud/proc_creation_lnx_mal_shai_hululd_exfiltration.yml"
 APPLET = "rules/macos/process_creation/proc_creation_macos_suspicious_applet_behaviour.yml"
-KITTEN = "deprecated/web/proxy_apt_domestic_kitten.yml"  # logsource category proxy: no host platform
+DNS_TXT = "rules/network/dns/net_dns_susp_txt_exec_strings.yml"  # logsource category dns: no host platform
 
 
 def test_platform_comes_from_the_logsource_product(tip_reader: IndexReader) -> None:
-    platforms = {(m.source, m.path): m.platform for m in tip_reader.search(["psr.exe", "curl", "applet", "apt"])}
+    platforms = {(m.source, m.path): m.platform for m in tip_reader.search(["psr.exe", "curl", "applet", "cmd.exe"])}
     assert platforms[("sigma", "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml")] \
         == "windows"
     assert platforms[("lolbas", "yml/OSBinaries/Psr.yml")] == "windows"
     assert platforms[("sigma", SHAI_HULUD)] == "linux"     # logsource product: linux
     assert platforms[("sigma", APPLET)] == "macos"         # product: macos
-    assert platforms[("sigma", KITTEN)] == ""              # category: proxy
+    assert platforms[("sigma", DNS_TXT)] == ""             # category: dns
 
 
 def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
