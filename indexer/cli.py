@@ -327,12 +327,13 @@ def refresh(
         raise SourceFailure(f"{exc}: refresh abandoned, the previous index is kept") from exc
     except OSError as exc:
         raise _os_error(exc, options.data_dir) from None
-    if as_json:
-        _print_json(manifest.to_dict())
-    elif not quiet:
+
+    def table() -> None:
         from .report import manifest_lines
-        for line in manifest_lines(manifest.to_dict()):
+        for line in manifest_lines(manifest.to_dict()) if not quiet else ():
             _echo(line)
+
+    _show(View(manifest.to_dict(), table), _format(json=as_json))
     raise typer.Exit(ExitCode(manifest.exit_code))
 
 

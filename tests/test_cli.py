@@ -110,6 +110,16 @@ def test_the_entry_point_handles_every_indexer_error_in_one_place() -> None:
     assert "def fail(" not in source
 
 
+def test_every_command_prints_through_the_one_output_helper() -> None:
+    """JSON, CSV and Markdown are written by `_show` alone: no command has its own switch."""
+    source = inspect.getsource(cli)
+    assert source.count("_print_json(") == 2  # its definition, and its call in _show
+    for name, command in _commands().items():
+        body = inspect.getsource(command.callback)
+        # mcp prints only the protocol; serve's line comes from web.app.serve once its socket is bound
+        assert ("_show(" in body or name in ("mcp", "serve")) and "json.dumps" not in body, name
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["show", "nosuch.exe"], ExitCode.NOT_FOUND, "indexer: error: no rule or binary 'nosuch.exe' in the index"),
     (["export", "-f", "csv", "-o", "-", "-b", "nosuch.exe"], ExitCode.NOT_FOUND, "nosuch.exe"),
