@@ -703,6 +703,10 @@ def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
     assert (out / "index.html").is_file() and (out / "static" / "app.css").is_file()
     psr = (out / "binary" / "psr.exe.html").read_text(encoding="utf-8")
     assert PSR_TITLE in psr and "<mark>Psr.exe</mark>" in psr
+    # as on the server: pwsh.exe's page shows its alias pwsh.dll's rows, marked
+    pwsh = (out / "binary" / "pwsh.exe.html").read_text(encoding="utf-8")
+    badge = '<span class="badge alias" title="found through pwsh.dll, an alias of pwsh.exe">alias pwsh.dll</span>'
+    assert pwsh.count(badge) == len(tip_reader.search(["pwsh.dll"])) > 70
     # relative links that resolve to written files; no link to the server's routes
     checked = 0
     for page in [out / "index.html", out / "binary" / "psr.exe.html", out / "binary" / "certutil.exe.html",

@@ -50,8 +50,12 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     (tmp / "static").mkdir()
     try:
         rows = []
+        known = reader.aliases()
         for name in sorted(by_binary):
-            target = binary_target(reader, name, [name], sorted(by_binary[name], key=mention_order))
+            # as the server's page: the aliases' mentions too (pwsh.dll on pwsh.exe's page), marked
+            aliases = {alias: name for alias in known.get(name, ()) if alias in by_binary}
+            mentions = by_binary[name] + [m for alias in aliases for m in by_binary[alias]]
+            target = binary_target(reader, name, [name], sorted(mentions, key=mention_order), aliases=aliases)
             total = len(target["mentions"]) or 1
             groups, _, paging = paged_mentions(target["mentions"], 0, total, target["rules"])
             text = render("binary.html", deep, footer, base=None, **binary_context(reader, target, groups, paging))
