@@ -267,6 +267,19 @@ def _names(queries: Iterable[str], stdin: bool) -> list[str]:
     return names + lines if stdin and "-" not in queries else names
 
 
+def _default_sources(data_dir: Optional[Path], given: set[str]) -> list[str]:
+    """The sources a refresh reads when `--sources` names none: in a new data directory every
+    registered one; else the ones it has (their clones) and the ones given a URL (`--url`,
+    `--sigma-url`, $INDEXER_<NAME>_URL). A refresh of a data directory filled from mirrors never
+    fetches a source it does not have from upstream; `--url NAME=URL` or `--sources` adds one."""
+    from .repository import clone_path, env_var
+    from .sources import SOURCES
+
+    folder = _data_dir(data_dir)
+    wanted = {n for n in SOURCES if n in given or os.environ.get(env_var(n)) or clone_path(folder, n).exists()}
+    return [n for n in SOURCES if n in wanted] if wanted else list(SOURCES)
+
+
 @app.command()
 def refresh(
     data_dir: Optional[Path] = DataDir,
@@ -280,7 +293,7 @@ def refresh(
     lolbas_url: Optional[str] = typer.Option(None, help="Same as --url lolbas=URL."),
     sigma_branch: Optional[str] = typer.Option(None, help="Same as --branch sigma=BRANCH."),
     lolbas_branch: Optional[str] = typer.Option(None, help="Same as --branch lolbas=BRANCH."),
-    source: List[str] = ListOption("--sources", "Refresh only these sources (default: every source).", _sources,
+    source: List[str] = ListOption("--sources", "Refresh only these sources (default: those the data dir has and those given a URL; all in a new one).", _sources,
                                    "--source"),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
@@ -306,7 +319,8 @@ def refresh(
     from .repository import SourceError, clone_path
     from .sources import SOURCES
 
-    names = source or list(SOURCES)
+    given = {p.partition("=")[0].strip() for p in url} | {n for n, v in (("sigma", sigma_url), ("lolbas", lolbas_url)) if v}
+    names = source or _default_sources(data_dir, given)
     urls = _per_source("--url", url, {"sigma": sigma_url, "lolbas": lolbas_url}, names)
     branches = _per_source("--branch", branch, {"sigma": sigma_branch, "lolbas": lolbas_branch}, names)
     _finite("--max-file-mb", max_file_mb, 0, 1024)

@@ -131,7 +131,7 @@ class LookupRow:
     lolbas_entries: tuple[str, ...]
     lolbas_categories: tuple[str, ...]
     attack_ids: tuple[str, ...]
-    source_commits: tuple[str, ...]  # "sigma@<commit>"
+    source_commits: tuple[str, ...]  # "sigma@<commit>" of each source naming the executable
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -392,7 +392,6 @@ def lookup_rows(mentions: Iterable[Mention], sources: dict[str, dict[str, Any]],
     for entry in entries:
         for name in entry["names"]:
             lolbas.setdefault(name, []).append(entry)
-    commits = tuple(f"{name}@{info.get('commit', '')}" for name, info in sorted(sources.items()))
     rows = []
     for binary, items in sorted(by_binary(mentions).items()):
         tags: dict[tuple[str, str], set[str]] = {}
@@ -416,7 +415,10 @@ def lookup_rows(mentions: Iterable[Mention], sources: dict[str, dict[str, Any]],
             detecting_rule_urls=tuple(urls[(v.source, v.path)] for v in detecting),
             lolbas_entries=tuple(sorted({e["entry"] for e in its_entries})),
             lolbas_categories=tuple(sorted({c for e in its_entries for c in e["categories"]})),
-            attack_ids=tuple(attack), source_commits=commits))
+            attack_ids=tuple(attack),
+            # the sources naming it (seven commits on every row cost a third of the file)
+            source_commits=tuple(f"{name}@{sources[name].get('commit', '')}"
+                                 for name in sorted({m.source for m in items}) if name in sources)))
     return rows
 
 

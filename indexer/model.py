@@ -29,13 +29,20 @@ Role = Literal[
     "lolbas_ioc",         # LOLBAS Detection IOC lines
     "keyword",            # a Sigma keyword list (values without a field)
     "comment",            # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
+    # the atlas: what a source other than a detection says of the binary (verdicts.ATLAS_VERDICTS)
+    "tested_by",          # atomic-red-team: a test's command, cleanup or steps run or name it
+    "vulnerable_driver",  # LOLDrivers: a known vulnerable driver (Tags, sample Filename/OriginalFilename)
+    "malicious_driver",   # LOLDrivers: a known malicious driver
+    "sideload_target",    # HijackLibs: the DLL that can be planted (Name)
+    "sideload_host",      # HijackLibs: an executable that loads it (VulnerableExecutables Path)
+    "gtfobin",            # GTFOBins: a Unix binary's abuse (field: the function, shell, download, ...)
+    "loobin",             # LOOBins: a macOS binary's abuse (name, paths, example code)
 ]
 ROLES: tuple[str, ...] = get_args(Role)
 Context = Literal["selection", "filter", ""]    # a detection value's item: used under `not` or not
 Platform = Literal["windows", "linux", "macos", ""]  # the system a rule's events come from ("" unknown)
 PLATFORMS: tuple[str, ...] = tuple(p for p in get_args(Platform) if p)
 FileStatus = Literal["indexed", "error", "skipped"]
-
 
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # rule files over this are skipped (refresh --max-file-mb)

@@ -404,7 +404,7 @@ def license_name(text: str) -> str:
         return "GPL-3.0"
     if re.search(r"GNU GENERAL PUBLIC LICENSE\s+Version 2", text, re.IGNORECASE):
         return "GPL-2.0"
-    if re.search(r"^\s*MIT License", text):
+    if re.search(r"^\s*(?:The )?MIT License", text):
         return "MIT"
     if re.search(r"Apache License,?\s+Version 2\.0", text):
         return "Apache-2.0"

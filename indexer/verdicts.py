@@ -9,7 +9,9 @@ its mentions' verdicts, and the strongest of them is *the* verdict, in this orde
 Filters never make a rule detect a binary: a detection item the condition uses only under
 `not` gives `excluded`, whatever its field. A LOLBAS entry is abuse documentation, not a
 detection: its mentions give `documented`, which is never compared with the Sigma verdicts
-(a file is one or the other) and never counts as detecting.
+(a file is one or the other) and never counts as detecting. The atlas's sources say the same
+kind of thing: LOLDrivers, HijackLibs, GTFOBins and LOOBins give `documented`, an atomic test
+`tested`.
 
 Verdicts are stored in the index: a change to what a mention implies is a change of the
 stored data, so it bumps `index.INDEX_FORMAT` (an index of another format reads as "run
@@ -25,10 +27,12 @@ from typing import Any, ClassVar, Iterable, Literal, Mapping, get_args
 
 from .shape import Record
 
-# Strongest first. `documented` (LOLBAS) sorts after every Sigma verdict.
-Verdict = Literal["runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented"]
+# Strongest first. `documented` (LOLBAS and the atlas) and `tested` (atomic-red-team) sort after
+# every Sigma verdict: a file is a detection or not, never both.
+Verdict = Literal["runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented",
+                  "tested"]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
-SIGMA_VERDICTS = VERDICTS[:-1]
+SIGMA_VERDICTS = VERDICTS[:8]
 DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what `--detects` keeps
 VERDICT_HELP = {
     "runs": "selects the binary as the process (Image, OriginalFileName, process name fields)",
@@ -39,7 +43,13 @@ VERDICT_HELP = {
     "artifact": "names it in a file, registry, pipe, service, URL or other field",
     "excluded": "names it only in filters (items used under `not`)",
     "mentioned": "names it only in text (title, description, false positives) or comments",
-    "documented": "a LOLBAS entry documents it (abuse documentation, not a detection)",
+    "documented": "a LOLBAS, LOLDrivers, HijackLibs, GTFOBins or LOOBins entry documents it (not a detection)",
+    "tested": "an atomic-red-team test runs or names it (a test to run, not a detection)",
+}
+# The atlas's roles say what their source says, never that a rule detects the binary.
+ATLAS_VERDICTS = {
+    "tested_by": "tested", "vulnerable_driver": "documented", "malicious_driver": "documented",
+    "sideload_target": "documented", "sideload_host": "documented", "gtfobin": "documented", "loobin": "documented",
 }
 RETIRED_STATUSES = frozenset({"deprecated", "unsupported"})
 RETIRED_FOLDERS = ("deprecated/", "unsupported/")
@@ -76,6 +86,8 @@ def mention_verdict(mention: Mapping[str, Any]) -> str:
     if mention.get("source") == "lolbas":
         return "documented"
     role = mention.get("role", "")
+    if role in ATLAS_VERDICTS:
+        return ATLAS_VERDICTS[role]
     if role in ("text", "comment"):
         return "mentioned"
     context = mention.get("context", "")

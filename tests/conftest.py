@@ -18,20 +18,28 @@ SIGMA_BUNDLE = CORPORA / "sigma.bundle"
 LOLBAS_BUNDLE = CORPORA / "lolbas.bundle"
 
 
-def specs(sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE) -> list[SourceSpec]:
-    return [get("sigma").spec(str(sigma)), get("lolbas").spec(str(lolbas))]
+# the atlas's sources, each from its bundle (corpora/<name>.bundle), indexed beside Sigma and LOLBAS
+ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins")
+
+
+def specs(sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE,
+          atlas: dict[str, Path | str] | None = None) -> list[SourceSpec]:
+    """Every source: Sigma and LOLBAS from these URLs, the atlas's from its bundles unless `atlas` says."""
+    urls = {name: CORPORA / f"{name}.bundle" for name in ATLAS} | (atlas or {})
+    return [get("sigma").spec(str(sigma)), get("lolbas").spec(str(lolbas)),
+            *(get(name).spec(str(url)) for name, url in urls.items())]
 
 
 @pytest.fixture(scope="session")
 def bundles() -> tuple[Path, Path]:
-    if not SIGMA_BUNDLE.exists() or not LOLBAS_BUNDLE.exists():
+    if not all((CORPORA / f"{name}.bundle").exists() for name in ("sigma", "lolbas", *ATLAS)):
         pytest.fail(f"the real bundles are missing: {CORPORA} (../shared must sit beside the project)")
     return SIGMA_BUNDLE, LOLBAS_BUNDLE
 
 
 @pytest.fixture(scope="session")
 def tip_data_dir(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
-    """A data directory with both bundles indexed at their tips (built once per test run)."""
+    """A data directory with every bundle indexed at its tip (built once per test run)."""
     data_dir = tmp_path_factory.mktemp("tip")
     manifest = refresh(RefreshOptions(data_dir, specs(*bundles)))
     assert manifest.exit_code == 0, manifest.file_errors

@@ -52,20 +52,21 @@ class Change:
 
 
 class Upstream:
-    """A bare clone of a bundle whose master can be set to any commit (upstream "moving")."""
+    """A bare clone of a bundle whose branch can be set to any commit (upstream "moving")."""
 
-    def __init__(self, bundle: Path, dest: Path) -> None:
+    def __init__(self, bundle: Path, dest: Path, branch: str = "master") -> None:
         self.path = dest
+        self.ref = f"refs/heads/{branch}"
         git("clone", "-q", "--bare", str(bundle), str(dest))
-        self.tip = git("-C", str(dest), "rev-parse", "refs/heads/master").strip()
-        self.first_parent = git("-C", str(dest), "rev-list", "--first-parent", "refs/heads/master").split()
+        self.tip = git("-C", str(dest), "rev-parse", self.ref).strip()
+        self.first_parent = git("-C", str(dest), "rev-list", "--first-parent", self.ref).split()
 
     def back(self, n: int) -> str:
         """The commit n first-parent steps before the tip (`rev-list --first-parent | sed -n {n+1}p`)."""
         return self.first_parent[n]
 
     def move(self, commit: str) -> None:
-        git("-C", str(self.path), "update-ref", "refs/heads/master", commit)
+        git("-C", str(self.path), "update-ref", self.ref, commit)
 
     def diff(self, before: str, after: str) -> list[Change]:
         out = git("-C", str(self.path), "diff", "--name-status", "-z", "-M", before, after)

@@ -30,13 +30,14 @@ from indexer.lock import Locked, RefreshLock
 from indexer.manifest import mention_key
 from indexer.refresh import CHECKER, RefreshOptions, refresh
 
-from conftest import specs
+from conftest import ATLAS, CORPORA, specs
 from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
                    refresh_args, sorted_export)
 
 pytestmark = pytest.mark.slow
 
 STEPS_BACK = 300
+ATLAS_STEPS_BACK = 10  # the atlas's sources move too: each from this many first-parent commits before its tip
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -64,12 +65,31 @@ def old(upstream: Upstream) -> str:
 
 
 @pytest.fixture(scope="module")
-def old_dir(work: Path, upstream: Upstream, lolbas: Path, old: str) -> Path:
-    """Sigma indexed at OLD (+ LOLBAS at its tip). Tests copy it; nobody refreshes it."""
+def atlas(work: Path, bundles: tuple[Path, Path]) -> dict[str, Upstream]:
+    """The atlas's sources, each upstream a bare clone of its bundle (moved with `atlas_at`)."""
+    ups = {name: Upstream(CORPORA / f"{name}.bundle", work / f"{name}.git", get(name).branch) for name in ATLAS}
+    assert all(len(up.first_parent) > ATLAS_STEPS_BACK for up in ups.values())
+    return ups
+
+
+def atlas_at(atlas: dict[str, Upstream], where: str) -> None:
+    """Every atlas upstream at its OLD (ATLAS_STEPS_BACK before the tip) or at its tip."""
+    for up in atlas.values():
+        up.move(up.back(ATLAS_STEPS_BACK) if where == "old" else up.tip)
+
+
+@pytest.fixture(scope="module")
+def old_dir(work: Path, upstream: Upstream, lolbas: Path, old: str, atlas: dict[str, Upstream]) -> Path:
+    """Sigma indexed at OLD, the atlas's sources at theirs (+ LOLBAS at its tip). Tests copy it;
+    nobody refreshes it."""
     upstream.move(old)
+    atlas_at(atlas, "old")
     data_dir = work / "old"
-    manifest = refresh(RefreshOptions(data_dir, specs(upstream.path, lolbas)))
-    assert manifest.exit_code == ExitCode.OK, manifest.file_errors
+    manifest = refresh(RefreshOptions(data_dir, specs(upstream.path, lolbas, {n: up.path for n, up in atlas.items()})))
+    # LOLDrivers 10 commits back had a file with a duplicate key (upstream's "remove duplicate yaml
+    # keys" fixed it): reported, the rest indexed; the refresh to the tip reads it again
+    assert manifest.exit_code in (ExitCode.OK, ExitCode.FILE_ERRORS), manifest.file_errors
+    assert all(e["source"] in ATLAS and "duplicate key" in e["reason"] for e in manifest.file_errors), manifest.file_errors
     assert manifest.sources["sigma"].after == old
     return data_dir
 
@@ -121,10 +141,12 @@ def tip_search(tip_data_dir: Path, changed_name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def incremental(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path):
-    """OLD's data dir copied and refreshed to the tip with `indexer refresh --json`."""
+def incremental(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, atlas: dict[str, Upstream]):
+    """OLD's data dir copied and refreshed to the tip with `indexer refresh --json` (the atlas's
+    sources from the clones the data dir has)."""
     data_dir = copy_data_dir(old_dir, work / "incremental")
     upstream.move(upstream.tip)
+    atlas_at(atlas, "tip")
     return data_dir, indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
 
 
@@ -137,25 +159,28 @@ def tip_copy(work: Path, tip_data_dir: Path, request: pytest.FixtureRequest) -> 
 # --- 1. incremental equals full -----------------------------------------------------------------
 
 def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream: Upstream, old: str,
-                                               tip_export: bytes, old_export: bytes, tip_data_dir: Path) -> None:
+                                               tip_export: bytes, old_export: bytes, tip_data_dir: Path,
+                                               atlas: dict[str, Upstream]) -> None:
     data_dir, done = incremental
     assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
-    sigma = manifest["sources"]["sigma"]
     assert manifest["exit_code"] == ExitCode.OK
-    assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, upstream.tip)
     assert manifest["sources"]["lolbas"]["mode"] == "unchanged"
-
-    changes = upstream.diff(old, upstream.tip)
-    want = {s: sorted(c.path for c in changes if c.status == s) for s in "AMD"}
-    want_renamed = sorted([c.old_path, c.path] for c in changes if c.status == "R")
-    assert len(sigma["added"]) == len(want["A"]) and sorted(sigma["added"]) == want["A"]
-    assert len(sigma["modified"]) == len(want["M"]) and sorted(sigma["modified"]) == want["M"]
-    assert len(sigma["deleted"]) == len(want["D"]) and sorted(sigma["deleted"]) == want["D"]
-    assert len(sigma["renamed"]) == len(want_renamed) and sorted(map(list, sigma["renamed"])) == want_renamed
-    manifest_counts = {"A": len(sigma["added"]), "M": len(sigma["modified"]), "D": len(sigma["deleted"]),
-                       "R": len(sigma["renamed"])}
-    assert {s: n for s, n in manifest_counts.items() if n} == dict(Counter(c.status for c in changes))
+    moved = {"sigma": (upstream, old), **{name: (up, up.back(ATLAS_STEPS_BACK)) for name, up in atlas.items()}}
+    assert set(manifest["sources"]) == {"lolbas", *moved}
+    for name, (up, before) in moved.items():
+        outcome = manifest["sources"][name]
+        assert (outcome["mode"], outcome["before"], outcome["after"]) == ("incremental", before, up.tip), name
+        changes = [c for c in up.diff(before, up.tip) if get(name).wants(c.path) or get(name).wants(c.old_path)]
+        want = {s: sorted(c.path for c in changes if c.status == s) for s in "AMD"}
+        want_renamed = sorted([c.old_path, c.path] for c in changes if c.status == "R")
+        for status, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
+            assert len(outcome[key]) == len(want[status]) and sorted(outcome[key]) == want[status], (name, key)
+        assert len(outcome["renamed"]) == len(want_renamed) and sorted(map(list, outcome["renamed"])) == want_renamed
+        counts = {"A": len(outcome["added"]), "M": len(outcome["modified"]), "D": len(outcome["deleted"]),
+                  "R": len(outcome["renamed"])}
+        assert {s: n for s, n in counts.items() if n} == dict(Counter(c.status for c in changes)), name
+        assert name == "sigma" or changes, f"{name}: no file changed in {ATLAS_STEPS_BACK} commits: go further back"
 
     incremental_export = sorted_export(data_dir, work / "incremental.jsonl")
     assert incremental_export != old_export  # the refresh did something
@@ -179,7 +204,8 @@ def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old
     full exports (a renamed file's mentions count as moved, not removed and added)."""
     _, done = incremental
     manifest = json.loads(done.stdout)
-    renamed = {f"sigma:{old}": f"sigma:{new}" for old, new in manifest["sources"]["sigma"]["renamed"]}
+    renamed = {f"{name}:{old}": f"{name}:{new}" for name, outcome in manifest["sources"].items()
+               for old, new in outcome.get("renamed", [])}
 
     def keyed(export: bytes, ref_map: dict[str, str]) -> Counter:
         return Counter(mention_key(json.loads(line), ref_map) for line in export.splitlines())
@@ -259,16 +285,17 @@ def _reread(reason: str) -> int:
 
 
 def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: Path, upstream: Upstream,
-                                                          lolbas: Path, old: str) -> None:
+                                                          lolbas: Path, old: str, atlas: dict[str, Upstream]) -> None:
     nxt = upstream.back(STEPS_BACK - 1)
     data_dir = copy_data_dir(old_dir, work / "one-commit")
     upstream.move(nxt)
+    atlas_at(atlas, "old")  # as the data dir has them
     done = indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
     assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
     sigma = manifest["sources"]["sigma"]
     assert (sigma["mode"], sigma["before"], sigma["after"]) == ("incremental", old, nxt)
-    assert manifest["sources"]["lolbas"]["mode"] == "unchanged"
+    assert {o["mode"] for name, o in manifest["sources"].items() if name != "sigma"} == {"unchanged"}
 
     changes = upstream.diff(old, nxt)
     assert changes, "OLD and its successor have the same tree: pick other commits"
@@ -298,12 +325,13 @@ def test_refresh_with_nothing_new_does_nothing(tip_copy: Path, bundles: tuple[Pa
     manifest = json.loads(done.stdout)
     assert manifest["exit_code"] == ExitCode.OK
     assert manifest["files_parsed"] == 0
-    assert {n: s["mode"] for n, s in manifest["sources"].items()} == {"sigma": "unchanged", "lolbas": "unchanged"}
+    # every source the data dir has (the atlas's from the clones of their bundles)
+    assert {n: s["mode"] for n, s in manifest["sources"].items()} == {n: "unchanged" for n in ("sigma", "lolbas", *ATLAS)}
     assert (manifest["mentions_added"], manifest["mentions_removed"]) == (0, 0)
 
     done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
     assert done.returncode == ExitCode.OK, done.stderr[-600:]
-    assert all(f"{name}: up to date" in done.stdout for name in ("sigma", "lolbas")), done.stdout
+    assert all(f"{name}: up to date" in done.stdout for name in ("sigma", "lolbas", *ATLAS)), done.stdout
     assert current(tip_copy) == generation  # no new generation written
 
 
@@ -321,12 +349,13 @@ KILL_POINTS = {
 
 
 @pytest.fixture(scope="module")
-def kills(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, changed_name: str):
+def kills(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, changed_name: str, atlas: dict[str, Upstream]):
     """OLD's data dir copied; a refresh to the tip started and SIGKILLed at each point in turn
     (each a new `indexer refresh`, so each also has to get past what the kills before left).
     After each kill: CURRENT and `indexer search psr.exe <changed> --json` are recorded."""
     data_dir = copy_data_dir(old_dir, work / "killed")
     upstream.move(upstream.tip)
+    atlas_at(atlas, "tip")
     records: dict[str, dict[str, object]] = {"": {"generation": current(data_dir)}}
     for point, (marker, delay) in KILL_POINTS.items():
         if delay is None:
@@ -361,10 +390,11 @@ def test_sigkill_keeps_the_previous_index(point: str, kills, old_search: str, ti
 
 
 @pytest.fixture(scope="module")
-def recovered(kills, upstream: Upstream, lolbas: Path):
+def recovered(kills, upstream: Upstream, lolbas: Path, atlas: dict[str, Upstream]):
     """After the kills, a normal `indexer refresh --json` to the tip."""
     data_dir, _records = kills
     upstream.move(upstream.tip)
+    atlas_at(atlas, "tip")
     return data_dir, indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
 
 
@@ -537,8 +567,10 @@ def failing_dir(work: Path, old_dir: Path) -> Path:
 
 @pytest.mark.parametrize("case", ["no-such-path", "not-a-repository", "a-file", "no-such-branch"])
 def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failing_dir: Path, upstream: Upstream,
-                                                   lolbas: Path, old_search: str, changed_name: str) -> None:
+                                                   lolbas: Path, old_search: str, changed_name: str,
+                                                   atlas: dict[str, Upstream]) -> None:
     upstream.move(upstream.tip)
+    atlas_at(atlas, "old")  # as the data dir has them: only Sigma would change
     generation = current(failing_dir)
     extra: list[str] = []
     if case == "no-such-path":

@@ -743,7 +743,8 @@ def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[
                    paging: Mapping[str, int]) -> dict[str, Any]:
     """What binary.html needs: the page's groups split by source; every Sigma rule file by
     verdict (leading the page: detecting verdicts first, by level, retired last and marked);
-    the LOLBAS entries' categories and techniques."""
+    the LOLBAS entries' categories and techniques; the atlas's files (tests, drivers, side-loading,
+    GTFOBins, LOOBins) after them."""
     files = reader.state.files
     entries = {}
     for g in groups:
@@ -761,6 +762,7 @@ def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[
     names = list(target.get("binaries", []))
     return {"title": ", ".join(names) if names else str(target.get("query", "")), "target": target,
             "sigma": [g for g in groups if g.source == "sigma"], "lolbas": [g for g in groups if g.source == "lolbas"],
+            "atlas": [g for g in groups if g.source not in ("sigma", "lolbas")],
             "verdicts": verdicts, "detecting_verdicts": DETECTING, "verdict_help": VERDICT_HELP, "entries": entries,
             "page": paging}
 
