@@ -74,6 +74,8 @@ def ListOption(option: str, help: str, allowed: Callable[[], Sequence[str]] | No
     parser raising ValueError, replaces the check."""
 
     def check(values: List[str]) -> List[str]:
+        if values and not any(v.strip() for value in values for v in value.split(",")):
+            raise typer.BadParameter("no value given (an empty list is not every value)", param_hint=option)
         if parse is None:
             return _split(option, values or (), allowed() if allowed else None)
         try:

@@ -205,6 +205,20 @@ def test_invalid_values_in_lists_are_usage_errors_listing_the_valid_ones(
     assert code == ExitCode.USAGE and len(err.splitlines()) == 1 and valid in err, (code, err)
 
 
+@pytest.mark.parametrize("args, option", [
+    (["refresh", "--sources", ",,"], "--sources"),
+    (["search", "psr.exe", "--role", " , "], "--role"),
+    (["search", "psr.exe", "--verdict", ","], "--verdict"),
+    (["links", "--status", ""], "--status"),
+    (["export", "--format", "lookup", "--binary", ",", "--output", "-"], "--binary")])
+def test_an_empty_list_is_a_usage_error_not_every_value(
+        args: list[str], option: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--sources ,,` (a variable that expanded to nothing) refreshed every source, `--binary ,`
+    exported every binary: a list given with no value in it is refused, naming the option."""
+    code, out, err = run(capsys, *args, "--data-dir", data_dir)
+    assert code == ExitCode.USAGE and len(err.splitlines()) == 1 and option in err, (code, out[:200], err)
+
+
 def _commands() -> dict[str, Any]:
     import typer
 
