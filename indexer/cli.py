@@ -513,6 +513,8 @@ def export(
               _format(json=as_json))
         return
 
+    if as_json and output == "-":
+        raise UsageError("--json with --output -: the summary and the export would share stdout (give --output FILE)")
     with _open_reader(_data_dir(data_dir)) as reader:
         try:
             if fmt == "navigator":
@@ -522,6 +524,8 @@ def export(
                 summary = export_index(reader, fmt, output, binary, guard=formula_guard)
         except ValueError as exc:  # no such binary
             raise NotFound(str(exc)) from None
+        except BrokenPipeError:  # the reader of --output - went away: main's 141
+            raise
         except OSError as exc:
             raise _os_error(exc, output) from None
 

@@ -245,6 +245,25 @@ def test_every_command_has_an_example_and_json(name: str, capsys: pytest.Capture
         assert "--json" in out, out
 
 
+@pytest.mark.parametrize("fmt", ["csv", "lookup", "jsonl", "navigator"])
+def test_an_export_to_a_closed_pipe_is_141_and_silent(fmt: str, data_dir: Path) -> None:
+    """`indexer export -o - | head -1`: the reader went away, as for search (README's table: 141,
+    nothing more written); the export's own OSError handler made it 'error: -: Broken pipe', 4."""
+    proc = subprocess.Popen([*INDEXER, "export", "-f", fmt, "-o", "-", "--data-dir", str(data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    proc.stdout.close()  # before the export writes a byte: the pipe has no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == ExitCode.BROKEN_PIPE and err == "", (proc.returncode, err)
+
+
+def test_export_json_to_stdout_is_refused(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`export -o - --json` wrote the export and then the summary on stdout: two documents no
+    reader can parse. A usage error naming both options."""
+    code, out, err = run(capsys, "export", "-f", "json", "-o", "-", "--json", "--data-dir", data_dir)
+    assert code == ExitCode.USAGE and out == "" and len(err.splitlines()) == 1, (code, out[-300:], err)
+    assert "--json" in err and "--output" in err, err
+
+
 def test_shell_completion_is_enabled(tmp_path: Path) -> None:
     shown = subprocess.run([*INDEXER, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
                            env=clean_env())
