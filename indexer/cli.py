@@ -259,11 +259,12 @@ def _open_reader(data_dir: Path) -> Any:
 
 def _names(queries: Iterable[str], stdin: bool) -> list[str]:
     """The names to search for: the arguments, with `-` (or --stdin, after them) replaced by the
-    lines of standard input, one name a line; blank lines and `#` comment lines skipped."""
+    lines of standard input, one name a line; blank lines and `#` comment lines skipped, and a
+    byte order mark (a list saved by Notepad)."""
     queries = list(queries)
     lines: list[str] = []
     if stdin or "-" in queries:
-        lines = [line.strip() for line in sys.stdin]
+        lines = [line.strip().lstrip("\ufeff") for line in sys.stdin]
         lines = [line for line in lines if line and not line.startswith("#")]
     names = [name for query in queries for name in (lines if query == "-" else [query])]
     return names + lines if stdin and "-" not in queries else names

@@ -162,6 +162,17 @@ def test_stdin_skips_comments_and_blank_lines(data_dir: Path, monkeypatch: pytes
         assert [r["query"] for r in json.loads(out)] == ["psr.exe", "certutil.exe"], names
 
 
+def test_stdin_from_a_windows_editor_finds_the_names(data_dir: Path) -> None:
+    """A name list saved by Notepad: a UTF-8 byte order mark before the first name, CRLF line
+    ends. The mark made the first name '\\ufeffpsr.exe', found nowhere."""
+    done = subprocess.run([*INDEXER, "search", "-", "--json", "--data-dir", str(data_dir)],
+                          input=b"\xef\xbb\xbfpsr.exe\r\n# a comment\r\ncertutil.exe\r\n", capture_output=True,
+                          timeout=120, env=clean_env())
+    assert done.returncode == ExitCode.OK, done.stderr
+    found = json.loads(done.stdout)
+    assert [r["query"] for r in found] == ["psr.exe", "certutil.exe"] and all(r["mentions"] for r in found)
+
+
 def test_search_json_has_one_shape_whatever_the_count(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     one = json.loads(run(capsys, "search", "psr.exe", "--json", "--data-dir", data_dir)[1])
     two = json.loads(run(capsys, "search", "psr.exe", "certutil.exe", "--json", "--data-dir", data_dir)[1])
