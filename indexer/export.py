@@ -153,6 +153,7 @@ def md_text(text: str) -> str:
     """Text for a Markdown table cell: no markup, no HTML, no cell break."""
     text = clean(text)
     text = re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+    text = re.sub(r"^(\s*)(-|\d+\.)", lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], text)  # a row's start: no list
     return text.replace("&", "&amp;")
 
 

@@ -96,6 +96,25 @@ def test_hostile_names_stay_data_in_markdown(tmp_path: Path) -> None:
         assert "\x07" not in page.read_text()
 
 
+def test_coverage_markdown_rows_never_start_a_list_or_a_rule() -> None:
+    """A LOLBAS entry named '- x.exe' or '1. y.exe' began its row: GFM ends a table at a line that
+    starts another block, so the row became a list item outside the table (markup from data)."""
+    from markdown_it import MarkdownIt
+
+    from indexer.export import TIERS, coverage_markdown
+
+    names = ["ok.exe", "- x.exe", "1. y.exe", "2) z.exe", "---", "* w.exe", "> q.exe"]
+    entries = [{"entry": n, "tier": "none", "categories": ["- Execute"], "running_rules": [], "other_rules": [],
+                "mentioning_rules": [], "linked": [], "agree": True} for n in names]
+    counts = {"entries": len(names), **{t: 0 for t in TIERS}}
+    summary = {"entries": len(names), "include_retired": False, "tiers": {t: 0 for t in TIERS},
+               "by_category": {"- Execute": counts}, "by_mitre": {"1. T1218": counts}}
+    html = MarkdownIt().enable("table").render(coverage_markdown({"entries": entries, "summary": summary}))
+    assert "<li>" not in html and "<hr" not in html and "<blockquote>" not in html, html
+    cells = re.findall(r"<td>(.*?)</td>", html)
+    assert all(n.replace(">", "&gt;") in cells for n in names) and "- Execute" in cells and "1. T1218" in cells, cells
+
+
 def test_hostile_names_round_trip_through_csv_json_jsonl() -> None:
     mentions = hostile_mentions()
     rows = list(csv.DictReader(io.StringIO(render("csv", mentions, SOURCES))))
