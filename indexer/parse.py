@@ -1,7 +1,8 @@
-"""Parse one rule file in one pass: YAML nodes with their lines, the dicts, pySigma's verdict.
+"""Parse one rule file in one pass: YAML nodes with their lines, and the dicts.
 
 PyYAML's C loader gives both the node tree (every scalar knows its line) and the constructed
-dicts from the same parse. pySigma is handed the dicts, never the text (ten times faster).
+dicts from the same parse. The Sigma plug-in hands pySigma the dicts, never the text (ten
+times faster).
 """
 
 from __future__ import annotations
@@ -158,38 +159,3 @@ def scalars(node: yaml.Node | None) -> Iterator[yaml.ScalarNode]:
 
 def scalar_text(node: yaml.Node | None) -> str:
     return node.value if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null" else ""
-
-
-# --- pySigma --------------------------------------------------------------------------------
-
-def sigma_errors(path: str, documents: list[Any]) -> list[str]:
-    """Parse the documents of one Sigma file with pySigma; return its errors as text.
-
-    Call after extraction: pySigma's collection merging may modify the dicts.
-    """
-    from sigma.collection import SigmaCollection
-    from sigma.exceptions import SigmaError, SigmaRuleLocation
-
-    try:
-        collection = SigmaCollection.from_dicts(
-            documents,
-            collect_errors=True,
-            source=SigmaRuleLocation(path),
-            collect_filters=True,
-            resolve_references=False,
-        )
-    except SigmaError as exc:
-        return [_sigma_message(exc)]
-    except Exception as exc:  # pySigma on input it does not expect: still our file error
-        return [f"pySigma failed: {type(exc).__name__}: {exc}"]
-    messages = [_sigma_message(e) for e in collection.errors]
-    return list(dict.fromkeys(messages))
-
-
-def _sigma_message(exc: Exception) -> str:
-    text = str(exc)
-    cut = text.find(" in file ")
-    if cut == -1:
-        cut = text.find(" in ")
-        cut = cut if cut != -1 and text[cut + 4:].startswith(("/", "rules", "deprecated", "unsupported")) else -1
-    return f"pySigma: {text[:cut] if cut > 0 else text}"
