@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from indexer import plan
+from indexer.parsers import ParserPool
+from indexer.refresh import Progress, RefreshOptions, _Refresh
 from indexer.manifest import Manifest, SourceOutcome, mention_key, summarise
 from indexer.model import FileReport
 from indexer.repository import Change, TreeEntry
@@ -158,3 +163,25 @@ def test_a_manifest_reads_back_what_it_wrote() -> None:
                  sources={"sigma": SourceOutcome("sigma", URL, "master", "a" * 40, "b" * 40, "incremental",
                                                  renamed=[("x", "y")])})
     assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+# --- the order of the refresh's phases -----------------------------------------------------------
+
+def test_parser_processes_are_never_forked_while_the_history_thread_runs(tmp_path: Path) -> None:
+    """A process forked while another thread runs may inherit a lock that thread holds: the
+    refresh's reader factory waits for the history thread before it forks parser processes."""
+    run = _Refresh(RefreshOptions(tmp_path, [], jobs=2), Progress())
+    release, order = threading.Event(), []
+
+    def history() -> dict[str, Any]:
+        release.wait(10)
+        order.append("history done")
+        return {}
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        run._history = pool.submit(history)
+        threading.Timer(0.3, release.set).start()
+        reader = run._reader(1000)  # enough files for parser processes
+        order.append("forked")
+        reader.close()
+    assert isinstance(reader, ParserPool) and order == ["history done", "forked"]
