@@ -17,14 +17,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, TextIO
+from typing import Annotated, Any, Iterable, TextIO
 from urllib.parse import quote
 
 from . import __version__
-from .model import Mention
+from .model import RULE, Mention, Platform
 from .query import group_by_rule
 from .schema import Without
-from .verdicts import DETECTING, SIGMA_VERDICTS, VERDICTS, RuleVerdict, rule_verdicts
+from .shape import Record
+from .verdicts import DETECTING, SIGMA_VERDICTS, RuleVerdict, Verdict, rule_verdicts
 from .text import printable
 
 FORMATS = ("markdown", "csv", "json", "jsonl", "lookup")
@@ -33,9 +34,6 @@ LIST_SEPARATOR = ";"  # lists in a CSV cell (tags, modifiers, rule ids...): docu
 _HASHED = re.compile(r"-[0-9a-f]{8}$")
 _TECHNIQUE = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 _AFTER_SEMICOLON = re.compile(r";\s*")
-
-Verdict = Literal[VERDICTS]  # type: ignore[valid-type]  # Literal[("a", "b")] is Literal["a", "b"]
-
 
 # --- the records of the exports (their JSON Schemas are derived from them: indexer/schema.py) --
 
@@ -46,8 +44,8 @@ class MentionLine(Mention):
     verdict: Verdict = "mentioned"
 
 
-RULE_FIELDS = ("binary", "source", "path", "rule_id", "title", "level", "status", "tags", "logsource", "license",
-               "commit")  # a mention's fields that the JSON export gives once, on its rule
+# a mention's fields that the JSON export gives once, on its binary or its rule (the same for every mention of a rule)
+RULE_FIELDS = ("binary", *Mention.fields_of(RULE))
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,7 @@ class RuleEntry:
     tags: tuple[str, ...]           # the union over its mentions (a LOLBAS entry's differ by command)
     attack: tuple[str, ...]         # ATT&CK technique ids of the tags, as T1218.011
     logsource: str
+    platform: Platform
     license: str
     url: str
     roles: tuple[str, ...]
@@ -105,7 +104,7 @@ class JsonExport:
 
 
 @dataclass(frozen=True)
-class LookupRow:
+class LookupRow(Record):
     """One row of `export --format lookup`: one executable, what detects it, what LOLBAS says.
 
     Column names are no SQL keyword (`binary` is one in DuckDB, `commit` in SQLite). Rule
@@ -133,13 +132,10 @@ class LookupRow:
     attack_ids: tuple[str, ...]
     source_commits: tuple[str, ...]  # "sigma@<commit>" of each source naming the executable
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
 
 JSON_SCHEMA_ID = "urn:indexer:schema:export-json/1"
-CSV_COLUMNS = (*(name for name in Mention.__dataclass_fields__), "verdict")
-LOOKUP_COLUMNS = tuple(LookupRow.__dataclass_fields__)
+CSV_COLUMNS = (*Mention.columns(), "verdict")
+LOOKUP_COLUMNS = LookupRow.columns()
 
 
 # --- escaping ----------------------------------------------------------------------------------
@@ -332,7 +328,7 @@ def write_jsonl(mentions: Iterable[Mention], stream: TextIO) -> int:
     return count
 
 
-_LINE_FIELDS = tuple(f for f in Mention.__dataclass_fields__ if f not in RULE_FIELDS)
+_LINE_FIELDS = tuple(f for f in Mention.columns() if f not in RULE_FIELDS)
 
 
 def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
@@ -349,7 +345,7 @@ def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
             "level": first.level, "status": first.status,
             "verdict": rule.verdict, "verdicts": list(rule.verdicts), "retired": rule.retired,
             "tags": tags, "attack": technique_ids(tags),
-            "logsource": first.logsource, "license": first.license,
+            "logsource": first.logsource, "platform": first.platform, "license": first.license,
             "url": first.url.split("#", 1)[0],
             "roles": sorted({m.role for m in items}),
             "mentions": [{k: v for k, v in m.to_dict().items() if k in _LINE_FIELDS} for m in items],

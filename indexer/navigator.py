@@ -16,7 +16,6 @@ from them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +25,17 @@ from .export import selected_mentions, technique_ids
 from .index import IndexReader
 from .model import Mention
 from .query import group_by_rule, search
+from .records import TIERS
+from .shape import Record
 from .verdicts import rule_verdicts
 
 __all__ = ["Layer", "binary_layer", "binaries_layer", "coverage_layer", "technique_ids", "write_layer"]
 
 LAYER_VERSIONS = {"navigator": "5.2.0", "layer": "4.5"}
-TIERS = ("running", "other", "mentioned", "none")
 
 
 @dataclass(frozen=True)
-class Versions:
+class Versions(Record):
     """The layer format and Navigator version the layer is written for."""
 
     navigator: str
@@ -43,7 +43,7 @@ class Versions:
 
 
 @dataclass(frozen=True)
-class MetadataItem:
+class MetadataItem(Record):
     """A name and value shown with a technique or the layer."""
 
     name: str
@@ -51,7 +51,7 @@ class MetadataItem:
 
 
 @dataclass(frozen=True)
-class LayerLink:
+class LayerLink(Record):
     """A link shown with a technique (a rule or LOLBAS entry at the indexed commit)."""
 
     label: str
@@ -59,7 +59,7 @@ class LayerLink:
 
 
 @dataclass(frozen=True)
-class LayerTechnique:
+class LayerTechnique(Record):
     """One technique's score and why."""
 
     techniqueID: str
@@ -71,7 +71,7 @@ class LayerTechnique:
 
 
 @dataclass(frozen=True)
-class Gradient:
+class Gradient(Record):
     """Colours from the lowest score to the highest."""
 
     colors: tuple[str, ...]
@@ -80,7 +80,7 @@ class Gradient:
 
 
 @dataclass(frozen=True)
-class LegendItem:
+class LegendItem(Record):
     """A colour and what it means."""
 
     label: str
@@ -88,7 +88,7 @@ class LegendItem:
 
 
 @dataclass(frozen=True)
-class Layer:
+class Layer(Record):
     """An ATT&CK Navigator layer (format 4.5): save it as .json and open it in the Navigator."""
 
     name: str
@@ -100,18 +100,6 @@ class Layer:
     gradient: Gradient
     legendItems: tuple[LegendItem, ...]
     metadata: tuple[MetadataItem, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
-
-def _plain(value: Any) -> Any:
-    """A record as JSON values: dataclasses as dicts, tuples as lists."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _sources(reader: IndexReader) -> tuple[MetadataItem, ...]:

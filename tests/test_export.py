@@ -374,6 +374,10 @@ def test_every_export_validates_against_its_schema(tip_reader: IndexReader) -> N
     assert data["sources"]["sigma"]["commit"] == tip_reader.sources["sigma"]["commit"]
     assert datetime.fromisoformat(data["generated"]).tzinfo is not None
     assert sorted(o["binary"] for o in data["binaries"]) == sorted(EXPORTED)
+    psr = next(o for o in data["binaries"] if o["binary"] == "psr.exe")["rules"]
+    sigma = next(r for r in psr if r["path"].endswith("proc_creation_win_psr_capture_screenshots.yml"))
+    assert (sigma["platform"], sigma["attack"]) == ("windows", ["T1113"])  # given once, on the rule
+    assert all("platform" not in m and "commit" not in m for r in psr for m in r["mentions"])
     lines = _validator("export-jsonl.schema.json")
     for line in render("jsonl", mentions, tip_reader.sources).splitlines():
         lines.validate(json.loads(line))
