@@ -37,10 +37,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow'
 
-# ruff (pyflakes, pycodestyle, bugbear) and the import-linter contracts in pyproject.toml:
+# ruff (pyflakes, pycodestyle, bugbear; the formatter's check) and the import-linter contracts in pyproject.toml:
 # the layers of the pipeline, and nothing heavy on the search path.
 lint: $(STAMP)
 	$(BIN)/ruff check indexer tests bench
+	$(BIN)/ruff format --check indexer tests bench
 	$(BIN)/lint-imports
 
 # The exports' JSON Schemas (indexer/schemas/*.schema.json), derived from their records: run after

@@ -42,12 +42,21 @@ def build(data_dir: Path, names: tuple[str, ...], jobs: int) -> float:
 def floor(data_dir: Path, name: str) -> tuple[int, float, float]:
     """(files, seconds to parse them whole, seconds with the plug-in's own parse)."""
     git = ["git", "--git-dir", str(data_dir / "sources" / f"{name}.git")]
-    commit = subprocess.run([*git, "rev-parse", "FETCH_HEAD"], capture_output=True, text=True).stdout.strip() \
+    commit = (
+        subprocess.run([*git, "rev-parse", "FETCH_HEAD"], capture_output=True, text=True).stdout.strip()
         or subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    paths = [p for p in subprocess.run([*git, "ls-tree", "-r", "--name-only", commit], capture_output=True,
-                                       text=True, check=True).stdout.splitlines() if get(name).wants(p)]
-    texts = [subprocess.run([*git, "show", f"{commit}:{p}"], capture_output=True, check=True).stdout.decode("utf-8-sig")
-             for p in paths]
+    )
+    paths = [
+        p
+        for p in subprocess.run(
+            [*git, "ls-tree", "-r", "--name-only", commit], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if get(name).wants(p)
+    ]
+    texts = [
+        subprocess.run([*git, "show", f"{commit}:{p}"], capture_output=True, check=True).stdout.decode("utf-8-sig")
+        for p in paths
+    ]
     start = time.perf_counter()
     for path, text in zip(paths, texts):
         parse_yaml(path, text) if name != "gtfobins" else get(name).parse(path, text)
@@ -71,11 +80,15 @@ def main() -> None:
         for run in range(args.runs):
             for names, data_dir in dirs.items():
                 times[names].append(build(data_dir, names, args.jobs))
-                print(f"run {run + 1} {'+'.join(names) if names == BASE else 'all seven'}: {times[names][-1]:.1f} s",
-                      flush=True)
+                print(
+                    f"run {run + 1} {'+'.join(names) if names == BASE else 'all seven'}: {times[names][-1]:.1f} s",
+                    flush=True,
+                )
         base, full = statistics.median(times[BASE]), statistics.median(times[ALL])
-        print(f"median full build: sigma+lolbas {base:.1f} s, all seven {full:.1f} s (+{full - base:.1f} s, "
-              f"x{full / base:.2f})")
+        print(
+            f"median full build: sigma+lolbas {base:.1f} s, all seven {full:.1f} s (+{full - base:.1f} s, "
+            f"x{full / base:.2f})"
+        )
         for name in ALL[2:]:
             files, whole, own = floor(dirs[ALL], name)
             print(f"{name}: {files} files, YAML parse {whole:.2f} s, the plug-in's parse {own:.2f} s")

@@ -22,10 +22,43 @@ from indexer.index import IndexReader
 
 _NAME_CHAR = re.compile(r"[a-z0-9_$~+\-]")
 _KEY = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w|.-]*)\s*:")
-_NOT_SCANNED = {"id", "related", "author", "date", "modified", "tags", "references", "fields", "type",
-                "status", "level", "logsource", "product", "service", "category", "definition", "condition",
-                "timeframe", "resources", "link", "acknowledgement", "person", "handle", "created", "code_sample", "code", "sigma", "elastic", "splunk", "blockrule", "usecase_link",
-                "privileges", "operatingsystem", "mitreid", "name"}
+_NOT_SCANNED = {
+    "id",
+    "related",
+    "author",
+    "date",
+    "modified",
+    "tags",
+    "references",
+    "fields",
+    "type",
+    "status",
+    "level",
+    "logsource",
+    "product",
+    "service",
+    "category",
+    "definition",
+    "condition",
+    "timeframe",
+    "resources",
+    "link",
+    "acknowledgement",
+    "person",
+    "handle",
+    "created",
+    "code_sample",
+    "code",
+    "sigma",
+    "elastic",
+    "splunk",
+    "blockrule",
+    "usecase_link",
+    "privileges",
+    "operatingsystem",
+    "mitreid",
+    "name",
+}
 
 
 def grep_hits(files: dict[str, str], names: list[str]) -> set[tuple[str, int, str]]:
@@ -47,11 +80,13 @@ def classify_grep_only(line: str, name: str, key_path: str) -> str:
     low = line.lower()
     free = []  # occurrences on word boundaries
     for match in re.finditer(re.escape(name), low):
-        before = low[match.start() - 1:match.start()]
-        after = low[match.end():match.end() + 1]
-        glued = bool(before and (_NAME_CHAR.match(before) or before == ".")) \
-            or bool(after and _NAME_CHAR.match(after)) \
-            or (after == "." and low[match.end() + 1:match.end() + 2].isalnum())
+        before = low[match.start() - 1 : match.start()]
+        after = low[match.end() : match.end() + 1]
+        glued = (
+            bool(before and (_NAME_CHAR.match(before) or before == "."))
+            or bool(after and _NAME_CHAR.match(after))
+            or (after == "." and low[match.end() + 1 : match.end() + 2].isalnum())
+        )
         if not glued:
             free.append(match.start())
     if not free:
@@ -78,8 +113,10 @@ def compare(data_dir: Path, checkouts: dict[str, Path]) -> dict[str, Any]:
     with IndexReader(data_dir) as reader:
         mentions = list(reader.all_mentions())
         reports = [r for r in reader.state.files.values() if r.status == "indexed"]
-    files = {f"{r.source}:{r.path}": (checkouts[r.source] / r.path).read_text(encoding="utf-8", errors="replace")
-             for r in reports}
+    files = {
+        f"{r.source}:{r.path}": (checkouts[r.source] / r.path).read_text(encoding="utf-8", errors="replace")
+        for r in reports
+    }
     index = {(f"{m.source}:{m.path}", m.line, m.binary) for m in mentions}
     names = sorted({m.binary for m in mentions})
     grep = grep_hits(files, names)
@@ -99,12 +136,18 @@ def compare(data_dir: Path, checkouts: dict[str, Path]) -> dict[str, Any]:
     by_key = {(f"{m.source}:{m.path}", m.line, m.binary): m for m in mentions}
     for hit in sorted(index - grep):
         m = by_key[hit]
-        why = ("a bare name recognised without its extension (inferred)" if m.inferred else
-               "spelled by a regex (cmd\\.exe, alternations)" if "re" in m.modifiers else
-               "a Unix path's last part, or a name spelled with escapes")
+        why = (
+            "a bare name recognised without its extension (inferred)"
+            if m.inferred
+            else "spelled by a regex (cmd\\.exe, alternations)"
+            if "re" in m.modifiers
+            else "a Unix path's last part, or a name spelled with escapes"
+        )
         index_only[why].append(hit)
     return {
-        "grep_hits": len(grep), "index_hits": len(index), "both": len(grep & index),
+        "grep_hits": len(grep),
+        "index_hits": len(index),
+        "both": len(grep & index),
         "grep_only": {k: {"count": len(v), "example": v[len(v) // 2]} for k, v in sorted(grep_only.items())},
         "index_only": {k: {"count": len(v), "example": v[len(v) // 2]} for k, v in sorted(index_only.items())},
         "unexplained": grep_only.get("unexplained", []),

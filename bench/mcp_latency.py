@@ -25,8 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
 BIN = Path(sys.executable).parent
 INDEXER = str(BIN / "indexer") if (BIN / "indexer").exists() else (shutil.which("indexer") or "indexer")
-NAMES = ["cmd.exe", "powershell.exe", "rundll32.exe", "certutil.exe", "psr.exe", "dfsrs.exe", "vssvc.exe",
-         "notabinary.exe"]
+NAMES = [
+    "cmd.exe",
+    "powershell.exe",
+    "rundll32.exe",
+    "certutil.exe",
+    "psr.exe",
+    "dfsrs.exe",
+    "vssvc.exe",
+    "notabinary.exe",
+]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -66,9 +74,16 @@ def measure(data_dir: Path, names: Sequence[str] = NAMES, rounds: int = 25) -> d
     data = anyio.run(_session_times, data_dir, names, rounds)
     values = sorted(t for t, _ in data["times"])
     by_name = {n: statistics.median(t for t, m in data["times"] if m == n) for n in names}
-    return {"calls": len(values), "errors": data["errors"], "p50": percentile(values, 50),
-            "p90": percentile(values, 90), "p99": percentile(values, 99), "max": values[-1],
-            "startup": data["startup"], "by_name": by_name}
+    return {
+        "calls": len(values),
+        "errors": data["errors"],
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": values[-1],
+        "startup": data["startup"],
+        "by_name": by_name,
+    }
 
 
 def cli_search(data_dir: Path, names: Sequence[str] = NAMES, runs: int = 5) -> dict[str, float]:
@@ -78,8 +93,11 @@ def cli_search(data_dir: Path, names: Sequence[str] = NAMES, runs: int = 5) -> d
         times = []
         for _ in range(runs):
             start = time.perf_counter()
-            subprocess.run([INDEXER, "search", name, "--json", "--data-dir", str(data_dir)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [INDEXER, "search", name, "--json", "--data-dir", str(data_dir)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             times.append(time.perf_counter() - start)
         out[name] = statistics.median(times)
     return out
@@ -92,9 +110,20 @@ def main(argv: list[str]) -> int:
     else:
         scratch = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
         data_dir = scratch / "data"
-        subprocess.run([INDEXER, "refresh", "--quiet", "--data-dir", str(data_dir),
-                        "--sigma-url", str(CORPORA / "sigma.bundle"), "--lolbas-url", str(CORPORA / "lolbas.bundle")],
-                       check=True)
+        subprocess.run(
+            [
+                INDEXER,
+                "refresh",
+                "--quiet",
+                "--data-dir",
+                str(data_dir),
+                "--sigma-url",
+                str(CORPORA / "sigma.bundle"),
+                "--lolbas-url",
+                str(CORPORA / "lolbas.bundle"),
+            ],
+            check=True,
+        )
     try:
         cli = cli_search(data_dir)
         mcp = measure(data_dir)
@@ -104,9 +133,11 @@ def main(argv: list[str]) -> int:
     ms = lambda s: f"{s * 1000:.1f} ms"  # noqa: E731
     print(f"indexer search NAME --json (process, median per name): {', '.join(f'{n} {ms(t)}' for n, t in cli.items())}")
     print(f"  over the names: median {ms(statistics.median(cli.values()))}, max {ms(max(cli.values()))}")
-    print(f"MCP search_binary over stdio, {mcp['calls']} calls ({mcp['errors']} errors): p50 {ms(mcp['p50'])}, "
-          f"p90 {ms(mcp['p90'])}, p99 {ms(mcp['p99'])}, max {ms(mcp['max'])}; "
-          f"session start-up {ms(mcp['startup'])}")
+    print(
+        f"MCP search_binary over stdio, {mcp['calls']} calls ({mcp['errors']} errors): p50 {ms(mcp['p50'])}, "
+        f"p90 {ms(mcp['p90'])}, p99 {ms(mcp['p99'])}, max {ms(mcp['max'])}; "
+        f"session start-up {ms(mcp['startup'])}"
+    )
     print(f"  median per name: {', '.join(f'{n} {ms(t)}' for n, t in mcp['by_name'].items())}")
     return 0
 

@@ -87,13 +87,24 @@ def wrap(label: str, owner: object, attr: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="parse processes (1: in this process, default)")
-    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
-                        help="also run under cProfile and print the top N functions by cumulative time")
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run under cProfile and print the top N functions by cumulative time",
+    )
     parser.add_argument("--keep", type=Path, help="use (and keep) this data dir instead of a scratch one")
-    parser.add_argument("--cold", action="store_true",
-                        help="time a build from nothing but the clones (no index, history or manifests)")
-    parser.add_argument("--back", type=int, default=0, metavar="N",
-                        help="time the incremental refresh across N first-parent Sigma commits instead")
+    parser.add_argument(
+        "--cold", action="store_true", help="time a build from nothing but the clones (no index, history or manifests)"
+    )
+    parser.add_argument(
+        "--back",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time the incremental refresh across N first-parent Sigma commits instead",
+    )
     args = parser.parse_args()
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="profile-", dir=ROOT / "bench" / "out"))
@@ -101,8 +112,13 @@ def main() -> int:
     if args.back:
         sigma_url = scratch / "sigma-bare.git"
         subprocess.run(["git", "clone", "-q", "--bare", str(CORPORA / "sigma.bundle"), str(sigma_url)], check=True)
-        first_parent = subprocess.run(["git", "rev-list", "--first-parent", "refs/heads/master"], cwd=sigma_url,
-                                      check=True, capture_output=True, text=True).stdout.split()
+        first_parent = subprocess.run(
+            ["git", "rev-list", "--first-parent", "refs/heads/master"],
+            cwd=sigma_url,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         tip, older = first_parent[0], first_parent[args.back]
         subprocess.run(["git", "update-ref", "refs/heads/master", older], cwd=sigma_url, check=True)
     specs = [get("sigma").spec(str(sigma_url)), get("lolbas").spec(str(CORPORA / "lolbas.bundle"))]
@@ -124,10 +140,17 @@ def main() -> int:
         if profiler:
             profiler.disable()
         total = time.perf_counter() - start
-        kind = (f"refresh across {args.back} commits" if args.back
-                else "build from the clones alone" if args.cold else "full build")
-        print(f"\n{kind}, jobs={args.jobs}: {total:.2f} s in-process (manifest {manifest.duration_s:.2f} s,"
-              f" {manifest.files_parsed} files){' under cProfile' if profiler else ''}\n")
+        kind = (
+            f"refresh across {args.back} commits"
+            if args.back
+            else "build from the clones alone"
+            if args.cold
+            else "full build"
+        )
+        print(
+            f"\n{kind}, jobs={args.jobs}: {total:.2f} s in-process (manifest {manifest.duration_s:.2f} s,"
+            f" {manifest.files_parsed} files){' under cProfile' if profiler else ''}\n"
+        )
         print(f"{'phase':58} {'seconds':>8} {'share':>6} {'calls':>6}")
         for label, depth in active:
             if CALLS[label]:

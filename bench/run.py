@@ -67,13 +67,14 @@ MISS = ["notabinary.exe"]
 NAMES = COMMON + RARE + MISS
 
 RUNS_FLOOR, RUNS_FULL, RUNS_NOCHANGE, RUNS_INC, RUNS_SEARCH, RUNS_START, RUNS_BATCH = 5, 3, 5, 3, 7, 7, 5
-QUERY_BUDGET_S = 90.0   # measurement 6 stops here (reported) so the whole run stays near 5 minutes
+QUERY_BUDGET_S = 90.0  # measurement 6 stops here (reported) so the whole run stays near 5 minutes
 
 # Environment for child processes: no INDEXER_* variables leaking in from the caller.
 CHILD_ENV = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
 
 
 # --- small helpers -------------------------------------------------------------------------------
+
 
 def say(message: str) -> None:
     print(message, flush=True)
@@ -89,8 +90,7 @@ LAST_STDERR: list[str] = [""]
 def timed(cmd: Sequence[str], stdin: str | None = None) -> tuple[float, int]:
     """Wall time (s) and exit code of one process, output discarded (stderr's last line kept)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, input=stdin, text=True, env=CHILD_ENV,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, input=stdin, text=True, env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     LAST_STDERR[0] = lines[-1].strip()[:200] if lines else ""
@@ -171,8 +171,18 @@ def new_manifest(data_dir: Path, before: set[Path]) -> dict[str, Any]:
 
 
 def refresh_cmd(data_dir: Path, sigma_url: Path, lolbas_url: Path, *flags: str) -> list[str]:
-    return [INDEXER, "refresh", "--quiet", *flags, "--data-dir", str(data_dir),
-            "--sigma-url", str(sigma_url), "--lolbas-url", str(lolbas_url)]
+    return [
+        INDEXER,
+        "refresh",
+        "--quiet",
+        *flags,
+        "--data-dir",
+        str(data_dir),
+        "--sigma-url",
+        str(sigma_url),
+        "--lolbas-url",
+        str(lolbas_url),
+    ]
 
 
 def run_refresh(cmd: list[str], data_dir: Path) -> tuple[float, dict[str, Any], int]:
@@ -194,6 +204,7 @@ def failures(manifests: Sequence[dict[str, Any]]) -> list[str]:
 
 
 # --- memory sampling of a process tree -----------------------------------------------------------
+
 
 class TreeSampler:
     """Samples the summed PSS and RSS of a process and its descendants every `interval` s."""
@@ -269,10 +280,18 @@ def timed_full_build(cmd: list[str], data_dir: Path, scratch: Path, sample: bool
         max_rss = int(match.group(1)) * 1024 if match else 0
     else:  # fallback: the largest child the benchmark ever waited for
         import resource
+
         max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return {"wall": wall, "manifest": new_manifest(data_dir, before), "rc": proc.returncode,
-            "max_rss": max_rss, "tree_pss": sampler.peak_pss, "tree_rss": sampler.peak_rss,
-            "procs": sampler.peak_procs, "stderr": err.decode(errors="replace")[-400:]}
+    return {
+        "wall": wall,
+        "manifest": new_manifest(data_dir, before),
+        "rc": proc.returncode,
+        "max_rss": max_rss,
+        "tree_pss": sampler.peak_pss,
+        "tree_rss": sampler.peak_rss,
+        "procs": sampler.peak_procs,
+        "stderr": err.decode(errors="replace")[-400:],
+    }
 
 
 SERVE_NAMES = COMMON + ["psr.exe", "mshta.exe", "wmic.exe"]
@@ -286,8 +305,13 @@ def serve_load(data: Path) -> tuple[list[tuple[float, int]], float, tuple[int, i
     from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import quote
 
-    server = subprocess.Popen([INDEXER, "serve", "--data-dir", str(data), "--port", "0"],
-                              stderr=subprocess.PIPE, text=True, env=CHILD_ENV, cwd=ROOT)
+    server = subprocess.Popen(
+        [INDEXER, "serve", "--data-dir", str(data), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CHILD_ENV,
+        cwd=ROOT,
+    )
     try:
         line, deadline = "", time.time() + 60
         while "serving" not in line and time.time() < deadline and server.poll() is None:
@@ -330,11 +354,12 @@ def _rss(pid: int) -> int:
 
 # --- the measurements ----------------------------------------------------------------------------
 
+
 class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.sections: list[str] = []
-        self.verdicts: list[tuple[str, str, bool]] = []   # (what, figure, met)
+        self.verdicts: list[tuple[str, str, bool]] = []  # (what, figure, met)
         self.facts: dict[str, Any] = {}
 
     def section(self, title: str, target: str, body: str, note: str = "") -> None:
@@ -376,11 +401,12 @@ class Bench:
         self.floor_s = statistics.median(times)
         self.facts["rule_files"] = counts
         body = table(STAT_HEAD, [row("parse all rule files", times)])
-        body += (f"\n\n{counts['sigma']:,} Sigma + {counts['lolbas']:,} LOLBAS rule files, "
-                 f"{total_bytes / 1e6:.1f} MB of text, {docs:,} YAML documents; "
-                 f"files read into memory before timing (read and decode not timed).")
-        self.section("1. Baseline floor: parse every rule file with the C loader",
-                     "none (the yardstick for 2)", body)
+        body += (
+            f"\n\n{counts['sigma']:,} Sigma + {counts['lolbas']:,} LOLBAS rule files, "
+            f"{total_bytes / 1e6:.1f} MB of text, {docs:,} YAML documents; "
+            f"files read into memory before timing (read and decode not timed)."
+        )
+        self.section("1. Baseline floor: parse every rule file with the C loader", "none (the yardstick for 2)", body)
         say(f"   floor median {fmt_s(self.floor_s)} ({len(texts)} files) {summary(times)['spread']:.0%} noise")
 
     # 2 + 7 -----------------------------------------------------------------------------------
@@ -388,8 +414,10 @@ class Bench:
         say("2. full build (clones already there): first refresh clones, untimed")
         cmd = refresh_cmd(self.data, SIGMA_BUNDLE, LOLBAS_BUNDLE)
         first_wall, first, rc = run_refresh(cmd, self.data)
-        say(f"   first refresh (with clone): {fmt_s(first_wall)} rc={rc}, files_parsed={first.get('files_parsed')}"
-            + (f" FAILED {first['_failed']}" if not ok_refresh(first) else ""))
+        say(
+            f"   first refresh (with clone): {fmt_s(first_wall)} rc={rc}, files_parsed={first.get('files_parsed')}"
+            + (f" FAILED {first['_failed']}" if not ok_refresh(first) else "")
+        )
         runs = []
         for i in range(RUNS_FULL):
             r = timed_full_build(refresh_cmd(self.data, SIGMA_BUNDLE, LOLBAS_BUNDLE, "--full"), self.data, self.work)
@@ -397,12 +425,15 @@ class Bench:
                 r["manifest"] = {"_failed": f"exit code {r['rc']}: {r['stderr'].strip().splitlines()[-1:] or ''}"}
             runs.append(r)
             m = r["manifest"]
-            say(f"   run {i + 1}: wall {fmt_s(r['wall'])}, manifest {fmt_s(m.get('duration_s', 0))}, "
+            say(
+                f"   run {i + 1}: wall {fmt_s(r['wall'])}, manifest {fmt_s(m.get('duration_s', 0))}, "
                 f"files_parsed {m.get('files_parsed')}, rc {r['rc']}, max RSS {mb(r['max_rss'])}, "
-                + (f" FAILED {m['_failed']}" if not ok_refresh(m) else ""))
+                + (f" FAILED {m['_failed']}" if not ok_refresh(m) else "")
+            )
         self.full_runs = runs
-        self.sampled = timed_full_build(refresh_cmd(self.data, SIGMA_BUNDLE, LOLBAS_BUNDLE, "--full"), self.data,
-                                        self.work, sample=True)
+        self.sampled = timed_full_build(
+            refresh_cmd(self.data, SIGMA_BUNDLE, LOLBAS_BUNDLE, "--full"), self.data, self.work, sample=True
+        )
         say(f"   one more run, sampling memory (untimed): tree PSS {mb(self.sampled['tree_pss'])}")
         cold = []
         for i in range(RUNS_FULL):  # no index, no history, no manifests: only the clones
@@ -413,12 +444,17 @@ class Bench:
             m = r["manifest"] or {"_failed": f"exit code {r['rc']}: {r['stderr'].strip().splitlines()[-1:] or ''}"}
             if ok_refresh(m):
                 cold.append(r)
-            say(f"   from the clones alone, run {i + 1}: wall {fmt_s(r['wall'])}, "
-                f"manifest {fmt_s(m.get('duration_s', 0))}" + (f" FAILED {m['_failed']}" if not ok_refresh(m) else ""))
+            say(
+                f"   from the clones alone, run {i + 1}: wall {fmt_s(r['wall'])}, "
+                f"manifest {fmt_s(m.get('duration_s', 0))}" + (f" FAILED {m['_failed']}" if not ok_refresh(m) else "")
+            )
         good = [r for r in runs if ok_refresh(r["manifest"])]
         if not good:
-            self.section("2. Full build, clones already there", "in-process ≤ 3× the floor",
-                         "Every run failed: " + "; ".join(failures([r["manifest"] for r in runs])))
+            self.section(
+                "2. Full build, clones already there",
+                "in-process ≤ 3× the floor",
+                "Every run failed: " + "; ".join(failures([r["manifest"] for r in runs])),
+            )
             self.verdicts.append(("full build / floor", "failed", False))
             return
         walls = [r["wall"] for r in good]
@@ -426,45 +462,65 @@ class Bench:
         med_wall, med_dur = statistics.median(walls), statistics.median(durs)
         ratio_dur, ratio_wall = med_dur / self.floor_s, med_wall / self.floor_s
         ratio = lambda v: f"{v:.1f}×"  # noqa: E731
-        rows = [row("wall time of `indexer refresh --full --quiet`", walls),
-                row("in-process (manifest duration_s)", durs),
-                row("wall / floor", [w / self.floor_s for w in walls], ratio),
-                row("in-process / floor", [d / self.floor_s for d in durs], ratio)]
+        rows = [
+            row("wall time of `indexer refresh --full --quiet`", walls),
+            row("in-process (manifest duration_s)", durs),
+            row("wall / floor", [w / self.floor_s for w in walls], ratio),
+            row("in-process / floor", [d / self.floor_s for d in durs], ratio),
+        ]
         cold_durs = [r["manifest"]["duration_s"] for r in cold]
         if cold:
-            rows += [row("from the clones alone: wall of `indexer refresh --quiet`", [r["wall"] for r in cold]),
-                     row("from the clones alone: in-process", cold_durs),
-                     row("from the clones alone: in-process / floor", [d / self.floor_s for d in cold_durs], ratio)]
+            rows += [
+                row("from the clones alone: wall of `indexer refresh --quiet`", [r["wall"] for r in cold]),
+                row("from the clones alone: in-process", cold_durs),
+                row("from the clones alone: in-process / floor", [d / self.floor_s for d in cold_durs], ratio),
+            ]
         m = good[-1]["manifest"]
         modes = ", ".join(f"{k}: {v.get('mode')}" for k, v in m.get("sources", {}).items())
         body = table(STAT_HEAD, rows)
-        body += (f"\n\nFloor median {fmt_s(self.floor_s)}. In-process ratio {ratio_dur:.1f}× → "
-                 f"{verdict(ratio_dur <= 3)}; wall ratio (with interpreter start-up and imports) "
-                 f"{ratio_wall:.1f}× → {verdict(ratio_wall <= 3)}.\n\n"
-                 f"Each run: files_parsed {m.get('files_parsed')}, mentions_total {m.get('mentions_total')}, "
-                 f"exit codes {[r['rc'] for r in runs]}, sources {modes}, parse jobs = default (one per core). "
-                 f"`--full` reads and parses every file and asks pySigma again (no verdict is reused); it keeps "
-                 f"Sigma's path history (a cache of `git log`, extended per commit). 'From the clones alone' "
-                 f"is a data dir holding only the clones: no index, no history, so `git log --raw -M` over "
-                 f"Sigma's whole history runs too (in a thread, beside the parse). "
-                 f"The first refresh of the data dir (clone + first build, untimed above, no previous "
-                 f"generation) took {fmt_s(first_wall)} wall, {fmt_s(first.get('duration_s', 0.0))} in-process.")
+        body += (
+            f"\n\nFloor median {fmt_s(self.floor_s)}. In-process ratio {ratio_dur:.1f}× → "
+            f"{verdict(ratio_dur <= 3)}; wall ratio (with interpreter start-up and imports) "
+            f"{ratio_wall:.1f}× → {verdict(ratio_wall <= 3)}.\n\n"
+            f"Each run: files_parsed {m.get('files_parsed')}, mentions_total {m.get('mentions_total')}, "
+            f"exit codes {[r['rc'] for r in runs]}, sources {modes}, parse jobs = default (one per core). "
+            f"`--full` reads and parses every file and asks pySigma again (no verdict is reused); it keeps "
+            f"Sigma's path history (a cache of `git log`, extended per commit). 'From the clones alone' "
+            f"is a data dir holding only the clones: no index, no history, so `git log --raw -M` over "
+            f"Sigma's whole history runs too (in a thread, beside the parse). "
+            f"The first refresh of the data dir (clone + first build, untimed above, no previous "
+            f"generation) took {fmt_s(first_wall)} wall, {fmt_s(first.get('duration_s', 0.0))} in-process."
+        )
         if len(good) < len(runs):
             body += f"\n\n{len(runs) - len(good)} run(s) failed: {'; '.join(failures([r['manifest'] for r in runs]))}"
         self.section("2. Full build, clones already there", "in-process ≤ 3× the floor", body)
-        self.verdicts.append(("full build / floor (in-process)",
-                              f"{ratio_dur:.1f}× median, best run {min(durs) / self.floor_s:.1f}× (≤ 3×)",
-                              ratio_dur <= 3))
-        self.verdicts.append(("full build / floor (process wall)",
-                              f"{ratio_wall:.1f}× median, best run {min(walls) / self.floor_s:.1f}× (≤ 3×)",
-                              ratio_wall <= 3))
+        self.verdicts.append(
+            (
+                "full build / floor (in-process)",
+                f"{ratio_dur:.1f}× median, best run {min(durs) / self.floor_s:.1f}× (≤ 3×)",
+                ratio_dur <= 3,
+            )
+        )
+        self.verdicts.append(
+            (
+                "full build / floor (process wall)",
+                f"{ratio_wall:.1f}× median, best run {min(walls) / self.floor_s:.1f}× (≤ 3×)",
+                ratio_wall <= 3,
+            )
+        )
         if cold:
             cold_ratio = statistics.median(cold_durs) / self.floor_s
-            self.verdicts.append(("build from the clones alone / floor (in-process)",
-                                  f"{cold_ratio:.1f}× median, best run {min(cold_durs) / self.floor_s:.1f}× (≤ 3×)",
-                                  cold_ratio <= 3))
-        say(f"   full build median wall {fmt_s(med_wall)} ({ratio_wall:.1f}× floor), "
-            f"in-process {fmt_s(med_dur)} ({ratio_dur:.1f}× floor)")
+            self.verdicts.append(
+                (
+                    "build from the clones alone / floor (in-process)",
+                    f"{cold_ratio:.1f}× median, best run {min(cold_durs) / self.floor_s:.1f}× (≤ 3×)",
+                    cold_ratio <= 3,
+                )
+            )
+        say(
+            f"   full build median wall {fmt_s(med_wall)} ({ratio_wall:.1f}× floor), "
+            f"in-process {fmt_s(med_dur)} ({ratio_dur:.1f}× floor)"
+        )
 
     def memory(self) -> None:
         runs = self.full_runs + [self.sampled]
@@ -473,29 +529,43 @@ class Bench:
         rss = [self.sampled["tree_rss"]]
         peak = max(max_rss)
         gen = self.data / "index" / (self.data / "index" / "CURRENT").read_text().strip()
-        sizes = [("index generation " + gen.name, *disk_usage(gen)),
-                 ("index/ (all generations kept, hard links counted once)", *disk_usage(self.data / "index")),
-                 ("sigma bare clone (data dir)", *disk_usage(self.data / "sources" / "sigma.git")),
-                 ("lolbas bare clone (data dir)", *disk_usage(self.data / "sources" / "lolbas.git")),
-                 ("sigma plain clone (work tree + .git)", *disk_usage(self.sigma)),
-                 ("lolbas plain clone (work tree + .git)", *disk_usage(self.lolbas))]
+        sizes = [
+            ("index generation " + gen.name, *disk_usage(gen)),
+            ("index/ (all generations kept, hard links counted once)", *disk_usage(self.data / "index")),
+            ("sigma bare clone (data dir)", *disk_usage(self.data / "sources" / "sigma.git")),
+            ("lolbas bare clone (data dir)", *disk_usage(self.data / "sources" / "lolbas.git")),
+            ("sigma plain clone (work tree + .git)", *disk_usage(self.sigma)),
+            ("lolbas plain clone (work tree + .git)", *disk_usage(self.lolbas)),
+        ]
         big = sorted(((p.stat().st_size, p.name) for p in gen.iterdir() if p.is_file()), reverse=True)[:4]
-        body = table(STAT_HEAD, [row("max RSS of one process (/usr/bin/time -v)" if TIME_V else
-                                     "max RSS of one process (getrusage children)", max_rss, mb),
-                                 row("peak PSS, whole process tree (sampled /proc every 50 ms)", pss, mb),
-                                 row("peak RSS summed over the tree (counts shared pages twice)", rss, mb)])
-        body += (f"\n\nPeak of the largest single process {mb(peak)} → {verdict(peak <= 400 * 2**20)}; "
-                 f"whole tree (PSS) {mb(max(pss))}, up to {self.sampled['procs']} processes "
-                 f"(`time`, the refresh, its parser processes, git). RSS: the runs of measurement 2 and one "
-                 f"more; PSS and summed RSS: that one more run only, sampled (the sampler would slow the "
-                 f"timed runs).\n\n")
+        body = table(
+            STAT_HEAD,
+            [
+                row(
+                    "max RSS of one process (/usr/bin/time -v)"
+                    if TIME_V
+                    else "max RSS of one process (getrusage children)",
+                    max_rss,
+                    mb,
+                ),
+                row("peak PSS, whole process tree (sampled /proc every 50 ms)", pss, mb),
+                row("peak RSS summed over the tree (counts shared pages twice)", rss, mb),
+            ],
+        )
+        body += (
+            f"\n\nPeak of the largest single process {mb(peak)} → {verdict(peak <= 400 * 2**20)}; "
+            f"whole tree (PSS) {mb(max(pss))}, up to {self.sampled['procs']} processes "
+            f"(`time`, the refresh, its parser processes, git). RSS: the runs of measurement 2 and one "
+            f"more; PSS and summed RSS: that one more run only, sampled (the sampler would slow the "
+            f"timed runs).\n\n"
+        )
         body += table(["on disk", "apparent size", "allocated"], [[n, mb(a), mb(b)] for n, a, b in sizes])
         body += "\n\nLargest files of the generation: " + ", ".join(f"{n} {mb(s)}" for s, n in big) + "."
         self.section("7. Peak memory of a full build; sizes on disk", "peak RSS ≤ 400 MB", body)
-        self.verdicts.append(("full build peak RSS (largest process)", f"{mb(peak)} (≤ 400 MB)",
-                              peak <= 400 * 2**20))
-        self.verdicts.append(("full build peak PSS (whole tree)", f"{mb(max(pss))} (≤ 400 MB)",
-                              max(pss) <= 400 * 2**20))
+        self.verdicts.append(("full build peak RSS (largest process)", f"{mb(peak)} (≤ 400 MB)", peak <= 400 * 2**20))
+        self.verdicts.append(
+            ("full build peak PSS (whole tree)", f"{mb(max(pss))} (≤ 400 MB)", max(pss) <= 400 * 2**20)
+        )
         say(f"7. peak RSS {mb(peak)} (largest process), tree PSS {mb(max(pss))}; index {mb(sizes[0][2])}")
 
     # 3 ---------------------------------------------------------------------------------------
@@ -517,18 +587,28 @@ class Bench:
         else:
             gw = [walls[i] for i in good]
             med = statistics.median(gw)
-            body = table(STAT_HEAD, [row("wall time of `indexer refresh --quiet`", gw),
-                                     row("in-process (manifest duration_s)", [ms[i]["duration_s"] for i in good])])
-            body += (f"\n\nMedian wall {fmt_s(med)} → {verdict(med <= 0.5)}. files_parsed per run: {parsed} → "
-                     f"{'all 0, as expected' if zero else '**NOT all 0**'}; exit codes {rcs}; "
-                     f"modes {', '.join(modes)}. Each run fetches from the bundles (git fetch of an "
-                     f"unchanged bundle) and opens the index to read the previous state.")
+            body = table(
+                STAT_HEAD,
+                [
+                    row("wall time of `indexer refresh --quiet`", gw),
+                    row("in-process (manifest duration_s)", [ms[i]["duration_s"] for i in good]),
+                ],
+            )
+            body += (
+                f"\n\nMedian wall {fmt_s(med)} → {verdict(med <= 0.5)}. files_parsed per run: {parsed} → "
+                f"{'all 0, as expected' if zero else '**NOT all 0**'}; exit codes {rcs}; "
+                f"modes {', '.join(modes)}. Each run fetches from the bundles (git fetch of an "
+                f"unchanged bundle) and opens the index to read the previous state."
+            )
             if failures(ms):
                 body += f"\n\nFailed runs: {'; '.join(failures(ms))}"
-            self.verdicts.append(("no-change refresh wall", f"{fmt_s(med)} median, best {fmt_s(min(gw))} (≤ 0.5 s)",
-                                  med <= 0.5))
-            say(f"   median wall {fmt_s(med)}, in-process {fmt_s(statistics.median(ms[i]['duration_s'] for i in good))}"
-                f", files_parsed {parsed}")
+            self.verdicts.append(
+                ("no-change refresh wall", f"{fmt_s(med)} median, best {fmt_s(min(gw))} (≤ 0.5 s)", med <= 0.5)
+            )
+            say(
+                f"   median wall {fmt_s(med)}, in-process {fmt_s(statistics.median(ms[i]['duration_s'] for i in good))}"
+                f", files_parsed {parsed}"
+            )
         self.verdicts.append(("no-change refresh files_parsed", f"{parsed} (all == 0)", zero))
         self.section("3. Refresh with nothing new", "process wall ≤ 0.5 s; files_parsed == 0", body)
 
@@ -545,12 +625,15 @@ class Bench:
                 notes.append(f"only {len(first_parent)} first-parent commits: {back} back skipped")
                 continue
             older = first_parent[back]
-            rule_changes = [line for line in git("diff", "--name-status", "-M", older, tip, cwd=bare).splitlines()
-                            if any(RULE_DIRS["sigma"].match(p) for p in line.split("\t")[1:])]
+            rule_changes = [
+                line
+                for line in git("diff", "--name-status", "-M", older, tip, cwd=bare).splitlines()
+                if any(RULE_DIRS["sigma"].match(p) for p in line.split("\t")[1:])
+            ]
             all_commits = int(git("rev-list", "--count", f"{older}..{tip}", cwd=bare).strip())
             git("update-ref", "refs/heads/master", older, cwd=bare)
             saved = self.work / f"older-{back}.saved"
-            _w, m0, rc0 = run_refresh(refresh_cmd(saved, bare, LOLBAS_BUNDLE), saved)   # untimed
+            _w, m0, rc0 = run_refresh(refresh_cmd(saved, bare, LOLBAS_BUNDLE), saved)  # untimed
             git("update-ref", "refs/heads/master", tip, cwd=bare)
             walls, ms, rcs = [], [], []
             run_dir = self.work / f"older-{back}.run"
@@ -567,10 +650,12 @@ class Bench:
             good = [i for i, m in enumerate(ms) if ok_refresh(m)]
             parsed = [m.get("files_parsed", "failed") for m in ms]
             modes = sorted({f"{k}: {v.get('mode')}" for m in ms for k, v in m.get("sources", {}).items()})
-            note = (f"{label}: {older[:12]} → {tip[:12]}, {len(rule_changes)} rule-file changes in "
-                    f"`git diff --name-status -M`; files_parsed {parsed}; exit codes {rcs} "
-                    f"(build at the older commit: rc {rc0}, {m0.get('files_parsed', 'failed')} files); "
-                    f"modes {', '.join(modes) or '—'}")
+            note = (
+                f"{label}: {older[:12]} → {tip[:12]}, {len(rule_changes)} rule-file changes in "
+                f"`git diff --name-status -M`; files_parsed {parsed}; exit codes {rcs} "
+                f"(build at the older commit: rc {rc0}, {m0.get('files_parsed', 'failed')} files); "
+                f"modes {', '.join(modes) or '—'}"
+            )
             if failures(ms + [m0]):
                 note += f"; **failed runs**: {'; '.join(failures(ms + [m0]))}"
             if good:
@@ -580,26 +665,43 @@ class Bench:
                 rows.append(row(f"{label}: in-process", gd))
                 if back == 1:
                     note += f" → wall median {fmt_s(statistics.median(gw))}: {verdict(statistics.median(gw) <= 1.0)}"
-                    self.verdicts.append(("refresh across 1 commit (wall)",
-                                          f"{fmt_s(statistics.median(gw))} median, best {fmt_s(min(gw))} (≤ 1 s)",
-                                          statistics.median(gw) <= 1.0))
-                self.verdicts.append((f"refresh across {back} commit(s): in-process, files parsed",
-                                      f"{fmt_s(statistics.median(gd))}, {parsed[good[0]]}", None))
-                say(f"   {back} back: wall median {fmt_s(statistics.median(gw))}, in-process "
-                    f"{fmt_s(statistics.median(gd))}, files_parsed {parsed}, rule changes {len(rule_changes)}")
+                    self.verdicts.append(
+                        (
+                            "refresh across 1 commit (wall)",
+                            f"{fmt_s(statistics.median(gw))} median, best {fmt_s(min(gw))} (≤ 1 s)",
+                            statistics.median(gw) <= 1.0,
+                        )
+                    )
+                self.verdicts.append(
+                    (
+                        f"refresh across {back} commit(s): in-process, files parsed",
+                        f"{fmt_s(statistics.median(gd))}, {parsed[good[0]]}",
+                        None,
+                    )
+                )
+                say(
+                    f"   {back} back: wall median {fmt_s(statistics.median(gw))}, in-process "
+                    f"{fmt_s(statistics.median(gd))}, files_parsed {parsed}, rule changes {len(rule_changes)}"
+                )
             else:
                 rows.append([f"{label}", "failed", "", "", "", str(len(ms))])
-                self.verdicts.append((f"refresh across {back} commit(s)",
-                                      "failed: " + "; ".join(failures(ms + [m0])), False if back == 1 else None))
+                self.verdicts.append(
+                    (
+                        f"refresh across {back} commit(s)",
+                        "failed: " + "; ".join(failures(ms + [m0])),
+                        False if back == 1 else None,
+                    )
+                )
                 say(f"   {back} back: FAILED {failures(ms + [m0])}")
             notes.append(note)
         shutil.rmtree(bare, ignore_errors=True)
         body = table(STAT_HEAD, rows) + "\n\n" + "\n".join(f"- {n}" for n in notes)
-        body += ("\n\nMethod: `git clone --bare` of the Sigma bundle; master moved to the older commit with "
-                 "`git update-ref`; a data dir indexed there (untimed) and kept; master moved back to the tip; "
-                 "before each timed run the kept data dir is copied with `cp -a`; LOLBAS from its bundle, unchanged.")
-        self.section("4. Refresh across 1 and ~300 Sigma commits", "1 commit: process wall ≤ 1 s; 300: none",
-                     body)
+        body += (
+            "\n\nMethod: `git clone --bare` of the Sigma bundle; master moved to the older commit with "
+            "`git update-ref`; a data dir indexed there (untimed) and kept; master moved back to the tip; "
+            "before each timed run the kept data dir is copied with `cp -a`; LOLBAS from its bundle, unchanged."
+        )
+        self.section("4. Refresh across 1 and ~300 Sigma commits", "1 commit: process wall ≤ 1 s; 300: none", body)
 
     # 5 ---------------------------------------------------------------------------------------
     def search_vs_grep(self) -> None:
@@ -607,16 +709,20 @@ class Bench:
         start_rows = []
         stack = "import typer, whoosh.index, whoosh.reading"
         starts: dict[str, list[float]] = {}
-        for label, cmd in (("`python -c pass`", [PYTHON, "-c", "pass"]),
-                           ("`python -c \"import typer\"`", [PYTHON, "-c", "import typer"]),
-                           ("`python -c \"import whoosh.index, whoosh.reading\"`",
-                            [PYTHON, "-c", "import whoosh.index, whoosh.reading"]),
-                           (f"`python -c \"{stack}\"` (the stack's floor)", [PYTHON, "-c", stack]),
-                           ("`python -c \"import indexer.cli\"`", [PYTHON, "-c", "import indexer.cli"]),
-                           ("`indexer --version`", [INDEXER, "--version"])):
+        for label, cmd in (
+            ("`python -c pass`", [PYTHON, "-c", "pass"]),
+            ('`python -c "import typer"`', [PYTHON, "-c", "import typer"]),
+            (
+                '`python -c "import whoosh.index, whoosh.reading"`',
+                [PYTHON, "-c", "import whoosh.index, whoosh.reading"],
+            ),
+            (f'`python -c "{stack}"` (the stack\'s floor)', [PYTHON, "-c", stack]),
+            ('`python -c "import indexer.cli"`', [PYTHON, "-c", "import indexer.cli"]),
+            ("`indexer --version`", [INDEXER, "--version"]),
+        ):
             starts[label] = [timed(cmd)[0] for _ in range(RUNS_START)]
             start_rows.append(row(label, starts[label]))
-        stack_floor = statistics.median(starts[f"`python -c \"{stack}\"` (the stack's floor)"])
+        stack_floor = statistics.median(starts[f'`python -c "{stack}"` (the stack\'s floor)'])
         trees = [str(self.sigma), str(self.lolbas)]
         rows, ratios, notes = [], {}, []
         for name in NAMES:
@@ -633,16 +739,24 @@ class Bench:
             ratios[name] = r
             self.facts.setdefault("search_process", {})[name] = statistics.median(idx)
             kind = "common" if name in COMMON else "rare" if name in RARE else "miss"
-            rows.append([f"{name} ({kind})", fmt_s(statistics.median(idx)), f"{summary(idx)['spread']:.0%}",
-                         fmt_s(statistics.median(grp)), f"{summary(grp)['spread']:.0%}",
-                         fmt_s(statistics.median(strict)), f"{r:.1f}×", f"rc {rc_i}/{rc_g}",
-                         verdict(r <= 1.0)])
+            rows.append(
+                [
+                    f"{name} ({kind})",
+                    fmt_s(statistics.median(idx)),
+                    f"{summary(idx)['spread']:.0%}",
+                    fmt_s(statistics.median(grp)),
+                    f"{summary(grp)['spread']:.0%}",
+                    fmt_s(statistics.median(strict)),
+                    f"{r:.1f}×",
+                    f"rc {rc_i}/{rc_g}",
+                    verdict(r <= 1.0),
+                ]
+            )
             say(f"   {name}: indexer {fmt_s(statistics.median(idx))}, grep {fmt_s(statistics.median(grp))}, {r:.1f}×")
         # one process for all names vs one grep per name
         batch, greps = [], []
         for _ in range(RUNS_BATCH):
-            w, rc_b = timed([INDEXER, "search", "--stdin", "--data-dir", str(self.data)],
-                            stdin="\n".join(NAMES) + "\n")
+            w, rc_b = timed([INDEXER, "search", "--stdin", "--data-dir", str(self.data)], stdin="\n".join(NAMES) + "\n")
             if rc_b not in (0, 1):
                 notes.append(f"`indexer search --stdin` exit code {rc_b}: {LAST_STDERR[0]}")
             batch.append(w)
@@ -652,36 +766,57 @@ class Bench:
             greps.append(total)
         batch_ratio = statistics.median(batch) / statistics.median(greps)
         worst = max(ratios.values())
-        body = ("Start-up of the venv's interpreter and of the libraries the brief fixes (Typer for the "
-                "command line, Whoosh for the index; `whoosh.compat` imports `urllib.request`, hence ssl, and "
-                "`whoosh.reading` imports `cached_property`, hence asyncio), as context:\n\n"
-                + table(STAT_HEAD, start_rows))
-        body += ("\n\nPer name, medians of 7 runs (the two commands alternate); noise = (max-min)/median; "
-                 "the ratio is indexer / `grep -ril` median:\n\n")
-        body += table(["name", "indexer search", "noise", "grep -ril", "noise",
-                       "grep -rilF --exclude-dir=.git", "ratio", "exit codes", "≤ 1.0"], rows)
+        body = (
+            "Start-up of the venv's interpreter and of the libraries the brief fixes (Typer for the "
+            "command line, Whoosh for the index; `whoosh.compat` imports `urllib.request`, hence ssl, and "
+            "`whoosh.reading` imports `cached_property`, hence asyncio), as context:\n\n" + table(STAT_HEAD, start_rows)
+        )
+        body += (
+            "\n\nPer name, medians of 7 runs (the two commands alternate); noise = (max-min)/median; "
+            "the ratio is indexer / `grep -ril` median:\n\n"
+        )
+        body += table(
+            [
+                "name",
+                "indexer search",
+                "noise",
+                "grep -ril",
+                "noise",
+                "grep -rilF --exclude-dir=.git",
+                "ratio",
+                "exit codes",
+                "≤ 1.0",
+            ],
+            rows,
+        )
         body += "\n\nAll names in one process against one grep per name, run after run:\n\n"
-        body += table(STAT_HEAD, [row("`indexer search --stdin` (8 names)", batch),
-                                  row("8 × `grep -ril` (sum)", greps)])
+        body += table(
+            STAT_HEAD, [row("`indexer search --stdin` (8 names)", batch), row("8 × `grep -ril` (sum)", greps)]
+        )
         grep_median = statistics.median([timed(["grep", "-ril", "psr.exe", *trees])[0] for _ in range(RUNS_START)])
-        body += (f"\n\nBatch ratio {batch_ratio:.2f}× → {verdict(batch_ratio <= 1.0)}. Worst single-name ratio "
-                 f"{worst:.1f}× → {verdict(worst <= 1.0)}. Importing Typer and Whoosh alone takes "
-                 f"{fmt_s(stack_floor)} ({stack_floor / grep_median:.1f}× `grep -ril psr.exe`): no process "
-                 f"built on that stack reaches 1.0 for one name. Output goes to a pipe (grep-like lines, "
-                 f"as when piped). `grep -ril` reads the `.git` directories of the clones too "
-                 f"(as the brief's command does); the `-rilF --exclude-dir=.git` column is the leaner grep.")
+        body += (
+            f"\n\nBatch ratio {batch_ratio:.2f}× → {verdict(batch_ratio <= 1.0)}. Worst single-name ratio "
+            f"{worst:.1f}× → {verdict(worst <= 1.0)}. Importing Typer and Whoosh alone takes "
+            f"{fmt_s(stack_floor)} ({stack_floor / grep_median:.1f}× `grep -ril psr.exe`): no process "
+            f"built on that stack reaches 1.0 for one name. Output goes to a pipe (grep-like lines, "
+            f"as when piped). `grep -ril` reads the `.git` directories of the clones too "
+            f"(as the brief's command does); the `-rilF --exclude-dir=.git` column is the leaner grep."
+        )
         if notes:
-            body += "\n\n**Searches that failed** (their times are in the figures above): " + \
-                "; ".join(sorted(set(notes)))
+            body += "\n\n**Searches that failed** (their times are in the figures above): " + "; ".join(
+                sorted(set(notes))
+            )
         self.section("5. `indexer search` as a process against grep", "indexer / grep ≤ 1.0 per name", body)
         self.verdicts.append(("search process / grep, worst name", f"{worst:.1f}× (≤ 1.0)", worst <= 1.0))
-        self.verdicts.append(("search process / grep, best name", f"{min(ratios.values()):.1f}× (≤ 1.0)",
-                              min(ratios.values()) <= 1.0))
-        self.verdicts.append(("search --stdin (8 names) / 8 greps", f"{batch_ratio:.2f}× (≤ 1.0)",
-                              batch_ratio <= 1.0))
+        self.verdicts.append(
+            ("search process / grep, best name", f"{min(ratios.values()):.1f}× (≤ 1.0)", min(ratios.values()) <= 1.0)
+        )
+        self.verdicts.append(("search --stdin (8 names) / 8 greps", f"{batch_ratio:.2f}× (≤ 1.0)", batch_ratio <= 1.0))
         self.verdicts.append(("importing Typer + Whoosh alone / grep", f"{stack_floor / grep_median:.1f}×", None))
-        say(f"   --stdin 8 names {fmt_s(statistics.median(batch))} vs 8 greps {fmt_s(statistics.median(greps))}"
-            f" ({batch_ratio:.2f}×)")
+        say(
+            f"   --stdin 8 names {fmt_s(statistics.median(batch))} vs 8 greps {fmt_s(statistics.median(greps))}"
+            f" ({batch_ratio:.2f}×)"
+        )
 
     # 6 ---------------------------------------------------------------------------------------
     def query_latency(self) -> None:
@@ -696,7 +831,7 @@ class Bench:
             first = time.perf_counter() - t0
             search(reader, names[0])  # warm
             order = list(names)
-            random.Random(0).shuffle(order)   # a pass cut short by the budget is still an even sample
+            random.Random(0).shuffle(order)  # a pass cut short by the budget is still an even sample
             times: list[tuple[float, str, int]] = []
             deadline = time.perf_counter() + QUERY_BUDGET_S
             for name in order:
@@ -706,27 +841,44 @@ class Bench:
                 if start > deadline:
                     break
         values = sorted(t for t, _, _ in times)
-        coverage = (f"every one of the {len(names):,} binaries" if len(times) == len(names) else
-                    f"**{len(times):,} of {len(names):,} binaries** (random order, seed 0; the "
-                    f"{QUERY_BUDGET_S:.0f} s budget of this measurement ran out)")
+        coverage = (
+            f"every one of the {len(names):,} binaries"
+            if len(times) == len(names)
+            else f"**{len(times):,} of {len(names):,} binaries** (random order, seed 0; the "
+            f"{QUERY_BUDGET_S:.0f} s budget of this measurement ran out)"
+        )
 
         def pct(p: float) -> float:
             return values[min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))]
 
         p99 = pct(99)
-        body = table(["names timed", "p50", "p90", "p99", "max", "mean"],
-                     [[f"{len(values):,}", fmt_s(pct(50)), fmt_s(pct(90)), fmt_s(p99), fmt_s(values[-1]),
-                       fmt_s(statistics.mean(values))]])
-        body += "\n\nSlowest five:\n\n" + table(["name", "time", "mentions"],
-                                                 [[n, fmt_s(t), str(c)] for t, n, c in
-                                                  sorted(times, reverse=True)[:5]])
-        body += (f"\n\np99 {fmt_s(p99)} → {verdict(p99 <= 0.005)}. One pass over {coverage}: a single run "
-                 f"per name, after one warm-up query; the reader's binary list ({fmt_s(first)}) loaded before. "
-                 f"`query.search(reader, name)` with default options, as `indexer search` calls it.")
+        body = table(
+            ["names timed", "p50", "p90", "p99", "max", "mean"],
+            [
+                [
+                    f"{len(values):,}",
+                    fmt_s(pct(50)),
+                    fmt_s(pct(90)),
+                    fmt_s(p99),
+                    fmt_s(values[-1]),
+                    fmt_s(statistics.mean(values)),
+                ]
+            ],
+        )
+        body += "\n\nSlowest five:\n\n" + table(
+            ["name", "time", "mentions"], [[n, fmt_s(t), str(c)] for t, n, c in sorted(times, reverse=True)[:5]]
+        )
+        body += (
+            f"\n\np99 {fmt_s(p99)} → {verdict(p99 <= 0.005)}. One pass over {coverage}: a single run "
+            f"per name, after one warm-up query; the reader's binary list ({fmt_s(first)}) loaded before. "
+            f"`query.search(reader, name)` with default options, as `indexer search` calls it."
+        )
         self.section("6. In-process query latency, every indexed binary", "p99 ≤ 5 ms", body)
         self.verdicts.append(("in-process query p99", f"{fmt_s(p99)} (≤ 5 ms)", p99 <= 0.005))
-        say(f"   {len(values)} names: p50 {fmt_s(pct(50))}, p90 {fmt_s(pct(90))}, p99 {fmt_s(p99)}, "
-            f"max {fmt_s(values[-1])} ({sorted(times)[-1][1]})")
+        say(
+            f"   {len(values)} names: p50 {fmt_s(pct(50))}, p90 {fmt_s(pct(90))}, p99 {fmt_s(p99)}, "
+            f"max {fmt_s(values[-1])} ({sorted(times)[-1][1]})"
+        )
 
     # 8 ---------------------------------------------------------------------------------------
     def api_load(self) -> None:
@@ -735,30 +887,50 @@ class Bench:
         values = sorted(t for t, _ in results)
         p99 = values[min(len(values) - 1, round(0.99 * len(values)) - 1)]
         errors = sum(1 for _, status in results if status != 200)
-        body = table(["requests", "errors", "p50", "p90", "p99", "max", "throughput"],
-                     [[str(len(values)), str(errors), fmt_s(values[len(values) // 2]),
-                       fmt_s(values[round(0.9 * len(values)) - 1]), fmt_s(p99), fmt_s(values[-1]),
-                       f"{len(values) / wall:.0f} req/s"]])
-        body += (f"\n\nNames drawn at random from {', '.join(SERVE_NAMES)} (the common ones return hundreds of "
-                 "mentions; an answer holds a page of 100 rule files). One `indexer serve` process (uvicorn, one "
-                 "worker) on loopback, 4 client threads in this process, HTTP/1.1 without keep-alive (urllib). "
-                 f"Resident memory of the server: {rss[0] / 1e6:.0f} MB after the load, {rss[1] / 1e6:.0f} MB after "
-                 "600 more GETs of different spellings of powershell.exe (`C:\\x1\\powershell.exe`, ...: the "
-                 "issue 14.17 attack; the http.server version grew to 1 GB).")
+        body = table(
+            ["requests", "errors", "p50", "p90", "p99", "max", "throughput"],
+            [
+                [
+                    str(len(values)),
+                    str(errors),
+                    fmt_s(values[len(values) // 2]),
+                    fmt_s(values[round(0.9 * len(values)) - 1]),
+                    fmt_s(p99),
+                    fmt_s(values[-1]),
+                    f"{len(values) / wall:.0f} req/s",
+                ]
+            ],
+        )
+        body += (
+            f"\n\nNames drawn at random from {', '.join(SERVE_NAMES)} (the common ones return hundreds of "
+            "mentions; an answer holds a page of 100 rule files). One `indexer serve` process (uvicorn, one "
+            "worker) on loopback, 4 client threads in this process, HTTP/1.1 without keep-alive (urllib). "
+            f"Resident memory of the server: {rss[0] / 1e6:.0f} MB after the load, {rss[1] / 1e6:.0f} MB after "
+            "600 more GETs of different spellings of powershell.exe (`C:\\x1\\powershell.exe`, ...: the "
+            "issue 14.17 attack; the http.server version grew to 1 GB)."
+        )
         self.section("8. `indexer serve`: /api/binary/{name} under a small load", "report p99", body)
         self.verdicts.append(("/api/binary p99, 4 clients x 50", f"{fmt_s(p99)}, {errors} errors", None))
-        say(f"   p99 {fmt_s(p99)}, {errors} errors, {len(values) / wall:.0f} req/s, RSS {rss[0] / 1e6:.0f} -> "
-            f"{rss[1] / 1e6:.0f} MB over 600 spellings")
+        say(
+            f"   p99 {fmt_s(p99)}, {errors} errors, {len(values) / wall:.0f} req/s, RSS {rss[0] / 1e6:.0f} -> "
+            f"{rss[1] / 1e6:.0f} MB over 600 spellings"
+        )
 
     def grep_comparison(self) -> None:
         say("9. the index against a plain substring grep (bench/grep_compare.py)")
         out = self.work / "grep_compare.json"
-        text = subprocess.run([PYTHON, str(BENCH / "grep_compare.py"), str(self.data), str(self.sigma),
-                               str(self.lolbas), str(out)], capture_output=True, text=True, env=CHILD_ENV,
-                              cwd=ROOT, check=True).stdout
+        text = subprocess.run(
+            [PYTHON, str(BENCH / "grep_compare.py"), str(self.data), str(self.sigma), str(self.lolbas), str(out)],
+            capture_output=True,
+            text=True,
+            env=CHILD_ENV,
+            cwd=ROOT,
+            check=True,
+        ).stdout
         unexplained = len(json.loads(out.read_text())["unexplained"])
-        self.section("9. Mentions against a plain grep", "every grep-only hit explained",
-                     "```\n" + text.strip() + "\n```")
+        self.section(
+            "9. Mentions against a plain grep", "every grep-only hit explained", "```\n" + text.strip() + "\n```"
+        )
         self.verdicts.append(("grep hits the index lacks, unexplained", str(unexplained), unexplained == 0))
         say(f"   unexplained grep-only hits: {unexplained}")
 
@@ -771,20 +943,34 @@ class Bench:
         m = measure(self.data, NAMES)
         cli = self.facts.get("search_process", {})
         rows = [[n, fmt_s(m["by_name"][n]), fmt_s(cli[n]) if n in cli else "—"] for n in NAMES]
-        body = table(["calls", "errors", "p50", "p90", "p99", "max", "session start-up"],
-                     [[str(m["calls"]), str(m["errors"]), fmt_s(m["p50"]), fmt_s(m["p90"]), fmt_s(m["p99"]),
-                       fmt_s(m["max"]), fmt_s(m["startup"])]])
+        body = table(
+            ["calls", "errors", "p50", "p90", "p99", "max", "session start-up"],
+            [
+                [
+                    str(m["calls"]),
+                    str(m["errors"]),
+                    fmt_s(m["p50"]),
+                    fmt_s(m["p90"]),
+                    fmt_s(m["p99"]),
+                    fmt_s(m["max"]),
+                    fmt_s(m["startup"]),
+                ]
+            ],
+        )
         body += "\n\nMedian per name, beside `indexer search NAME` as a process (measurement 5, this run):\n\n"
         body += table(["name", "MCP search_binary", "indexer search (process)"], rows)
-        body += ("\n\nOne `indexer mcp` process started by the SDK's client (`ClientSession` over `stdio_client`), "
-                 "one warm-up call per name, then 25 rounds over the names; `search_binary` with its default "
-                 "arguments (20 rules, 5 lines each). A round trip includes JSON-RPC both ways, argument "
-                 "validation, the query, the typed result and the client's check against the output schema. "
-                 "Session start-up (spawn, initialize, list_tools) is paid once per assistant session.")
+        body += (
+            "\n\nOne `indexer mcp` process started by the SDK's client (`ClientSession` over `stdio_client`), "
+            "one warm-up call per name, then 25 rounds over the names; `search_binary` with its default "
+            "arguments (20 rules, 5 lines each). A round trip includes JSON-RPC both ways, argument "
+            "validation, the query, the typed result and the client's check against the output schema. "
+            "Session start-up (spawn, initialize, list_tools) is paid once per assistant session."
+        )
         self.section("10. `indexer mcp`: `search_binary` round trips over stdio", "report p50/p99", body)
         cli_note = f"; `indexer search` process median {fmt_s(statistics.median(cli.values()))}" if cli else ""
-        self.verdicts.append(("MCP search_binary round trip p50 / p99",
-                              f"{fmt_s(m['p50'])} / {fmt_s(m['p99'])}{cli_note}", None))
+        self.verdicts.append(
+            ("MCP search_binary round trip p50 / p99", f"{fmt_s(m['p50'])} / {fmt_s(m['p99'])}{cli_note}", None)
+        )
         say(f"   p50 {fmt_s(m['p50'])}, p99 {fmt_s(m['p99'])}, start-up {fmt_s(m['startup'])}, {m['errors']} errors")
 
     # report ------------------------------------------------------------------------------------
@@ -797,9 +983,12 @@ class Bench:
             pass
         head, dirty = project_state()
         start_head, start_dirty = self.facts["project_at_start"]
-        moved = (f" — **the project changed during the run** (at the start: {start_head}"
-                 f"{', indexer/ uncommitted changes' if start_dirty else ''}); figures mix both states"
-                 if (head, dirty) != (start_head, start_dirty) else "")
+        moved = (
+            f" — **the project changed during the run** (at the start: {start_head}"
+            f"{', indexer/ uncommitted changes' if start_dirty else ''}); figures mix both states"
+            if (head, dirty) != (start_head, start_dirty)
+            else ""
+        )
         lines = [
             "# Benchmarks",
             "",
@@ -815,8 +1004,10 @@ class Bench:
             "",
             "## Summary",
             "",
-            table(["measurement", "figure (target)", "target"],
-                  [[w, f, "—" if ok is None else verdict(ok)] for w, f, ok in self.verdicts]),
+            table(
+                ["measurement", "figure (target)", "target"],
+                [[w, f, "—" if ok is None else verdict(ok)] for w, f, ok in self.verdicts],
+            ),
             "",
         ]
         order = sorted(self.sections, key=lambda s: int(re.match(r"## (\d+)", s).group(1)))  # 10 after 9
@@ -851,9 +1042,17 @@ def main() -> int:
     try:
         bench.setup()
         bench.floor()
-        for number, step in ((2, bench.full_build), (3, bench.no_change), (4, bench.incremental),
-                             (5, bench.search_vs_grep), (6, bench.query_latency), (7, bench.memory),
-                             (8, bench.api_load), (9, bench.grep_comparison), (10, bench.mcp_latency)):
+        for number, step in (
+            (2, bench.full_build),
+            (3, bench.no_change),
+            (4, bench.incremental),
+            (5, bench.search_vs_grep),
+            (6, bench.query_latency),
+            (7, bench.memory),
+            (8, bench.api_load),
+            (9, bench.grep_comparison),
+            (10, bench.mcp_latency),
+        ):
             try:
                 step()
             except Exception as exc:  # report and go on: one broken measurement must not lose the rest

@@ -27,11 +27,15 @@ import typer
 from . import __version__
 from .errors import ExitCode, IndexerError, NotFound, SourceFailure, UsageError
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="Index the executables named by Sigma rules and LOLBAS entries, and search them.\n\n"
-                       "Example: indexer refresh && indexer search certutil.exe\n\n"
-                       "Shell completion: indexer --install-completion (bash, zsh, fish).")
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Index the executables named by Sigma rules and LOLBAS entries, and search them.\n\n"
+    "Example: indexer refresh && indexer search certutil.exe\n\n"
+    "Shell completion: indexer --install-completion (bash, zsh, fish).",
+)
 
 DATA_DIR_HELP = "Data directory: clones, index, manifests (env INDEXER_DATA_DIR)."
 
@@ -41,6 +45,7 @@ def _data_dir(value: Optional[Path]) -> Path:
 
 
 # --- shared options -------------------------------------------------------------------------------
+
 
 class Kind(enum.StrEnum):
     """What `show` looks for."""
@@ -66,8 +71,13 @@ def _split(option: str, values: Iterable[str], allowed: Sequence[str] | None) ->
     return items
 
 
-def ListOption(option: str, help: str, allowed: Callable[[], Sequence[str]] | None = None, *aliases: str,
-               parse: Callable[[List[str]], List[str]] | None = None) -> Any:
+def ListOption(
+    option: str,
+    help: str,
+    allowed: Callable[[], Sequence[str]] | None = None,
+    *aliases: str,
+    parse: Callable[[List[str]], List[str]] | None = None,
+) -> Any:
     """A repeatable option that also takes comma lists. `allowed` (called only when the option is
     used or completed: the vocabularies live in modules `search` need not import) validates the
     values and completes them in the shell, after the last comma too; `parse`, a vocabulary's own
@@ -87,11 +97,19 @@ def ListOption(option: str, help: str, allowed: Callable[[], Sequence[str]] | No
         done, comma, last = incomplete.rpartition(",")
         return [f"{done}{comma}{v}" for v in (allowed() if allowed else ()) if v.startswith(last)]
 
-    return typer.Option([], option, *aliases, help=f"{help} Repeatable, or a comma list.", callback=check,
-                        autocompletion=complete if allowed else None)
+    return typer.Option(
+        [],
+        option,
+        *aliases,
+        help=f"{help} Repeatable, or a comma list.",
+        callback=check,
+        autocompletion=complete if allowed else None,
+    )
 
 
-def ChoiceOption(option: str, help: str, allowed: Callable[[], Sequence[str]], *aliases: str, default: Any = None) -> Any:
+def ChoiceOption(
+    option: str, help: str, allowed: Callable[[], Sequence[str]], *aliases: str, default: Any = None
+) -> Any:
     """An option taking one value of a vocabulary known only when used (`allowed`, as in
     ListOption): a usage error listing the valid values for any other; completed in the shell."""
 
@@ -108,31 +126,37 @@ def ChoiceOption(option: str, help: str, allowed: Callable[[], Sequence[str]], *
 
 def _roles() -> Sequence[str]:
     from .model import ROLES
+
     return ROLES
 
 
 def _sources() -> Sequence[str]:
     from .sources import SOURCES  # the registry: loads YAML and the extractors (no git), only when asked
+
     return tuple(SOURCES)
 
 
 def _platforms() -> Sequence[str]:
     from .model import PLATFORMS
+
     return PLATFORMS
 
 
 def _verdicts() -> Sequence[str]:
     from .verdicts import VERDICTS
+
     return VERDICTS
 
 
 def _parse_verdicts(values: List[str]) -> List[str]:
     from .verdicts import parse_verdicts
+
     return parse_verdicts(values)
 
 
 def _link_statuses() -> Sequence[str]:
     from .xref import LINK_STATUSES
+
     return LINK_STATUSES
 
 
@@ -143,10 +167,11 @@ CsvFlag = typer.Option(False, "--csv", help="Print CSV: a header, then one row p
 
 # --- one output helper ----------------------------------------------------------------------------
 
+
 class Format(enum.StrEnum):
     """The forms a command's answer takes; the shared flags (--json, --csv, --markdown) choose one."""
 
-    table = "table"        # for a person: Rich tables on a terminal (plain lines where a command says so)
+    table = "table"  # for a person: Rich tables on a terminal (plain lines where a command says so)
     json = "json"
     csv = "csv"
     markdown = "markdown"
@@ -164,9 +189,9 @@ def _format(**flags: bool) -> Format:
 class View:
     """One command's answer in each of its forms; `_show` prints the one chosen."""
 
-    data: Any                                         # the JSON answer (one shape whatever the count)
-    table: Callable[[], None]                         # for a person
-    csv: Callable[[TextIO], None] | None = None       # where rows make sense
+    data: Any  # the JSON answer (one shape whatever the count)
+    table: Callable[[], None]  # for a person
+    csv: Callable[[TextIO], None] | None = None  # where rows make sense
     markdown: Callable[[], str] | None = None
 
 
@@ -192,6 +217,7 @@ def _os_error(exc: OSError, path: object) -> UsageError:
 
 def _error_line(message: str) -> None:
     from .text import printable, redact_text
+
     sys.stderr.write(f"indexer: error: {printable(redact_text(message))}\n")
     sys.stderr.flush()
 
@@ -199,6 +225,7 @@ def _error_line(message: str) -> None:
 def _echo(line: str) -> None:
     """One line of output that may hold text from rules: never a terminal control sequence."""
     from .text import printable
+
     sys.stdout.write(printable(line) + "\n")
 
 
@@ -212,14 +239,17 @@ def _per_source(option: str, pairs: list[str], named: dict[str, str | None], cho
     given += [(name, value, value) for name, value in named.items() if value is not None]
     for name, value, raw in given:
         if not name or not value:
-            raise typer.BadParameter(f"{raw!r} is not NAME=URL" if option == "--url" else f"{raw!r} is not NAME=BRANCH",
-                                     param_hint=option)
+            raise typer.BadParameter(
+                f"{raw!r} is not NAME=URL" if option == "--url" else f"{raw!r} is not NAME=BRANCH", param_hint=option
+            )
         if name not in SOURCES:
             raise typer.BadParameter(f"unknown source {name!r} (choose from {', '.join(SOURCES)})", param_hint=option)
         if name not in chosen:
             raise typer.BadParameter(f"{name} is not refreshed (--sources {','.join(chosen)})", param_hint=option)
         if name in found:
-            raise typer.BadParameter(f"{name}: two {'URLs' if option == '--url' else 'branches'} given", param_hint=option)
+            raise typer.BadParameter(
+                f"{name}: two {'URLs' if option == '--url' else 'branches'} given", param_hint=option
+            )
         found[name] = value
     return found
 
@@ -242,7 +272,8 @@ def _console() -> Any:
         def _render_buffer(self, buffer: Iterable[Segment]) -> str:
             return super()._render_buffer(
                 segment if segment.control else Segment(_keep_newlines(segment.text, printable), segment.style)
-                for segment in buffer)
+                for segment in buffer
+            )
 
     return SafeConsole(highlight=False, soft_wrap=False, markup=False)
 
@@ -254,6 +285,7 @@ def _keep_newlines(text: str, clean: Any) -> str:
 
 def _open_reader(data_dir: Path) -> Any:
     from .index import IndexReader
+
     return IndexReader(data_dir)  # IndexMissing (an IndexerError): exit 4
 
 
@@ -286,23 +318,36 @@ def _default_sources(data_dir: Optional[Path], given: set[str]) -> list[str]:
 @app.command()
 def refresh(
     data_dir: Optional[Path] = DataDir,
-    url: List[str] = typer.Option([], "--url", metavar="NAME=URL",
-                                  help="Where source NAME comes from: https://, ssh://, a local repository or a git "
-                                       "bundle (repeatable; env INDEXER_<NAME>_URL; default: the URL of the last "
-                                       "refresh, else upstream)."),
-    branch: List[str] = typer.Option([], "--branch", metavar="NAME=BRANCH",
-                                     help="Source NAME's branch (repeatable; default: the source's own)."),
+    url: List[str] = typer.Option(
+        [],
+        "--url",
+        metavar="NAME=URL",
+        help="Where source NAME comes from: https://, ssh://, a local repository or a git "
+        "bundle (repeatable; env INDEXER_<NAME>_URL; default: the URL of the last "
+        "refresh, else upstream).",
+    ),
+    branch: List[str] = typer.Option(
+        [], "--branch", metavar="NAME=BRANCH", help="Source NAME's branch (repeatable; default: the source's own)."
+    ),
     sigma_url: Optional[str] = typer.Option(None, help="Same as --url sigma=URL."),
     lolbas_url: Optional[str] = typer.Option(None, help="Same as --url lolbas=URL."),
     sigma_branch: Optional[str] = typer.Option(None, help="Same as --branch sigma=BRANCH."),
     lolbas_branch: Optional[str] = typer.Option(None, help="Same as --branch lolbas=BRANCH."),
-    source: List[str] = ListOption("--sources", "Refresh only these sources (default: those the data dir has and those given a URL; all in a new one).", _sources,
-                                   "--source"),
+    source: List[str] = ListOption(
+        "--sources",
+        "Refresh only these sources (default: those the data dir has and those given a URL; all in a new one).",
+        _sources,
+        "--source",
+    ),
     full: bool = typer.Option(False, "--full", help="Rebuild everything instead of the changed files."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another refresh to finish."),
     jobs: int = typer.Option(0, "--jobs", min=0, max=256, help="Parser processes (0: one per core)."),
-    max_file_mb: float = typer.Option(4.0, "--max-file-mb", help="Skip rule files larger than this (MB, above 0, at most 1024)."),
-    allow_shrink: bool = typer.Option(False, "--allow-shrink", help="Publish even if a source lost most of its rule files."),
+    max_file_mb: float = typer.Option(
+        4.0, "--max-file-mb", help="Skip rule files larger than this (MB, above 0, at most 1024)."
+    ),
+    allow_shrink: bool = typer.Option(
+        False, "--allow-shrink", help="Publish even if a source lost most of its rule files."
+    ),
     as_json: bool = JsonFlag,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Every step as a log line."),
@@ -322,7 +367,9 @@ def refresh(
     from .repository import SourceError, clone_path
     from .sources import SOURCES
 
-    given = {p.partition("=")[0].strip() for p in url} | {n for n, v in (("sigma", sigma_url), ("lolbas", lolbas_url)) if v}
+    given = {p.partition("=")[0].strip() for p in url} | {
+        n for n, v in (("sigma", sigma_url), ("lolbas", lolbas_url)) if v
+    }
     names = source or _default_sources(data_dir, given)
     urls = _per_source("--url", url, {"sigma": sigma_url, "lolbas": lolbas_url}, names)
     branches = _per_source("--branch", branch, {"sigma": sigma_branch, "lolbas": lolbas_branch}, names)
@@ -334,8 +381,15 @@ def refresh(
         specs = [SOURCES[n].spec(urls.get(n), branches.get(n), clone_path(folder, n)) for n in names]
     except SourceError as exc:  # a refused URL or branch, given here: a usage error
         raise UsageError(str(exc)) from None
-    options = RefreshOptions(folder, specs, full=full, wait=wait, jobs=jobs,
-                             max_file_bytes=int(max_file_mb * 1024 * 1024), allow_shrink=allow_shrink)
+    options = RefreshOptions(
+        folder,
+        specs,
+        full=full,
+        wait=wait,
+        jobs=jobs,
+        max_file_bytes=int(max_file_mb * 1024 * 1024),
+        allow_shrink=allow_shrink,
+    )
     progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
     try:
         with progress:
@@ -347,6 +401,7 @@ def refresh(
 
     def table() -> None:
         from .report import manifest_lines
+
         for line in manifest_lines(manifest.to_dict()) if not quiet else ():
             _echo(line)
 
@@ -356,24 +411,43 @@ def refresh(
 
 @app.command()
 def search(
-    queries: List[str] = typer.Argument(None, help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, "
-                                        "cert*.exe; - reads them from standard input."),
+    queries: List[str] = typer.Argument(
+        None,
+        help="Names: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe, "
+        "cert*.exe; - reads them from standard input.",
+    ),
     data_dir: Optional[Path] = DataDir,
-    source: Optional[str] = typer.Option(None, "--source", help="Only this source (sigma, lolbas, ...: one the index holds).",
-                                         autocompletion=lambda incomplete: [v for v in _sources() if v.startswith(incomplete)]),
+    source: Optional[str] = typer.Option(
+        None,
+        "--source",
+        help="Only this source (sigma, lolbas, ...: one the index holds).",
+        autocompletion=lambda incomplete: [v for v in _sources() if v.startswith(incomplete)],
+    ),
     field: Optional[str] = typer.Option(None, "--field", help="Only this detection field (Image, CommandLine, ...)."),
     role: List[str] = ListOption("--role", "Only these roles (process, parent, command_line, ...).", _roles),
-    context: Optional[Context] = typer.Option(None, "--context", help="Only detection items that select the binary, "
-                                              "or only those that exclude it."),
-    platform: Optional[str] = ChoiceOption("--platform", "Only rules for this platform (windows, linux, macos).",
-                                           _platforms),
+    context: Optional[Context] = typer.Option(
+        None, "--context", help="Only detection items that select the binary, or only those that exclude it."
+    ),
+    platform: Optional[str] = ChoiceOption(
+        "--platform", "Only rules for this platform (windows, linux, macos).", _platforms
+    ),
     no_inferred: bool = typer.Option(False, "--no-inferred", help="Leave out bare names recognised without extension."),
-    detects: bool = typer.Option(False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."),
-    verdict: List[str] = ListOption("--verdict", "Only rules with these verdicts: runs, parent, target, loads, invoked, "
-                                    "artifact, excluded, mentioned, documented.", _verdicts, parse=_parse_verdicts),
+    detects: bool = typer.Option(
+        False, "--detects", help="Only rules that detect the binary (verdict runs, parent, target, loads or invoked)."
+    ),
+    verdict: List[str] = ListOption(
+        "--verdict",
+        "Only rules with these verdicts: runs, parent, target, loads, invoked, "
+        "artifact, excluded, mentioned, documented.",
+        _verdicts,
+        parse=_parse_verdicts,
+    ),
     no_comments: bool = typer.Option(False, "--no-comments", help="Leave out names in YAML comments (role comment)."),
-    stdin: bool = typer.Option(False, "--stdin", help="Read more names from standard input, one a line "
-                               "(blank lines and # comment lines skipped)."),
+    stdin: bool = typer.Option(
+        False,
+        "--stdin",
+        help="Read more names from standard input, one a line (blank lines and # comment lines skipped).",
+    ),
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
@@ -400,16 +474,28 @@ def search(
             raise typer.BadParameter(f"{source!r} is not one of: {', '.join(reader.sources)}", param_hint="--source")
         for name in names:
             try:
-                results.append(run_search(reader, name, source=source, roles=role, field=field,
-                                          context=context, platform=platform, include_inferred=not no_inferred,
-                                          detects=detects, verdicts=verdict,
-                                          include_comments=not no_comments))
+                results.append(
+                    run_search(
+                        reader,
+                        name,
+                        source=source,
+                        roles=role,
+                        field=field,
+                        context=context,
+                        platform=platform,
+                        include_inferred=not no_inferred,
+                        detects=detects,
+                        verdicts=verdict,
+                        include_comments=not no_comments,
+                    )
+                )
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
 
     def table() -> None:
         if sys.stdout.isatty():
             from .report import print_search
+
             console = _console()
             for result in results:
                 print_search(console, result)
@@ -418,6 +504,7 @@ def search(
 
     def csv(stream: TextIO) -> None:
         from .export import write_csv
+
         write_csv([m for result in results for m in result.mentions], stream)
 
     _show(View([r.to_dict() for r in results], table, csv=csv), fmt)
@@ -427,11 +514,14 @@ def search(
 def _search_lines(results: Iterable[Any]) -> None:
     """Search results as one tab-separated line a mention; what found nothing said on stderr."""
     from .text import printable
+
     for result in results:
         for m in result.mentions:
             alias = f" (alias of {printable(result.aliases[m.binary])})" if m.binary in result.aliases else ""
-            sys.stdout.write(f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}{alias}\t{m.role}"
-                             f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n")
+            sys.stdout.write(
+                f"{m.source}:{printable(m.path)}:{m.line}\t{printable(m.binary)}{alias}\t{m.role}"
+                f"{'/filter' if m.context == 'filter' else ''}\t{printable(m.snippet)}\n"
+            )
         if not result.mentions and result.binaries:
             sys.stderr.write(printable(f"{', '.join(result.binaries)}: indexed, but no rule passes the filters") + "\n")
         elif not result.mentions:
@@ -463,6 +553,7 @@ def show(
 
     def table() -> None:
         from .report import print_show
+
         print_show(_console(), result)
 
     _show(View(result, table), _format(json=as_json))
@@ -470,20 +561,34 @@ def show(
 
 def _export_formats() -> Sequence[str]:
     from .export import FORMATS
+
     return (*FORMATS, "navigator", "html")
 
 
 @app.command()
 def export(
-    fmt: str = ChoiceOption("--format", "markdown, csv, json, jsonl, lookup (a SIEM lookup: one row per executable), "
-                            "navigator (an ATT&CK Navigator layer) or html (a static site: --output DIR).",
-                            _export_formats, "-f", default=...),
-    output: str = typer.Option("-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."),
-    binary: List[str] = ListOption("--binary", "Only these executables (names as in search); navigator: the layer "
-                                   "of these, else the LOLBAS coverage layer.", None, "-b"),
-    formula_guard: bool = typer.Option(True, "--formula-guard/--no-formula-guard",
-                                       help="csv, lookup: prefix cells a spreadsheet would run as formulas with ' "
-                                       "(turn off for SIEM ingestion)."),
+    fmt: str = ChoiceOption(
+        "--format",
+        "markdown, csv, json, jsonl, lookup (a SIEM lookup: one row per executable), "
+        "navigator (an ATT&CK Navigator layer) or html (a static site: --output DIR).",
+        _export_formats,
+        "-f",
+        default=...,
+    ),
+    output: str = typer.Option(
+        "-", "--output", "-o", help="File, directory (markdown: one page per binary) or - for stdout."
+    ),
+    binary: List[str] = ListOption(
+        "--binary",
+        "Only these executables (names as in search); navigator: the layer of these, else the LOLBAS coverage layer.",
+        None,
+        "-b",
+    ),
+    formula_guard: bool = typer.Option(
+        True,
+        "--formula-guard/--no-formula-guard",
+        help="csv, lookup: prefix cells a spreadsheet would run as formulas with ' (turn off for SIEM ingestion).",
+    ),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
@@ -502,6 +607,7 @@ def export(
         if output == "-" or binary:
             raise UsageError("--format html writes a site into a directory: give --output DIR (and no --binary)")
         from .web.site import write_site
+
         with _open_reader(_data_dir(data_dir)) as reader:
             try:
                 site = write_site(reader, Path(output))
@@ -509,9 +615,17 @@ def export(
                 raise UsageError(str(exc)) from None
             except OSError as exc:
                 raise _os_error(exc, output) from None
-        _show(View(site, lambda: typer.echo(f"wrote {site['pages']} pages ({site['binaries']} executables, "
-                                            f"{site['rules']} rule files) to {site['output']}", err=True)),
-              _format(json=as_json))
+        _show(
+            View(
+                site,
+                lambda: typer.echo(
+                    f"wrote {site['pages']} pages ({site['binaries']} executables, "
+                    f"{site['rules']} rule files) to {site['output']}",
+                    err=True,
+                ),
+            ),
+            _format(json=as_json),
+        )
         return
 
     if as_json and output == "-":
@@ -520,6 +634,7 @@ def export(
         try:
             if fmt == "navigator":
                 from .navigator import write_layer
+
                 summary = write_layer(reader, output, binary)
             else:
                 summary = export_index(reader, fmt, output, binary, guard=formula_guard)
@@ -543,10 +658,14 @@ STATS_CSV_COLUMNS = ("source", "path", "status", "reason")
 
 
 @app.command()
-def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
-          as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per file not indexed or with "
-                                      "warnings: source, path, status, reason."),
-          errors: bool = typer.Option(False, "--errors", help="List every file not indexed, with its reason.")) -> None:
+def stats(
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonFlag,
+    as_csv: bool = typer.Option(
+        False, "--csv", help="Print CSV, one row per file not indexed or with warnings: source, path, status, reason."
+    ),
+    errors: bool = typer.Option(False, "--errors", help="List every file not indexed, with its reason."),
+) -> None:
     """Files seen, rules parsed, files that failed and why, commits.
 
     Also mentions and binaries per source, and the index's generation.
@@ -561,10 +680,12 @@ def stats(data_dir: Optional[Path] = DataDir, as_json: bool = JsonFlag,
 
     def table() -> None:
         from .report import print_stats
+
         print_stats(_console(), data, show_all=errors)
 
     def csv(stream: TextIO) -> None:
         from .export import csv_cell, csv_writer
+
         writer = csv_writer(stream)
         writer.writerow(STATS_CSV_COLUMNS)
         for problem in data["problems"]:
@@ -578,8 +699,11 @@ def changes(
     data_dir: Optional[Path] = DataDir,
     last: int = typer.Option(5, "--last", min=1, help="How many refreshes to show."),
     since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD, UTC)."),
-    show_all: bool = typer.Option(False, "--all", help="Every binary and every rule changed (not the first 15), "
-                                  "and the refreshes that found nothing new too."),
+    show_all: bool = typer.Option(
+        False,
+        "--all",
+        help="Every binary and every rule changed (not the first 15), and the refreshes that found nothing new too.",
+    ),
     as_json: bool = JsonFlag,
 ) -> None:
     """What the last refreshes changed.
@@ -595,6 +719,7 @@ def changes(
 
     if since is not None:
         import datetime
+
         try:
             since = datetime.date.fromisoformat(since).isoformat() if len(since) == 10 else None
         except ValueError:
@@ -605,6 +730,7 @@ def changes(
 
     def table() -> None:
         from .report import manifest_lines
+
         if not items:
             typer.echo(f"no refresh recorded since {since}" if since else "no refresh recorded yet")
         for item in items:
@@ -618,8 +744,9 @@ def changes(
 @app.command()
 def links(
     data_dir: Optional[Path] = DataDir,
-    status: List[str] = ListOption("--status", "Only these statuses: ok, moved, deprecated, deleted, unresolvable.",
-                                   _link_statuses),
+    status: List[str] = ListOption(
+        "--status", "Only these statuses: ok, moved, deprecated, deleted, unresolvable.", _link_statuses
+    ),
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
@@ -635,10 +762,12 @@ def links(
 
     def table() -> None:
         from .report import print_links
+
         print_links(_console(), items)
 
     def csv(stream: TextIO) -> None:
         from .export import links_csv
+
         stream.write(links_csv(items))
 
     _show(View(items, table, csv=csv), _format(json=as_json, csv=as_csv))
@@ -650,8 +779,9 @@ def coverage(
     as_json: bool = JsonFlag,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per LOLBAS entry."),
     as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown report."),
-    include_deprecated: bool = typer.Option(False, "--include-deprecated",
-                                            help="Count deprecated and unsupported rules too."),
+    include_deprecated: bool = typer.Option(
+        False, "--include-deprecated", help="Count deprecated and unsupported rules too."
+    ),
 ) -> None:
     """Each LOLBAS entry's coverage tier, and the rules behind it.
 
@@ -670,14 +800,17 @@ def coverage(
 
     def table() -> None:
         from .report import print_coverage
+
         print_coverage(_console(), data)
 
     def csv(stream: TextIO) -> None:
         from .export import coverage_csv
+
         stream.write(coverage_csv(data))
 
     def markdown() -> str:
         from .export import coverage_markdown
+
         return coverage_markdown(data)
 
     _show(View(data, table, csv=csv, markdown=markdown), fmt)
@@ -686,12 +819,22 @@ def coverage(
 @app.command()
 def serve(
     data_dir: Optional[Path] = DataDir,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 shows the index to the network)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on (loopback by default; 0.0.0.0 shows the index to the network).",
+    ),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="uvicorn worker processes, each reading the published index."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="uvicorn worker processes, each reading the published index."
+    ),
     cors_origin: List[str] = ListOption("--cors-origin", "Let pages of this origin read the API (none by default)."),
-    as_json: bool = typer.Option(False, "--json", help="Say where it listens as one JSON line on stdout "
-                                 "(url, host, port, workers, data_dir) instead of a line on stderr."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Say where it listens as one JSON line on stdout "
+        "(url, host, port, workers, data_dir) instead of a line on stderr.",
+    ),
 ) -> None:
     """Serve the index over HTTP: pages, a JSON API and MCP.
 
@@ -709,7 +852,9 @@ def serve(
         raise IndexMissing(f"no index in {folder}: run 'indexer refresh' first")
     for origin in cors_origin:
         if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
-            raise UsageError(f"--cors-origin {origin[:80]!r} is no origin (scheme://host[:port], e.g. https://intranet.example)")
+            raise UsageError(
+                f"--cors-origin {origin[:80]!r} is no origin (scheme://host[:port], e.g. https://intranet.example)"
+            )
     from .web.app import serve as run_serve
 
     try:
@@ -740,8 +885,10 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
     if folder.exists() and not folder.is_dir():
         raise UsageError("not a directory", str(folder))
     if current_generation(folder) is None:
-        typer.echo(f"indexer: warning: no index in {folder} yet: run 'indexer refresh' (tools answer with this error until then)",
-                   err=True)
+        typer.echo(
+            f"indexer: warning: no index in {folder} yet: run 'indexer refresh' (tools answer with this error until then)",
+            err=True,
+        )
     run_stdio(folder)
 
 
@@ -752,8 +899,11 @@ def version_callback(value: bool) -> None:
 
 
 @app.callback()
-def root(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                      help="Print the version.")) -> None:
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
     """Index the executables named by Sigma rules and LOLBAS entries, and search them."""
 
 
@@ -813,17 +963,19 @@ def _internal_error(exc: BaseException, args: List[str]) -> int:
 
     from .text import redact_text
 
-    text = (f"indexer {__version__}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-            f"arguments: {redact_text(repr(args))}\n\n"
-            + redact_text("".join(traceback.format_exception(exc))))
+    text = (
+        f"indexer {__version__}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+        f"arguments: {redact_text(repr(args))}\n\n" + redact_text("".join(traceback.format_exception(exc)))
+    )
     try:
         fd, log = tempfile.mkstemp(prefix="indexer-error-", suffix=".log")
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as handle:
             handle.write(text)
     except OSError:
         log = "(no log: the temporary directory cannot be written)"
-    _error_line(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); "
-                f"the traceback is in {log} - please report it")
+    _error_line(
+        f"internal error ({type(exc).__name__}: {str(exc)[:200]}); the traceback is in {log} - please report it"
+    )
     return ExitCode.INTERNAL
 
 

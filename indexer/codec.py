@@ -34,8 +34,16 @@ def stored(mention: Mention) -> dict[str, Any]:
 
 def order(data: dict[str, Any]) -> tuple[Any, ...]:
     """A stored mention's place in its binary's document: Sigma first, then source, path, line."""
-    return (data["source"] != "sigma", data["source"], data["path"], data["line"], data["role"],
-            data["field"], data["detection"], data["context"])
+    return (
+        data["source"] != "sigma",
+        data["source"],
+        data["path"],
+        data["line"],
+        data["role"],
+        data["field"],
+        data["detection"],
+        data["context"],
+    )
 
 
 def verdict_order(data: dict[str, Any]) -> tuple[Any, ...]:

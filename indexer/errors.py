@@ -16,15 +16,15 @@ from typing import ClassVar
 class ExitCode(enum.IntEnum):
     """The process exit codes of every command (README, "exit code | meaning")."""
 
-    OK = 0                # done; `search`: something was found
-    FILE_ERRORS = 1       # done, but some rule files could not be read
-    NOT_FOUND = 1         # `search`: nothing found; `show`: no such rule or binary (an alias of 1)
-    SOURCE_FAILED = 2     # a source could not be fetched, or a parser process died
-    LOCKED = 3            # another refresh holds the lock
-    USAGE = 4             # a usage error; no index yet or a damaged one
-    INTERNAL = 5          # an error nobody expected (the traceback in a log file)
-    INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
-    BROKEN_PIPE = 141     # the reader of the output went away (128 + SIGPIPE)
+    OK = 0  # done; `search`: something was found
+    FILE_ERRORS = 1  # done, but some rule files could not be read
+    NOT_FOUND = 1  # `search`: nothing found; `show`: no such rule or binary (an alias of 1)
+    SOURCE_FAILED = 2  # a source could not be fetched, or a parser process died
+    LOCKED = 3  # another refresh holds the lock
+    USAGE = 4  # a usage error; no index yet or a damaged one
+    INTERNAL = 5  # an error nobody expected (the traceback in a log file)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE)
 
 
 @dataclass(frozen=True)

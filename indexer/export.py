@@ -37,6 +37,7 @@ _AFTER_SEMICOLON = re.compile(r";\s*")
 
 # --- the records of the exports (their JSON Schemas are derived from them: indexer/schema.py) --
 
+
 @dataclass(frozen=True)
 class MentionLine(Mention):
     """One line of `export --format jsonl`: a mention and its rule file's verdict on the binary."""
@@ -61,8 +62,8 @@ class RuleEntry:
     verdict: Verdict
     verdicts: tuple[Verdict, ...]
     retired: bool
-    tags: tuple[str, ...]           # the union over its mentions (a LOLBAS entry's differ by command)
-    attack: tuple[str, ...]         # ATT&CK technique ids of the tags, as T1218.011
+    tags: tuple[str, ...]  # the union over its mentions (a LOLBAS entry's differ by command)
+    attack: tuple[str, ...]  # ATT&CK technique ids of the tags, as T1218.011
     logsource: str
     platform: Platform
     license: str
@@ -95,10 +96,10 @@ class SourceInfo:
 class JsonExport:
     """`export --format json`: the executables, and what they were exported from."""
 
-    schema: str                     # the $id of indexer/schemas/export-json.schema.json
+    schema: str  # the $id of indexer/schemas/export-json.schema.json
     tool: str
     version: str
-    generated: str                  # UTC, ISO 8601
+    generated: str  # UTC, ISO 8601
     sources: dict[str, SourceInfo]
     binaries: tuple[BinaryEntry, ...]
 
@@ -139,6 +140,7 @@ LOOKUP_COLUMNS = LookupRow.columns()
 
 
 # --- escaping ----------------------------------------------------------------------------------
+
 
 def clean(text: str) -> str:
     """One line of printable text: control characters shown as U+FFFD, newlines as spaces."""
@@ -191,7 +193,7 @@ def formula_like(text: str) -> bool:
     if text[1] != " ":
         return True
     after = text[1:].lstrip(" ")[:1]
-    return bool(after) and (after.isdigit() or after in "(\"=+-@" or ("|" in text and "!" in text))
+    return bool(after) and (after.isdigit() or after in '("=+-@' or ("|" in text and "!" in text))
 
 
 def csv_cell(value: Any, guard: bool = True) -> str:
@@ -210,8 +212,9 @@ def csv_cell(value: Any, guard: bool = True) -> str:
     if ";" in text:
         parts = _AFTER_SEMICOLON.split(text)
         seps = _AFTER_SEMICOLON.findall(text)
-        text = parts[0] + "".join(sep + ("'" if formula_like(part) else "") + part
-                                  for sep, part in zip(seps, parts[1:]))
+        text = parts[0] + "".join(
+            sep + ("'" if formula_like(part) else "") + part for sep, part in zip(seps, parts[1:])
+        )
     return text
 
 
@@ -237,6 +240,7 @@ def verdict_map(mentions: Iterable[Mention]) -> dict[tuple[str, str, str], RuleV
 
 # --- Markdown ----------------------------------------------------------------------------------
 
+
 def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict[str, Any]]) -> str:
     """The "Possible Misuse" section for one executable, in the layout of xCyclopedia's pages,
     with each rule file's verdict on it."""
@@ -247,28 +251,47 @@ def markdown_table(binary: str, mentions: list[Mention], sources: dict[str, dict
     running = sum(v.verdict == "runs" for v in active)
     detecting = sum(v.verdict in DETECTING for v in active)
     lolbas = {p for (s, p) in groups if s == "lolbas"}
-    out = [f"# {md_text(binary)}", "", "## Possible Misuse", "",
-           f"*{len(sigma)} Sigma rule files name {md_code(binary)}: {detecting} detect it, {running} of them "
-           f"running it ({len(sigma) - len(active)} deprecated or unsupported rule files not counted); "
-           f"{len(lolbas)} LOLBAS entries describe it.*", "",
-           "Source | Source File | Example | License | Role | Verdict", "-- | -- | -- | -- | -- | --"]
+    out = [
+        f"# {md_text(binary)}",
+        "",
+        "## Possible Misuse",
+        "",
+        f"*{len(sigma)} Sigma rule files name {md_code(binary)}: {detecting} detect it, {running} of them "
+        f"running it ({len(sigma) - len(active)} deprecated or unsupported rule files not counted); "
+        f"{len(lolbas)} LOLBAS entries describe it.*",
+        "",
+        "Source | Source File | Example | License | Role | Verdict",
+        "-- | -- | -- | -- | -- | --",
+    ]
     for (source, path), items in groups.items():
         info = sources.get(source, {})
         web = info.get("web_url", "")
         label = md_link(SOURCE_LABELS.get(source, source), web)
-        license_url = f"{web}/blob/{info.get('commit', '')}/{info['license_path']}" if web and info.get("license_path") else ""
+        license_url = (
+            f"{web}/blob/{info.get('commit', '')}/{info['license_path']}" if web and info.get("license_path") else ""
+        )
         for m in items:
             role = m.role + (" (filter)" if m.context == "filter" else "") + (" (inferred)" if m.inferred else "")
             rule = verdicts[(m.source, m.path, m.binary)]
             verdict = rule.verdict + (" (deprecated or unsupported)" if rule.retired else "")
-            out.append(" | ".join([label, md_link(path.rsplit("/", 1)[-1], m.url), md_code(m.snippet),
-                                   md_link(m.license, license_url) if m.license else "", md_text(role),
-                                   md_text(verdict)]))
+            out.append(
+                " | ".join(
+                    [
+                        label,
+                        md_link(path.rsplit("/", 1)[-1], m.url),
+                        md_code(m.snippet),
+                        md_link(m.license, license_url) if m.license else "",
+                        md_text(role),
+                        md_text(verdict),
+                    ]
+                )
+            )
     return "\n".join(out) + "\n"
 
 
-def write_markdown(by_binary: dict[str, list[Mention]], sources: dict[str, dict[str, Any]],
-                   output: Path | TextIO) -> list[Path]:
+def write_markdown(
+    by_binary: dict[str, list[Mention]], sources: dict[str, dict[str, Any]], output: Path | TextIO
+) -> list[Path]:
     """One file for all binaries (`x.md` or a stream) or, for a directory, one page per binary."""
     if not isinstance(output, Path) or output.suffix == ".md":
         text = "\n".join(markdown_table(b, ms, sources) for b, ms in sorted(by_binary.items()))
@@ -292,6 +315,7 @@ def write_markdown(by_binary: dict[str, list[Mention]], sources: dict[str, dict[
 
 
 # --- CSV, JSON, JSONL --------------------------------------------------------------------------
+
 
 def technique_ids(tags: Iterable[str]) -> list[str]:
     """ATT&CK technique ids in one form: `attack.t1218.011` and `T1218.011` -> `T1218.011`
@@ -340,25 +364,42 @@ def binary_object(binary: str, mentions: list[Mention]) -> dict[str, Any]:
         first = items[0]
         rule = verdicts[(source, path, first.binary)]  # the mentions are of `binary`
         tags = list(dict.fromkeys(t for m in items for t in m.tags))  # LOLBAS tags differ by command
-        rules.append({
-            "source": source, "path": path, "rule_id": first.rule_id, "title": first.title,
-            "level": first.level, "status": first.status,
-            "verdict": rule.verdict, "verdicts": list(rule.verdicts), "retired": rule.retired,
-            "tags": tags, "attack": technique_ids(tags),
-            "logsource": first.logsource, "platform": first.platform, "license": first.license,
-            "url": first.url.split("#", 1)[0],
-            "roles": sorted({m.role for m in items}),
-            "mentions": [{k: v for k, v in m.to_dict().items() if k in _LINE_FIELDS} for m in items],
-        })
+        rules.append(
+            {
+                "source": source,
+                "path": path,
+                "rule_id": first.rule_id,
+                "title": first.title,
+                "level": first.level,
+                "status": first.status,
+                "verdict": rule.verdict,
+                "verdicts": list(rule.verdicts),
+                "retired": rule.retired,
+                "tags": tags,
+                "attack": technique_ids(tags),
+                "logsource": first.logsource,
+                "platform": first.platform,
+                "license": first.license,
+                "url": first.url.split("#", 1)[0],
+                "roles": sorted({m.role for m in items}),
+                "mentions": [{k: v for k, v in m.to_dict().items() if k in _LINE_FIELDS} for m in items],
+            }
+        )
     return {"binary": binary, "rule_files": len(rules), "rules": rules}
 
 
 def envelope(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What a JSON export was made from: schema id, tool version, date, each source's commit."""
-    return {"schema": JSON_SCHEMA_ID, "tool": "indexer", "version": __version__,
-            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sources": {name: {key: str(info.get(key, "")) for key in SourceInfo.__dataclass_fields__}
-                        for name, info in sorted(sources.items())}}
+    return {
+        "schema": JSON_SCHEMA_ID,
+        "tool": "indexer",
+        "version": __version__,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sources": {
+            name: {key: str(info.get(key, "")) for key in SourceInfo.__dataclass_fields__}
+            for name, info in sorted(sources.items())
+        },
+    }
 
 
 def write_json(by_binary: dict[str, list[Mention]], stream: TextIO, sources: dict[str, dict[str, Any]]) -> int:
@@ -378,8 +419,13 @@ def by_binary(mentions: Iterable[Mention]) -> dict[str, list[Mention]]:
 
 # --- the lookup: one row per executable ---------------------------------------------------------
 
-def lookup_rows(mentions: Iterable[Mention], sources: dict[str, dict[str, Any]],
-                aliases: dict[str, list[str]], entries: list[dict[str, Any]]) -> list[LookupRow]:
+
+def lookup_rows(
+    mentions: Iterable[Mention],
+    sources: dict[str, dict[str, Any]],
+    aliases: dict[str, list[str]],
+    entries: list[dict[str, Any]],
+) -> list[LookupRow]:
     """One LookupRow per executable of `mentions`.
 
     entries: the LOLBAS coverage rows (xref.coverage's `entries`: entry, names, categories, mitre).
@@ -401,21 +447,31 @@ def lookup_rows(mentions: Iterable[Mention], sources: dict[str, dict[str, Any]],
         detecting = [v for v in active if v.detects]
         counts = {verdict: sum(v.verdict == verdict for v in active) for verdict in SIGMA_VERDICTS}
         its_entries = lolbas.get(binary, [])
-        attack = technique_ids([t for v in detecting for t in tags[(v.source, v.path)]]
-                               + [t for e in its_entries for t in e["mitre"]])
-        rows.append(LookupRow(
-            executable=binary, aliases=tuple(aliases.get(binary, ())), sigma_rules=len(active),
-            **{f"rules_{verdict}": n for verdict, n in counts.items()},
-            rules_detecting=len(detecting), rules_retired=len(sigma) - len(active),
-            detecting_rule_ids=tuple(v.rule_id for v in detecting),
-            detecting_rule_titles=tuple(v.title for v in detecting),
-            detecting_rule_urls=tuple(urls[(v.source, v.path)] for v in detecting),
-            lolbas_entries=tuple(sorted({e["entry"] for e in its_entries})),
-            lolbas_categories=tuple(sorted({c for e in its_entries for c in e["categories"]})),
-            attack_ids=tuple(attack),
-            # the sources naming it (seven commits on every row cost a third of the file)
-            source_commits=tuple(f"{name}@{sources[name].get('commit', '')}"
-                                 for name in sorted({m.source for m in items}) if name in sources)))
+        attack = technique_ids(
+            [t for v in detecting for t in tags[(v.source, v.path)]] + [t for e in its_entries for t in e["mitre"]]
+        )
+        rows.append(
+            LookupRow(
+                executable=binary,
+                aliases=tuple(aliases.get(binary, ())),
+                sigma_rules=len(active),
+                **{f"rules_{verdict}": n for verdict, n in counts.items()},
+                rules_detecting=len(detecting),
+                rules_retired=len(sigma) - len(active),
+                detecting_rule_ids=tuple(v.rule_id for v in detecting),
+                detecting_rule_titles=tuple(v.title for v in detecting),
+                detecting_rule_urls=tuple(urls[(v.source, v.path)] for v in detecting),
+                lolbas_entries=tuple(sorted({e["entry"] for e in its_entries})),
+                lolbas_categories=tuple(sorted({c for e in its_entries for c in e["categories"]})),
+                attack_ids=tuple(attack),
+                # the sources naming it (seven commits on every row cost a third of the file)
+                source_commits=tuple(
+                    f"{name}@{sources[name].get('commit', '')}"
+                    for name in sorted({m.source for m in items})
+                    if name in sources
+                ),
+            )
+        )
     return rows
 
 
@@ -462,8 +518,9 @@ def selected_mentions(reader: Any, binaries: Iterable[str] = ()) -> list[Mention
     return reader.search(names)
 
 
-def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (),
-                 guard: bool = True) -> dict[str, Any]:
+def export_index(
+    reader: Any, fmt: str, output: str, binaries: Iterable[str] = (), guard: bool = True
+) -> dict[str, Any]:
     """Write an export of the whole index, or of some binaries, to a path or stdout ("-").
 
     guard: the CSV formula guard (csv and lookup); `--no-formula-guard` turns it off.
@@ -484,7 +541,9 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
     path = Path(output)
     if output != "-":
         path.parent.mkdir(parents=True, exist_ok=True)
-    with (open(path, "w", encoding="utf-8", newline="") if output != "-" else contextlib.nullcontext(sys.stdout)) as stream:
+    with (
+        open(path, "w", encoding="utf-8", newline="") if output != "-" else contextlib.nullcontext(sys.stdout)
+    ) as stream:
         if fmt == "lookup":
             rows = lookup_rows(mentions, sources, reader.aliases(), xref.coverage(reader)["entries"])
             summary["rows"] = write_lookup(rows, stream, guard)
@@ -504,8 +563,21 @@ def export_index(reader: Any, fmt: str, output: str, binaries: Iterable[str] = (
 # --- cross-references ----------------------------------------------------------------------------
 
 LINK_COLUMNS = ("status", "entry", "lolbas_path", "line", "url", "current_path", "rule_id", "basis", "reason")
-COVERAGE_COLUMNS = ("entry", "path", "tier", "categories", "mitre", "running", "other", "mentioning", "linked",
-                    "agree", "running_rules", "other_rules", "linked_not_detecting")
+COVERAGE_COLUMNS = (
+    "entry",
+    "path",
+    "tier",
+    "categories",
+    "mitre",
+    "running",
+    "other",
+    "mentioning",
+    "linked",
+    "agree",
+    "running_rules",
+    "other_rules",
+    "linked_not_detecting",
+)
 TIERS = ("running", "other", "mentioned", "none")
 
 
@@ -519,11 +591,21 @@ def links_csv(links: list[dict[str, Any]]) -> str:
 
 
 def _coverage_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {"entry": row["entry"], "path": row["path"], "tier": row["tier"], "categories": row["categories"],
-            "mitre": row["mitre"], "running": len(row["running_rules"]), "other": len(row["other_rules"]),
-            "mentioning": len(row["mentioning_rules"]), "linked": len(row["linked"]), "agree": row["agree"],
-            "running_rules": row["running_rules"], "other_rules": row["other_rules"],
-            "linked_not_detecting": row["linked_not_detecting"]}
+    return {
+        "entry": row["entry"],
+        "path": row["path"],
+        "tier": row["tier"],
+        "categories": row["categories"],
+        "mitre": row["mitre"],
+        "running": len(row["running_rules"]),
+        "other": len(row["other_rules"]),
+        "mentioning": len(row["mentioning_rules"]),
+        "linked": len(row["linked"]),
+        "agree": row["agree"],
+        "running_rules": row["running_rules"],
+        "other_rules": row["other_rules"],
+        "linked_not_detecting": row["linked_not_detecting"],
+    }
 
 
 def coverage_csv(coverage: dict[str, Any]) -> str:
@@ -540,20 +622,39 @@ def coverage_markdown(coverage: dict[str, Any]) -> str:
     s = coverage["summary"]
     t = s["tiers"]
     retired = "counted" if s["include_retired"] else "not counted"
-    out = ["# LOLBAS coverage by Sigma rules", "",
-           f"Of {s['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary running "
-           f"(tier `running`), {t['other']} a rule that detects it as a parent, target, loaded module or in a "
-           f"command line (`other`), {t['mentioned']} are only mentioned (`mentioned`) and {t['none']} are named "
-           f"by no rule (`none`). Deprecated and unsupported rules are {retired}.", "",
-           "Entry | Tier | Categories | Running | Other | Mentioning only | Linked by LOLBAS | Links agree",
-           "-- | -- | -- | -- | -- | -- | -- | --"]
+    out = [
+        "# LOLBAS coverage by Sigma rules",
+        "",
+        f"Of {s['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary running "
+        f"(tier `running`), {t['other']} a rule that detects it as a parent, target, loaded module or in a "
+        f"command line (`other`), {t['mentioned']} are only mentioned (`mentioned`) and {t['none']} are named "
+        f"by no rule (`none`). Deprecated and unsupported rules are {retired}.",
+        "",
+        "Entry | Tier | Categories | Running | Other | Mentioning only | Linked by LOLBAS | Links agree",
+        "-- | -- | -- | -- | -- | -- | -- | --",
+    ]
     for row in coverage["entries"]:
-        out.append(" | ".join([md_text(row["entry"]), row["tier"], md_text(", ".join(row["categories"])),
-                               str(len(row["running_rules"])), str(len(row["other_rules"])),
-                               str(len(row["mentioning_rules"])), str(len(row["linked"])),
-                               "yes" if row["agree"] else "**no**"]))
+        out.append(
+            " | ".join(
+                [
+                    md_text(row["entry"]),
+                    row["tier"],
+                    md_text(", ".join(row["categories"])),
+                    str(len(row["running_rules"])),
+                    str(len(row["other_rules"])),
+                    str(len(row["mentioning_rules"])),
+                    str(len(row["linked"])),
+                    "yes" if row["agree"] else "**no**",
+                ]
+            )
+        )
     head = " | ".join(["Entries", *TIERS])
-    for title, key, what in (("By category", "by_category", "Category"), ("By MITRE technique", "by_mitre", "Technique")):
+    for title, key, what in (
+        ("By category", "by_category", "Category"),
+        ("By MITRE technique", "by_mitre", "Technique"),
+    ):
         out += ["", f"## {title}", "", f"{what} | {head}", " | ".join(["--"] * (len(TIERS) + 2))]
-        out += [" | ".join([md_text(k), str(v["entries"]), *(str(v[tier]) for tier in TIERS)]) for k, v in s[key].items()]
+        out += [
+            " | ".join([md_text(k), str(v["entries"]), *(str(v[tier]) for tier in TIERS)]) for k, v in s[key].items()
+        ]
     return "\n".join(out) + "\n"

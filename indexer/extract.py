@@ -17,28 +17,95 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from .model import PLATFORMS, Mention
-from .names import (COMMON_WORDS, MODULE_PREFIX, WINDOWS_PREFIX, NameHit, bare_names, explicit_names, is_homoglyph,
-                    process_tail, regex_names, value_names)
+from .names import (
+    COMMON_WORDS,
+    MODULE_PREFIX,
+    WINDOWS_PREFIX,
+    NameHit,
+    bare_names,
+    explicit_names,
+    is_homoglyph,
+    process_tail,
+    regex_names,
+    value_names,
+)
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
 
-_PROCESS = {"image", "newprocessname", "processname", "sourceimage", "callerprocessname", "application",
-            "processpath", "applicationpath", "modifyingapplication", "processnamebuffer", "exe", "comm",
-            "sourceprocessname", "initiatingprocessfilename", "process_path", "executable"}
+_PROCESS = {
+    "image",
+    "newprocessname",
+    "processname",
+    "sourceimage",
+    "callerprocessname",
+    "application",
+    "processpath",
+    "applicationpath",
+    "modifyingapplication",
+    "processnamebuffer",
+    "exe",
+    "comm",
+    "sourceprocessname",
+    "initiatingprocessfilename",
+    "process_path",
+    "executable",
+}
 _PARENT = {"parentimage", "parentprocessname", "parentprocesspath", "parentexe"}
 _ORIGINAL = {"originalfilename"}
 _TARGET = {"targetimage", "targetprocessname"}
 _LOADED = {"imageloaded", "loadedimage"}
-_FILE = {"targetfilename", "filename", "sourcefilename", "filepath", "path", "relativetargetname",
-         "filenamebuffer", "objectname", "currentdirectory", "targetfilepath", "file_path", "name"}
+_FILE = {
+    "targetfilename",
+    "filename",
+    "sourcefilename",
+    "filepath",
+    "path",
+    "relativetargetname",
+    "filenamebuffer",
+    "objectname",
+    "currentdirectory",
+    "targetfilepath",
+    "file_path",
+    "name",
+}
 _REGISTRY = {"targetobject", "details", "newvalue", "oldvalue"}
-_COMMAND = {"commandline", "parentcommandline", "scriptblocktext", "payload", "servicefilename",
-            "imagepath", "processcommandline", "contextinfo", "data", "hostapplication", "command",
-            "taskcontent", "taskcontentnew", "contents", "param1", "param2", "param3", "a0", "a1", "a2", "a3", "a4",
-            "a5", "a6", "a7", "a8", "a9", "proctitle", "args", "cmdline"}
+_COMMAND = {
+    "commandline",
+    "parentcommandline",
+    "scriptblocktext",
+    "payload",
+    "servicefilename",
+    "imagepath",
+    "processcommandline",
+    "contextinfo",
+    "data",
+    "hostapplication",
+    "command",
+    "taskcontent",
+    "taskcontentnew",
+    "contents",
+    "param1",
+    "param2",
+    "param3",
+    "a0",
+    "a1",
+    "a2",
+    "a3",
+    "a4",
+    "a5",
+    "a6",
+    "a7",
+    "a8",
+    "a9",
+    "proctitle",
+    "args",
+    "cmdline",
+}
 # Fields whose values are never file names: network names, hashes, user agents, accounts.
-_NEVER = re.compile(r"host|domain|^query|queryname|queryresults|dns|hash|md5|sha\d|imphash|useragent|user-agent|agent|"
-                    r"ip$|port$|sid$|guid|accessmask|grantedaccess|^user|username|account",
-                    re.IGNORECASE)
+_NEVER = re.compile(
+    r"host|domain|^query|queryname|queryresults|dns|hash|md5|sha\d|imphash|useragent|user-agent|agent|"
+    r"ip$|port$|sid$|guid|accessmask|grantedaccess|^user|username|account",
+    re.IGNORECASE,
+)
 _WHOLE_VALUE_ROLES = {"process", "parent", "original_filename", "target", "loaded_module", "file"}
 _PROCESS_ROLES = {"process", "parent", "original_filename", "target"}
 _INFER_ROLES = {"command_line", "keyword", "other", "registry"}
@@ -54,7 +121,9 @@ _OBJECT_NAME_FIELDS = {"servicename", "company", "unit", "displayname"}
 _LOGSOURCE_SUFFIX = re.compile(
     r"\s+-\s+(?:powershell(?: module| classic| core| script)?|posh ?module|ps ?script|scriptblock(?: ?logging)?|"
     r"ps|linux|macos|windows|sysmon|registry|security|system|file|process(?: ?creation)?|proccreation|"
-    r"dns client|zeek|auditd|builtin|commandline|reg|proxy)\s*$", re.IGNORECASE)
+    r"dns client|zeek|auditd|builtin|commandline|reg|proxy)\s*$",
+    re.IGNORECASE,
+)
 
 
 def platform_of(logsource: str) -> str:
@@ -84,9 +153,16 @@ def field_role(field_name: str, logsource: str = "") -> str | None:
         return "keyword"
     if key == "data" and "ps_classic" not in logsource and "powershell-classic" not in logsource:
         return "other"
-    for names, role in ((_PROCESS, "process"), (_PARENT, "parent"), (_ORIGINAL, "original_filename"),
-                        (_TARGET, "target"), (_LOADED, "loaded_module"), (_FILE, "file"),
-                        (_REGISTRY, "registry"), (_COMMAND, "command_line")):
+    for names, role in (
+        (_PROCESS, "process"),
+        (_PARENT, "parent"),
+        (_ORIGINAL, "original_filename"),
+        (_TARGET, "target"),
+        (_LOADED, "loaded_module"),
+        (_FILE, "file"),
+        (_REGISTRY, "registry"),
+        (_COMMAND, "command_line"),
+    ):
         if key in names:
             return role
     if _NEVER.search(key):
@@ -111,7 +187,7 @@ class Candidate:
     snippet: str
     template: Mention
     in_prose: bool = False
-    platform: str = "windows"       # platform_of(logsource): which stems may resolve
+    platform: str = "windows"  # platform_of(logsource): which stems may resolve
 
     def __reduce__(self) -> tuple[Any, ...]:  # as a tuple: parser processes send tens of thousands
         return Candidate, (self.text, self.line, self.snippet, self.template, self.in_prose, self.platform)
@@ -125,8 +201,8 @@ class Extraction:
     candidates: list[Candidate] = field(default_factory=list)
     rule_ids: list[str] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)  # Sigma -> LOLBAS pages, LOLBAS -> Sigma rules
-    entry: dict[str, Any] = field(default_factory=dict)        # a LOLBAS entry: name, aliases, categories
-    own_stems: dict[str, str] = field(default_factory=dict)    # a LOLBAS entry's own stems: always names in it
+    entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
+    own_stems: dict[str, str] = field(default_factory=dict)  # a LOLBAS entry's own stems: always names in it
 
     def alias_pairs(self) -> list[list[str]]:
         """Image and OriginalFileName names one selection pairs: [image, original, kind].
@@ -137,8 +213,12 @@ class Extraction:
         """
         items: dict[str, tuple[set[str], set[str]]] = {}
         for m in self.mentions:
-            if m.source == "sigma" and m.context == "selection" and not m.inferred \
-                    and m.role in ("process", "original_filename"):
+            if (
+                m.source == "sigma"
+                and m.context == "selection"
+                and not m.inferred
+                and m.role in ("process", "original_filename")
+            ):
                 images, originals = items.setdefault(m.detection, (set(), set()))
                 (images if m.role == "process" else originals).add(m.binary)
         pairs = set()
@@ -193,8 +273,9 @@ class _Collector:
         key = tuple(meta.items())
         base = self._bases.get(key)
         if base is None:
-            base = self._bases[key] = Mention(binary="", source=self.ctx.source, path=self.ctx.path, line=0,
-                                              snippet="", **meta)
+            base = self._bases[key] = Mention(
+                binary="", source=self.ctx.source, path=self.ctx.path, line=0, snippet="", **meta
+            )
         values = base.__dict__
         if not values.keys() >= fields.keys():
             raise TypeError(f"Mention has no field {sorted(fields.keys() - values.keys())}")
@@ -208,8 +289,9 @@ class _Collector:
         if key in self._seen or not 0 < line <= len(self.lines):
             return
         self._seen.add(key)
-        self.out.mentions.append(template.at(name, line, self._line(line), inferred,
-                                             not name.isascii() and is_homoglyph(name)))
+        self.out.mentions.append(
+            template.at(name, line, self._line(line), inferred, not name.isascii() and is_homoglyph(name))
+        )
 
     def _line(self, line: int) -> str:
         """The stripped text of a line: one string per line, however many names it holds."""
@@ -218,9 +300,17 @@ class _Collector:
             stripped = self._stripped[line] = self.lines[line - 1].strip()
         return stripped
 
-    def scan(self, node: yaml.Node, template: Mention, finder: Any, *,
-             infer: bool = False, in_prose: bool = False, platform: str = "windows",
-             infer_text: Any = None) -> None:
+    def scan(
+        self,
+        node: yaml.Node,
+        template: Mention,
+        finder: Any,
+        *,
+        infer: bool = False,
+        in_prose: bool = False,
+        platform: str = "windows",
+        infer_text: Any = None,
+    ) -> None:
         """Run finder(text) over a scalar, line by line when the scalar spans several lines.
 
         infer_text(text): the part of the text where bare names may stand (default: all of it).
@@ -229,8 +319,11 @@ class _Collector:
             for hit in finder(text):
                 self.add(template, hit.name, line, hit.inferred)
             if infer:
-                self.out.candidates.append(Candidate(infer_text(text) if infer_text else text, line,
-                                                     self._line(line), template, in_prose, platform))
+                self.out.candidates.append(
+                    Candidate(
+                        infer_text(text) if infer_text else text, line, self._line(line), template, in_prose, platform
+                    )
+                )
 
     def scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
         start, end = node.start_mark.line, node.end_mark.line
@@ -242,7 +335,7 @@ class _Collector:
         for number in range(start, min(end, len(self.parsed.yaml_lines) - 1) + 1):
             text = self.parsed.yaml_lines[number]
             if number == start:
-                text = text[node.start_mark.column:]
+                text = text[node.start_mark.column :]
             yield self.parsed.file_line(number), text
 
 
@@ -271,8 +364,13 @@ def negated_items(condition: str, names: Iterable[str]) -> set[str]:
         elif low in ("and", "or", "1", "all", "of", "|"):
             continue
         else:
-            pattern = (names if low == "them" else fnmatch.filter(names, token) if "*" in token or "?" in token
-                       or "[" in token else [name for name in names if name == token])
+            pattern = (
+                names
+                if low == "them"
+                else fnmatch.filter(names, token)
+                if "*" in token or "?" in token or "[" in token
+                else [name for name in names if name == token]
+            )
             (negated if stack[-1] ^ pending else positive).update(pattern)
             pending = False
     return negated - positive
@@ -300,8 +398,9 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         top = _top_level(doc.node)
         for ref in scalars(top.get("references")):
             if "lolbas-project" in ref.value.lower():
-                col.out.links.append({"kind": "lolbas", "url": ref.value.strip(),
-                                      "line": parsed.file_line(ref.start_mark.line)})
+                col.out.links.append(
+                    {"kind": "lolbas", "url": ref.value.strip(), "line": parsed.file_line(ref.start_mark.line)}
+                )
         # text: title, description, false positives, the log source's definition, simulations
         texts = [(key, top.get(key)) for key in ("title", "description", "falsepositives", "simulation")]
         texts.append(("definition", child(top.get("logsource"), "definition")))
@@ -316,7 +415,11 @@ def extract_sigma(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         is_filter_rule = "filter" in doc.data and "detection" not in doc.data
         det_node = top.get("filter" if is_filter_rule else "detection")
         item_names = [k for k, _, _ in mapping_items(det_node) if k not in ("condition", "timeframe", "rules")]
-        negated = set(item_names) if is_filter_rule else negated_items(" ( ".join(conditions) + " )" * len(conditions), item_names)
+        negated = (
+            set(item_names)
+            if is_filter_rule
+            else negated_items(" ( ".join(conditions) + " )" * len(conditions), item_names)
+        )
         for name, _, item in mapping_items(det_node):
             if name in ("condition", "timeframe", "rules"):
                 continue
@@ -392,8 +495,9 @@ def _sigma_meta(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _detection_item(col: _Collector, item: yaml.Node, name: str, context: str,
-                    meta: dict[str, Any], platform: str) -> None:
+def _detection_item(
+    col: _Collector, item: yaml.Node, name: str, context: str, meta: dict[str, Any], platform: str
+) -> None:
     if isinstance(item, yaml.MappingNode):
         maps = [item]
     elif isinstance(item, yaml.SequenceNode) and any(isinstance(v, yaml.MappingNode) for v in item.value):
@@ -409,14 +513,21 @@ def _detection_item(col: _Collector, item: yaml.Node, name: str, context: str,
             role = field_role(field_name, meta["logsource"])
             if role is None or _NO_NAME_MODIFIERS.intersection(modifiers):
                 continue
-            template = col.template(meta, field=field_name, modifiers=tuple(modifiers), role=role,
-                                    context=context, detection=name,
-                                    encoded=bool(_ENCODING_MODIFIERS.intersection(modifiers)))
+            template = col.template(
+                meta,
+                field=field_name,
+                modifiers=tuple(modifiers),
+                role=role,
+                context=context,
+                detection=name,
+                encoded=bool(_ENCODING_MODIFIERS.intersection(modifiers)),
+            )
             _values(col, value, template, "re" in modifiers, platform)
 
 
-def _keywords(col: _Collector, nodes: list[yaml.ScalarNode], name: str, context: str,
-              meta: dict[str, Any], platform: str) -> None:
+def _keywords(
+    col: _Collector, nodes: list[yaml.ScalarNode], name: str, context: str, meta: dict[str, Any], platform: str
+) -> None:
     template = col.template(meta, field="", role="keyword", context=context, detection=name)
     for node in nodes:
         if scalar_text(node):
@@ -451,6 +562,7 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
 
 
 # --- comments ----------------------------------------------------------------------------------
+
 
 def comment_lines(parsed: ParsedFile) -> Iterator[tuple[int, str]]:
     """(0-based YAML line, text after `#`) of every YAML comment in a parsed file.
@@ -496,7 +608,7 @@ def comment_lines(parsed: ParsedFile) -> Iterator[tuple[int, str]]:
         spans = inside.get(number, ())
         for position in marked[number]:
             if not any(a <= position < b for a, b in spans):
-                yield number, parsed.yaml_lines[number][position + 1:]
+                yield number, parsed.yaml_lines[number][position + 1 :]
                 break
 
 
@@ -513,6 +625,7 @@ def _comments(col: _Collector, template: Mention, platform: str) -> None:
 
 
 # --- LOLBAS ------------------------------------------------------------------------------------
+
 
 def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
     """Mentions in a LOLBAS entry (current `yml/` layout and the old archive layout)."""
@@ -531,11 +644,15 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             _lolbas_name(col, alias, col.template(meta, field="Alias", role="lolbas_entry"))
         desc = child(node, "Description")
         if isinstance(desc, yaml.ScalarNode):
-            col.scan(desc, col.template(meta, field="Description", role="text"), explicit_names,
-                     infer=True, in_prose=True)
+            col.scan(
+                desc, col.template(meta, field="Description", role="text"), explicit_names, infer=True, in_prose=True
+            )
         for path in scalars(child(node, "Full_Path")):
-            col.scan(path, col.template(meta, field="Path", role="lolbas_path"),
-                     lambda text: value_names(text, whole_value=True, process=True))
+            col.scan(
+                path,
+                col.template(meta, field="Path", role="lolbas_path"),
+                lambda text: value_names(text, whole_value=True, process=True),
+            )
         cmd_nodes = child(node, "Commands")
         if isinstance(cmd_nodes, yaml.SequenceNode):
             for cmd_node, cmd in zip(cmd_nodes.value, commands):
@@ -546,11 +663,20 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                     if not isinstance(value, yaml.ScalarNode) or not scalar_text(value):
                         continue
                     if key == "Command":
-                        col.scan(value, col.template(cmd_meta, field="Command", role="lolbas_command"),
-                                 explicit_names, infer=True)
+                        col.scan(
+                            value,
+                            col.template(cmd_meta, field="Command", role="lolbas_command"),
+                            explicit_names,
+                            infer=True,
+                        )
                     elif key in ("Description", "Usecase"):
-                        col.scan(value, col.template(cmd_meta, field=key, role="text"), explicit_names,
-                                 infer=True, in_prose=True)
+                        col.scan(
+                            value,
+                            col.template(cmd_meta, field=key, role="text"),
+                            explicit_names,
+                            infer=True,
+                            in_prose=True,
+                        )
         listed = data.get("Aliases") if isinstance(data.get("Aliases"), list) else []
         aliases = [a.get("Alias") for a in listed if isinstance(a, dict)]
         col.out.entry = {
@@ -567,11 +693,17 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         for det in _mapping_list(child(node, "Detection")):
             for key, _, value in mapping_items(det):
                 if key == "Sigma" and isinstance(value, yaml.ScalarNode) and scalar_text(value):
-                    col.out.links.append({"kind": "sigma", "url": value.value.strip(),
-                                          "line": parsed.file_line(value.start_mark.line)})
+                    col.out.links.append(
+                        {"kind": "sigma", "url": value.value.strip(), "line": parsed.file_line(value.start_mark.line)}
+                    )
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
-                    col.scan(value, col.template(meta, field="IOC", role="lolbas_ioc"), explicit_names,
-                             infer=True, in_prose=True)
+                    col.scan(
+                        value,
+                        col.template(meta, field="IOC", role="lolbas_ioc"),
+                        explicit_names,
+                        infer=True,
+                        in_prose=True,
+                    )
         _comments(col, col.template(meta, field="comment", role="comment"), "windows")
     return col.out
 
@@ -632,13 +764,22 @@ def _with_modules(module_stems: dict[str, str], windows_stems: dict[str, str]) -
 
 def _dll_phrases(text: str, module_stems: dict[str, str]) -> list[str]:
     """DLLs named as "X DLL" or "X/Y DLLs" in prose, X a loaded DLL's stem (`CLR DLL` -> clr.dll)."""
-    return [module_stems[word] for match in _DLL_PHRASE.finditer(text)
-            for word in match.group(1).lower().split("/") if word in module_stems]
+    return [
+        module_stems[word]
+        for match in _DLL_PHRASE.finditer(text)
+        for word in match.group(1).lower().split("/")
+        if word in module_stems
+    ]
 
 
-def infer(candidates: Iterable[Candidate], windows_stems: dict[str, str],
-          unix_stems: dict[str, str], existing: Iterable[Mention] = (),
-          own_stems: dict[str, str] | None = None, module_stems: dict[str, str] | None = None) -> list[Mention]:
+def infer(
+    candidates: Iterable[Candidate],
+    windows_stems: dict[str, str],
+    unix_stems: dict[str, str],
+    existing: Iterable[Mention] = (),
+    own_stems: dict[str, str] | None = None,
+    module_stems: dict[str, str] | None = None,
+) -> list[Mention]:
     """Inferred mentions: known executables written without their extension.
 
     A candidate's platform picks the stems: Windows names in Windows rules and LOLBAS, Unix

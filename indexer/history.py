@@ -36,8 +36,8 @@ class PathHistory:
     """The history of a repository's paths up to `commit`."""
 
     commit: str = ""
-    last: dict[str, LastContent] = field(default_factory=dict)    # path -> what it last held
-    renames: list[list[str]] = field(default_factory=list)         # [old, new, commit, date], oldest first
+    last: dict[str, LastContent] = field(default_factory=dict)  # path -> what it last held
+    renames: list[list[str]] = field(default_factory=list)  # [old, new, commit, date], oldest first
     _back: dict[str, list[tuple[int, str, str, str]]] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
@@ -47,13 +47,17 @@ class PathHistory:
     def from_json(cls, text: str) -> "PathHistory":
         """The history as stored; ValueError if the text is not one (a damaged file)."""
         data = json.loads(text)
-        if not (isinstance(data, dict) and isinstance(data.get("commit"), str)
-                and isinstance(data.get("last"), dict)
-                and all(isinstance(v, list) and len(v) == 4 and all(isinstance(x, str) for x in v)
-                        for v in data["last"].values())
-                and isinstance(data.get("renames"), list)
-                and all(isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r)
-                        for r in data["renames"])):
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("commit"), str)
+            and isinstance(data.get("last"), dict)
+            and all(
+                isinstance(v, list) and len(v) == 4 and all(isinstance(x, str) for x in v)
+                for v in data["last"].values()
+            )
+            and isinstance(data.get("renames"), list)
+            and all(isinstance(r, list) and len(r) == 4 and all(isinstance(x, str) for x in r) for r in data["renames"])
+        ):
             raise ValueError("not a path history")
         return cls(data["commit"], {p: LastContent(*v) for p, v in data["last"].items()}, data["renames"])
 

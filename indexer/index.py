@@ -35,10 +35,10 @@ from .verdicts import RuleVerdict
 KEEP_PREVIOUS = 2
 STATE_FILE = "state.json"
 PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
-META_FILE = "meta.json"      # format, sources, mention count, binary names: all a search needs besides Whoosh
+META_FILE = "meta.json"  # format, sources, mention count, binary names: all a search needs besides Whoosh
 MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the generation
 DECLARED_FILE = "declared.json"  # binary -> the Sigma links its LOLBAS entries declare (written by xref)
-SUMS_FILE = "SUMS"           # sha256 of every other file of the generation, written when it is published
+SUMS_FILE = "SUMS"  # sha256 of every other file of the generation, written when it is published
 INDEX_FORMAT = 11  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13; 11: `platform`
 
 
@@ -58,8 +58,6 @@ def stem_of(binary: str) -> str:
     return stem if dot and stem else binary
 
 
-
-
 def _dict_of(value: Any, kind: type) -> bool:
     return isinstance(value, dict) and all(isinstance(v, kind) for v in value.values())
 
@@ -71,9 +69,16 @@ def _list_of(value: Any, kind: type) -> bool:
 def _declared(data: Any) -> dict[str, list[dict[str, Any]]] | None:
     """declared.json as xref.write writes it, or None."""
     ok = isinstance(data, dict) and all(
-        isinstance(links, list) and all(isinstance(l, dict) and isinstance(l.get("lolbas_path"), str)
-                                        and isinstance(l.get("line"), int) and isinstance(l.get("status"), str)
-                                        for l in links) for links in data.values())
+        isinstance(links, list)
+        and all(
+            isinstance(l, dict)
+            and isinstance(l.get("lolbas_path"), str)
+            and isinstance(l.get("line"), int)
+            and isinstance(l.get("status"), str)
+            for l in links
+        )
+        for links in data.values()
+    )
     return data if ok else None
 
 
@@ -117,8 +122,9 @@ def current_generation(data_dir: Path, strict: bool = False) -> Path | None:
         return None
     except (OSError, ValueError) as exc:  # a directory, unreadable, garbage, not UTF-8
         if strict:
-            raise IndexMissing(f"the index in {data_dir} is damaged (CURRENT: {exc.__class__.__name__}): "
-                               "run 'indexer refresh'") from None
+            raise IndexMissing(
+                f"the index in {data_dir} is damaged (CURRENT: {exc.__class__.__name__}): run 'indexer refresh'"
+            ) from None
         return None
     path = root / name
     return path if name and path.is_dir() else None
@@ -142,7 +148,12 @@ class IndexWriter:
             for item in base.iterdir():
                 # only Whoosh's files: the generation's own (state, meta, cross-references, SUMS,
                 # manifest) are written anew, and writing through a link would change the base's
-                if item.is_file() and "LOCK" not in item.name and not item.name.endswith(".json") and item.name != SUMS_FILE:
+                if (
+                    item.is_file()
+                    and "LOCK" not in item.name
+                    and not item.name.endswith(".json")
+                    and item.name != SUMS_FILE
+                ):
                     os.link(item, self.path / item.name)
             self._index = whoosh_index.open_dir(str(self.path))
         else:
@@ -150,8 +161,9 @@ class IndexWriter:
         self._writer = self._index.writer(limitmb=256)
         self._committed = False
 
-    def replace_files(self, removed: dict[str, list[str]], rows: Iterable[Row],
-                      verdict_rows: Iterable[Row] = ()) -> dict[str, str]:
+    def replace_files(
+        self, removed: dict[str, list[str]], rows: Iterable[Row], verdict_rows: Iterable[Row] = ()
+    ) -> dict[str, str]:
         """Drop every mention and verdict of the `removed` files (fileref -> the binaries it
         named), add `rows` (mentions) and `verdict_rows` (the files' verdicts on each binary).
 
@@ -174,11 +186,13 @@ class IndexWriter:
                         items = json.loads(stored["data"])
                         before[binary] = len(items)
                         added.setdefault(binary, []).extend(
-                            (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed)
+                            (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed
+                        )
                         rules.setdefault(binary, []).extend(
                             (verdict_order(d), encode(d))
                             for d in json.loads(stored.get("rules") or "[]")
-                            if fileref(d["source"], d["path"]) not in removed)
+                            if fileref(d["source"], d["path"]) not in removed
+                        )
         written: dict[str, str] = {}
         write = self._writer.update_document if self._base else self._writer.add_document
         for binary in sorted(affected):
@@ -195,8 +209,9 @@ class IndexWriter:
             write(binary=binary, data=written[binary], rules="[" + ",".join(text for _, text in verdicts) + "]")
         return written
 
-    def commit(self, sources: dict[str, dict[str, Any]], optimize: bool = False,
-               aliases: dict[str, list[str]] | None = None) -> None:
+    def commit(
+        self, sources: dict[str, dict[str, Any]], optimize: bool = False, aliases: dict[str, list[str]] | None = None
+    ) -> None:
         """Write the documents and the sources: the generation can be searched (not yet published).
 
         aliases: name -> names the corpus pairs with it (extract.derive_aliases), kept in meta.json.
@@ -204,8 +219,13 @@ class IndexWriter:
         self._writer.commit(optimize=optimize)
         self._committed = True
         self._index.close()
-        meta = {"format": INDEX_FORMAT, "sources": sources, "mentions": self._mentions,
-                "binaries": sorted(self._binaries), "aliases": aliases or {}}
+        meta = {
+            "format": INDEX_FORMAT,
+            "sources": sources,
+            "mentions": self._mentions,
+            "binaries": sorted(self._binaries),
+            "aliases": aliases or {},
+        }
         self._write_file(META_FILE, json.dumps(meta, indent=1))
 
     @property
@@ -247,7 +267,7 @@ class IndexWriter:
         _fsync_file(self.path / SUMS_FILE)
         _fsync_dir(self.path)
         root = index_root(self.data_dir)
-        published = (_published(root) + [self.path.name])[-(KEEP_PREVIOUS + 8):]
+        published = (_published(root) + [self.path.name])[-(KEEP_PREVIOUS + 8) :]
         write_atomic(root / PUBLISHED_FILE, "\n".join(published) + "\n", sync=True)
         write_atomic(root / "CURRENT", self.path.name + "\n", sync=True)
         _fsync_dir(root)
@@ -328,18 +348,26 @@ def read_meta(generation: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise _damaged(generation, exc, META_FILE) from None
     if isinstance(meta, dict) and "format" in meta and meta["format"] != INDEX_FORMAT:
-        raise IndexMissing(f"the index in {generation.parent.parent} was written by another version of indexer: "
-                           "run 'indexer refresh --full'")
-    if not (isinstance(meta, dict) and _dict_of(meta.get("sources"), dict) and isinstance(meta.get("mentions"), int)
-            and _list_of(meta.get("binaries"), str)):
+        raise IndexMissing(
+            f"the index in {generation.parent.parent} was written by another version of indexer: "
+            "run 'indexer refresh --full'"
+        )
+    if not (
+        isinstance(meta, dict)
+        and _dict_of(meta.get("sources"), dict)
+        and isinstance(meta.get("mentions"), int)
+        and _list_of(meta.get("binaries"), str)
+    ):
         raise _damaged(generation, ValueError("not the expected fields"), META_FILE)
     return meta
 
 
 def _damaged(generation: Path, exc: BaseException, name: str = "") -> IndexMissing:
     where = f"{generation.name}/{name}" if name else generation.name
-    return IndexMissing(f"the index in {generation.parent.parent} is damaged ({where}: "
-                        f"{type(exc).__name__}): run 'indexer refresh --full'")
+    return IndexMissing(
+        f"the index in {generation.parent.parent} is damaged ({where}: "
+        f"{type(exc).__name__}): run 'indexer refresh --full'"
+    )
 
 
 class IndexReader:
@@ -397,7 +425,9 @@ class IndexReader:
         for text in texts:
             try:
                 items = json.loads(text)
-                if not (isinstance(items, list) and all(isinstance(d, dict) and STORED_KEYS <= d.keys() for d in items)):
+                if not (
+                    isinstance(items, list) and all(isinstance(d, dict) and STORED_KEYS <= d.keys() for d in items)
+                ):
                     raise ValueError("not a list of mentions")
             except (ValueError, TypeError) as exc:
                 raise _damaged(self.generation, exc) from None
@@ -430,9 +460,17 @@ class IndexReader:
         """Number of mentions (recorded when the generation was written)."""
         return self._meta["mentions"]
 
-    def search(self, binaries: Iterable[str], *, source: str | None = None, role: Iterable[str] = (),
-               field: str | None = None, context: str | None = None, platform: str | None = None,
-               inferred: bool | None = None) -> list[Mention]:
+    def search(
+        self,
+        binaries: Iterable[str],
+        *,
+        source: str | None = None,
+        role: Iterable[str] = (),
+        field: str | None = None,
+        context: str | None = None,
+        platform: str | None = None,
+        inferred: bool | None = None,
+    ) -> list[Mention]:
         """Mentions of any of `binaries`, filtered; sorted by source, path, line."""
         roles = set(role)
         wanted_field = field.lower() if field else None
@@ -440,11 +478,14 @@ class IndexReader:
         texts = (self._text(binary) for binary in dict.fromkeys(binaries))
         for items in self._documents(text for text in texts if text is not None):
             for data in items:
-                if ((source and data["source"] != source) or (roles and data["role"] not in roles)
-                        or (wanted_field and data["field"].lower() != wanted_field)
-                        or (context and data["context"] != context)
-                        or (platform and data["platform"] != platform)
-                        or (inferred is not None and data["inferred"] != inferred)):
+                if (
+                    (source and data["source"] != source)
+                    or (roles and data["role"] not in roles)
+                    or (wanted_field and data["field"].lower() != wanted_field)
+                    or (context and data["context"] != context)
+                    or (platform and data["platform"] != platform)
+                    or (inferred is not None and data["inferred"] != inferred)
+                ):
                     continue
                 out.append(self._mention(data))
         return sorted(out, key=mention_order)

@@ -33,12 +33,12 @@ class SourceOutcome:
     branch: str
     before: str = ""
     after: str = ""
-    mode: str = ""                 # "full" | "incremental" | "unchanged" | "failed"
+    mode: str = ""  # "full" | "incremental" | "unchanged" | "failed"
     error: str = ""
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    renamed: list[tuple[str, str]] = field(default_factory=list)   # (old, new)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SourceOutcome":
@@ -70,7 +70,7 @@ class Manifest:
     # binary -> detection rules (not deprecated or unsupported) that detect it, before and after:
     # counts, and the rules gained, lost, or detecting it differently (verdicts.DETECTING)
     detections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rules_added_detail: list[dict[str, str]] = field(default_factory=list)    # id, path, title
+    rules_added_detail: list[dict[str, str]] = field(default_factory=list)  # id, path, title
     rules_removed_detail: list[dict[str, str]] = field(default_factory=list)  # id, path, title (before)
     generation: str = ""
 
@@ -91,6 +91,7 @@ class Manifest:
 
 # --- what changed ----------------------------------------------------------------------------------
 
+
 def mention_key(mention: dict[str, Any], ref_map: dict[str, str]) -> tuple[Any, ...]:
     """What a stored mention says, not where: a line moving down is no change, a selection
     becoming a filter is one. Its file is `ref_map`'s name for it (a renamed file: its new one)."""
@@ -98,8 +99,14 @@ def mention_key(mention: dict[str, Any], ref_map: dict[str, str]) -> tuple[Any, 
     return (ref_map.get(ref, ref), *says(mention))  # says: the binary first
 
 
-def summarise(old_docs: dict[str, str], written: dict[str, str], previous: State | None, state: State,
-              renamed: dict[str, list[tuple[str, str]]], detecting: Iterable[str]) -> dict[str, Any]:
+def summarise(
+    old_docs: dict[str, str],
+    written: dict[str, str],
+    previous: State | None,
+    state: State,
+    renamed: dict[str, list[tuple[str, str]]],
+    detecting: Iterable[str],
+) -> dict[str, Any]:
     """The manifest's account of what changed (its fields mentions_added ... rules_removed_detail).
 
     old_docs, written: each binary's stored document (JSON) before and after, for the binaries
@@ -130,9 +137,12 @@ def summarise(old_docs: dict[str, str], written: dict[str, str], previous: State
     binaries = {}
     for binary in sorted(set(rules_before) | set(rules_after)):
         if rules_before[binary] != rules_after[binary]:
-            binaries[binary] = {"rules_before": len(rules_before[binary]), "rules_after": len(rules_after[binary]),
-                                "gained": len(rules_after[binary] - rules_before[binary]),
-                                "lost": len(rules_before[binary] - rules_after[binary])}
+            binaries[binary] = {
+                "rules_before": len(rules_before[binary]),
+                "rules_after": len(rules_after[binary]),
+                "gained": len(rules_after[binary] - rules_before[binary]),
+                "lost": len(rules_before[binary] - rules_after[binary]),
+            }
     old_ids = rule_paths(previous.files.values()) if previous else {}
     new_ids = rule_paths(state.files.values())
     added, removed = sorted(set(new_ids) - set(old_ids)), sorted(set(old_ids) - set(new_ids))
@@ -142,21 +152,30 @@ def summarise(old_docs: dict[str, str], written: dict[str, str], previous: State
         "binaries": binaries,
         "rules_added": added,
         "rules_removed": removed,
-        "rules_renamed": [{"id": rid, "from": old_ids[rid], "to": new_ids[rid]}
-                          for rid in sorted(set(old_ids) & set(new_ids)) if old_ids[rid] != new_ids[rid]],
+        "rules_renamed": [
+            {"id": rid, "from": old_ids[rid], "to": new_ids[rid]}
+            for rid in sorted(set(old_ids) & set(new_ids))
+            if old_ids[rid] != new_ids[rid]
+        ],
         "detections": detections,
         "rules_added_detail": [_rule_detail(rid, new_ids[rid], state) for rid in added] if previous else [],
         "rules_removed_detail": [_rule_detail(rid, old_ids[rid], previous) for rid in removed] if previous else [],
     }
 
 
-def detection_change(old: list[RuleVerdict], new: list[RuleVerdict], renames: dict[str, str],
-                     detecting: set[str]) -> dict[str, Any] | None:
+def detection_change(
+    old: list[RuleVerdict], new: list[RuleVerdict], renames: dict[str, str], detecting: set[str]
+) -> dict[str, Any] | None:
     """The rules of the `detecting` sources that started or stopped detecting a binary, or detect
     it differently (deprecated and unsupported rules never detect); None if none did."""
+
     def detected_by(rules: list[RuleVerdict], ref_map: dict[str, str]) -> dict[str, RuleVerdict]:
-        return {ref_map.get(ref, ref): r for r in rules if r.source in detecting and r.detects and not r.retired
-                for ref in [fileref(r.source, r.path)]}
+        return {
+            ref_map.get(ref, ref): r
+            for r in rules
+            if r.source in detecting and r.detects and not r.retired
+            for ref in [fileref(r.source, r.path)]
+        }
 
     was, now = detected_by(old, renames), detected_by(new, {})
     if {ref: r.verdict for ref, r in was.items()} == {ref: r.verdict for ref, r in now.items()}:
@@ -171,11 +190,15 @@ def detection_change(old: list[RuleVerdict], new: list[RuleVerdict], renames: di
         return "" if r is None else r.verdict + (" (deprecated or unsupported)" if r.retired else "")
 
     return {
-        "before": len(was), "after": len(now),
+        "before": len(was),
+        "after": len(now),
         "gained": [rule(ref, now[ref], verdict=now[ref].verdict) for ref in sorted(set(now) - set(was))],
         "lost": [rule(ref, was[ref], verdict=was[ref].verdict, now=status(ref)) for ref in sorted(set(was) - set(now))],
-        "changed": [rule(ref, now[ref], before=was[ref].verdict, after=now[ref].verdict)
-                    for ref in sorted(set(was) & set(now)) if was[ref].verdict != now[ref].verdict],
+        "changed": [
+            rule(ref, now[ref], before=was[ref].verdict, after=now[ref].verdict)
+            for ref in sorted(set(was) & set(now))
+            if was[ref].verdict != now[ref].verdict
+        ],
     }
 
 
@@ -191,12 +214,14 @@ def _rule_detail(rule_id: str, ref: str, state: State) -> dict[str, str]:
 
 # --- manifest files --------------------------------------------------------------------------------
 
+
 def save_manifest(data_dir: Path, manifest: Manifest) -> None:
     """Keep the manifest in <data dir>/manifests/ (the KEEP_MANIFESTS newest are kept)."""
     folder = Path(data_dir) / "manifests"
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / (manifest.started.replace(":", "") + f"-{os.getpid()}.json"),
-                 json.dumps(manifest.to_dict(), indent=1))
+    write_atomic(
+        folder / (manifest.started.replace(":", "") + f"-{os.getpid()}.json"), json.dumps(manifest.to_dict(), indent=1)
+    )
     for old in sorted(folder.glob("*.json"))[:-KEEP_MANIFESTS]:
         old.unlink(missing_ok=True)
 
@@ -219,14 +244,20 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError):
         return None
-    if (isinstance(data, dict) and _typed(data, _MANIFEST_FIELDS) and isinstance(data.get("sources"), dict)
-            and all(isinstance(s, dict) and _typed(s, _SOURCE_FIELDS) for s in data["sources"].values())
-            and all(isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in data["file_errors"])
-            and all(isinstance(c, dict) and all(isinstance(c.get(k), int) for k in ("rules_before", "rules_after",
-                                                                                    "gained", "lost"))
-                    for c in data["binaries"].values())
-            and _detections_shown(data.get("detections", {}))
-            and all(_records(data.get(f"{key}_detail", []), "title", "path") for key in ("rules_added", "rules_removed"))):
+    if (
+        isinstance(data, dict)
+        and _typed(data, _MANIFEST_FIELDS)
+        and isinstance(data.get("sources"), dict)
+        and all(isinstance(s, dict) and _typed(s, _SOURCE_FIELDS) for s in data["sources"].values())
+        and all(isinstance(e, dict) and all(isinstance(v, str) for v in e.values()) for e in data["file_errors"])
+        and all(
+            isinstance(c, dict)
+            and all(isinstance(c.get(k), int) for k in ("rules_before", "rules_after", "gained", "lost"))
+            for c in data["binaries"].values()
+        )
+        and _detections_shown(data.get("detections", {}))
+        and all(_records(data.get(f"{key}_detail", []), "title", "path") for key in ("rules_added", "rules_removed"))
+    ):
         return data
     return None
 
@@ -238,9 +269,14 @@ def _records(value: Any, *keys: str) -> bool:
 def _detections_shown(value: Any) -> bool:
     """Whether a manifest's `detections` has the shape `indexer changes` prints."""
     return isinstance(value, dict) and all(
-        isinstance(d, dict) and "before" in d and "after" in d
-        and _records(d.get("lost"), "verdict", "title", "path", "now") and _records(d.get("gained"), "verdict", "title", "path")
-        and _records(d.get("changed"), "before", "after", "title", "path") for d in value.values())
+        isinstance(d, dict)
+        and "before" in d
+        and "after" in d
+        and _records(d.get("lost"), "verdict", "title", "path", "now")
+        and _records(d.get("gained"), "verdict", "title", "path")
+        and _records(d.get("changed"), "before", "after", "title", "path")
+        for d in value.values()
+    )
 
 
 def _typed(data: dict[str, Any], kinds: dict[str, type]) -> bool:
@@ -248,12 +284,31 @@ def _typed(data: dict[str, Any], kinds: dict[str, type]) -> bool:
 
 
 # what a manifest holds (what `indexer changes` shows): a manifest file of another shape is damaged
-_MANIFEST_FIELDS = {name: type(value) for name, value in Manifest(started="").to_dict().items()
-                    if name in ("started", "duration_s", "exit_code", "generation", "files_parsed", "file_errors",
-                                "mentions_added", "mentions_removed", "mentions_total", "binaries", "rules_added",
-                                "rules_removed", "rules_renamed")}
-_SOURCE_FIELDS = {name: type(value) for name, value in asdict(SourceOutcome("", "", "")).items()
-                  if name in ("mode", "before", "after", "error", "added", "modified", "deleted", "renamed")}
+_MANIFEST_FIELDS = {
+    name: type(value)
+    for name, value in Manifest(started="").to_dict().items()
+    if name
+    in (
+        "started",
+        "duration_s",
+        "exit_code",
+        "generation",
+        "files_parsed",
+        "file_errors",
+        "mentions_added",
+        "mentions_removed",
+        "mentions_total",
+        "binaries",
+        "rules_added",
+        "rules_removed",
+        "rules_renamed",
+    )
+}
+_SOURCE_FIELDS = {
+    name: type(value)
+    for name, value in asdict(SourceOutcome("", "", "")).items()
+    if name in ("mode", "before", "after", "error", "added", "modified", "deleted", "renamed")
+}
 
 
 def changed_anything(manifest: dict[str, Any]) -> bool:
@@ -261,9 +316,13 @@ def changed_anything(manifest: dict[str, Any]) -> bool:
     return bool(manifest.get("exit_code")) or any(s.get("mode") != "unchanged" for s in manifest["sources"].values())
 
 
-def recent_manifests(data_dir: Path, last: int, since: str | None = None,
-                     include_unchanged: bool = False) -> list[dict[str, Any]]:
+def recent_manifests(
+    data_dir: Path, last: int, since: str | None = None, include_unchanged: bool = False
+) -> list[dict[str, Any]]:
     """The `last` newest manifests started on or after `since` (YYYY-MM-DD...), as `changes` lists them."""
-    items = (m for m in manifests(data_dir)
-             if (not since or m["started"] >= since) and (include_unchanged or changed_anything(m)))
+    items = (
+        m
+        for m in manifests(data_dir)
+        if (not since or m["started"] >= since) and (include_unchanged or changed_anything(m))
+    )
     return [m for _, m in zip(range(last), items)]

@@ -26,8 +26,8 @@ from .model import ROLES, IndexMissing, Mention
 from .query import search, show_target
 from .verdicts import VERDICT_HELP, VERDICTS, RuleVerdict
 
-SNIPPET_MAX = 300       # characters of a rule line kept in an answer
-LIST_MAX = 100          # names kept in any other list of an answer
+SNIPPET_MAX = 300  # characters of a rule line kept in an answer
+LIST_MAX = 100  # names kept in any other list of an answer
 Role = Literal[ROLES]  # type: ignore[valid-type]
 LinkStatus = Literal[xref.LINK_STATUSES]  # type: ignore[valid-type]
 Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
@@ -43,6 +43,7 @@ INSTRUCTIONS = (
 
 
 # --- typed results -----------------------------------------------------------------------------
+
 
 class RuleLine(BaseModel):
     """One line of a rule file that names the binary."""
@@ -75,7 +76,9 @@ class RuleHit(BaseModel):
     commit: str = Field(description="the commit indexed")
     license: str
     url: str = Field(description="permalink to the file at the indexed commit")
-    verdict: str = Field(description=f"what the rule file does with the binary, the strongest of its verdicts ({VERDICT_TEXT})")
+    verdict: str = Field(
+        description=f"what the rule file does with the binary, the strongest of its verdicts ({VERDICT_TEXT})"
+    )
     verdicts: list[str] = Field(description="every verdict of its lines, strongest first")
     detects: bool = Field(description="the verdict is runs, parent, target, loads or invoked")
     retired: bool = Field(description="a deprecated or unsupported Sigma rule (listed last, never counted)")
@@ -111,10 +114,12 @@ class SearchBinaryResult(BaseModel):
     mentions_total: int
     offset: int
     next_offset: Optional[int] = Field(description="offset of the next page, null on the last")
-    rules: list[RuleHit] = Field(description="strongest verdict first (runs, parent, ...), retired rules last, "
-                                             "then level and path")
+    rules: list[RuleHit] = Field(
+        description="strongest verdict first (runs, parent, ...), retired rules last, then level and path"
+    )
     lolbas_declared_detections: list[LinkRecord] = Field(
-        description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths")
+        description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths"
+    )
 
 
 class BinaryVerdict(BaseModel):
@@ -140,7 +145,9 @@ class RuleDetail(BaseModel):
     url: str = Field("", description="permalink to the file at the indexed commit")
     binaries: list[str] = Field(default_factory=list, description=f"executables it names (at most {LIST_MAX})")
     binaries_total: int = 0
-    verdicts: list[BinaryVerdict] = Field(default_factory=list, description=f"per binary, strongest first (at most {LIST_MAX})")
+    verdicts: list[BinaryVerdict] = Field(
+        default_factory=list, description=f"per binary, strongest first (at most {LIST_MAX})"
+    )
     former_paths: list[dict[str, str]] = Field(default_factory=list, description="paths the rule had before")
     linked_from_lolbas: list[LinkRecord] = Field(default_factory=list)
     links: list[LinkRecord] = Field(default_factory=list, description="links this file makes to the other source")
@@ -178,8 +185,10 @@ class CoverageEntry(BaseModel):
     names: list[str]
     categories: list[str]
     mitre: list[str]
-    tier: str = Field(description="running: a Sigma rule selects it as the process; other: only as parent, "
-                                  "target, loaded module or in a command line; mentioned: rules only name it; none")
+    tier: str = Field(
+        description="running: a Sigma rule selects it as the process; other: only as parent, "
+        "target, loaded module or in a command line; mentioned: rules only name it; none"
+    )
     verdicts: list[str] = Field(description="the verdicts of the rules naming it, strongest first")
     running_rules: list[str] = Field(description="rules with verdict runs (capped at rules_per_entry)")
     running_rules_total: int
@@ -187,7 +196,9 @@ class CoverageEntry(BaseModel):
     other_rules_total: int
     detecting_rules: list[str] = Field(description="running and other rules (capped at rules_per_entry)")
     detecting_rules_total: int
-    mentioning_rules: list[str] = Field(description="rules that name it without detecting it (capped at rules_per_entry)")
+    mentioning_rules: list[str] = Field(
+        description="rules that name it without detecting it (capped at rules_per_entry)"
+    )
     mentioning_rules_total: int
     retired_rules: list[str] = Field(description="deprecated or unsupported rules naming it (capped)")
     retired_rules_total: int
@@ -262,8 +273,10 @@ class ChangeRecord(BaseModel):
     mentions_total: int
     binaries: list[BinaryChange] = Field(description="binaries whose rules changed, most changed first")
     binaries_total: int
-    detections: list[DetectionChange] = Field(description="binaries that gained or lost a detecting rule "
-                                                          "(verdict runs, parent, target, loads, invoked), most changed first")
+    detections: list[DetectionChange] = Field(
+        description="binaries that gained or lost a detecting rule "
+        "(verdict runs, parent, target, loads, invoked), most changed first"
+    )
     detections_total: int
     rules_added: list[dict[str, str]] = Field(description="id, path, title")
     rules_added_total: int
@@ -308,6 +321,7 @@ class LayerResult(BaseModel):
 
 # --- the server ------------------------------------------------------------------------------
 
+
 class _Index:
     """The data directory's current generation, reopened when a refresh publishes a new one.
 
@@ -339,13 +353,23 @@ def _page(total: int, offset: int, limit: int) -> Optional[int]:
 
 
 def _cut(text: str, limit: int = SNIPPET_MAX) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _line(m: Mention) -> RuleLine:
-    return RuleLine(line=m.line, binary=m.binary, snippet=_cut(m.snippet), role=m.role, field=m.field,
-                    modifiers=list(m.modifiers), context=m.context, detection=m.detection,
-                    inferred=m.inferred, encoded=m.encoded, url=m.url)
+    return RuleLine(
+        line=m.line,
+        binary=m.binary,
+        snippet=_cut(m.snippet),
+        role=m.role,
+        field=m.field,
+        modifiers=list(m.modifiers),
+        context=m.context,
+        detection=m.detection,
+        inferred=m.inferred,
+        encoded=m.encoded,
+        url=m.url,
+    )
 
 
 def _link(data: dict[str, Any]) -> LinkRecord:
@@ -356,36 +380,76 @@ def _rule_hit(rule: RuleVerdict, items: list[Mention], lines_per_rule: int) -> R
     """One rule file's verdict for a binary, with its lines."""
     first = items[0]
     return RuleHit(
-        source=rule.source, path=rule.path, binary=rule.binary, rule_id=rule.rule_id, title=rule.title,
-        level=rule.level, status=rule.status, logsource=first.logsource,
-        tags=sorted({t for m in items for t in m.tags}), commit=first.commit, license=first.license,
-        url=first.url.split("#", 1)[0], verdict=rule.verdict, verdicts=list(rule.verdicts), detects=rule.detects,
-        retired=rule.retired, roles=sorted({m.role for m in items}),
-        lines=[_line(m) for m in items[:lines_per_rule]], lines_total=len(items))
+        source=rule.source,
+        path=rule.path,
+        binary=rule.binary,
+        rule_id=rule.rule_id,
+        title=rule.title,
+        level=rule.level,
+        status=rule.status,
+        logsource=first.logsource,
+        tags=sorted({t for m in items for t in m.tags}),
+        commit=first.commit,
+        license=first.license,
+        url=first.url.split("#", 1)[0],
+        verdict=rule.verdict,
+        verdicts=list(rule.verdicts),
+        detects=rule.detects,
+        retired=rule.retired,
+        roles=sorted({m.role for m in items}),
+        lines=[_line(m) for m in items[:lines_per_rule]],
+        lines_total=len(items),
+    )
 
 
 def build_server(data_dir: Path) -> MCPServer:
     """The MCP server over the index in `data_dir` (opened at each call: refreshes show at once)."""
     index = _Index(Path(data_dir))
-    server: MCPServer = MCPServer("indexer", title="Sigma / LOLBAS executable index",
-                                  instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    server: MCPServer = MCPServer(
+        "indexer",
+        title="Sigma / LOLBAS executable index",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+    )
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @server.tool(annotations=read_only)
     def search_binary(
-        name: Annotated[str, Field(description="An executable: psr.exe, PSR.EXE, a bare name (psr), a Windows "
-                                               "or Unix path, or a wildcard (cert*.exe)", min_length=1, max_length=260)],
-        source: Annotated[Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")] = None,
-        roles: Annotated[list[Role], Field(description="Only lines with these roles (what the name is to the rule: "
-                                                       "process, parent, command_line, ...); to select rules by what "
-                                                       "they do with the binary, use detects or verdicts")] = [],
-        detects: Annotated[bool, Field(description="Only rules that detect the binary: verdict runs, parent, target, "
-                                                   "loads or invoked")] = False,
+        name: Annotated[
+            str,
+            Field(
+                description="An executable: psr.exe, PSR.EXE, a bare name (psr), a Windows "
+                "or Unix path, or a wildcard (cert*.exe)",
+                min_length=1,
+                max_length=260,
+            ),
+        ],
+        source: Annotated[
+            Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")
+        ] = None,
+        roles: Annotated[
+            list[Role],
+            Field(
+                description="Only lines with these roles (what the name is to the rule: "
+                "process, parent, command_line, ...); to select rules by what "
+                "they do with the binary, use detects or verdicts"
+            ),
+        ] = [],
+        detects: Annotated[
+            bool, Field(description="Only rules that detect the binary: verdict runs, parent, target, loads or invoked")
+        ] = False,
         verdicts: Annotated[list[Verdict], Field(description="Only rules whose verdict is one of these")] = [],
-        context: Annotated[Optional[Literal["selection", "filter"]], Field(
-            description="selection: items that select the binary; filter: items that exclude it")] = None,
-        field: Annotated[Optional[str], Field(description="Only this detection field (Image, CommandLine, ...)", max_length=100)] = None,
-        include_inferred: Annotated[bool, Field(description="Include bare names recognised without their extension")] = True,
+        context: Annotated[
+            Optional[Literal["selection", "filter"]],
+            Field(description="selection: items that select the binary; filter: items that exclude it"),
+        ] = None,
+        field: Annotated[
+            Optional[str], Field(description="Only this detection field (Image, CommandLine, ...)", max_length=100)
+        ] = None,
+        include_inferred: Annotated[
+            bool, Field(description="Include bare names recognised without their extension")
+        ] = True,
         limit: Annotated[int, Field(description="Rules per page", ge=1, le=100)] = 20,
         offset: Annotated[int, Field(description="Rules to skip (next_offset of the previous page)", ge=0)] = 0,
         lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
@@ -398,8 +462,17 @@ def build_server(data_dir: Path) -> MCPServer:
         """
         with index.reader() as reader:
             try:
-                result = search(reader, name, source=source, roles=roles, field=field, context=context,
-                                include_inferred=include_inferred, detects=detects, verdicts=verdicts)
+                result = search(
+                    reader,
+                    name,
+                    source=source,
+                    roles=roles,
+                    field=field,
+                    context=context,
+                    include_inferred=include_inferred,
+                    detects=detects,
+                    verdicts=verdicts,
+                )
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
         lines: dict[tuple[str, str, str], list[Mention]] = {}
@@ -407,16 +480,32 @@ def build_server(data_dir: Path) -> MCPServer:
             lines.setdefault((m.source, m.path, m.binary), []).append(m)
         rules = [r for r in result.rules if (r.source, r.path, r.binary) in lines]
         return SearchBinaryResult(
-            query=name, found=bool(result.mentions), binaries=result.binaries[:LIST_MAX],
-            binaries_total=len(result.binaries), suggestions=result.suggestions, rules_total=len(rules),
-            mentions_total=len(result.mentions), offset=offset, next_offset=_page(len(rules), offset, limit),
-            rules=[_rule_hit(r, lines[(r.source, r.path, r.binary)], lines_per_rule) for r in rules[offset:offset + limit]],
-            lolbas_declared_detections=[_link(l) for l in result.declared_detections[:LIST_MAX]])
+            query=name,
+            found=bool(result.mentions),
+            binaries=result.binaries[:LIST_MAX],
+            binaries_total=len(result.binaries),
+            suggestions=result.suggestions,
+            rules_total=len(rules),
+            mentions_total=len(result.mentions),
+            offset=offset,
+            next_offset=_page(len(rules), offset, limit),
+            rules=[
+                _rule_hit(r, lines[(r.source, r.path, r.binary)], lines_per_rule)
+                for r in rules[offset : offset + limit]
+            ],
+            lolbas_declared_detections=[_link(l) for l in result.declared_detections[:LIST_MAX]],
+        )
 
     @server.tool(annotations=read_only)
     def show_rule(
-        rule: Annotated[str, Field(description="A Sigma rule id (UUID) or a path: rules/.../x.yml, yml/OSBinaries/X.yml",
-                                   min_length=1, max_length=500)],
+        rule: Annotated[
+            str,
+            Field(
+                description="A Sigma rule id (UUID) or a path: rules/.../x.yml, yml/OSBinaries/X.yml",
+                min_length=1,
+                max_length=500,
+            ),
+        ],
         limit: Annotated[int, Field(description="Mentions per page", ge=1, le=200)] = 50,
         offset: Annotated[int, Field(description="Mentions to skip", ge=0)] = 0,
     ) -> RuleDetail:
@@ -425,31 +514,71 @@ def build_server(data_dir: Path) -> MCPServer:
         with index.reader() as reader:
             data = show_target(reader, rule, kind="rule")
             if data is None:
-                return RuleDetail(target=rule, found=False,
-                                  message=f"no rule with id or path {rule!r}; search_binary finds rules by the executables they name")
+                return RuleDetail(
+                    target=rule,
+                    found=False,
+                    message=f"no rule with id or path {rule!r}; search_binary finds rules by the executables they name",
+                )
             mentions = [Mention.from_dict(m) for m in data["mentions"]]
             binaries: list[str] = data["binaries"]
-            verdicts = [BinaryVerdict(binary=r.binary, verdict=r.verdict, verdicts=list(r.verdicts))
-                        for r in reader.rules(binaries) if (r.source, r.path) == (data["source"], data["path"])]
+            verdicts = [
+                BinaryVerdict(binary=r.binary, verdict=r.verdict, verdicts=list(r.verdicts))
+                for r in reader.rules(binaries)
+                if (r.source, r.path) == (data["source"], data["path"])
+            ]
         return RuleDetail(
-            target=rule, found=True, source=data["source"], path=data["path"], status=data["status"],
-            reason=data["reason"], warnings=data["warnings"], rule_ids=data["rule_ids"], title=data["title"],
-            level=data["level"], tags=data["tags"], logsource=data["logsource"], url=data["url"],
-            binaries=binaries[:LIST_MAX], binaries_total=len(binaries), verdicts=verdicts[:LIST_MAX], former_paths=data["former_paths"][:LIST_MAX],
+            target=rule,
+            found=True,
+            source=data["source"],
+            path=data["path"],
+            status=data["status"],
+            reason=data["reason"],
+            warnings=data["warnings"],
+            rule_ids=data["rule_ids"],
+            title=data["title"],
+            level=data["level"],
+            tags=data["tags"],
+            logsource=data["logsource"],
+            url=data["url"],
+            binaries=binaries[:LIST_MAX],
+            binaries_total=len(binaries),
+            verdicts=verdicts[:LIST_MAX],
+            former_paths=data["former_paths"][:LIST_MAX],
             linked_from_lolbas=[_link(l) for l in data["linked_from_lolbas"][:LIST_MAX]],
-            links=[_link(l) for l in data["links"][:LIST_MAX]], mentions_total=len(mentions), offset=offset,
-            next_offset=_page(len(mentions), offset, limit), mentions=[_line(m) for m in mentions[offset:offset + limit]])
+            links=[_link(l) for l in data["links"][:LIST_MAX]],
+            mentions_total=len(mentions),
+            offset=offset,
+            next_offset=_page(len(mentions), offset, limit),
+            mentions=[_line(m) for m in mentions[offset : offset + limit]],
+        )
 
     @server.tool(annotations=read_only)
     def coverage(
-        entry: Annotated[Optional[str], Field(description="Only LOLBAS entries with this name or alias (certutil.exe; case-insensitive)",
-                                              max_length=260)] = None,
-        detected: Annotated[Optional[bool], Field(description="true: only entries some Sigma rule detects (tier running "
-                                                              "or other); false: only the gaps (mentioned or none)")] = None,
-        tiers: Annotated[list[Tier], Field(description="Only entries of these tiers (running, other, mentioned, none)")] = [],
-        category: Annotated[Optional[str], Field(description="Only this LOLBAS category (Execute, Download, AWL Bypass, ...)", max_length=100)] = None,
-        technique: Annotated[Optional[str], Field(description="Only entries documenting this ATT&CK id (T1218 also matches T1218.011)",
-                                                  max_length=20)] = None,
+        entry: Annotated[
+            Optional[str],
+            Field(
+                description="Only LOLBAS entries with this name or alias (certutil.exe; case-insensitive)",
+                max_length=260,
+            ),
+        ] = None,
+        detected: Annotated[
+            Optional[bool],
+            Field(
+                description="true: only entries some Sigma rule detects (tier running "
+                "or other); false: only the gaps (mentioned or none)"
+            ),
+        ] = None,
+        tiers: Annotated[
+            list[Tier], Field(description="Only entries of these tiers (running, other, mentioned, none)")
+        ] = [],
+        category: Annotated[
+            Optional[str],
+            Field(description="Only this LOLBAS category (Execute, Download, AWL Bypass, ...)", max_length=100),
+        ] = None,
+        technique: Annotated[
+            Optional[str],
+            Field(description="Only entries documenting this ATT&CK id (T1218 also matches T1218.011)", max_length=20),
+        ] = None,
         limit: Annotated[int, Field(description="Entries per page", ge=1, le=100)] = 25,
         offset: Annotated[int, Field(description="Entries to skip", ge=0)] = 0,
         rules_per_entry: Annotated[int, Field(description="Rule paths kept per list of an entry", ge=0, le=100)] = 10,
@@ -464,33 +593,62 @@ def build_server(data_dir: Path) -> MCPServer:
             web = reader.sources.get("lolbas", {}).get("web_url", "")
         wanted = entry.strip().lower() if entry else None
         tech = technique.strip().upper() if technique else None
-        rows = [r for r in data["entries"]
-                if (wanted is None or wanted == r["entry"].lower() or wanted in r["names"])
-                and (detected is None or bool(r["detecting_rules"]) == detected)
-                and (not tiers or r["tier"] in tiers)
-                and (category is None or category.lower() in (c.lower() for c in r["categories"]))
-                and (tech is None or any(m == tech or m.startswith(tech + ".") for m in r["mitre"]))]
+        rows = [
+            r
+            for r in data["entries"]
+            if (wanted is None or wanted == r["entry"].lower() or wanted in r["names"])
+            and (detected is None or bool(r["detecting_rules"]) == detected)
+            and (not tiers or r["tier"] in tiers)
+            and (category is None or category.lower() in (c.lower() for c in r["categories"]))
+            and (tech is None or any(m == tech or m.startswith(tech + ".") for m in r["mitre"]))
+        ]
         n = rules_per_entry
-        entries = [CoverageEntry(
-            entry=r["entry"], path=r["path"], url=f"{web}/blob/{commit}/{r['path']}" if web and commit else "",
-            names=r["names"], categories=r["categories"], mitre=r["mitre"], tier=r["tier"], verdicts=r["verdicts"],
-            running_rules=r["running_rules"][:n], running_rules_total=len(r["running_rules"]),
-            other_rules=r["other_rules"][:n], other_rules_total=len(r["other_rules"]),
-            detecting_rules=r["detecting_rules"][:n], detecting_rules_total=len(r["detecting_rules"]),
-            mentioning_rules=r["mentioning_rules"][:n], mentioning_rules_total=len(r["mentioning_rules"]),
-            retired_rules=r["retired_rules"][:n], retired_rules_total=len(r["retired_rules"]),
-            linked=[_link(l) for l in r["linked"][:LIST_MAX]], linked_and_detecting=r["linked_and_detecting"][:LIST_MAX],
-            linked_not_detecting=r["linked_not_detecting"][:LIST_MAX], citing_rules=r["citing_rules"][:LIST_MAX],
-            agree=r["agree"]) for r in rows[offset:offset + limit]]
+        entries = [
+            CoverageEntry(
+                entry=r["entry"],
+                path=r["path"],
+                url=f"{web}/blob/{commit}/{r['path']}" if web and commit else "",
+                names=r["names"],
+                categories=r["categories"],
+                mitre=r["mitre"],
+                tier=r["tier"],
+                verdicts=r["verdicts"],
+                running_rules=r["running_rules"][:n],
+                running_rules_total=len(r["running_rules"]),
+                other_rules=r["other_rules"][:n],
+                other_rules_total=len(r["other_rules"]),
+                detecting_rules=r["detecting_rules"][:n],
+                detecting_rules_total=len(r["detecting_rules"]),
+                mentioning_rules=r["mentioning_rules"][:n],
+                mentioning_rules_total=len(r["mentioning_rules"]),
+                retired_rules=r["retired_rules"][:n],
+                retired_rules_total=len(r["retired_rules"]),
+                linked=[_link(l) for l in r["linked"][:LIST_MAX]],
+                linked_and_detecting=r["linked_and_detecting"][:LIST_MAX],
+                linked_not_detecting=r["linked_not_detecting"][:LIST_MAX],
+                citing_rules=r["citing_rules"][:LIST_MAX],
+                agree=r["agree"],
+            )
+            for r in rows[offset : offset + limit]
+        ]
         summary = data["summary"]
         return CoverageResult(
             summary=CoverageSummary(**{k: summary[k] for k in CoverageSummary.model_fields}),
-            total=len(rows), offset=offset, next_offset=_page(len(rows), offset, limit), entries=entries)
+            total=len(rows),
+            offset=offset,
+            next_offset=_page(len(rows), offset, limit),
+            entries=entries,
+        )
 
     @server.tool(annotations=read_only)
     def links(
-        status: Annotated[list[LinkStatus], Field(description="Only these statuses (ok, moved, deprecated, deleted, unresolvable)")] = [],
-        entry: Annotated[Optional[str], Field(description="Only the links of this LOLBAS entry (Certutil.exe or its path)", max_length=260)] = None,
+        status: Annotated[
+            list[LinkStatus], Field(description="Only these statuses (ok, moved, deprecated, deleted, unresolvable)")
+        ] = [],
+        entry: Annotated[
+            Optional[str],
+            Field(description="Only the links of this LOLBAS entry (Certutil.exe or its path)", max_length=260),
+        ] = None,
         limit: Annotated[int, Field(description="Links per page", ge=1, le=200)] = 50,
         offset: Annotated[int, Field(description="Links to skip", ge=0)] = 0,
     ) -> LinksResult:
@@ -501,14 +659,22 @@ def build_server(data_dir: Path) -> MCPServer:
         if entry:
             wanted = entry.strip().lower()
             items = [l for l in items if wanted in (l["entry"].lower(), l["lolbas_path"].lower())]
-        return LinksResult(total=len(items), offset=offset, next_offset=_page(len(items), offset, limit),
-                           links=[_link(l) for l in items[offset:offset + limit]])
+        return LinksResult(
+            total=len(items),
+            offset=offset,
+            next_offset=_page(len(items), offset, limit),
+            links=[_link(l) for l in items[offset : offset + limit]],
+        )
 
     @server.tool(annotations=read_only)
     def changes(
         last: Annotated[int, Field(description="How many refreshes", ge=1, le=20)] = 5,
-        since: Annotated[Optional[str], Field(description="Only refreshes started on or after this date (YYYY-MM-DD)",
-                                              pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
+        since: Annotated[
+            Optional[str],
+            Field(
+                description="Only refreshes started on or after this date (YYYY-MM-DD)", pattern=r"^\d{4}-\d{2}-\d{2}"
+            ),
+        ] = None,
         include_unchanged: Annotated[bool, Field(description="Also the refreshes that found nothing new")] = False,
         max_items: Annotated[int, Field(description="Items kept per list (files, binaries, rules)", ge=0, le=100)] = 10,
     ) -> ChangesResult:
@@ -520,29 +686,65 @@ def build_server(data_dir: Path) -> MCPServer:
         records = []
         for m in recent_manifests(index.data_dir, last, since, include_unchanged):
             changed = sorted(m["binaries"].items(), key=lambda kv: (-(kv[1]["gained"] + kv[1]["lost"]), kv[0]))
-            detections = sorted(m.get("detections", {}).items(),
-                                key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))
+            detections = sorted(
+                m.get("detections", {}).items(), key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0])
+            )
             added = m.get("rules_added_detail") or [{"id": rid} for rid in m["rules_added"]]
             removed = m.get("rules_removed_detail") or [{"id": rid} for rid in m["rules_removed"]]
-            records.append(ChangeRecord(
-                started=m["started"], finished=m["finished"], duration_s=m["duration_s"], exit_code=m["exit_code"],
-                full=m["full"], reason=m["reason"],
-                sources=[SourceChange(
-                    name=name, mode=s["mode"], before=s["before"], after=s["after"], error=s["error"],
-                    added=s["added"][:n], modified=s["modified"][:n], deleted=s["deleted"][:n],
-                    renamed=[list(r) for r in s["renamed"][:n]], added_total=len(s["added"]),
-                    modified_total=len(s["modified"]), deleted_total=len(s["deleted"]),
-                    renamed_total=len(s["renamed"])) for name, s in m["sources"].items()],
-                files_parsed=m["files_parsed"], file_errors=m["file_errors"][:n], file_errors_total=len(m["file_errors"]),
-                mentions_added=m["mentions_added"], mentions_removed=m["mentions_removed"],
-                mentions_total=m["mentions_total"],
-                binaries=[BinaryChange(binary=b, **c) for b, c in changed[:n]], binaries_total=len(changed),
-                detections=[DetectionChange(binary=b, before=d["before"], after=d["after"], gained=d["gained"][:n],
-                                            lost=d["lost"][:n], changed=d["changed"][:n]) for b, d in detections[:n]],
-                detections_total=len(detections),
-                rules_added=added[:n], rules_added_total=len(added),
-                rules_removed=removed[:n], rules_removed_total=len(removed),
-                rules_renamed=m["rules_renamed"][:n], rules_renamed_total=len(m["rules_renamed"])))
+            records.append(
+                ChangeRecord(
+                    started=m["started"],
+                    finished=m["finished"],
+                    duration_s=m["duration_s"],
+                    exit_code=m["exit_code"],
+                    full=m["full"],
+                    reason=m["reason"],
+                    sources=[
+                        SourceChange(
+                            name=name,
+                            mode=s["mode"],
+                            before=s["before"],
+                            after=s["after"],
+                            error=s["error"],
+                            added=s["added"][:n],
+                            modified=s["modified"][:n],
+                            deleted=s["deleted"][:n],
+                            renamed=[list(r) for r in s["renamed"][:n]],
+                            added_total=len(s["added"]),
+                            modified_total=len(s["modified"]),
+                            deleted_total=len(s["deleted"]),
+                            renamed_total=len(s["renamed"]),
+                        )
+                        for name, s in m["sources"].items()
+                    ],
+                    files_parsed=m["files_parsed"],
+                    file_errors=m["file_errors"][:n],
+                    file_errors_total=len(m["file_errors"]),
+                    mentions_added=m["mentions_added"],
+                    mentions_removed=m["mentions_removed"],
+                    mentions_total=m["mentions_total"],
+                    binaries=[BinaryChange(binary=b, **c) for b, c in changed[:n]],
+                    binaries_total=len(changed),
+                    detections=[
+                        DetectionChange(
+                            binary=b,
+                            before=d["before"],
+                            after=d["after"],
+                            gained=d["gained"][:n],
+                            lost=d["lost"][:n],
+                            changed=d["changed"][:n],
+                        )
+                        for b, d in detections[:n]
+                    ],
+                    detections_total=len(detections),
+                    rules_added=added[:n],
+                    rules_added_total=len(added),
+                    rules_removed=removed[:n],
+                    rules_removed_total=len(removed),
+                    rules_renamed=m["rules_renamed"][:n],
+                    rules_renamed_total=len(m["rules_renamed"]),
+                )
+            )
         return ChangesResult(refreshes=records)
 
     @server.tool(annotations=read_only)
@@ -561,8 +763,12 @@ def build_server(data_dir: Path) -> MCPServer:
                 suggestions = [] if layer else search(reader, binary).suggestions
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
-        return LayerResult(query=binary, found=layer is not None, suggestions=suggestions,
-                           layer=NavigatorLayer.model_validate(layer) if layer else None)
+        return LayerResult(
+            query=binary,
+            found=layer is not None,
+            suggestions=suggestions,
+            layer=NavigatorLayer.model_validate(layer) if layer else None,
+        )
 
     return server
 

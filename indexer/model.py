@@ -13,33 +13,33 @@ from .shape import Record
 from .verdicts import mention_verdict
 
 Role = Literal[
-    "process",            # the rule watches this binary run (Image, NewProcessName, ...)
-    "parent",             # ParentImage, ParentProcessName
+    "process",  # the rule watches this binary run (Image, NewProcessName, ...)
+    "parent",  # ParentImage, ParentProcessName
     "original_filename",  # OriginalFileName (PE header name)
-    "target",             # TargetImage: the process acted upon (e.g. lsass.exe opened)
-    "command_line",       # inside CommandLine, ScriptBlockText, ImagePath, keywords, ...
-    "loaded_module",      # ImageLoaded (DLLs, drivers)
-    "file",               # TargetFilename and other file-path fields
-    "registry",           # TargetObject, registry Details
-    "other",              # any other detection field
-    "text",               # title, description, false positives
-    "lolbas_entry",       # LOLBAS Name / Aliases
-    "lolbas_path",        # LOLBAS Full_Path
-    "lolbas_command",     # LOLBAS Commands[].Command
-    "lolbas_ioc",         # LOLBAS Detection IOC lines
-    "keyword",            # a Sigma keyword list (values without a field)
-    "comment",            # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
+    "target",  # TargetImage: the process acted upon (e.g. lsass.exe opened)
+    "command_line",  # inside CommandLine, ScriptBlockText, ImagePath, keywords, ...
+    "loaded_module",  # ImageLoaded (DLLs, drivers)
+    "file",  # TargetFilename and other file-path fields
+    "registry",  # TargetObject, registry Details
+    "other",  # any other detection field
+    "text",  # title, description, false positives
+    "lolbas_entry",  # LOLBAS Name / Aliases
+    "lolbas_path",  # LOLBAS Full_Path
+    "lolbas_command",  # LOLBAS Commands[].Command
+    "lolbas_ioc",  # LOLBAS Detection IOC lines
+    "keyword",  # a Sigma keyword list (values without a field)
+    "comment",  # a YAML comment (`# - '\\rundll32.exe'`): what a rule stopped watching, or a note
     # the atlas: what a source other than a detection says of the binary (verdicts.ATLAS_VERDICTS)
-    "tested_by",          # atomic-red-team: a test's command, cleanup or steps run or name it
+    "tested_by",  # atomic-red-team: a test's command, cleanup or steps run or name it
     "vulnerable_driver",  # LOLDrivers: a known vulnerable driver (Tags, sample Filename/OriginalFilename)
-    "malicious_driver",   # LOLDrivers: a known malicious driver
-    "sideload_target",    # HijackLibs: the DLL that can be planted (Name)
-    "sideload_host",      # HijackLibs: an executable that loads it (VulnerableExecutables Path)
-    "gtfobin",            # GTFOBins: a Unix binary's abuse (field: the function, shell, download, ...)
-    "loobin",             # LOOBins: a macOS binary's abuse (name, paths, example code)
+    "malicious_driver",  # LOLDrivers: a known malicious driver
+    "sideload_target",  # HijackLibs: the DLL that can be planted (Name)
+    "sideload_host",  # HijackLibs: an executable that loads it (VulnerableExecutables Path)
+    "gtfobin",  # GTFOBins: a Unix binary's abuse (field: the function, shell, download, ...)
+    "loobin",  # LOOBins: a macOS binary's abuse (name, paths, example code)
 ]
 ROLES: tuple[str, ...] = get_args(Role)
-Context = Literal["selection", "filter", ""]    # a detection value's item: used under `not` or not
+Context = Literal["selection", "filter", ""]  # a detection value's item: used under `not` or not
 Platform = Literal["windows", "linux", "macos", ""]  # the system a rule's events come from ("" unknown)
 PLATFORMS: tuple[str, ...] = tuple(p for p in get_args(Platform) if p)
 FileStatus = Literal["indexed", "error", "skipped"]
@@ -50,6 +50,8 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # rule files over this are skipped (refresh --
 
 class IndexMissing(IndexUnavailable):
     """No usable index in this data directory: none built yet, of another format, or damaged."""
+
+
 def detects_running(mention: dict[str, Any]) -> bool:
     """Whether a mention (as a dict: stored, exported) selects its binary as the running process:
     its verdict is `runs` (verdicts.mention_verdict; OriginalFileName in an image load is `loads`)."""
@@ -69,18 +71,18 @@ def _of(kind: str, default: Any = MISSING) -> Any:
 class Mention(Record):
     """One line of one rule file that names one executable."""
 
-    binary: str                     # lower-case file name, e.g. "psr.exe"
-    source: str = _of(RULE)         # "sigma" | "lolbas"
-    path: str = _of(RULE)           # path inside the repository
-    line: int = _of(PLACE)          # 1-based line in the file
-    snippet: str                    # that line, stripped
-    field: str = ""                 # detection field ("Image"), YAML key ("title", "Command")
+    binary: str  # lower-case file name, e.g. "psr.exe"
+    source: str = _of(RULE)  # "sigma" | "lolbas"
+    path: str = _of(RULE)  # path inside the repository
+    line: int = _of(PLACE)  # 1-based line in the file
+    snippet: str  # that line, stripped
+    field: str = ""  # detection field ("Image"), YAML key ("title", "Command")
     modifiers: tuple[str, ...] = ()  # Sigma value modifiers ("endswith", "re", "base64offset")
     role: Role = "text"
-    context: Context = ""           # "selection" | "filter" for detection values, "" otherwise
-    detection: str = ""             # name of the detection item ("selection_img", "filter_main")
-    inferred: bool = False          # a bare name ("rundll32") recognised from the known names
-    encoded: bool = _of(DERIVED, False)    # value is encoded by its modifiers (base64, utf16le, wide)
+    context: Context = ""  # "selection" | "filter" for detection values, "" otherwise
+    detection: str = ""  # name of the detection item ("selection_img", "filter_main")
+    inferred: bool = False  # a bare name ("rundll32") recognised from the known names
+    encoded: bool = _of(DERIVED, False)  # value is encoded by its modifiers (base64, utf16le, wide)
     homoglyph: bool = _of(DERIVED, False)  # non-ASCII letters drawn like an ASCII name (`svсhost.exe`, Cyrillic с)
     rule_id: str = _of(RULE, "")
     title: str = _of(RULE, "")
@@ -89,7 +91,7 @@ class Mention(Record):
     tags: tuple[str, ...] = _of(RULE, ())
     logsource: str = _of(RULE, "")  # "product/category/service", empty parts left out
     commit: str = _of(RULE, "")
-    url: str = _of(PLACE, "")       # link to the file at `commit`, anchored at the line
+    url: str = _of(PLACE, "")  # link to the file at `commit`, anchored at the line
     license: str = _of(RULE, "")
     platform: Platform = _of(RULE, "")  # "windows" | "linux" | "macos" (a Sigma rule's logsource product) | ""
 
@@ -173,17 +175,19 @@ class FileReport(Record):
     source: str
     path: str
     status: FileStatus
-    reason: str = ""                # why it failed or was skipped
+    reason: str = ""  # why it failed or was skipped
     warnings: list[str] = field(default_factory=list)  # e.g. pySigma rejected the rule
     rule_ids: list[str] = field(default_factory=list)
     mentions: int = 0
     executables: list[str] = field(default_factory=list)  # names this file shows to be executables
     links: list[dict[str, Any]] = field(default_factory=list)  # Sigma<->LOLBAS links with their lines
-    entry: dict[str, Any] = field(default_factory=dict)        # LOLBAS entry: name, aliases, categories
-    blob: str = ""                                             # git blob read (pySigma's verdict is kept per blob)
-    binaries: list[str] = field(default_factory=list)          # every binary its mentions name (their documents)
-    aliases: list[list[str]] = field(default_factory=list)     # [Image name, OriginalFileName, "stem"|"single"] paired in a selection
-    title: str = ""                                            # the rule's title (a LOLBAS entry's Name)
+    entry: dict[str, Any] = field(default_factory=dict)  # LOLBAS entry: name, aliases, categories
+    blob: str = ""  # git blob read (pySigma's verdict is kept per blob)
+    binaries: list[str] = field(default_factory=list)  # every binary its mentions name (their documents)
+    aliases: list[list[str]] = field(
+        default_factory=list
+    )  # [Image name, OriginalFileName, "stem"|"single"] paired in a selection
+    title: str = ""  # the rule's title (a LOLBAS entry's Name)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # its values are plain already

@@ -11,9 +11,35 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 EXTENSIONS = (
-    "exe", "dll", "sys", "cpl", "msc", "ocx", "ps1", "psm1", "psd1", "vbs", "vbe", "js", "jse",
-    "wsf", "wsh", "hta", "bat", "cmd", "scr", "msi", "msp", "lnk", "inf", "jar", "py", "sh",
-    "com", "drv", "xll",
+    "exe",
+    "dll",
+    "sys",
+    "cpl",
+    "msc",
+    "ocx",
+    "ps1",
+    "psm1",
+    "psd1",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "hta",
+    "bat",
+    "cmd",
+    "scr",
+    "msi",
+    "msp",
+    "lnk",
+    "inf",
+    "jar",
+    "py",
+    "sh",
+    "com",
+    "drv",
+    "xll",
 )
 
 # Letters and digits of any script belong to a name (`svсhost.exe` with a Cyrillic с is one
@@ -28,20 +54,57 @@ _EXPLICIT = re.compile(
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 _URL_HOST_END = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s'\"<>]*", re.IGNORECASE)
 # Script-framework names and sites that look like files: "node.js" is not a file of anybody's.
-_NOT_FILES = frozenset({
-    "node.js", "vue.js", "react.js", "next.js", "nuxt.js", "three.js", "d3.js", "express.js",
-    "angular.js", "chart.js", "ember.js", "backbone.js", "transfer.sh",
-})
+_NOT_FILES = frozenset(
+    {
+        "node.js",
+        "vue.js",
+        "react.js",
+        "next.js",
+        "nuxt.js",
+        "three.js",
+        "d3.js",
+        "express.js",
+        "angular.js",
+        "chart.js",
+        "ember.js",
+        "backbone.js",
+        "transfer.sh",
+    }
+)
 # The visible tail of a right-to-left-override name (`\u202ecod.msc` shows as `csm.doc`): a
 # document extension written backwards is never the stem of a program.
-_REVERSED_EXTENSIONS = frozenset(ext[::-1] for ext in (
-    "doc", "docx", "pdf", "rtf", "html", "htm", "xls", "xlsx", "ppt", "pptx", "jpg", "jpeg", "png", "gif",
-    "mp3", "mp4", "avi", "mov", "zip", "csv", "odt", "ods",
-))
+_REVERSED_EXTENSIONS = frozenset(
+    ext[::-1]
+    for ext in (
+        "doc",
+        "docx",
+        "pdf",
+        "rtf",
+        "html",
+        "htm",
+        "xls",
+        "xlsx",
+        "ppt",
+        "pptx",
+        "jpg",
+        "jpeg",
+        "png",
+        "gif",
+        "mp3",
+        "mp4",
+        "avi",
+        "mov",
+        "zip",
+        "csv",
+        "odt",
+        "ods",
+    )
+)
 _UNIX_TAIL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
 
 # English words that are also the stems of known executables: never inferred from bare text.
-COMMON_WORDS = frozenset("""
+COMMON_WORDS = frozenset(
+    """
 about access agent alert app apply archive at attrib audit auto backup base batch bind book boot
 browse build cache call  catalog change chat check choice clean clear client clip close cloud code
 color command compact compare config connect console control convert copy core count create cut
@@ -57,16 +120,44 @@ send server service set setup share shell show shutdown sign start status stop s
 task tasks test time timeout tools top tracker tree type update updater upload user users verify
 version view wait watch web where win word write zip url clr browser services local dns target
 obfuscated installer streams zero less signal desk gadget
-""".split())
+""".split()
+)
 
 
 # Letters of other scripts drawn like ASCII ones (lower case: names are lowered). NFKC already
 # folds full-width forms (`ｃ` -> `c`).
-_LOOKALIKES = str.maketrans({
-    "а": "a", "е": "e", "і": "i", "ј": "j", "к": "k", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x",
-    "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ı": "i",
-    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-})
+_LOOKALIKES = str.maketrans(
+    {
+        "а": "a",
+        "е": "e",
+        "і": "i",
+        "ј": "j",
+        "к": "k",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "у": "y",
+        "х": "x",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "һ": "h",
+        "ӏ": "l",
+        "ɡ": "g",
+        "ı": "i",
+        "α": "a",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+    }
+)
 
 
 def is_homoglyph(name: str) -> bool:
@@ -117,11 +208,12 @@ def explicit_names(text: str) -> list[NameHit]:
             continue
         if ext in ("com", "js") and any(a <= start < b for a, b in urls):
             continue
-        following = text[end:end + 1]
+        following = text[end : end + 1]
         if ext == "msi" and following == "\\":  # the C:\\Config.Msi\\ folder
             continue
-        if ext == "com" and (start == 0 or text[start - 1] not in "\\/" or following in ("/", "\\")
-                             or "." in name[:-4]):  # a domain: \\\\live.sysinternals.com\\Tools
+        if ext == "com" and (
+            start == 0 or text[start - 1] not in "\\/" or following in ("/", "\\") or "." in name[:-4]
+        ):  # a domain: \\\\live.sysinternals.com\\Tools
             continue
         hits.append(NameHit(name, start, end))
     return hits
@@ -158,10 +250,29 @@ def value_names(value: str, whole_value: bool, process: bool = False) -> list[Na
 _PROCESS_TAIL = re.compile(r"[^\W_][\w\-]*[^\W_]", re.ASCII)
 _NOT_A_PROGRAM = re.compile(r"(?i)cve-?\d|^\d+$|^[A-Z0-9]+_[A-Z0-9_]+$")  # FX_VER_INTERNALNAME_STR: a constant
 # Folders and vendors a process path is matched on (`Image|contains: '\\Temp'`): not programs.
-_FOLDER_WORDS = frozenset({
-    "temp", "temporary", "tmp", "appdata", "users", "public", "programdata", "windows", "system32", "syswow64",
-    "microsoft", "google", "desktop", "downloads", "documents", "antivirus", "program", "programs", "roaming",
-})
+_FOLDER_WORDS = frozenset(
+    {
+        "temp",
+        "temporary",
+        "tmp",
+        "appdata",
+        "users",
+        "public",
+        "programdata",
+        "windows",
+        "system32",
+        "syswow64",
+        "microsoft",
+        "google",
+        "desktop",
+        "downloads",
+        "documents",
+        "antivirus",
+        "program",
+        "programs",
+        "roaming",
+    }
+)
 
 
 def process_tail(value: str, exact: bool, unix: bool) -> NameHit | None:
@@ -210,7 +321,7 @@ def regex_names(pattern: str, whole_value: bool, process: bool = False) -> list[
     hits = []
     for literal in regex_literals(pattern):
         for hit in value_names(literal, whole_value, process):
-            if literal[hit.start - 1:hit.start] != OPAQUE:  # `pow[a-z]+shell.exe` is no shell.exe
+            if literal[hit.start - 1 : hit.start] != OPAQUE:  # `pow[a-z]+shell.exe` is no shell.exe
                 hits.append(hit)
     return hits
 
@@ -245,7 +356,7 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
                 if end == -1:
                     raise _Unsupported
                 i = end + 1
-                if pattern[j:j + 2] not in ("?i", "?s", "?m"):
+                if pattern[j : j + 2] not in ("?i", "?s", "?m"):
                     current = [c + OPAQUE for c in current]
                 continue
             group, j = _expand(pattern, j)
@@ -270,7 +381,7 @@ def _expand(pattern: str, pos: int) -> tuple[list[str], int]:
             else:
                 end = _class_end(pattern, i)
                 # `[^"]{0,64}` and `["']` stand between words; `[a-z]+` spells part of a word
-                body = re.sub(r"\\.", "", pattern[i + 1:end - 1])
+                body = re.sub(r"\\.", "", pattern[i + 1 : end - 1])
                 separator = pattern.startswith("[^", i) or not re.search(r"[A-Za-z0-9_]", body)
                 piece, i = (" " if separator else OPAQUE), end
         elif ch == "\\" and i + 1 < len(pattern):
@@ -366,25 +477,64 @@ _BARE_RIGHT = " \t'\",;)&|`><:"  # `diskshadow> exec`: a prompt; `cmd</Command>`
 # programs: "users who", "security groups", "route table", "ransom notes", "malware loader",
 # "Program Compatibility Wizard", "APT 29", "Electron applications", "Adobe" (the company), "never
 # touch disk", "a JavaScript HTTP client" (the language).
-PROSE_WORDS = frozenset({"strings", "poc", "ssh", "base64", "defrag", "consent", "sysmon", "winrm", "telnet",
-                         "ftp", "tftp", "smb", "rdp", "ldap", "dns", "http", "https", "hostname",
-                         "who", "groups", "route", "notes", "loader", "wizard", "generation", "artifact",
-                         "antimalware", "adobe", "electron", "reboot", "env", "apt", "cat", "touch", "javascript"})
+PROSE_WORDS = frozenset(
+    {
+        "strings",
+        "poc",
+        "ssh",
+        "base64",
+        "defrag",
+        "consent",
+        "sysmon",
+        "winrm",
+        "telnet",
+        "ftp",
+        "tftp",
+        "smb",
+        "rdp",
+        "ldap",
+        "dns",
+        "http",
+        "https",
+        "hostname",
+        "who",
+        "groups",
+        "route",
+        "notes",
+        "loader",
+        "wizard",
+        "generation",
+        "artifact",
+        "antimalware",
+        "adobe",
+        "electron",
+        "reboot",
+        "env",
+        "apt",
+        "cat",
+        "touch",
+        "javascript",
+    }
+)
 # "Internet Explorer" is the browser, "Process Explorer" procexp, "Azure Storage Explorer" an
 # application: none is explorer.exe.
 # A prose word followed by an option (`nice -n`, `crontab -r`) is the program run.
 _PROGRAM_WORD = re.compile(r" (?:utility|command|tool|client|program|binary)\b| -{1,2}\w")
 _NOT_BEFORE = {"explorer": ("internet ", "process ", "internet_", "storage ")}  # Azure Storage Explorer
-_NOT_AFTER = {"reg": (" key", " value"),  # "Reg Key": a registry key
-              "java": (" script", "script"),  # "Java scripts": the language
-              "python": (" software foundation",),  # an organisation
-              "dotnet": (" clr", " framework", " core", " clickonce", " assembl")}  # .NET, not dotnet.exe
+_NOT_AFTER = {
+    "reg": (" key", " value"),  # "Reg Key": a registry key
+    "java": (" script", "script"),  # "Java scripts": the language
+    "python": (" software foundation",),  # an organisation
+    "dotnet": (" clr", " framework", " core", " clickonce", " assembl"),
+}  # .NET, not dotnet.exe
 # In prose, what follows a name can make it something else: the service's web API ("Notion API",
 # "Telegram API"), a file of that name or kind ("crontab file", "Executes cmd file", "java files";
 # written in lower case: "Curl File Upload" and "desktopimgdownldr file creation" are the programs'),
 # a package format ("Nuget/squirrel package", "the nuget package").
-_PROSE_NOT_PROGRAM = re.compile(r"(?i:(?:/[\w\-]+)*\s+apis?\b)|(?:/[\w\-]+)*\s+files?\b"
-                                r"(?!\s+(?:creation|upload|download|write|access|event|deletion))")
+_PROSE_NOT_PROGRAM = re.compile(
+    r"(?i:(?:/[\w\-]+)*\s+apis?\b)|(?:/[\w\-]+)*\s+files?\b"
+    r"(?!\s+(?:creation|upload|download|write|access|event|deletion))"
+)
 # "Modifying Crontab", "Legitimate modification of crontab": what is modified is a file or a
 # setting of that name (a program is run, not modified), when the name ends the phrase.
 _MODIFIED = re.compile(r"(?:modifying|modification of|modifications to|modification to)(?: the)? $")
@@ -395,8 +545,9 @@ _PACKAGE = re.compile(r"(?:/[\w\-]+)*\s+packages?\b(?! manager)", re.IGNORECASE)
 _OPTION_VALUE = re.compile(r"(?:^|[\s'\"])(?:(?:--?|/)[\w\-]+|name)=$", re.IGNORECASE)
 
 
-def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
-               unix_stems: dict[str, str] | None = None) -> Iterator[NameHit]:
+def bare_names(
+    text: str, stems: dict[str, str], in_prose: bool = False, unix_stems: dict[str, str] | None = None
+) -> Iterator[NameHit]:
     """Known executable stems written without extension (`rundll32 `, `cscript c:\\ads`).
 
     stems maps a lower-case stem to the file name it stands for. A stem counts only as a whole
@@ -409,8 +560,9 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
     """
     lowered = text.lower()
     words = _WORD.findall(lowered)  # most strings name nothing: one set test instead of a loop
-    if stems.keys().isdisjoint(words) and (unix_stems is None or "/" not in lowered
-                                           or unix_stems.keys().isdisjoint(words)):
+    if stems.keys().isdisjoint(words) and (
+        unix_stems is None or "/" not in lowered or unix_stems.keys().isdisjoint(words)
+    ):
         return
     urls = _url_spans(text) if in_prose and len(text) == len(lowered) else []  # a repository's name in a link
     for match in _WORD.finditer(lowered):
@@ -422,8 +574,12 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
             name = stems.get(stem)
         if name is None:
             continue
-        if (in_prose and stem in PROSE_WORDS and not _PROGRAM_WORD.match(lowered, match.end())
-                and lowered[start - 1:start] not in ("'", '"', "`")):
+        if (
+            in_prose
+            and stem in PROSE_WORDS
+            and not _PROGRAM_WORD.match(lowered, match.end())
+            and lowered[start - 1 : start] not in ("'", '"', "`")
+        ):
             continue
         end = match.end()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
@@ -434,18 +590,22 @@ def bare_names(text: str, stems: dict[str, str], in_prose: bool = False,
             continue
         if stem in _NOT_AFTER and lowered.startswith(_NOT_AFTER[stem], end):
             continue
-        if in_prose and (_PROSE_NOT_PROGRAM.match(text if len(text) == len(lowered) else lowered, end)
-                         or stem in _PACKAGE_FORMATS and _PACKAGE.match(lowered, end)
-                         or _MODIFIED.search(lowered, 0, start) and _PHRASE_END.match(lowered, end)):
+        if in_prose and (
+            _PROSE_NOT_PROGRAM.match(text if len(text) == len(lowered) else lowered, end)
+            or stem in _PACKAGE_FORMATS
+            and _PACKAGE.match(lowered, end)
+            or _MODIFIED.search(lowered, 0, start)
+            and _PHRASE_END.match(lowered, end)
+        ):
             continue
         if lowered.startswith(":/", end):  # `ftp://`: a URL scheme
             continue
         if urls and any(a <= start < b for a, b in urls):
             continue
         if end < len(lowered) and lowered[end] not in _BARE_RIGHT:
-            if lowered[end] == "/" and lowered[end + 1:end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"
+            if lowered[end] == "/" and lowered[end + 1 : end + 2].isalpha():  # "Curl/Wget", not "Firefox/3.6"
                 pass
-            elif lowered[end] == "*" and lowered[end + 1:end + 2] != ".":  # `whoami*`, not `python3*.dll`
+            elif lowered[end] == "*" and lowered[end + 1 : end + 2] != ".":  # `whoami*`, not `python3*.dll`
                 pass
             elif not (in_prose and lowered[end] in ".:!?" and (end + 1 == len(lowered) or lowered[end + 1] in " .")):
                 continue
@@ -463,7 +623,7 @@ def _in_unix_path(text: str, end: int) -> bool:
 
 
 WINDOWS_PREFIX = "windows:"  # a Windows program named without extension (`\\smbexec`) in `executables`
-MODULE_PREFIX = "module:"    # a DLL a rule watches being loaded (ImageLoaded) in `executables`
+MODULE_PREFIX = "module:"  # a DLL a rule watches being loaded (ImageLoaded) in `executables`
 
 
 def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
@@ -476,9 +636,9 @@ def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, s
     windows, unix, modules = [], [], []
     for name in executables:
         if name.startswith(WINDOWS_PREFIX):
-            windows.append(name[len(WINDOWS_PREFIX):])
+            windows.append(name[len(WINDOWS_PREFIX) :])
         elif name.startswith(MODULE_PREFIX):
-            modules.append(name[len(MODULE_PREFIX):])
+            modules.append(name[len(MODULE_PREFIX) :])
         else:
             (windows if "." in name else unix).append(name)
     return stem_map(windows), stem_map(unix), stem_map(modules, keep_common=True)

@@ -95,7 +95,7 @@ class Layer(Record):
     versions: Versions
     domain: Literal["enterprise-attack"]
     description: str
-    sorting: int                    # 3: by score, highest first
+    sorting: int  # 3: by score, highest first
     techniques: tuple[LayerTechnique, ...]
     gradient: Gradient
     legendItems: tuple[LegendItem, ...]
@@ -103,16 +103,21 @@ class Layer(Record):
 
 
 def _sources(reader: IndexReader) -> tuple[MetadataItem, ...]:
-    return tuple(MetadataItem(name="source", value=f"{s}@{info.get('commit', '')[:12]}")
-                 for s, info in sorted(reader.sources.items()))
+    return tuple(
+        MetadataItem(name="source", value=f"{s}@{info.get('commit', '')[:12]}")
+        for s, info in sorted(reader.sources.items())
+    )
 
 
 def _mentions_layer(reader: IndexReader, names: list[str], mentions: list[Mention], max_links: int) -> Layer:
     """The layer of the rules that detect `names` running, and the techniques LOLBAS documents."""
     label = ", ".join(names)
-    runs = {(v.source, v.path) for v in rule_verdicts(m.__dict__ for m in mentions)
-            if v.source == "sigma" and v.verdict == "runs" and not v.retired}
-    detecting: dict[str, list[Mention]] = {}   # technique -> first mention of each detecting rule
+    runs = {
+        (v.source, v.path)
+        for v in rule_verdicts(m.__dict__ for m in mentions)
+        if v.source == "sigma" and v.verdict == "runs" and not v.retired
+    }
+    detecting: dict[str, list[Mention]] = {}  # technique -> first mention of each detecting rule
     documented: dict[str, list[Mention]] = {}  # technique -> first mention of each LOLBAS entry
     for (source, path), items in group_by_rule(mentions).items():
         tags = {t for m in items for t in m.tags}
@@ -129,22 +134,37 @@ def _mentions_layer(reader: IndexReader, names: list[str], mentions: list[Mentio
         parts = [f"{len(rules)} Sigma rule{' detects' if len(rules) == 1 else 's detect'} {label} running"]
         if entries:
             parts.append("documented by LOLBAS " + ", ".join(m.path for m in entries))
-        techniques.append(LayerTechnique(
-            techniqueID=technique, score=len(rules), comment="; ".join(parts), enabled=True,
-            metadata=tuple(MetadataItem(name="rule", value=m.title or m.path) for m in rules[:max_links]),
-            links=tuple(LayerLink(label=m.title or m.path, url=m.url.split("#", 1)[0])
-                        for m in (rules + entries)[:max_links] if m.url.startswith("https://"))))
+        techniques.append(
+            LayerTechnique(
+                techniqueID=technique,
+                score=len(rules),
+                comment="; ".join(parts),
+                enabled=True,
+                metadata=tuple(MetadataItem(name="rule", value=m.title or m.path) for m in rules[:max_links]),
+                links=tuple(
+                    LayerLink(label=m.title or m.path, url=m.url.split("#", 1)[0])
+                    for m in (rules + entries)[:max_links]
+                    if m.url.startswith("https://")
+                ),
+            )
+        )
     top = max((t.score for t in techniques), default=0)
     return Layer(
         name=f"{label}: Sigma rules that detect it running",
-        versions=Versions(**LAYER_VERSIONS), domain="enterprise-attack",
-        description=(f"Score: the number of Sigma rules that detect {label} running (verdict runs: "
-                     "Image, OriginalFileName or another process field in a selection; deprecated and "
-                     "unsupported rules left out) tagged with the technique; techniques its LOLBAS "
-                     "entries document are included, with score 0 when no such rule covers them."),
-        sorting=3, techniques=tuple(techniques),
+        versions=Versions(**LAYER_VERSIONS),
+        domain="enterprise-attack",
+        description=(
+            f"Score: the number of Sigma rules that detect {label} running (verdict runs: "
+            "Image, OriginalFileName or another process field in a selection; deprecated and "
+            "unsupported rules left out) tagged with the technique; techniques its LOLBAS "
+            "entries document are included, with score 0 when no such rule covers them."
+        ),
+        sorting=3,
+        techniques=tuple(techniques),
         gradient=Gradient(colors=("#ffffff", "#66b1ff"), minValue=0, maxValue=max(top, 1)),
-        legendItems=(), metadata=_sources(reader))
+        legendItems=(),
+        metadata=_sources(reader),
+    )
 
 
 def binary_layer(reader: IndexReader, query: str, *, max_links: int = 10) -> dict[str, Any] | None:
@@ -181,29 +201,44 @@ def coverage_layer(reader: IndexReader, *, include_retired: bool = False, max_li
     for technique, rows in sorted(by_technique.items()):
         tiers = {tier: [r["entry"] for r in rows if r["tier"] == tier] for tier in TIERS}
         detected = len(tiers["running"]) + len(tiers["other"])
-        techniques.append(LayerTechnique(
-            techniqueID=technique, score=round(100 * detected / len(rows)),
-            comment=f"{detected} of {len(rows)} LOLBAS entries detected by Sigma rules: "
-                    + ", ".join(f"{tier} {len(names)}" for tier, names in tiers.items()),
-            enabled=True,
-            metadata=tuple(MetadataItem(name=tier, value=", ".join(names)) for tier, names in tiers.items() if names),
-            links=tuple(LayerLink(label=r["entry"], url=base + r["path"])
-                        for r in sorted(rows, key=lambda r: TIERS.index(r["tier"]), reverse=True)[:max_links]
-                        if base)))
+        techniques.append(
+            LayerTechnique(
+                techniqueID=technique,
+                score=round(100 * detected / len(rows)),
+                comment=f"{detected} of {len(rows)} LOLBAS entries detected by Sigma rules: "
+                + ", ".join(f"{tier} {len(names)}" for tier, names in tiers.items()),
+                enabled=True,
+                metadata=tuple(
+                    MetadataItem(name=tier, value=", ".join(names)) for tier, names in tiers.items() if names
+                ),
+                links=tuple(
+                    LayerLink(label=r["entry"], url=base + r["path"])
+                    for r in sorted(rows, key=lambda r: TIERS.index(r["tier"]), reverse=True)[:max_links]
+                    if base
+                ),
+            )
+        )
     retired = "counted" if include_retired else "not counted"
     return Layer(
         name="LOLBAS coverage by Sigma rules",
-        versions=Versions(**LAYER_VERSIONS), domain="enterprise-attack",
-        description=("Score: the percentage of the LOLBAS entries documenting the technique that a Sigma rule "
-                     "detects (coverage tier running: a rule detects the binary running; other: as a parent, "
-                     f"target, loaded module or in a command line). Deprecated and unsupported rules are {retired}; "
-                     "the comment counts the entries per tier (mentioned: named by rules that do not detect it; "
-                     "none: named by no rule)."),
-        sorting=2, techniques=tuple(techniques),
+        versions=Versions(**LAYER_VERSIONS),
+        domain="enterprise-attack",
+        description=(
+            "Score: the percentage of the LOLBAS entries documenting the technique that a Sigma rule "
+            "detects (coverage tier running: a rule detects the binary running; other: as a parent, "
+            f"target, loaded module or in a command line). Deprecated and unsupported rules are {retired}; "
+            "the comment counts the entries per tier (mentioned: named by rules that do not detect it; "
+            "none: named by no rule)."
+        ),
+        sorting=2,
+        techniques=tuple(techniques),
         gradient=Gradient(colors=("#ff6666", "#ffe766", "#8ec843"), minValue=0, maxValue=100),
-        legendItems=(LegendItem(label="no entry detected", color="#ff6666"),
-                     LegendItem(label="every entry detected", color="#8ec843")),
-        metadata=_sources(reader))
+        legendItems=(
+            LegendItem(label="no entry detected", color="#ff6666"),
+            LegendItem(label="every entry detected", color="#8ec843"),
+        ),
+        metadata=_sources(reader),
+    )
 
 
 def write_layer(reader: IndexReader, output: str, binaries: Iterable[str] = ()) -> dict[str, Any]:
@@ -214,8 +249,12 @@ def write_layer(reader: IndexReader, output: str, binaries: Iterable[str] = ()) 
     wanted = list(binaries)
     layer = binaries_layer(reader, wanted) if wanted else coverage_layer(reader)
     text = json.dumps(layer.to_dict(), ensure_ascii=False, indent=1) + "\n"
-    summary: dict[str, Any] = {"format": "navigator", "output": output, "layer": layer.name,
-                               "techniques": len(layer.techniques)}
+    summary: dict[str, Any] = {
+        "format": "navigator",
+        "output": output,
+        "layer": layer.name,
+        "techniques": len(layer.techniques),
+    }
     if output == "-":
         sys.stdout.write(text)
     else:

@@ -20,6 +20,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 from .errors import RuleFileError
 from .model import MAX_FILE_BYTES  # noqa: F401 (re-exported)
+
 MAX_NODES = 200_000
 
 
@@ -43,7 +44,7 @@ class ParsedFile:
 
     path: str
     yaml_lines: list[str]
-    lines: list[str]                  # the file's lines: LF, CRLF or a lone CR ends one (editors, GitHub)
+    lines: list[str]  # the file's lines: LF, CRLF or a lone CR ends one (editors, GitHub)
     documents: list[Document]
     _file_line: list[int] | None = None  # YAML line index -> file line number, when they differ
 
@@ -128,6 +129,7 @@ def _check_size(path: str, root: yaml.Node) -> None:
 
 
 # --- node helpers -------------------------------------------------------------------------
+
 
 def mapping_items(node: yaml.Node | None) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
     """(key text, key node, value node) of a mapping node; nothing for other nodes."""

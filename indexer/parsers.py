@@ -46,8 +46,13 @@ class Processed:
     unchecked: list[Any] | None = None
 
 
-def process_file(ctx: FileContext, raw: bytes, max_bytes: int = MAX_FILE_BYTES,
-                 known_warnings: list[str] | None = None, defer_check: bool = False) -> Processed:
+def process_file(
+    ctx: FileContext,
+    raw: bytes,
+    max_bytes: int = MAX_FILE_BYTES,
+    known_warnings: list[str] | None = None,
+    defer_check: bool = False,
+) -> Processed:
     """Parse and extract one file with its source's plug-in; never raises for bad content.
 
     known_warnings: the source's check (pySigma's verdict) on this very content from an earlier refresh (same blob),
@@ -98,11 +103,11 @@ def file_mentions(extraction: Extraction, stems: Stems) -> FileMentions:
     """Add the bare names `stems` resolve to the explicit mentions; make them index rows."""
     windows, unix, modules = stems
     inferred = infer(extraction.candidates, windows, unix, extraction.mentions, extraction.own_stems, modules)
-    mentions = sorted(extraction.mentions + inferred,
-                      key=Mention.sort_key)
+    mentions = sorted(extraction.mentions + inferred, key=Mention.sort_key)
     verdicts = rule_verdicts(m.__dict__ for m in mentions)
-    return FileMentions([mention_row(m) for m in mentions], sorted({m.binary for m in mentions}),
-                        [verdict_row(v) for v in verdicts])
+    return FileMentions(
+        [mention_row(m) for m in mentions], sorted({m.binary for m in mentions}), [verdict_row(v) for v in verdicts]
+    )
 
 
 class InlineReader:
@@ -157,12 +162,16 @@ class ParserPool:
         self._stems: list[Any] = [ctx.Queue() for _ in range(jobs)]  # a Queue's put never blocks
         for queue in (self._tasks, *self._stems):
             queue.cancel_join_thread()  # at exit, never wait to hand data to a dead process
-        pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]        # (parent's end, process's end)
+        pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (parent's end, process's end)
         self._processes = []
         for number, (stems, (_, sender)) in enumerate(zip(self._stems, pipes)):
             inherited = [end for ends in pipes for end in ends if end is not sender]
-            process = ctx.Process(target=_parser_main, name=f"indexer-parser-{number}", daemon=True,
-                                  args=(self._tasks, stems, sender, inherited, max_bytes, os.getpid()))
+            process = ctx.Process(
+                target=_parser_main,
+                name=f"indexer-parser-{number}",
+                daemon=True,
+                args=(self._tasks, stems, sender, inherited, max_bytes, os.getpid()),
+            )
             process.start()
             self._processes.append(process)
         for _, sender in pipes:
@@ -203,8 +212,9 @@ class ParserPool:
         found: dict[tuple[int, int], FileMentions] = {}
         for _ in self._processes:
             found.update(self._next("mentions")[1])
-        return [found[(number, position)] for number, batch in enumerate(self._reports)
-                for position in range(len(batch))]
+        return [
+            found[(number, position)] for number, batch in enumerate(self._reports) for position in range(len(batch))
+        ]
 
     def finish(self) -> None:
         """Wait for pySigma's verdicts on every rule read and put them in the reports."""
@@ -268,15 +278,31 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
                 reports.append(item.report)
             results.send(("batch", number, reports))
         known_stems = stems.get()
-        results.send(("mentions", 0, {(number, position): file_mentions(extraction, known_stems)
-                                      for number, position, extraction in extracted}))
+        results.send(
+            (
+                "mentions",
+                0,
+                {
+                    (number, position): file_mentions(extraction, known_stems)
+                    for number, position, extraction in extracted
+                },
+            )
+        )
         del extracted
         # pySigma's rule objects hold reference cycles (tens of MB over the corpus): collect
         # them, with what exists already frozen so that collections only scan what pySigma makes
         gc.freeze()
         gc.enable()
-        results.send(("verdicts", 0, {(number, position): get(ctx.source).check(ctx.path, documents)
-                                      for number, position, ctx, documents in unchecked}))
+        results.send(
+            (
+                "verdicts",
+                0,
+                {
+                    (number, position): get(ctx.source).check(ctx.path, documents)
+                    for number, position, ctx, documents in unchecked
+                },
+            )
+        )
     except BaseException as exc:  # report it rather than leave the parent waiting
         results.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
 

@@ -29,20 +29,20 @@ class Options:
     full: bool = False
     max_file_bytes: int = 0
     allow_shrink: bool = False
-    checker: str = ""              # what checks the files now ("pySigma 2.0.1")
+    checker: str = ""  # what checks the files now ("pySigma 2.0.1")
 
 
 @dataclass
 class SourcePlan:
     """One source's plan: how it is read (mode), the tree entries to read, what moved."""
 
-    mode: str                      # "full" | "incremental" | "unchanged" | "failed"
+    mode: str  # "full" | "incremental" | "unchanged" | "failed"
     read: list[TreeEntry] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    renamed: list[tuple[str, str]] = field(default_factory=list)   # (old, new)
-    error: str = ""                # why it failed (it lost most of its files)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new)
+    error: str = ""  # why it failed (it lost most of its files)
 
 
 def read_again_reason(previous: State | None, options: Options) -> str:
@@ -52,8 +52,10 @@ def read_again_reason(previous: State | None, options: Options) -> str:
     if previous.checker != options.checker:
         return f"rules checked by {previous.checker or 'another checker'} before, {options.checker} now"
     if previous.max_file_bytes != options.max_file_bytes:  # files skipped (or read) for their size judged again
-        return (f"file size limit {previous.max_file_bytes:,} bytes before, "
-                f"{options.max_file_bytes:,} now: every file read again")
+        return (
+            f"file size limit {previous.max_file_bytes:,} bytes before, "
+            f"{options.max_file_bytes:,} now: every file read again"
+        )
     return ""
 
 
@@ -97,8 +99,10 @@ def shrink_error(name: str, tree: list[TreeEntry], previous: State | None, optio
     before = sum(1 for r in previous.files.values() if r.source == name and r.status != "skipped")
     now = sum(1 for e in tree if not skip_reason(name, e, options.max_file_bytes))
     if before >= 10 and now < before * SHRINK_LIMIT:
-        return (f"{now} rule files at the new commit, {before} indexed before: not published, "
-                "the previous index is kept (--allow-shrink publishes it)")
+        return (
+            f"{now} rule files at the new commit, {before} indexed before: not published, "
+            "the previous index is kept (--allow-shrink publishes it)"
+        )
     return ""
 
 

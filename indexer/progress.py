@@ -64,8 +64,9 @@ class BarProgress(LogProgress):
         super().__init__(quiet=False, verbose=verbose, log_file=log_file)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
-        self._bars = RichProgress(TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), transient=False)
+        self._bars = RichProgress(
+            TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+        )
         self._task: Any = None
 
     def stage(self, name: str, total: int) -> None:

@@ -79,19 +79,34 @@ class SearchResult:
     suggestions: list[str] = field(default_factory=list)
     declared_detections: list[dict[str, object]] = field(default_factory=list)  # LOLBAS -> Sigma links
     rules: list[RuleVerdict] = field(default_factory=list)  # one per (rule file, binary), strongest first
-    aliases: dict[str, str] = field(default_factory=dict)   # alias found -> the name it stands for
+    aliases: dict[str, str] = field(default_factory=dict)  # alias found -> the name it stands for
 
     def to_dict(self) -> dict[str, object]:
-        return {"query": self.query, "binaries": self.binaries, "aliases": self.aliases,
-                "mentions": mention_rows(self.mentions, self.aliases),
-                "rules": [r.to_dict() for r in self.rules], "suggestions": self.suggestions,
-                "lolbas_declared_detections": self.declared_detections}
+        return {
+            "query": self.query,
+            "binaries": self.binaries,
+            "aliases": self.aliases,
+            "mentions": mention_rows(self.mentions, self.aliases),
+            "rules": [r.to_dict() for r in self.rules],
+            "suggestions": self.suggestions,
+            "lolbas_declared_detections": self.declared_detections,
+        }
 
 
-def search(reader: IndexReader, text: str, *, source: str | None = None, roles: Iterable[str] = (),
-           field: str | None = None, context: str | None = None, platform: str | None = None,
-           include_inferred: bool = True, include_comments: bool = True, detects: bool = False,
-           verdicts: Iterable[str] = ()) -> SearchResult:
+def search(
+    reader: IndexReader,
+    text: str,
+    *,
+    source: str | None = None,
+    roles: Iterable[str] = (),
+    field: str | None = None,
+    context: str | None = None,
+    platform: str | None = None,
+    include_inferred: bool = True,
+    include_comments: bool = True,
+    detects: bool = False,
+    verdicts: Iterable[str] = (),
+) -> SearchResult:
     """Every mention of what `text` names, the verdict of every rule file that names it, and
     suggestions when nothing matches.
 
@@ -107,13 +122,23 @@ def search(reader: IndexReader, text: str, *, source: str | None = None, roles: 
     known = reader.aliases()
     aliases = {alias: name for name in names for alias in known.get(name, ()) if alias not in names}
     names_and_aliases = names + sorted(aliases)
-    mentions = reader.search(names_and_aliases, source=source, role=roles, field=field, context=context,
-                             platform=platform, inferred=None if include_inferred else False)
+    mentions = reader.search(
+        names_and_aliases,
+        source=source,
+        role=roles,
+        field=field,
+        context=context,
+        platform=platform,
+        inferred=None if include_inferred else False,
+    )
     if not include_comments:
         mentions = [m for m in mentions if m.role != "comment"]
     shown = {(m.source, m.path, m.binary) for m in mentions}
-    rules = select((r for r in reader.rules(names_and_aliases) if (r.source, r.path, r.binary) in shown),
-                   detects=detects, verdicts=verdicts)
+    rules = select(
+        (r for r in reader.rules(names_and_aliases) if (r.source, r.path, r.binary) in shown),
+        detects=detects,
+        verdicts=verdicts,
+    )
     if detects or verdicts:
         kept = {(r.source, r.path, r.binary) for r in rules}
         mentions = [m for m in mentions if (m.source, m.path, m.binary) in kept]
@@ -169,8 +194,12 @@ def show_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     return binary_target(reader, target, result.binaries, result.mentions, result.rules)
 
 
-def rule_target(reader: IndexReader, report: FileReport, mentions: list[Mention] | None = None,
-                binaries: Iterable[str] | None = None) -> dict[str, object]:
+def rule_target(
+    reader: IndexReader,
+    report: FileReport,
+    mentions: list[Mention] | None = None,
+    binaries: Iterable[str] | None = None,
+) -> dict[str, object]:
     """`show_target` for one rule file: its record and cross-references. `mentions`: the file's
     mentions in line order when already read (its verdicts are then computed from them, which
     gives the stored ones); `binaries`: read only these names' mentions and verdicts (one page
@@ -178,9 +207,14 @@ def rule_target(reader: IndexReader, report: FileReport, mentions: list[Mention]
     return rule_record(reader, report, mentions, binaries).to_dict()
 
 
-def binary_target(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
-                  rules: Iterable[RuleVerdict] | None = None,
-                  aliases: Mapping[str, str] | None = None) -> dict[str, object]:
+def binary_target(
+    reader: IndexReader,
+    query: str,
+    binaries: list[str],
+    mentions: list[Mention],
+    rules: Iterable[RuleVerdict] | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> dict[str, object]:
     """`show_target` for the executables a query resolved to, from their mentions (search order)
     and their rule verdicts (as stored; computed from the mentions when not given); `aliases`
     marks the mentions of an alias (alias -> the name it stands for)."""
@@ -220,15 +254,25 @@ def find_target(reader: IndexReader, target: str, kind: str | None = None) -> di
     for r in rules:
         if (r.source, r.path) not in shown:
             shown.add((r.source, r.path))
-            others.append({"kind": "rule", "source": r.source, "path": r.path,
-                           "matched_by": "id" if cleaned in r.rule_ids else "path"})
+            others.append(
+                {
+                    "kind": "rule",
+                    "source": r.source,
+                    "path": r.path,
+                    "matched_by": "id" if cleaned in r.rule_ids else "path",
+                }
+            )
     if record["kind"] == "rule" and found is not None:
         others.append({"kind": "binary", "binaries": found.binaries, "matched_by": "name"})
     return {**record, "matched_by": matched_by, "other_matches": others}
 
 
-def rule_record(reader: IndexReader, report: FileReport, mentions: list[Mention] | None = None,
-                binaries: Iterable[str] | None = None) -> RuleRecord:
+def rule_record(
+    reader: IndexReader,
+    report: FileReport,
+    mentions: list[Mention] | None = None,
+    binaries: Iterable[str] | None = None,
+) -> RuleRecord:
     """One rule file as `show` prints it: its report, metadata, its verdict on each binary it
     names (as stored; computed from `mentions` when they are given, which gives the same), its
     detection items that name a binary (which are filters), its mentions and cross-references."""
@@ -252,16 +296,24 @@ def rule_record(reader: IndexReader, report: FileReport, mentions: list[Mention]
     sigma = report.source == "sigma"
     own: tuple[Link | Reference, ...] = xrefs.references if sigma else xrefs.links
     return RuleRecord(
-        kind="rule", source=report.source, path=report.path, status=report.status, reason=report.reason,
-        warnings=tuple(report.warnings), rule_ids=tuple(report.rule_ids),
-        title=first.title if first else "", level=first.level if first else "",
-        tags=first.tags if first else (), logsource=first.logsource if first else "",
+        kind="rule",
+        source=report.source,
+        path=report.path,
+        status=report.status,
+        reason=report.reason,
+        warnings=tuple(report.warnings),
+        rule_ids=tuple(report.rule_ids),
+        title=first.title if first else "",
+        level=first.level if first else "",
+        tags=first.tags if first else (),
+        logsource=first.logsource if first else "",
         url=first.url.split("#", 1)[0] if first else "",
         binaries=tuple(sorted({m.binary for m in mentions})),
         verdicts=tuple(sorted(verdicts, key=RuleVerdict.sort_key)),
-        detection_items=tuple(DetectionItem(name, context, tuple(names_in))  # type: ignore[arg-type]
-                              for name, (context, names_in) in sorted(items.items(),
-                                                                      key=lambda i: (i[1][0] == "filter", i[0]))),
+        detection_items=tuple(
+            DetectionItem(name, context, tuple(names_in))  # type: ignore[arg-type]
+            for name, (context, names_in) in sorted(items.items(), key=lambda i: (i[1][0] == "filter", i[0]))
+        ),
         mentions=tuple(MentionRow(m) for m in mentions),
         former_paths=xrefs.former_paths.get(report.path, ()) if sigma else (),
         linked_from_lolbas=tuple(l for l in xrefs.links if l.current_path == report.path),
@@ -269,9 +321,14 @@ def rule_record(reader: IndexReader, report: FileReport, mentions: list[Mention]
     )
 
 
-def binary_record(reader: IndexReader, query: str, binaries: list[str], mentions: list[Mention],
-                  rules: Iterable[RuleVerdict] | None = None,
-                  aliases: Mapping[str, str] | None = None) -> BinaryRecord:
+def binary_record(
+    reader: IndexReader,
+    query: str,
+    binaries: list[str],
+    mentions: list[Mention],
+    rules: Iterable[RuleVerdict] | None = None,
+    aliases: Mapping[str, str] | None = None,
+) -> BinaryRecord:
     """One binary (or the names a query resolved to) as `show` prints it: every rule file's
     verdict on it (strongest first, deprecated and unsupported rules last), the mentions and
     the Sigma links its LOLBAS entries declare.
@@ -290,7 +347,9 @@ def binary_record(reader: IndexReader, query: str, binaries: list[str], mentions
     active = [r for r in ordered_rules if r.source == "sigma" and not r.retired]
     aliases = aliases or {}
     return BinaryRecord(
-        kind="binary", query=query, binaries=tuple(binaries),
+        kind="binary",
+        query=query,
+        binaries=tuple(binaries),
         rules=tuple(ordered_rules),
         sigma_rules=tuple(sorted({p for (s, p) in groups if s == "sigma"})),
         running_rules=tuple(sorted({r.path for r in active if r.verdict == "runs"})),
@@ -318,7 +377,9 @@ def index_stats(reader: IndexReader) -> dict[str, object]:
         per_source["with_warnings"] += bool(report.warnings)
         rules += len(report.rule_ids)
         if report.status != "indexed" or report.warnings:
-            problems.append(Problem(report.source, report.path, report.status, report.reason or "; ".join(report.warnings)))
+            problems.append(
+                Problem(report.source, report.path, report.status, report.reason or "; ".join(report.warnings))
+            )
     by_role: dict[str, int] = {}
     by_source: dict[str, int] = {}
     binaries: set[str] = set()

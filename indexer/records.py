@@ -34,12 +34,12 @@ class Link(Record):
     line: int
     url: str
     status: LinkStatus
-    reason: str | None = None          # why it is unresolvable or deleted
-    current_path: str | None = None    # where the rule is at the tip (ok, moved, deprecated)
-    linked_ref: str | None = None      # the branch or commit the URL names
-    linked_path: str | None = None     # the path the URL names
-    rule_id: str | None = None         # the id the linked file held
-    basis: str | None = None           # what the id was read from
+    reason: str | None = None  # why it is unresolvable or deleted
+    current_path: str | None = None  # where the rule is at the tip (ok, moved, deprecated)
+    linked_ref: str | None = None  # the branch or commit the URL names
+    linked_path: str | None = None  # the path the URL names
+    rule_id: str | None = None  # the id the linked file held
+    basis: str | None = None  # what the id was read from
 
 
 @dataclass(frozen=True)

@@ -56,10 +56,10 @@ class RefreshOptions:
     specs: list[SourceSpec]
     full: bool = False
     wait: float = 0.0
-    jobs: int = 0                  # worker processes for parsing; 0: one per core
+    jobs: int = 0  # worker processes for parsing; 0: one per core
     max_file_bytes: int = MAX_FILE_BYTES
     fetch: bool = True
-    allow_shrink: bool = False     # publish a source that lost most of its rule files
+    allow_shrink: bool = False  # publish a source that lost most of its rule files
 
 
 def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manifest:
@@ -101,26 +101,26 @@ class _Refresh:
 
     def run(self) -> Manifest:
         """The phases of a refresh, in order."""
-        previous = self._previous_state()                   # the published generation, if sound
+        previous = self._previous_state()  # the published generation, if sound
         if previous is not None and previous.checker == CHECKER:
             self._checked = previous.files
         repos = {spec.name: Repository(spec, clone_path(self.data_dir, spec.name)) for spec in self.opt.specs}
         try:
-            tips = self._fetch(repos, previous)             # git fetch, each source
-            plans = self._plan(repos, tips, previous)       # what to read (plan.py, on git's answers)
+            tips = self._fetch(repos, previous)  # git fetch, each source
+            plans = self._plan(repos, tips, previous)  # what to read (plan.py, on git's answers)
             if plan.nothing_new(plans, self._damaged):
-                return self._finish(None)                   # the current index (if any) stays
+                return self._finish(None)  # the current index (if any) stays
             state = self._next_state(repos, tips, plans, previous)
-            removed = plan.removed(plans, state.files)      # files that leave the index
+            removed = plan.removed(plans, state.files)  # files that leave the index
             for ref in removed:
                 state.files.pop(ref, None)
             work = self._work(plans, state)
-            reader = self._reader(len(work))                # parser processes are forked first,
-            self._start_history(state)                      # then the history thread starts
-            reports = self._read(reader, repos, work)       # parse, extract
+            reader = self._reader(len(work))  # parser processes are forked first,
+            self._start_history(state)  # then the history thread starts
+            reports = self._read(reader, repos, work)  # parse, extract
             again = self._read_again(repos, state, previous, reports)  # bare names that changed meaning
             removed.update(fileref(ctx.source, ctx.path) for ctx, _ in again)
-            fresh = plan.rebuilds_all(previous, plans)      # else: the previous generation, files replaced
+            fresh = plan.rebuilds_all(previous, plans)  # else: the previous generation, files replaced
             writer = self._write(repos, state, previous, removed, fresh)  # index, links, verdicts, state
         finally:
             for reader in self._readers:
@@ -129,7 +129,7 @@ class _Refresh:
                 wait([self._history])
             for repo in repos.values():
                 repo.close()
-        return self._finish(writer)                         # manifest, publish
+        return self._finish(writer)  # manifest, publish
 
     # -- stages --
 
@@ -170,8 +170,9 @@ class _Refresh:
             self.progress.advance()
         return tips
 
-    def _plan(self, repos: dict[str, Repository], tips: dict[str, str],
-              previous: State | None) -> dict[str, SourcePlan]:
+    def _plan(
+        self, repos: dict[str, Repository], tips: dict[str, str], previous: State | None
+    ) -> dict[str, SourcePlan]:
         """Each source's plan: git answers (the commit indexed known? the tree, the changes),
         plan.py decides; the manifest records it."""
         options = plan.Options(self.opt.full, self.opt.max_file_bytes, self.opt.allow_shrink, CHECKER)
@@ -212,25 +213,39 @@ class _Refresh:
         outcome.added, outcome.modified = planned.added, planned.modified
         outcome.deleted, outcome.renamed = planned.deleted, planned.renamed
 
-    def _next_state(self, repos: dict[str, Repository], tips: dict[str, str], plans: dict[str, SourcePlan],
-                    previous: State | None) -> State:
+    def _next_state(
+        self, repos: dict[str, Repository], tips: dict[str, str], plans: dict[str, SourcePlan], previous: State | None
+    ) -> State:
         """The previous state with each source read at its new commit (files: still the old ones)."""
-        state = State(sources=dict(previous.sources) if previous else {},
-                      files=dict(previous.files) if previous else {}, checker=self._checker(previous, plans),
-                      max_file_bytes=self.opt.max_file_bytes)
+        state = State(
+            sources=dict(previous.sources) if previous else {},
+            files=dict(previous.files) if previous else {},
+            checker=self._checker(previous, plans),
+            max_file_bytes=self.opt.max_file_bytes,
+        )
         for name, planned in plans.items():
             if planned.mode in ("full", "incremental"):
                 repo, tip = repos[name], tips[name]
                 license_name, license_path = repo.license(self._trees[name])
-                state.sources[name] = SourceState(tip, redact(repo.spec.url), repo.spec.branch, repo.spec.web_url,
-                                                  license_name, license_path, repo.committed(tip))
+                state.sources[name] = SourceState(
+                    tip,
+                    redact(repo.spec.url),
+                    repo.spec.branch,
+                    repo.spec.web_url,
+                    license_name,
+                    license_path,
+                    repo.committed(tip),
+                )
         return state
 
     def _checker(self, previous: State | None, plans: dict[str, SourcePlan]) -> str:
         """What checked the new state's files: this checker, unless they are kept from an index
         another version checked (the checked sources not read again: fetch failed, not asked)."""
-        if previous is None or previous.checker == CHECKER or any(
-                p.mode == "full" for name, p in plans.items() if name in SOURCES and get(name).checker):
+        if (
+            previous is None
+            or previous.checker == CHECKER
+            or any(p.mode == "full" for name, p in plans.items() if name in SOURCES and get(name).checker)
+        ):
             return CHECKER
         return previous.checker
 
@@ -269,9 +284,10 @@ class _Refresh:
 
         def update() -> dict[str, PathHistory]:
             try:
-                return {name: update_history(repo, state.sources[name].commit,
-                                             self.data_dir / "history" / f"{name}.json")
-                        for name, repo in repos.items()}
+                return {
+                    name: update_history(repo, state.sources[name].commit, self.data_dir / "history" / f"{name}.json")
+                    for name, repo in repos.items()
+                }
             finally:
                 for repo in repos.values():
                     repo.close()
@@ -290,13 +306,15 @@ class _Refresh:
         for report, (_, entry) in zip(reports, work):
             report.blob = entry.sha
             if report.status == "error":
-                self.manifest.file_errors.append({"source": report.source, "path": report.path,
-                                                  "reason": report.reason})
+                self.manifest.file_errors.append(
+                    {"source": report.source, "path": report.path, "reason": report.reason}
+                )
                 self.progress.log(f"error: {report.source}:{report.path}: {report.reason}")
         return reports
 
-    def _read_again(self, repos: dict[str, Repository], state: State, previous: State | None,
-                    reports: list[FileReport]) -> Work:
+    def _read_again(
+        self, repos: dict[str, Repository], state: State, previous: State | None, reports: list[FileReport]
+    ) -> Work:
         """Bare names resolve against the executables the whole index knows. Where that changed,
         files not read this time that contain an affected stem are read again, so an incremental
         refresh gives exactly what a full build gives. The reports go into the state; returns
@@ -310,8 +328,7 @@ class _Refresh:
             if changed:
                 done = {fileref(r.source, r.path) for r in reports}
                 extra = self._files_containing(repos, state, changed, done)
-                self.manifest.reason = (f"{len(changed)} bare names changed meaning: "
-                                        f"{len(extra)} more files read again")
+                self.manifest.reason = f"{len(changed)} bare names changed meaning: {len(extra)} more files read again"
                 self.progress.log(self.manifest.reason)
                 for report in self._read(self._reader(len(extra)), repos, extra):
                     state.files[fileref(report.source, report.path)] = report
@@ -319,8 +336,9 @@ class _Refresh:
         state.built_at = time.time()
         return extra
 
-    def _write(self, repos: dict[str, Repository], state: State, previous: State | None,
-               removed: set[str], fresh: bool) -> IndexWriter:
+    def _write(
+        self, repos: dict[str, Repository], state: State, previous: State | None, removed: set[str], fresh: bool
+    ) -> IndexWriter:
         """The new generation (from nothing if `fresh`): documents, sources, cross-references,
         verdicts, state; what changed."""
         for reader in self._readers:
@@ -333,8 +351,11 @@ class _Refresh:
         writer = IndexWriter(self.data_dir, None if fresh else current_generation(self.data_dir))
         try:
             gone = {ref: previous.files[ref].binaries if previous and ref in previous.files else [] for ref in removed}
-            written = writer.replace_files(gone, (row for ref in sorted(found) for row in found[ref].rows),
-                                           (row for ref in sorted(found) for row in found[ref].verdicts))
+            written = writer.replace_files(
+                gone,
+                (row for ref in sorted(found) for row in found[ref].rows),
+                (row for ref in sorted(found) for row in found[ref].verdicts),
+            )
             self.progress.advance(mention_count)
             writer.commit(state.source_dicts(), optimize=fresh, aliases=derive_aliases(state.files.values()))
             self._cross_reference(repos, state, writer.path)
@@ -358,8 +379,9 @@ class _Refresh:
     def _indexed_repository(self, state: State, name: str) -> Repository:
         """The clone of a source as the index records it (for a source not fetched this time)."""
         info = state.sources[name]
-        return Repository(SourceSpec(name, info.url, info.branch or "master", info.web_url),
-                          clone_path(self.data_dir, name))
+        return Repository(
+            SourceSpec(name, info.url, info.branch or "master", info.web_url), clone_path(self.data_dir, name)
+        )
 
     def _repository(self, repos: dict[str, Repository], state: State, name: str) -> Repository:
         """The source's open repository, opened at its indexed clone if this refresh did not fetch it."""
@@ -376,8 +398,7 @@ class _Refresh:
             xref.write(generation, xref.build(reader, state, kept, histories))
         self.progress.advance()
 
-    def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str],
-                          done: set[str]) -> Work:
+    def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str], done: set[str]) -> Work:
         """Indexed files not in `done` whose text contains any of `stems` (case-insensitive)."""
         found: Work = []
         for name, info in state.sources.items():
@@ -392,11 +413,15 @@ class _Refresh:
         return found
 
     def _batches(self, repos: dict[str, Repository], work: Work, size: int = 100) -> Iterator[Batch]:
-        contents = {name: repos[name].read_many([e.sha for c, e in work if c.source == name])
-                    for name in {ctx.source for ctx, _ in work}}
+        contents = {
+            name: repos[name].read_many([e.sha for c, e in work if c.source == name])
+            for name in {ctx.source for ctx, _ in work}
+        }
         for start in range(0, len(work), size):
-            yield [(ctx, next(contents[ctx.source]), self._known_warnings(ctx, entry))
-                   for ctx, entry in work[start:start + size]]
+            yield [
+                (ctx, next(contents[ctx.source]), self._known_warnings(ctx, entry))
+                for ctx, entry in work[start : start + size]
+            ]
 
     def _known_warnings(self, ctx: FileContext, entry: TreeEntry) -> list[str] | None:
         """The check's earlier verdict on the same blob, if the previous index has it (not for --full)."""
@@ -421,13 +446,15 @@ class _Refresh:
         with IndexReader(self.data_dir) as reader:
             return reader.raw_documents(binaries)
 
-    def _summarise(self, old_docs: dict[str, str], written: dict[str, str],
-                   previous: State | None, state: State) -> None:
+    def _summarise(
+        self, old_docs: dict[str, str], written: dict[str, str], previous: State | None, state: State
+    ) -> None:
         """What changed (manifest.summarise, pure), into the manifest."""
         renamed = {name: o.renamed for name, o in self.manifest.sources.items()}
         detecting = [name for name in SOURCES if get(name).detects]
-        self.manifest = dataclasses.replace(self.manifest, **summarise(old_docs, written, previous, state,
-                                                                       renamed, detecting))
+        self.manifest = dataclasses.replace(
+            self.manifest, **summarise(old_docs, written, previous, state, renamed, detecting)
+        )
 
     def _finish(self, writer: IndexWriter | None) -> Manifest:
         m = self.manifest
@@ -458,9 +485,14 @@ class _Refresh:
 
 def _changed_stems(before: list[str], after: list[str]) -> set[str]:
     """Bare stems that resolve differently (or only on one side) between two name lists."""
+
     def stems(names: list[str]) -> dict[str, str]:
-        return {f"{k} ({kind})": v for kind, found in zip(("windows", "unix", "module"), known_stems(names))
-                for k, v in found.items()}
+        return {
+            f"{k} ({kind})": v
+            for kind, found in zip(("windows", "unix", "module"), known_stems(names))
+            for k, v in found.items()
+        }
+
     old, new = stems(before), stems(after)
     return {key.split(" ")[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 

@@ -31,16 +31,23 @@ def print_search(console: Console, result: SearchResult) -> None:
     verdicts: dict[tuple[str, str], list[Any]] = {}
     for rule in result.rules:
         verdicts.setdefault((rule.source, rule.path), []).append(rule)
-    console.print(Text(f"{result.query}: {len(result.mentions)} mentions of {', '.join(result.binaries[:8])}"
-                       f"{' ...' if len(result.binaries) > 8 else ''} in {len(groups)} rule files", style="bold"))
+    console.print(
+        Text(
+            f"{result.query}: {len(result.mentions)} mentions of {', '.join(result.binaries[:8])}"
+            f"{' ...' if len(result.binaries) > 8 else ''} in {len(groups)} rule files",
+            style="bold",
+        )
+    )
     for (source, path), mentions in groups.items():
         first = mentions[0]
         heading = Text(f"\n{source} ", style="bold")
         rules = verdicts.get((source, path), [])
         if rules:
             several = len(rules) > 1
-            heading.append(" ".join(f"{r.binary}:{r.verdict}" if several else r.verdict for r in rules) + " ",
-                           style="bold green" if any(r.detects for r in rules) else "bold")
+            heading.append(
+                " ".join(f"{r.binary}:{r.verdict}" if several else r.verdict for r in rules) + " ",
+                style="bold green" if any(r.detects for r in rules) else "bold",
+            )
             if any(r.retired for r in rules):
                 heading.append("(retired) ", style="dim")
         heading.append(path, style="bold cyan")
@@ -55,13 +62,21 @@ def print_search(console: Console, result: SearchResult) -> None:
         for m in mentions:
             role = m.role + (" (filter)" if m.context == "filter" else "") + (" ~" if m.inferred else "")
             field = m.field + ("|" + "|".join(m.modifiers) if m.modifiers else "")
-            table.add_row(f"L{m.line}", role, Text(field),
-                          _snippet(m.snippet, m.binary.rsplit(".", 1)[0] if m.inferred else m.binary))
+            table.add_row(
+                f"L{m.line}",
+                role,
+                Text(field),
+                _snippet(m.snippet, m.binary.rsplit(".", 1)[0] if m.inferred else m.binary),
+            )
         console.print(table)
     for link in result.declared_detections:
         where = link.get("current_path") or link.get("reason") or ""
-        console.print(Text(f"LOLBAS {link['lolbas_path']} L{link['line']} links a Sigma rule: {link['status']} {where}",
-                           style="dim"))
+        console.print(
+            Text(
+                f"LOLBAS {link['lolbas_path']} L{link['line']} links a Sigma rule: {link['status']} {where}",
+                style="dim",
+            )
+        )
     if any(m.inferred for m in result.mentions):
         console.print(Text("\n~ bare name recognised without its extension", style="dim"))
 
@@ -69,8 +84,11 @@ def print_search(console: Console, result: SearchResult) -> None:
 def _other_matches(console: Console, data: dict[str, Any]) -> None:
     for other in data.get("other_matches", []):
         if other["kind"] == "binary":
-            console.print(Text(f"  also a binary name: {', '.join(other['binaries'])} (indexer show --kind binary)",
-                               style="yellow"))
+            console.print(
+                Text(
+                    f"  also a binary name: {', '.join(other['binaries'])} (indexer show --kind binary)", style="yellow"
+                )
+            )
         elif other["matched_by"] == "id":
             console.print(Text(f"  duplicate id: also in {other['source']}:{other['path']}", style="yellow"))
         else:
@@ -89,12 +107,18 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
                 console.print(Text(f"  {key}: {value}"))
         console.print(Text(f"  binaries: {', '.join(data['binaries'])}"))
         for former in data.get("former_paths", []):
-            console.print(Text(f"  formerly: {former['path']} (moved {former['date'][:10]}, {former['moved_in'][:12]})"))
+            console.print(
+                Text(f"  formerly: {former['path']} (moved {former['date'][:10]}, {former['moved_in'][:12]})")
+            )
         for link in data.get("linked_from_lolbas", []):
             console.print(Text(f"  linked from LOLBAS {link['lolbas_path']} L{link['line']} ({link['status']})"))
         for v in data.get("verdicts", []):
-            console.print(Text(f"  {v['binary']}: {v['verdict']}" + (f" ({', '.join(v['verdicts'][1:])} too)"
-                                                                     if len(v["verdicts"]) > 1 else "")))
+            console.print(
+                Text(
+                    f"  {v['binary']}: {v['verdict']}"
+                    + (f" ({', '.join(v['verdicts'][1:])} too)" if len(v["verdicts"]) > 1 else "")
+                )
+            )
         for item in data.get("detection_items", []):
             kind = "filter: excludes" if item["context"] == "filter" else "selection"
             console.print(Text(f"  item {item['name']} ({kind}): {', '.join(item['binaries'])}"))
@@ -104,16 +128,24 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
         return
     console.print(Text("binary " + ", ".join(data["binaries"]), style="bold"))
     _other_matches(console, data)
-    console.print(Text(f"  Sigma rule files: {len(data['sigma_rules'])}: {len(data['running_rules'])} run it, "
-                       f"{len(data['detecting_rules'])} detect it (runs, parent, target, loads, invoked), "
-                       f"{len(data['retired_rules'])} deprecated or unsupported"))
+    console.print(
+        Text(
+            f"  Sigma rule files: {len(data['sigma_rules'])}: {len(data['running_rules'])} run it, "
+            f"{len(data['detecting_rules'])} detect it (runs, parent, target, loads, invoked), "
+            f"{len(data['retired_rules'])} deprecated or unsupported"
+        )
+    )
     console.print(Text(f"  LOLBAS entries: {', '.join(data['lolbas_entries']) or 'none'}"))
     console.print(Text(f"  roles: {', '.join(data['roles'])}"))
     for line in rule_lines(data.get("rules", [])):
         console.print(Text(line, style="dim" if line.rstrip().endswith("]") else ""))
     for link in data.get("lolbas_declared_detections", []):
-        console.print(Text(f"  LOLBAS links a Sigma rule ({link['status']}): "
-                           f"{link.get('current_path') or link.get('reason') or link['url']}"))
+        console.print(
+            Text(
+                f"  LOLBAS links a Sigma rule ({link['status']}): "
+                f"{link.get('current_path') or link.get('reason') or link['url']}"
+            )
+        )
 
 
 def rule_lines(rules: list[dict[str, Any]]) -> Iterator[str]:
@@ -123,22 +155,36 @@ def rule_lines(rules: list[dict[str, Any]]) -> Iterator[str]:
     for r in rules:
         mark = ""
         if r.get("retired"):
-            mark = "  [deprecated]" if r["path"].startswith("deprecated/") or r["status"] == "deprecated" else "  [unsupported]"
+            mark = (
+                "  [deprecated]"
+                if r["path"].startswith("deprecated/") or r["status"] == "deprecated"
+                else "  [unsupported]"
+            )
         who = f"{r['binary']}: " if several else ""
-        yield (f"  {who}{r['verdict']:<10} {r['level'] or '-':<13} {r['status'] or '-':<12} "
-               f"{r['title'] or '-'}  {r['source']}:{r['path']}{mark}")
+        yield (
+            f"  {who}{r['verdict']:<10} {r['level'] or '-':<13} {r['status'] or '-':<12} "
+            f"{r['title'] or '-'}  {r['source']}:{r['path']}{mark}"
+        )
 
 
 def print_stats(console: Console, data: dict[str, Any], show_all: bool = False) -> None:
     for name, info in data["sources"].items():
-        console.print(Text(f"{name}: {info.get('url')} {info.get('branch')} at {info.get('commit', '')[:12]} "
-                           f"({info.get('committed', '')}), license {info.get('license') or 'unknown'}"))
+        console.print(
+            Text(
+                f"{name}: {info.get('url')} {info.get('branch')} at {info.get('commit', '')[:12]} "
+                f"({info.get('committed', '')}), license {info.get('license') or 'unknown'}"
+            )
+        )
     table = Table("source", "seen", "indexed", "error", "skipped", "with warnings")
     for name, counts in data["files"].items():
         table.add_row(name, *(str(counts[k]) for k in ("seen", "indexed", "error", "skipped", "with_warnings")))
     console.print(table)
-    console.print(Text(f"rules: {data['rule_ids']}  mentions: {data['mentions']} "
-                       f"({data['inferred_mentions']} inferred)  binaries: {data['binaries']}"))
+    console.print(
+        Text(
+            f"rules: {data['rule_ids']}  mentions: {data['mentions']} "
+            f"({data['inferred_mentions']} inferred)  binaries: {data['binaries']}"
+        )
+    )
     console.print(Text("mentions by role: " + ", ".join(f"{k} {v}" for k, v in data["mentions_by_role"].items())))
     problems = data["problems"]
     shown = problems if show_all else [p for p in problems if p["status"] == "error"]
@@ -158,7 +204,9 @@ def manifest_lines(m: dict[str, Any], every: bool = False) -> Iterator[str]:
 
 
 def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
-    yield f"refresh {m['started']} ({m['duration_s']}s, exit {m['exit_code']})" + (f": {m['reason']}" if m.get("reason") else "")
+    yield f"refresh {m['started']} ({m['duration_s']}s, exit {m['exit_code']})" + (
+        f": {m['reason']}" if m.get("reason") else ""
+    )
     if m["exit_code"] == 2 and not m["generation"]:
         yield "  no index yet: give reachable sources (--sigma-url, --lolbas-url: a URL, a clone or a git bundle)"
     for name, s in m["sources"].items():
@@ -169,10 +217,14 @@ def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
             yield f"  {name}: up to date at {s['after'][:12]}"
         else:
             counts = ", ".join(f"{len(s[k])} {k}" for k in ("added", "modified", "deleted", "renamed") if s[k])
-            yield f"  {name}: {s['mode']} {s['before'][:12] or '(new)'} -> {s['after'][:12]}" + (f": {counts}" if counts else "")
+            yield f"  {name}: {s['mode']} {s['before'][:12] or '(new)'} -> {s['after'][:12]}" + (
+                f": {counts}" if counts else ""
+            )
     if m["files_parsed"] or m["mentions_added"] or m["mentions_removed"]:
-        yield (f"  files parsed {m['files_parsed']}, mentions +{m['mentions_added']} -{m['mentions_removed']}"
-               f" (total {m['mentions_total']})")
+        yield (
+            f"  files parsed {m['files_parsed']}, mentions +{m['mentions_added']} -{m['mentions_removed']}"
+            f" (total {m['mentions_total']})"
+        )
     for e in m["file_errors"][:20]:
         yield f"  error: {e['source']}:{e['path']}: {e['reason']}"
     if len(m["file_errors"]) > 20:
@@ -180,18 +232,22 @@ def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
     detections = m.get("detections", {})
     if detections:
         yield f"  detections changed for {len(detections)} binaries (Sigma rules that run, parent, target, load or invoke them):"
-    for name, d in sorted(detections.items(), key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))[:limit]:
+    for name, d in sorted(detections.items(), key=lambda kv: (-len(kv[1]["gained"]) - len(kv[1]["lost"]), kv[0]))[
+        :limit
+    ]:
         yield f"  {name}: {d['before']} -> {d['after']} detecting rules"
-        lines = ([f"    - {r['verdict']:<8} {r['title']}  {r['path']}  (now: {r['now'] or 'gone'})" for r in d["lost"]]
-                 + [f"    + {r['verdict']:<8} {r['title']}  {r['path']}" for r in d["gained"]]
-                 + [f"    ~ {r['before']} -> {r['after']}  {r['title']}  {r['path']}" for r in d["changed"]])
-        yield from lines[:None if limit is None else 5]
+        lines = (
+            [f"    - {r['verdict']:<8} {r['title']}  {r['path']}  (now: {r['now'] or 'gone'})" for r in d["lost"]]
+            + [f"    + {r['verdict']:<8} {r['title']}  {r['path']}" for r in d["gained"]]
+            + [f"    ~ {r['before']} -> {r['after']}  {r['title']}  {r['path']}" for r in d["changed"]]
+        )
+        yield from lines[: None if limit is None else 5]
         if limit is not None and len(lines) > 5:
             yield f"    ... and {len(lines) - 5} more rules"
     if limit is not None and len(detections) > limit:
         yield f"  ... and {len(detections) - limit} more binaries whose detections changed (--all lists them)"
     changed = m["binaries"]
-    for name, c in list(sorted(changed.items(), key=lambda kv: -(kv[1]['gained'] + kv[1]['lost'])))[:limit]:
+    for name, c in list(sorted(changed.items(), key=lambda kv: -(kv[1]["gained"] + kv[1]["lost"])))[:limit]:
         parts = ([f"+{c['gained']}"] if c["gained"] else []) + ([f"-{c['lost']}"] if c["lost"] else [])
         yield f"  {name}: {' '.join(parts)} rules naming it ({c['rules_before']} -> {c['rules_after']})"
     if limit is not None and len(changed) > limit:
@@ -212,8 +268,12 @@ def print_links(console: Console, links: list[dict[str, Any]]) -> None:
     table = Table("status", "LOLBAS entry", "line", "now at / why", box=None, pad_edge=False)
     for link in links:
         style = {"ok": "green", "moved": "yellow", "deprecated": "magenta"}.get(link["status"], "red")
-        table.add_row(Text(link["status"], style=style), Text(link["lolbas_path"]), str(link["line"]),
-                      Text(link.get("current_path") or link.get("reason") or ""))
+        table.add_row(
+            Text(link["status"], style=style),
+            Text(link["lolbas_path"]),
+            str(link["line"]),
+            Text(link.get("current_path") or link.get("reason") or ""),
+        )
     console.print(table)
     counts: dict[str, int] = {}
     for link in links:
@@ -228,11 +288,16 @@ def print_coverage(console: Console, data: dict[str, Any]) -> None:
         return
     t = s["tiers"]
     retired = "counting" if s["include_retired"] else "not counting"
-    console.print(Text(f"{s['entries']} LOLBAS entries: {t['running']} have a Sigma rule that detects them running, "
-                       f"{t['other']} one that detects them otherwise (parent, target, loaded module, command line), "
-                       f"{t['mentioned']} are only mentioned, {t['none']} are named by no rule "
-                       f"({retired} deprecated and unsupported rules); {s['links_disagree']} entries link rules "
-                       "that do not detect them.", style="bold"))
+    console.print(
+        Text(
+            f"{s['entries']} LOLBAS entries: {t['running']} have a Sigma rule that detects them running, "
+            f"{t['other']} one that detects them otherwise (parent, target, loaded module, command line), "
+            f"{t['mentioned']} are only mentioned, {t['none']} are named by no rule "
+            f"({retired} deprecated and unsupported rules); {s['links_disagree']} entries link rules "
+            "that do not detect them.",
+            style="bold",
+        )
+    )
     for tier in ("other", "mentioned", "none"):
         console.print(Text(f"{tier}: " + (", ".join(s["entries_by_tier"][tier]) or "-")))
     table = Table("category", "entries", *TIER_COLUMNS, box=None, pad_edge=False)

@@ -27,8 +27,7 @@ LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.Detection.Rules.md", "LICENSE
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 _SCP = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!/?-)[A-Za-z0-9._~/-]+$")
 # Git itself refuses every other transport (ext::, fd::, git://, http://) for our commands.
-_GIT_ENV = {"GIT_ALLOW_PROTOCOL": "file:https:ssh", "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_NOSYSTEM": "1"}
+_GIT_ENV = {"GIT_ALLOW_PROTOCOL": "file:https:ssh", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 class SourceError(SourceFailure):
@@ -53,8 +52,9 @@ class SourceSpec:
     web_url: str = ""
 
     @classmethod
-    def resolve(cls, name: str, upstream: str, web: str, branch: str, url: str | None = None,
-                clone: Path | None = None) -> "SourceSpec":
+    def resolve(
+        cls, name: str, upstream: str, web: str, branch: str, url: str | None = None, clone: Path | None = None
+    ) -> "SourceSpec":
         """The source `name` from, in order: `url`, $INDEXER_<NAME>_URL, the URL the existing
         clone was made from, `upstream`; `web` links to lines unless the URL is a GitHub one."""
         check_branch(name, branch)
@@ -90,8 +90,11 @@ def _origin(clone: Path) -> str:
     `;`, `#` and backslashes in the value are git's to decode)."""
     if not (clone / "config").is_file():
         return ""
-    done = subprocess.run(["git", "config", "--file", str(clone / "config"), "--get", "remote.origin.url"],
-                          capture_output=True, env={**os.environ, **_GIT_ENV})
+    done = subprocess.run(
+        ["git", "config", "--file", str(clone / "config"), "--get", "remote.origin.url"],
+        capture_output=True,
+        env={**os.environ, **_GIT_ENV},
+    )
     try:
         return done.stdout.decode("utf-8").rstrip("\n") if done.returncode == 0 else ""
     except UnicodeDecodeError:
@@ -130,13 +133,17 @@ def normalise_url(source: str, url: str) -> str:
     if scheme == "file":
         return url
     if scheme:
-        raise SourceError(source, f"refused URL {redact(url)!r}: transport '{scheme}' not allowed "
-                                  "(use https://, ssh://, file:// or a local path)")
+        raise SourceError(
+            source,
+            f"refused URL {redact(url)!r}: transport '{scheme}' not allowed "
+            "(use https://, ssh://, file:// or a local path)",
+        )
     if _SCP.match(url):
         return url
     if re.match(r"^[^/]*@[^/]*:", url):  # user:password@host:path, TOKEN@host:~x: not git's scp form
-        raise SourceError(source, f"refused URL {redact(url)!r}: not an scp-style URL git accepts "
-                                  "(user@host:path, no password)")
+        raise SourceError(
+            source, f"refused URL {redact(url)!r}: not an scp-style URL git accepts (user@host:path, no password)"
+        )
     # a local path (a clone, a bundle): one that does not exist is the fetch's to report
     return str(Path(url).expanduser().resolve())
 
@@ -186,13 +193,21 @@ class Repository:
             self._init()
         repo_git = self._git()
         try:
-            _, _, warnings = repo_git.fetch("--no-tags", "--force", "--", self.spec.url,
-                                            f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}",
-                                            with_extended_output=True)
+            _, _, warnings = repo_git.fetch(
+                "--no-tags",
+                "--force",
+                "--",
+                self.spec.url,
+                f"+refs/heads/{self.spec.branch}:refs/remotes/origin/{self.spec.branch}",
+                with_extended_output=True,
+            )
             if "shallow roots are not allowed" in warnings:  # git exits 0 and updates nothing
-                raise SourceError(self.spec.name, f"{redact(self.spec.url)} is a shallow clone (made with --depth): "
-                                                  "the index needs its whole history; use a full clone "
-                                                  "('git fetch --unshallow' there)")
+                raise SourceError(
+                    self.spec.name,
+                    f"{redact(self.spec.url)} is a shallow clone (made with --depth): "
+                    "the index needs its whole history; use a full clone "
+                    "('git fetch --unshallow' there)",
+                )
             # recorded only once it worked: a later refresh without a URL uses this one
             has_origin = "origin" in repo_git.remote().split()
             repo_git.remote("set-url" if has_origin else "add", "origin", self.spec.url)
@@ -244,8 +259,9 @@ class Repository:
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         """Whether `ancestor` is `commit` or one of its ancestors."""
-        status = self._git().execute(["git", "merge-base", "--is-ancestor", ancestor, commit],
-                                     with_exceptions=False, with_extended_output=True)[0]
+        status = self._git().execute(
+            ["git", "merge-base", "--is-ancestor", ancestor, commit], with_exceptions=False, with_extended_output=True
+        )[0]
         return status == 0
 
     def raw_log(self, revs: str) -> str:
@@ -284,17 +300,35 @@ class Repository:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="indexer-grep-", suffix=".txt") as handle:
             handle.write("".join(p + "\n" for p in patterns))
             handle.flush()
-            done = subprocess.run(["git", "--git-dir", str(self.path), "grep", "-l", "-z", "-F", "-I", *options,
-                                   "-f", handle.name, commit],  # -z: paths as they are, never quoted
-                                  capture_output=True, env={**os.environ, **_GIT_ENV})
+            done = subprocess.run(
+                [
+                    "git",
+                    "--git-dir",
+                    str(self.path),
+                    "grep",
+                    "-l",
+                    "-z",
+                    "-F",
+                    "-I",
+                    *options,
+                    "-f",
+                    handle.name,
+                    commit,
+                ],  # -z: paths as they are, never quoted
+                capture_output=True,
+                env={**os.environ, **_GIT_ENV},
+            )
         if done.returncode == 1 and not done.stderr:  # nothing found
             return set()
         if done.returncode != 0:
             reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SourceError(self.spec.name, f"git grep failed: {reason[-1] if reason else done.returncode}")
         prefix = f"{commit}:".encode()
-        return {item[len(prefix):].decode("utf-8", "surrogateescape") for item in done.stdout.split(b"\0")
-                if item.startswith(prefix)}
+        return {
+            item[len(prefix) :].decode("utf-8", "surrogateescape")
+            for item in done.stdout.split(b"\0")
+            if item.startswith(prefix)
+        }
 
     # Blobs are read one way: `git cat-file --batch`, a process per many blobs (fed by a thread
     # while they are read), or one kept open for reads one at a time.
@@ -356,9 +390,13 @@ class _CatFile:
 
     def __init__(self, repository: Repository) -> None:
         self._source, self._path = repository.spec.name, repository.path
-        self._proc = subprocess.Popen(["git", "--git-dir", str(self._path), "cat-file", "--batch"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      env={**os.environ, **_GIT_ENV})
+        self._proc = subprocess.Popen(
+            ["git", "--git-dir", str(self._path), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **_GIT_ENV},
+        )
 
     def send(self, names: Iterable[str]) -> None:
         """Ask for these objects (a thread may do this while `receive` reads)."""

@@ -20,8 +20,14 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "urn:indexer:schema:"  # an id names the schema; the files ship in indexer/schemas/
-_SCALARS: dict[Any, dict[str, Any]] = {str: {"type": "string"}, int: {"type": "integer"}, bool: {"type": "boolean"},
-                                       float: {"type": "number"}, type(None): {"type": "null"}, Any: {}}
+_SCALARS: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    bool: {"type": "boolean"},
+    float: {"type": "number"},
+    type(None): {"type": "null"},
+    Any: {},
+}
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
 
 
@@ -41,8 +47,13 @@ def json_schema(record: type, schema_id: str, title: str, *, array: bool = False
     root = _schema(record, defs)
     if array:
         root = {"type": "array", "items": root}
-    return {"$schema": DIALECT, "$id": SCHEMA_BASE + schema_id, "title": title, **root,
-            **({"$defs": dict(sorted(defs.items()))} if defs else {})}
+    return {
+        "$schema": DIALECT,
+        "$id": SCHEMA_BASE + schema_id,
+        "title": title,
+        **root,
+        **({"$defs": dict(sorted(defs.items()))} if defs else {}),
+    }
 
 
 def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +70,12 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         return {"type": kinds.pop(), "enum": list(args)} if len(kinds) == 1 else {"enum": list(args)}
     if origin in (tuple, list):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return {"type": "array", "prefixItems": [_schema(a, defs) for a in args],
-                    "minItems": len(args), "maxItems": len(args)}
+            return {
+                "type": "array",
+                "prefixItems": [_schema(a, defs) for a in args],
+                "minItems": len(args),
+                "maxItems": len(args),
+            }
         return {"type": "array", "items": _schema(args[0], defs) if args else {}}
     if origin is dict:
         return {"type": "object", "additionalProperties": _schema(args[1], defs)}

@@ -69,11 +69,19 @@ def _compile(cls: type[R]) -> Callable[[Mapping[str, Any]], R]:
     """from_dict for one record class: straight-line code, as dataclasses writes __init__
     (a loop over the fields reads mentions 3x slower; `indexer stats` reads every one)."""
     hints = typing.get_type_hints(cls)
-    env: dict[str, Any] = {"MISSING": _MISSING, "new": object.__new__, "cls": cls, "Mapping": Mapping,
-                           "fail": lambda name, why: _fail(cls, name, why)}
-    lines = ["def from_dict(data):",
-             " if type(data) is not dict and not isinstance(data, Mapping): fail('', type(data).__name__)",
-             " get = data.get", " out = {}"]
+    env: dict[str, Any] = {
+        "MISSING": _MISSING,
+        "new": object.__new__,
+        "cls": cls,
+        "Mapping": Mapping,
+        "fail": lambda name, why: _fail(cls, name, why),
+    }
+    lines = [
+        "def from_dict(data):",
+        " if type(data) is not dict and not isinstance(data, Mapping): fail('', type(data).__name__)",
+        " get = data.get",
+        " out = {}",
+    ]
     for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
         hint, key = hints[f.name], repr(f.name)
         lines.append(f" v = get({key}, MISSING)")
@@ -104,6 +112,7 @@ def _named(cls: type, name: str, convert: _Convert) -> _Convert:
             return convert(value)
         except ValueError as exc:
             _fail(cls, name, str(exc))
+
     return named
 
 
@@ -147,6 +156,7 @@ def converter(hint: Any) -> _Convert:
 
 def _first(options: list[_Convert]) -> _Convert:
     """The first of several record types that reads the value (`Link | Reference`)."""
+
     def first(value: Any) -> Any:
         errors = []
         for convert in options:
@@ -155,6 +165,7 @@ def _first(options: list[_Convert]) -> _Convert:
             except ValueError as exc:
                 errors.append(str(exc))
         raise ValueError("; ".join(errors))
+
     return first
 
 

@@ -29,8 +29,9 @@ from .shape import Record
 
 # Strongest first. `documented` (LOLBAS and the atlas) and `tested` (atomic-red-team) sort after
 # every Sigma verdict: a file is a detection or not, never both.
-Verdict = Literal["runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented",
-                  "tested"]
+Verdict = Literal[
+    "runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented", "tested"
+]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 SIGMA_VERDICTS = VERDICTS[:8]
 DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what `--detects` keeps
@@ -48,8 +49,13 @@ VERDICT_HELP = {
 }
 # The atlas's roles say what their source says, never that a rule detects the binary.
 ATLAS_VERDICTS = {
-    "tested_by": "tested", "vulnerable_driver": "documented", "malicious_driver": "documented",
-    "sideload_target": "documented", "sideload_host": "documented", "gtfobin": "documented", "loobin": "documented",
+    "tested_by": "tested",
+    "vulnerable_driver": "documented",
+    "malicious_driver": "documented",
+    "sideload_target": "documented",
+    "sideload_host": "documented",
+    "gtfobin": "documented",
+    "loobin": "documented",
 }
 RETIRED_STATUSES = frozenset({"deprecated", "unsupported"})
 RETIRED_FOLDERS = ("deprecated/", "unsupported/")
@@ -57,9 +63,15 @@ LEVELS = ("critical", "high", "medium", "low", "informational")
 
 _RANK = {v: i for i, v in enumerate(VERDICTS)}
 _BY_ROLE = {
-    "process": "runs", "original_filename": "runs", "parent": "parent", "target": "target",
-    "loaded_module": "loads", "command_line": "invoked", "keyword": "invoked",
-    "file": "artifact", "registry": "artifact",
+    "process": "runs",
+    "original_filename": "runs",
+    "parent": "parent",
+    "target": "target",
+    "loaded_module": "loads",
+    "command_line": "invoked",
+    "keyword": "invoked",
+    "file": "artifact",
+    "registry": "artifact",
 }
 # Fields of role `other` (not a file name field) that still say what the binary is to the event.
 _OTHER_FIELDS = {
@@ -104,8 +116,11 @@ def mention_verdict(mention: Mapping[str, Any]) -> str:
         if role != "other":
             return "mentioned"
         verdict = _OTHER.get(field, "artifact")
-    if verdict == "runs" and field in _MODULE_FIELDS \
-            and any(event in str(mention.get("logsource", "")) for event in _MODULE_EVENTS):
+    if (
+        verdict == "runs"
+        and field in _MODULE_FIELDS
+        and any(event in str(mention.get("logsource", "")) for event in _MODULE_EVENTS)
+    ):
         return "loads"
     return verdict
 
@@ -165,8 +180,14 @@ class RuleVerdict(Record):
     def sort_key(self) -> tuple[Any, ...]:
         """Strongest first; retired rules last; then level (critical first), source, path."""
         level = self.level.lower()
-        return (self.retired, rank(self.verdict), LEVELS.index(level) if level in LEVELS else len(LEVELS),
-                self.source != "sigma", self.path, self.binary)
+        return (
+            self.retired,
+            rank(self.verdict),
+            LEVELS.index(level) if level in LEVELS else len(LEVELS),
+            self.source != "sigma",
+            self.path,
+            self.binary,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in _FIELDS}
@@ -191,16 +212,29 @@ def rule_verdicts(mentions: Iterable[Mapping[str, Any]]) -> list[RuleVerdict]:
     for (source, path, binary), items in found.items():
         verdicts = ordered(mention_verdict(m) for m in items)
         meta = next((m for m in items if m.get("rule_id") or m.get("title")), items[0])
-        out.append(RuleVerdict(source=source, path=path, binary=binary, verdict=verdicts[0], verdicts=verdicts,
-                               rule_id=str(meta.get("rule_id", "")), title=str(meta.get("title", "")),
-                               level=str(meta.get("level", "")), status=str(meta.get("status", ""))))
+        out.append(
+            RuleVerdict(
+                source=source,
+                path=path,
+                binary=binary,
+                verdict=verdicts[0],
+                verdicts=verdicts,
+                rule_id=str(meta.get("rule_id", "")),
+                title=str(meta.get("title", "")),
+                level=str(meta.get("level", "")),
+                status=str(meta.get("status", "")),
+            )
+        )
     return out
 
 
-def select(rules: Iterable[RuleVerdict], *, detects: bool = False, verdicts: Iterable[str] = (),
-           include_retired: bool = True) -> list[RuleVerdict]:
+def select(
+    rules: Iterable[RuleVerdict], *, detects: bool = False, verdicts: Iterable[str] = (), include_retired: bool = True
+) -> list[RuleVerdict]:
     """Rules kept by `--detects` (a detecting verdict), `--verdict` (one of these), retired or not."""
     wanted = set(verdicts)
-    return [r for r in rules
-            if (not detects or r.detects) and (not wanted or r.verdict in wanted)
-            and (include_retired or not r.retired)]
+    return [
+        r
+        for r in rules
+        if (not detects or r.detects) and (not wanted or r.verdict in wanted) and (include_retired or not r.retired)
+    ]

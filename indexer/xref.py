@@ -15,8 +15,20 @@ from typing import Any, Iterable
 from .index import DECLARED_FILE, IndexReader
 from .state import State
 from .model import FileReport
-from .records import (LINK_STATUSES, TIERS, CoverageEntry, CoverageRow, CoverageRule, CoverageSummary, FormerPath,
-                      Link, LinkState, Reference, Tally, XrefData)
+from .records import (
+    LINK_STATUSES,
+    TIERS,
+    CoverageEntry,
+    CoverageRow,
+    CoverageRule,
+    CoverageSummary,
+    FormerPath,
+    Link,
+    LinkState,
+    Reference,
+    Tally,
+    XrefData,
+)
 from .verdicts import DETECTING, RuleVerdict, ordered, rank
 
 __all__ = ["LINK_STATUSES", "TIERS"]  # the vocabularies, defined with their records
@@ -28,8 +40,10 @@ _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 # --- LOLBAS -> Sigma ---------------------------------------------------------------------------
 
-def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str],
-                 tip_paths: set[str]) -> dict[str, Any]:
+
+def resolve_link(
+    url: str, repo: Any, history: Any, rules_at_tip: dict[str, str], tip_paths: set[str]
+) -> dict[str, Any]:
     """The status of one Sigma link: ok, moved, deprecated, deleted or unresolvable (with why).
 
     repo: the Sigma `Repository` (to read a pinned commit when the clone has it);
@@ -45,9 +59,11 @@ def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str]
     result: dict[str, Any] = {"linked_ref": ref, "linked_path": path}
     if kind == "tree" or not path.endswith((".yml", ".yaml")):
         now = sum(1 for p in tip_paths if p.startswith(path.rstrip("/") + "/"))
-        return {**result, "status": "unresolvable",
-                "reason": f"a folder, not a rule file ({now} rules under it at the tip)" if now
-                else "not a rule file"}
+        return {
+            **result,
+            "status": "unresolvable",
+            "reason": f"a folder, not a rule file ({now} rules under it at the tip)" if now else "not a rule file",
+        }
     rule_id, basis = "", ""
     if _HEX40.match(ref) and repo.has_commit(ref):
         try:
@@ -62,26 +78,36 @@ def resolve_link(url: str, repo: Any, history: Any, rules_at_tip: dict[str, str]
         if last is None:
             if path in tip_paths:
                 return {**result, "status": "ok", "current_path": path, "basis": "the path at the tip"}
-            return {**result, "status": "unresolvable", "reason": "the path never held a file in the repository's history"}
+            return {
+                **result,
+                "status": "unresolvable",
+                "reason": "the path never held a file in the repository's history",
+            }
         from .history import rule_id_of
+
         rule_id = rule_id_of(repo.read(last.blob))
         if last.status == "present":
             basis = basis or f"the path's content at {last.commit[:12]} ({last.date[:10]})"
         else:
-            basis = basis or (f"the path's last content, before {last.commit[:12]} {last.status} it away "
-                              f"({last.date[:10]})").replace("deleted it away", "deleted it")
+            basis = basis or (
+                f"the path's last content, before {last.commit[:12]} {last.status} it away ({last.date[:10]})"
+            ).replace("deleted it away", "deleted it")
     result.update(rule_id=rule_id, basis=basis)
     if path in tip_paths:
         return {**result, "status": "ok", "current_path": path}
     current = rules_at_tip.get(rule_id)
     if not rule_id or current is None:
-        return {**result, "status": "deleted",
-                "reason": "no rule with this id at the tip" if rule_id else "the file held no rule id"}
+        return {
+            **result,
+            "status": "deleted",
+            "reason": "no rule with this id at the tip" if rule_id else "the file held no rule id",
+        }
     return {**result, "status": "deprecated" if current.startswith("deprecated/") else "moved", "current_path": current}
 
 
 def rule_id_at(repo: Any, commit: str, path: str) -> str:
     from .history import rule_id_of
+
     return rule_id_of(repo.read_at(commit, path))
 
 
@@ -102,10 +128,15 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
     category, stem = match.group(1).lower(), match.group(2).lower()
     folder = _PAGE_FOLDERS.get(category, match.group(1)).lower()
     path = entries.get(f"{folder}/{stem}") or entries.get(stem)
-    return {"status": "ok", "entry_path": path} if path else {"status": "unknown", "reason": f"no LOLBAS entry '{match.group(2)}'"}
+    return (
+        {"status": "ok", "entry_path": path}
+        if path
+        else {"status": "unknown", "reason": f"no LOLBAS entry '{match.group(2)}'"}
+    )
 
 
 # --- building and reading ------------------------------------------------------------------------
+
 
 def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: dict[str, Any]) -> XrefData:
     """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths.
@@ -126,24 +157,49 @@ def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: d
         for link in report.links:
             if link["kind"] != "sigma":
                 continue
-            resolved = resolve_link(link["url"], repo, history, rules_at_tip, tip_paths) if repo else \
-                {"status": "unresolvable", "reason": "the Sigma source is not indexed"}
-            links.append(Link.from_dict({"lolbas_path": report.path, "entry": report.entry.get("name", ""),
-                                         "line": link["line"], "url": link["url"], **resolved}))
+            resolved = (
+                resolve_link(link["url"], repo, history, rules_at_tip, tip_paths)
+                if repo
+                else {"status": "unresolvable", "reason": "the Sigma source is not indexed"}
+            )
+            links.append(
+                Link.from_dict(
+                    {
+                        "lolbas_path": report.path,
+                        "entry": report.entry.get("name", ""),
+                        "line": link["line"],
+                        "url": link["url"],
+                        **resolved,
+                    }
+                )
+            )
     references = []
     for report in sorted(sigma, key=lambda r: r.path):
         for link in report.links:
             if link["kind"] == "lolbas":
-                references.append(Reference.from_dict({
-                    "sigma_path": report.path, "rule_ids": report.rule_ids, "line": link["line"],
-                    "url": link["url"], **resolve_lolbas_page(link["url"], by_stem)}))
+                references.append(
+                    Reference.from_dict(
+                        {
+                            "sigma_path": report.path,
+                            "rule_ids": report.rule_ids,
+                            "line": link["line"],
+                            "url": link["url"],
+                            **resolve_lolbas_page(link["url"], by_stem),
+                        }
+                    )
+                )
     former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
-    return XrefData(tuple(links), tuple(references), {"entries": _coverage(reader, entries, links, references)},
-                    {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f})
+    return XrefData(
+        tuple(links),
+        tuple(references),
+        {"entries": _coverage(reader, entries, links, references)},
+        {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f},
+    )
 
 
-def _coverage(reader: IndexReader, entries: list[FileReport], links: list[Link],
-              references: list[Reference]) -> tuple[CoverageEntry, ...]:
+def _coverage(
+    reader: IndexReader, entries: list[FileReport], links: list[Link], references: list[Reference]
+) -> tuple[CoverageEntry, ...]:
     """Per LOLBAS entry, the verdict of every Sigma rule naming it (or an alias): stored as is,
     tiers are computed when read (deprecated and unsupported rules count only when asked)."""
     linked: dict[str, list[Link]] = defaultdict(list)
@@ -158,15 +214,22 @@ def _coverage(reader: IndexReader, entries: list[FileReport], links: list[Link],
         names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
         rules: dict[str, RuleVerdict] = {}  # path -> its strongest verdict on any of the names
         for rule in reader.rules(names):
-            if rule.source == "sigma" and (rule.path not in rules or rank(rule.verdict) < rank(rules[rule.path].verdict)):
+            if rule.source == "sigma" and (
+                rule.path not in rules or rank(rule.verdict) < rank(rules[rule.path].verdict)
+            ):
                 rules[rule.path] = rule
-        rows.append(CoverageEntry(
-            entry=report.entry.get("name", ""), path=report.path, names=tuple(names),
-            categories=tuple(report.entry.get("categories", [])), mitre=tuple(report.entry.get("mitre", [])),
-            rules=tuple(CoverageRule.of(r) for r in sorted(rules.values(), key=RuleVerdict.sort_key)),
-            linked=tuple(LinkState(l.url, l.status, l.current_path, l.reason) for l in linked[report.path]),
-            citing_rules=tuple(sorted(cited[report.path])),
-        ))
+        rows.append(
+            CoverageEntry(
+                entry=report.entry.get("name", ""),
+                path=report.path,
+                names=tuple(names),
+                categories=tuple(report.entry.get("categories", [])),
+                mitre=tuple(report.entry.get("mitre", [])),
+                rules=tuple(CoverageRule.of(r) for r in sorted(rules.values(), key=RuleVerdict.sort_key)),
+                linked=tuple(LinkState(l.url, l.status, l.current_path, l.reason) for l in linked[report.path]),
+                citing_rules=tuple(sorted(cited[report.path])),
+            )
+        )
     return tuple(rows)
 
 
@@ -187,14 +250,20 @@ def _coverage_row(row: CoverageEntry, include_retired: bool) -> CoverageRow:
     detecting = set(running) | set(other)
     declared = {l.current_path for l in row.linked if l.current_path}
     return CoverageRow(
-        entry=row.entry, path=row.path, names=row.names, categories=row.categories, mitre=row.mitre,
+        entry=row.entry,
+        path=row.path,
+        names=row.names,
+        categories=row.categories,
+        mitre=row.mitre,
         tier=tier_of(row.rules, include_retired),  # type: ignore[arg-type]
         verdicts=ordered(r.verdict for r in counted),  # type: ignore[arg-type]
-        running_rules=tuple(running), other_rules=tuple(other),
+        running_rules=tuple(running),
+        other_rules=tuple(other),
         detecting_rules=tuple(sorted(detecting)),
         mentioning_rules=tuple(sorted(r.path for r in counted if r.path not in detecting)),
         retired_rules=tuple(sorted(r.path for r in row.rules if r.retired)),
-        rules=row.rules, linked=row.linked,
+        rules=row.rules,
+        linked=row.linked,
         linked_and_detecting=tuple(sorted(declared & detecting)),
         linked_not_detecting=tuple(sorted(declared - detecting)),
         detecting_not_linked=len(detecting - declared),
@@ -212,6 +281,7 @@ def _summary(rows: list[CoverageRow], include_retired: bool) -> CoverageSummary:
                 out[value][row.tier] += 1
                 out[value]["detected" if row.tier in ("running", "other") else "undetected"] += 1
         return {value: Tally(**counts) for value, counts in sorted(out.items())}
+
     by_tier = {t: tuple(r.entry for r in rows if r.tier == t) for t in TIERS}
     return CoverageSummary(
         entries=len(rows),
@@ -270,7 +340,10 @@ def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, An
     count only with include_retired (they are listed in `retired_rules` either way).
     """
     rows = [_coverage_row(row, include_retired) for row in load(reader).coverage["entries"]]
-    return {"entries": [r.to_dict() for r in rows], "summary": _summary(rows, include_retired).to_dict() if rows else {}}
+    return {
+        "entries": [r.to_dict() for r in rows],
+        "summary": _summary(rows, include_retired).to_dict() if rows else {},
+    }
 
 
 def references(reader: IndexReader) -> list[dict[str, Any]]:

@@ -22,12 +22,16 @@ LOLBAS_BUNDLE = CORPORA / "lolbas.bundle"
 ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins")
 
 
-def specs(sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE,
-          atlas: dict[str, Path | str] | None = None) -> list[SourceSpec]:
+def specs(
+    sigma: Path | str = SIGMA_BUNDLE, lolbas: Path | str = LOLBAS_BUNDLE, atlas: dict[str, Path | str] | None = None
+) -> list[SourceSpec]:
     """Every source: Sigma and LOLBAS from these URLs, the atlas's from its bundles unless `atlas` says."""
     urls = {name: CORPORA / f"{name}.bundle" for name in ATLAS} | (atlas or {})
-    return [get("sigma").spec(str(sigma)), get("lolbas").spec(str(lolbas)),
-            *(get(name).spec(str(url)) for name, url in urls.items())]
+    return [
+        get("sigma").spec(str(sigma)),
+        get("lolbas").spec(str(lolbas)),
+        *(get(name).spec(str(url)) for name, url in urls.items()),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +69,6 @@ def lolbas_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Pat
     dest = tmp_path_factory.mktemp("lolbas-clone") / "lolbas"
     subprocess.run(["git", "clone", "-q", str(bundles[1]), str(dest)], check=True)
     return dest
-
 
 
 _CORPUS_FIXTURES = frozenset({"bundles", "tip_data_dir", "tip_reader", "sigma_checkout", "lolbas_checkout"})

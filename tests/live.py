@@ -23,8 +23,9 @@ def running(data_dir: Path, host: str = "127.0.0.1", **options: Any) -> Iterator
     sock.bind((host, 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api.state.asgi, http="h11", log_level="warning", lifespan="off",
-                                           server_header=False))
+    server = uvicorn.Server(
+        uvicorn.Config(api.state.asgi, http="h11", log_level="warning", lifespan="off", server_header=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="indexer-serve", daemon=True)
     thread.start()
     deadline = time.time() + 15

@@ -46,7 +46,7 @@ def is_rule_file(source: str, path: str) -> bool:
 
 @dataclass
 class Change:
-    status: str          # A, M, D or R
+    status: str  # A, M, D or R
     path: str
     old_path: str = ""
 
@@ -93,8 +93,9 @@ def _env() -> dict[str, str]:
 
 
 def indexer(*args: str, data_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*INDEXER, *args, "--data-dir", str(data_dir)], capture_output=True, text=True,
-                          timeout=timeout, env=_env())
+    return subprocess.run(
+        [*INDEXER, *args, "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=timeout, env=_env()
+    )
 
 
 def refresh_args(sigma: Path | str, lolbas: Path | str, *extra: str) -> list[str]:
@@ -153,8 +154,13 @@ def has_open(pid: int, path: Path) -> bool:
 
 
 def popen_indexer(*args: str, data_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([*INDEXER, *args, "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    return subprocess.Popen(
+        [*INDEXER, *args, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
 
 
 class RefreshRun:
@@ -162,9 +168,14 @@ class RefreshRun:
     test can SIGKILL it at a chosen point. `cleanup()` kills whatever of the group is left."""
 
     def __init__(self, args: list[str], data_dir: Path) -> None:
-        self.proc = subprocess.Popen([*INDEXER, *args, "--verbose", "--data-dir", str(data_dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     env=_env(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*INDEXER, *args, "--verbose", "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._watchdog = threading.Timer(120, self._kill_group)
         self._watchdog.start()

@@ -47,12 +47,22 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    monkeypatch.setenv("SE_OFFLINE", "true")          # never let selenium-manager download anything
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let selenium-manager download anything
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-proxy-server", "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
@@ -80,8 +90,9 @@ def test_search_suggest_misuse_page_rule_page(browser: Any, base_url: str) -> No
     shot(browser, "01-home")
 
     box.send_keys("psr")
-    suggestion = wait.until(ec.element_to_be_clickable(
-        (By.XPATH, "//ul[@id='suggestions']/li/a[normalize-space()='psr.exe']")))
+    suggestion = wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//ul[@id='suggestions']/li/a[normalize-space()='psr.exe']"))
+    )
     shot(browser, "02-suggestions")
     suggestion.click()
 
@@ -108,8 +119,11 @@ def test_search_suggest_misuse_page_rule_page(browser: Any, base_url: str) -> No
     shot(browser, "04-rule")
 
     # The pages raised no console error: no CSP violation, no failed script (a favicon 404 is fine).
-    errors = [entry for entry in browser.get_log("browser")
-              if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
+    errors = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
     assert errors == []
 
 
@@ -126,19 +140,22 @@ def test_binary_page_leads_with_verdicts_and_coverage_draws_tiers(browser: Any, 
     assert first.find_element(By.CSS_SELECTOR, ".vname").text == "runs"
     items = first.find_elements(By.CSS_SELECTOR, "ol.rules li")
     retired = [i for i, li in enumerate(items) if "retired" in (li.get_attribute("class") or "")]
-    assert retired and retired == list(range(len(items) - len(retired), len(items)))   # last, and marked
+    assert retired and retired == list(range(len(items) - len(retired), len(items)))  # last, and marked
     assert all(items[i].find_element(By.CSS_SELECTOR, ".badge.retired").text for i in retired)
     shot(browser, "06-binary-certutil-verdicts")
 
     browser.get(base_url + "/coverage")
     squares = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "svg.chart.waffle a rect.cell")))
-    assert len(squares) > 200 and squares[0].size["width"] > 5               # drawn, visible
+    assert len(squares) > 200 and squares[0].size["width"] > 5  # drawn, visible
     shot(browser, "07-coverage")
-    squares[0].click()                                                       # a square is a link
+    squares[0].click()  # a square is a link
     wait.until(ec.url_contains("/binary/"))
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "section.summary")))
-    errors = [entry for entry in browser.get_log("browser")
-              if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
+    errors = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
     assert errors == []
 
 

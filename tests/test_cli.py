@@ -48,21 +48,47 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three Sigma rules (certutil twice, psr) and two LOLBAS entries, indexed once."""
     root = tmp_path_factory.mktemp("cli")
     sigma = make_repo(root / "sigma", dict(GOOD))
-    lolbas = make_repo(root / "lolbas", {"yml/OSBinaries/Psr.yml": lolbas_entry("Psr.exe", "psr.exe /start"),
-                                         "yml/OSBinaries/Certutil.yml": lolbas_entry("Certutil.exe", "certutil.exe -f")})
+    lolbas = make_repo(
+        root / "lolbas",
+        {
+            "yml/OSBinaries/Psr.yml": lolbas_entry("Psr.exe", "psr.exe /start"),
+            "yml/OSBinaries/Certutil.yml": lolbas_entry("Certutil.exe", "certutil.exe -f"),
+        },
+    )
     folder = root / "data"
-    code = main(["refresh", "--data-dir", str(folder), "--sigma-url", str(sigma), "--sigma-branch", "main",
-                 "--lolbas-url", str(lolbas), "--lolbas-branch", "main", "-q"])
+    code = main(
+        [
+            "refresh",
+            "--data-dir",
+            str(folder),
+            "--sigma-url",
+            str(sigma),
+            "--sigma-branch",
+            "main",
+            "--lolbas-url",
+            str(lolbas),
+            "--lolbas-branch",
+            "main",
+            "-q",
+        ]
+    )
     assert code == 0
     return folder
 
 
 # --- one hierarchy, the reason apart from the location, one code each ------------------------------
 
+
 def test_every_error_class_is_an_indexer_error_with_its_documented_code() -> None:
-    expected = {SourceError: ExitCode.SOURCE_FAILED, ParserFailed: ExitCode.SOURCE_FAILED, Locked: ExitCode.LOCKED,
-                IndexMissing: ExitCode.USAGE, RuleFileError: ExitCode.FILE_ERRORS, errors.UsageError: ExitCode.USAGE,
-                errors.NotFound: ExitCode.NOT_FOUND}
+    expected = {
+        SourceError: ExitCode.SOURCE_FAILED,
+        ParserFailed: ExitCode.SOURCE_FAILED,
+        Locked: ExitCode.LOCKED,
+        IndexMissing: ExitCode.USAGE,
+        RuleFileError: ExitCode.FILE_ERRORS,
+        errors.UsageError: ExitCode.USAGE,
+        errors.NotFound: ExitCode.NOT_FOUND,
+    }
     for cls, code in expected.items():
         assert issubclass(cls, IndexerError) and cls.exit_code == code, cls
 
@@ -100,8 +126,11 @@ def test_no_exit_code_is_a_literal_in_the_cli_or_the_refresh() -> None:
             elif isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "exit_code" and node.value:
                 values = [node.value]  # a dataclass field's default
             for value in values:
-                assert not (isinstance(value, ast.Constant) and isinstance(value.value, int)
-                            and not isinstance(value.value, bool)), (module, node.lineno)
+                assert not (
+                    isinstance(value, ast.Constant)
+                    and isinstance(value.value, int)
+                    and not isinstance(value.value, bool)
+                ), (module, node.lineno)
 
 
 def test_the_entry_point_handles_every_indexer_error_in_one_place() -> None:
@@ -120,13 +149,17 @@ def test_every_command_prints_through_the_one_output_helper() -> None:
         assert ("_show(" in body or name in ("mcp", "serve")) and "json.dumps" not in body, name
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["show", "nosuch.exe"], ExitCode.NOT_FOUND, "indexer: error: no rule or binary 'nosuch.exe' in the index"),
-    (["export", "-f", "csv", "-o", "-", "-b", "nosuch.exe"], ExitCode.NOT_FOUND, "nosuch.exe"),
-    (["export", "-f", "csv", "-o", "{file}/x.csv"], ExitCode.USAGE, "{file}: File exists"),
-])
-def test_errors_are_one_line_and_their_code(args: list[str], code: int, message: str, data_dir: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["show", "nosuch.exe"], ExitCode.NOT_FOUND, "indexer: error: no rule or binary 'nosuch.exe' in the index"),
+        (["export", "-f", "csv", "-o", "-", "-b", "nosuch.exe"], ExitCode.NOT_FOUND, "nosuch.exe"),
+        (["export", "-f", "csv", "-o", "{file}/x.csv"], ExitCode.USAGE, "{file}: File exists"),
+    ],
+)
+def test_errors_are_one_line_and_their_code(
+    args: list[str], code: int, message: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "file").write_text("a file where a directory should be")
     args, message = [a.format(file=tmp_path / "file") for a in args], message.format(file=tmp_path / "file")
     got, out, err = run(capsys, *args, "--data-dir", data_dir)
@@ -140,20 +173,23 @@ def test_a_missing_index_is_exit_4_naming_the_directory(tmp_path: Path, capsys: 
 
 # --- CLI conventions (issue 16 item 5) ---------------------------------------------------------------
 
+
 def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
 
 
-def test_dash_reads_the_names_from_stdin(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_dash_reads_the_names_from_stdin(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _stdin(monkeypatch, "psr.exe\n")
     code, out, err = run(capsys, "search", "-", "--json", "--data-dir", data_dir)
     assert code == ExitCode.OK, err
     assert [r["query"] for r in json.loads(out)] == ["psr.exe"]
 
 
-def test_stdin_skips_comments_and_blank_lines(data_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_stdin_skips_comments_and_blank_lines(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     _stdin(monkeypatch, "# binaries to check\n\n  psr.exe  \n   \n# certutil.exe\ncertutil.exe\n")
     for names in (["--stdin"], ["-"]):
         code, out, err = run(capsys, "search", *names, "--json", "--data-dir", data_dir)
@@ -165,9 +201,13 @@ def test_stdin_skips_comments_and_blank_lines(data_dir: Path, monkeypatch: pytes
 def test_stdin_from_a_windows_editor_finds_the_names(data_dir: Path) -> None:
     """A name list saved by Notepad: a UTF-8 byte order mark before the first name, CRLF line
     ends. The mark made the first name '\\ufeffpsr.exe', found nowhere."""
-    done = subprocess.run([*INDEXER, "search", "-", "--json", "--data-dir", str(data_dir)],
-                          input=b"\xef\xbb\xbfpsr.exe\r\n# a comment\r\ncertutil.exe\r\n", capture_output=True,
-                          timeout=120, env=clean_env())
+    done = subprocess.run(
+        [*INDEXER, "search", "-", "--json", "--data-dir", str(data_dir)],
+        input=b"\xef\xbb\xbfpsr.exe\r\n# a comment\r\ncertutil.exe\r\n",
+        capture_output=True,
+        timeout=120,
+        env=clean_env(),
+    )
     assert done.returncode == ExitCode.OK, done.stderr
     found = json.loads(done.stdout)
     assert [r["query"] for r in found] == ["psr.exe", "certutil.exe"] and all(r["mentions"] for r in found)
@@ -182,11 +222,17 @@ def test_search_json_has_one_shape_whatever_the_count(data_dir: Path, capsys: py
     assert none[0]["mentions"] == [] and set(none[0]) == set(one[0])
 
 
-@pytest.mark.parametrize("option, values, key", [("--role", "process,lolbas_entry", "role"),
-                                                 ("--verdict", "runs,documented", None),
-                                                 ("--source", "sigma", "source")])
-def test_repeatable_options_take_comma_lists(option: str, values: str, key: str | None, data_dir: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "option, values, key",
+    [
+        ("--role", "process,lolbas_entry", "role"),
+        ("--verdict", "runs,documented", None),
+        ("--source", "sigma", "source"),
+    ],
+)
+def test_repeatable_options_take_comma_lists(
+    option: str, values: str, key: str | None, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     listed = json.loads(run(capsys, "search", "psr.exe", option, values, "--json", "--data-dir", data_dir)[1])
     repeated = [a for v in values.split(",") for a in (option, v)]
     each = json.loads(run(capsys, "search", "psr.exe", *repeated, "--json", "--data-dir", data_dir)[1])
@@ -196,34 +242,55 @@ def test_repeatable_options_take_comma_lists(option: str, values: str, key: str 
 
 
 def test_refresh_sources_and_link_statuses_take_comma_lists(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "refresh", "--source", "sigma,lolbas", "--sigma-branch", "main",
-                          "--lolbas-branch", "main", "--json", "--data-dir", data_dir)
+    code, out, err = run(
+        capsys,
+        "refresh",
+        "--source",
+        "sigma,lolbas",
+        "--sigma-branch",
+        "main",
+        "--lolbas-branch",
+        "main",
+        "--json",
+        "--data-dir",
+        data_dir,
+    )
     assert code == ExitCode.OK and set(json.loads(out)["sources"]) == {"sigma", "lolbas"}, err
     code, out, err = run(capsys, "links", "--status", "ok,moved", "--json", "--data-dir", data_dir)
     assert code == ExitCode.OK and isinstance(json.loads(out), list), err
 
 
-@pytest.mark.parametrize("args, valid", [
-    (["search", "psr.exe", "--role", "process,bogus"], "command_line"),
-    (["search", "psr.exe", "--source", "sigma,nosuch"], "lolbas"),
-    (["links", "--status", "ok,bogus"], "unresolvable"),
-    (["refresh", "--source", "sigma,bogus"], "lolbas"),
-    (["export", "--format", "pdf"], "jsonl"),
-    (["links", "--json", "--csv"], "--json and --csv")])
+@pytest.mark.parametrize(
+    "args, valid",
+    [
+        (["search", "psr.exe", "--role", "process,bogus"], "command_line"),
+        (["search", "psr.exe", "--source", "sigma,nosuch"], "lolbas"),
+        (["links", "--status", "ok,bogus"], "unresolvable"),
+        (["refresh", "--source", "sigma,bogus"], "lolbas"),
+        (["export", "--format", "pdf"], "jsonl"),
+        (["links", "--json", "--csv"], "--json and --csv"),
+    ],
+)
 def test_invalid_values_in_lists_are_usage_errors_listing_the_valid_ones(
-        args: list[str], valid: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args: list[str], valid: str, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(capsys, *args, "--data-dir", data_dir)
     assert code == ExitCode.USAGE and len(err.splitlines()) == 1 and valid in err, (code, err)
 
 
-@pytest.mark.parametrize("args, option", [
-    (["refresh", "--sources", ",,"], "--sources"),
-    (["search", "psr.exe", "--role", " , "], "--role"),
-    (["search", "psr.exe", "--verdict", ","], "--verdict"),
-    (["links", "--status", ""], "--status"),
-    (["export", "--format", "lookup", "--binary", ",", "--output", "-"], "--binary")])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["refresh", "--sources", ",,"], "--sources"),
+        (["search", "psr.exe", "--role", " , "], "--role"),
+        (["search", "psr.exe", "--verdict", ","], "--verdict"),
+        (["links", "--status", ""], "--status"),
+        (["export", "--format", "lookup", "--binary", ",", "--output", "-"], "--binary"),
+    ],
+)
 def test_an_empty_list_is_a_usage_error_not_every_value(
-        args: list[str], option: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args: list[str], option: str, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`--sources ,,` (a variable that expanded to nothing) refreshed every source, `--binary ,`
     exported every binary: a list given with no value in it is refused, naming the option."""
     code, out, err = run(capsys, *args, "--data-dir", data_dir)
@@ -260,8 +327,12 @@ def test_every_command_has_an_example_and_json(name: str, capsys: pytest.Capture
 def test_an_export_to_a_closed_pipe_is_141_and_silent(fmt: str, data_dir: Path) -> None:
     """`indexer export -o - | head -1`: the reader went away, as for search (README's table: 141,
     nothing more written); the export's own OSError handler made it 'error: -: Broken pipe', 4."""
-    proc = subprocess.Popen([*INDEXER, "export", "-f", fmt, "-o", "-", "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    proc = subprocess.Popen(
+        [*INDEXER, "export", "-f", fmt, "-o", "-", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
     proc.stdout.close()  # before the export writes a byte: the pipe has no reader
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == ExitCode.BROKEN_PIPE and err == "", (proc.returncode, err)
@@ -278,15 +349,27 @@ def test_export_json_to_stdout_is_refused(data_dir: Path, capsys: pytest.Capture
 def test_shell_completion_is_enabled(tmp_path: Path) -> None:
     # --show-completion detects the parent shell, and `make test` runs under sh, which Typer does
     # not support ("Shell sh not supported"): the variable makes it take the shell named.
-    shown = subprocess.run([*INDEXER, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
-                           env=clean_env(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"))
+    shown = subprocess.run(
+        [*INDEXER, "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"),
+    )
     assert shown.returncode == 0 and "_INDEXER_COMPLETE" in shown.stdout, shown.stderr
-    for words, expected in (("indexer sea", "search"), ("indexer search psr.exe --role proc", "process"),
-                            ("indexer search psr.exe --role process,par", "process,parent"),
-                            ("indexer show x --kind b", "binary")):
-        done = subprocess.run([*INDEXER], capture_output=True, text=True, timeout=60,
-                              env=clean_env(_INDEXER_COMPLETE="complete_bash", COMP_WORDS=words,
-                                            COMP_CWORD=str(len(words.split()) - 1)))
+    for words, expected in (
+        ("indexer sea", "search"),
+        ("indexer search psr.exe --role proc", "process"),
+        ("indexer search psr.exe --role process,par", "process,parent"),
+        ("indexer show x --kind b", "binary"),
+    ):
+        done = subprocess.run(
+            [*INDEXER],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(_INDEXER_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1)),
+        )
         assert expected in done.stdout.split(), (words, done.stdout, done.stderr)
 
 
@@ -295,8 +378,13 @@ def test_serve_json_says_where_it_listens(data_dir: Path) -> None:
     import signal
     import urllib.request
 
-    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    proc = subprocess.Popen(
+        [*INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     try:
         assert proc.stdout is not None
         listening = json.loads(proc.stdout.readline())
@@ -312,13 +400,26 @@ def test_serve_json_says_where_it_listens(data_dir: Path) -> None:
             proc.wait()
 
 
-@pytest.mark.parametrize("args, shape", [
-    (["search", "psr.exe"], list), (["search", "psr.exe", "certutil.exe"], list), (["search", "nosuch.exe"], list),
-    (["changes"], list), (["changes", "--since", "2999-01-01"], list), (["links"], list),
-    (["links", "--status", "deleted"], list), (["show", "psr.exe"], dict), (["stats"], dict), (["coverage"], dict),
-    (["export", "-f", "csv", "-o", "{tmp}/x.csv"], dict), (["refresh", "--sigma-branch", "main", "--lolbas-branch", "main"], dict)])
-def test_each_command_prints_one_json_shape_whatever_the_count(args: list[str], shape: type, data_dir: Path,
-                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args, shape",
+    [
+        (["search", "psr.exe"], list),
+        (["search", "psr.exe", "certutil.exe"], list),
+        (["search", "nosuch.exe"], list),
+        (["changes"], list),
+        (["changes", "--since", "2999-01-01"], list),
+        (["links"], list),
+        (["links", "--status", "deleted"], list),
+        (["show", "psr.exe"], dict),
+        (["stats"], dict),
+        (["coverage"], dict),
+        (["export", "-f", "csv", "-o", "{tmp}/x.csv"], dict),
+        (["refresh", "--sigma-branch", "main", "--lolbas-branch", "main"], dict),
+    ],
+)
+def test_each_command_prints_one_json_shape_whatever_the_count(
+    args: list[str], shape: type, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The shapes README's "Command-line conventions" lists: a list for search (one object per
     name), changes and links, even with one item or none; an object for the others."""
     code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args], "--json", "--data-dir", data_dir)
@@ -342,9 +443,17 @@ def test_each_example_is_printed_whole(name: str, capsys: pytest.CaptureFixture[
 def test_a_held_lock_names_the_lock_file_as_its_location(tmp_path: Path) -> None:
     from indexer.lock import RefreshLock
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from indexer.lock import RefreshLock; "
-                               f"RefreshLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from indexer.lock import RefreshLock; "
+            f"RefreshLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(Locked) as caught:
@@ -360,15 +469,33 @@ def test_a_held_lock_names_the_lock_file_as_its_location(tmp_path: Path) -> None
 def test_stats_csv_lists_the_files_not_indexed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import csv
 
-    sigma = make_repo(tmp_path / "sigma", {**GOOD, "rules/windows/broken.yml": "title: [unclosed\n",
-                                           "rules/windows/=cmd.yml": "- just a list\n"})
+    sigma = make_repo(
+        tmp_path / "sigma",
+        {**GOOD, "rules/windows/broken.yml": "title: [unclosed\n", "rules/windows/=cmd.yml": "- just a list\n"},
+    )
     folder = tmp_path / "data"
-    assert run(capsys, "refresh", "--data-dir", folder, "--sigma-url", sigma, "--sigma-branch", "main",
-               "--source", "sigma", "-q")[0] == ExitCode.FILE_ERRORS
+    assert (
+        run(
+            capsys,
+            "refresh",
+            "--data-dir",
+            folder,
+            "--sigma-url",
+            sigma,
+            "--sigma-branch",
+            "main",
+            "--source",
+            "sigma",
+            "-q",
+        )[0]
+        == ExitCode.FILE_ERRORS
+    )
     code, out, err = run(capsys, "stats", "--csv", "--data-dir", folder)
     assert code == ExitCode.OK, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [(r["path"], r["status"]) for r in rows] == [("rules/windows/=cmd.yml", "error"),
-                                                        ("rules/windows/broken.yml", "error")], rows
+    assert [(r["path"], r["status"]) for r in rows] == [
+        ("rules/windows/=cmd.yml", "error"),
+        ("rules/windows/broken.yml", "error"),
+    ], rows
     assert rows[1]["reason"].startswith("line 2: invalid YAML") and rows[1]["source"] == "sigma"
     assert rows[0]["reason"] == "no YAML mapping in the file (documents: list)"

@@ -15,8 +15,17 @@ from typing import Annotated, Literal
 import pytest
 from jsonschema import Draft202012Validator
 
-from indexer.export import (LOOKUP_COLUMNS, clean, csv_cell, formula_like, md_code, render,
-                            lookup_rows, safe_filename, write_markdown)
+from indexer.export import (
+    LOOKUP_COLUMNS,
+    clean,
+    csv_cell,
+    formula_like,
+    md_code,
+    render,
+    lookup_rows,
+    safe_filename,
+    write_markdown,
+)
 from indexer.index import IndexReader
 from indexer.model import Mention
 from indexer.query import group_by_rule
@@ -26,19 +35,47 @@ from indexer.navigator import binaries_layer, binary_layer, coverage_layer
 from indexer.schema import Without, json_schema
 from repos import run_cli, split_row
 
-SOURCES = {"sigma": {"commit": "abc", "web_url": "https://github.com/SigmaHQ/sigma", "license": "DRL 1.1",
-                     "license_path": "LICENSE"}}
-HOSTILE = ["../../x.exe", "a|b.exe", "`x`.exe", "<script>.exe", "bell\x07.exe", "=cmd|' /c calc'!a.exe",
-           "+x.exe", "@x.exe", "-x.exe", "new\nline.exe", "[x](http://evil).exe", "c:\\..\\..\\x.exe"]
+SOURCES = {
+    "sigma": {
+        "commit": "abc",
+        "web_url": "https://github.com/SigmaHQ/sigma",
+        "license": "DRL 1.1",
+        "license_path": "LICENSE",
+    }
+}
+HOSTILE = [
+    "../../x.exe",
+    "a|b.exe",
+    "`x`.exe",
+    "<script>.exe",
+    "bell\x07.exe",
+    "=cmd|' /c calc'!a.exe",
+    "+x.exe",
+    "@x.exe",
+    "-x.exe",
+    "new\nline.exe",
+    "[x](http://evil).exe",
+    "c:\\..\\..\\x.exe",
+]
 
 
 def hostile_mentions() -> list[Mention]:
-    return [Mention(binary=name, source="sigma", path=f"rules/{i}|`x`.yml", line=i + 1,
-                    snippet=f"Image|endswith: '{name}' | `tick` <b>bold</b>", field="Image", role="process",
-                    title=f"=HYPERLINK(\"http://evil\") {name}", commit="abc",
-                    url=f"https://github.com/SigmaHQ/sigma/blob/abc/rules/{i}.yml#L{i + 1}", license="DRL 1.1")
-            for i, name in enumerate(HOSTILE)]
-
+    return [
+        Mention(
+            binary=name,
+            source="sigma",
+            path=f"rules/{i}|`x`.yml",
+            line=i + 1,
+            snippet=f"Image|endswith: '{name}' | `tick` <b>bold</b>",
+            field="Image",
+            role="process",
+            title=f'=HYPERLINK("http://evil") {name}',
+            commit="abc",
+            url=f"https://github.com/SigmaHQ/sigma/blob/abc/rules/{i}.yml#L{i + 1}",
+            license="DRL 1.1",
+        )
+        for i, name in enumerate(HOSTILE)
+    ]
 
 
 def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexReader) -> None:
@@ -47,7 +84,7 @@ def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexRe
     lines = text.splitlines()
     assert lines[0] == "# psr.exe" and "## Possible Misuse" in lines
     header = lines.index("Source | Source File | Example | License | Role | Verdict")
-    rows = [split_row(r) for r in lines[header + 2:] if r]
+    rows = [split_row(r) for r in lines[header + 2 :] if r]
     assert len(rows) == len(mentions)
     assert all(len(r) == 6 for r in rows)
     assert "*1 Sigma rule files name `psr.exe`: 1 detect it, 1 of them running it" in text
@@ -55,8 +92,9 @@ def test_markdown_for_psr_has_the_seed_layout_and_real_lines(tip_reader: IndexRe
     assert {r[5] for r in rows if r[0].startswith("[LOLBAS]")} == {"documented"}
     image = next(r for r in rows if "Image" in r[2])
     assert image[2] == "`Image\\|endswith: '\\Psr.exe'`"
-    assert image[1].endswith(f"/blob/{mentions[0].commit}/rules/windows/process_creation/"
-                             "proc_creation_win_psr_capture_screenshots.yml#L20)")
+    assert image[1].endswith(
+        f"/blob/{mentions[0].commit}/rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml#L20)"
+    )
     assert image[3].startswith("[DRL 1.1](https://github.com/SigmaHQ/sigma/blob/") and image[4] == "process"
 
 
@@ -69,7 +107,9 @@ def test_every_export_carries_the_verdict(tip_reader: IndexReader) -> None:
     assert all(line["verdict"] == stored[(line["source"], line["path"], line["binary"])] for line in lines)
     ngen = [line for line in lines if line["binary"] == "ngen.exe" and line["source"] == "sigma"]
     assert {line["verdict"] for line in ngen if line["role"] != "comment"} == {"excluded"}
-    assert {line["verdict"] for line in ngen if line["role"] == "comment"} == {"mentioned"}  # two rules name it in a comment only
+    assert {line["verdict"] for line in ngen if line["role"] == "comment"} == {
+        "mentioned"
+    }  # two rules name it in a comment only
     rows = list(csv.DictReader(io.StringIO(render("csv", mentions, tip_reader.sources))))
     assert [r["verdict"] for r in rows] == [line["verdict"] for line in lines]
     objects = {o["binary"]: o for o in json.loads(render("json", mentions, tip_reader.sources))["binaries"]}
@@ -104,11 +144,27 @@ def test_coverage_markdown_rows_never_start_a_list_or_a_rule() -> None:
     from indexer.export import TIERS, coverage_markdown
 
     names = ["ok.exe", "- x.exe", "1. y.exe", "2) z.exe", "---", "* w.exe", "> q.exe"]
-    entries = [{"entry": n, "tier": "none", "categories": ["- Execute"], "running_rules": [], "other_rules": [],
-                "mentioning_rules": [], "linked": [], "agree": True} for n in names]
+    entries = [
+        {
+            "entry": n,
+            "tier": "none",
+            "categories": ["- Execute"],
+            "running_rules": [],
+            "other_rules": [],
+            "mentioning_rules": [],
+            "linked": [],
+            "agree": True,
+        }
+        for n in names
+    ]
     counts = {"entries": len(names), **{t: 0 for t in TIERS}}
-    summary = {"entries": len(names), "include_retired": False, "tiers": {t: 0 for t in TIERS},
-               "by_category": {"- Execute": counts}, "by_mitre": {"1. T1218": counts}}
+    summary = {
+        "entries": len(names),
+        "include_retired": False,
+        "tiers": {t: 0 for t in TIERS},
+        "by_category": {"- Execute": counts},
+        "by_mitre": {"1. T1218": counts},
+    }
     html = MarkdownIt().enable("table").render(coverage_markdown({"entries": entries, "summary": summary}))
     assert "<li>" not in html and "<hr" not in html and "<blockquote>" not in html, html
     cells = re.findall(r"<td>(.*?)</td>", html)
@@ -133,7 +189,7 @@ def test_hostile_names_round_trip_through_csv_json_jsonl() -> None:
 def test_code_spans_survive_backticks_and_pipes(text: str) -> None:
     span = md_code(text)
     fence = re.match(r"`+", span).group(0)
-    inner = span[len(fence):-len(fence)]
+    inner = span[len(fence) : -len(fence)]
     assert fence not in inner and "|" not in inner.replace("\\|", "")
 
 
@@ -158,13 +214,36 @@ def test_json_rule_tags_are_the_union_over_its_mentions(tip_reader: IndexReader)
 
 # --- CSV formula guard ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, formula", [
-    ("=1+1", True), ("+x.exe", True), ("@SUM(A1)", True), ("\tx", True), ("\rx", True),
-    ("- '\\certutil.exe'", False), ("-", False), ("- x", False), ("cmd.exe", False), ("", False),
-    ("-1", True), ("-1+cmd|' /c calc'!A0", True), ("-(1)", True), ("-x.exe", True), ("-=1", True),
-    ("- 1", True), ("- (1)", True), ("-  =cmd|' /c calc'!A0", True), ("- @x", True), ("- -1", True),
-    ("- \"x\"", True), ("- cmd|' /c calc'!A0", True), ("- Image|endswith: '\\x.exe'", False), ("- x!", False),
-])
+
+@pytest.mark.parametrize(
+    "text, formula",
+    [
+        ("=1+1", True),
+        ("+x.exe", True),
+        ("@SUM(A1)", True),
+        ("\tx", True),
+        ("\rx", True),
+        ("- '\\certutil.exe'", False),
+        ("-", False),
+        ("- x", False),
+        ("cmd.exe", False),
+        ("", False),
+        ("-1", True),
+        ("-1+cmd|' /c calc'!A0", True),
+        ("-(1)", True),
+        ("-x.exe", True),
+        ("-=1", True),
+        ("- 1", True),
+        ("- (1)", True),
+        ("-  =cmd|' /c calc'!A0", True),
+        ("- @x", True),
+        ("- -1", True),
+        ('- "x"', True),
+        ("- cmd|' /c calc'!A0", True),
+        ("- Image|endswith: '\\x.exe'", False),
+        ("- x!", False),
+    ],
+)
 def test_formula_guard_only_where_a_spreadsheet_evaluates(text: str, formula: bool) -> None:
     assert formula_like(text) is formula
     if text[:1] not in ("\t", "\r"):  # cells are printable first: a tab or CR becomes a space
@@ -201,15 +280,20 @@ def test_csv_cells_stay_cells_in_a_semicolon_locale(tmp_path: Path) -> None:
     module and DuckDB agree."""
     import duckdb
 
-    mentions = [dataclasses.replace(m, snippet=f"x;=2+3; @SUM(A1);-1;- y {m.snippet}",
-                                    tags=("attack.t1059", "=cmd|' /c calc'!A0", "-2+3"))
-                for m in hostile_mentions()]
+    mentions = [
+        dataclasses.replace(
+            m, snippet=f"x;=2+3; @SUM(A1);-1;- y {m.snippet}", tags=("attack.t1059", "=cmd|' /c calc'!A0", "-2+3")
+        )
+        for m in hostile_mentions()
+    ]
     path = tmp_path / "x.csv"
     path.write_text(render("csv", mentions, SOURCES), encoding="utf-8")
     pieces = [cell for row in csv.reader(io.StringIO(path.read_text()), delimiter=";") for cell in row]
     con = duckdb.connect()
-    table = con.sql(f"select * from read_csv('{path}', delim=';', quote='', header=false, all_varchar=true, "
-                    "null_padding=true, strict_mode=false)").fetchall()
+    table = con.sql(
+        f"select * from read_csv('{path}', delim=';', quote='', header=false, all_varchar=true, "
+        "null_padding=true, strict_mode=false)"
+    ).fetchall()
     cells = [cell for row in table for cell in row if cell is not None]
     assert len(pieces) > 5 * len(mentions) and len(cells) > 5 * len(mentions)
     for piece in pieces + cells:
@@ -253,10 +337,12 @@ def test_lookup_loads_in_duckdb_one_row_per_binary(lookup_csv: Path, tip_reader:
     with pytest.raises(sqlite3.OperationalError):
         lite.execute("create table t (commit)")  # the check above can fail
     # lists split back on `;` to as many items as the counts say
-    assert con.sql(f"select count(*) from {table} where rules_detecting > 0 and ("
-                   "len(string_split(detecting_rule_ids, ';')) != rules_detecting or "
-                   "len(string_split(detecting_rule_titles, ';')) != rules_detecting or "
-                   "len(string_split(detecting_rule_urls, ';')) != rules_detecting)").fetchall()[0] == (0,)
+    assert con.sql(
+        f"select count(*) from {table} where rules_detecting > 0 and ("
+        "len(string_split(detecting_rule_ids, ';')) != rules_detecting or "
+        "len(string_split(detecting_rule_titles, ';')) != rules_detecting or "
+        "len(string_split(detecting_rule_urls, ';')) != rules_detecting)"
+    ).fetchall()[0] == (0,)
 
 
 def test_lookup_rows_hold_real_values(lookup_csv: Path, tip_reader: IndexReader) -> None:
@@ -289,8 +375,9 @@ def test_lookup_rows_hold_real_values(lookup_csv: Path, tip_reader: IndexReader)
     # an alias pair and a LOLBAS entry with several categories
     aliases = tip_reader.aliases()
     name = next(iter(sorted(aliases)))
-    (got,) = con.execute(f"select aliases from read_csv('{lookup_csv}', all_varchar=true) where executable = ?",
-                         [name]).fetchall()[0]
+    (got,) = con.execute(
+        f"select aliases from read_csv('{lookup_csv}', all_varchar=true) where executable = ?", [name]
+    ).fetchall()[0]
     assert got.split(";") == aliases[name]
 
 
@@ -302,6 +389,7 @@ def test_lookup_fits_the_siem_limits(lookup_csv: Path) -> None:
 
 
 # --- JSON Schemas, derived from the records ---------------------------------------------------------
+
 
 def test_shipped_schemas_are_the_generated_ones() -> None:
     """indexer/schemas/*.json are what the records give (after changing a record: make schemas)."""
@@ -340,7 +428,10 @@ def test_schema_from_type_hints() -> None:
     schema = json_schema(_Outer, "toy/1", "toy")
     outer, inner, less = (schema["$defs"][n] for n in ("_Outer", "_Inner", "_Inner-drop"))
     assert schema["$ref"] == "#/$defs/_Outer" and schema["$id"] == "urn:indexer:schema:toy/1"
-    assert outer["required"] == [f.name for f in dataclasses.fields(_Outer)][:-1] and outer["additionalProperties"] is False
+    assert (
+        outer["required"] == [f.name for f in dataclasses.fields(_Outer)][:-1]
+        and outer["additionalProperties"] is False
+    )
     props = outer["properties"]
     assert props["kind"] == {"type": "string", "enum": ["a", "b"]}
     assert props["names"] == {"type": "array", "items": {"type": "string"}}
@@ -349,13 +440,28 @@ def test_schema_from_type_hints() -> None:
     assert props["maybe"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert props["inner"] == {"$ref": "#/$defs/_Inner-drop"} and less["required"] == ["name"]
     assert inner["required"] == ["name", "drop"] and inner["description"] == "An inner record."
-    valid = {"kind": "a", "count": 1, "flag": True, "names": ["x"], "pair": ["x", 1], "by_name": {"k": {"name": "n", "drop": 2}},
-             "maybe": None, "inner": {"name": "n"}, "inners": []}
+    valid = {
+        "kind": "a",
+        "count": 1,
+        "flag": True,
+        "names": ["x"],
+        "pair": ["x", 1],
+        "by_name": {"k": {"name": "n", "drop": 2}},
+        "maybe": None,
+        "inner": {"name": "n"},
+        "inners": [],
+    }
     Draft202012Validator(schema).validate(valid)
     Draft202012Validator(schema).validate({**valid, "optional": 1})
-    for bad in ({**valid, "kind": "c"}, {**valid, "zzz": 1}, {**valid, "inner": {"name": "n", "drop": 1}},
-                {k: v for k, v in valid.items() if k != "count"}, {**valid, "names": [1]}, {**valid, "pair": ["x"]},
-                {**valid, "optional": "1"}):
+    for bad in (
+        {**valid, "kind": "c"},
+        {**valid, "zzz": 1},
+        {**valid, "inner": {"name": "n", "drop": 1}},
+        {k: v for k, v in valid.items() if k != "count"},
+        {**valid, "names": [1]},
+        {**valid, "pair": ["x"]},
+        {**valid, "optional": "1"},
+    ):
         assert not Draft202012Validator(schema).is_valid(bad), bad
 
 
@@ -384,8 +490,9 @@ def test_every_export_validates_against_its_schema(tip_reader: IndexReader) -> N
     assert not lines.is_valid({"zzz": 1})  # the web API's Mention model took this once
     good = json.loads(render("jsonl", mentions[:1], tip_reader.sources))
     assert not lines.is_valid({**good, "verdict": "detected"}) and not lines.is_valid({**good, "line": "20"})
-    rows = lookup_rows(tip_reader.all_mentions(), tip_reader.sources, tip_reader.aliases(),
-                       xref.coverage(tip_reader)["entries"])
+    rows = lookup_rows(
+        tip_reader.all_mentions(), tip_reader.sources, tip_reader.aliases(), xref.coverage(tip_reader)["entries"]
+    )
     assert len(rows) == len(tip_reader.binaries())
     lookup = _validator("export-lookup.schema.json")
     for row in rows:
@@ -405,6 +512,7 @@ def test_hostile_exports_validate_against_their_schemas() -> None:
 
 # --- ATT&CK Navigator layers ------------------------------------------------------------------------
 
+
 def _navlayers_round_trip(layer: dict, capsys: pytest.CaptureFixture[str]) -> dict:
     """The layer loaded by mitreattack-python's navlayers (strict), which prints what it refuses."""
     from mitreattack.navlayers import Layer as NavLayer
@@ -418,21 +526,29 @@ def _navlayers_round_trip(layer: dict, capsys: pytest.CaptureFixture[str]) -> di
     return loaded
 
 
-def test_navigator_layer_of_binaries_loads_in_navlayers(tip_reader: IndexReader,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_navigator_layer_of_binaries_loads_in_navlayers(
+    tip_reader: IndexReader, capsys: pytest.CaptureFixture[str]
+) -> None:
     layer = binaries_layer(tip_reader, ["psr.exe", "certutil.exe"]).to_dict()
     loaded = _navlayers_round_trip(layer, capsys)
     assert loaded["versions"]["layer"] == "4.5" and loaded["domain"] == "enterprise-attack"
-    assert {t["techniqueID"]: t["score"] for t in loaded["techniques"]} == \
-        {t["techniqueID"]: t["score"] for t in layer["techniques"]}
+    assert {t["techniqueID"]: t["score"] for t in loaded["techniques"]} == {
+        t["techniqueID"]: t["score"] for t in layer["techniques"]
+    }
     scores = {t["techniqueID"]: t for t in layer["techniques"]}
-    assert scores["T1113"]["score"] == 1 and "Screen Capture Activity Via Psr.EXE" in \
-        [m["value"] for m in scores["T1113"]["metadata"]]
+    assert scores["T1113"]["score"] == 1 and "Screen Capture Activity Via Psr.EXE" in [
+        m["value"] for m in scores["T1113"]["metadata"]
+    ]
     # score = the rules that detect them running with the tag, from the stored verdicts
-    runs = {r.path for r in tip_reader.rules(["psr.exe", "certutil.exe"])
-            if r.source == "sigma" and r.verdict == "runs" and not r.retired}
-    tagged = {path: {t for m in items for t in m.tags}
-              for (source, path), items in group_by_rule(tip_reader.search(["psr.exe", "certutil.exe"])).items()}
+    runs = {
+        r.path
+        for r in tip_reader.rules(["psr.exe", "certutil.exe"])
+        if r.source == "sigma" and r.verdict == "runs" and not r.retired
+    }
+    tagged = {
+        path: {t for m in items for t in m.tags}
+        for (source, path), items in group_by_rule(tip_reader.search(["psr.exe", "certutil.exe"])).items()
+    }
     assert scores["T1105"]["score"] == sum("attack.t1105" in tagged[p] for p in runs) > 0
     broken = {**layer, "domain": "no-such-domain"}
     nav_printed = _refused(broken, capsys)
@@ -449,8 +565,9 @@ def _refused(layer: dict, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-def test_navigator_coverage_layer_scores_tiers_per_technique(tip_reader: IndexReader,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_navigator_coverage_layer_scores_tiers_per_technique(
+    tip_reader: IndexReader, capsys: pytest.CaptureFixture[str]
+) -> None:
     layer = coverage_layer(tip_reader).to_dict()
     loaded = _navlayers_round_trip(layer, capsys)
     assert len(loaded["techniques"]) == len(layer["techniques"]) > 20

@@ -123,14 +123,17 @@ def test_correlation_and_filter_rules() -> None:
     assert rows(ex) == {("rundll32.exe", "text", 1, ""), ("backupagent.exe", "process", 19, "filter")}
 
 
-@pytest.mark.parametrize("condition, expected", [
-    ("selection and not filter", {"filter"}),
-    ("selection and not 1 of filter_*", {"filter_a", "filter_b"}),
-    ("not (a or b) and c", {"a", "b"}),
-    ("not not a", set()),
-    ("all of selection_* and not filter_a", {"filter_a"}),
-    ("1 of them", set()),
-])
+@pytest.mark.parametrize(
+    "condition, expected",
+    [
+        ("selection and not filter", {"filter"}),
+        ("selection and not 1 of filter_*", {"filter_a", "filter_b"}),
+        ("not (a or b) and c", {"a", "b"}),
+        ("not not a", set()),
+        ("all of selection_* and not filter_a", {"filter_a"}),
+        ("1 of them", set()),
+    ],
+)
 def test_negated_items(condition: str, expected: set[str]) -> None:
     names = ["selection", "selection_x", "filter", "filter_a", "filter_b", "a", "b", "c"]
     assert negated_items(condition, names) == expected
@@ -152,12 +155,15 @@ def test_bare_names_are_inferred_from_known_executables() -> None:
     stems = stem_map(["rundll32.exe", "remote.exe"])
     inferred = infer(ex.candidates, stems, {}, ex.mentions)
     assert {(m.binary, m.line, m.role) for m in inferred} == {
-        ("rundll32.exe", 1, "text"), ("rundll32.exe", 8, "command_line")}
+        ("rundll32.exe", 1, "text"),
+        ("rundll32.exe", 8, "command_line"),
+    }
     assert all(m.inferred for m in inferred)
 
 
 def test_lolbas_old_and_new_layouts() -> None:
-    _, new = extract("""
+    _, new = extract(
+        """
         Name: Foo.exe
         Description: Foo tool
         Aliases:
@@ -177,15 +183,23 @@ def test_lolbas_old_and_new_layouts() -> None:
         Acknowledgement:
           - Person: Someone
             Handle: '@handle'
-        """, source="lolbas", path="yml/OSBinaries/Foo.yml")
+        """,
+        source="lolbas",
+        path="yml/OSBinaries/Foo.yml",
+    )
     assert rows(new) == {
-        ("foo.exe", "lolbas_entry", 1, ""), ("foo64.exe", "lolbas_entry", 4, ""),
-        ("foo.exe", "lolbas_command", 6, ""), ("foo.exe", "text", 7, ""),
-        ("foo.exe", "lolbas_path", 13, ""), ("foo.exe", "lolbas_ioc", 16, ""), ("cmd.exe", "lolbas_ioc", 16, ""),
+        ("foo.exe", "lolbas_entry", 1, ""),
+        ("foo64.exe", "lolbas_entry", 4, ""),
+        ("foo.exe", "lolbas_command", 6, ""),
+        ("foo.exe", "text", 7, ""),
+        ("foo.exe", "lolbas_path", 13, ""),
+        ("foo.exe", "lolbas_ioc", 16, ""),
+        ("cmd.exe", "lolbas_ioc", 16, ""),
     }
     command = next(m for m in new.mentions if m.role == "lolbas_command")
     assert command.tags == ("lolbas.execute", "attack.t1218")
-    _, old = extract("""
+    _, old = extract(
+        """
         ---
         Name: Bar.exe
         Commands:
@@ -194,24 +208,38 @@ def test_lolbas_old_and_new_layouts() -> None:
         Full_Path:
           - C:\\Windows\\System32\\Bar.exe
         Detection: []
-        """, source="lolbas", path="Archive-Old-Version/OSBinaries/Bar.yml")
-    assert rows(old) == {("bar.exe", "lolbas_entry", 2, ""), ("bar.exe", "lolbas_command", 4, ""),
-                         ("bar.exe", "lolbas_path", 7, "")}
+        """,
+        source="lolbas",
+        path="Archive-Old-Version/OSBinaries/Bar.yml",
+    )
+    assert rows(old) == {
+        ("bar.exe", "lolbas_entry", 2, ""),
+        ("bar.exe", "lolbas_command", 4, ""),
+        ("bar.exe", "lolbas_path", 7, ""),
+    }
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("title: x\n  bad: [unclosed\n", "line 2: invalid YAML"),
-    ("title: a\ntitle: b\n", "line 2: duplicate key 'title'"),
-    ("date: 2024-13-45\ntitle: x\n", "invalid YAML value"),
-    ("- a\n- b\n", "no YAML mapping in the file (documents: list)"),
-    ("just a scalar\n", "no YAML mapping in the file (documents: str)"),
-    ("", "no YAML mapping in the file (documents: empty)"),
-    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(8)), "alias bomb"),
-    ("title: " + "[" * 5000 + "]" * 5000 + "\n", "maximum nesting depth"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("title: x\n  bad: [unclosed\n", "line 2: invalid YAML"),
+        ("title: a\ntitle: b\n", "line 2: duplicate key 'title'"),
+        ("date: 2024-13-45\ntitle: x\n", "invalid YAML value"),
+        ("- a\n- b\n", "no YAML mapping in the file (documents: list)"),
+        ("just a scalar\n", "no YAML mapping in the file (documents: str)"),
+        ("", "no YAML mapping in the file (documents: empty)"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+                f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+                for i in range(8)
+            ),
+            "alias bomb",
+        ),
+        ("title: " + "[" * 5000 + "]" * 5000 + "\n", "maximum nesting depth"),
+    ],
+)
 def test_bad_files_are_file_errors_with_a_reason(text: str, reason: str) -> None:
     report, ex = extract(text)
     assert report.status == "error" and reason in report.reason, report

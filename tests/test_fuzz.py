@@ -34,9 +34,11 @@ from indexer.model import ROLES, SNIPPET_CHARS
 from indexer.parsers import process_file
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 SIGMA = FileContext("sigma", "rules/f.yml")
 LOLBAS = FileContext("lolbas", "yml/OSBinaries/X.yml")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -45,6 +47,7 @@ UNICODE_BREAKS = "\x85\u2028\u2029"
 
 
 # --- the properties -------------------------------------------------------------------------------
+
 
 def file_lines(text: str) -> list[str]:
     lines = _LINE_BREAK.split(text)
@@ -90,23 +93,125 @@ def check(ctx: FileContext, data: bytes) -> None:
 
 # --- strategies ------------------------------------------------------------------------------------
 
-FIELDS = ["Image", "ParentImage", "OriginalFileName", "CommandLine", "ParentCommandLine", "TargetFilename",
-          "ImageLoaded", "TargetImage", "TargetObject", "Details", "ScriptBlockText", "Hashes", "User",
-          "DestinationHostname", "Path", "Name", "exe", "comm", "a0", "Payload", "ServiceFileName", "Data",
-          "NewProcessName", "SourceImage", "query", "Keywords"]
-MODIFIERS = ["endswith", "startswith", "contains", "all", "re", "base64offset", "base64", "windash",
-             "utf16le", "wide", "cidr", "exists", "i", "m", "s", "fieldref", "gt", "expand"]
-NAMES = st.from_regex(r"[A-Za-z0-9_$~+-][A-Za-z0-9_$~+.-]{0,10}\.(exe|EXE|dll|ps1|com|js|sh|bat|msi|cmd|vbs)",
-                      fullmatch=True)
+FIELDS = [
+    "Image",
+    "ParentImage",
+    "OriginalFileName",
+    "CommandLine",
+    "ParentCommandLine",
+    "TargetFilename",
+    "ImageLoaded",
+    "TargetImage",
+    "TargetObject",
+    "Details",
+    "ScriptBlockText",
+    "Hashes",
+    "User",
+    "DestinationHostname",
+    "Path",
+    "Name",
+    "exe",
+    "comm",
+    "a0",
+    "Payload",
+    "ServiceFileName",
+    "Data",
+    "NewProcessName",
+    "SourceImage",
+    "query",
+    "Keywords",
+]
+MODIFIERS = [
+    "endswith",
+    "startswith",
+    "contains",
+    "all",
+    "re",
+    "base64offset",
+    "base64",
+    "windash",
+    "utf16le",
+    "wide",
+    "cidr",
+    "exists",
+    "i",
+    "m",
+    "s",
+    "fieldref",
+    "gt",
+    "expand",
+]
+NAMES = st.from_regex(
+    r"[A-Za-z0-9_$~+-][A-Za-z0-9_$~+.-]{0,10}\.(exe|EXE|dll|ps1|com|js|sh|bat|msi|cmd|vbs)", fullmatch=True
+)
 PIECES = st.one_of(
     NAMES,
-    st.sampled_from(["C:\\Windows\\System32\\", "\\", "/usr/bin/", "/", "\\\\host\\share\\", "%APPDATA%\\",
-                     "https://evil.example.com/", " ", "  ", "*", "?", ".", "..", "'", '"', "''", "`", "|",
-                     "(", ")", "[Cc]", "\\.", ".*", "(?i)", "^", "$", "{", "}", ",", ";", "&", "#", ": ", "- ",
-                     "!", "%", "@", "=", "+", "-", "\t", "\n", "\r\n", "\r", "\x00", "\x07", "\x1b", "\x7f",
-                     "\ufeff", "\u00e9", "\u017f", "\u212a", "\u0130", "\U0001f600",
-                     "cmd", "rundll32 ", "powershell -enc ", "certutil.exe -urlcache", "node.js",
-                     "Config.Msi\\", "evil.com", "\\chcp.com"]),
+    st.sampled_from(
+        [
+            "C:\\Windows\\System32\\",
+            "\\",
+            "/usr/bin/",
+            "/",
+            "\\\\host\\share\\",
+            "%APPDATA%\\",
+            "https://evil.example.com/",
+            " ",
+            "  ",
+            "*",
+            "?",
+            ".",
+            "..",
+            "'",
+            '"',
+            "''",
+            "`",
+            "|",
+            "(",
+            ")",
+            "[Cc]",
+            "\\.",
+            ".*",
+            "(?i)",
+            "^",
+            "$",
+            "{",
+            "}",
+            ",",
+            ";",
+            "&",
+            "#",
+            ": ",
+            "- ",
+            "!",
+            "%",
+            "@",
+            "=",
+            "+",
+            "-",
+            "\t",
+            "\n",
+            "\r\n",
+            "\r",
+            "\x00",
+            "\x07",
+            "\x1b",
+            "\x7f",
+            "\ufeff",
+            "\u00e9",
+            "\u017f",
+            "\u212a",
+            "\u0130",
+            "\U0001f600",
+            "cmd",
+            "rundll32 ",
+            "powershell -enc ",
+            "certutil.exe -urlcache",
+            "node.js",
+            "Config.Msi\\",
+            "evil.com",
+            "\\chcp.com",
+        ]
+    ),
     st.text(max_size=6),
 )
 VALUES = st.lists(PIECES, max_size=8).map("".join)
@@ -115,8 +220,9 @@ SCALARS = st.one_of(VALUES, st.integers(), st.booleans(), st.none(), st.floats(a
 
 @st.composite
 def field_keys(draw: st.DrawFn) -> str:
-    name = draw(st.one_of(st.sampled_from(FIELDS), st.text(alphabet=string.ascii_letters + "|_-", min_size=1,
-                                                            max_size=12)))
+    name = draw(
+        st.one_of(st.sampled_from(FIELDS), st.text(alphabet=string.ascii_letters + "|_-", min_size=1, max_size=12))
+    )
     modifiers = draw(st.lists(st.sampled_from(MODIFIERS), max_size=3))
     return "|".join([name, *modifiers])
 
@@ -124,13 +230,24 @@ def field_keys(draw: st.DrawFn) -> str:
 FIELD_VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4))
 SELECTION = st.one_of(
     st.dictionaries(field_keys(), FIELD_VALUES, max_size=5),
-    st.lists(VALUES, max_size=4),                                        # keywords
+    st.lists(VALUES, max_size=4),  # keywords
     st.lists(st.dictionaries(field_keys(), FIELD_VALUES, max_size=3), max_size=3),
 )
-ITEM_NAMES = st.sampled_from(["selection", "selection_img", "selection_cli", "filter", "filter_main_x",
-                              "filter_optional_y", "keywords", "sel"])
-CONDITIONS = st.sampled_from(["selection", "selection and not filter", "1 of selection_* and not 1 of filter_*",
-                              "all of them", "keywords", "not (filter or sel)", "sel |", ""])
+ITEM_NAMES = st.sampled_from(
+    ["selection", "selection_img", "selection_cli", "filter", "filter_main_x", "filter_optional_y", "keywords", "sel"]
+)
+CONDITIONS = st.sampled_from(
+    [
+        "selection",
+        "selection and not filter",
+        "1 of selection_* and not 1 of filter_*",
+        "all of them",
+        "keywords",
+        "not (filter or sel)",
+        "sel |",
+        "",
+    ]
+)
 
 
 @st.composite
@@ -141,21 +258,39 @@ def detections(draw: st.DrawFn) -> dict:
     return items
 
 
-JUNK = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                     st.dictionaries(VALUES, inner, max_size=3)), max_leaves=12)
+JUNK = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(VALUES, inner, max_size=3)),
+    max_leaves=12,
+)
 
 
 @st.composite
 def sigma_docs(draw: st.DrawFn) -> object:
     doc: dict = {}
-    for key, strategy in (("title", VALUES), ("id", st.uuids().map(str)), ("status", st.sampled_from(["test", "stable"])),
-                          ("description", VALUES), ("references", st.lists(VALUES, max_size=2)),
-                          ("logsource", st.fixed_dictionaries({}, optional={
-                              "product": st.sampled_from(["windows", "linux", "macos"]),
-                              "category": st.sampled_from(["process_creation", "image_load", "file_event"])})),
-                          ("detection", detections()), ("falsepositives", st.one_of(VALUES, st.lists(VALUES, max_size=2))),
-                          ("level", st.sampled_from(["low", "high"])), ("tags", st.lists(VALUES, max_size=2)),
-                          ("action", st.just("global")), ("filter", detections())):
+    for key, strategy in (
+        ("title", VALUES),
+        ("id", st.uuids().map(str)),
+        ("status", st.sampled_from(["test", "stable"])),
+        ("description", VALUES),
+        ("references", st.lists(VALUES, max_size=2)),
+        (
+            "logsource",
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "product": st.sampled_from(["windows", "linux", "macos"]),
+                    "category": st.sampled_from(["process_creation", "image_load", "file_event"]),
+                },
+            ),
+        ),
+        ("detection", detections()),
+        ("falsepositives", st.one_of(VALUES, st.lists(VALUES, max_size=2))),
+        ("level", st.sampled_from(["low", "high"])),
+        ("tags", st.lists(VALUES, max_size=2)),
+        ("action", st.just("global")),
+        ("filter", detections()),
+    ):
         if draw(st.integers(0, 9)) < (8 if key in ("title", "detection") else 3):
             doc[key] = draw(strategy)
     if draw(st.integers(0, 9)) == 0:
@@ -171,18 +306,36 @@ def sigma_docs(draw: st.DrawFn) -> object:
 
 @st.composite
 def lolbas_docs(draw: st.DrawFn) -> object:
-    command = st.fixed_dictionaries({}, optional={
-        "Command": VALUES, "Description": VALUES, "Usecase": VALUES, "Category": st.sampled_from(["Execute", "Download"]),
-        "Privileges": st.just("User"), "MitreID": st.sampled_from(["T1218", "T1105"]), "OperatingSystem": VALUES})
-    doc = draw(st.fixed_dictionaries({}, optional={
-        "Name": st.one_of(NAMES, VALUES, st.sampled_from(["..", "-rf", "+x", ".bashrc"])),
-        "Description": VALUES,
-        "Aliases": st.lists(st.one_of(st.fixed_dictionaries({"Alias": st.one_of(NAMES, VALUES)}), VALUES), max_size=2),
-        "Commands": st.one_of(st.lists(st.one_of(command, VALUES), max_size=3), VALUES),
-        "Full_Path": st.lists(st.one_of(st.fixed_dictionaries({"Path": VALUES}), VALUES), max_size=3),
-        "Detection": st.lists(st.dictionaries(st.sampled_from(["Sigma", "IOC", "Elastic", "Splunk"]), VALUES,
-                                              max_size=2), max_size=3),
-    }))
+    command = st.fixed_dictionaries(
+        {},
+        optional={
+            "Command": VALUES,
+            "Description": VALUES,
+            "Usecase": VALUES,
+            "Category": st.sampled_from(["Execute", "Download"]),
+            "Privileges": st.just("User"),
+            "MitreID": st.sampled_from(["T1218", "T1105"]),
+            "OperatingSystem": VALUES,
+        },
+    )
+    doc = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "Name": st.one_of(NAMES, VALUES, st.sampled_from(["..", "-rf", "+x", ".bashrc"])),
+                "Description": VALUES,
+                "Aliases": st.lists(
+                    st.one_of(st.fixed_dictionaries({"Alias": st.one_of(NAMES, VALUES)}), VALUES), max_size=2
+                ),
+                "Commands": st.one_of(st.lists(st.one_of(command, VALUES), max_size=3), VALUES),
+                "Full_Path": st.lists(st.one_of(st.fixed_dictionaries({"Path": VALUES}), VALUES), max_size=3),
+                "Detection": st.lists(
+                    st.dictionaries(st.sampled_from(["Sigma", "IOC", "Elastic", "Splunk"]), VALUES, max_size=2),
+                    max_size=3,
+                ),
+            },
+        )
+    )
     if draw(st.integers(0, 19)) == 0:
         return draw(JUNK)
     return doc
@@ -216,19 +369,43 @@ def mutated(draw: st.DrawFn, docs: st.SearchStrategy) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         pos = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "replace"]))
-        piece = draw(st.one_of(st.sampled_from([b"\t", b"\n", b"  ", b"- ", b": ", b"&a ", b"*a", b"[", b"{",
-                                                b"'", b'"', b"\\", b"|", b"#", b"!!str ", b"\xff", b"\xc3"]),
-                               st.binary(max_size=3)))
+        piece = draw(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        b"\t",
+                        b"\n",
+                        b"  ",
+                        b"- ",
+                        b": ",
+                        b"&a ",
+                        b"*a",
+                        b"[",
+                        b"{",
+                        b"'",
+                        b'"',
+                        b"\\",
+                        b"|",
+                        b"#",
+                        b"!!str ",
+                        b"\xff",
+                        b"\xc3",
+                    ]
+                ),
+                st.binary(max_size=3),
+            )
+        )
         if action == "insert":
             text[pos:pos] = piece
         elif action == "delete":
-            del text[pos:pos + len(piece)]
+            del text[pos : pos + len(piece)]
         else:
-            text[pos:pos + len(piece)] = piece
+            text[pos : pos + len(piece)] = piece
     return bytes(text)
 
 
 # --- Sigma ----------------------------------------------------------------------------------------
+
 
 @FUZZ
 @given(dumped(sigma_docs()))
@@ -243,15 +420,27 @@ def test_sigma_documents_mutated(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
-                 st.lists(st.one_of(PIECES, st.sampled_from(["\n", "  ", "    ", "- ", "Image|endswith: ",
-                                                             "title: ", "detection:\n", "selection:\n"])),
-                          max_size=40).map(lambda parts: "".join(parts).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        st.lists(
+            st.one_of(
+                PIECES,
+                st.sampled_from(
+                    ["\n", "  ", "    ", "- ", "Image|endswith: ", "title: ", "detection:\n", "selection:\n"]
+                ),
+            ),
+            max_size=40,
+        ).map(lambda parts: "".join(parts).encode()),
+    )
+)
 def test_sigma_raw_text_and_bytes(data: bytes) -> None:
     check(SIGMA, data)
 
 
 # --- LOLBAS ---------------------------------------------------------------------------------------
+
 
 @FUZZ
 @given(st.one_of(dumped(lolbas_docs()), mutated(lolbas_docs())))
@@ -261,15 +450,19 @@ def test_lolbas_documents(data: bytes) -> None:
 
 # --- examples that pin the properties down -------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "title: Runs certutil.exe\ndetection:\n  sel:\n    Image|endswith: '\\certutil.exe'\n  condition: sel\n",
-    "title: x\r\ndetection:\r\n  sel:\r\n    CommandLine|contains: |\r\n      a\r\n      rundll32.exe b\r\n",
-    "title: x\rdetection:\r  sel:\r    Image: '\\cmd.exe'\r",
-    "title: x\ndetection:\n  sel:\n    CommandLine|re: '\\\\(cmd|powershell)\\.exe'\n    Image|re: '[Cc]md\\.exe'\n",
-    "\ufefftitle: BOM then psr.exe\n",
-    "Name: Foo.exe\nCommands:\n  - Command: foo.exe /x\nFull_Path:\n  - Path: C:\\Windows\\foo.exe\n",
-    "\ufeff\"\"\n---\n\"Aliases\":\n- |-\n  +\n",  # found by hypothesis: a block-scalar alias
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "title: Runs certutil.exe\ndetection:\n  sel:\n    Image|endswith: '\\certutil.exe'\n  condition: sel\n",
+        "title: x\r\ndetection:\r\n  sel:\r\n    CommandLine|contains: |\r\n      a\r\n      rundll32.exe b\r\n",
+        "title: x\rdetection:\r  sel:\r    Image: '\\cmd.exe'\r",
+        "title: x\ndetection:\n  sel:\n    CommandLine|re: '\\\\(cmd|powershell)\\.exe'\n    Image|re: '[Cc]md\\.exe'\n",
+        "\ufefftitle: BOM then psr.exe\n",
+        "Name: Foo.exe\nCommands:\n  - Command: foo.exe /x\nFull_Path:\n  - Path: C:\\Windows\\foo.exe\n",
+        '\ufeff""\n---\n"Aliases":\n- |-\n  +\n',  # found by hypothesis: a block-scalar alias
+    ],
+)
 def test_examples_hold_the_properties(text: str) -> None:
     check(SIGMA, text.encode())
     check(LOLBAS, text.encode())
@@ -283,6 +476,7 @@ def test_lolbas_block_scalar_alias_is_named_on_its_own_line() -> None:
 
 # --- known defects, kept as regression tests ------------------------------------------------------
 
+
 @pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"], ids=["NEL", "LS", "PS"])
 def test_unicode_line_separators_do_not_shift_lines(char: str) -> None:
     text = f"description: 'a{char}b'\ntitle: Runs certutil.exe\n"
@@ -293,8 +487,10 @@ def test_unicode_line_separators_do_not_shift_lines(char: str) -> None:
 def test_names_keep_their_letters_and_extensions_are_ascii() -> None:
     # issue 14 item 23: a letter of another script belongs to the name (never a fragment such as
     # `vchost.exe`); an extension is ASCII (`x.ſh`, long s, is no `.sh` file)
-    text = ("title: x\ndetection:\n  sel:\n    Image|endswith:\n      - '\\\u017fvchost.exe'\n"
-            "      - '\\\u0130cmd.exe'\n    CommandLine|contains: 'run x.\u017fh'\n  condition: sel\n")
+    text = (
+        "title: x\ndetection:\n  sel:\n    Image|endswith:\n      - '\\\u017fvchost.exe'\n"
+        "      - '\\\u0130cmd.exe'\n    CommandLine|contains: 'run x.\u017fh'\n  condition: sel\n"
+    )
     mentions = process_file(SIGMA, text.encode()).extraction.mentions
     assert {(m.binary, m.homoglyph) for m in mentions} == {("\u017fvchost.exe", True), ("\u0130cmd.exe".lower(), True)}
 

@@ -24,8 +24,20 @@ GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "mentions.yaml"
 
 # Roles of Sigma detection values: their context defaults to "selection"; every other role
 # (text, LOLBAS) has context "".
-DETECTION_ROLES = frozenset({"process", "parent", "original_filename", "target", "command_line",
-                             "loaded_module", "file", "registry", "other", "keyword"})
+DETECTION_ROLES = frozenset(
+    {
+        "process",
+        "parent",
+        "original_filename",
+        "target",
+        "command_line",
+        "loaded_module",
+        "file",
+        "registry",
+        "other",
+        "keyword",
+    }
+)
 MENTION_KEYS = {"binary", "role", "line", "context", "inferred"}
 ENTRY_KEYS = {"source", "path", "why", "mentions", "known_defect"}
 
@@ -46,8 +58,13 @@ def default_context(role: str) -> str:
 
 
 def golden_key(m: dict[str, Any]) -> Key:
-    return (m["binary"], m["role"], int(m["line"]), m.get("context", default_context(m["role"])),
-            bool(m.get("inferred", False)))
+    return (
+        m["binary"],
+        m["role"],
+        int(m["line"]),
+        m.get("context", default_context(m["role"])),
+        bool(m.get("inferred", False)),
+    )
 
 
 def index_key(m: Mention) -> Key:
@@ -66,8 +83,9 @@ def _params(entries: list[dict[str, Any]], with_defects: bool) -> list[Any]:
 
 @lru_cache(maxsize=None)
 def _file_lines(checkout: Path, path: str) -> tuple[str, ...]:
-    text = subprocess.run(["git", "-C", str(checkout), "show", f"HEAD:{path}"], check=True,
-                          capture_output=True).stdout.decode("utf-8-sig")
+    text = subprocess.run(
+        ["git", "-C", str(checkout), "show", f"HEAD:{path}"], check=True, capture_output=True
+    ).stdout.decode("utf-8-sig")
     return tuple(text.splitlines())
 
 
@@ -75,6 +93,7 @@ def _file_lines(checkout: Path, path: str) -> tuple[str, ...]:
 def file_lines(sigma_checkout: Path, lolbas_checkout: Path):
     def read(source: str, path: str) -> tuple[str, ...]:
         return _file_lines(sigma_checkout if source == "sigma" else lolbas_checkout, path)
+
     return read
 
 
@@ -86,6 +105,7 @@ def _describe(key: Key, lines: tuple[str, ...]) -> str:
 
 
 # --- the golden file itself --------------------------------------------------------------
+
 
 def test_golden_file_is_well_formed():
     seen = set()
@@ -104,7 +124,8 @@ def test_golden_file_is_well_formed():
             assert m["role"] in ROLES, m
             assert m["binary"] == m["binary"].lower() and "/" not in m["binary"] and "\\" not in m["binary"], m
             assert m.get("context", default_context(m["role"])) in (
-                ("selection", "filter") if m["role"] in DETECTION_ROLES else ("",)), m
+                ("selection", "filter") if m["role"] in DETECTION_ROLES else ("",)
+            ), m
             mentions += 1
     assert len(ENTRIES) >= 45 and mentions > 0
 
@@ -119,12 +140,20 @@ def assert_lines_name_the_binary(entry: dict[str, Any], lines: tuple[str, ...]) 
         needle = stem if m.get("inferred") or "|re" in text else m["binary"]
         assert needle in text, f"{entry['path']}:{m['line']}: {m['binary']!r} not on the line: {text.strip()}"
         if m["role"] == "comment":
-            assert "#" in text and text.index("#") < text.rindex(needle), \
+            assert "#" in text and text.index("#") < text.rindex(needle), (
                 f"{entry['path']}:{m['line']}: {m['binary']!r} is not inside a comment"
+            )
 
 
-def assert_index_matches(entry: dict[str, Any], reader: Any, lines: tuple[str, ...], golden: Callable[[Any], tuple],
-                         indexed: Callable[[Mention], tuple], describe: Callable[[tuple], str], title: str) -> None:
+def assert_index_matches(
+    entry: dict[str, Any],
+    reader: Any,
+    lines: tuple[str, ...],
+    golden: Callable[[Any], tuple],
+    indexed: Callable[[Mention], tuple],
+    describe: Callable[[tuple], str],
+    title: str,
+) -> None:
     """The index holds exactly the golden mentions of one file; else a readable diff."""
     source, path = entry["source"], entry["path"]
     report = reader.state.files.get(f"{source}:{path}")
@@ -153,11 +182,13 @@ def test_golden_lines_name_the_binary(entry, file_lines):
 
 # --- golden against the index ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=True))
 def test_golden_mentions(entry, tip_reader, file_lines):
     lines = file_lines(entry["source"], entry["path"])
-    assert_index_matches(entry, tip_reader, lines, golden_key, index_key, lambda k: _describe(k, lines),
-                         "the golden set")
+    assert_index_matches(
+        entry, tip_reader, lines, golden_key, index_key, lambda k: _describe(k, lines), "the golden set"
+    )
 
 
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=False))

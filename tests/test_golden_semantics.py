@@ -18,8 +18,15 @@ import yaml
 
 from indexer.model import ROLES, Mention
 from indexer.sources import SOURCES
-from test_golden import (DETECTION_ROLES, _describe, _params, assert_index_matches,  # noqa: F401 (fixture)
-                         assert_lines_name_the_binary, default_context, file_lines)
+from test_golden import (
+    DETECTION_ROLES,
+    _describe,
+    _params,
+    assert_index_matches,  # noqa: F401 (fixture)
+    assert_lines_name_the_binary,
+    default_context,
+    file_lines,  # noqa: F401 (fixture)
+)
 
 GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "semantics.yaml"
 NEW_ROLES = ("comment",)  # names in YAML comments (issue 13 item 5)
@@ -39,8 +46,14 @@ ENTRIES = _load()
 
 
 def golden_key(m: dict[str, Any]) -> Key:
-    return (m["binary"], m["role"], int(m["line"]), m.get("context", default_context(m["role"])),
-            bool(m.get("inferred", False)), bool(m.get("homoglyph", False)))
+    return (
+        m["binary"],
+        m["role"],
+        int(m["line"]),
+        m.get("context", default_context(m["role"])),
+        bool(m.get("inferred", False)),
+        bool(m.get("homoglyph", False)),
+    )
 
 
 def index_key(m: Mention) -> Key:
@@ -64,7 +77,8 @@ def test_semantics_file_is_well_formed():
             name = m["binary"]
             assert name == name.lower() and name.strip() == name and "/" not in name and "\\" not in name, m
             assert m.get("context", default_context(m["role"])) in (
-                ("selection", "filter") if m["role"] in DETECTION_ROLES else ("",)), m
+                ("selection", "filter") if m["role"] in DETECTION_ROLES else ("",)
+            ), m
             if m.get("homoglyph"):
                 assert not name.isascii(), f"{ref}: homoglyph {name!r} is plain ASCII"
     assert len(ENTRIES) >= 40
@@ -78,6 +92,12 @@ def test_semantics_lines_name_the_binary(entry, file_lines):
 @pytest.mark.parametrize("entry", _params(ENTRIES, with_defects=True))
 def test_semantics_mentions(entry, tip_reader, file_lines):
     lines = file_lines(entry["source"], entry["path"])
-    assert_index_matches(entry, tip_reader, lines, golden_key, index_key,
-                         lambda k: _describe(k[:5], lines) + (" homoglyph" if k[5] else ""),
-                         "the golden set (issue 13 policy)")
+    assert_index_matches(
+        entry,
+        tip_reader,
+        lines,
+        golden_key,
+        index_key,
+        lambda k: _describe(k[:5], lines) + (" homoglyph" if k[5] else ""),
+        "the golden set (issue 13 policy)",
+    )

@@ -39,15 +39,29 @@ def _load(source: str) -> list[dict[str, Any]]:
 
 ENTRIES = {source: _load(source) for source in ATLAS}
 PARAMS = [pytest.param(e, id=f"{e['source']}:{e['path']}") for source in ATLAS for e in ENTRIES[source]]
-DEFECTS = [pytest.param(e, id=f"{e['source']}:{e['path']}", marks=[pytest.mark.xfail(
-    strict=True, reason=f"indexer defect: {e['known_defect']}")] if e.get("known_defect") else [])
-    for source in ATLAS for e in ENTRIES[source]]
+DEFECTS = [
+    pytest.param(
+        e,
+        id=f"{e['source']}:{e['path']}",
+        marks=[pytest.mark.xfail(strict=True, reason=f"indexer defect: {e['known_defect']}")]
+        if e.get("known_defect")
+        else [],
+    )
+    for source in ATLAS
+    for e in ENTRIES[source]
+]
 WITH_FIELD = {s for s in ATLAS if any("field" in m for e in ENTRIES[s] for m in e["mentions"])}
 
 
 def golden_key(m: dict[str, Any], source: str) -> Key:
-    return (m["binary"], m["role"], int(m["line"]), bool(m.get("inferred", False)),
-            m.get("field", "") if source in WITH_FIELD else "", m.get("default", ""))
+    return (
+        m["binary"],
+        m["role"],
+        int(m["line"]),
+        bool(m.get("inferred", False)),
+        m.get("field", "") if source in WITH_FIELD else "",
+        m.get("default", ""),
+    )
 
 
 def index_key(m: Mention) -> Key:
@@ -57,29 +71,34 @@ def index_key(m: Mention) -> Key:
 
 @lru_cache(maxsize=None)
 def _lines(clone: str, commit: str, path: str) -> tuple[str, ...]:
-    text = subprocess.run(["git", "--git-dir", clone, "show", f"{commit}:{path}"], check=True,
-                          capture_output=True).stdout.decode("utf-8-sig")
+    text = subprocess.run(
+        ["git", "--git-dir", clone, "show", f"{commit}:{path}"], check=True, capture_output=True
+    ).stdout.decode("utf-8-sig")
     return tuple(text.splitlines())
 
 
 @pytest.fixture()
 def file_lines(tip_data_dir: Path, tip_reader):
     """A file at the commit indexed, read from the data directory's clone of its bundle."""
+
     def read(source: str, path: str) -> tuple[str, ...]:
         commit = tip_reader.sources[source]["commit"]
         return _lines(str(tip_data_dir / "sources" / f"{source}.git"), commit, path)
+
     return read
 
 
 def _describe(key: Key, lines: tuple[str, ...]) -> str:
     binary, role, line, inferred, field, default = key
     text = lines[line - 1].strip() if 0 < line <= len(lines) else "<no such line>"
-    flags = " ".join(f for f in (field and f"field={field}", default and f"default={default}",
-                                 inferred and "inferred") if f)
+    flags = " ".join(
+        f for f in (field and f"field={field}", default and f"default={default}", inferred and "inferred") if f
+    )
     return f"L{line:<5} {binary:<26} {role:<17} {flags:<30} | {text[:100]}"
 
 
 # --- the golden files themselves -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("source", ATLAS)
 def test_golden_file_is_well_formed(source: str) -> None:
@@ -88,8 +107,13 @@ def test_golden_file_is_well_formed(source: str) -> None:
     assert len(set(paths)) == len(paths) >= 15, f"{source}: at least 15 distinct real files"
     plugin = get(source)
     for entry in entries:
-        assert {"source", "path", "why", "mentions"} <= set(entry) <= {"source", "path", "why", "mentions",
-                                                                       "known_defect"} and entry["why"].strip(), entry
+        assert {"source", "path", "why", "mentions"} <= set(entry) <= {
+            "source",
+            "path",
+            "why",
+            "mentions",
+            "known_defect",
+        } and entry["why"].strip(), entry
         assert plugin.wants(entry["path"]), f"{source} does not read {entry['path']}"
         keys = [golden_key(m, source) for m in entry["mentions"]]
         assert len(keys) == len(set(keys)), f"{entry['path']}: duplicate mentions"
@@ -119,12 +143,20 @@ def test_golden_lines_name_the_binary(entry: dict[str, Any], file_lines) -> None
 
 # --- golden against the index ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("entry", DEFECTS)
 def test_golden_mentions(entry: dict[str, Any], tip_reader, file_lines) -> None:
     lines = file_lines(entry["source"], entry["path"])
     source = entry["source"]
-    assert_index_matches(entry, tip_reader, lines, lambda m: golden_key(m, source), index_key,
-                         lambda k: _describe(k, lines), f"tests/golden/sources/{source}.yaml")
+    assert_index_matches(
+        entry,
+        tip_reader,
+        lines,
+        lambda m: golden_key(m, source),
+        index_key,
+        lambda k: _describe(k, lines),
+        f"tests/golden/sources/{source}.yaml",
+    )
 
 
 @pytest.mark.parametrize("entry", PARAMS)
@@ -132,6 +164,9 @@ def test_golden_snippets(entry: dict[str, Any], tip_reader, file_lines) -> None:
     """Every mention of a golden file quotes its line of the real file, stripped (a long line: the
     window around the name)."""
     lines = file_lines(entry["source"], entry["path"])
-    bad = [f"L{m.line} {m.binary}: {m.snippet!r}" for m in tip_reader.file_mentions(entry["source"], entry["path"])
-           if not 0 < m.line <= len(lines) or m.snippet != snippet_around(lines[m.line - 1].strip(), m.binary)]
+    bad = [
+        f"L{m.line} {m.binary}: {m.snippet!r}"
+        for m in tip_reader.file_mentions(entry["source"], entry["path"])
+        if not 0 < m.line <= len(lines) or m.snippet != snippet_around(lines[m.line - 1].strip(), m.binary)
+    ]
     assert not bad, f"{entry['source']}:{entry['path']}:\n  " + "\n  ".join(bad)

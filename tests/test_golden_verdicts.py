@@ -26,7 +26,11 @@ def _params() -> list[Any]:
     out = []
     for pair in GOLDEN:
         key = (pair["rule"].rsplit("/", 1)[-1], pair["binary"])
-        marks = [pytest.mark.xfail(strict=True, reason=f"issue 13 names: {PENDING_NAMES[key]}")] if key in PENDING_NAMES else []
+        marks = (
+            [pytest.mark.xfail(strict=True, reason=f"issue 13 names: {PENDING_NAMES[key]}")]
+            if key in PENDING_NAMES
+            else []
+        )
         out.append(pytest.param(pair, id=f"{key[0]}:{key[1]}", marks=marks))
     return out
 

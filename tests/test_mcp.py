@@ -104,7 +104,12 @@ def test_search_binary_gives_psr_exe_sigma_rule_line_20(client: Client, tip_read
     assert data["rules"][0] == rule  # the strongest verdict first
     line = next(l for l in rule["lines"] if l["line"] == 20)
     assert line["snippet"] == "Image|endswith: '\\Psr.exe'"
-    assert (line["role"], line["field"], line["modifiers"], line["context"]) == ("process", "Image", ["endswith"], "selection")
+    assert (line["role"], line["field"], line["modifiers"], line["context"]) == (
+        "process",
+        "Image",
+        ["endswith"],
+        "selection",
+    )
     commit = tip_reader.sources["sigma"]["commit"]
     assert rule["commit"] == commit
     assert line["url"] == f"https://github.com/SigmaHQ/sigma/blob/{commit}/{PSR_RULE}#L20"
@@ -113,24 +118,40 @@ def test_search_binary_gives_psr_exe_sigma_rule_line_20(client: Client, tip_read
     same = search(tip_reader, "psr.exe")
     assert data["mentions_total"] == len(same.mentions)
     assert sum(r["lines_total"] for r in data["rules"]) == len(same.mentions)
-    assert [(r["path"], r["verdict"], r["verdicts"]) for r in data["rules"]] == \
-        [(r.path, r.verdict, list(r.verdicts)) for r in same.rules]
+    assert [(r["path"], r["verdict"], r["verdicts"]) for r in data["rules"]] == [
+        (r.path, r.verdict, list(r.verdicts)) for r in same.rules
+    ]
     assert {r["path"]: r["verdict"] for r in data["rules"]}["yml/OSBinaries/Psr.yml"] == "documented"
-    assert [(l["lolbas_path"], l["line"], l["status"]) for l in data["lolbas_declared_detections"]] == \
-        [(l["lolbas_path"], l["line"], l["status"]) for l in same.declared_detections]
+    assert [(l["lolbas_path"], l["line"], l["status"]) for l in data["lolbas_declared_detections"]] == [
+        (l["lolbas_path"], l["line"], l["status"]) for l in same.declared_detections
+    ]
     assert any(l["current_path"] == PSR_RULE for l in data["lolbas_declared_detections"])
 
 
 def test_search_binary_filters_and_pages(client: Client) -> None:
-    running = client.ok("search_binary", name="certutil.exe", roles=["process", "original_filename"],
-                        context="selection", source="sigma", limit=100)
+    running = client.ok(
+        "search_binary",
+        name="certutil.exe",
+        roles=["process", "original_filename"],
+        context="selection",
+        source="sigma",
+        limit=100,
+    )
     assert running["rules_total"] > 5
     assert all(r["source"] == "sigma" for r in running["rules"])
     assert {l["role"] for r in running["rules"] for l in r["lines"]} <= {"process", "original_filename"}
     pages, offset = [], 0
     while offset is not None:
-        page = client.ok("search_binary", name="certutil.exe", roles=["process", "original_filename"],
-                         context="selection", source="sigma", limit=4, offset=offset, lines_per_rule=1)
+        page = client.ok(
+            "search_binary",
+            name="certutil.exe",
+            roles=["process", "original_filename"],
+            context="selection",
+            source="sigma",
+            limit=4,
+            offset=offset,
+            lines_per_rule=1,
+        )
         assert len(page["rules"]) <= 4 and all(len(r["lines"]) == 1 for r in page["rules"])
         pages += [r["path"] for r in page["rules"]]
         offset = page["next_offset"]
@@ -159,23 +180,27 @@ def test_unknown_binary_is_a_result_with_suggestions(client: Client) -> None:
     assert not layer["found"] and layer["layer"] is None and "certutil.exe" in layer["suggestions"]
 
 
-@pytest.mark.parametrize("tool, arguments, names", [
-    ("search_binary", {"name": "psr.exe", "roles": ["bogus"]}, "roles"),
-    ("search_binary", {"name": "psr.exe", "limit": 0}, "limit"),
-    ("search_binary", {"name": "psr.exe", "limit": 100_000}, "limit"),
-    ("search_binary", {"name": "psr.exe", "source": "elastic"}, "source"),
-    ("search_binary", {"name": "psr.exe", "verdicts": ["detects"]}, "verdicts"),
-    ("search_binary", {"name": "psr.exe", "detects": "sometimes"}, "detects"),
-    ("search_binary", {"name": ""}, "name"),
-    ("search_binary", {}, "name"),
-    ("search_binary", {"name": "C:\\Windows\\"}, "names no file"),
-    ("show_rule", {"rule": "x", "offset": -1}, "offset"),
-    ("links", {"status": ["gone"]}, "status"),
-    ("changes", {"since": "yesterday"}, "since"),
-    ("navigator_layer", {"binary": "psr.exe", "max_links": "many"}, "max_links"),
-])
-def test_bad_arguments_are_tool_errors_naming_the_argument(client: Client, tool: str, arguments: dict[str, Any],
-                                                           names: str) -> None:
+@pytest.mark.parametrize(
+    "tool, arguments, names",
+    [
+        ("search_binary", {"name": "psr.exe", "roles": ["bogus"]}, "roles"),
+        ("search_binary", {"name": "psr.exe", "limit": 0}, "limit"),
+        ("search_binary", {"name": "psr.exe", "limit": 100_000}, "limit"),
+        ("search_binary", {"name": "psr.exe", "source": "elastic"}, "source"),
+        ("search_binary", {"name": "psr.exe", "verdicts": ["detects"]}, "verdicts"),
+        ("search_binary", {"name": "psr.exe", "detects": "sometimes"}, "detects"),
+        ("search_binary", {"name": ""}, "name"),
+        ("search_binary", {}, "name"),
+        ("search_binary", {"name": "C:\\Windows\\"}, "names no file"),
+        ("show_rule", {"rule": "x", "offset": -1}, "offset"),
+        ("links", {"status": ["gone"]}, "status"),
+        ("changes", {"since": "yesterday"}, "since"),
+        ("navigator_layer", {"binary": "psr.exe", "max_links": "many"}, "max_links"),
+    ],
+)
+def test_bad_arguments_are_tool_errors_naming_the_argument(
+    client: Client, tool: str, arguments: dict[str, Any], names: str
+) -> None:
     """Input validation errors are tool execution errors (isError), as the MCP specification
     asks, so the assistant can read them and correct its call; the server keeps serving."""
     assert names in client.error(tool, **arguments)
@@ -246,20 +271,49 @@ def test_changes_in_verdicts_are_capped_most_changed_first(tmp_path: Path) -> No
     (tmp_path / "manifests").mkdir()
     rule = lambda n, **extra: {"path": f"rules/windows/r{n}.yml", "title": f"Rule {n}", **extra}  # noqa: E731
     manifest = {
-        "started": "2026-11-30T03:17:00Z", "finished": "2026-11-30T03:17:01Z", "duration_s": 0.8, "exit_code": 0,
-        "full": False, "reason": "", "files_parsed": 3, "file_errors": [], "mentions_added": 4, "mentions_removed": 1,
-        "mentions_total": 16000, "binaries": {}, "rules_renamed": [], "generation": "gen-x",
-        "sources": {"sigma": {"name": "sigma", "mode": "incremental", "before": "a" * 40, "after": "b" * 40, "error": "",
-                              "added": ["rules/windows/r1.yml", "rules/windows/r2.yml"], "modified": [], "deleted": [],
-                              "renamed": [["rules/old.yml", "rules/windows/r3.yml"]]}},
-        "rules_added": ["id-1", "id-2"], "rules_removed": [],
-        "rules_added_detail": [{"id": "id-1", "path": "rules/windows/r1.yml", "title": "Rule 1"},
-                               {"id": "id-2", "path": "rules/windows/r2.yml", "title": "Rule 2"}],
+        "started": "2026-11-30T03:17:00Z",
+        "finished": "2026-11-30T03:17:01Z",
+        "duration_s": 0.8,
+        "exit_code": 0,
+        "full": False,
+        "reason": "",
+        "files_parsed": 3,
+        "file_errors": [],
+        "mentions_added": 4,
+        "mentions_removed": 1,
+        "mentions_total": 16000,
+        "binaries": {},
+        "rules_renamed": [],
+        "generation": "gen-x",
+        "sources": {
+            "sigma": {
+                "name": "sigma",
+                "mode": "incremental",
+                "before": "a" * 40,
+                "after": "b" * 40,
+                "error": "",
+                "added": ["rules/windows/r1.yml", "rules/windows/r2.yml"],
+                "modified": [],
+                "deleted": [],
+                "renamed": [["rules/old.yml", "rules/windows/r3.yml"]],
+            }
+        },
+        "rules_added": ["id-1", "id-2"],
+        "rules_removed": [],
+        "rules_added_detail": [
+            {"id": "id-1", "path": "rules/windows/r1.yml", "title": "Rule 1"},
+            {"id": "id-2", "path": "rules/windows/r2.yml", "title": "Rule 2"},
+        ],
         "rules_removed_detail": [],
         "detections": {
             "certutil.exe": {"before": 40, "after": 41, "gained": [rule(1, verdict="runs")], "lost": [], "changed": []},
-            "mshta.exe": {"before": 9, "after": 9, "gained": [rule(2, verdict="runs")],
-                          "lost": [rule(3, verdict="invoked", now="mentioned")], "changed": [rule(4, before="invoked", after="runs")]},
+            "mshta.exe": {
+                "before": 9,
+                "after": 9,
+                "gained": [rule(2, verdict="runs")],
+                "lost": [rule(3, verdict="invoked", now="mentioned")],
+                "changed": [rule(4, before="invoked", after="runs")],
+            },
         },
     }
     (tmp_path / "manifests" / "2026-11-30T031700Z-1.json").write_text(json.dumps(manifest), encoding="utf-8")
@@ -267,9 +321,16 @@ def test_changes_in_verdicts_are_capped_most_changed_first(tmp_path: Path) -> No
         data = client.ok("changes", max_items=1)
     [record] = data["refreshes"]
     assert record["detections_total"] == 2
-    assert record["detections"] == [{"binary": "mshta.exe", "before": 9, "after": 9, "gained": [rule(2, verdict="runs")],
-                                     "lost": [rule(3, verdict="invoked", now="mentioned")],
-                                     "changed": [rule(4, before="invoked", after="runs")]}]
+    assert record["detections"] == [
+        {
+            "binary": "mshta.exe",
+            "before": 9,
+            "after": 9,
+            "gained": [rule(2, verdict="runs")],
+            "lost": [rule(3, verdict="invoked", now="mentioned")],
+            "changed": [rule(4, before="invoked", after="runs")],
+        }
+    ]
     assert record["rules_added"] == [{"id": "id-1", "path": "rules/windows/r1.yml", "title": "Rule 1"}]
     assert record["rules_added_total"] == 2
     assert record["sources"][0]["renamed"] == [["rules/old.yml", "rules/windows/r3.yml"]]
@@ -301,18 +362,29 @@ def test_navigator_layer_scores_the_rules_that_detect_it_running(client: Client,
 
 
 def test_technique_ids_from_tags() -> None:
-    assert technique_ids(["attack.t1218.011", "attack.defense-evasion", "attack.T1105", "attack.g0010",
-                          "lolbas.download", "cve.2021-1675", "attack.t1218.011"]) == ["T1105", "T1218.011"]
+    assert technique_ids(
+        [
+            "attack.t1218.011",
+            "attack.defense-evasion",
+            "attack.T1105",
+            "attack.g0010",
+            "lolbas.download",
+            "cve.2021-1675",
+            "attack.t1218.011",
+        ]
+    ) == ["T1105", "T1218.011"]
 
 
 def test_every_answer_is_bounded(client: Client) -> None:
     """The largest answers the tools can give stay far from megabytes."""
-    biggest = [client.call("search_binary", name="*", limit=100, lines_per_rule=50),
-               client.call("search_binary", name="powershell.exe", limit=100, lines_per_rule=50),
-               client.call("coverage", limit=100, rules_per_entry=100),
-               client.call("links", limit=200),
-               client.call("changes", last=20, include_unchanged=True, max_items=100),
-               client.call("navigator_layer", binary="rundll32.exe", max_links=50)]
+    biggest = [
+        client.call("search_binary", name="*", limit=100, lines_per_rule=50),
+        client.call("search_binary", name="powershell.exe", limit=100, lines_per_rule=50),
+        client.call("coverage", limit=100, rules_per_entry=100),
+        client.call("links", limit=200),
+        client.call("changes", last=20, include_unchanged=True, max_items=100),
+        client.call("navigator_layer", binary="rundll32.exe", max_links=50),
+    ]
     for result in biggest:
         assert not result.is_error, result.content[0].text
         assert len(json.dumps(result.structured_content)) < 600_000
@@ -349,12 +421,17 @@ def test_a_damaged_index_is_a_clear_error(tmp_path: Path, tip_data_dir: Path) ->
 
 # --- the same server at /mcp of `indexer serve` (streamable HTTP) --------------------------------
 
+
 @contextmanager
 def serving(data_dir: Path, *options: str) -> Iterator[str]:
     """A real `indexer serve --port 0` process: its base URL until the block ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
-    proc = subprocess.Popen([INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", *options],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [INDEXER, "serve", "--data-dir", str(data_dir), "--port", "0", *options],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line, deadline = "", time.time() + 60
         while "serving" not in line and time.time() < deadline and proc.poll() is None:
@@ -395,14 +472,19 @@ def test_the_same_server_at_mcp_of_indexer_serve(tip_data_dir: Path) -> None:
         assert rule["path"] == PSR_RULE and any(l["line"] == 20 and l["role"] == "process" for l in rule["lines"])
         assert "limit" in bad
         # the web's guard still stands in front: another Host is refused (DNS rebinding), the API unchanged
-        request = urllib.request.Request(f"{base}/mcp", data=b"{}", method="POST",
-                                         headers={"Host": "attacker.example", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/mcp",
+            data=b"{}",
+            method="POST",
+            headers={"Host": "attacker.example", "Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 421
         with urllib.request.urlopen(f"{base}/api/binary/psr.exe", timeout=10) as response:
             assert json.load(response)["binaries"] == ["psr.exe"]
         with pytest.raises(urllib.error.HTTPError) as post_api:
-            urllib.request.urlopen(urllib.request.Request(f"{base}/api/binary/psr.exe", data=b"", method="POST"),
-                                   timeout=10)
+            urllib.request.urlopen(
+                urllib.request.Request(f"{base}/api/binary/psr.exe", data=b"", method="POST"), timeout=10
+            )
         assert post_api.value.code == 405  # POST is for /mcp only

@@ -27,8 +27,10 @@ def files(sigma_checkout: Path, lolbas_checkout: Path) -> list[tuple[FileContext
     largest = sorted(sigma, key=lambda p: -p.stat().st_size)[:100]
     rest = [p for p in sigma if p not in set(largest)][:450]
     out = [(FileContext("sigma", str(p.relative_to(sigma_checkout))), p.read_bytes(), None) for p in largest + rest]
-    out += [(FileContext("lolbas", str(p.relative_to(lolbas_checkout))), p.read_bytes(), None)
-            for p in sorted((lolbas_checkout / "yml").rglob("*.yml"))[:49]]
+    out += [
+        (FileContext("lolbas", str(p.relative_to(lolbas_checkout))), p.read_bytes(), None)
+        for p in sorted((lolbas_checkout / "yml").rglob("*.yml"))[:49]
+    ]
     out.insert(100, (FileContext("sigma", "rules/bad_modifier.yml"), BAD_MODIFIER, None))
     out.append((FileContext("sigma", "rules/broken.yml"), b"title: [unclosed\n", None))
     return out
@@ -58,7 +60,7 @@ def test_parser_processes_give_what_reading_here_gives(files) -> None:
     # One batch of every Sigma rule, then small LOLBAS batches: one process is busy with the
     # rules while the other takes every LOLBAS batch, and sends its mentions and its (empty)
     # verdicts while the first is still resolving bare names.
-    skewed = [files[:551]] + [files[i:i + 5] for i in range(551, len(files), 5)]
+    skewed = [files[:551]] + [files[i : i + 5] for i in range(551, len(files), 5)]
     executables = sorted({n for r in InlineReader(MAX_BYTES).read(iter(skewed)) for n in r.executables})
     here_reports, here_found = _three_steps(InlineReader(MAX_BYTES), skewed, executables)
     pool = ParserPool(2, MAX_BYTES)

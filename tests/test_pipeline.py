@@ -17,7 +17,6 @@ PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screens
 PSR_LOLBAS = "yml/OSBinaries/Psr.yml"
 
 
-
 def test_search_psr_json_lists_rule_and_lolbas_lines(tip_data_dir: Path) -> None:
     done = run_cli("search", "psr.exe", "--json", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
@@ -29,8 +28,13 @@ def test_search_psr_json_lists_rule_and_lolbas_lines(tip_data_dir: Path) -> None
     assert rows[(PSR_RULE, 1, "text")]["snippet"] == "title: Screen Capture Activity Via Psr.EXE"
     assert rows[(PSR_RULE, 4, "text")]["snippet"].startswith("description: Detects execution of Windows Problem Steps")
     lolbas = {(line, role) for (path, line, role) in rows if path == PSR_LOLBAS}
-    assert {(2, "lolbas_entry"), (7, "lolbas_command"), (15, "lolbas_path"), (16, "lolbas_path"),
-            (19, "lolbas_ioc")} <= lolbas
+    assert {
+        (2, "lolbas_entry"),
+        (7, "lolbas_command"),
+        (15, "lolbas_path"),
+        (16, "lolbas_path"),
+        (19, "lolbas_ioc"),
+    } <= lolbas
     rule = rows[(PSR_RULE, 20, "process")]
     assert rule["rule_id"] == "2158f96f-43c2-43cb-952a-ab4580f32382"
     assert rule["level"] == "medium" and rule["status"] == "test"
@@ -63,12 +67,14 @@ def test_filters(tip_reader: IndexReader) -> None:
     assert running and {m.role for m in running} == {"process"}
 
 
-def test_every_file_is_indexed_or_reported(tip_reader: IndexReader, sigma_checkout: Path,
-                                           lolbas_checkout: Path) -> None:
+def test_every_file_is_indexed_or_reported(
+    tip_reader: IndexReader, sigma_checkout: Path, lolbas_checkout: Path
+) -> None:
     files = tip_reader.state.files
     for source, checkout, count in (("sigma", sigma_checkout, 4040), ("lolbas", lolbas_checkout, 267)):
-        tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD"], cwd=checkout,
-                              capture_output=True, text=True, check=True).stdout.splitlines()
+        tree = subprocess.run(
+            ["git", "ls-tree", "-r", "--name-only", "HEAD"], cwd=checkout, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
         assert len(tree) == count
         reported = {r.path for r in files.values() if r.source == source}
         assert reported == set(tree)
@@ -132,13 +138,32 @@ def test_search_imports_nothing_it_does_not_need(tip_data_dir: Path) -> None:
     """The search path: no pySigma, GitPython, PyYAML, Whoosh query machinery, pydantic, the MCP
     SDK, the web stack (FastAPI, Starlette, uvicorn, Jinja2), or Rich when the output is not a
     terminal (issue 6: start-up is most of a search)."""
-    done = subprocess.run([sys.executable, "-c", SEARCH_AND_LIST_MODULES, str(tip_data_dir)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", SEARCH_AND_LIST_MODULES, str(tip_data_dir)], capture_output=True, text=True, timeout=60
+    )
     assert "Psr.exe" in done.stdout, done.stderr[-500:]
     modules = set(done.stderr.split())
     assert "indexer.index" in modules and "whoosh.reading" in modules  # the listing is real
-    unwanted = {"sigma", "git", "yaml", "pydantic", "rich", "whoosh.query", "whoosh.searching",
-                "indexer.refresh", "indexer.parsers", "indexer.extract", "indexer.sources",
-                "mcp", "indexer.mcp_server", "anyio", "starlette",
-                "fastapi", "uvicorn", "jinja2", "markupsafe", "indexer.web"}
+    unwanted = {
+        "sigma",
+        "git",
+        "yaml",
+        "pydantic",
+        "rich",
+        "whoosh.query",
+        "whoosh.searching",
+        "indexer.refresh",
+        "indexer.parsers",
+        "indexer.extract",
+        "indexer.sources",
+        "mcp",
+        "indexer.mcp_server",
+        "anyio",
+        "starlette",
+        "fastapi",
+        "uvicorn",
+        "jinja2",
+        "markupsafe",
+        "indexer.web",
+    }
     assert not unwanted & modules, sorted(unwanted & modules)

@@ -26,46 +26,68 @@ def entry(path: str, size: int = 10, mode: str = "100644") -> TreeEntry:
 
 def state(files: dict[str, str], commit: str = "a" * 40, checker: str = "pySigma 1", **reports: Any) -> State:
     """A previous state: sigma at `commit`, one indexed report per "path": "rule id"."""
-    return State(sources={"sigma": SourceState(commit, URL)},
-                 files={f"sigma:{p}": FileReport("sigma", p, "indexed", rule_ids=[rid] if rid else [], **reports)
-                        for p, rid in files.items()},
-                 checker=checker, max_file_bytes=1000)
+    return State(
+        sources={"sigma": SourceState(commit, URL)},
+        files={
+            f"sigma:{p}": FileReport("sigma", p, "indexed", rule_ids=[rid] if rid else [], **reports)
+            for p, rid in files.items()
+        },
+        checker=checker,
+        max_file_bytes=1000,
+    )
 
 
 # --- how a source is read ------------------------------------------------------------------------
+
 
 def test_mode_is_unchanged_incremental_or_full_and_says_why() -> None:
     indexed = SourceState("a" * 40, URL)
     assert plan.mode(indexed, URL, "a" * 40, known=True, read_again=False) == "unchanged"
     assert plan.mode(indexed, URL, "b" * 40, known=True, read_again=False) == "incremental"
-    assert plan.mode(None, URL, "b" * 40, known=False, read_again=False) == "full"           # first time
-    assert plan.mode(indexed, URL + "x", "a" * 40, known=True, read_again=False) == "full"   # another repository
-    assert plan.mode(indexed, URL, "b" * 40, known=False, read_again=False) == "full"        # commit gone (forced push)
-    assert plan.mode(indexed, URL, "a" * 40, known=True, read_again=True) == "full"          # --full, checker, limit
+    assert plan.mode(None, URL, "b" * 40, known=False, read_again=False) == "full"  # first time
+    assert plan.mode(indexed, URL + "x", "a" * 40, known=True, read_again=False) == "full"  # another repository
+    assert plan.mode(indexed, URL, "b" * 40, known=False, read_again=False) == "full"  # commit gone (forced push)
+    assert plan.mode(indexed, URL, "a" * 40, known=True, read_again=True) == "full"  # --full, checker, limit
 
 
 def test_every_file_is_read_again_for_another_checker_or_size_limit() -> None:
     assert plan.read_again_reason(None, OPTIONS) == ""
     assert plan.read_again_reason(state({}), OPTIONS) == ""
-    assert plan.read_again_reason(state({}, checker="pySigma 0"), OPTIONS) == \
-        "rules checked by pySigma 0 before, pySigma 1 now"
+    assert (
+        plan.read_again_reason(state({}, checker="pySigma 0"), OPTIONS)
+        == "rules checked by pySigma 0 before, pySigma 1 now"
+    )
     assert plan.read_again_reason(state({}, checker=""), OPTIONS).startswith("rules checked by another checker")
     bigger = plan.Options(max_file_bytes=2000, checker="pySigma 1")
-    assert plan.read_again_reason(state({}), bigger) == \
-        "file size limit 1,000 bytes before, 2,000 now: every file read again"
+    assert (
+        plan.read_again_reason(state({}), bigger)
+        == "file size limit 1,000 bytes before, 2,000 now: every file read again"
+    )
 
 
 def test_an_incremental_plan_reads_only_what_moved_and_removes_what_went() -> None:
     tree = [entry("rules/a.yml"), entry("rules/b.yml"), entry("rules/c.yml"), entry("rules/new.yml")]
-    changes = [Change("M", "rules/a.yml"), Change("D", "rules/gone.yml"), Change("R", "rules/c.yml", "rules/old_c.yml"),
-               Change("A", "rules/new.yml")]
+    changes = [
+        Change("M", "rules/a.yml"),
+        Change("D", "rules/gone.yml"),
+        Change("R", "rules/c.yml", "rules/old_c.yml"),
+        Change("A", "rules/new.yml"),
+    ]
     planned = plan.plan_source("sigma", "incremental", tree, changes, first=False)
     assert [e.path for e in planned.read] == ["rules/a.yml", "rules/c.yml", "rules/new.yml"]
-    assert (planned.added, planned.modified, planned.deleted, planned.renamed) == \
-        (["rules/new.yml"], ["rules/a.yml"], ["rules/gone.yml"], [("rules/old_c.yml", "rules/c.yml")])
+    assert (planned.added, planned.modified, planned.deleted, planned.renamed) == (
+        ["rules/new.yml"],
+        ["rules/a.yml"],
+        ["rules/gone.yml"],
+        [("rules/old_c.yml", "rules/c.yml")],
+    )
     previous = state({"rules/a.yml": "1", "rules/b.yml": "2", "rules/old_c.yml": "3", "rules/gone.yml": "4"})
-    assert plan.removed({"sigma": planned}, previous.files) == \
-        {"sigma:rules/a.yml", "sigma:rules/gone.yml", "sigma:rules/old_c.yml", "sigma:rules/new.yml"}
+    assert plan.removed({"sigma": planned}, previous.files) == {
+        "sigma:rules/a.yml",
+        "sigma:rules/gone.yml",
+        "sigma:rules/old_c.yml",
+        "sigma:rules/new.yml",
+    }
     assert not plan.rebuilds_all(previous, {"sigma": planned})
 
 
@@ -83,10 +105,18 @@ def test_a_full_plan_reads_the_whole_tree_and_lists_it_added_only_the_first_time
 
 
 def test_files_the_source_does_not_read_are_reported_skipped_with_why() -> None:
-    planned = plan.SourcePlan("full", read=[
-        entry("rules/a.yml"), entry("rules/link.yml", mode="120000"), entry("rules/sub", mode="160000"),
-        entry("LICENSE.Detection.Rules.md"), entry("docs/x.yml"), entry("rules/big.yml", size=1001),
-        entry("rules/exec.yml", mode="100755")])
+    planned = plan.SourcePlan(
+        "full",
+        read=[
+            entry("rules/a.yml"),
+            entry("rules/link.yml", mode="120000"),
+            entry("rules/sub", mode="160000"),
+            entry("LICENSE.Detection.Rules.md"),
+            entry("docs/x.yml"),
+            entry("rules/big.yml", size=1001),
+            entry("rules/exec.yml", mode="100755"),
+        ],
+    )
     read, skipped = plan.to_read({"sigma": planned}, max_bytes=1000)
     assert [(name, e.path) for name, e in read] == [("sigma", "rules/a.yml"), ("sigma", "rules/exec.yml")]
     assert {r.path: r.reason for r in skipped} == {
@@ -103,9 +133,9 @@ def test_a_source_that_lost_most_of_its_files_is_not_published() -> None:
     previous = state({f"rules/r{i}.yml": str(i) for i in range(20)})
     few = [entry(f"rules/r{i}.yml") for i in range(9)]
     assert plan.shrink_error("sigma", few, previous, OPTIONS).startswith("9 rule files at the new commit, 20 indexed")
-    assert plan.shrink_error("sigma", few + [entry("rules/r9.yml")], previous, OPTIONS) == ""   # half is enough
+    assert plan.shrink_error("sigma", few + [entry("rules/r9.yml")], previous, OPTIONS) == ""  # half is enough
     assert plan.shrink_error("sigma", few, previous, plan.Options(allow_shrink=True, max_file_bytes=1000)) == ""
-    assert plan.shrink_error("sigma", [], state({"rules/a.yml": "1"}), OPTIONS) == ""          # under 10 before
+    assert plan.shrink_error("sigma", [], state({"rules/a.yml": "1"}), OPTIONS) == ""  # under 10 before
     assert plan.shrink_error("sigma", [], None, OPTIONS) == ""
 
 
@@ -113,17 +143,33 @@ def test_nothing_new_keeps_the_index_unless_it_is_damaged() -> None:
     unchanged, failed, full = plan.SourcePlan("unchanged"), plan.SourcePlan("failed"), plan.SourcePlan("full")
     assert plan.nothing_new({"sigma": unchanged, "lolbas": failed}, damaged=False)
     assert not plan.nothing_new({"sigma": unchanged}, damaged=True)
-    assert plan.nothing_new({"sigma": failed}, damaged=True)        # nothing to build it from
+    assert plan.nothing_new({"sigma": failed}, damaged=True)  # nothing to build it from
     assert not plan.nothing_new({"sigma": unchanged, "lolbas": full}, damaged=False)
 
 
 # --- what changed ----------------------------------------------------------------------------------
 
+
 def mention(path: str, binary: str, line: int, **kw: Any) -> dict[str, Any]:
-    base = {"source": "sigma", "path": path, "binary": binary, "line": line, "role": "process", "field": "Image",
-            "modifiers": ["endswith"], "context": "selection", "detection": "selection", "inferred": False,
-            "snippet": f"Image|endswith: '\\\\{binary}'", "title": "T", "level": "high", "status": "test",
-            "rule_id": "", "tags": [], "logsource": "windows/process_creation"}
+    base = {
+        "source": "sigma",
+        "path": path,
+        "binary": binary,
+        "line": line,
+        "role": "process",
+        "field": "Image",
+        "modifiers": ["endswith"],
+        "context": "selection",
+        "detection": "selection",
+        "inferred": False,
+        "snippet": f"Image|endswith: '\\\\{binary}'",
+        "title": "T",
+        "level": "high",
+        "status": "test",
+        "rule_id": "",
+        "tags": [],
+        "logsource": "windows/process_creation",
+    }
     return {**base, **kw}
 
 
@@ -138,10 +184,14 @@ def test_the_summary_counts_mentions_binaries_and_rules_from_the_documents() -> 
     previous = state({"rules/a.yml": "id-a", "rules/old.yml": "id-old"}, title="")
     now = state({"rules/b.yml": "id-a", "rules/new.yml": "id-new"})
     now.files["sigma:rules/new.yml"].title = "New rule"
-    old_docs = {"x.exe": json.dumps([mention("rules/a.yml", "x.exe", 3), mention("rules/old.yml", "x.exe", 4)]),
-                "y.exe": json.dumps([mention("rules/a.yml", "y.exe", 5)])}
-    written = {"x.exe": json.dumps([mention("rules/b.yml", "x.exe", 9), mention("rules/new.yml", "x.exe", 2)]),
-               "y.exe": json.dumps([mention("rules/a.yml", "y.exe", 5)])}  # the same: skipped
+    old_docs = {
+        "x.exe": json.dumps([mention("rules/a.yml", "x.exe", 3), mention("rules/old.yml", "x.exe", 4)]),
+        "y.exe": json.dumps([mention("rules/a.yml", "y.exe", 5)]),
+    }
+    written = {
+        "x.exe": json.dumps([mention("rules/b.yml", "x.exe", 9), mention("rules/new.yml", "x.exe", 2)]),
+        "y.exe": json.dumps([mention("rules/a.yml", "y.exe", 5)]),
+    }  # the same: skipped
     got = summarise(old_docs, written, previous, now, {"sigma": [("rules/a.yml", "rules/b.yml")]}, ["sigma"])
     assert (got["mentions_added"], got["mentions_removed"]) == (1, 1)
     assert got["binaries"] == {"x.exe": {"rules_before": 2, "rules_after": 2, "gained": 1, "lost": 1}}
@@ -159,13 +209,19 @@ def test_a_first_build_lists_no_detections_or_rule_details() -> None:
 
 
 def test_a_manifest_reads_back_what_it_wrote() -> None:
-    m = Manifest(started="2026-01-01T00:00:00Z", reason="r", full=True,
-                 sources={"sigma": SourceOutcome("sigma", URL, "master", "a" * 40, "b" * 40, "incremental",
-                                                 renamed=[("x", "y")])})
+    m = Manifest(
+        started="2026-01-01T00:00:00Z",
+        reason="r",
+        full=True,
+        sources={
+            "sigma": SourceOutcome("sigma", URL, "master", "a" * 40, "b" * 40, "incremental", renamed=[("x", "y")])
+        },
+    )
     assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
 
 
 # --- the order of the refresh's phases -----------------------------------------------------------
+
 
 def test_parser_processes_are_never_forked_while_the_history_thread_runs(tmp_path: Path) -> None:
     """A process forked while another thread runs may inherit a lock that thread holds: the

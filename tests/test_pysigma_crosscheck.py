@@ -35,8 +35,7 @@ def test_every_name_in_pysigmas_detection_items_is_indexed(tip_reader: IndexRead
         if report.source != "sigma" or report.status != "indexed" or report.warnings:
             continue
         text = (sigma_checkout / report.path).read_text(encoding="utf-8")
-        collection = SigmaCollection.from_dicts(list(yaml.load_all(text, Loader=yaml.CSafeLoader)),
-                                                collect_errors=True)
+        collection = SigmaCollection.from_dicts(list(yaml.load_all(text, Loader=yaml.CSafeLoader)), collect_errors=True)
         indexed = {(m.binary, m.field.lower()) for m in tip_reader.file_mentions("sigma", report.path)}
         for rule in collection.rules:
             detections = getattr(getattr(rule, "detection", None), "detections", {})

@@ -22,21 +22,46 @@ from indexer.shape import Record
 from indexer.verdicts import RuleVerdict
 
 # Every record class that crosses a module boundary, and where the JSON may hold anything.
-RECORDS = [Mention, FileReport, RuleVerdict, records.Link, records.Reference, records.FormerPath,
-           records.LinkState, records.CoverageRule, records.CoverageEntry, records.CoverageRow, records.Tally,
-           records.CoverageSummary, records.XrefData, records.MentionRow, records.DetectionItem,
-           records.RuleRecord, records.BinaryRecord, records.FileCounts, records.Problem, records.IndexStats]
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
-                                                                                      max_size=3), max_leaves=5)
+RECORDS = [
+    Mention,
+    FileReport,
+    RuleVerdict,
+    records.Link,
+    records.Reference,
+    records.FormerPath,
+    records.LinkState,
+    records.CoverageRule,
+    records.CoverageEntry,
+    records.CoverageRow,
+    records.Tally,
+    records.CoverageSummary,
+    records.XrefData,
+    records.MentionRow,
+    records.DetectionItem,
+    records.RuleRecord,
+    records.BinaryRecord,
+    records.FileCounts,
+    records.Problem,
+    records.IndexStats,
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=5,
+)
 SMALL = settings(max_examples=25, deadline=None)
 
 
 def _values(hint: Any) -> st.SearchStrategy[Any]:
     """Values of a record field's type, small (two items a collection: nested records stay small)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    simple = {str: st.text(max_size=6), int: st.integers(-2, 10**6), bool: st.booleans(),
-              float: st.floats(allow_nan=False, allow_infinity=False), Any: JSON_VALUES}
+    simple = {
+        str: st.text(max_size=6),
+        int: st.integers(-2, 10**6),
+        bool: st.booleans(),
+        float: st.floats(allow_nan=False, allow_infinity=False),
+        Any: JSON_VALUES,
+    }
     if hint in simple:
         return simple[hint]
     if isinstance(hint, type) and issubclass(hint, Record):
@@ -87,8 +112,11 @@ def test_a_damaged_value_is_refused_naming_the_field(cls: type[Record]) -> None:
         # [[1]] is no str, int, bool, enum value, list of str or of records, object or record
         with pytest.raises(ValueError, match=f"not a {cls.__name__}: {name}"):
             cls.from_dict({**stored, name: [[1]]})
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if required:
             missing = data.draw(st.sampled_from(required))
             with pytest.raises(ValueError, match=f"{missing}: missing"):
@@ -98,21 +126,56 @@ def test_a_damaged_value_is_refused_naming_the_field(cls: type[Record]) -> None:
 
 
 def test_shapes_refused_and_unknown_keys_ignored() -> None:
-    good = Mention("psr.exe", "sigma", "rules/x.yml", 3, "Image|endswith: '\\psr.exe'", role="process",
-                   context="selection", modifiers=("endswith",), platform="windows")
+    good = Mention(
+        "psr.exe",
+        "sigma",
+        "rules/x.yml",
+        3,
+        "Image|endswith: '\\psr.exe'",
+        role="process",
+        context="selection",
+        modifiers=("endswith",),
+        platform="windows",
+    )
     data = good.to_dict()
-    for bad in ({"zzz": 1}, [], "psr.exe", {**data, "role": "bogus"}, {**data, "platform": "solaris"},
-                {**data, "line": "3"}, {**data, "inferred": 1}, {**data, "line": True}, {**data, "tags": "ab"},
-                {**data, "modifiers": [1]}, {**data, "context": None}):
+    for bad in (
+        {"zzz": 1},
+        [],
+        "psr.exe",
+        {**data, "role": "bogus"},
+        {**data, "platform": "solaris"},
+        {**data, "line": "3"},
+        {**data, "inferred": 1},
+        {**data, "line": True},
+        {**data, "tags": "ab"},
+        {**data, "modifiers": [1]},
+        {**data, "context": None},
+    ):
         with pytest.raises(ValueError, match="not a Mention"):
             Mention.from_dict(bad)  # type: ignore[arg-type]
     assert Mention.from_dict({**data, "alias_of": "x", "verdict": "runs"}) == good  # answers' extra keys
-    link = records.Link("yml/OSBinaries/Psr.yml", "Psr.exe", 30, "https://github.com/SigmaHQ/sigma/blob/x.yml",
-                        "deleted", reason="no rule with this id at the tip")
-    assert link.to_dict() == {"lolbas_path": "yml/OSBinaries/Psr.yml", "entry": "Psr.exe", "line": 30,
-                              "url": link.url, "status": "deleted", "reason": "no rule with this id at the tip"}
-    assert records.LinkState("u", "ok", None, None).to_dict() == {"url": "u", "status": "ok", "current_path": None,
-                                                                   "reason": None}
+    link = records.Link(
+        "yml/OSBinaries/Psr.yml",
+        "Psr.exe",
+        30,
+        "https://github.com/SigmaHQ/sigma/blob/x.yml",
+        "deleted",
+        reason="no rule with this id at the tip",
+    )
+    assert link.to_dict() == {
+        "lolbas_path": "yml/OSBinaries/Psr.yml",
+        "entry": "Psr.exe",
+        "line": 30,
+        "url": link.url,
+        "status": "deleted",
+        "reason": "no rule with this id at the tip",
+    }
+    assert records.LinkState("u", "ok", None, None).to_dict() == {
+        "url": "u",
+        "status": "ok",
+        "current_path": None,
+        "reason": None,
+    }
 
 
 def test_field_lists_come_from_the_declaration() -> None:
@@ -169,12 +232,14 @@ DNS_TXT = "rules/network/dns/net_dns_susp_txt_exec_strings.yml"  # logsource cat
 
 def test_platform_comes_from_the_logsource_product(tip_reader: IndexReader) -> None:
     platforms = {(m.source, m.path): m.platform for m in tip_reader.search(["psr.exe", "curl", "applet", "cmd.exe"])}
-    assert platforms[("sigma", "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml")] \
+    assert (
+        platforms[("sigma", "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml")]
         == "windows"
+    )
     assert platforms[("lolbas", "yml/OSBinaries/Psr.yml")] == "windows"
-    assert platforms[("sigma", SHAI_HULUD)] == "linux"     # logsource product: linux
-    assert platforms[("sigma", APPLET)] == "macos"         # product: macos
-    assert platforms[("sigma", DNS_TXT)] == ""             # category: dns
+    assert platforms[("sigma", SHAI_HULUD)] == "linux"  # logsource product: linux
+    assert platforms[("sigma", APPLET)] == "macos"  # product: macos
+    assert platforms[("sigma", DNS_TXT)] == ""  # category: dns
 
 
 def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
@@ -183,7 +248,9 @@ def test_search_platform_filter_and_json(tip_data_dir: Path) -> None:
     (answer,) = json.loads(done.stdout)  # one object per name searched for
     mentions = answer["mentions"]
     assert SHAI_HULUD in {m["path"] for m in mentions} and {m["platform"] for m in mentions} == {"linux"}
-    (everything,) = [a["mentions"] for a in json.loads(run_cli("search", "curl", "--json", data_dir=tip_data_dir).stdout)]
+    (everything,) = [
+        a["mentions"] for a in json.loads(run_cli("search", "curl", "--json", data_dir=tip_data_dir).stdout)
+    ]
     assert {m["platform"] for m in everything} > {"linux"}  # the filter left others out
     bad = run_cli("search", "curl", "--platform", "solaris", data_dir=tip_data_dir)
     assert bad.returncode == 4 and "solaris" in bad.stderr and "Traceback" not in bad.stderr

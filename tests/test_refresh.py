@@ -31,8 +31,19 @@ from indexer.manifest import mention_key
 from indexer.refresh import CHECKER, RefreshOptions, refresh
 
 from conftest import ATLAS, CORPORA, specs
-from repos import (RefreshRun, Upstream, copy_data_dir, current, git, has_open, indexer, is_rule_file, popen_indexer,
-                   refresh_args, sorted_export)
+from repos import (
+    RefreshRun,
+    Upstream,
+    copy_data_dir,
+    current,
+    git,
+    has_open,
+    indexer,
+    is_rule_file,
+    popen_indexer,
+    refresh_args,
+    sorted_export,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +52,7 @@ ATLAS_STEPS_BACK = 10  # the atlas's sources move too: each from this many first
 
 
 # --- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -89,7 +101,9 @@ def old_dir(work: Path, upstream: Upstream, lolbas: Path, old: str, atlas: dict[
     # LOLDrivers 10 commits back had a file with a duplicate key (upstream's "remove duplicate yaml
     # keys" fixed it): reported, the rest indexed; the refresh to the tip reads it again
     assert manifest.exit_code in (ExitCode.OK, ExitCode.FILE_ERRORS), manifest.file_errors
-    assert all(e["source"] in ATLAS and "duplicate key" in e["reason"] for e in manifest.file_errors), manifest.file_errors
+    assert all(e["source"] in ATLAS and "duplicate key" in e["reason"] for e in manifest.file_errors), (
+        manifest.file_errors
+    )
     assert manifest.sources["sigma"].after == old
     return data_dir
 
@@ -158,9 +172,17 @@ def tip_copy(work: Path, tip_data_dir: Path, request: pytest.FixtureRequest) -> 
 
 # --- 1. incremental equals full -----------------------------------------------------------------
 
-def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream: Upstream, old: str,
-                                               tip_export: bytes, old_export: bytes, tip_data_dir: Path,
-                                               atlas: dict[str, Upstream]) -> None:
+
+def test_incremental_refresh_equals_full_build(
+    work: Path,
+    incremental,
+    upstream: Upstream,
+    old: str,
+    tip_export: bytes,
+    old_export: bytes,
+    tip_data_dir: Path,
+    atlas: dict[str, Upstream],
+) -> None:
     data_dir, done = incremental
     assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
@@ -177,8 +199,12 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
         for status, key in (("A", "added"), ("M", "modified"), ("D", "deleted")):
             assert len(outcome[key]) == len(want[status]) and sorted(outcome[key]) == want[status], (name, key)
         assert len(outcome["renamed"]) == len(want_renamed) and sorted(map(list, outcome["renamed"])) == want_renamed
-        counts = {"A": len(outcome["added"]), "M": len(outcome["modified"]), "D": len(outcome["deleted"]),
-                  "R": len(outcome["renamed"])}
+        counts = {
+            "A": len(outcome["added"]),
+            "M": len(outcome["modified"]),
+            "D": len(outcome["deleted"]),
+            "R": len(outcome["renamed"]),
+        }
         assert {s: n for s, n in counts.items() if n} == dict(Counter(c.status for c in changes)), name
         assert name == "sigma" or changes, f"{name}: no file changed in {ATLAS_STEPS_BACK} commits: go further back"
 
@@ -187,8 +213,10 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
     if incremental_export != tip_export:
         inc, full = set(incremental_export.splitlines()), set(tip_export.splitlines())
         only_inc, only_full = sorted(inc - full)[:3], sorted(full - inc)[:3]
-        pytest.fail(f"incremental export differs from the full build: {len(inc - full)} lines only in the "
-                    f"incremental one, e.g. {only_inc}; {len(full - inc)} only in the full one, e.g. {only_full}")
+        pytest.fail(
+            f"incremental export differs from the full build: {len(inc - full)} lines only in the "
+            f"incremental one, e.g. {only_inc}; {len(full - inc)} only in the full one, e.g. {only_full}"
+        )
     assert manifest["mentions_total"] == len(tip_export.splitlines())
     # binary names (stats, wildcards, suggestions): none left over from deleted documents
     with IndexReader(data_dir) as reader:
@@ -198,14 +226,18 @@ def test_incremental_refresh_equals_full_build(work: Path, incremental, upstream
             assert sorted(reader.all_rules(), key=repr) == sorted(full.all_rules(), key=repr)
 
 
-def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old_export: bytes,
-                                                                 tip_export: bytes) -> None:
+def test_incremental_manifest_says_what_the_exports_say_changed(
+    incremental, old_export: bytes, tip_export: bytes
+) -> None:
     """Mentions added and removed, binaries that gained or lost rules: recomputed from the two
     full exports (a renamed file's mentions count as moved, not removed and added)."""
     _, done = incremental
     manifest = json.loads(done.stdout)
-    renamed = {f"{name}:{old}": f"{name}:{new}" for name, outcome in manifest["sources"].items()
-               for old, new in outcome.get("renamed", [])}
+    renamed = {
+        f"{name}:{old}": f"{name}:{new}"
+        for name, outcome in manifest["sources"].items()
+        for old, new in outcome.get("renamed", [])
+    }
 
     def keyed(export: bytes, ref_map: dict[str, str]) -> Counter:
         return Counter(mention_key(json.loads(line), ref_map) for line in export.splitlines())
@@ -219,17 +251,23 @@ def test_incremental_manifest_says_what_the_exports_say_changed(incremental, old
     for counter, rules in ((before, rules_before), (after, rules_after)):
         for ref, binary, *_ in counter:
             rules.setdefault(binary, set()).add(ref)
-    changed = {b for b in rules_before.keys() | rules_after.keys()
-               if rules_before.get(b, set()) != rules_after.get(b, set())}
+    changed = {
+        b for b in rules_before.keys() | rules_after.keys() if rules_before.get(b, set()) != rules_after.get(b, set())
+    }
     assert set(manifest["binaries"]) == changed and len(changed) > 10
     for binary, counts in manifest["binaries"].items():
         old_rules, new_rules = rules_before.get(binary, set()), rules_after.get(binary, set())
-        assert counts == {"rules_before": len(old_rules), "rules_after": len(new_rules),
-                          "gained": len(new_rules - old_rules), "lost": len(old_rules - new_rules)}, binary
+        assert counts == {
+            "rules_before": len(old_rules),
+            "rules_after": len(new_rules),
+            "gained": len(new_rules - old_rules),
+            "lost": len(old_rules - new_rules),
+        }, binary
 
 
-def test_incremental_manifest_lists_detection_changes(incremental, old_export: bytes, tip_export: bytes,
-                                                      tip_data_dir: Path) -> None:
+def test_incremental_manifest_lists_detection_changes(
+    incremental, old_export: bytes, tip_export: bytes, tip_data_dir: Path
+) -> None:
     """Binaries that gained or lost a detecting rule (verdict runs, parent, target, loads or
     invoked; deprecated and unsupported rules never detect), recomputed from the verdicts the
     two full exports carry; rules added and removed with their titles; `changes --all` lists them."""
@@ -255,7 +293,8 @@ def test_incremental_manifest_lists_detection_changes(incremental, old_export: b
         assert {f"sigma:{r['path']}" for r in d["gained"]} == now.keys() - was.keys(), binary
         assert {f"sigma:{r['path']}" for r in d["lost"]} == was.keys() - now.keys(), binary
         assert {f"sigma:{r['path']}" for r in d["changed"]} == {
-            ref for ref in was.keys() & now.keys() if was[ref] != now[ref]}, binary
+            ref for ref in was.keys() & now.keys() if was[ref] != now[ref]
+        }, binary
         assert all(r["verdict"] == now[f"sigma:{r['path']}"] and r["title"] for r in d["gained"])
     with IndexReader(tip_data_dir) as reader:
         titles = {rid: (report.path, report.title) for report in reader.state.files.values() for rid in report.rule_ids}
@@ -265,8 +304,11 @@ def test_incremental_manifest_lists_detection_changes(incremental, old_export: b
     assert all(r["title"] and r["path"] for r in manifest["rules_removed_detail"])
     shown = indexer("changes", "--last", "1", "--all", data_dir=data_dir)
     assert shown.returncode == 0, shown.stderr
-    listed = {line.split(":")[0].strip() for line in shown.stdout.splitlines() if " detecting rules" in line
-              and line.startswith("  ") and not line.startswith("  detections")}
+    listed = {
+        line.split(":")[0].strip()
+        for line in shown.stdout.splitlines()
+        if " detecting rules" in line and line.startswith("  ") and not line.startswith("  detections")
+    }
     assert listed == changed
     for r in manifest["rules_added_detail"]:
         assert f"    + {r['title']}  {r['path']}" in shown.stdout.splitlines()
@@ -276,6 +318,7 @@ def test_incremental_manifest_lists_detection_changes(incremental, old_export: b
 
 # --- 2. a one-commit refresh reads only what changed --------------------------------------------
 
+
 def _reread(reason: str) -> int:
     if not reason:
         return 0
@@ -284,8 +327,9 @@ def _reread(reason: str) -> int:
     return int(match.group(1))
 
 
-def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: Path, upstream: Upstream,
-                                                          lolbas: Path, old: str, atlas: dict[str, Upstream]) -> None:
+def test_one_commit_refresh_parses_only_the_changed_files(
+    work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, old: str, atlas: dict[str, Upstream]
+) -> None:
     nxt = upstream.back(STEPS_BACK - 1)
     data_dir = copy_data_dir(old_dir, work / "one-commit")
     upstream.move(nxt)
@@ -318,6 +362,7 @@ def test_one_commit_refresh_parses_only_the_changed_files(work: Path, old_dir: P
 
 # --- 3. nothing new upstream --------------------------------------------------------------------
 
+
 def test_refresh_with_nothing_new_does_nothing(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
     generation = current(tip_copy)
     done = indexer(*refresh_args(*bundles, "--json"), data_dir=tip_copy)
@@ -326,7 +371,9 @@ def test_refresh_with_nothing_new_does_nothing(tip_copy: Path, bundles: tuple[Pa
     assert manifest["exit_code"] == ExitCode.OK
     assert manifest["files_parsed"] == 0
     # every source the data dir has (the atlas's from the clones of their bundles)
-    assert {n: s["mode"] for n, s in manifest["sources"].items()} == {n: "unchanged" for n in ("sigma", "lolbas", *ATLAS)}
+    assert {n: s["mode"] for n, s in manifest["sources"].items()} == {
+        n: "unchanged" for n in ("sigma", "lolbas", *ATLAS)
+    }
     assert (manifest["mentions_added"], manifest["mentions_removed"]) == (0, 0)
 
     done = indexer(*refresh_args(*bundles), data_dir=tip_copy)
@@ -343,8 +390,8 @@ KILL_POINTS = {
     "fetch": ("fetch:", 0.0),
     "parse": ("parse:", 0.0),
     "index": ("index:", 0.0),
-    "index-random": ("index:", None),   # a random 0.05-0.5 s into the index stage
-    "links": ("links:", 0.0),           # the new generation committed, not yet published
+    "index-random": ("index:", None),  # a random 0.05-0.5 s into the index stage
+    "links": ("links:", 0.0),  # the new generation committed, not yet published
 }
 
 
@@ -365,9 +412,14 @@ def kills(work: Path, old_dir: Path, upstream: Upstream, lolbas: Path, changed_n
             reached = run.wait_for(marker)
             time.sleep(delay)
             code = run.kill()
-            records[point] = {"reached": reached, "code": code, "when": f"killed {delay}s after {marker!r}",
-                              "lines": list(run.lines), "generation": current(data_dir),
-                              "search": indexer("search", "psr.exe", changed_name, "--json", data_dir=data_dir)}
+            records[point] = {
+                "reached": reached,
+                "code": code,
+                "when": f"killed {delay}s after {marker!r}",
+                "lines": list(run.lines),
+                "generation": current(data_dir),
+                "search": indexer("search", "psr.exe", changed_name, "--json", data_dir=data_dir),
+            }
         finally:
             run.cleanup()
         if code != -signal.SIGKILL:
@@ -398,9 +450,9 @@ def recovered(kills, upstream: Upstream, lolbas: Path, atlas: dict[str, Upstream
     return data_dir, indexer(*refresh_args(upstream.path, lolbas, "--json"), data_dir=data_dir)
 
 
-def test_after_sigkills_the_next_refresh_equals_the_full_build(recovered, work: Path, upstream: Upstream,
-                                                               tip_search: str, tip_export: bytes,
-                                                               changed_name: str) -> None:
+def test_after_sigkills_the_next_refresh_equals_the_full_build(
+    recovered, work: Path, upstream: Upstream, tip_search: str, tip_export: bytes, changed_name: str
+) -> None:
     data_dir, done = recovered
     assert done.returncode == ExitCode.OK, done.stderr[-600:]
     manifest = json.loads(done.stdout)
@@ -420,8 +472,10 @@ def test_after_sigkills_no_unpublished_generation_is_left(recovered, kills) -> N
 
 # --- 5. the lock ---------------------------------------------------------------------------------
 
+
 def test_a_held_lock_makes_refresh_exit_3_and_wait_proceeds_once_released(
-        tip_copy: Path, bundles: tuple[Path, Path]) -> None:
+    tip_copy: Path, bundles: tuple[Path, Path]
+) -> None:
     generation = current(tip_copy)
     lock = RefreshLock(tip_copy)
     lock.acquire()
@@ -435,8 +489,7 @@ def test_a_held_lock_makes_refresh_exit_3_and_wait_proceeds_once_released(
         # --wait 5: started while the lock is held, released once the refresh is seen waiting on it.
         proc = popen_indexer(*refresh_args(*bundles, "--wait", "5"), data_dir=tip_copy)
         deadline = time.monotonic() + 60
-        while not has_open(proc.pid, tip_copy / "refresh.lock") and proc.poll() is None \
-                and time.monotonic() < deadline:
+        while not has_open(proc.pid, tip_copy / "refresh.lock") and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, ("the refresh did not wait", proc.communicate())
         time.sleep(1.0)
@@ -500,8 +553,11 @@ def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bu
     state = json.loads(state_file.read_text())
     assert state["checker"] == CHECKER
     state["checker"] = "pySigma 0.0.1"
-    stale = next(ref for ref, r in state["files"].items()
-                 if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
+    stale = next(
+        ref
+        for ref, r in state["files"].items()
+        if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"]
+    )
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
     rewrite_state(state_file, state)
     manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
@@ -513,13 +569,17 @@ def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bu
         assert reader.state.files[stale].warnings == []
 
 
-def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(tip_copy: Path,
-                                                                              bundles: tuple[Path, Path]) -> None:
+def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(
+    tip_copy: Path, bundles: tuple[Path, Path]
+) -> None:
     state_file = tip_copy / "index" / current(tip_copy) / "state.json"
     state = json.loads(state_file.read_text())
     state["checker"] = "pySigma 0.0.1"
-    stale = next(ref for ref, r in state["files"].items()
-                 if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"])
+    stale = next(
+        ref
+        for ref, r in state["files"].items()
+        if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"]
+    )
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
     rewrite_state(state_file, state)
     failing = specs(*bundles)
@@ -535,8 +595,9 @@ def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(t
         assert reader.state.checker == CHECKER and reader.state.files[stale].warnings == []
 
 
-def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy: Path, bundles: tuple[Path, Path],
-                                                                       tip_search: str, changed_name: str) -> None:
+def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(
+    tip_copy: Path, bundles: tuple[Path, Path], tip_search: str, changed_name: str
+) -> None:
     generation = current(tip_copy)
     run = RefreshRun(refresh_args(*bundles, "--full"), tip_copy)
     try:
@@ -560,15 +621,23 @@ def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(tip_copy:
 
 # --- 6. failing sources keep the previous index -------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def failing_dir(work: Path, old_dir: Path) -> Path:
     return copy_data_dir(old_dir, work / "failing")
 
 
 @pytest.mark.parametrize("case", ["no-such-path", "not-a-repository", "a-file", "no-such-branch"])
-def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failing_dir: Path, upstream: Upstream,
-                                                   lolbas: Path, old_search: str, changed_name: str,
-                                                   atlas: dict[str, Upstream]) -> None:
+def test_a_failing_source_keeps_the_previous_index(
+    case: str,
+    work: Path,
+    failing_dir: Path,
+    upstream: Upstream,
+    lolbas: Path,
+    old_search: str,
+    changed_name: str,
+    atlas: dict[str, Upstream],
+) -> None:
     upstream.move(upstream.tip)
     atlas_at(atlas, "old")  # as the data dir has them: only Sigma would change
     generation = current(failing_dir)
@@ -603,8 +672,9 @@ def test_a_failing_source_keeps_the_previous_index(case: str, work: Path, failin
 
 
 @pytest.mark.parametrize("damage", ["objects", "HEAD"])
-def test_a_corrupt_clone_is_repaired_by_the_next_refresh(damage: str, tip_copy: Path, bundles: tuple[Path, Path],
-                                                         tip_search: str, changed_name: str) -> None:
+def test_a_corrupt_clone_is_repaired_by_the_next_refresh(
+    damage: str, tip_copy: Path, bundles: tuple[Path, Path], tip_search: str, changed_name: str
+) -> None:
     generation = current(tip_copy)
     clone = tip_copy / "sources" / "sigma.git"
     tip = git("-C", str(clone), "rev-parse", "refs/remotes/origin/master^{commit}").strip()

@@ -37,12 +37,20 @@ from indexer.repository import Repository, SourceSpec
 from test_hostile import GOOD, INDEXER, REAL_GIT, clean_env, git, lolbas_entry, make_repo, sigma_rule
 
 W = "rules/windows/process_creation/"
-EXIT_CODES = {"ok": ExitCode.OK, "file_errors": ExitCode.FILE_ERRORS, "source_failed": ExitCode.SOURCE_FAILED,
-              "locked": ExitCode.LOCKED, "usage": ExitCode.USAGE, "internal": ExitCode.INTERNAL,
-              "interrupted": ExitCode.INTERRUPTED, "broken_pipe": ExitCode.BROKEN_PIPE}
+EXIT_CODES = {
+    "ok": ExitCode.OK,
+    "file_errors": ExitCode.FILE_ERRORS,
+    "source_failed": ExitCode.SOURCE_FAILED,
+    "locked": ExitCode.LOCKED,
+    "usage": ExitCode.USAGE,
+    "internal": ExitCode.INTERNAL,
+    "interrupted": ExitCode.INTERRUPTED,
+    "broken_pipe": ExitCode.BROKEN_PIPE,
+}
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """`indexer ARGS` in this process, through the console entry point's handler."""
@@ -53,8 +61,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def proc(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*INDEXER, *map(str, args)], capture_output=True, text=True, timeout=120,
-                          env=env or clean_env(), **kwargs)
+    return subprocess.run(
+        [*INDEXER, *map(str, args)], capture_output=True, text=True, timeout=120, env=env or clean_env(), **kwargs
+    )
 
 
 def one_line(err: str) -> bool:
@@ -88,18 +97,25 @@ def rule(title: str, image: str, number: int, extra: str = "") -> str:
 
 def corpus(root: Path) -> tuple[Path, Path]:
     """A small Sigma repository (with history: a rename) and a LOLBAS one that links a rule."""
-    sigma = make_repo(root / "sigma", {
-        "LICENSE": "Detection Rule License (DRL) 1.1\n",
-        **GOOD,
-        W + "psr_old.yml": rule("Screen capture via Psr", "psr.exe", 1),
-        W + "whoami.yml": rule("Whoami run", "whoami.exe", 2, "    cmd:\n        CommandLine|contains: 'rundll32 x'\n"),
-    })
+    sigma = make_repo(
+        root / "sigma",
+        {
+            "LICENSE": "Detection Rule License (DRL) 1.1\n",
+            **GOOD,
+            W + "psr_old.yml": rule("Screen capture via Psr", "psr.exe", 1),
+            W + "whoami.yml": rule(
+                "Whoami run", "whoami.exe", 2, "    cmd:\n        CommandLine|contains: 'rundll32 x'\n"
+            ),
+        },
+    )
     git(sigma, "mv", W + "psr_old.yml", W + "psr.yml")
     commit(sigma, "rename")
     psr = lolbas_entry("Psr.exe", "psr.exe /start /output x.zip")
     psr += f"  - Sigma: https://github.com/SigmaHQ/sigma/blob/master/{W}psr_old.yml\n"
-    lolbas = make_repo(root / "lolbas", {"yml/OSBinaries/Psr.yml": psr,
-                                         "yml/OSBinaries/Rundll32.yml": lolbas_entry("Rundll32.exe", "rundll32.exe x")})
+    lolbas = make_repo(
+        root / "lolbas",
+        {"yml/OSBinaries/Psr.yml": psr, "yml/OSBinaries/Rundll32.yml": lolbas_entry("Rundll32.exe", "rundll32.exe x")},
+    )
     return sigma, lolbas
 
 
@@ -114,6 +130,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 # --- item 1: memory bounded by the file's size ---------------------------------------------------
+
 
 def _peak_memory(names: int) -> tuple[int, int]:
     """(file size, peak bytes allocated) reading one rule naming `names` executables on one line."""
@@ -149,6 +166,7 @@ def test_item01_a_long_line_gives_a_snippet_around_the_name() -> None:
 
 # --- item 2: a hundred thousand names are not a command line -------------------------------------
 
+
 def test_item02_grep_for_150000_names_does_not_exceed_the_argument_list(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "sigma", {W + "a.yml": rule("A", "certutil.exe", 4), W + "b.yml": "title: nothing\n"})
     words = [f"nosuchname{i:06d}" for i in range(150_000)] + ["certutil"]
@@ -161,6 +179,7 @@ def test_item02_grep_for_150000_names_does_not_exceed_the_argument_list(tmp_path
 
 
 # --- item 3 and the fault injection --------------------------------------------------------------
+
 
 def _garbage(size: int) -> bytes:
     return hashlib.sha256(str(size).encode()).digest() * (max(size, 64) // 32 + 1)
@@ -179,33 +198,60 @@ def _generation_files(data_dir: Path) -> list[str]:
     """Every file a command or a refresh reads back, relative to the data directory."""
     generation = (data_dir / "index" / "CURRENT").read_text().strip()
     files = ["index/CURRENT", "index/PUBLISHED", "history/sigma.json"]
-    files += [f"index/{generation}/{p.name}" for p in sorted((data_dir / "index" / generation).iterdir())
-              if p.is_file() and p.stat().st_size > 0]
+    files += [
+        f"index/{generation}/{p.name}"
+        for p in sorted((data_dir / "index" / generation).iterdir())
+        if p.is_file() and p.stat().st_size > 0
+    ]
     files.append(f"manifests/{sorted(p.name for p in (data_dir / 'manifests').glob('*.json'))[-1]}")
     return files
 
 
-COMMANDS = [["search", "psr.exe"], ["search", "psr.exe", "--json"], ["show", "psr.exe"], ["show", W + "psr.yml"],
-            ["stats"], ["stats", "--json"], ["changes"], ["changes", "--json"], ["links"], ["links", "--json"],
-            ["coverage"], ["coverage", "--json"], ["export", "-f", "jsonl", "-o", "-"], ["export", "-f", "csv", "-o", "-"]]
+COMMANDS = [
+    ["search", "psr.exe"],
+    ["search", "psr.exe", "--json"],
+    ["show", "psr.exe"],
+    ["show", W + "psr.yml"],
+    ["stats"],
+    ["stats", "--json"],
+    ["changes"],
+    ["changes", "--json"],
+    ["links"],
+    ["links", "--json"],
+    ["coverage"],
+    ["coverage", "--json"],
+    ["export", "-f", "jsonl", "-o", "-"],
+    ["export", "-f", "csv", "-o", "-"],
+]
 
 
 def test_fault_injection_lists_the_files_of_a_generation(built: dict[str, Any]) -> None:
     names = {Path(f).name for f in _generation_files(built["data_dir"])}
-    assert {"CURRENT", "PUBLISHED", "sigma.json", "meta.json", "state.json", "xref.json", "declared.json",
-            "SUMS", "manifest.json"} <= names
+    assert {
+        "CURRENT",
+        "PUBLISHED",
+        "sigma.json",
+        "meta.json",
+        "state.json",
+        "xref.json",
+        "declared.json",
+        "SUMS",
+        "manifest.json",
+    } <= names
     assert any(n.endswith(".seg") for n in names) and any(n.endswith(".toc") for n in names)
 
 
 @pytest.mark.slow  # every command against every damaged file: 40 s, the better part of `make test-fast`
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_fault_injection_every_file_every_damage(damage: str, built: dict[str, Any], tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_fault_injection_every_file_every_damage(
+    damage: str, built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each file of a generation damaged in turn: every command exits 0, 1 or 4 with at most
     one line on stderr, and the next refresh (a plain one) rebuilds what the full build has."""
     full = export_lines(capsys, built["data_dir"])
-    full_views = {tuple(c): run(capsys, *c, "--json", "--data-dir", built["data_dir"])[1]
-                  for c in (["links"], ["coverage"])}
+    full_views = {
+        tuple(c): run(capsys, *c, "--json", "--data-dir", built["data_dir"])[1] for c in (["links"], ["coverage"])
+    }
     failures = []
     for name in _generation_files(built["data_dir"]):
         data_dir = tmp_path / f"{damage}-{name.replace('/', '_')}"
@@ -230,7 +276,8 @@ def test_fault_injection_every_file_every_damage(damage: str, built: dict[str, A
 
 
 def test_item03_damaged_cross_references_are_an_error_not_an_empty_answer(
-        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     generation = data_dir / "index" / (data_dir / "index" / "CURRENT").read_text().strip()
     (generation / "xref.json").write_text('{"links": 1}')
@@ -245,7 +292,8 @@ def test_item03_damaged_cross_references_are_an_error_not_an_empty_answer(
 
 
 def test_item03_a_damaged_published_list_leaves_no_generation_behind(
-        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     (data_dir / "index" / "PUBLISHED").write_bytes(b"\xff\xfe not utf-8\n")
     for _ in range(5):
@@ -256,9 +304,11 @@ def test_item03_a_damaged_published_list_leaves_no_generation_behind(
 
 # --- item 4: --max-file-mb -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e400"])
-def test_item04_a_size_limit_that_is_not_a_size_is_a_usage_error(value: str, built: dict[str, Any], tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_item04_a_size_limit_that_is_not_a_size_is_a_usage_error(
+    value: str, built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     before = export_lines(capsys, data_dir)
     code, out, err = run(capsys, *refresh_cmd(data_dir, built["sigma"], built["lolbas"], f"--max-file-mb={value}"))
@@ -266,11 +316,14 @@ def test_item04_a_size_limit_that_is_not_a_size_is_a_usage_error(value: str, bui
     assert export_lines(capsys, data_dir) == before
 
 
-def test_item04_raising_the_size_limit_reads_the_skipped_files_again(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_item04_raising_the_size_limit_reads_the_skipped_files_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     padding = "".join(f"    # {'x' * 70}\n" for _ in range(400))  # about 30 KB
-    sigma = make_repo(tmp_path / "sigma", {W + "big.yml": rule("Big", "bigone.exe", 5) + padding,
-                                           W + "small.yml": rule("Small", "small.exe", 6)})
+    sigma = make_repo(
+        tmp_path / "sigma",
+        {W + "big.yml": rule("Big", "bigone.exe", 5) + padding, W + "small.yml": rule("Small", "small.exe", 6)},
+    )
     data_dir = tmp_path / "data"
     code, _, err = run(capsys, *refresh_cmd(data_dir, sigma, None, "--max-file-mb", "0.02"))
     assert code == 0, err
@@ -284,13 +337,14 @@ def test_item04_raising_the_size_limit_reads_the_skipped_files_again(tmp_path: P
 
 # --- item 5: a refresh killed after publishing still shows in `changes` --------------------------
 
+
 class Killed(BaseException):
     """What SIGKILL does to the rest of a refresh: nothing after this point runs."""
 
 
 def test_item05_a_refresh_killed_before_saving_its_manifest_shows_in_changes(
-        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     sigma = shutil.copytree(built["sigma"], tmp_path / "sigma", symlinks=True)
     (sigma / W / "new.yml").write_text(rule("New", "newtool.exe", 7))
@@ -313,8 +367,10 @@ def test_item05_a_refresh_killed_before_saving_its_manifest_shows_in_changes(
 
 # --- item 6: what is published is on disk first --------------------------------------------------
 
+
 def test_item06_every_file_of_a_generation_is_synced_before_current_names_it(
-        built: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir = shutil.copytree(built["data_dir"], tmp_path / "data", symlinks=True)
     events: list[tuple[str, str]] = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -341,7 +397,8 @@ def test_item06_every_file_of_a_generation_is_synced_before_current_names_it(
 
 
 def test_item06_an_incremental_refresh_leaves_the_previous_generation_as_it_was_and_verifiable(
-        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sigma = shutil.copytree(built["sigma"], tmp_path / "sigma", symlinks=True)
     data_dir = tmp_path / "data"
     assert run(capsys, *refresh_cmd(data_dir, sigma, built["lolbas"]))[0] == 0
@@ -359,9 +416,11 @@ def test_item06_an_incremental_refresh_leaves_the_previous_generation_as_it_was_
 
 # --- item 7: an upstream that lost its rules -----------------------------------------------------
 
+
 @pytest.mark.parametrize("left", [0, 2])
-def test_item07_a_source_that_lost_most_rule_files_is_not_published(left: int, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_item07_a_source_that_lost_most_rule_files_is_not_published(
+    left: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sigma = make_repo(tmp_path / "sigma", {W + f"r{i}.yml": rule(f"R{i}", f"tool{i}.exe", 100 + i) for i in range(12)})
     data_dir = tmp_path / "data"
     assert run(capsys, *refresh_cmd(data_dir, sigma, None))[0] == 0
@@ -378,13 +437,20 @@ def test_item07_a_source_that_lost_most_rule_files_is_not_published(left: int, t
 
 # --- item 8: incremental equals full --------------------------------------------------------------
 
-def test_item08_a_bare_name_written_with_the_kelvin_sign_is_read_again(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_item08_a_bare_name_written_with_the_kelvin_sign_is_read_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     kelvin = "\u212a"
     assert f"{kelvin}eepass".lower() == "keepass"
-    sigma = make_repo(tmp_path / "sigma", {
-        W + "dump.yml": rule("Dump", "dumper.exe", 8, f"    cmd:\n        CommandLine|contains: '{kelvin}eePass --export'\n"),
-    })
+    sigma = make_repo(
+        tmp_path / "sigma",
+        {
+            W + "dump.yml": rule(
+                "Dump", "dumper.exe", 8, f"    cmd:\n        CommandLine|contains: '{kelvin}eePass --export'\n"
+            ),
+        },
+    )
     incremental = tmp_path / "incremental"
     assert run(capsys, *refresh_cmd(incremental, sigma, None))[0] == 0
     (sigma / W / "keepass.yml").write_text(rule("KeePass run", "KeePass.exe", 9))
@@ -400,9 +466,14 @@ def test_item08_a_bare_name_written_with_the_kelvin_sign_is_read_again(tmp_path:
 def test_item08_the_files_read_again_for_a_stem_are_those_python_would_match(tmp_path: Path) -> None:
     """The Kelvin sign is searched on its own: folded by git in a UTF-8 locale, it matched
     every file holding a 'k' (every file of the corpus read again)."""
-    repo = make_repo(tmp_path / "sigma", {W + "kelvin.yml": "title: \u212aeePass export\n",
-                                          W + "plain.yml": "title: KEEPASS export\n",
-                                          W + "other.yml": "title: kill the task\n"})
+    repo = make_repo(
+        tmp_path / "sigma",
+        {
+            W + "kelvin.yml": "title: \u212aeePass export\n",
+            W + "plain.yml": "title: KEEPASS export\n",
+            W + "other.yml": "title: kill the task\n",
+        },
+    )
     source = Repository(SourceSpec("sigma", str(repo), "main"), repo / ".git")
     try:
         for locale in ("C", "C.UTF-8"):
@@ -414,7 +485,8 @@ def test_item08_the_files_read_again_for_a_stem_are_those_python_would_match(tmp
 
 
 def test_item08_incremental_and_full_record_the_same_changes_for_the_same_commits(
-        built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sigma = shutil.copytree(built["sigma"], tmp_path / "sigma", symlinks=True)
     before = tmp_path / "before"
     assert run(capsys, *refresh_cmd(before, sigma, built["lolbas"]))[0] == 0
@@ -426,33 +498,47 @@ def test_item08_incremental_and_full_record_the_same_changes_for_the_same_commit
     manifests = {}
     for mode in ("incremental", "full"):
         data_dir = shutil.copytree(before, tmp_path / mode, symlinks=True)
-        code, out, err = run(capsys, *refresh_cmd(data_dir, sigma, built["lolbas"], "--json",
-                                                  *(["--full"] if mode == "full" else [])))
+        code, out, err = run(
+            capsys, *refresh_cmd(data_dir, sigma, built["lolbas"], "--json", *(["--full"] if mode == "full" else []))
+        )
         assert code == 0, err
         manifests[mode] = json.loads(out)
-    keys = ("mentions_added", "mentions_removed", "mentions_total", "binaries", "rules_added", "rules_removed",
-            "rules_renamed")
+    keys = (
+        "mentions_added",
+        "mentions_removed",
+        "mentions_total",
+        "binaries",
+        "rules_added",
+        "rules_removed",
+        "rules_renamed",
+    )
     assert {k: manifests["incremental"][k] for k in keys} == {k: manifests["full"][k] for k in keys}
     assert manifests["full"]["sources"]["sigma"]["renamed"] == [[W + "whoami.yml", W + "whoami_renamed.yml"]]
 
 
 # --- item 9: show says what it found ---------------------------------------------------------------
 
-def test_item09_show_says_which_kind_it_found_and_lists_duplicate_ids(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    sigma = make_repo(tmp_path / "sigma", {
-        W + "certutil.yml": rule("Certutil", "certutil.exe", 11),
-        W + "named_like_a_binary.yml": sigma_rule("Id like a binary", "other.exe", "certutil.exe"),
-        W + "dup_a.yml": sigma_rule("Dup A", "dupa.exe", "dup-id-0000-0001"),
-        W + "dup_b.yml": sigma_rule("Dup B", "dupb.exe", "dup-id-0000-0001"),
-    })
+
+def test_item09_show_says_which_kind_it_found_and_lists_duplicate_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sigma = make_repo(
+        tmp_path / "sigma",
+        {
+            W + "certutil.yml": rule("Certutil", "certutil.exe", 11),
+            W + "named_like_a_binary.yml": sigma_rule("Id like a binary", "other.exe", "certutil.exe"),
+            W + "dup_a.yml": sigma_rule("Dup A", "dupa.exe", "dup-id-0000-0001"),
+            W + "dup_b.yml": sigma_rule("Dup B", "dupb.exe", "dup-id-0000-0001"),
+        },
+    )
     data_dir = tmp_path / "data"
     assert run(capsys, *refresh_cmd(data_dir, sigma, None))[0] in (0, 1)
     code, out, err = run(capsys, "show", "certutil.exe", "--json", "--data-dir", data_dir)
     shown = json.loads(out)
     assert code == 0 and shown["kind"] == "binary" and shown["binaries"] == ["certutil.exe"], out[:300]
-    assert shown["other_matches"] == [{"kind": "rule", "source": "sigma", "path": W + "named_like_a_binary.yml",
-                                       "matched_by": "id"}]
+    assert shown["other_matches"] == [
+        {"kind": "rule", "source": "sigma", "path": W + "named_like_a_binary.yml", "matched_by": "id"}
+    ]
     code, out, _ = run(capsys, "show", "certutil.exe", "--kind", "rule", "--json", "--data-dir", data_dir)
     assert json.loads(out)["path"] == W + "named_like_a_binary.yml"
     code, out, _ = run(capsys, "show", "dup-id-0000-0001", "--json", "--data-dir", data_dir)
@@ -465,13 +551,30 @@ def test_item09_show_says_which_kind_it_found_and_lists_duplicate_ids(tmp_path: 
 
 # --- item 10: one page per binary ------------------------------------------------------------------
 
+
 def test_item10_a_name_that_looks_hashed_gets_its_own_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lookalike = "notepad__.exe-" + hashlib.sha1(b"notepad++.exe").hexdigest()[:8]
-    lolbas = make_repo(tmp_path / "lolbas", {"yml/OtherMSBinaries/Notepad.yml": lolbas_entry("notepad++.exe", "notepad++.exe x"),
-                                             "yml/OtherMSBinaries/Look.yml": lolbas_entry(lookalike, f"{lookalike} x")})
+    lolbas = make_repo(
+        tmp_path / "lolbas",
+        {
+            "yml/OtherMSBinaries/Notepad.yml": lolbas_entry("notepad++.exe", "notepad++.exe x"),
+            "yml/OtherMSBinaries/Look.yml": lolbas_entry(lookalike, f"{lookalike} x"),
+        },
+    )
     data_dir = tmp_path / "data"
-    code, _, err = run(capsys, "refresh", "--data-dir", data_dir, "--source", "lolbas", "--lolbas-url", lolbas,
-                       "--lolbas-branch", "main", "-q")
+    code, _, err = run(
+        capsys,
+        "refresh",
+        "--data-dir",
+        data_dir,
+        "--source",
+        "lolbas",
+        "--lolbas-url",
+        lolbas,
+        "--lolbas-branch",
+        "main",
+        "-q",
+    )
     assert code == 0, err
     pages = tmp_path / "pages"
     assert run(capsys, "export", "-f", "markdown", "-o", pages, "--data-dir", data_dir)[0] == 0
@@ -486,8 +589,10 @@ def test_item10_a_name_that_looks_hashed_gets_its_own_page(tmp_path: Path, capsy
 
 # --- item 11: a URL git's config quotes --------------------------------------------------------
 
+
 def test_item11_a_url_with_quotes_and_semicolons_is_reused_by_a_plain_refresh(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sigma = make_repo(tmp_path / 'we;ird#"dir\\x', {W + "a.yml": rule("A", "certutil.exe", 12)})
     data_dir = tmp_path / "data"
     assert run(capsys, *refresh_cmd(data_dir, sigma, None))[0] == 0
@@ -498,9 +603,11 @@ def test_item11_a_url_with_quotes_and_semicolons_is_reused_by_a_plain_refresh(
 
 # --- item 13: no traceback, and none exits 1 -------------------------------------------------------
 
+
 @pytest.mark.parametrize("url", ["https://u:p@host:abc/x", "https://host:70000/x", "https://[::1/x", "ssh://[x/y"])
-def test_item13_a_url_python_cannot_parse_is_refused(url: str, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_item13_a_url_python_cannot_parse_is_refused(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(capsys, "refresh", "--data-dir", tmp_path / "data", "--source", "sigma", f"--sigma-url={url}")
     assert code == 4 and one_line(err) and "refused URL" in err, (code, out, err)
     assert ":p@" not in err
@@ -512,15 +619,18 @@ def broken_git(tmp_path: Path) -> dict[str, str]:
     folder = tmp_path / "broken-git"
     folder.mkdir()
     script = folder / "git"
-    script.write_text("#!/bin/sh\n"
-                      "for a in \"$@\"; do [ \"$a\" = ls-tree ] && { printf 'garbage without a tab\\0'; exit 0; }; done\n"
-                      f"exec {REAL_GIT} \"$@\"\n")
+    script.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = ls-tree ] && { printf \'garbage without a tab\\0\'; exit 0; }; done\n'
+        f'exec {REAL_GIT} "$@"\n'
+    )
     script.chmod(0o755)
     return clean_env(PATH=f"{folder}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(tmp_path))
 
 
-def test_item13_an_unexpected_error_is_exit_5_with_one_line_and_a_log(built: dict[str, Any], tmp_path: Path,
-                                                                      broken_git: dict[str, str]) -> None:
+def test_item13_an_unexpected_error_is_exit_5_with_one_line_and_a_log(
+    built: dict[str, Any], tmp_path: Path, broken_git: dict[str, str]
+) -> None:
     done = proc(*refresh_cmd(tmp_path / "data", built["sigma"], built["lolbas"]), env=broken_git)
     assert done.returncode == 5 and one_line(done.stderr), (done.returncode, done.stderr)
     log = Path(re.search(r"traceback is in (\S+\.log)", done.stderr).group(1))
@@ -529,8 +639,18 @@ def test_item13_an_unexpected_error_is_exit_5_with_one_line_and_a_log(built: dic
 
 # --- item 14: Click's exit codes, missing bundles, broken pipes --------------------------------------
 
-@pytest.mark.parametrize("args", [["refresh", "--jobs", "abc"], ["refresh", "--no-such-option"], ["search"],
-                                  ["nosuchcommand"], ["search", "x", "extra", "--last", "3"], []])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["refresh", "--jobs", "abc"],
+        ["refresh", "--no-such-option"],
+        ["search"],
+        ["nosuchcommand"],
+        ["search", "x", "extra", "--last", "3"],
+        [],
+    ],
+)
 def test_item14_click_usage_errors_exit_4(args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, *args, *(["--data-dir", tmp_path] if args else []))
     assert code == 4, (code, out, err)
@@ -540,14 +660,19 @@ def test_item14_click_usage_errors_exit_4(args: list[str], tmp_path: Path, capsy
 
 def test_item14_a_missing_bundle_is_a_fetch_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no-such.bundle"
-    code, out, err = run(capsys, "refresh", "--data-dir", tmp_path / "data", "--source", "sigma",
-                         "--sigma-url", missing, "-q")
+    code, out, err = run(
+        capsys, "refresh", "--data-dir", tmp_path / "data", "--source", "sigma", "--sigma-url", missing, "-q"
+    )
     assert code == 2 and str(missing) in err and one_line(err), (code, out, err)
 
 
 def test_item14_a_closed_pipe_is_not_nothing_found(built: dict[str, Any]) -> None:
-    child = subprocess.Popen([*INDEXER, "search", "psr.exe", "certutil.exe", "--data-dir", str(built["data_dir"])],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    child = subprocess.Popen(
+        [*INDEXER, "search", "psr.exe", "certutil.exe", "--data-dir", str(built["data_dir"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
     assert child.stdout is not None and child.stderr is not None
     child.stdout.close()  # the reader is gone before anything was written
     err = child.stderr.read().decode()
@@ -556,27 +681,54 @@ def test_item14_a_closed_pipe_is_not_nothing_found(built: dict[str, Any]) -> Non
 
 # --- item 15: invalid choices ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, valid", [
-    (["search", "psr.exe", "--role", "bogus"], "process"), (["search", "psr.exe", "--role", "PROCESS"], "process"),
-    (["search", "psr.exe", "--source", "Sigma"], "lolbas"), (["search", "psr.exe", "--context", "filters"], "selection"),
-    (["show", "psr.exe", "--kind", "tool"], "binary"), (["refresh", "--source", "Sigma"], "lolbas"),
-    (["changes", "--since", "2026-13-01"], "YYYY-MM-DD"), (["changes", "--since", "yesterday"], "YYYY-MM-DD"),
-    (["refresh", "--wait", "nan"], "seconds"), (["refresh", "--jobs", "-1"], "--jobs")])
+
+@pytest.mark.parametrize(
+    "args, valid",
+    [
+        (["search", "psr.exe", "--role", "bogus"], "process"),
+        (["search", "psr.exe", "--role", "PROCESS"], "process"),
+        (["search", "psr.exe", "--source", "Sigma"], "lolbas"),
+        (["search", "psr.exe", "--context", "filters"], "selection"),
+        (["show", "psr.exe", "--kind", "tool"], "binary"),
+        (["refresh", "--source", "Sigma"], "lolbas"),
+        (["changes", "--since", "2026-13-01"], "YYYY-MM-DD"),
+        (["changes", "--since", "yesterday"], "YYYY-MM-DD"),
+        (["refresh", "--wait", "nan"], "seconds"),
+        (["refresh", "--jobs", "-1"], "--jobs"),
+    ],
+)
 def test_item15_invalid_choices_are_usage_errors_listing_the_valid_ones(
-        args: list[str], valid: str, built: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    args: list[str], valid: str, built: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(capsys, *args, "--data-dir", built["data_dir"])
     assert code == 4 and one_line(err) and valid in err, (code, out, err)
 
 
 # --- item 16: a shallow mirror ---------------------------------------------------------------------
 
-def test_item16_a_shallow_mirror_is_reported_as_one(built: dict[str, Any], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_item16_a_shallow_mirror_is_reported_as_one(
+    built: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     shallow = tmp_path / "shallow"
-    subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "main", f"file://{built['sigma']}", str(shallow)],
-                   check=True, capture_output=True)
-    code, out, err = run(capsys, "refresh", "--data-dir", tmp_path / "data", "--source", "sigma",
-                         "--sigma-url", shallow, "--sigma-branch", "main", "-q")
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", "--branch", "main", f"file://{built['sigma']}", str(shallow)],
+        check=True,
+        capture_output=True,
+    )
+    code, out, err = run(
+        capsys,
+        "refresh",
+        "--data-dir",
+        tmp_path / "data",
+        "--source",
+        "sigma",
+        "--sigma-url",
+        shallow,
+        "--sigma-branch",
+        "main",
+        "-q",
+    )
     assert code == 2 and one_line(err) and "shallow" in err and "not found" not in err, (code, out, err)
 
 
@@ -599,15 +751,22 @@ def escapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _controls(text: str) -> list[str]:
     """Control characters left in `text`, Rich's colour sequences (ESC [ ... m) aside."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    return [c for c in text if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f]
+    return [c for c in text if (ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F]
 
 
 def test_item20_no_control_characters_reach_a_pipe(escapes: dict[str, Any]) -> None:
     data_dir = escapes["data_dir"]
     assert escapes["refresh"].returncode == 1
     outputs = {"refresh": escapes["refresh"].stdout + escapes["refresh"].stderr}
-    for args in (["search", "escaper.exe"], ["stats", "--errors"], ["changes"], ["show", "escaper.exe"],
-                 ["show", ESC_PATH], ["export", "-f", "csv", "-o", "-"], ["export", "-f", "markdown", "-o", "-"]):
+    for args in (
+        ["search", "escaper.exe"],
+        ["stats", "--errors"],
+        ["changes"],
+        ["show", "escaper.exe"],
+        ["show", ESC_PATH],
+        ["export", "-f", "csv", "-o", "-"],
+        ["export", "-f", "markdown", "-o", "-"],
+    ):
         done = proc(*args, "--data-dir", data_dir)
         assert done.returncode == 0, (args, done.stderr)
         outputs[" ".join(args[:2])] = done.stdout + done.stderr
@@ -619,8 +778,14 @@ def test_item20_no_control_characters_reach_a_pipe(escapes: dict[str, Any]) -> N
 def test_item20_no_control_characters_reach_a_terminal(escapes: dict[str, Any]) -> None:
     for args in (["search", "escaper.exe"], ["show", "escaper.exe"], ["show", ESC_PATH], ["stats", "--errors"]):
         master, slave = pty.openpty()
-        child = subprocess.Popen([*INDEXER, *args, "--data-dir", str(escapes["data_dir"])], stdin=slave,
-                                 stdout=slave, stderr=slave, env=clean_env(TERM="xterm-256color"), close_fds=True)
+        child = subprocess.Popen(
+            [*INDEXER, *args, "--data-dir", str(escapes["data_dir"])],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=clean_env(TERM="xterm-256color"),
+            close_fds=True,
+        )
         os.close(slave)
         chunks = []
         while True:
@@ -640,9 +805,12 @@ def test_item20_no_control_characters_reach_a_terminal(escapes: dict[str, Any]) 
 
 # --- item 21: CSV in `;` locales --------------------------------------------------------------------
 
+
 def test_item21_csv_cells_stay_cells_in_a_semicolon_locale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = "    cmd:\n        CommandLine|contains: 'formula.exe x;=2+3;@SUM(A1);-1;+1'\n"
-    text = rule("Formula", "formula.exe", 14, extra).replace("level: high", "level: high\ntags:\n    - attack.t1059\n    - =cmd|' /c calc'!A0")
+    text = rule("Formula", "formula.exe", 14, extra).replace(
+        "level: high", "level: high\ntags:\n    - attack.t1059\n    - =cmd|' /c calc'!A0"
+    )
     sigma = make_repo(tmp_path / "sigma", {W + "formula.yml": text})
     data_dir = tmp_path / "data"
     assert run(capsys, *refresh_cmd(data_dir, sigma, None))[0] in (0, 1)
@@ -651,19 +819,27 @@ def test_item21_csv_cells_stay_cells_in_a_semicolon_locale(tmp_path: Path, capsy
     for delimiter in (",", ";"):
         for row in csv.reader(io.StringIO(out), delimiter=delimiter):
             for cell in row:
-                assert cell.lstrip(" \"")[:1] not in ("=", "+", "-", "@"), (delimiter, cell)
+                assert cell.lstrip(' "')[:1] not in ("=", "+", "-", "@"), (delimiter, cell)
 
 
 # --- item 22: credentials in every URL form --------------------------------------------------------
 
-@pytest.mark.parametrize("url, secret", [("user:s3cretpass@example.invalid:org/x.git", "s3cretpass"),
-                                         ("ghp_S3CRETTOKEN@127.0.0.1:org/x.git", "S3CRETTOKEN"),
-                                         ("https://ghp_S3CRETTOKEN@127.0.0.1:9/x.git", "S3CRETTOKEN")])
+
+@pytest.mark.parametrize(
+    "url, secret",
+    [
+        ("user:s3cretpass@example.invalid:org/x.git", "s3cretpass"),
+        ("ghp_S3CRETTOKEN@127.0.0.1:org/x.git", "S3CRETTOKEN"),
+        ("https://ghp_S3CRETTOKEN@127.0.0.1:9/x.git", "S3CRETTOKEN"),
+    ],
+)
 def test_item22_credentials_never_printed_logged_or_recorded(url: str, secret: str, tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "refresh.log"
     env = clean_env(GIT_SSH_COMMAND="false")
-    runs = [proc("refresh", "--data-dir", data_dir, "--source", "sigma", f"--sigma-url={url}", *extra, env=env)
-            for extra in (["--json"], ["--verbose", "--log-file", str(log)])]
+    runs = [
+        proc("refresh", "--data-dir", data_dir, "--source", "sigma", f"--sigma-url={url}", *extra, env=env)
+        for extra in (["--json"], ["--verbose", "--log-file", str(log)])
+    ]
     for done in runs:
         assert done.returncode in (2, 4) and "Traceback" not in done.stderr, done.stderr
         assert secret not in done.stdout + done.stderr, done.stdout + done.stderr
@@ -674,6 +850,7 @@ def test_item22_credentials_never_printed_logged_or_recorded(url: str, secret: s
 
 
 # --- the README's exit codes, each from a real scenario ---------------------------------------------
+
 
 def _documented_codes() -> dict[int, str]:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -707,14 +884,25 @@ def test_readme_exit_code_table_is_true(built: dict[str, Any], tmp_path: Path, b
     check("usage", proc("search", "psr.exe", "--role", "bogus", "--data-dir", data_dir))
     check("usage", proc("stats", "--data-dir", tmp_path / "empty"))  # no index yet
     check("internal", proc(*refresh_cmd(tmp_path / "broken", sigma, lolbas), env=broken_git))
-    waiting = subprocess.Popen([*INDEXER, "search", "--stdin", "--data-dir", str(data_dir)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    waiting = subprocess.Popen(
+        [*INDEXER, "search", "--stdin", "--data-dir", str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     time.sleep(1.5)  # reading its standard input
     waiting.send_signal(signal.SIGINT)
     out, err = waiting.communicate(timeout=60)
     check("interrupted", subprocess.CompletedProcess(waiting.args, waiting.returncode, out, err))
-    piped = subprocess.Popen([*INDEXER, "search", "psr.exe", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=clean_env())
+    piped = subprocess.Popen(
+        [*INDEXER, "search", "psr.exe", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
     assert piped.stdout is not None
     piped.stdout.close()
     err = piped.stderr.read() if piped.stderr else ""

@@ -48,6 +48,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 def client(data_dir: Path) -> TestClient:
     """The application in-process (its Host: 127.0.0.1, as a browser on a loopback bind sends)."""
     return TestClient(create_app(data_dir).state.asgi, base_url="http://127.0.0.1")
@@ -60,10 +61,20 @@ def asgi_get(data_dir_app: Any, target: bytes) -> tuple[int, bytes]:
     from urllib.parse import unquote as unquote_str
 
     raw_path, _, query = target.partition(b"?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": unquote_str(raw_path.decode("latin-1")), "raw_path": raw_path,
-             "query_string": query, "root_path": "", "headers": [(b"host", b"127.0.0.1")],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote_str(raw_path.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -106,7 +117,7 @@ def raw_request(base: str, request_line: bytes, host: bytes = b"127.0.0.1") -> t
         while chunk := sock.recv(65536):
             data += chunk
     if not data:
-        return 0, b""                   # closed without an answer
+        return 0, b""  # closed without an answer
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
 
@@ -141,7 +152,6 @@ def assert_inert(page: str) -> None:
     assert not any(h.strip().lower().startswith(("javascript:", "data:", "vbscript:")) for h in hrefs(page))
 
 
-
 @pytest.fixture(scope="module")
 def live(tip_data_dir: Path) -> Iterator[str]:
     with running(tip_data_dir) as (base, _api):
@@ -154,6 +164,7 @@ def app(tip_data_dir: Path) -> TestClient:
 
 
 # --- the JSON API is the CLI's --json ----------------------------------------------------------
+
 
 def test_api_search_is_the_search_object(live: str, tip_reader: IndexReader) -> None:
     status, headers, body = fetch(f"{live}/api/search?q=psr.exe")
@@ -207,7 +218,7 @@ def test_api_status(live: str, tip_reader: IndexReader) -> None:
     assert data["built_at"] == tip_reader.state.built_at and data["built_at_iso"].endswith("Z")
     for name in ("sigma", "lolbas"):
         assert data["sources"][name]["commit"] == tip_reader.sources[name]["commit"]
-        assert "url" not in data["sources"][name]      # where the clone came from stays on the server
+        assert "url" not in data["sources"][name]  # where the clone came from stays on the server
     stats = index_stats(tip_reader)
     assert data["counts"]["mentions"] == stats["mentions"] and data["counts"]["binaries"] == stats["binaries"]
     assert data["counts"]["problems"] == len(stats["problems"])
@@ -253,11 +264,12 @@ def test_coverage_page_draws_the_tiers(app: TestClient, tip_reader: IndexReader)
     cells = re.findall(r'<a href="([^"]+)"><rect class="cell tier-(\w+)"[^>]*><title>([^<]*)</title>', category)
     per_category = sum(len(row["categories"] or ["(none)"]) for row in coverage["entries"])
     assert len(cells) == per_category
-    for row in coverage["entries"]:            # every entry drawn, with its tier, linked to its page
+    for row in coverage["entries"]:  # every entry drawn, with its tier, linked to its page
         square = (f"/binary/{quote(row['names'][0], safe='')}", row["tier"], f"{row['entry']}: {row['tier']}")
         assert square in cells, row["entry"]
-    assert len(re.findall(r'<rect class="cell ', technique)) == sum(len(r["mitre"] or ["(none)"])
-                                                                       for r in coverage["entries"])
+    assert len(re.findall(r'<rect class="cell ', technique)) == sum(
+        len(r["mitre"] or ["(none)"]) for r in coverage["entries"]
+    )
     assert 'href="https://attack.mitre.org/techniques/T1218/011/"' in technique
     bar = re.search(r'<svg class="chart tiers".*?</svg>', page, re.S).group(0)
     for tier, n in coverage["summary"]["tiers"].items():
@@ -272,8 +284,15 @@ def test_coverage_page_draws_the_tiers(app: TestClient, tip_reader: IndexReader)
 def test_openapi_describes_every_endpoint(live: str) -> None:
     status, doc = get_json(f"{live}/api/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.") and doc == create_app(Path(".")).openapi()
-    assert set(doc["paths"]) == {"/api/search", "/api/binary/{name}", "/api/rule/{key}", "/api/status",
-                                 "/api/suggest", "/api/coverage", "/api/links"}
+    assert set(doc["paths"]) == {
+        "/api/search",
+        "/api/binary/{name}",
+        "/api/rule/{key}",
+        "/api/status",
+        "/api/suggest",
+        "/api/coverage",
+        "/api/links",
+    }
     examples = {"{name}": "psr.exe", "{key}": quote(PSR_RULE)}
     for path, item in doc["paths"].items():
         url = path
@@ -286,7 +305,7 @@ def test_openapi_describes_every_endpoint(live: str) -> None:
         assert str(status) in item["get"]["responses"], (url, status)
     role = next(p for p in doc["paths"]["/api/search"]["get"]["parameters"] if p["name"] == "role")
     assert role["schema"]["items"]["enum"] == list(ROLES)
-    for path, item in doc["paths"].items():      # every list is paged
+    for path, item in doc["paths"].items():  # every list is paged
         if path not in ("/api/status", "/api/suggest"):
             assert {"offset", "limit"} <= {p["name"] for p in item["get"]["parameters"]}, path
     mention = doc["components"]["schemas"]["Mention"]
@@ -308,9 +327,13 @@ def test_response_models_are_strict_and_hold_the_real_answers(app: TestClient) -
         MentionModel.model_validate({**good["mentions"][0], "tags": [1]})
     with pytest.raises(ValidationError):
         MentionModel.model_validate({k: v for k, v in good["mentions"][0].items() if k != "line"})
-    for model, target in ((BinaryAnswer, "/api/binary/certutil.exe"), (BinaryAnswer, "/api/binary/cmd.exe"),
-                          (SearchAnswer, "/api/search?q=rundll32"), (RuleAnswer, f"/api/rule/{PSR_ID}"),
-                          (RuleAnswer, "/api/rule/lolbas:yml/OSBinaries/Certutil.yml")):
+    for model, target in (
+        (BinaryAnswer, "/api/binary/certutil.exe"),
+        (BinaryAnswer, "/api/binary/cmd.exe"),
+        (SearchAnswer, "/api/search?q=rundll32"),
+        (RuleAnswer, f"/api/rule/{PSR_ID}"),
+        (RuleAnswer, "/api/rule/lolbas:yml/OSBinaries/Certutil.yml"),
+    ):
         model.model_validate(app.get(target).json())
 
 
@@ -396,19 +419,24 @@ def test_methods_raw_bytes_and_hosts(live: str) -> None:
     assert status == 405 and headers["Allow"] == "GET, HEAD" and "error" in json.loads(body)
     status, headers, body = fetch(f"{live}/api/status", method="HEAD")
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
-    for line, expected in ((b"GET /api/binary/\xff\xfe HTTP/1.0", 400), (b"GET /api/search?q=\xff HTTP/1.0", 400),
-                           (b"GET /binary/\xc3\x28 HTTP/1.0", 400), (b"GET /api/binary/a\x1bb.exe HTTP/1.0", 400),  # h11: no control bytes in a target
-                           (b"GET /api/binary/ps%72.exe HTTP/1.0", 200), (b"GET //api/status HTTP/1.0", 200),
-                           (b"GET http://127.0.0.1/api/status HTTP/1.0", 200)):
+    for line, expected in (
+        (b"GET /api/binary/\xff\xfe HTTP/1.0", 400),
+        (b"GET /api/search?q=\xff HTTP/1.0", 400),
+        (b"GET /binary/\xc3\x28 HTTP/1.0", 400),
+        (b"GET /api/binary/a\x1bb.exe HTTP/1.0", 400),  # h11: no control bytes in a target
+        (b"GET /api/binary/ps%72.exe HTTP/1.0", 200),
+        (b"GET //api/status HTTP/1.0", 200),
+        (b"GET http://127.0.0.1/api/status HTTP/1.0", 200),
+    ):
         status, body = raw_request(live, line)
         assert status == expected, (line, body[:200])
         assert b"Traceback" not in body
-    for line in (b"GET / HTTP/1.0 x", b"GARBAGE"):      # refused by the HTTP layer (h11)
+    for line in (b"GET / HTTP/1.0 x", b"GARBAGE"):  # refused by the HTTP layer (h11)
         status, body = raw_request(live, line)
         assert status == 400 and b"Traceback" not in body, (line, status, body[:100])
-    status, body = raw_request(live, b"GET /" + b"a" * 70_000 + b" HTTP/1.0")   # answered or closed
+    status, body = raw_request(live, b"GET /" + b"a" * 70_000 + b" HTTP/1.0")  # answered or closed
     assert status < 500 and b"Traceback" not in body
-    status, body = raw_request(live, b"GET /api/status HTTP/9.9")   # h11 reads any 1-digit version
+    status, body = raw_request(live, b"GET /api/status HTTP/9.9")  # h11 reads any 1-digit version
     assert status in (200, 400, 505) and b"Traceback" not in body
     status, body = raw_request(live, b"GET /api/status HTTP/1.0", host=b"evil.example:80")
     assert status == 421 and b"loopback" in body
@@ -417,12 +445,26 @@ def test_methods_raw_bytes_and_hosts(live: str) -> None:
 
 
 BAD_PAGES = [
-    ("/search", 400), ("/search?q=", 400), ("/search?q=%FF", 400), ("/search?q=psr&role=nope", 400),
-    ("/search?q=" + "x" * 10_000, 400), ("/search?q=nosuchname.exe", 404),
-    ("/binary/..%2F..%2Fetc%2Fshadow", 404), ("/binary/%FF", 400), ("/binary/", 400), ("/binary/*", 400),
-    ("/rule/nope", 404), ("/rule/..%2F..%2Fetc%2Fshadow", 404), ("/rule/", 400),
-    ("/static/..%2Fserve.py", 404), ("/static/../serve.py", 404), ("/static/", 404), ("/static/app.js%00", 404),
-    ("/nope", 404), ("/favicon.ico", 404), ("/index.html/..", 404),
+    ("/search", 400),
+    ("/search?q=", 400),
+    ("/search?q=%FF", 400),
+    ("/search?q=psr&role=nope", 400),
+    ("/search?q=" + "x" * 10_000, 400),
+    ("/search?q=nosuchname.exe", 404),
+    ("/binary/..%2F..%2Fetc%2Fshadow", 404),
+    ("/binary/%FF", 400),
+    ("/binary/", 400),
+    ("/binary/*", 400),
+    ("/rule/nope", 404),
+    ("/rule/..%2F..%2Fetc%2Fshadow", 404),
+    ("/rule/", 400),
+    ("/static/..%2Fserve.py", 404),
+    ("/static/../serve.py", 404),
+    ("/static/", 404),
+    ("/static/app.js%00", 404),
+    ("/nope", 404),
+    ("/favicon.ico", 404),
+    ("/index.html/..", 404),
 ]
 
 
@@ -434,16 +476,32 @@ def test_bad_page_input_is_a_4xx_page(live: str, target: str, expected: int) -> 
     page = body.decode()
     assert "Traceback" not in page
     if target.startswith("/search?q=nosuchname"):
-        assert "No executable in the index matches" in page    # the search page, with its form
+        assert "No executable in the index matches" in page  # the search page, with its form
     else:
         assert f"<h1>{expected}</h1>" in page
     assert_inert(page)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(junk=st.text(max_size=80), where=st.sampled_from([
-    "/api/search?q=", "/api/search?q=psr.exe&role=", "/api/search?q=psr.exe&field=", "/api/binary/",
-    "/api/rule/", "/api/suggest?q=", "/search?q=", "/binary/", "/rule/", "/static/", "/", "/api/"]))
+@given(
+    junk=st.text(max_size=80),
+    where=st.sampled_from(
+        [
+            "/api/search?q=",
+            "/api/search?q=psr.exe&role=",
+            "/api/search?q=psr.exe&field=",
+            "/api/binary/",
+            "/api/rule/",
+            "/api/suggest?q=",
+            "/search?q=",
+            "/binary/",
+            "/rule/",
+            "/static/",
+            "/",
+            "/api/",
+        ]
+    ),
+)
 def test_any_input_is_answered_without_a_server_error(app: TestClient, junk: str, where: str) -> None:
     for target in (where + quote(junk, safe=""), where + junk):
         status, body = asgi_get(app.app, target.encode("utf-8"))
@@ -459,6 +517,7 @@ def test_any_raw_target_is_answered_without_a_server_error(app: TestClient, raw:
 
 # --- pages ---------------------------------------------------------------------------------------
 
+
 def test_security_headers_and_no_inline_code(live: str) -> None:
     for target in ("/", "/binary/psr.exe", "/api/status", "/static/app.js", "/nope"):
         status, headers, body = fetch(live + target)
@@ -471,7 +530,7 @@ def test_security_headers_and_no_inline_code(live: str) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b"/api/suggest" in body
     status, headers, _ = fetch(f"{live}/static/app.css")
     assert status == 200 and headers["Content-Type"].startswith("text/css")
-    status, headers, body = fetch(f"{live}/static/favicon.svg")       # pages name it: no favicon.ico 404
+    status, headers, body = fetch(f"{live}/static/favicon.svg")  # pages name it: no favicon.ico 404
     assert status == 200 and headers["Content-Type"] == "image/svg+xml" and body.startswith(b"<svg")
 
 
@@ -505,8 +564,8 @@ def test_binary_page_is_the_misuse_page(live: str, tip_reader: IndexReader) -> N
     line20 = next(m for m in target["mentions"] if m["path"] == PSR_RULE and m["line"] == 20)
     assert line20["url"].startswith("https://github.com/SigmaHQ/sigma/blob/") and f'href="{line20["url"]}"' in page
     assert f'href="/rule/sigma%3A{PSR_RULE}"' in page and "level-medium" in page
-    assert 'href="https://attack.mitre.org/techniques/T1113/"' in page      # ATT&CK tag, linked
-    assert "Reconnaissance" in page and "psr.exe</mark> /start" in page        # LOLBAS category, command
+    assert 'href="https://attack.mitre.org/techniques/T1113/"' in page  # ATT&CK tag, linked
+    assert "Reconnaissance" in page and "psr.exe</mark> /start" in page  # LOLBAS category, command
     assert_inert(page)
     # every link of the page leads somewhere: ours answer 200
     for href in hrefs(page):
@@ -532,7 +591,7 @@ def test_binary_page_shows_the_alias_rows(app: TestClient, tip_reader: IndexRead
     badge = '<span class="badge alias" title="found through pwsh.dll, an alias of pwsh.exe">alias pwsh.dll</span>'
     assert page.count(badge) == len(rows)
     assert "Also shown: <code>pwsh.dll</code>" in page
-    plain = app.get("/binary/psr.exe").text    # no alias: no badge
+    plain = app.get("/binary/psr.exe").text  # no alias: no badge
     assert 'class="badge alias"' not in plain and "Also shown" not in plain
 
 
@@ -542,13 +601,13 @@ def test_rule_page(live: str, tip_reader: IndexReader) -> None:
     assert status == 200 and f'<h1 class="rule-title">{PSR_TITLE}</h1>' in page
     assert 'href="/binary/psr.exe"' in page and PSR_ID in page
     shown = show_target(tip_reader, PSR_ID)
-    for verdict in shown["verdicts"]:                 # what it does with each executable
+    for verdict in shown["verdicts"]:  # what it does with each executable
         assert f'<span class="badge verdict verdict-{verdict["verdict"]}"' in page
     for item in shown["detection_items"]:
-        assert f'<code>{item["name"]}</code>' in page
+        assert f"<code>{item['name']}</code>" in page
     for key in (PSR_ID, PSR_RULE):
         assert fetch(f"{live}/rule/{quote(key)}")[2] == body
-    for href in hrefs(page):      # former paths are text, not links to pages that do not exist
+    for href in hrefs(page):  # former paths are text, not links to pages that do not exist
         if href.startswith("/"):
             assert fetch(live + href)[0] == 200, href
     status, _, body = fetch(f"{live}/rule/{quote('lolbas:yml/OSBinaries/Psr.yml')}")
@@ -605,24 +664,28 @@ def test_hostile_rule_renders_as_text(hostile_data_dir: Path, tmp_path: Path) ->
         status, _, body = fetch(f"{base}/binary/evil.exe")
         page = body.decode()
         assert status == 200
-        assert "&lt;img src=x onerror=alert(1)&gt;" in page            # the title
-        assert "&lt;script&gt;alert(5)&lt;/script&gt;" in page          # a snippet
-        assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page          # the description
-        assert "&lt;b&gt;tag&lt;/b&gt;" in page                         # a tag
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the title
+        assert "&lt;script&gt;alert(5)&lt;/script&gt;" in page  # a snippet
+        assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page  # the description
+        assert "&lt;b&gt;tag&lt;/b&gt;" in page  # a tag
         assert "<script>alert" not in page
         assert_inert(page)
         rule_links = [h for h in hrefs(page) if h.startswith("/rule/")]
         assert rule_links and unquote(rule_links[0]) == f"/rule/sigma:{HOSTILE_PATH}"
         status, _, body = fetch(base + rule_links[0])
         page = body.decode()
-        assert status == 200 and "&lt;script&gt;alert(2)&lt;/script&gt;" in page   # the rule id
-        assert "&lt;img src=x onerror=alert(6)&gt;.yml" in page                     # the path
+        assert status == 200 and "&lt;script&gt;alert(2)&lt;/script&gt;" in page  # the rule id
+        assert "&lt;img src=x onerror=alert(6)&gt;.yml" in page  # the path
         assert "<script>alert" not in page
         assert_inert(page)
         status, _, body = fetch(f"{base}/rule/{quote('<script>alert(2)</script>')}")
         assert status == 200 and "<script>alert" not in body.decode()
-        for target in ("/search?q=evil.exe", "/search?q=" + quote("<script>alert(9)</script>.exe"),
-                       "/binary/" + quote("<script>alert(9)</script>.exe", safe=""), "/"):
+        for target in (
+            "/search?q=evil.exe",
+            "/search?q=" + quote("<script>alert(9)</script>.exe"),
+            "/binary/" + quote("<script>alert(9)</script>.exe", safe=""),
+            "/",
+        ):
             status, _, body = fetch(base + target)
             assert status < 500 and "<script>alert" not in body.decode(), target
             assert_inert(body.decode())
@@ -639,6 +702,7 @@ def test_hostile_rule_renders_as_text(hostile_data_dir: Path, tmp_path: Path) ->
 
 
 # --- a refresh while serving -----------------------------------------------------------------------
+
 
 def test_refresh_while_serving(tip_data_dir: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
@@ -665,16 +729,21 @@ def test_refresh_while_serving(tip_data_dir: Path, tmp_path: Path) -> None:
                 except Exception as exc:  # a refused or reset connection is a failure too
                     with lock:
                         failures.append(repr(exc))
-                time.sleep(0.05)    # steady traffic, leaving most of the CPU to the refresh
+                time.sleep(0.05)  # steady traffic, leaving most of the CPU to the refresh
 
         threads = [threading.Thread(target=hammer) for _ in range(2)]
         for thread in threads:
             thread.start()
         try:
-            proc = subprocess.run([*INDEXER, "refresh", "--full", "--quiet", "--data-dir", str(data_dir)],
-                                  capture_output=True, text=True, timeout=180, env=env)
+            proc = subprocess.run(
+                [*INDEXER, "refresh", "--full", "--quiet", "--data-dir", str(data_dir)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=env,
+            )
             deadline = time.time() + 5
-            while time.time() < deadline:           # keep asking until the new generation has answered
+            while time.time() < deadline:  # keep asking until the new generation has answered
                 after = get_json(f"{base}/api/status")[1]["generation"]
                 with lock:
                     if generations[after] >= 3:
@@ -697,6 +766,7 @@ def test_refresh_while_serving(tip_data_dir: Path, tmp_path: Path) -> None:
 
 # --- the static site -------------------------------------------------------------------------------
 
+
 def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
     out = tmp_path / "site"
     summary = write_site(tip_reader, out)
@@ -711,8 +781,14 @@ def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
     assert pwsh.count(badge) == len(tip_reader.search(["pwsh.dll"])) > 70
     # relative links that resolve to written files; no link to the server's routes
     checked = 0
-    for page in [out / "index.html", out / "binary" / "psr.exe.html", out / "binary" / "certutil.exe.html",
-                 *sorted((out / "rule").iterdir())[:30], out / "coverage.html", out / "links.html"]:
+    for page in [
+        out / "index.html",
+        out / "binary" / "psr.exe.html",
+        out / "binary" / "certutil.exe.html",
+        *sorted((out / "rule").iterdir())[:30],
+        out / "coverage.html",
+        out / "links.html",
+    ]:
         text = page.read_text(encoding="utf-8")
         assert "<script" not in text
         for href in hrefs(text):
@@ -733,16 +809,23 @@ def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
         assert f'<strong class="n-detecting">{len(shown["detecting_rules"])}</strong>' in page, name
         linked = {unquote(h).rsplit("/", 1)[-1] for h in hrefs(page) if h.startswith("../rule/")}
         files = {rule_filename(m["source"], m["path"]) for m in shown["mentions"]}
-        files |= {rule_filename("sigma", l["current_path"]) for l in shown["lolbas_declared_detections"]
-                  if l.get("current_path")}
+        files |= {
+            rule_filename("sigma", l["current_path"])
+            for l in shown["lolbas_declared_detections"]
+            if l.get("current_path")
+        }
         assert linked == files, name
-    for ref in (f"sigma:{PSR_RULE}", "lolbas:yml/OSBinaries/Psr.yml",
-                "sigma:rules/windows/process_creation/proc_creation_win_certutil_download.yml"):
+    for ref in (
+        f"sigma:{PSR_RULE}",
+        "lolbas:yml/OSBinaries/Psr.yml",
+        "sigma:rules/windows/process_creation/proc_creation_win_certutil_download.yml",
+    ):
         shown = show_target(tip_reader, ref)
         page = (out / "rule" / rule_filename(shown["source"], shown["path"])).read_text(encoding="utf-8")
         assert page.count('<tr class="m">') + page.count('<tr class="filter">') == len(shown["mentions"]), ref
-        assert {unquote(h).rsplit("/", 1)[-1] for h in hrefs(page) if h.startswith("../binary/")} == \
-            {f"{b}.html" for b in shown["binaries"]}, ref
+        assert {unquote(h).rsplit("/", 1)[-1] for h in hrefs(page) if h.startswith("../binary/")} == {
+            f"{b}.html" for b in shown["binaries"]
+        }, ref
 
 
 def test_write_site_replaces_its_own_site_only(hostile_data_dir: Path, tmp_path: Path) -> None:
@@ -750,21 +833,22 @@ def test_write_site_replaces_its_own_site_only(hostile_data_dir: Path, tmp_path:
     with IndexReader(hostile_data_dir) as reader:
         first = write_site(reader, out)
         (out / "binary" / "stale.html").write_text("from an earlier index")
-        assert write_site(reader, out)["pages"] == first["pages"]          # written again over itself
+        assert write_site(reader, out)["pages"] == first["pages"]  # written again over itself
         assert not (out / "binary" / "stale.html").exists()
         foreign = tmp_path / "foreign"
         foreign.mkdir()
         (foreign / "keep.txt").write_text("mine")
         with pytest.raises(FileExistsError):
-            write_site(reader, foreign)                                     # a directory it did not write
+            write_site(reader, foreign)  # a directory it did not write
         assert sorted(p.name for p in foreign.iterdir()) == ["keep.txt"]
         empty = tmp_path / "empty"
         empty.mkdir()
         assert write_site(reader, empty)["pages"] == first["pages"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
 # --- the CLI: `indexer serve` and `export --format html` --------------------------------------------
+
 
 def _http11(base: str, requests: list[bytes]) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
     """Several HTTP/1.1 requests on one kept-alive connection: (status line, headers, body) each."""
@@ -776,7 +860,7 @@ def _http11(base: str, requests: list[bytes]) -> list[tuple[bytes, dict[bytes, b
             sock.sendall(request)
             status = stream.readline().rstrip()
             headers: dict[bytes, bytes] = {}
-            while (line := stream.readline().rstrip()):
+            while line := stream.readline().rstrip():
                 name, _, value = line.partition(b":")
                 headers[name.strip().lower()] = value.strip()
             out.append((status, headers, stream.read(int(headers.get(b"content-length", b"0")))))
@@ -790,8 +874,12 @@ def test_cli_serve(tip_data_dir: Path) -> None:
     import signal
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
-    proc = subprocess.Popen([*INDEXER, "serve", "--data-dir", str(tip_data_dir), "--port", "0", "--workers", "2"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [*INDEXER, "serve", "--data-dir", str(tip_data_dir), "--port", "0", "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = ""
         deadline = time.time() + 30
@@ -803,17 +891,23 @@ def test_cli_serve(tip_data_dir: Path) -> None:
         status, data = get_json(base + "/api/binary/psr.exe")
         assert status == 200 and data["binaries"] == ["psr.exe"]
         host = b"Host: 127.0.0.1\r\n"
-        first, second, third = _http11(base, [
-            b"GET /api/binary/cmd.exe HTTP/1.1\r\n" + host + b"Accept-Encoding: gzip\r\n\r\n",
-            b"GET /api/status HTTP/1.1\r\n" + host + b"\r\n",
-            b"GET /api/status HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n"])
+        first, second, third = _http11(
+            base,
+            [
+                b"GET /api/binary/cmd.exe HTTP/1.1\r\n" + host + b"Accept-Encoding: gzip\r\n\r\n",
+                b"GET /api/status HTTP/1.1\r\n" + host + b"\r\n",
+                b"GET /api/status HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
+            ],
+        )
         assert first[0] == b"HTTP/1.1 200 OK" and first[1][b"content-encoding"] == b"gzip"
         assert json.loads(gzip.decompress(first[2]))["binaries"] == ["cmd.exe"]
-        assert second[0] == b"HTTP/1.1 200 OK" and json.loads(second[2])["generation"]   # same connection
+        assert second[0] == b"HTTP/1.1 200 OK" and json.loads(second[2])["generation"]  # same connection
         etag = second[1][b"etag"]
         assert etag.startswith(b'W/"gen-') and third[1][b"etag"] == etag
-        (unchanged,) = _http11(base, [b"GET /binary/psr.exe HTTP/1.1\r\n" + host + b"If-None-Match: " + etag
-                                      + b"\r\nConnection: close\r\n\r\n"])
+        (unchanged,) = _http11(
+            base,
+            [b"GET /binary/psr.exe HTTP/1.1\r\n" + host + b"If-None-Match: " + etag + b"\r\nConnection: close\r\n\r\n"],
+        )
         assert unchanged[0] == b"HTTP/1.1 304 Not Modified" and unchanged[2] == b""
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
@@ -832,13 +926,14 @@ def test_etag_gzip_cors(tip_data_dir: Path, app: TestClient) -> None:
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert again.headers["content-security-policy"].startswith("default-src 'none'")
     assert app.get("/api/binary/psr.exe", headers={"If-None-Match": 'W/"gen-old-0"'}).status_code == 200
-    assert "etag" not in app.get("/api/binary/nosuch.exe").headers            # errors carry none
+    assert "etag" not in app.get("/api/binary/nosuch.exe").headers  # errors carry none
     big = app.get("/api/binary/cmd.exe", headers={"Accept-Encoding": "gzip"})
     assert big.headers["content-encoding"] == "gzip" and big.json()["binaries"] == ["cmd.exe"]
     origin = {"Origin": "https://intranet.example"}
     assert "access-control-allow-origin" not in app.get("/api/status", headers=origin).headers
-    cors = TestClient(create_app(tip_data_dir, cors_origins=("https://intranet.example",)).state.asgi,
-                      base_url="http://127.0.0.1")
+    cors = TestClient(
+        create_app(tip_data_dir, cors_origins=("https://intranet.example",)).state.asgi, base_url="http://127.0.0.1"
+    )
     assert cors.get("/api/status", headers=origin).headers["access-control-allow-origin"] == origin["Origin"]
     other = cors.get("/api/status", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
@@ -849,29 +944,42 @@ def test_etag_gzip_cors(tip_data_dir: Path, app: TestClient) -> None:
 
 def test_cli_export_html(hostile_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "site"
-    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", str(out), "--data-dir",
-                           str(hostile_data_dir), "--json"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*INDEXER, "export", "--format", "html", "--output", str(out), "--data-dir", str(hostile_data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["binaries"] >= 1 and (out / "binary" / "evil.exe.html").is_file()
-    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", "-", "--data-dir",
-                           str(hostile_data_dir)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*INDEXER, "export", "--format", "html", "--output", "-", "--data-dir", str(hostile_data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4 and "directory" in proc.stderr
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    proc = subprocess.run([*INDEXER, "export", "--format", "html", "--output", str(foreign), "--data-dir",
-                           str(hostile_data_dir)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*INDEXER, "export", "--format", "html", "--output", str(foreign), "--data-dir", str(hostile_data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4 and "not written by" in proc.stderr
 
 
 # --- issue 14: caches, unbounded answers, odd digits ---------------------------------------------
+
 
 def test_spellings_of_a_heavy_binary_share_one_bounded_cache(app: TestClient) -> None:
     """Issue 14.17: every spelling of powershell.exe was cached apart (600 GETs, 1 GB)."""
     import gc
     import tracemalloc
 
-    assert app.get("/api/binary/powershell.exe").status_code == 200      # warm: one entry may stay
+    assert app.get("/api/binary/powershell.exe").status_code == 200  # warm: one entry may stay
     gc.collect()
     tracemalloc.start()
     try:
@@ -892,17 +1000,33 @@ def test_the_cache_is_bounded_whatever_is_asked(tip_data_dir: Path) -> None:
 
     api = create_app(tip_data_dir)
     test_client = TestClient(api.state.asgi, base_url="http://127.0.0.1")
-    heavy = ["cmd.exe", "powershell.exe", "rundll32.exe", "regsvr32.exe", "mshta.exe", "wscript.exe",
-             "cscript.exe", "certutil.exe", "schtasks.exe", "reg.exe", "net.exe", "wmic.exe"]
+    heavy = [
+        "cmd.exe",
+        "powershell.exe",
+        "rundll32.exe",
+        "regsvr32.exe",
+        "mshta.exe",
+        "wscript.exe",
+        "cscript.exe",
+        "certutil.exe",
+        "schtasks.exe",
+        "reg.exe",
+        "net.exe",
+        "wmic.exe",
+    ]
     for name in heavy:
-        for target in (f"/api/binary/{name}", f"/binary/{quote('C:/x/' + name.upper(), safe='')}",
-                       f"/api/search?q={name}", f"/api/search?q={name}&role=process"):
+        for target in (
+            f"/api/binary/{name}",
+            f"/binary/{quote('C:/x/' + name.upper(), safe='')}",
+            f"/api/search?q={name}",
+            f"/api/search?q={name}&role=process",
+        ):
             assert test_client.get(target).status_code == 200, target
     info = api.state.service.cache.info()
     assert 0 < info["entries"] <= CACHE_ENTRIES and info["mentions"] <= api.state.service.cache.max_mentions
 
 
-MANY = 3000   # executables one rule names (the issue's rule had 150,000; the bound must not depend on it)
+MANY = 3000  # executables one rule names (the issue's rule had 150,000; the bound must not depend on it)
 
 
 @pytest.fixture(scope="module")
@@ -912,10 +1036,13 @@ def many_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = repo / "rules" / "windows" / "process_creation" / "many.yml"
     path.parent.mkdir(parents=True)
     names = "".join(f"            - '\\many{i:05d}.exe'\n" for i in range(MANY))
-    path.write_text("title: Many executables\nid: 5d1c7e52-0000-4000-8000-000000000001\nstatus: test\n"
-                    "logsource:\n    category: process_creation\n    product: windows\n"
-                    f"detection:\n    selection:\n        Image|endswith:\n{names}    condition: selection\n"
-                    "level: low\n", encoding="utf-8")
+    path.write_text(
+        "title: Many executables\nid: 5d1c7e52-0000-4000-8000-000000000001\nstatus: test\n"
+        "logsource:\n    category: process_creation\n    product: windows\n"
+        f"detection:\n    selection:\n        Image|endswith:\n{names}    condition: selection\n"
+        "level: low\n",
+        encoding="utf-8",
+    )
     git("add", "-A", cwd=repo)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "many", cwd=repo)
     data_dir = tmp_path_factory.mktemp("many-data")
@@ -938,7 +1065,7 @@ def test_a_rule_naming_thousands_of_executables_is_paged(many_data_dir: Path) ->
     assert last["binaries"] == [f"many{i:05d}.exe" for i in range(2990, MANY)]
     page = app.get("/rule/rules/windows/process_creation/many.yml")
     assert page.status_code == 200 and len(page.content) < 400_000
-    assert page.content.count(b'href="/binary/many') <= 3 * 100   # list, detection item, lines
+    assert page.content.count(b'href="/binary/many') <= 3 * 100  # list, detection item, lines
     assert b'href="/rule/sigma%3Arules/windows/process_creation/many.yml?offset=100"' in page.content  # next
     with_limit = app.get("/rule/rules/windows/process_creation/many.yml?offset=2990&limit=50").content
     assert with_limit.count(b'href="/binary/many') == 3 * 10

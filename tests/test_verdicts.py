@@ -17,7 +17,15 @@ import pytest
 
 from indexer.index import META_FILE, IndexReader, current_generation
 from indexer.query import search
-from indexer.verdicts import DETECTING, SIGMA_VERDICTS, VERDICTS, RuleVerdict, mention_verdict, parse_verdicts, rule_verdicts
+from indexer.verdicts import (
+    DETECTING,
+    SIGMA_VERDICTS,
+    VERDICTS,
+    RuleVerdict,
+    mention_verdict,
+    parse_verdicts,
+    rule_verdicts,
+)
 from repos import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,84 +33,279 @@ PC = "rules/windows/process_creation/"
 
 # (path, binary, verdict, verdicts or None, what the file says)
 REAL_PAIRS = [
-    (PC + "proc_creation_win_psr_capture_screenshots.yml", "psr.exe", "runs", ("runs", "mentioned"),
-     "l.20 selection Image|endswith '\\Psr.exe'; title and description name it"),
-    (PC + "proc_creation_win_lolbin_diantz_ads.yml", "diantz.exe", "invoked", ("invoked", "mentioned"),
-     "l.18-19 CommandLine|contains|all: diantz.exe; title 'Suspicious Diantz ...'"),
-    (PC + "proc_creation_win_setres_uncommon_child_process.yml", "setres.exe", "parent", ("parent", "mentioned"),
-     "l.25 ParentImage|endswith '\\setres.exe'; title and description name Setres.EXE"),
-    (PC + "proc_creation_win_provlaunch_susp_child_process.yml", "provlaunch.exe", "parent", ("parent", "mentioned"),
-     "l.25 ParentImage|endswith '\\provlaunch.exe'; title and description"),
-    (PC + "proc_creation_win_provlaunch_susp_child_process.yml", "mshta.exe", "runs", ("runs",),
-     "l.31 selection_child Image|endswith '\\mshta.exe'"),
-    ("rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml", "lsass.exe", "target",
-     ("target", "mentioned"), "l.19 TargetImage|endswith '\\lsass.exe'; title 'Lsass Memory Dump ...'"),
-    ("rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml", "comsvcs.dll", "loads",
-     ("loads", "mentioned"), "l.21 CallTrace|contains 'comsvcs.dll' (a module in the caller's stack); description"),
-    ("rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml", "rundll32.exe", "runs", None,
-     "l.20 SourceImage|endswith '\\rundll32.exe': the process opening lsass"),
-    (PC + "proc_creation_win_rundll32_process_dump_via_comsvcs.yml", "comsvcs.dll", "invoked", ("invoked", "mentioned"),
-     "l.35-36 CommandLine|contains|all 'comsvcs' (a bare name in the command line); title 'Comsvcs.DLL'"),
-    (PC + "proc_creation_win_rundll32_process_dump_via_comsvcs.yml", "rundll32.exe", "runs", None,
-     "l.31 Image|endswith '\\rundll32.exe', l.33 CommandLine|contains 'rundll32'"),
-    ("rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml", "ping.exe",
-     "target", ("target",), "l.27 TargetImage|endswith '\\ping.exe'"),
-    ("rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml", "sethc.exe",
-     "target", ("target", "excluded"), "l.28 selection TargetImage; l.41 filter_main_sethc TargetImage"),
-    ("rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml", "csrss.exe",
-     "excluded", ("excluded",), "l.33 only in filter_main_csrss SourceImage"),
-    ("rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml", "vmtoolsd.exe",
-     "excluded", ("excluded",), "l.47 only in filter_optional_vmtoolsd"),
-    (PC + "proc_creation_win_susp_sysnative.yml", "ngen.exe", "excluded", ("excluded",),
-     "l.27 Image|endswith '\\ngen.exe' only in filter_main_ngen (condition: not 1 of filter_main_*)"),
-    (PC + "proc_creation_win_susp_sysnative.yml", "cmd.exe", "excluded", ("excluded",),
-     "l.31 only in filter_optional_xampp CommandLine"),
-    (PC + "proc_creation_win_wab_unusual_parents.yml", "wab.exe", "runs", ("runs", "parent", "mentioned"),
-     "l.26 Image, l.31 ParentImage in selection_child, description"),
-    (PC + "proc_creation_win_wab_unusual_parents.yml", "wmiprvse.exe", "parent", ("parent",),
-     "l.22 ParentImage|endswith \\WmiPrvSE.exe"),
-    ("rules/windows/image_load/image_load_dll_dbghelp_dbgcore_unsigned_load.yml", "dbghelp.dll", "loads",
-     ("loads", "mentioned"), "l.27 ImageLoaded|endswith '\\dbghelp.dll'; description l.9"),
-    ("rules/windows/image_load/image_load_dll_dbghelp_dbgcore_unsigned_load.yml", "lsass.exe", "mentioned",
-     ("mentioned",), "only in the description (l.10 'Lsass.exe')"),
-    ("rules/windows/image_load/image_load_scrcons_wmi_scripteventconsumer.yml", "scrcons.exe", "runs",
-     ("runs", "mentioned"), "l.22 Image|endswith '\\scrcons.exe' (the process loading); title, description"),
-    ("rules/windows/image_load/image_load_scrcons_wmi_scripteventconsumer.yml", "wshom.ocx", "loads", ("loads",),
-     "l.26 ImageLoaded|endswith '\\wshom.ocx'"),
-    ("rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml", "wincredui.dll", "loads", ("loads",),
-     "l.24 ImageLoaded|endswith and l.27 OriginalFileName: in an image_load event both name the loaded module"),
-    ("rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml", "regedit.exe", "excluded",
-     ("excluded",), "l.39 Image only in filter_main_full"),
-    (PC + "proc_creation_win_wmic_susp_process_creation.yml", "wmic.exe", "mentioned", None,
-     "title only ('... Via Wmic.EXE'): the detection never names wmic"),
-    (PC + "proc_creation_win_wmic_susp_process_creation.yml", "certutil.exe", "invoked", ("invoked",),
-     "l.39 CommandLine|contains 'certutil'"),
-    (PC + "proc_creation_win_wmic_susp_process_creation.yml", "cmd.exe", "invoked", ("invoked",),
-     "l.31 CommandLine|contains 'cmd.exe /c '"),
-    ("rules/windows/file/file_event/file_event_win_hktl_inveigh_artefacts.yml", "inveigh.ps1", "artifact",
-     ("artifact",), "l.30 TargetFilename|endswith '\\Inveigh.ps1'"),
-    ("rules/windows/file/file_event/file_event_win_hktl_inveigh_artefacts.yml", "inveigh.exe", "artifact",
-     ("artifact", "mentioned"), "l.29 TargetFilename|endswith '\\Inveigh.exe'; title 'HackTool - Inveigh ...'"),
-    ("rules/windows/registry/registry_set/registry_set_persistence_event_viewer_events_asp.yml", "svchost.exe",
-     "excluded", ("excluded",), "l.28 and l.32 Image only in filter_default_redirect_*"),
-    ("rules/windows/registry/registry_set/registry_set_persistence_event_viewer_events_asp.yml", "helpctr.exe",
-     "excluded", ("excluded",), "l.30 Details only in a filter"),
-    ("rules/windows/pipe_created/pipe_created_pua_paexec_default_pipe.yml", "paexec.exe", "artifact", None,
-     "l.19 PipeName|startswith '\\PAExec': the pipe, not the process"),
-    ("rules/windows/builtin/application/application_error/win_application_error_lsass_crash.yml", "lsass.exe",
-     "runs", None, "l.24 AppName: 'lsass.exe': the process that crashed"),
-    ("rules/windows/builtin/windefend/win_defender_asr_lsass_access.yml", "lsass.exe", "target", None,
-     "l.19-20 EventID 1121 (ASR block) Path|endswith '\\lsass.exe': the process protected; ProcessName the accessor"),
-    ("rules/windows/builtin/windefend/win_defender_asr_lsass_access.yml", "thor64.exe", "excluded", ("excluded",),
-     "l.24 ProcessName|endswith in filter_thor"),
-    ("rules/windows/builtin/taskscheduler/win_taskscheduler_lolbin_execution_via_task_scheduler.yml", "mshta.exe",
-     "runs", ("runs",), "l.21-25 EventID 129 (Created Task Process) Path|endswith '\\mshta.exe': the process started"),
-    ("rules/linux/builtin/lnx_shell_clear_cmd_history.yml", "shred", "invoked", ("invoked",),
-     "l.34 keyword 'shred *sh_history'"),
-    ("rules/linux/builtin/lnx_shell_clear_cmd_history.yml", "chattr", "invoked", ("invoked",),
-     "l.23 keyword 'chattr +i*sh_history'"),
-    ("deprecated/windows/proc_creation_win_lolbin_findstr.yml", "findstr.exe", "runs", ("runs", "invoked", "mentioned"),
-     "l.24 Image|endswith 'findstr.exe', l.23 CommandLine|contains findstr; title; retired (deprecated/)"),
+    (
+        PC + "proc_creation_win_psr_capture_screenshots.yml",
+        "psr.exe",
+        "runs",
+        ("runs", "mentioned"),
+        "l.20 selection Image|endswith '\\Psr.exe'; title and description name it",
+    ),
+    (
+        PC + "proc_creation_win_lolbin_diantz_ads.yml",
+        "diantz.exe",
+        "invoked",
+        ("invoked", "mentioned"),
+        "l.18-19 CommandLine|contains|all: diantz.exe; title 'Suspicious Diantz ...'",
+    ),
+    (
+        PC + "proc_creation_win_setres_uncommon_child_process.yml",
+        "setres.exe",
+        "parent",
+        ("parent", "mentioned"),
+        "l.25 ParentImage|endswith '\\setres.exe'; title and description name Setres.EXE",
+    ),
+    (
+        PC + "proc_creation_win_provlaunch_susp_child_process.yml",
+        "provlaunch.exe",
+        "parent",
+        ("parent", "mentioned"),
+        "l.25 ParentImage|endswith '\\provlaunch.exe'; title and description",
+    ),
+    (
+        PC + "proc_creation_win_provlaunch_susp_child_process.yml",
+        "mshta.exe",
+        "runs",
+        ("runs",),
+        "l.31 selection_child Image|endswith '\\mshta.exe'",
+    ),
+    (
+        "rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml",
+        "lsass.exe",
+        "target",
+        ("target", "mentioned"),
+        "l.19 TargetImage|endswith '\\lsass.exe'; title 'Lsass Memory Dump ...'",
+    ),
+    (
+        "rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml",
+        "comsvcs.dll",
+        "loads",
+        ("loads", "mentioned"),
+        "l.21 CallTrace|contains 'comsvcs.dll' (a module in the caller's stack); description",
+    ),
+    (
+        "rules/windows/process_access/proc_access_win_lsass_dump_comsvcs_dll.yml",
+        "rundll32.exe",
+        "runs",
+        None,
+        "l.20 SourceImage|endswith '\\rundll32.exe': the process opening lsass",
+    ),
+    (
+        PC + "proc_creation_win_rundll32_process_dump_via_comsvcs.yml",
+        "comsvcs.dll",
+        "invoked",
+        ("invoked", "mentioned"),
+        "l.35-36 CommandLine|contains|all 'comsvcs' (a bare name in the command line); title 'Comsvcs.DLL'",
+    ),
+    (
+        PC + "proc_creation_win_rundll32_process_dump_via_comsvcs.yml",
+        "rundll32.exe",
+        "runs",
+        None,
+        "l.31 Image|endswith '\\rundll32.exe', l.33 CommandLine|contains 'rundll32'",
+    ),
+    (
+        "rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml",
+        "ping.exe",
+        "target",
+        ("target",),
+        "l.27 TargetImage|endswith '\\ping.exe'",
+    ),
+    (
+        "rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml",
+        "sethc.exe",
+        "target",
+        ("target", "excluded"),
+        "l.28 selection TargetImage; l.41 filter_main_sethc TargetImage",
+    ),
+    (
+        "rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml",
+        "csrss.exe",
+        "excluded",
+        ("excluded",),
+        "l.33 only in filter_main_csrss SourceImage",
+    ),
+    (
+        "rules/windows/create_remote_thread/create_remote_thread_win_susp_uncommon_target_image.yml",
+        "vmtoolsd.exe",
+        "excluded",
+        ("excluded",),
+        "l.47 only in filter_optional_vmtoolsd",
+    ),
+    (
+        PC + "proc_creation_win_susp_sysnative.yml",
+        "ngen.exe",
+        "excluded",
+        ("excluded",),
+        "l.27 Image|endswith '\\ngen.exe' only in filter_main_ngen (condition: not 1 of filter_main_*)",
+    ),
+    (
+        PC + "proc_creation_win_susp_sysnative.yml",
+        "cmd.exe",
+        "excluded",
+        ("excluded",),
+        "l.31 only in filter_optional_xampp CommandLine",
+    ),
+    (
+        PC + "proc_creation_win_wab_unusual_parents.yml",
+        "wab.exe",
+        "runs",
+        ("runs", "parent", "mentioned"),
+        "l.26 Image, l.31 ParentImage in selection_child, description",
+    ),
+    (
+        PC + "proc_creation_win_wab_unusual_parents.yml",
+        "wmiprvse.exe",
+        "parent",
+        ("parent",),
+        "l.22 ParentImage|endswith \\WmiPrvSE.exe",
+    ),
+    (
+        "rules/windows/image_load/image_load_dll_dbghelp_dbgcore_unsigned_load.yml",
+        "dbghelp.dll",
+        "loads",
+        ("loads", "mentioned"),
+        "l.27 ImageLoaded|endswith '\\dbghelp.dll'; description l.9",
+    ),
+    (
+        "rules/windows/image_load/image_load_dll_dbghelp_dbgcore_unsigned_load.yml",
+        "lsass.exe",
+        "mentioned",
+        ("mentioned",),
+        "only in the description (l.10 'Lsass.exe')",
+    ),
+    (
+        "rules/windows/image_load/image_load_scrcons_wmi_scripteventconsumer.yml",
+        "scrcons.exe",
+        "runs",
+        ("runs", "mentioned"),
+        "l.22 Image|endswith '\\scrcons.exe' (the process loading); title, description",
+    ),
+    (
+        "rules/windows/image_load/image_load_scrcons_wmi_scripteventconsumer.yml",
+        "wshom.ocx",
+        "loads",
+        ("loads",),
+        "l.26 ImageLoaded|endswith '\\wshom.ocx'",
+    ),
+    (
+        "rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml",
+        "wincredui.dll",
+        "loads",
+        ("loads",),
+        "l.24 ImageLoaded|endswith and l.27 OriginalFileName: in an image_load event both name the loaded module",
+    ),
+    (
+        "rules/windows/image_load/image_load_dll_credui_uncommon_process_load.yml",
+        "regedit.exe",
+        "excluded",
+        ("excluded",),
+        "l.39 Image only in filter_main_full",
+    ),
+    (
+        PC + "proc_creation_win_wmic_susp_process_creation.yml",
+        "wmic.exe",
+        "mentioned",
+        None,
+        "title only ('... Via Wmic.EXE'): the detection never names wmic",
+    ),
+    (
+        PC + "proc_creation_win_wmic_susp_process_creation.yml",
+        "certutil.exe",
+        "invoked",
+        ("invoked",),
+        "l.39 CommandLine|contains 'certutil'",
+    ),
+    (
+        PC + "proc_creation_win_wmic_susp_process_creation.yml",
+        "cmd.exe",
+        "invoked",
+        ("invoked",),
+        "l.31 CommandLine|contains 'cmd.exe /c '",
+    ),
+    (
+        "rules/windows/file/file_event/file_event_win_hktl_inveigh_artefacts.yml",
+        "inveigh.ps1",
+        "artifact",
+        ("artifact",),
+        "l.30 TargetFilename|endswith '\\Inveigh.ps1'",
+    ),
+    (
+        "rules/windows/file/file_event/file_event_win_hktl_inveigh_artefacts.yml",
+        "inveigh.exe",
+        "artifact",
+        ("artifact", "mentioned"),
+        "l.29 TargetFilename|endswith '\\Inveigh.exe'; title 'HackTool - Inveigh ...'",
+    ),
+    (
+        "rules/windows/registry/registry_set/registry_set_persistence_event_viewer_events_asp.yml",
+        "svchost.exe",
+        "excluded",
+        ("excluded",),
+        "l.28 and l.32 Image only in filter_default_redirect_*",
+    ),
+    (
+        "rules/windows/registry/registry_set/registry_set_persistence_event_viewer_events_asp.yml",
+        "helpctr.exe",
+        "excluded",
+        ("excluded",),
+        "l.30 Details only in a filter",
+    ),
+    (
+        "rules/windows/pipe_created/pipe_created_pua_paexec_default_pipe.yml",
+        "paexec.exe",
+        "artifact",
+        None,
+        "l.19 PipeName|startswith '\\PAExec': the pipe, not the process",
+    ),
+    (
+        "rules/windows/builtin/application/application_error/win_application_error_lsass_crash.yml",
+        "lsass.exe",
+        "runs",
+        None,
+        "l.24 AppName: 'lsass.exe': the process that crashed",
+    ),
+    (
+        "rules/windows/builtin/windefend/win_defender_asr_lsass_access.yml",
+        "lsass.exe",
+        "target",
+        None,
+        "l.19-20 EventID 1121 (ASR block) Path|endswith '\\lsass.exe': the process protected; ProcessName the accessor",
+    ),
+    (
+        "rules/windows/builtin/windefend/win_defender_asr_lsass_access.yml",
+        "thor64.exe",
+        "excluded",
+        ("excluded",),
+        "l.24 ProcessName|endswith in filter_thor",
+    ),
+    (
+        "rules/windows/builtin/taskscheduler/win_taskscheduler_lolbin_execution_via_task_scheduler.yml",
+        "mshta.exe",
+        "runs",
+        ("runs",),
+        "l.21-25 EventID 129 (Created Task Process) Path|endswith '\\mshta.exe': the process started",
+    ),
+    (
+        "rules/linux/builtin/lnx_shell_clear_cmd_history.yml",
+        "shred",
+        "invoked",
+        ("invoked",),
+        "l.34 keyword 'shred *sh_history'",
+    ),
+    (
+        "rules/linux/builtin/lnx_shell_clear_cmd_history.yml",
+        "chattr",
+        "invoked",
+        ("invoked",),
+        "l.23 keyword 'chattr +i*sh_history'",
+    ),
+    (
+        "deprecated/windows/proc_creation_win_lolbin_findstr.yml",
+        "findstr.exe",
+        "runs",
+        ("runs", "invoked", "mentioned"),
+        "l.24 Image|endswith 'findstr.exe', l.23 CommandLine|contains findstr; title; retired (deprecated/)",
+    ),
 ]
 LOLBAS_PAIRS = [
     ("yml/OSBinaries/Diantz.yml", "diantz.exe"),
@@ -121,8 +324,9 @@ def test_real_pairs_cover_every_sigma_verdict():
     assert {verdict for _, _, verdict, _, _ in REAL_PAIRS} == set(SIGMA_VERDICTS)
 
 
-@pytest.mark.parametrize("path,binary,verdict,verdicts,why", REAL_PAIRS,
-                         ids=[f"{p.rsplit('/', 1)[-1]}:{b}" for p, b, *_ in REAL_PAIRS])
+@pytest.mark.parametrize(
+    "path,binary,verdict,verdicts,why", REAL_PAIRS, ids=[f"{p.rsplit('/', 1)[-1]}:{b}" for p, b, *_ in REAL_PAIRS]
+)
 def test_verdict_of_a_real_rule(tip_reader, path, binary, verdict, verdicts, why):
     rule = _verdict(tip_reader, path, binary)
     assert rule.verdict == verdict, why
@@ -155,15 +359,34 @@ def test_a_file_naming_a_binary_has_exactly_one_verdict_for_it(tip_reader):
 
 # --- the pure function ---------------------------------------------------------------------------
 
+
 def _m(**values):
-    base = {"source": "sigma", "path": "r.yml", "binary": "x.exe", "role": "process", "context": "selection",
-            "field": "Image", "logsource": "windows/process_creation"}
+    base = {
+        "source": "sigma",
+        "path": "r.yml",
+        "binary": "x.exe",
+        "role": "process",
+        "context": "selection",
+        "field": "Image",
+        "logsource": "windows/process_creation",
+    }
     return {**base, **values}
 
 
 def test_filters_never_detect():
-    for role in ("process", "parent", "original_filename", "target", "loaded_module", "command_line", "keyword",
-                 "file", "registry", "other", "a_role_not_invented_yet"):
+    for role in (
+        "process",
+        "parent",
+        "original_filename",
+        "target",
+        "loaded_module",
+        "command_line",
+        "keyword",
+        "file",
+        "registry",
+        "other",
+        "a_role_not_invented_yet",
+    ):
         assert mention_verdict(_m(role=role, context="filter")) == "excluded", role
 
 
@@ -175,8 +398,12 @@ def test_unknown_and_comment_roles_are_mentions():
 
 
 def test_strongest_wins_and_order_is_documented():
-    mentions = [_m(role="text", context=""), _m(role="command_line", field="CommandLine"),
-                _m(role="process", context="filter"), _m(role="parent", field="ParentImage")]
+    mentions = [
+        _m(role="text", context=""),
+        _m(role="command_line", field="CommandLine"),
+        _m(role="process", context="filter"),
+        _m(role="parent", field="ParentImage"),
+    ]
     (rule,) = rule_verdicts(mentions)
     assert rule.verdict == "parent" and rule.verdicts == ("parent", "invoked", "excluded", "mentioned")
     assert VERDICTS[:8] == ("runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned")
@@ -187,8 +414,10 @@ def test_pe_metadata_names_the_module_in_image_load_events():
     assert mention_verdict(_m(role="other", field="Product")) == "runs"
     assert mention_verdict(_m(role="other", field="Product", logsource="windows/image_load")) == "loads"
     assert mention_verdict(_m(role="other", field="PipeName")) == "artifact"
-    assert mention_verdict(_m(role="original_filename", field="OriginalFileName",
-                              logsource="windows/image_load")) == "loads"
+    assert (
+        mention_verdict(_m(role="original_filename", field="OriginalFileName", logsource="windows/image_load"))
+        == "loads"
+    )
     assert mention_verdict(_m(role="original_filename", field="OriginalFileName")) == "runs"
 
 
@@ -244,7 +473,8 @@ def test_search_verdict_filter_and_its_errors(tip_data_dir):
     bad = run_cli("search", "ngen.exe", "--verdict", "detected", data_dir=tip_data_dir)
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
-        "indexer: error: unknown verdict 'detected' (choose from " + ", ".join(VERDICTS) + ")"]
+        "indexer: error: unknown verdict 'detected' (choose from " + ", ".join(VERDICTS) + ")"
+    ]
 
 
 def test_search_detects_on_a_binary_only_mentioned_finds_nothing(tip_data_dir):
@@ -256,6 +486,7 @@ def test_search_detects_on_a_binary_only_mentioned_finds_nothing(tip_data_dir):
 def test_stale_index_format_asks_for_a_refresh(tip_data_dir, tmp_path):
     """An index written before verdicts were stored reads as 'run refresh', exit 4."""
     import shutil
+
     copy = tmp_path / "data"
     shutil.copytree(tip_data_dir / "index", copy / "index")
     meta_path = current_generation(copy) / META_FILE
@@ -270,6 +501,7 @@ def test_stale_index_format_asks_for_a_refresh(tip_data_dir, tmp_path):
 
 # --- show ----------------------------------------------------------------------------------------
 
+
 def test_show_name_is_one_line_per_rule_strongest_first_retired_last(tip_data_dir, tip_reader):
     done = run_cli("show", "findstr.exe", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
@@ -281,7 +513,8 @@ def test_show_name_is_one_line_per_rule_strongest_first_retired_last(tip_data_di
     assert active == sorted(active, key=VERDICTS.index) and active[0] == "runs"
     # deprecated/windows/proc_creation_win_lolbin_findstr.yml (status: deprecated, l.24 Image) is last, marked
     assert lines[-1].startswith("  runs ") and lines[-1].endswith(
-        "sigma:deprecated/windows/proc_creation_win_lolbin_findstr.yml  [deprecated]")
+        "sigma:deprecated/windows/proc_creation_win_lolbin_findstr.yml  [deprecated]"
+    )
     assert "Abusing Findstr for Defense Evasion" in lines[-1] and " deprecated " in lines[-1]
     documented = next(ln for ln in lines if ln.split()[0] == "documented")
     assert documented.endswith("lolbas:yml/OSBinaries/Findstr.yml")
@@ -303,9 +536,13 @@ def test_show_rule_says_which_items_are_filters(tip_data_dir):
     data = json.loads(run_cli("show", path, "--json", data_dir=tip_data_dir).stdout)
     assert data["detection_items"] == [
         {"name": "selection", "context": "selection", "binaries": ["setres.exe", "choice"]},
-        {"name": "filter_main_legit_location", "context": "filter", "binaries": ["choice.exe"]}]
-    assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [("choice", "runs"), ("setres.exe", "parent"),
-                                                                      ("choice.exe", "excluded")]
+        {"name": "filter_main_legit_location", "context": "filter", "binaries": ["choice.exe"]},
+    ]
+    assert [(v["binary"], v["verdict"]) for v in data["verdicts"]] == [
+        ("choice", "runs"),
+        ("setres.exe", "parent"),
+        ("choice.exe", "excluded"),
+    ]
 
 
 def test_search_detects_says_the_filters_left_nothing(tip_data_dir):

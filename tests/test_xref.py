@@ -40,6 +40,7 @@ def _distinct(paths: list[str]) -> list[str]:
 
 # --- links ---------------------------------------------------------------------------------------
 
+
 def test_every_link_has_an_allowed_status(tip_reader):
     links = xref.links(tip_reader)
     assert len(links) == LINKS["total"] == 295
@@ -89,13 +90,21 @@ def test_basis_names_the_commit_that_removed_the_linked_path(tip_reader, sigma_c
     key = ("yml/OSBinaries/Aspnet_Compiler.yml", 21)
     link = _by_key(xref.links(tip_reader))[key]
     sha = re.search(r"before ([0-9a-f]{7,40}) (deleted|renamed)", link["basis"]).group(1)
+
     def has(rev: str) -> bool:
-        return subprocess.run(["git", "-C", str(sigma_checkout), "cat-file", "-e", f"{rev}:{link['linked_path']}"],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                ["git", "-C", str(sigma_checkout), "cat-file", "-e", f"{rev}:{link['linked_path']}"],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
+
     assert has(f"{sha}^") and not has(sha), link["basis"]
 
 
 # --- coverage ------------------------------------------------------------------------------------
+
 
 def _rows(reader) -> dict[str, dict]:
     return {r["path"]: r for r in xref.coverage(reader)["entries"]}
@@ -143,8 +152,12 @@ def test_tier_counts_add_up_per_technique_and_category(tip_reader):
         for name, counts in s[key].items():
             rows = [r for r in cov["entries"] if name in (r[field] or ["(none)"])]
             tiers = {t: sum(r["tier"] == t for r in rows) for t in xref.TIERS}
-            assert counts == {"entries": len(rows), "detected": tiers["running"] + tiers["other"],
-                              "undetected": tiers["mentioned"] + tiers["none"], **tiers}
+            assert counts == {
+                "entries": len(rows),
+                "detected": tiers["running"] + tiers["other"],
+                "undetected": tiers["mentioned"] + tiers["none"],
+                **tiers,
+            }
 
 
 def test_retired_rules_count_only_when_asked(tip_reader):
@@ -156,13 +169,16 @@ def test_retired_rules_count_only_when_asked(tip_reader):
     asked = {r["entry"]: r for r in xref.coverage(tip_reader, include_retired=True)["entries"]}
     row, with_retired = default["CL_Invocation.ps1"], asked["CL_Invocation.ps1"]
     assert row["tier"] == "mentioned" and with_retired["tier"] == "other"
-    assert row["retired_rules"] == ["deprecated/windows/posh_ps_cl_invocation_lolscript.yml",
-                                    "unsupported/windows/posh_ps_cl_invocation_lolscript_count.yml"]
+    assert row["retired_rules"] == [
+        "deprecated/windows/posh_ps_cl_invocation_lolscript.yml",
+        "unsupported/windows/posh_ps_cl_invocation_lolscript_count.yml",
+    ]
     assert set(row["retired_rules"]) <= set(with_retired["other_rules"])
     assert not set(row["retired_rules"]) & set(row["detecting_rules"] + row["mentioning_rules"])
 
 
 # --- former paths --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("pin", [_param(p, p["path"]) for p in COVERAGE["former_paths"]])
 def test_former_paths(tip_reader, pin):
@@ -172,6 +188,7 @@ def test_former_paths(tip_reader, pin):
 
 
 # --- Sigma -> LOLBAS references ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("pin", [_param(p, f"{p['sigma_path']}:{p['line']}") for p in COVERAGE["references"]])
 def test_reference_resolves_to_entry(tip_reader, pin):
@@ -196,6 +213,8 @@ def test_coverage_csv_and_markdown_carry_the_tiers(tip_reader):
     assert (diantz["running"], diantz["other"]) == ("0", "2")
     t = cov["summary"]["tiers"]
     text = coverage_markdown(cov)
-    assert (f"Of {cov['summary']['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary "
-            f"running (tier `running`), {t['other']} a rule") in text
+    assert (
+        f"Of {cov['summary']['entries']} LOLBAS entries, {t['running']} have a Sigma rule that detects the binary "
+        f"running (tier `running`), {t['other']} a rule"
+    ) in text
     assert "Diantz.exe | other | " in text

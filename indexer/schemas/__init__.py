@@ -23,12 +23,15 @@ def export_schemas() -> dict[str, dict[str, Any]]:
 
     return {
         "export-json.schema.json": json_schema(JsonExport, "export-json/1", "indexer export --format json"),
-        "export-jsonl.schema.json": json_schema(MentionLine, "export-jsonl/1",
-                                                "indexer export --format jsonl: one line"),
-        "export-lookup.schema.json": json_schema(LookupRow, "export-lookup/1",
-                                                 "indexer export --format lookup: one row (lists before joining)"),
-        "export-navigator.schema.json": json_schema(Layer, "export-navigator/1",
-                                                    "indexer export --format navigator: an ATT&CK Navigator layer"),
+        "export-jsonl.schema.json": json_schema(
+            MentionLine, "export-jsonl/1", "indexer export --format jsonl: one line"
+        ),
+        "export-lookup.schema.json": json_schema(
+            LookupRow, "export-lookup/1", "indexer export --format lookup: one row (lists before joining)"
+        ),
+        "export-navigator.schema.json": json_schema(
+            Layer, "export-navigator/1", "indexer export --format navigator: an ATT&CK Navigator layer"
+        ),
     }
 
 
@@ -45,7 +48,6 @@ def write(directory: Path = HERE) -> list[Path]:
         (directory / name).write_text(dumps(schema), encoding="utf-8")
         written.append(directory / name)
     return written
-
 
 
 def load(name: str) -> dict[str, Any]:

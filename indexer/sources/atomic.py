@@ -28,7 +28,6 @@ _PLACEHOLDER = re.compile(r"#\{([^{}\s]+)\}")
 COMMAND_FIELDS = ("command", "cleanup_command", "steps")  # steps: a manual test's instructions (prose)
 
 
-
 def test_platform(platforms: list[str]) -> str:
     """Which bare names a test's commands may infer (as `extract.platform_of`): windows, unix or other."""
     names = {p.strip().lower() for p in platforms}
@@ -68,10 +67,14 @@ def _test(col: Collector, node: yaml.Node, tags: tuple[str, ...]) -> dict[str, A
         return {}
     guid = scalar_text(child(node, "auto_generated_guid")).strip()
     name = scalar_text(child(node, "name")).strip()
-    platforms = [scalar_text(p).strip() for p in getattr(child(node, "supported_platforms"), "value", [])
-                 if isinstance(p, yaml.ScalarNode)]
-    defaults = {key: scalar_text(child(value, "default"))
-                for key, _, value in mapping_items(child(node, "input_arguments"))}
+    platforms = [
+        scalar_text(p).strip()
+        for p in getattr(child(node, "supported_platforms"), "value", [])
+        if isinstance(p, yaml.ScalarNode)
+    ]
+    defaults = {
+        key: scalar_text(child(value, "default")) for key, _, value in mapping_items(child(node, "input_arguments"))
+    }
     executor = child(node, "executor")
     executor_name = scalar_text(child(executor, "name")).strip()
     if guid:
@@ -81,8 +84,15 @@ def _test(col: Collector, node: yaml.Node, tags: tuple[str, ...]) -> dict[str, A
         command = child(executor, key)
         if not isinstance(command, yaml.ScalarNode) or not scalar_text(command):
             continue
-        template = col.make(field=key, role="tested_by", detection=executor_name, rule_id=guid, title=name,
-                            tags=tags, platform=host_platform(platforms))
+        template = col.make(
+            field=key,
+            role="tested_by",
+            detection=executor_name,
+            rule_id=guid,
+            title=name,
+            tags=tags,
+            platform=host_platform(platforms),
+        )
         for line, text in col.scalar_lines(command):
             plain = _PLACEHOLDER.sub(" ", text)
             for hit in explicit_names(plain):
@@ -92,9 +102,16 @@ def _test(col: Collector, node: yaml.Node, tags: tuple[str, ...]) -> dict[str, A
                 default = defaults.get(argument, "")
                 if not default:
                     continue
-                marked = col.make(field=key, role="tested_by", detection=executor_name, rule_id=guid,
-                                  title=name, tags=tags, platform=host_platform(platforms),
-                                  modifiers=(f"#{{{argument}}}",))
+                marked = col.make(
+                    field=key,
+                    role="tested_by",
+                    detection=executor_name,
+                    rule_id=guid,
+                    title=name,
+                    tags=tags,
+                    platform=host_platform(platforms),
+                    modifiers=(f"#{{{argument}}}",),
+                )
                 for hit in explicit_names(default):
                     col.add(marked, hit.name, line)
                 col.out.candidates.append(Candidate(default, line, col._line(line), marked, False, platform))
@@ -114,5 +131,6 @@ class Atomic(Source):
     def title(self, parsed: ParsedFile) -> str:
         """The technique's display name (`Signed Binary Proxy Execution: Rundll32`)."""
         return next((str(d.data.get("display_name") or "") for d in parsed.documents if isinstance(d.data, dict)), "")
+
 
 register(Atomic())

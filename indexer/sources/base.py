@@ -21,13 +21,13 @@ class Source:
     """
 
     name: str = ""
-    default_url: str = ""             # upstream git URL, e.g. "https://github.com/SigmaHQ/sigma.git"
-    web_url: str = ""                 # "https://github.com/SigmaHQ/sigma" (links to lines)
+    default_url: str = ""  # upstream git URL, e.g. "https://github.com/SigmaHQ/sigma.git"
+    web_url: str = ""  # "https://github.com/SigmaHQ/sigma" (links to lines)
     branch: str = "master"
     paths: re.Pattern[str] = re.compile(r"(?!)")  # the files it reads (none by default)
-    checker: str = ""                 # what `check` asks ("pySigma 2.0.1"), "" if it checks nothing
-    history: bool = False             # keep the history of its paths (renames, content of former paths)
-    detects: bool = False             # its files are detection rules (`changes` lists what they start detecting)
+    checker: str = ""  # what `check` asks ("pySigma 2.0.1"), "" if it checks nothing
+    history: bool = False  # keep the history of its paths (renames, content of former paths)
+    detects: bool = False  # its files are detection rules (`changes` lists what they start detecting)
 
     def wants(self, path: str) -> bool:
         """Whether the file at `path` in the repository is one this source reads."""
@@ -51,8 +51,14 @@ class Source:
 
     def title(self, parsed: ParsedFile) -> str:
         """The file's title: its first document's `title` or `Name`."""
-        return next((str(d.data.get("title") or d.data.get("Name")) for d in parsed.documents
-                     if isinstance(d.data, dict) and (d.data.get("title") or d.data.get("Name"))), "")
+        return next(
+            (
+                str(d.data.get("title") or d.data.get("Name"))
+                for d in parsed.documents
+                if isinstance(d.data, dict) and (d.data.get("title") or d.data.get("Name"))
+            ),
+            "",
+        )
 
     def spec(self, url: str | None = None, branch: str | None = None, clone: Path | None = None) -> SourceSpec:
         """Where to fetch it from: `url`, $INDEXER_<NAME>_URL, the URL of the existing `clone`,

@@ -24,7 +24,6 @@ from .atlas import Collector, own_name, require_mapping, scan_own
 _FENCE = re.compile(r"---|\.\.\.")
 
 
-
 def binary_of(path: str) -> str:
     """The binary a page documents, as it is written: `_gtfobins/ld.so.md` -> `ld.so`."""
     name = posixpath.basename(path)
@@ -56,8 +55,9 @@ def extract_gtfobins(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             continue
         alias = child(doc.node, "alias")
         if isinstance(alias, yaml.ScalarNode) and scalar_text(alias):
-            col.add(col.make(field="alias", role="gtfobin", title=written), name,
-                    parsed.file_line(alias.start_mark.line))
+            col.add(
+                col.make(field="alias", role="gtfobin", title=written), name, parsed.file_line(alias.start_mark.line)
+            )
         functions = []
         for function, key, examples in mapping_items(child(doc.node, "functions")):
             functions.append(function)
@@ -69,14 +69,25 @@ def extract_gtfobins(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                 codes += [((c,), child(value, "code")) for c, _, value in contexts]
                 for modifiers, code in codes:
                     if isinstance(code, yaml.ScalarNode) and scalar_text(code):
-                        template = col.make(field=function, modifiers=modifiers, role="gtfobin", title=written,
-                                                tags=("gtfobins." + function,))
+                        template = col.make(
+                            field=function,
+                            modifiers=modifiers,
+                            role="gtfobin",
+                            title=written,
+                            tags=("gtfobins." + function,),
+                        )
                         found += scan_own(col, code, template, name, pattern)
             if not found:
-                col.add(col.make(field=function, role="gtfobin", title=written, tags=("gtfobins." + function,)),
-                        name, parsed.file_line(key.start_mark.line))
-        col.out.entry = {"name": written, "functions": functions,
-                         "alias_of": scalar_text(alias).strip() if isinstance(alias, yaml.ScalarNode) else ""}
+                col.add(
+                    col.make(field=function, role="gtfobin", title=written, tags=("gtfobins." + function,)),
+                    name,
+                    parsed.file_line(key.start_mark.line),
+                )
+        col.out.entry = {
+            "name": written,
+            "functions": functions,
+            "alias_of": scalar_text(alias).strip() if isinstance(alias, yaml.ScalarNode) else "",
+        }
     return col.out
 
 
@@ -85,7 +96,9 @@ class Gtfobins(Source):
     default_url = "https://github.com/GTFOBins/GTFOBins.github.io.git"
     web_url = "https://github.com/GTFOBins/GTFOBins.github.io"
     branch = "master"
-    paths = re.compile(r"^_gtfobins/[^/.][^/]*$", re.DOTALL)  # _gtfobins/curl, _gtfobins/curl.md before 2023; never a dot file
+    paths = re.compile(
+        r"^_gtfobins/[^/.][^/]*$", re.DOTALL
+    )  # _gtfobins/curl, _gtfobins/curl.md before 2023; never a dot file
 
     def extract(self, ctx: FileContext, parsed: ParsedFile) -> Extraction:
         return extract_gtfobins(ctx, parsed)
@@ -96,5 +109,6 @@ class Gtfobins(Source):
     def title(self, parsed: ParsedFile) -> str:
         """The binary, as the page's file name writes it."""
         return binary_of(parsed.path)
+
 
 register(Gtfobins())

@@ -20,8 +20,6 @@ from .base import Source
 from .atlas import Collector
 
 
-
-
 def _host(text: str) -> list[NameHit]:
     """The executable a path ends with (`%SYSTEM32%\\certutil.exe`), never a folder named like a file."""
     tail = path_tail(text).lower()
@@ -52,16 +50,26 @@ def extract_hijacklibs(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                 continue
             kinds.append(kind)
             before = len(col.out.mentions)
-            col.scan(path, col.make(field="Path", role="sideload_host", title=dll,
-                                        tags=(hijack_tag(kind),) if kind else ()), _host)
+            col.scan(
+                path,
+                col.make(field="Path", role="sideload_host", title=dll, tags=(hijack_tag(kind),) if kind else ()),
+                _host,
+            )
             hosts += [m.binary for m in col.out.mentions[before:]]
         if isinstance(dll_node, yaml.ScalarNode) and dll:
             # the DLL's mention names its hosts (`search version.dll` answers which programs load it)
             tags = (*sorted(map(hijack_tag, set(filter(None, kinds)))), *(f"host:{h}" for h in dict.fromkeys(hosts)))
-            col.scan(dll_node, col.make(field="Name", role="sideload_target", title=dll, tags=tags),
-                     lambda text: value_names(text, whole_value=True, process=True))
-        col.out.entry = {"name": dll, "vendor": str(doc.data.get("Vendor") or ""),
-                         "types": sorted(set(filter(None, kinds))), "hosts": list(dict.fromkeys(hosts))}
+            col.scan(
+                dll_node,
+                col.make(field="Name", role="sideload_target", title=dll, tags=tags),
+                lambda text: value_names(text, whole_value=True, process=True),
+            )
+        col.out.entry = {
+            "name": dll,
+            "vendor": str(doc.data.get("Vendor") or ""),
+            "types": sorted(set(filter(None, kinds))),
+            "hosts": list(dict.fromkeys(hosts)),
+        }
     return col.out
 
 

@@ -24,7 +24,6 @@ SAMPLE_NAMES = ("Filename", "OriginalFilename")
 HASHES = ("MD5", "SHA1", "SHA256")
 
 
-
 # What the extraction reads. A file is 90% certificates, imports and section hashes (19.6 MB at the
 # tip, 2.7 s to parse whole): the rest is blanked before parsing, lines kept.
 TOP_KEYS = frozenset({"Id", "Tags", "Category", "MitreID", "KnownVulnerableSamples"})
@@ -41,7 +40,7 @@ def prune(text: str) -> str:
     """
     lines = text.split("\n")
     out: list[str] = []
-    drop: int | None = None        # blanking the subtree of a key at this column
+    drop: int | None = None  # blanking the subtree of a key at this column
     samples = False
     sample_col: int | None = None  # the column of a sample's keys
     for line in lines:
@@ -81,7 +80,7 @@ def prune(text: str) -> str:
             out.append(line)
         else:
             drop = col
-            out.append(line[:len(line) - len(body)] + "-" if dash else "")
+            out.append(line[: len(line) - len(body)] + "-" if dash else "")
     return "\n".join(out)
 
 
@@ -124,22 +123,33 @@ def extract_loldrivers(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         samples: list[dict[str, Any]] = []
         sample_nodes = child(node, "KnownVulnerableSamples")
         for sample in sample_nodes.value if isinstance(sample_nodes, yaml.SequenceNode) else []:
-            items = [(key, value) for key, _, value in mapping_items(sample)
-                     if isinstance(value, yaml.ScalarNode) and scalar_text(value).strip()]
+            items = [
+                (key, value)
+                for key, _, value in mapping_items(sample)
+                if isinstance(value, yaml.ScalarNode) and scalar_text(value).strip()
+            ]
             found = {key.lower(): value.value.strip().lower() for key, value in items if key in HASHES}
             # a sample's names carry its hashes: `search rtcore64.sys` shows which file is which
             sample_tags = (*tags, *(f"{kind}:{digest}" for kind, digest in found.items()))
             for key, value in items:
                 if key in SAMPLE_NAMES:
-                    col.scan(value, col.make(field=key, **{**meta, "tags": sample_tags}),
-                             lambda text: value_names(text, whole_value=True, process=True))
+                    col.scan(
+                        value,
+                        col.make(field=key, **{**meta, "tags": sample_tags}),
+                        lambda text: value_names(text, whole_value=True, process=True),
+                    )
                     found[key.lower()] = value.value.strip()
             if found:
                 samples.append(found)
         if rule_id:
             col.out.rule_ids.append(rule_id)
-        col.out.entry = {"name": title, "category": category, "mitre": [mitre] if mitre else [],
-                         "names": sorted({m.binary for m in col.out.mentions}), "samples": samples}
+        col.out.entry = {
+            "name": title,
+            "category": category,
+            "mitre": [mitre] if mitre else [],
+            "names": sorted({m.binary for m in col.out.mentions}),
+            "samples": samples,
+        }
     return col.out
 
 
@@ -163,5 +173,6 @@ class Loldrivers(Source):
             if isinstance(tags, list) and tags:
                 return str(tags[0])
         return ""
+
 
 register(Loldrivers())

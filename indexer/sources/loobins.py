@@ -19,8 +19,6 @@ from .base import Source
 from .atlas import Collector, own_name, scan_own
 
 
-
-
 def tactic_tag(tactic: str) -> str:
     """`loobins.defense_evasion` from `Defense Evasion`."""
     return "loobins." + re.sub(r"\W+", "_", tactic.strip().lower()).strip("_")
@@ -40,8 +38,9 @@ def extract_loobins(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         col.add(col.make(field="name", role="loobin", title=written), name, parsed.file_line(name_node.start_mark.line))
         for path in scalars(child(doc.node, "paths")):
             if path_tail(path.value).lower() == name:
-                col.add(col.make(field="paths", role="loobin", title=written), name,
-                        parsed.file_line(path.start_mark.line))
+                col.add(
+                    col.make(field="paths", role="loobin", title=written), name, parsed.file_line(path.start_mark.line)
+                )
         tactics: set[str] = set()
         examples = child(doc.node, "example_use_cases")
         for example in examples.value if isinstance(examples, yaml.SequenceNode) else []:
@@ -49,10 +48,18 @@ def extract_loobins(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             tactics.update(used)
             code = child(example, "code")
             if isinstance(code, yaml.ScalarNode) and scalar_text(code):
-                scan_own(col, code, col.make(field="code", role="loobin", title=written,
-                                                 tags=tuple(tactic_tag(t) for t in used)), name, pattern)
-        col.out.entry = {"name": written, "tactics": sorted(tactics),
-                         "paths": [p.value.strip() for p in scalars(child(doc.node, "paths"))]}
+                scan_own(
+                    col,
+                    code,
+                    col.make(field="code", role="loobin", title=written, tags=tuple(tactic_tag(t) for t in used)),
+                    name,
+                    pattern,
+                )
+        col.out.entry = {
+            "name": written,
+            "tactics": sorted(tactics),
+            "paths": [p.value.strip() for p in scalars(child(doc.node, "paths"))],
+        }
     return col.out
 
 
@@ -69,5 +76,6 @@ class Loobins(Source):
     def title(self, parsed: ParsedFile) -> str:
         """The binary's `name`."""
         return next((str(d.data.get("name") or "") for d in parsed.documents if isinstance(d.data, dict)), "")
+
 
 register(Loobins())

@@ -58,7 +58,7 @@ def _sigma_message(exc: Exception) -> str:
     cut = text.find(" in file ")
     if cut == -1:
         cut = text.find(" in ")
-        cut = cut if cut != -1 and text[cut + 4:].startswith(("/", "rules", "deprecated", "unsupported")) else -1
+        cut = cut if cut != -1 and text[cut + 4 :].startswith(("/", "rules", "deprecated", "unsupported")) else -1
     return f"pySigma: {text[:cut] if cut > 0 else text}"
 
 

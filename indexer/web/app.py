@@ -52,25 +52,40 @@ from ..verdicts import DETECTING, VERDICT_HELP, VERDICTS
 from ..query import binary_target, find_rule, index_stats, parse_query, resolve, rule_target, search, suggest
 from ..xref import TIERS
 from . import charts, models
-from .views import (DEFAULT_LIMIT, MAX_LIMIT, Links, footer_of, iso_time, page_of, page_rules, paged_mentions,
-                    render, technique_url)
+from .views import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Links,
+    footer_of,
+    iso_time,
+    page_of,
+    page_rules,
+    paged_mentions,
+    render,
+    technique_url,
+)
 
 log = logging.getLogger("indexer.serve")
 
-MAX_QUERY = 256          # characters in a name query
-MAX_TARGET = 1024        # characters in a rule id or path
+MAX_QUERY = 256  # characters in a name query
+MAX_TARGET = 1024  # characters in a rule id or path
 MAX_FIELD = 100
-MAX_NAMES = 200          # executables one query may resolve to (cert*.exe: fine; *: too broad)
+MAX_NAMES = 200  # executables one query may resolve to (cert*.exe: fine; *: too broad)
 MAX_PARAMS = 20
 SUGGEST_LIMIT = 10
-CACHE_ENTRIES = 16       # binaries (or searches) kept built, per worker, whatever their spelling
+CACHE_ENTRIES = 16  # binaries (or searches) kept built, per worker, whatever their spelling
 CACHE_MENTIONS = 200_000  # and at most this many mentions in all
-HEAVY_MENTIONS = 100     # only answers with this many mentions are worth keeping
+HEAVY_MENTIONS = 100  # only answers with this many mentions are worth keeping
 STATIC_DIR = Path(__file__).with_name("static")
-STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
-                "favicon.svg": "image/svg+xml"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+STATIC_TYPES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -82,8 +97,10 @@ LOOPBACK_NAMES = ("localhost", "localhost.")
 MCP_PATH = "/mcp"
 SEARCH_PARAMS = ("q", "role", "source", "field", "context", "inferred", "offset", "limit")
 PAGE_PARAMS = ("offset", "limit")
-MISSING = {"/api/suggest": "give the start of a name: ?q=psr",
-           "": "give an executable's name to look for (q=psr.exe, a path, a stem or a wildcard)"}
+MISSING = {
+    "/api/suggest": "give the start of a name: ?q=psr",
+    "": "give an executable's name to look for (q=psr.exe, a path, a stem or a wildcard)",
+}
 
 
 class Problem(Exception):
@@ -97,6 +114,7 @@ class Problem(Exception):
 
 
 # --- readers and caches ------------------------------------------------------------------------
+
 
 class ReaderPool:
     """Readers of the current generation, one request at a time each; older ones closed when
@@ -158,8 +176,12 @@ class ReaderPool:
             self._busy[name] = self._busy.get(name, 1) - 1
             if not self._busy[name]:
                 del self._busy[name]
-            keep = (not broken and not self._closed and name == self._current
-                    and len(self._idle.get(name, [])) < self.idle_per_generation)
+            keep = (
+                not broken
+                and not self._closed
+                and name == self._current
+                and len(self._idle.get(name, [])) < self.idle_per_generation
+            )
             if keep:
                 self._idle.setdefault(name, []).append(reader)
         if not keep:
@@ -190,8 +212,11 @@ class ReaderPool:
     def snapshot(self) -> dict[str, Any]:
         """Open readers by generation (for tests)."""
         with self._lock:
-            return {"current": self._current, "busy": dict(self._busy),
-                    "idle": {k: len(v) for k, v in self._idle.items() if v}}
+            return {
+                "current": self._current,
+                "busy": dict(self._busy),
+                "idle": {k: len(v) for k, v in self._idle.items() if v},
+            }
 
     def close(self) -> None:
         with self._lock:
@@ -244,6 +269,7 @@ class BoundedCache:
 
 # --- requests ----------------------------------------------------------------------------------
 
+
 def _decode(raw: bytes, what: str) -> str:
     try:
         return unquote_to_bytes(raw.replace(b"+", b" ") if what != "the path" else raw).decode("utf-8")
@@ -283,7 +309,7 @@ def allowed(*names: str, repeat: tuple[str, ...] = ()) -> Callable[[Request], di
 def path_tail(request: Request, prefix: str) -> str:
     """What follows `prefix` in the raw path, %-decoded, UTF-8."""
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
-    return _decode(raw.split(b"?", 1)[0][len(prefix):], "the path")
+    return _decode(raw.split(b"?", 1)[0][len(prefix) :], "the path")
 
 
 def check_name(text: str | None, what: str = "q") -> str:
@@ -301,8 +327,9 @@ def check_name(text: str | None, what: str = "q") -> str:
 def resolve_guard(reader: IndexReader, text: str) -> list[str]:
     names = resolve(parse_query(text), reader.binaries())
     if len(names) > MAX_NAMES:
-        raise Problem(400, f"{text[:60]!r} matches {len(names)} executables; narrow it (at most {MAX_NAMES})",
-                      binaries=len(names))
+        raise Problem(
+            400, f"{text[:60]!r} matches {len(names)} executables; narrow it (at most {MAX_NAMES})", binaries=len(names)
+        )
     return names
 
 
@@ -316,13 +343,13 @@ def suggestions_for(reader: IndexReader, text: str, limit: int = SUGGEST_LIMIT) 
         return []
     binaries = reader.binaries()
     starting = []
-    for name in binaries[bisect.bisect_left(binaries, prefix):]:
+    for name in binaries[bisect.bisect_left(binaries, prefix) :]:
         if not name.startswith(prefix):
             break
         starting.append(name)
     out = sorted(starting, key=lambda n: (n != prefix, stem_of(n) != prefix, len(n), n))[:limit]
     if len(out) < limit and len(prefix) >= 3:
-        out += [n for n in binaries if prefix in n and not n.startswith(prefix)][:limit - len(out)]
+        out += [n for n in binaries if prefix in n and not n.startswith(prefix)][: limit - len(out)]
     if not out:
         try:
             out = suggest(parse_query(prefix), binaries, limit)
@@ -348,6 +375,7 @@ def search_params(request: Request) -> dict[str, list[str]]:
 
 
 # --- the application ---------------------------------------------------------------------------
+
 
 class Service:
     """What the routes share: the pool of readers, the cache, the pages' links."""
@@ -375,8 +403,11 @@ class Service:
         check_name(name, "the name")
         names = resolve_guard(reader, name)
         if not names:
-            raise Problem(404, f"no executable in the index matches {name[:80]!r}",
-                          suggestions=suggest(parse_query(name), reader.binaries()))
+            raise Problem(
+                404,
+                f"no executable in the index matches {name[:80]!r}",
+                suggestions=suggest(parse_query(name), reader.binaries()),
+            )
 
         def build() -> tuple[int, Any]:
             # as `search NAME`: the aliases' mentions too (pwsh.dll for pwsh.exe), marked alias_of
@@ -413,7 +444,7 @@ class Service:
             close = [ref for ref in reader.state.files if len(lowered) >= 4 and lowered in ref.lower()][:5]
             raise Problem(404, f"no rule file with the id or path {cleaned[:120]!r}", suggestions=close)
         binaries = sorted(report.binaries)
-        target = rule_target(reader, report, binaries=binaries[offset:offset + limit])
+        target = rule_target(reader, report, binaries=binaries[offset : offset + limit])
         return {**target, "page": page_of(len(binaries), offset, limit)}
 
     def status(self, reader: IndexReader) -> dict[str, Any]:
@@ -423,20 +454,26 @@ class Service:
         counts = {k: v for k, v in stats.items() if k not in ("generation", "sources", "problems")}
         counts["problems"] = len(stats.get("problems", []))
         built = reader.state.built_at
-        return {"generation": reader.generation.name, "built_at": built,
-                "built_at_iso": iso_time(built) if built else "",
-                "sources": {name: {k: info.get(k, "") for k in keep} for name, info in sorted(reader.sources.items())},
-                "counts": counts}
+        return {
+            "generation": reader.generation.name,
+            "built_at": built,
+            "built_at_iso": iso_time(built) if built else "",
+            "sources": {name: {k: info.get(k, "") for k in keep} for name, info in sorted(reader.sources.items())},
+            "counts": counts,
+        }
 
     def coverage(self, reader: IndexReader, offset: int, limit: int, retired: bool = False) -> dict[str, Any]:
         data = self.pool.memo(reader, f"coverage-{retired}", lambda: xref.coverage(reader, retired))
         entries = data.get("entries", [])
-        return {"entries": entries[offset:offset + limit], "summary": data.get("summary") or None,
-                "page": page_of(len(entries), offset, limit)}
+        return {
+            "entries": entries[offset : offset + limit],
+            "summary": data.get("summary") or None,
+            "page": page_of(len(entries), offset, limit),
+        }
 
     def links_table(self, reader: IndexReader, status: list[str], offset: int, limit: int) -> dict[str, Any]:
         rows = xref.links(reader, status or None)
-        return {"links": rows[offset:offset + limit], "page": page_of(len(rows), offset, limit)}
+        return {"links": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
 
 
 def _one(params: Mapping[str, list[str]], name: str) -> str | None:
@@ -463,8 +500,13 @@ def _search_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     inferred = (_one(params, "inferred") or "true").lower()
     if inferred not in ("true", "false", "yes", "no", "1", "0"):
         raise Problem(400, f"inferred must be true or false, not {inferred[:20]!r}")
-    return {"source": source, "roles": roles, "field": field_name, "context": context,
-            "include_inferred": inferred in ("true", "yes", "1")}
+    return {
+        "source": source,
+        "roles": roles,
+        "field": field_name,
+        "context": context,
+        "include_inferred": inferred in ("true", "yes", "1"),
+    }
 
 
 def _gen(reader: IndexReader) -> dict[str, str]:
@@ -482,53 +524,83 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 
     service = Service(Path(data_dir))
     assistant = build_server(Path(data_dir))
-    mcp_http = assistant.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True,
-                                             json_response=True, host=host)
+    mcp_http = assistant.streamable_http_app(
+        streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, host=host
+    )
 
     @asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
         async with assistant.session_manager.run():  # the MCP transport's task group
             yield
 
-    api = FastAPI(title="indexer", version=str(__version__), openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None, redirect_slashes=False, lifespan=lifespan,
-                  description="Which Sigma rules and LOLBAS entries name an executable. Every answer is "
-                              "the object `indexer ... --json` prints, its lists paged with offset and limit; "
-                              "errors are {\"error\": \"...\"}.",
-                  responses={400: {"model": models.ErrorAnswer, "description": "Bad input."}})
+    api = FastAPI(
+        title="indexer",
+        version=str(__version__),
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        lifespan=lifespan,
+        description="Which Sigma rules and LOLBAS entries name an executable. Every answer is "
+        "the object `indexer ... --json` prints, its lists paged with offset and limit; "
+        'errors are {"error": "..."}.',
+        responses={400: {"model": models.ErrorAnswer, "description": "Bad input."}},
+    )
     api.state.service = service
-    errors = {404: {"model": models.ErrorAnswer, "description": "Nothing found (with close names)."},
-              503: {"model": models.ErrorAnswer, "description": "No usable index yet."}}
+    errors = {
+        404: {"model": models.ErrorAnswer, "description": "Nothing found (with close names)."},
+        503: {"model": models.ErrorAnswer, "description": "No usable index yet."},
+    }
 
     # -- JSON --
 
-    @api.get("/api/search", response_model=models.SearchAnswer, responses=errors,
-             summary="Every rule line naming what q names (indexer search --json), one page of rule files.")
-    def api_search(request: Request,
-                   q: str = Query(..., max_length=MAX_QUERY,
-                                  description="A name (PSR.EXE), a stem (psr), a path or a wildcard (cert*.exe)."),
-                   role: list[str] = Query([], description="Only these roles (repeat, or comma-separated).",
-                                           json_schema_extra={"items": {"type": "string", "enum": list(ROLES)}}),
-                   source: models.Source | None = Query(None, description="Only one source."),  # type: ignore[valid-type]
-                   field: str | None = Query(None, max_length=MAX_FIELD, description="Only this detection field."),
-                   context: models.Context | None = Query(None, description="Items that select, or exclude."),
-                   inferred: bool = Query(True, description="false: leave out bare names found without extension."),
-                   offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                   params: dict[str, list[str]] = Depends(search_params)) -> Any:
+    @api.get(
+        "/api/search",
+        response_model=models.SearchAnswer,
+        responses=errors,
+        summary="Every rule line naming what q names (indexer search --json), one page of rule files.",
+    )
+    def api_search(
+        request: Request,
+        q: str = Query(
+            ..., max_length=MAX_QUERY, description="A name (PSR.EXE), a stem (psr), a path or a wildcard (cert*.exe)."
+        ),
+        role: list[str] = Query(
+            [],
+            description="Only these roles (repeat, or comma-separated).",
+            json_schema_extra={"items": {"type": "string", "enum": list(ROLES)}},
+        ),
+        source: models.Source | None = Query(None, description="Only one source."),  # type: ignore[valid-type]
+        field: str | None = Query(None, max_length=MAX_FIELD, description="Only this detection field."),
+        context: models.Context | None = Query(None, description="Items that select, or exclude."),
+        inferred: bool = Query(True, description="false: leave out bare names found without extension."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(search_params),
+    ) -> Any:
         with service.pool.reader() as reader:
             result, text = service.search(reader, params)
             groups, mentions, page = paged_mentions(result["mentions"], offset, limit)
             answer = {**result, "mentions": mentions, "rules": page_rules(result["rules"], groups), "page": page}
             if not result["binaries"]:
-                return _json(404, {"error": f"no executable in the index matches {text[:80]!r}", **answer},
-                             _gen(reader))
+                return _json(
+                    404, {"error": f"no executable in the index matches {text[:80]!r}", **answer}, _gen(reader)
+                )
             return _json(200, models.SearchAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
-    @api.get("/api/binary/{name:path}", response_model=models.BinaryAnswer, responses=errors,
-             summary="Everything about one executable (indexer show NAME --json), one page of rule files.")
-    def api_binary(request: Request, name: str = PathParam(..., description="Name, stem, path or wildcard."),
-                   offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                   params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    @api.get(
+        "/api/binary/{name:path}",
+        response_model=models.BinaryAnswer,
+        responses=errors,
+        summary="Everything about one executable (indexer show NAME --json), one page of rule files.",
+    )
+    def api_binary(
+        request: Request,
+        name: str = PathParam(..., description="Name, stem, path or wildcard."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+    ) -> Any:
         name = path_tail(request, "/api/binary/")
         with service.pool.reader() as reader:
             target = service.binary(reader, name)
@@ -536,47 +608,74 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             answer = {**target, "mentions": mentions, "rules": page_rules(target["rules"], groups), "page": page}
             return _json(200, models.BinaryAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
-    @api.get("/api/rule/{key:path}", response_model=models.RuleAnswer, responses=errors,
-             summary="Everything about one rule file (indexer show RULE --json), one page of its executables.")
-    def api_rule(request: Request,
-                 key: str = PathParam(..., description="Rule id, path in its repository, or source:path."),
-                 offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                 params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    @api.get(
+        "/api/rule/{key:path}",
+        response_model=models.RuleAnswer,
+        responses=errors,
+        summary="Everything about one rule file (indexer show RULE --json), one page of its executables.",
+    )
+    def api_rule(
+        request: Request,
+        key: str = PathParam(..., description="Rule id, path in its repository, or source:path."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+    ) -> Any:
         key = path_tail(request, "/api/rule/")
         with service.pool.reader() as reader:
             answer = service.rule(reader, key, offset, limit)
             return _json(200, models.RuleAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
-    @api.get("/api/status", response_model=models.StatusAnswer,
-             summary="Commits indexed per source, the generation, when it was built, counts.")
+    @api.get(
+        "/api/status",
+        response_model=models.StatusAnswer,
+        summary="Commits indexed per source, the generation, when it was built, counts.",
+    )
     def api_status(params: dict[str, list[str]] = Depends(allowed())) -> Any:
         with service.pool.reader() as reader:
-            return _json(200, models.StatusAnswer.model_validate(service.status(reader)).model_dump(exclude_unset=True), _gen(reader))
+            return _json(
+                200,
+                models.StatusAnswer.model_validate(service.status(reader)).model_dump(exclude_unset=True),
+                _gen(reader),
+            )
 
-    @api.get("/api/suggest", response_model=models.SuggestAnswer,
-             summary="Executable names for a prefix being typed.")
-    def api_suggest(q: str = Query(..., max_length=MAX_QUERY, description="The start of a name."),
-                    limit: int = Query(SUGGEST_LIMIT, ge=1, le=50, description="At most this many (1-50)."),
-                    params: dict[str, list[str]] = Depends(allowed("q", "limit"))) -> Any:
+    @api.get("/api/suggest", response_model=models.SuggestAnswer, summary="Executable names for a prefix being typed.")
+    def api_suggest(
+        q: str = Query(..., max_length=MAX_QUERY, description="The start of a name."),
+        limit: int = Query(SUGGEST_LIMIT, ge=1, le=50, description="At most this many (1-50)."),
+        params: dict[str, list[str]] = Depends(allowed("q", "limit")),
+    ) -> Any:
         if not q.strip():
             raise Problem(400, MISSING["/api/suggest"])
         with service.pool.reader() as reader:
             return _json(200, {"query": q, "suggestions": suggestions_for(reader, q, limit)}, _gen(reader))
 
-    @api.get("/api/coverage", response_model=models.CoverageAnswer,
-             summary="Per LOLBAS entry: the Sigma rules that detect it running; summary per category and technique.")
-    def api_coverage(include_deprecated: bool = Query(False, description="Count deprecated and unsupported rules."),
-                     offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                     params: dict[str, list[str]] = Depends(allowed("include_deprecated", *PAGE_PARAMS))) -> Any:
+    @api.get(
+        "/api/coverage",
+        response_model=models.CoverageAnswer,
+        summary="Per LOLBAS entry: the Sigma rules that detect it running; summary per category and technique.",
+    )
+    def api_coverage(
+        include_deprecated: bool = Query(False, description="Count deprecated and unsupported rules."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed("include_deprecated", *PAGE_PARAMS)),
+    ) -> Any:
         with service.pool.reader() as reader:
             answer = service.coverage(reader, offset, limit, include_deprecated)
             return _json(200, models.CoverageAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
-    @api.get("/api/links", response_model=models.LinksAnswer,
-             summary="LOLBAS entries' links to Sigma rules, with where each leads today.")
-    def api_links(status: list[models.LinkStatus] = Query([], description="Only links with these statuses."),
-                  offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                  params: dict[str, list[str]] = Depends(allowed("status", *PAGE_PARAMS, repeat=("status",)))) -> Any:
+    @api.get(
+        "/api/links",
+        response_model=models.LinksAnswer,
+        summary="LOLBAS entries' links to Sigma rules, with where each leads today.",
+    )
+    def api_links(
+        status: list[models.LinkStatus] = Query([], description="Only links with these statuses."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed("status", *PAGE_PARAMS, repeat=("status",))),
+    ) -> Any:
         with service.pool.reader() as reader:
             answer = service.links_table(reader, list(status), offset, limit)
             return _json(200, models.LinksAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
@@ -599,8 +698,12 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             return page(reader, "home.html", title="Search", script=True, stats=service.stats(reader))
 
     @api.get("/search", include_in_schema=False)
-    def search_page(request: Request, offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                    params: dict[str, list[str]] = Depends(allowed(*SEARCH_PARAMS, repeat=("role",)))) -> Any:
+    def search_page(
+        request: Request,
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*SEARCH_PARAMS, repeat=("role",))),
+    ) -> Any:
         # A form sends empty fields for "any": they are no filter.
         params = {k: [v for v in vs if v != "" or k == "q"] for k, vs in params.items()}
         shown = {k: (_one(params, k) or "") for k in ("source", "field", "context")}
@@ -610,42 +713,73 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             groups, _, paging = paged_mentions(result["mentions"], offset, limit, result["rules"])
             result["total_mentions"] = len(result["mentions"])
             base = Links().search(text, **shown, limit=limit if limit != DEFAULT_LIMIT else "")
-            return page(reader, "search.html", status=200 if result["binaries"] else 404,
-                        title=f"Search {text}", script=True, query=text, params=shown, result=result,
-                        groups=groups, page=paging, base=base)
+            return page(
+                reader,
+                "search.html",
+                status=200 if result["binaries"] else 404,
+                title=f"Search {text}",
+                script=True,
+                query=text,
+                params=shown,
+                result=result,
+                groups=groups,
+                page=paging,
+                base=base,
+            )
 
     @api.get("/binary/{name:path}", include_in_schema=False)
-    def binary_page(request: Request, offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                    params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    def binary_page(
+        request: Request,
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+    ) -> Any:
         name = path_tail(request, "/binary/")
         with service.pool.reader() as reader:
             target = service.binary(reader, name)
             groups, _, paging = paged_mentions(target["mentions"], offset, limit, target["rules"])
-            return page(reader, "binary.html", **binary_context(reader, target, groups, paging),
-                        base=Links().binary(name) + (f"?limit={limit}" if limit != DEFAULT_LIMIT else ""))
+            return page(
+                reader,
+                "binary.html",
+                **binary_context(reader, target, groups, paging),
+                base=Links().binary(name) + (f"?limit={limit}" if limit != DEFAULT_LIMIT else ""),
+            )
 
     @api.get("/rule/{key:path}", include_in_schema=False)
-    def rule_page(request: Request, offset: Offset = 0, limit: Limit = DEFAULT_LIMIT,
-                  params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    def rule_page(
+        request: Request,
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+    ) -> Any:
         key = path_tail(request, "/rule/")
         with service.pool.reader() as reader:
             target = service.rule(reader, key, offset, limit)
             base = Links().rule(target["source"], target["path"])
-            return page(reader, "rule.html", title=rule_title(target), target=target, page=target["page"],
-                        base=f"{base}?limit={limit}" if limit != DEFAULT_LIMIT else base)
+            return page(
+                reader,
+                "rule.html",
+                title=rule_title(target),
+                target=target,
+                page=target["page"],
+                base=f"{base}?limit={limit}" if limit != DEFAULT_LIMIT else base,
+            )
 
     @api.get("/coverage", include_in_schema=False)
-    def coverage_page(offset: Offset = 0, limit: LongLimit = MAX_LIMIT,
-                      params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    def coverage_page(
+        offset: Offset = 0, limit: LongLimit = MAX_LIMIT, params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))
+    ) -> Any:
         with service.pool.reader() as reader:
             data = service.coverage(reader, offset, limit)
             entries = service.coverage(reader, 0, 1_000_000)["entries"]
-            return page(reader, "coverage.html", **coverage_context(entries, data, service.links(reader)),
-                        base="/coverage")
+            return page(
+                reader, "coverage.html", **coverage_context(entries, data, service.links(reader)), base="/coverage"
+            )
 
     @api.get("/links", include_in_schema=False)
-    def links_page(offset: Offset = 0, limit: LongLimit = MAX_LIMIT,
-                   params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))) -> Any:
+    def links_page(
+        offset: Offset = 0, limit: LongLimit = MAX_LIMIT, params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))
+    ) -> Any:
         with service.pool.reader() as reader:
             data = service.links_table(reader, [], offset, limit)
             return page(reader, "links.html", **links_context(reader, data), base="/links")
@@ -657,9 +791,12 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             raise Problem(404, "no such file")
         return Response(service.static[name], media_type=STATIC_TYPES[name])
 
-    for empty, message in (("/api/binary/", MISSING[""]), ("/binary/", MISSING[""]),
-                           ("/api/rule/", "give a rule id, a rule path or source:path"),
-                           ("/rule/", "give a rule id, a rule path or source:path")):
+    for empty, message in (
+        ("/api/binary/", MISSING[""]),
+        ("/binary/", MISSING[""]),
+        ("/api/rule/", "give a rule id, a rule path or source:path"),
+        ("/rule/", "give a rule id, a rule path or source:path"),
+    ):
         api.add_api_route(empty, _refuse(message), include_in_schema=False)
 
     # -- errors: JSON under /api, a page elsewhere; never a traceback --
@@ -669,8 +806,16 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         if _is_api(request.scope["path"]):
             return _json(status, {"error": message, **extra}, headers)
         links = Links()
-        text = render("error.html", links, footer_of({}), title=str(status), status=status, message=message,
-                      suggestions=extra.get("suggestions", []), script=True)
+        text = render(
+            "error.html",
+            links,
+            footer_of({}),
+            title=str(status),
+            status=status,
+            message=message,
+            suggestions=extra.get("suggestions", []),
+            script=True,
+        )
         return HTMLResponse(text, status_code=status, headers=headers)
 
     @api.exception_handler(Problem)
@@ -680,8 +825,9 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
     @api.exception_handler(IndexMissing)
     def on_missing(request: Request, exc: IndexMissing) -> Response:
         log.warning("%s", exc)
-        return problem(request, 503, "no usable index yet: run 'indexer refresh' "
-                                     "(or 'indexer refresh --full' after an upgrade)")
+        return problem(
+            request, 503, "no usable index yet: run 'indexer refresh' (or 'indexer refresh --full' after an upgrade)"
+        )
 
     @api.exception_handler(RequestValidationError)
     def on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -698,8 +844,11 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
     @api.exception_handler(StarletteHTTPException)
     def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return problem(request, 404, "no such API endpoint (see /api/openapi.json)"
-                           if _is_api(request.scope["path"]) else "no such page")
+            return problem(
+                request,
+                404,
+                "no such API endpoint (see /api/openapi.json)" if _is_api(request.scope["path"]) else "no such page",
+            )
         return problem(request, exc.status_code, str(exc.detail))
 
     generated = api.openapi
@@ -719,8 +868,12 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
     app: Any = GZipMiddleware(api, minimum_size=1000)
     app = Guard(app, service, loopback=_is_loopback(host), mcp=mcp_http)
     if cors_origins:
-        app = CORSMiddleware(app, allow_origins=list(cors_origins), allow_methods=["GET", "HEAD"],
-                             expose_headers=["ETag", "X-Index-Generation"])
+        app = CORSMiddleware(
+            app,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "HEAD"],
+            expose_headers=["ETag", "X-Index-Generation"],
+        )
     api.state.asgi = app
     return api
 
@@ -728,6 +881,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 def _refuse(message: str) -> Callable[[], Any]:
     def refuse() -> Any:
         raise Problem(400, message)
+
     return refuse
 
 
@@ -739,8 +893,9 @@ def rule_title(target: Mapping[str, Any]) -> str:
     return str(target.get("title") or str(target.get("path", "")).rsplit("/", 1)[-1])
 
 
-def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[Any],
-                   paging: Mapping[str, int]) -> dict[str, Any]:
+def binary_context(
+    reader: IndexReader, target: Mapping[str, Any], groups: list[Any], paging: Mapping[str, int]
+) -> dict[str, Any]:
     """What binary.html needs: the page's groups split by source; every Sigma rule file by
     verdict (leading the page: detecting verdicts first, by level, retired last and marked);
     the LOLBAS entries' categories and techniques; the atlas's files (tests, drivers, side-loading,
@@ -753,37 +908,55 @@ def binary_context(reader: IndexReader, target: Mapping[str, Any], groups: list[
             entries[g.path] = report.entry
     by_verdict: dict[str, list[Mapping[str, Any]]] = {}
     seen: set[tuple[str, str]] = set()
-    for rule in target.get("rules", []):         # strongest first, retired last
+    for rule in target.get("rules", []):  # strongest first, retired last
         if rule["source"] != "sigma" or (rule["source"], rule["path"]) in seen:
             continue
         seen.add((rule["source"], rule["path"]))
         by_verdict.setdefault(rule["verdict"], []).append(rule)
     verdicts = [(v, by_verdict[v]) for v in VERDICTS if v in by_verdict]
     names = list(target.get("binaries", []))
-    return {"title": ", ".join(names) if names else str(target.get("query", "")), "target": target,
-            "sigma": [g for g in groups if g.source == "sigma"], "lolbas": [g for g in groups if g.source == "lolbas"],
-            "atlas": [g for g in groups if g.source not in ("sigma", "lolbas")],
-            "verdicts": verdicts, "detecting_verdicts": DETECTING, "verdict_help": VERDICT_HELP, "entries": entries,
-            "page": paging}
+    return {
+        "title": ", ".join(names) if names else str(target.get("query", "")),
+        "target": target,
+        "sigma": [g for g in groups if g.source == "sigma"],
+        "lolbas": [g for g in groups if g.source == "lolbas"],
+        "atlas": [g for g in groups if g.source not in ("sigma", "lolbas")],
+        "verdicts": verdicts,
+        "detecting_verdicts": DETECTING,
+        "verdict_help": VERDICT_HELP,
+        "entries": entries,
+        "page": paging,
+    }
 
 
-TIER_NAMES = {"running": "detected running", "other": "detected otherwise (parent, target, module, command line)",
-              "mentioned": "named, not detected", "none": "named by no rule"}
+TIER_NAMES = {
+    "running": "detected running",
+    "other": "detected otherwise (parent, target, module, command line)",
+    "mentioned": "named, not detected",
+    "none": "named by no rule",
+}
 
 
 def coverage_context(entries: list[Mapping[str, Any]], data: Mapping[str, Any], links: Links) -> dict[str, Any]:
     """What coverage.html needs: `entries` (all) for the charts, `data` (one page) for the table."""
+
     def entry_href(entry: Mapping[str, Any]) -> str | None:
         names = entry.get("names") or []
         return links.binary(names[0]) if names else links.rule("lolbas", str(entry.get("path", "")))
 
     summary = data.get("summary") or {}
     by_tier = [(t, [r for r in data["entries"] if r.get("tier") == t]) for t in TIERS]
-    return {"title": "Coverage", "coverage": data, "page": data["page"], "tiers": TIERS, "tier_names": TIER_NAMES,
-            "bar": charts.stacked(summary.get("tiers", {}), TIERS),
-            "by_category": charts.waffle(entries, "categories", TIERS, entry_href),
-            "by_technique": charts.waffle(entries, "mitre", TIERS, entry_href, lambda t: technique_url(t) or None),
-            "by_tier": [(t, rows) for t, rows in by_tier if rows]}
+    return {
+        "title": "Coverage",
+        "coverage": data,
+        "page": data["page"],
+        "tiers": TIERS,
+        "tier_names": TIER_NAMES,
+        "bar": charts.stacked(summary.get("tiers", {}), TIERS),
+        "by_category": charts.waffle(entries, "categories", TIERS, entry_href),
+        "by_technique": charts.waffle(entries, "mitre", TIERS, entry_href, lambda t: technique_url(t) or None),
+        "by_tier": [(t, rows) for t, rows in by_tier if rows],
+    }
 
 
 def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -794,6 +967,7 @@ def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any
 
 
 # --- around the routes ---------------------------------------------------------------------------
+
 
 class Guard:
     """GET and HEAD only; the Host check on a loopback bind; security headers; the ETag of the
@@ -815,8 +989,14 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         api = _is_api(scope["path"])
         if not self.host_allowed(headers.get("host", "")):
-            await _send_json(send, 421, {"error": "this server answers only to requests for its loopback "
-                                                  "address (the Host header names another host)"})
+            await _send_json(
+                send,
+                421,
+                {
+                    "error": "this server answers only to requests for its loopback "
+                    "address (the Host header names another host)"
+                },
+            )
             return
         if self.mcp is not None and scope["path"] in (MCP_PATH, MCP_PATH + "/"):
             scope["path"] = MCP_PATH
@@ -838,8 +1018,9 @@ class Guard:
         scope["method"] = "GET"
         etag = self.etag(scope["path"]) if "if-none-match" in headers else ""
         if etag and etag in [t.strip() for t in headers.get("if-none-match", "").split(",")]:
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": _headers({**SECURITY_HEADERS, "etag": etag})})
+            await send(
+                {"type": "http.response.start", "status": 304, "headers": _headers({**SECURITY_HEADERS, "etag": etag})}
+            )
             await send({"type": "http.response.body", "body": b""})
             return
 
@@ -893,7 +1074,7 @@ def _normalise(scope: dict[str, Any]) -> None:
     raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     match = re.match(rb"^https?://[^/?#]*", raw, re.IGNORECASE)
     if match:
-        raw = raw[match.end():] or b"/"
+        raw = raw[match.end() :] or b"/"
     if raw.startswith(b"//"):
         raw = b"/" + raw.lstrip(b"/")
     if raw != scope.get("raw_path"):
@@ -901,11 +1082,20 @@ def _normalise(scope: dict[str, Any]) -> None:
         scope["path"] = unquote_to_bytes(raw).decode("utf-8", "replace")
 
 
-async def _send_json(send: Any, status: int, data: Any, extra: Mapping[str, str] | None = None,
-                     html: bool = False) -> None:
+async def _send_json(
+    send: Any, status: int, data: Any, extra: Mapping[str, str] | None = None, html: bool = False
+) -> None:
     if html:
-        text = render("error.html", Links(), footer_of({}), title=str(status), status=status,
-                      message=data["error"], suggestions=[], script=True)
+        text = render(
+            "error.html",
+            Links(),
+            footer_of({}),
+            title=str(status),
+            status=status,
+            message=data["error"],
+            suggestions=[],
+            script=True,
+        )
         body, kind = text.encode("utf-8"), "text/html; charset=utf-8"
     else:
         body, kind = json.dumps(data).encode("utf-8"), "application/json; charset=utf-8"
@@ -939,8 +1129,14 @@ def app_from_env() -> Any:
     return asgi(Path(os.environ[ENV_DATA_DIR]), os.environ.get(ENV_HOST, "127.0.0.1"), origins)
 
 
-def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          cors_origins: tuple[str, ...] = (), as_json: bool = False) -> None:
+def serve(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    cors_origins: tuple[str, ...] = (),
+    as_json: bool = False,
+) -> None:
     """Serve the index in `data_dir` until interrupted (Ctrl-C). Binds loopback unless told
     otherwise; with `workers` > 1, that many uvicorn processes share the socket, each reading
     the published index itself. A refresh may run meanwhile. Where it listens is one line on
@@ -957,28 +1153,48 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, workers: in
     except OSError:
         sock.close()
         raise
-    sock.listen(2048)         # connections wait from now on, before uvicorn starts accepting
+    sock.listen(2048)  # connections wait from now on, before uvicorn starts accepting
     bound = sock.getsockname()[1]
     if not _is_loopback(host):
         log.warning("listening on %s, not loopback: anyone who can reach it can read the index", host)
     shown = f"[{host}]" if ":" in host else host
     if as_json:
-        sys.stdout.write(json.dumps({"url": f"http://{shown}:{bound}/", "host": host, "port": bound,
-                                     "workers": workers, "data_dir": str(Path(data_dir).resolve())}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "url": f"http://{shown}:{bound}/",
+                    "host": host,
+                    "port": bound,
+                    "workers": workers,
+                    "data_dir": str(Path(data_dir).resolve()),
+                }
+            )
+            + "\n"
+        )
         sys.stdout.flush()
     else:
-        sys.stderr.write(f"indexer: serving {data_dir} at http://{shown}:{bound}/ "
-                         f"({workers} worker{'s' if workers > 1 else ''}; Ctrl-C to stop)\n")
+        sys.stderr.write(
+            f"indexer: serving {data_dir} at http://{shown}:{bound}/ "
+            f"({workers} worker{'s' if workers > 1 else ''}; Ctrl-C to stop)\n"
+        )
         sys.stderr.flush()
-    os.environ.update({ENV_DATA_DIR: str(Path(data_dir).resolve()), ENV_HOST: host,
-                       ENV_CORS: "\n".join(cors_origins)})
-    config = uvicorn.Config("indexer.web.app:app_from_env", factory=True, workers=workers, http="h11",
-                            log_level="warning", server_header=False, date_header=True,
-                            timeout_keep_alive=5, proxy_headers=False)
+    os.environ.update({ENV_DATA_DIR: str(Path(data_dir).resolve()), ENV_HOST: host, ENV_CORS: "\n".join(cors_origins)})
+    config = uvicorn.Config(
+        "indexer.web.app:app_from_env",
+        factory=True,
+        workers=workers,
+        http="h11",
+        log_level="warning",
+        server_header=False,
+        date_header=True,
+        timeout_keep_alive=5,
+        proxy_headers=False,
+    )
     server = uvicorn.Server(config)
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
+
             Multiprocess(config, sockets=[sock]).run()
         else:
             server.run(sockets=[sock])

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-CELL = 12          # square side, px
+CELL = 12  # square side, px
 GAP = 3
-PER_LINE = 48      # squares before a row wraps
+PER_LINE = 48  # squares before a row wraps
 LABEL_WIDTH = 250
 ROW_GAP = 10
 WIDTH = LABEL_WIDTH + PER_LINE * (CELL + GAP) + 90
@@ -51,9 +51,14 @@ class Waffle:
     height: int
 
 
-def waffle(entries: Iterable[Mapping[str, Any]], key: str, tiers: tuple[str, ...],
-           entry_href: Callable[[Mapping[str, Any]], str | None],
-           label_href: Callable[[str], str | None] = lambda _: None, limit: int | None = None) -> Waffle:
+def waffle(
+    entries: Iterable[Mapping[str, Any]],
+    key: str,
+    tiers: tuple[str, ...],
+    entry_href: Callable[[Mapping[str, Any]], str | None],
+    label_href: Callable[[str], str | None] = lambda _: None,
+    limit: int | None = None,
+) -> Waffle:
     """Rows of squares: the entries grouped by each value of `key` (a list field: categories,
     mitre), most entries first; in a row, by tier then name. `limit`: at most this many rows."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -64,16 +69,24 @@ def waffle(entries: Iterable[Mapping[str, Any]], key: str, tiers: tuple[str, ...
     labels = sorted(groups, key=lambda g: (-len(groups[g]), g.lower()))[:limit]
     rows, y = [], 0
     for label in labels:
-        members = sorted(groups[label], key=lambda e: (order.get(e.get("tier", ""), len(tiers)),
-                                                       str(e.get("entry", "")).lower()))
+        members = sorted(
+            groups[label], key=lambda e: (order.get(e.get("tier", ""), len(tiers)), str(e.get("entry", "")).lower())
+        )
         lines = (len(members) + PER_LINE - 1) // PER_LINE or 1
         height = lines * (CELL + GAP) - GAP
         row = Row(label, label_href(label), y, height, {t: 0 for t in tiers})
         for i, entry in enumerate(members):
             tier = str(entry.get("tier", ""))
             row.counts[tier] = row.counts.get(tier, 0) + 1
-            row.cells.append(Cell(LABEL_WIDTH + (i % PER_LINE) * (CELL + GAP), y + (i // PER_LINE) * (CELL + GAP),
-                                  tier, entry_href(entry), f"{entry.get('entry', '')}: {tier}"))
+            row.cells.append(
+                Cell(
+                    LABEL_WIDTH + (i % PER_LINE) * (CELL + GAP),
+                    y + (i // PER_LINE) * (CELL + GAP),
+                    tier,
+                    entry_href(entry),
+                    f"{entry.get('entry', '')}: {tier}",
+                )
+            )
         rows.append(row)
         y += height + ROW_GAP
     return Waffle(rows, WIDTH, max(y - ROW_GAP, 0))

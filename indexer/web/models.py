@@ -18,15 +18,14 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ..model import ROLES, Context, Mention
-from ..records import (BinaryRecord, CoverageRow, CoverageSummary, Link, LinkStatus, MentionRow,
-                       RuleRecord, Tier)
+from ..records import BinaryRecord, CoverageRow, CoverageSummary, Link, LinkStatus, MentionRow, RuleRecord, Tier
 from ..shape import Record
 from ..sources import SOURCES
 from ..verdicts import RuleVerdict, Verdict
 
 __all__ = ["Context", "LinkStatus", "Tier", "Verdict", "Role"]
-Role = Literal[ROLES]                         # type: ignore[valid-type]
-Source = Literal[tuple(SOURCES)]              # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+Source = Literal[tuple(SOURCES)]  # type: ignore[valid-type]
 STRICT = ConfigDict(extra="forbid", strict=True)
 _FIELD_ENUMS: dict[str, Any] = {"source": Source}  # a record's `source` is any registered source's name
 _MODELS: dict[type, type[BaseModel]] = {}

@@ -29,10 +29,13 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     shows its first 500. The site is written beside `output_dir` and swapped in; an existing
     `output_dir` is replaced only if an earlier write_site made it (or it is empty)."""
     output_dir = Path(output_dir).resolve()
-    if output_dir.exists() and (not output_dir.is_dir() or (any(output_dir.iterdir())
-                                                           and not (output_dir / SITE_MARKER).exists())):
-        raise FileExistsError(f"{output_dir} exists and was not written by 'indexer export --format html': "
-                              "choose a new or empty directory")
+    if output_dir.exists() and (
+        not output_dir.is_dir() or (any(output_dir.iterdir()) and not (output_dir / SITE_MARKER).exists())
+    ):
+        raise FileExistsError(
+            f"{output_dir} exists and was not written by 'indexer export --format html': "
+            "choose a new or empty directory"
+        )
     started = time.time()
     by_binary: dict[str, list[Mention]] = {}
     by_file: dict[tuple[str, str], list[Mention]] = {}
@@ -60,27 +63,39 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
             groups, _, paging = paged_mentions(target["mentions"], 0, total, target["rules"])
             text = render("binary.html", deep, footer, base=None, **binary_context(reader, target, groups, paging))
             (tmp / "binary" / f"{safe_filename(name)}.html").write_text(text, encoding="utf-8")
-            rows.append((name, len(target["detecting_rules"]), len(target["sigma_rules"]),
-                         len(target["lolbas_entries"])))
+            rows.append(
+                (name, len(target["detecting_rules"]), len(target["sigma_rules"]), len(target["lolbas_entries"]))
+            )
         for report in files.values():
             shown = set(sorted(report.binaries)[:MAX_LIMIT])
-            mentions = sorted((m for m in by_file.get((report.source, report.path), []) if m.binary in shown),
-                              key=file_order)
+            mentions = sorted(
+                (m for m in by_file.get((report.source, report.path), []) if m.binary in shown), key=file_order
+            )
             target = rule_target(reader, report, mentions)
-            text = render("rule.html", deep, footer, title=rule_title(target), target=target, base=None,
-                          page=page_of(len(report.binaries), 0, MAX_LIMIT))
+            text = render(
+                "rule.html",
+                deep,
+                footer,
+                title=rule_title(target),
+                target=target,
+                base=None,
+                page=page_of(len(report.binaries), 0, MAX_LIMIT),
+            )
             (tmp / "rule" / rule_filename(report.source, report.path)).write_text(text, encoding="utf-8")
         coverage = xref.coverage(reader)
         entries = coverage.get("entries", [])
         data = {**coverage, "page": page_of(len(entries), 0, len(entries) or 1)}
-        (tmp / "coverage.html").write_text(render("coverage.html", root, footer, base=None,
-                                                  **coverage_context(entries, data, root)), encoding="utf-8")
+        (tmp / "coverage.html").write_text(
+            render("coverage.html", root, footer, base=None, **coverage_context(entries, data, root)), encoding="utf-8"
+        )
         rows_links = xref.links(reader)
         data = {"links": rows_links, "page": page_of(len(rows_links), 0, len(rows_links) or 1)}
-        (tmp / "links.html").write_text(render("links.html", root, footer, base=None,
-                                               **links_context(reader, data)), encoding="utf-8")
-        (tmp / "index.html").write_text(render("site_index.html", root, footer, title="Executables", rows=rows),
-                                        encoding="utf-8")
+        (tmp / "links.html").write_text(
+            render("links.html", root, footer, base=None, **links_context(reader, data)), encoding="utf-8"
+        )
+        (tmp / "index.html").write_text(
+            render("site_index.html", root, footer, title="Executables", rows=rows), encoding="utf-8"
+        )
         for name in ("app.css", "favicon.svg"):
             shutil.copyfile(STATIC_DIR / name, tmp / "static" / name)
         (tmp / SITE_MARKER).write_text(f"{reader.generation.name}\n", encoding="utf-8")
@@ -94,5 +109,11 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"format": "html", "output": str(output_dir), "binaries": len(rows), "rules": len(files),
-            "pages": len(rows) + len(files) + 3, "seconds": round(time.time() - started, 2)}
+    return {
+        "format": "html",
+        "output": str(output_dir),
+        "binaries": len(rows),
+        "rules": len(files),
+        "pages": len(rows) + len(files) + 3,
+        "seconds": round(time.time() - started, 2),
+    }

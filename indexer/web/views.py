@@ -23,8 +23,8 @@ from ..export import SOURCE_LABELS, clean, safe_filename
 from ..model import ROLES, detects_running
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
-RETIRED = ("deprecated", "unsupported")   # Sigma folders (and statuses) of rules no longer maintained
-DEFAULT_LIMIT = 100      # rule files (binary, search), executables (rule), rows (coverage, links) per page
+RETIRED = ("deprecated", "unsupported")  # Sigma folders (and statuses) of rules no longer maintained
+DEFAULT_LIMIT = 100  # rule files (binary, search), executables (rule), rows (coverage, links) per page
 MAX_LIMIT = 500
 _TECHNIQUE = re.compile(r"^(?:attack\.)?(t\d{4})(?:\.(\d{3}))?$", re.IGNORECASE)
 _HTTP = re.compile(r"^https?://[^\s\"'<>\\]+$", re.IGNORECASE)
@@ -51,7 +51,8 @@ def technique_url(tag: str) -> str:
     if not match:
         return ""
     return f"https://attack.mitre.org/techniques/{match.group(1).upper()}/" + (
-        f"{match.group(2)}/" if match.group(2) else "")
+        f"{match.group(2)}/" if match.group(2) else ""
+    )
 
 
 def highlight(snippet: str, names: Iterable[str]) -> Markup:
@@ -64,7 +65,7 @@ def highlight(snippet: str, names: Iterable[str]) -> Markup:
         return escape(text)
     out, pos = Markup(), 0
     for match in pattern.finditer(text):
-        out += escape(text[pos:match.start()]) + Markup("<mark>%s</mark>") % match.group(0)
+        out += escape(text[pos : match.start()]) + Markup("<mark>%s</mark>") % match.group(0)
         pos = match.end()
     return out + escape(text[pos:])
 
@@ -142,6 +143,7 @@ def rule_filename(source: str, path: str) -> str:
 
 # --- a binary's rule files, in the order a person reads them ---------------------------------------
 
+
 @dataclass
 class RuleGroup:
     """One rule file's lines about the executables of a page, and its verdict on them."""
@@ -149,7 +151,7 @@ class RuleGroup:
     source: str
     path: str
     items: list[Mapping[str, Any]] = field(default_factory=list)
-    rule: Mapping[str, Any] = field(default_factory=dict)   # the strongest RuleVerdict (as a dict)
+    rule: Mapping[str, Any] = field(default_factory=dict)  # the strongest RuleVerdict (as a dict)
 
     @property
     def first(self) -> Mapping[str, Any]:
@@ -174,7 +176,7 @@ class RuleGroup:
 
     @property
     def retired(self) -> str:
-        """"deprecated" / "unsupported" for a Sigma rule no longer maintained, else ""."""
+        """ "deprecated" / "unsupported" for a Sigma rule no longer maintained, else ""."""
         if self.source != "sigma":
             return ""
         top = self.path.split("/", 1)[0]
@@ -186,8 +188,7 @@ class RuleGroup:
         return str(self.first.get("url", "")).split("#", 1)[0]
 
 
-def rule_groups(mentions: Iterable[Mapping[str, Any]], rules: list[Mapping[str, Any]] | None = None
-                ) -> list[RuleGroup]:
+def rule_groups(mentions: Iterable[Mapping[str, Any]], rules: list[Mapping[str, Any]] | None = None) -> list[RuleGroup]:
     """Mention dicts grouped by rule file. With `rules` (RuleVerdict dicts, strongest first,
     retired last: `IndexReader.rules`), in that order — what a person reads first; every page
     of a binary, on the server and in the static site. Without, in the order of the mentions
@@ -213,12 +214,12 @@ def page_of(total: int, offset: int, limit: int) -> dict[str, int]:
     return {"offset": offset, "limit": limit, "total": total}
 
 
-def paged_mentions(mentions: list[Mapping[str, Any]], offset: int, limit: int,
-                   rules: list[Mapping[str, Any]] | None = None
-                   ) -> tuple[list[RuleGroup], list[Mapping[str, Any]], dict[str, int]]:
+def paged_mentions(
+    mentions: list[Mapping[str, Any]], offset: int, limit: int, rules: list[Mapping[str, Any]] | None = None
+) -> tuple[list[RuleGroup], list[Mapping[str, Any]], dict[str, int]]:
     """One page of rule files: their groups, their mentions (in that order), the page object."""
     groups = rule_groups(mentions, rules)
-    shown = groups[offset:offset + limit]
+    shown = groups[offset : offset + limit]
     return shown, [m for g in shown for m in g.items], page_of(len(groups), offset, limit)
 
 
@@ -230,19 +231,31 @@ def page_rules(rules: Iterable[Mapping[str, Any]], groups: Iterable[RuleGroup]) 
 
 # --- the environment -------------------------------------------------------------------------------
 
+
 def _role_kind(role: str) -> str:
-    return {"lolbas_command": "command", "lolbas_path": "path", "lolbas_ioc": "IOC",
-            "lolbas_entry": "name"}.get(role, role)
+    return {"lolbas_command": "command", "lolbas_path": "path", "lolbas_ioc": "IOC", "lolbas_entry": "name"}.get(
+        role, role
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def environment() -> Environment:
     """Templates from the package (`indexer/web/templates`), autoescaped."""
-    env = Environment(loader=PackageLoader("indexer.web", "templates"),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(one_line=one_line, http_url=http_url, technique_url=technique_url,
-                       highlight=highlight, role_kind=_role_kind,
-                       source_label=lambda s: SOURCE_LABELS.get(s, s), iso_time=iso_time)
+    env = Environment(
+        loader=PackageLoader("indexer.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        one_line=one_line,
+        http_url=http_url,
+        technique_url=technique_url,
+        highlight=highlight,
+        role_kind=_role_kind,
+        source_label=lambda s: SOURCE_LABELS.get(s, s),
+        iso_time=iso_time,
+    )
     env.globals.update(LEVELS=LEVELS, ROLES=ROLES)
     return env
 
@@ -257,6 +270,13 @@ def footer_of(sources: Mapping[str, Mapping[str, Any]], generation: str = "", bu
     rows = []
     for name, info in sorted(sources.items()):
         commit, web = str(info.get("commit", "")), str(info.get("web_url", ""))
-        rows.append({"label": SOURCE_LABELS.get(name, name), "web": web, "commit": commit,
-                     "tree": f"{web}/tree/{commit}" if web and commit else "", "license": info.get("license", "")})
+        rows.append(
+            {
+                "label": SOURCE_LABELS.get(name, name),
+                "web": web,
+                "commit": commit,
+                "tree": f"{web}/tree/{commit}" if web and commit else "",
+                "license": info.get("license", ""),
+            }
+        )
     return {"sources": rows, "generation": generation, "built_at": iso_time(built_at) if built_at else ""}
