@@ -33,9 +33,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # No corpus build: the unit tests and the tests on small repositories written in the tests,
-# the properties with 25 examples each (150 in `make test`), no fault injection.
+# the properties with 25 examples each (150 in `make test`), no fault injection, in two workers.
 test-fast: $(STAMP)
-	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow'
+	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow' -n 2
 
 # ruff (pyflakes, pycodestyle, bugbear; the formatter's check) and the import-linter contracts in pyproject.toml:
 # the layers of the pipeline, and nothing heavy on the search path.
