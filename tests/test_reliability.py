@@ -167,6 +167,7 @@ def test_item01_a_long_line_gives_a_snippet_around_the_name() -> None:
 # --- item 2: a hundred thousand names are not a command line -------------------------------------
 
 
+@pytest.mark.slow  # 150,000 names through git grep: 4-6 s
 def test_item02_grep_for_150000_names_does_not_exceed_the_argument_list(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "sigma", {W + "a.yml": rule("A", "certutil.exe", 4), W + "b.yml": "title: nothing\n"})
     words = [f"nosuchname{i:06d}" for i in range(150_000)] + ["certutil"]
@@ -858,6 +859,7 @@ def _documented_codes() -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.+) \|$", table, re.MULTILINE)}
 
 
+@pytest.mark.slow  # every exit code's real scenario, each a process: 3-6 s
 def test_readme_exit_code_table_is_true(built: dict[str, Any], tmp_path: Path, broken_git: dict[str, str]) -> None:
     documented = _documented_codes()
     assert set(documented) == set(EXIT_CODES.values()) == set(ExitCode), documented
