@@ -34,9 +34,10 @@ from indexer import index as index_mod  # noqa: E402
 from indexer import refresh as refresh_mod  # noqa: E402
 from indexer import repository as repository_mod  # noqa: E402
 from indexer.refresh import RefreshOptions, refresh  # noqa: E402
-from indexer.sources import base as base_mod, get, lolbas as lolbas_mod, sigma as sigma_mod  # noqa: E402
+from indexer.sources import SOURCES, base as base_mod, get, lolbas as lolbas_mod, sigma as sigma_mod  # noqa: E402
 
 TOTALS: dict[str, float] = defaultdict(float)
+CPU: dict[str, float] = defaultdict(float)  # this process's CPU time in the phase (steadier than wall under load)
 CALLS: dict[str, int] = defaultdict(int)
 
 # (label, owner, attribute, depth): wrapped if present (the code under test changes)
@@ -73,11 +74,12 @@ def wrap(label: str, owner: object, attr: str) -> bool:
 
     @functools.wraps(original)
     def timed(*args, **kwargs):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return original(*args, **kwargs)
         finally:
             TOTALS[label] += time.perf_counter() - start
+            CPU[label] += time.process_time() - cpu
             CALLS[label] += 1
 
     setattr(owner, attr, timed)
@@ -105,6 +107,7 @@ def main() -> int:
         metavar="N",
         help="time the incremental refresh across N first-parent Sigma commits instead",
     )
+    parser.add_argument("--all", action="store_true", help="every registered source (default: Sigma and LOLBAS)")
     args = parser.parse_args()
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="profile-", dir=ROOT / "bench" / "out"))
@@ -122,6 +125,8 @@ def main() -> int:
         tip, older = first_parent[0], first_parent[args.back]
         subprocess.run(["git", "update-ref", "refs/heads/master", older], cwd=sigma_url, check=True)
     specs = [get("sigma").spec(str(sigma_url)), get("lolbas").spec(str(CORPORA / "lolbas.bundle"))]
+    if args.all:
+        specs += [get(n).spec(str(CORPORA / f"{n}.bundle")) for n in SOURCES if n not in ("sigma", "lolbas")]
     data_dir = args.keep or scratch / "data"
     try:
         print("first refresh (clones, untimed) ...", flush=True)
@@ -151,10 +156,10 @@ def main() -> int:
             f"\n{kind}, jobs={args.jobs}: {total:.2f} s in-process (manifest {manifest.duration_s:.2f} s,"
             f" {manifest.files_parsed} files){' under cProfile' if profiler else ''}\n"
         )
-        print(f"{'phase':58} {'seconds':>8} {'share':>6} {'calls':>6}")
+        print(f"{'phase':58} {'seconds':>8} {'share':>6} {'cpu s':>6} {'calls':>6}")
         for label, depth in active:
             if CALLS[label]:
-                print(f"{'  ' * depth + label:58} {TOTALS[label]:8.2f} {TOTALS[label] / total:6.0%} {CALLS[label]:6}")
+                print(f"{'  ' * depth + label:58} {TOTALS[label]:8.2f} {TOTALS[label] / total:6.0%} {CPU[label]:6.2f} {CALLS[label]:6}")
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)

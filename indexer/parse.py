@@ -88,7 +88,7 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
             if node is None:
                 continue
             _check_size(path, node)
-            documents.append(Document(loader.construct_document(node), node))
+            documents.append(Document(_construct(loader, node, {}), node))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -105,6 +105,37 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
         loader.dispose()
     yaml_lines, lines, mapping = split_lines(text)
     return ParsedFile(path, yaml_lines, lines, documents, mapping)
+
+
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+def _construct(loader: Any, node: yaml.Node, made: dict[int, Any]) -> Any:
+    """The document's data, as `loader.construct_document(node)` gives it, about twice as fast.
+
+    Rule files are plain strings, lists and mappings: those are built here; any other node
+    (numbers, dates, booleans, merge keys, non-string keys, other tags) goes to PyYAML's own
+    constructor, so the result is the same value for value. A node reached twice through an
+    alias gives the same object twice, as in PyYAML; recursive aliases never get here
+    (`_check_size` refuses them first).
+    """
+    tag = node.tag
+    if tag == _STR and type(node) is yaml.ScalarNode:
+        return node.value
+    key = id(node)
+    if key in made:
+        return made[key]
+    if tag == _MAP and type(node) is yaml.MappingNode and all(k.tag == _STR and type(k) is yaml.ScalarNode for k, _ in node.value):
+        made[key] = mapping = {}
+        for k, v in node.value:
+            mapping[k.value] = _construct(loader, v, made)
+        return mapping
+    if tag == _SEQ and type(node) is yaml.SequenceNode:
+        made[key] = items = []
+        items.extend(_construct(loader, v, made) for v in node.value)
+        return items
+    made[key] = value = loader.construct_object(node, deep=True)
+    return value
 
 
 def _check_size(path: str, root: yaml.Node) -> None:

@@ -36,21 +36,35 @@ def sigma_errors(path: str, documents: list[Any]) -> list[str]:
     """
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaError, SigmaRuleLocation
+    from sigma.rule import SigmaRule
 
     try:
-        collection = SigmaCollection.from_dicts(
-            documents,
-            collect_errors=True,
-            source=SigmaRuleLocation(path),
-            collect_filters=True,
-            resolve_references=False,
-        )
+        if _plain_rule(documents):  # what from_dicts does with it, without its collection work (a quarter of the time)
+            errors = SigmaRule.from_dict(documents[0], collect_errors=True, source=SigmaRuleLocation(path)).errors
+        else:
+            errors = SigmaCollection.from_dicts(
+                documents,
+                collect_errors=True,
+                source=SigmaRuleLocation(path),
+                collect_filters=True,
+                resolve_references=False,
+            ).errors
     except SigmaError as exc:
         return [_sigma_message(exc)]
     except Exception as exc:  # pySigma on input it does not expect: still our file error
         return [f"pySigma failed: {type(exc).__name__}: {exc}"]
-    messages = [_sigma_message(e) for e in collection.errors]
+    messages = [_sigma_message(e) for e in errors]
     return list(dict.fromkeys(messages))
+
+
+def _plain_rule(documents: list[Any]) -> bool:
+    """One document that is a plain rule: no collection action, correlation or filter, which
+    `SigmaCollection.from_dicts` hands to `SigmaRule.from_dict` as it is."""
+    return (
+        len(documents) == 1
+        and isinstance(documents[0], dict)
+        and not {"action", "correlation", "filter"}.intersection(documents[0])
+    )
 
 
 def _sigma_message(exc: Exception) -> str:
