@@ -159,7 +159,9 @@ def main() -> int:
         print(f"{'phase':58} {'seconds':>8} {'share':>6} {'cpu s':>6} {'calls':>6}")
         for label, depth in active:
             if CALLS[label]:
-                print(f"{'  ' * depth + label:58} {TOTALS[label]:8.2f} {TOTALS[label] / total:6.0%} {CPU[label]:6.2f} {CALLS[label]:6}")
+                print(
+                    f"{'  ' * depth + label:58} {TOTALS[label]:8.2f} {TOTALS[label] / total:6.0%} {CPU[label]:6.2f} {CALLS[label]:6}"
+                )
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)

@@ -125,7 +125,11 @@ def _construct(loader: Any, node: yaml.Node, made: dict[int, Any]) -> Any:
     key = id(node)
     if key in made:
         return made[key]
-    if tag == _MAP and type(node) is yaml.MappingNode and all(k.tag == _STR and type(k) is yaml.ScalarNode for k, _ in node.value):
+    if (
+        tag == _MAP
+        and type(node) is yaml.MappingNode
+        and all(k.tag == _STR and type(k) is yaml.ScalarNode for k, _ in node.value)
+    ):
         made[key] = mapping = {}
         for k, v in node.value:
             mapping[k.value] = _construct(loader, v, made)

@@ -101,13 +101,23 @@ class _Refresh:
 
     def run(self) -> Manifest:
         """The phases of a refresh, in order."""
-        previous = self._previous_state()  # the published generation, if sound
-        if previous is not None and previous.checker == CHECKER:
-            self._checked = previous.files
         repos = {spec.name: Repository(spec, clone_path(self.data_dir, spec.name)) for spec in self.opt.specs}
         try:
-            tips = self._fetch(repos, previous)  # git fetch, each source
-            plans = self._plan(repos, tips, previous)  # what to read (plan.py, on git's answers)
+            # git works in its own processes, a thread waiting on each source, while this one reads
+            # the published generation; the threads end before any parser process is forked
+            with ThreadPoolExecutor(max(1, min(8, len(repos))), thread_name_prefix="git") as pool:
+                fetching = {name: pool.submit(r.fetch if self.opt.fetch else r.tip) for name, r in repos.items()}
+                previous = self._previous_state()  # the published generation, if sound
+                if previous is not None and previous.checker == CHECKER:
+                    self._checked = previous.files
+                tips = self._fetch(repos, previous, fetching)  # git fetch, each source
+                known = {  # whether each clone holds the commit indexed (else: read it all again)
+                    name: pool.submit(repos[name].has_commit, previous.sources[name].commit)
+                    for name in tips
+                    if previous is not None and name in previous.sources
+                }
+                known_now = {name: future.result() for name, future in known.items()}
+            plans = self._plan(repos, tips, previous, known_now)  # what to read (plan.py, on git's answers)
             if plan.nothing_new(plans, self._damaged):
                 return self._finish(None)  # the current index (if any) stays
             state = self._next_state(repos, tips, plans, previous)
@@ -151,7 +161,10 @@ class _Refresh:
             self._damaged = True
             return None
 
-    def _fetch(self, repos: dict[str, Repository], previous: State | None) -> dict[str, str]:
+    def _fetch(
+        self, repos: dict[str, Repository], previous: State | None, fetching: dict[str, Future[str]]
+    ) -> dict[str, str]:
+        """Each source's tip, as its fetch (running) gives it, recorded in order; failed ones left out."""
         tips: dict[str, str] = {}
         self.progress.stage("fetch", len(repos))
         for name, repo in repos.items():
@@ -161,7 +174,7 @@ class _Refresh:
             outcome = SourceOutcome(name, redact(spec.url), spec.branch, before=before)
             self.manifest.sources[name] = outcome
             try:
-                tips[name] = repo.fetch() if self.opt.fetch else repo.tip()
+                tips[name] = fetching[name].result()
                 outcome.after = tips[name]
                 self.progress.log(f"{name}: {redact(spec.url)} {spec.branch} at {tips[name][:12]}")
             except SourceError as exc:
@@ -171,10 +184,10 @@ class _Refresh:
         return tips
 
     def _plan(
-        self, repos: dict[str, Repository], tips: dict[str, str], previous: State | None
+        self, repos: dict[str, Repository], tips: dict[str, str], previous: State | None, known: dict[str, bool]
     ) -> dict[str, SourcePlan]:
-        """Each source's plan: git answers (the commit indexed known? the tree, the changes),
-        plan.py decides; the manifest records it."""
+        """Each source's plan: git answers (`known`: whether the clone holds the commit indexed;
+        the tree, the changes), plan.py decides; the manifest records it."""
         options = plan.Options(self.opt.full, self.opt.max_file_bytes, self.opt.allow_shrink, CHECKER)
         reason = plan.read_again_reason(previous, options)
         if reason:
@@ -188,8 +201,7 @@ class _Refresh:
                 continue
             repo, tip = repos[name], tips[name]
             indexed = previous.sources.get(name) if previous else None
-            known = indexed is not None and repo.has_commit(indexed.commit)
-            how = plan.mode(indexed, redact(repo.spec.url), tip, known, bool(reason) or self.opt.full)
+            how = plan.mode(indexed, redact(repo.spec.url), tip, known.get(name, False), bool(reason) or self.opt.full)
             if how == "unchanged":
                 plans[name] = SourcePlan(how)
             else:

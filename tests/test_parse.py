@@ -78,7 +78,9 @@ def _tip_texts(data_dir: Path, name: str) -> list[tuple[str, str]]:
     tree = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref], cwd=clone, capture_output=True, text=True)
     paths = [p for p in tree.stdout.splitlines() if source.wants(p)]
     batch = "".join(f"{ref}:{p}\n" for p in paths).encode()
-    blobs = subprocess.run(["git", "cat-file", "--batch"], cwd=clone, input=batch, capture_output=True, check=True).stdout
+    blobs = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=clone, input=batch, capture_output=True, check=True
+    ).stdout
     texts, pos = [], 0
     for path in paths:
         header_end = blobs.index(b"\n", pos)
@@ -93,5 +95,7 @@ def test_every_real_file_gives_what_pyyaml_gives(tip_data_dir: Path, name: str) 
     texts = [(p, t) for p, t in _tip_texts(tip_data_dir, name) if not p.endswith(".toml")]
     if not texts:
         pytest.skip(f"{name} has no YAML files in the shared test index")
-    differ = [path for path, text in texts if not same([d.data for d in parse_yaml(path, text).documents], pyyaml(text))]
+    differ = [
+        path for path, text in texts if not same([d.data for d in parse_yaml(path, text).documents], pyyaml(text))
+    ]
     assert differ == [], f"{len(differ)} of {len(texts)} {name} files differ, e.g. {differ[:3]}"

@@ -63,5 +63,7 @@ def test_the_warnings_are_the_collections(text: str) -> None:
 
 def test_the_broken_rules_do_warn() -> None:
     """The cases above are not all silent: the comparison is between real warnings."""
-    warned = [k for k, text in BROKEN.items() if sigma_errors("r.yml", list(yaml.load_all(text, Loader=yaml.CSafeLoader)))]
+    warned = [
+        k for k, text in BROKEN.items() if sigma_errors("r.yml", list(yaml.load_all(text, Loader=yaml.CSafeLoader)))
+    ]
     assert "fine" not in warned and len(warned) >= 10, warned
