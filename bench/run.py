@@ -12,6 +12,9 @@ Measurements:
   2. full build, clones already there: `indexer refresh --full --quiet`, wall time of the process
      and the manifest's duration_s, as a ratio to the floor (3 runs; also peak memory, see 7);
      and a build from the clones alone (no index, no history: 3 runs)
+ 2b. every registered source with a bundle in ../shared/corpora: the floor of all the files the
+     sources read (C loader for YAML, tomllib for TOML), the full build as a ratio to it (3 runs),
+     and the no-change refresh of them all (5 runs)
   3. no-change refresh: `indexer refresh --quiet` on an up-to-date data dir (5 runs)
   4. refresh across 1 and ~300 first-parent Sigma commits (3 runs each, state restored by cp -a)
   5. `indexer search NAME` as a process against `grep -ril NAME` over the two work trees
@@ -41,12 +44,14 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project itself (the sources' registry, in-process queries)
 BENCH = ROOT / "bench"
 CORPORA = ROOT.parent / "shared" / "corpora"
 SIGMA_BUNDLE = CORPORA / "sigma.bundle"
@@ -136,6 +141,42 @@ def rule_files(name: str, checkout: Path) -> list[Path]:
         if RULE_DIRS[name].match(rel) and path.is_file() and not path.is_symlink():
             out.append(path)
     return out
+
+
+def registered_sources() -> list[str]:
+    """The sources the indexer registers."""
+    from indexer.sources import SOURCES
+
+    return list(SOURCES)
+
+
+def source_texts(data_dir: Path, name: str) -> list[tuple[str, str]]:
+    """(path, text) of every file source `name` reads, at the commit its clone in `data_dir` fetched."""
+    from indexer.sources import get
+
+    source, clone = get(name), data_dir / "sources" / f"{name}.git"
+    ref = f"refs/remotes/origin/{source.branch}"
+    wanted = [p for p in git("ls-tree", "-r", "--name-only", ref, cwd=clone).splitlines() if source.wants(p)]
+    batch = "".join(f"{ref}:{p}\n" for p in wanted).encode()
+    blobs = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=clone, input=batch, capture_output=True, check=True
+    ).stdout
+    texts, pos = [], 0
+    for path in wanted:
+        end = blobs.index(b"\n", pos)
+        size = int(blobs[pos:end].split()[2])
+        texts.append((path, blobs[end + 1 : end + 1 + size].decode("utf-8-sig", errors="replace")))
+        pos = end + 2 + size
+    return texts
+
+
+def parse_floor(path: str, text: str) -> None:
+    """The cheapest whole parse of one file: tomllib for TOML, the C loader for the rest."""
+    if path.endswith(".toml"):
+        tomllib.loads(text)
+    else:
+        for _doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
+            pass
 
 
 def disk_usage(path: Path) -> tuple[int, int]:
@@ -522,6 +563,87 @@ class Bench:
             f"in-process {fmt_s(med_dur)} ({ratio_dur:.1f}× floor)"
         )
 
+    def every_source(self) -> None:
+        names = [n for n in registered_sources() if (CORPORA / f"{n}.bundle").exists()]
+        say(f"2b. every source ({', '.join(names)}): first refresh clones, untimed")
+        data = self.work / "data-all"
+        cmd = [INDEXER, "refresh", "--quiet", "--data-dir", str(data)]
+        for name in names:
+            cmd += ["--url", f"{name}={CORPORA / f'{name}.bundle'}"]
+        _w, first, rc = run_refresh(cmd, data)
+        if not ok_refresh(first):
+            raise RuntimeError(f"the first refresh of every source failed: {failures([first])}")
+        texts = {name: source_texts(data, name) for name in names}
+        floors: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(RUNS_FLOOR):
+            for name in names:
+                start = time.perf_counter()
+                for path, text in texts[name]:
+                    parse_floor(path, text)
+                floors[name].append(time.perf_counter() - start)
+        per_source = {name: statistics.median(times) for name, times in floors.items()}
+        totals = [sum(floors[n][i] for n in names) for i in range(RUNS_FLOOR)]
+        floor = statistics.median(totals)
+        builds = []
+        for i in range(RUNS_FULL):
+            r = timed_full_build([*cmd, "--full"], data, self.work)
+            if r["rc"] in (0, 1) and ok_refresh(r["manifest"]):
+                builds.append(r)
+            say(f"   full build {i + 1}: wall {fmt_s(r['wall'])}, rc {r['rc']}")
+        nochange = []
+        for _ in range(RUNS_NOCHANGE):
+            wall, m, rc = run_refresh(cmd, data)
+            if ok_refresh(m) and m.get("files_parsed") == 0:
+                nochange.append((wall, m["duration_s"]))
+        if not builds:
+            raise RuntimeError("every full build of every source failed")
+        durs = [r["manifest"]["duration_s"] for r in builds]
+        walls = [r["wall"] for r in builds]
+        ratio = lambda v: f"{v:.1f}×"  # noqa: E731
+        rows = [row(f"floor: {name} ({len(texts[name]):,} files)", floors[name]) for name in names]
+        rows += [
+            row("floor: every file the sources read", totals),
+            row("full build: wall of `indexer refresh --full --quiet`", walls),
+            row("full build: in-process (manifest duration_s)", durs),
+            row("in-process / floor", [d / floor for d in durs], ratio),
+            row("wall / floor", [w / floor for w in walls], ratio),
+        ]
+        if nochange:
+            rows += [
+                row("no-change refresh: wall", [w for w, _ in nochange]),
+                row("no-change refresh: in-process", [d for _, d in nochange]),
+            ]
+        m = builds[-1]["manifest"]
+        heaviest = max(per_source, key=per_source.__getitem__)
+        rest = floor - per_source[heaviest]
+        body = table(STAT_HEAD, rows)
+        body += (
+            f"\n\nThe floor parses every file each source reads, whole (YAML with the C loader, TOML with "
+            f"`tomllib`), texts in memory. In-process ratio {statistics.median(durs) / floor:.1f}× → "
+            f"{verdict(statistics.median(durs) / floor <= 3)}. The heaviest floor is {heaviest} "
+            f"({fmt_s(per_source[heaviest])}); without it the floor would be {fmt_s(rest)} and the ratio "
+            f"{statistics.median(durs) / rest:.1f}× (the build still reads {heaviest}). "
+            f"Each build: files_parsed {m.get('files_parsed')}, mentions_total {m.get('mentions_total')}; "
+            f"no-change runs with 0 files parsed: {len(nochange)} of {RUNS_NOCHANGE}."
+        )
+        self.section("2b. Every source: full build and no-change refresh", "in-process ≤ 3× the floor", body)
+        self.verdicts.append(
+            (
+                f"full build of every source ({len(names)}) / its floor (in-process)",
+                f"{statistics.median(durs) / floor:.1f}× median (≤ 3×)",
+                statistics.median(durs) / floor <= 3,
+            )
+        )
+        if nochange:
+            self.verdicts.append(
+                (
+                    f"no-change refresh of every source ({len(names)}), wall",
+                    f"{fmt_s(statistics.median(w for w, _ in nochange))} median",
+                    None,
+                )
+            )
+        shutil.rmtree(data, ignore_errors=True)
+
     def memory(self) -> None:
         runs = self.full_runs + [self.sampled]
         max_rss = [r["max_rss"] for r in runs]
@@ -821,7 +943,6 @@ class Bench:
     # 6 ---------------------------------------------------------------------------------------
     def query_latency(self) -> None:
         say("6. in-process query latency over every indexed binary")
-        sys.path.insert(0, str(ROOT))
         from indexer.index import IndexReader
         from indexer.query import search
 
@@ -1044,6 +1165,7 @@ def main() -> int:
         bench.floor()
         for number, step in (
             (2, bench.full_build),
+            ("2b", bench.every_source),
             (3, bench.no_change),
             (4, bench.incremental),
             (5, bench.search_vs_grep),
