@@ -175,6 +175,7 @@ class Format(enum.StrEnum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    navigator = "navigator"  # an ATT&CK Navigator layer (JSON)
 
 
 def _format(**flags: bool) -> Format:
@@ -193,11 +194,12 @@ class View:
     table: Callable[[], None]  # for a person
     csv: Callable[[TextIO], None] | None = None  # where rows make sense
     markdown: Callable[[], str] | None = None
+    navigator: Callable[[], Any] | None = None  # an ATT&CK Navigator layer, where techniques make sense
 
 
 def _show(view: View, fmt: Format) -> None:
-    if fmt is Format.json:
-        _print_json(view.data)
+    if fmt is Format.json or (fmt is Format.navigator and view.navigator is not None):
+        _print_json(view.data if fmt is Format.json else view.navigator())
     elif fmt is Format.csv and view.csv is not None:
         view.csv(sys.stdout)
     elif fmt is Format.markdown and view.markdown is not None:
@@ -814,6 +816,111 @@ def coverage(
         return coverage_markdown(data)
 
     _show(View(data, table, csv=csv, markdown=markdown), fmt)
+
+
+@app.command()
+def gaps(
+    data_dir: Optional[Path] = DataDir,
+    rule_set: List[str] = ListOption(
+        "--rule-set", "Count only these detection sources' rules (default: every one indexed: sigma, ...)."
+    ),
+    platform: Optional[str] = ChoiceOption("--platform", "Only this platform (windows, linux, macos).", _platforms),
+    show_all: bool = typer.Option(
+        False, "--all", help="List every binary attackers use with the rule sets that detect it, not only the gaps."
+    ),
+    limit: int = typer.Option(25, "--limit", min=0, help="Rows shown per platform in the table (0: every one)."),
+    as_json: bool = JsonFlag,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per binary and platform."),
+    as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown report."),
+    as_navigator: bool = typer.Option(
+        False, "--navigator", help="Print an ATT&CK Navigator layer: techniques scored by their gaps."
+    ),
+) -> None:
+    """Binaries attackers use that no rule detects, per platform.
+
+    Attackers use: a LOLBAS entry, an atomic test, GTFOBins, LOOBins or a HijackLibs host names
+    it. Detected: a rule (not deprecated or unsupported) of a detection source detects it
+    running or invoked by another process (verdict runs or invoked) on its platform. Ranked by
+    how many sources name it, then by how many files; the summary counts each rule set alone and
+    together. --json, --csv and --markdown list every gap (the table the first --limit).
+
+    \b
+    Example: indexer gaps --platform windows --limit 10
+    """
+    from .joins import gaps as find_gaps
+
+    fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown, navigator=as_navigator)
+    with _open_reader(_data_dir(data_dir)) as reader:
+        try:
+            report = find_gaps(reader, rule_sets=rule_set, platform=platform, every=show_all)
+        except ValueError as exc:  # not a detection source of the index
+            raise typer.BadParameter(str(exc), param_hint="--rule-set") from None
+        data = report.to_dict()
+
+    def table() -> None:
+        from .report import gaps_lines
+
+        for line in gaps_lines(data, limit or None):
+            _echo(line)
+
+    def csv(stream: TextIO) -> None:
+        from .export import csv_cell, csv_writer
+
+        writer = csv_writer(stream)
+        columns = ("platform", "binary", "sources", "files", "detected_by", "verdicts", "techniques", "named_in")
+        writer.writerow(columns)
+        for row in data["rows"]:
+            verdicts = ";".join(f"{k}:{','.join(v)}" for k, v in row["verdicts"].items())
+            writer.writerow([csv_cell(verdicts if c == "verdicts" else row[c]) for c in columns])
+
+    def markdown() -> str:
+        from .joins import gaps_markdown
+
+        return gaps_markdown(report)
+
+    def navigator() -> Any:
+        from .navigator import gaps_layer
+
+        return gaps_layer(reader, report).to_dict()
+
+    _show(View(data, table, csv=csv, markdown=markdown, navigator=navigator), fmt)
+
+
+@app.command()
+def tests(
+    name: str = typer.Argument(..., help="A binary name, as search reads it: rundll32.exe, certutil, cert*.exe."),
+    data_dir: Optional[Path] = DataDir,
+    rule_set: List[str] = ListOption("--rule-set", "Only these detection sources' rules (default: every one)."),
+    as_json: bool = JsonFlag,
+) -> None:
+    """Atomic tests that run a binary, and the rules that should fire.
+
+    For each atomic-red-team test whose command, cleanup or steps name the binary: the rules
+    (not deprecated or unsupported) that detect one of the test's binaries (verdict runs,
+    parent, target, loads or invoked) and carry one of its ATT&CK techniques; and the
+    detections that name the test's guid (Splunk's tags.atomic_guid), when indexed. Exit code 1
+    when no test names it.
+
+    \b
+    Example: indexer tests certutil.exe --json
+    """
+    from .joins import tests as find_tests
+
+    with _open_reader(_data_dir(data_dir)) as reader:
+        try:
+            report = find_tests(reader, name, rule_sets=rule_set).to_dict()
+        except ValueError as exc:  # a name that names no file, or not a detection source
+            raise UsageError(str(exc)) from None
+
+    def table() -> None:
+        from .report import tests_lines
+
+        for line in tests_lines(report):
+            _echo(line)
+
+    _show(View(report, table), _format(json=as_json))
+    if not report["tests"]:
+        raise typer.Exit(ExitCode.NOT_FOUND)
 
 
 @app.command()

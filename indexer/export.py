@@ -25,6 +25,7 @@ from .model import RULE, Mention, Platform
 from .query import group_by_rule
 from .schema import Without
 from .shape import Record
+from .records import technique_ids
 from .verdicts import DETECTING, SIGMA_VERDICTS, RuleVerdict, Verdict, rule_verdicts
 from .text import printable
 
@@ -32,7 +33,6 @@ FORMATS = ("markdown", "csv", "json", "jsonl", "lookup")
 SOURCE_LABELS = {"sigma": "sigma", "lolbas": "LOLBAS"}
 LIST_SEPARATOR = ";"  # lists in a CSV cell (tags, modifiers, rule ids...): documented in the README
 _HASHED = re.compile(r"-[0-9a-f]{8}$")
-_TECHNIQUE = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 _AFTER_SEMICOLON = re.compile(r";\s*")
 
 # --- the records of the exports (their JSON Schemas are derived from them: indexer/schema.py) --
@@ -315,13 +315,6 @@ def write_markdown(
 
 
 # --- CSV, JSON, JSONL --------------------------------------------------------------------------
-
-
-def technique_ids(tags: Iterable[str]) -> list[str]:
-    """ATT&CK technique ids in one form: `attack.t1218.011` and `T1218.011` -> `T1218.011`
-    (tactics, groups and other tags left out)."""
-    found = (_TECHNIQUE.match(tag.strip()) for tag in tags)
-    return sorted({m.group(1).upper() for m in found if m})
 
 
 def _with_verdicts(mentions: Iterable[Mention]) -> Iterable[dict[str, Any]]:

@@ -241,6 +241,49 @@ def coverage_layer(reader: IndexReader, *, include_retired: bool = False, max_li
     )
 
 
+def gaps_layer(reader: IndexReader, report: Any, *, max_links: int = 10) -> Layer:
+    """The techniques of the binaries attackers use that no rule detects (joins.GapsReport):
+    each scored by how many such binaries the atomic tests and LOLBAS entries naming them tag
+    with it, the binaries in the comment and metadata."""
+    by_technique: dict[str, list[Any]] = {}
+    for row in report.rows:
+        if not row.detected_by:
+            for technique in row.techniques:
+                by_technique.setdefault(technique, []).append(row)
+    techniques = []
+    for technique, rows in sorted(by_technique.items()):
+        names = list(dict.fromkeys(f"{r.binary} ({r.platform or '-'})" for r in rows))
+        techniques.append(
+            LayerTechnique(
+                techniqueID=technique,
+                score=len(names),
+                comment=f"{len(names)} binaries attackers use with this technique that no rule detects: "
+                + ", ".join(names[:max_links])
+                + (" ..." if len(names) > max_links else ""),
+                enabled=True,
+                metadata=tuple(MetadataItem(name="binary", value=n) for n in names[:max_links]),
+                links=(),
+            )
+        )
+    top = max((t.score for t in techniques), default=0)
+    sets = ", ".join(report.rule_sets) or "no rule set"
+    return Layer(
+        name=f"Undetected binaries attackers use ({sets})",
+        versions=Versions(**LAYER_VERSIONS),
+        domain="enterprise-attack",
+        description=(
+            "Score: the number of binaries that atomic tests or LOLBAS entries tagged with the technique "
+            f"name and that no rule of {sets} (deprecated and unsupported left out) detects running or "
+            "invoked on its platform (indexer gaps)."
+        ),
+        sorting=3,
+        techniques=tuple(techniques),
+        gradient=Gradient(colors=("#ffffff", "#ff6666"), minValue=0, maxValue=max(top, 1)),
+        legendItems=(),
+        metadata=_sources(reader),
+    )
+
+
 def write_layer(reader: IndexReader, output: str, binaries: Iterable[str] = ()) -> dict[str, Any]:
     """`export --format navigator`: the layer of `binaries`, or the LOLBAS coverage layer without
     them, to a path or stdout ("-")."""

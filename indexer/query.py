@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .index import IndexReader, stem_of
 from .model import FileReport, Mention
-from .verdicts import RuleVerdict, rule_verdicts, select
+from .verdicts import SIGMA_VERDICTS, RuleVerdict, rule_verdicts, select
 
 if TYPE_CHECKING:
-    from .records import BinaryRecord, RuleRecord
+    from .records import AtlasItem, BinaryRecord, BinarySections, RuleRecord
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -56,6 +56,15 @@ def resolve(query: ParsedQuery, binaries: list[str]) -> list[str]:
     return [query.name] if _contains(binaries, query.name) else []
 
 
+def counterparts(name: str, binaries: list[str]) -> list[str]:
+    """The same program's name on the other platforms, when indexed: `curl.exe` for the Unix
+    `curl`, `curl` for `curl.exe` (a Windows executable and a Unix name without extension)."""
+    if name.endswith(".exe"):
+        other = name[: -len(".exe")]
+        return [other] if other and "." not in other and _contains(binaries, other) else []
+    return [f"{name}.exe"] if "." not in name and _contains(binaries, f"{name}.exe") else []
+
+
 def _contains(sorted_names: list[str], name: str) -> bool:
     i = bisect.bisect_left(sorted_names, name)
     return i < len(sorted_names) and sorted_names[i] == name
@@ -80,12 +89,18 @@ class SearchResult:
     declared_detections: list[dict[str, object]] = field(default_factory=list)  # LOLBAS -> Sigma links
     rules: list[RuleVerdict] = field(default_factory=list)  # one per (rule file, binary), strongest first
     aliases: dict[str, str] = field(default_factory=dict)  # alias found -> the name it stands for
+    # binary -> the same program's name on another platform, when indexed (curl -> curl.exe)
+    counterparts: dict[str, list[str]] = field(default_factory=dict)
+    # each name of a pair (found or not) -> the platforms of its mentions in the index, whatever the filters
+    platforms: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "query": self.query,
             "binaries": self.binaries,
             "aliases": self.aliases,
+            "counterparts": self.counterparts,
+            "platforms": self.platforms,
             "mentions": mention_rows(self.mentions, self.aliases),
             "rules": [r.to_dict() for r in self.rules],
             "suggestions": self.suggestions,
@@ -144,7 +159,20 @@ def search(
         mentions = [m for m in mentions if (m.source, m.path, m.binary) in kept]
     suggestions = [] if names else suggest(query, binaries)
     declared = reader.declared_links(names) if names and source != "sigma" else []
-    return SearchResult(text, names, mentions, suggestions, declared, rules, aliases)
+    pairs = {name: found for name in names if (found := counterparts(name, binaries))}
+    paired = sorted({*pairs, *(o for found in pairs.values() for o in found)})
+    platforms = {name: sorted({d.get("platform", "") for d in reader.stored(name)}) for name in paired}
+    return SearchResult(
+        text,
+        names,
+        mentions,
+        suggestions,
+        declared,
+        rules,
+        aliases,
+        pairs,
+        platforms,
+    )
 
 
 def mention_rows(mentions: Iterable[Mention], aliases: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -359,6 +387,102 @@ def binary_record(
         roles=tuple(sorted({m.role for m in mentions})),
         mentions=tuple(MentionRow(m, aliases.get(m.binary, "")) for m in mentions),
         lolbas_declared_detections=tuple(map(Link.from_dict, reader.declared_links(binaries))),
+        sections=binary_sections(reader, ordered_rules, mentions),
+        counterparts=tuple(sorted({o for b in binaries for o in counterparts(b, reader.binaries())} - set(binaries))),
+    )
+
+
+def is_detection(rule: RuleVerdict) -> bool:
+    """Whether a rule file is a detection rule: its source detects (Source.detects: Sigma, and
+    Elastic or Splunk when indexed), which gives its files the rule verdicts (runs ... mentioned)
+    where the others' give `documented` or `tested`. Read from the verdict stored in the index,
+    so the search path needs no source registry."""
+    return rule.verdict in SIGMA_VERDICTS
+
+
+_ROLE_KINDS = {
+    "tested_by": "tests",
+    "vulnerable_driver": "drivers",
+    "malicious_driver": "drivers",
+    "sideload_target": "sideloading",
+    "sideload_host": "sideloading",
+}
+
+
+def binary_sections(reader: IndexReader, rules: list[RuleVerdict], mentions: list[Mention]) -> BinarySections:
+    """`show NAME` grouped by kind of source: the detection sources' rule files (one RuleSet per
+    source, strongest first, retired last), then every other source's entries by what they say
+    (records.Kind: a role's kind, `abuse` for LOLBAS, GTFOBins and LOOBins). An atomic file is
+    one item per test (its guid), any other file one item."""
+    from .records import BinarySections, RuleSet
+
+    detection: dict[str, list[RuleVerdict]] = {}
+    for rule in rules:
+        if is_detection(rule):
+            detection.setdefault(rule.source, []).append(rule)
+    detecting_files = {(r.source, r.path) for r in rules if is_detection(r)}
+    items: dict[tuple[str, str, str, str], list[Mention]] = {}
+    for m in mentions:
+        if (m.source, m.path) not in detecting_files:
+            items.setdefault((m.source, m.path, m.rule_id if m.role == "tested_by" else "", m.binary), []).append(m)
+    kinds: dict[str, list[AtlasItem]] = {kind: [] for kind in ("abuse", "tests", "drivers", "sideloading")}
+    for (source, path, _id, binary), found in sorted(items.items()):
+        item = _atlas_item(reader, source, path, binary, found)
+        kinds[item.kind].append(item)
+    return BinarySections(
+        detection=tuple(
+            RuleSet(
+                source=source,
+                rules=tuple(found),
+                running=sum(1 for r in found if r.verdict == "runs" and not r.retired),
+                detecting=sum(1 for r in found if r.detects and not r.retired),
+                retired=sum(1 for r in found if r.retired),
+            )
+            for source, found in sorted(detection.items())
+        ),
+        **{kind: tuple(found) for kind, found in kinds.items()},
+    )
+
+
+def _once(values: Iterable[str]) -> Iterable[str]:
+    """Non-empty values once each, whatever their case (the first spelling kept), in order."""
+    seen: dict[str, str] = {}
+    for value in values:
+        if value:
+            seen.setdefault(value.lower(), value)
+    return seen.values()
+
+
+def _atlas_item(reader: IndexReader, source: str, path: str, binary: str, found: list[Mention]) -> AtlasItem:
+    """One file (an atomic test) of a source that is not a detection, from its mentions of `binary`."""
+    from .records import AtlasItem, technique_ids
+
+    roles = tuple(dict.fromkeys(m.role for m in found))
+    kind = next((_ROLE_KINDS[r] for r in roles if r in _ROLE_KINDS), "abuse")
+    tags = [t for m in found for t in m.tags]
+    report = reader.state.files.get(f"{source}:{path}")
+    entry = report.entry if report is not None else {}
+    functions = [str(c) for c in entry.get("categories", [])]
+    functions += [m.field for m in found if m.role == "gtfobin"]
+    functions += [t.partition(".")[2] for t in tags if t.startswith(f"{source}.")]
+    first = found[0]
+    return AtlasItem(
+        kind=kind,  # type: ignore[arg-type]
+        source=source,
+        path=path,
+        binary=binary,
+        id=first.rule_id,
+        title=first.title,
+        url=first.url,
+        platform=first.platform,
+        roles=roles,
+        lines=tuple(sorted({m.line for m in found})),
+        techniques=tuple(technique_ids(tags)),
+        functions=tuple(_once(functions)),
+        executor=first.detection if first.role == "tested_by" else "",
+        hashes=tuple(dict.fromkeys(t for t in tags if t.split(":", 1)[0] in ("md5", "sha1", "sha256"))),
+        hosts=tuple(dict.fromkeys(t[len("host:") :] for t in tags if t.startswith("host:"))),
+        dlls=tuple(dict.fromkeys(m.title for m in found if m.role == "sideload_host" and m.title)),
     )
 
 

@@ -8,10 +8,11 @@ refuses a damaged value. Standard library only: the search path uses these.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Iterable, Literal, get_args
 
-from .model import Context, FileReport, FileStatus, Mention, Role
+from .model import Context, FileReport, FileStatus, Mention, Platform, Role
 from .shape import Record
 from .verdicts import RuleVerdict, Verdict
 
@@ -22,6 +23,20 @@ ReferenceStatus = Literal["ok", "unknown", "unresolvable"]
 # target, loaded module or in a command line; rules that only name it; nothing.
 Tier = Literal["running", "other", "mentioned", "none"]
 TIERS: tuple[str, ...] = get_args(Tier)
+# What a source says of a binary, as `show NAME` groups it: its rules detect it (a detection
+# source: Source.detects, whose files get the rule verdicts runs ... mentioned), it documents
+# its abuse (LOLBAS, GTFOBins, LOOBins), a test runs it (atomic), it is a known vulnerable or
+# malicious driver (LOLDrivers), it side-loads or is side-loaded (HijackLibs).
+Kind = Literal["detection", "abuse", "tests", "drivers", "sideloading"]
+KINDS: tuple[str, ...] = get_args(Kind)
+_TECHNIQUE = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+
+
+def technique_ids(tags: Iterable[str]) -> list[str]:
+    """ATT&CK technique ids in one form: `attack.t1218.011` and `T1218.011` -> `T1218.011`
+    (tactics, groups and other tags left out)."""
+    found = (_TECHNIQUE.match(tag.strip()) for tag in tags)
+    return sorted({m.group(1).upper() for m in found if m})
 
 
 @dataclass(frozen=True)
@@ -231,6 +246,54 @@ class RuleRecord(Record):
 
 
 @dataclass(frozen=True)
+class RuleSet(Record):
+    """One detection source's rule files naming a binary: strongest first, retired last."""
+
+    source: str
+    rules: tuple[RuleVerdict, ...]
+    running: int  # not retired, verdict runs
+    detecting: int  # not retired, a detecting verdict (runs, parent, target, loads, invoked)
+    retired: int  # deprecated or unsupported
+
+
+@dataclass(frozen=True)
+class AtlasItem(Record):
+    """One entry, test, driver or library of a source that is not a detection, naming a binary:
+    a LOLBAS, GTFOBins or LOOBins entry (abuse), an atomic test (tests: `id` its guid), a
+    LOLDrivers driver (drivers: with the samples' hashes), a HijackLibs DLL (side-loading: the
+    DLL's `hosts`, or the `dlls` an executable side-loads)."""
+
+    kind: Kind
+    source: str
+    path: str
+    binary: str
+    id: str  # an atomic test's guid, a LOLDrivers entry's id ("" when the file has none)
+    title: str  # the test's name, the entry's name, the DLL a host side-loads
+    url: str  # the file at the indexed commit, anchored at its first line naming the binary
+    platform: Platform
+    roles: tuple[Role, ...]
+    lines: tuple[int, ...]
+    techniques: tuple[str, ...]  # ATT&CK ids (T1218.011)
+    functions: tuple[str, ...]  # LOLBAS categories, GTFOBins functions, LOOBins tactics, driver category
+    executor: str  # an atomic test's (command_prompt, powershell, sh, bash, manual)
+    hashes: tuple[str, ...]  # a driver's samples naming the binary: md5:..., sha1:..., sha256:...
+    hosts: tuple[str, ...]  # a DLL's: the executables that side-load it
+    dlls: tuple[str, ...]  # an executable's: the DLLs it side-loads
+
+
+@dataclass(frozen=True)
+class BinarySections(Record):
+    """`show NAME` grouped by what each source says: detection rule sets, then abuse, tests,
+    drivers and side-loading (each an AtlasItem list, in source and path order)."""
+
+    detection: tuple[RuleSet, ...]
+    abuse: tuple[AtlasItem, ...]
+    tests: tuple[AtlasItem, ...]
+    drivers: tuple[AtlasItem, ...]
+    sideloading: tuple[AtlasItem, ...]
+
+
+@dataclass(frozen=True)
 class BinaryRecord(Record):
     """One binary (or the names a query resolved to) as `show NAME` answers."""
 
@@ -246,6 +309,8 @@ class BinaryRecord(Record):
     roles: tuple[Role, ...]
     mentions: tuple[MentionRow, ...]
     lolbas_declared_detections: tuple[Link, ...]
+    sections: BinarySections
+    counterparts: tuple[str, ...]  # the same program on another platform: curl.exe for curl, and back
 
 
 @dataclass(frozen=True)

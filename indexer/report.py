@@ -38,6 +38,8 @@ def print_search(console: Console, result: SearchResult) -> None:
             style="bold",
         )
     )
+    for line in counterpart_lines(result.binaries, result.counterparts, result.platforms):
+        console.print(Text(line, style="yellow"))
     for (source, path), mentions in groups.items():
         first = mentions[0]
         heading = Text(f"\n{source} ", style="bold")
@@ -55,6 +57,7 @@ def print_search(console: Console, result: SearchResult) -> None:
             heading.append(f"  {first.title}")
         if first.level:
             heading.append(f"  [{first.level}]", style="magenta")
+        heading.append(f"  ({first.platform or 'no platform'})", style="blue")
         console.print(heading)
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
         for column, style in (("line", "dim"), ("role", "green"), ("field", ""), ("snippet", "")):
@@ -79,6 +82,23 @@ def print_search(console: Console, result: SearchResult) -> None:
         )
     if any(m.inferred for m in result.mentions):
         console.print(Text("\n~ bare name recognised without its extension", style="dim"))
+
+
+def counterpart_lines(
+    binaries: list[str], counterparts: dict[str, list[str]], platforms: dict[str, list[str]]
+) -> Iterator[str]:
+    """The same program under its other platform's name (curl <-> curl.exe): both found, or the
+    one not searched for, with the platforms of their rules."""
+
+    def named(name: str) -> str:
+        return f"{name} ({', '.join(p or 'no platform' for p in platforms.get(name, [])) or '-'})"
+
+    for name in binaries:
+        for other in counterparts.get(name, []):
+            if other not in binaries:
+                yield f"also indexed on another platform: {named(other)} (indexer search {other})"
+            elif name < other:
+                yield f"the same program on two platforms: {named(name)} and {named(other)}"
 
 
 def _other_matches(console: Console, data: dict[str, Any]) -> None:
@@ -128,24 +148,66 @@ def print_show(console: Console, data: dict[str, Any]) -> None:
         return
     console.print(Text("binary " + ", ".join(data["binaries"]), style="bold"))
     _other_matches(console, data)
-    console.print(
-        Text(
-            f"  Sigma rule files: {len(data['sigma_rules'])}: {len(data['running_rules'])} run it, "
-            f"{len(data['detecting_rules'])} detect it (runs, parent, target, loads, invoked), "
-            f"{len(data['retired_rules'])} deprecated or unsupported"
-        )
-    )
-    console.print(Text(f"  LOLBAS entries: {', '.join(data['lolbas_entries']) or 'none'}"))
-    console.print(Text(f"  roles: {', '.join(data['roles'])}"))
-    for line in rule_lines(data.get("rules", [])):
-        console.print(Text(line, style="dim" if line.rstrip().endswith("]") else ""))
-    for link in data.get("lolbas_declared_detections", []):
+    if data.get("counterparts"):
         console.print(
-            Text(
-                f"  LOLBAS links a Sigma rule ({link['status']}): "
-                f"{link.get('current_path') or link.get('reason') or link['url']}"
-            )
+            Text(f"  on another platform: {', '.join(data['counterparts'])} (indexer show NAME)", style="yellow")
         )
+    console.print(Text(f"  roles: {', '.join(data['roles'])}"))
+    for line in binary_lines(data):
+        console.print(Text(line, style="dim" if line.rstrip().endswith("]") else ""))
+
+
+SECTION_TITLES = {
+    "detection": "detection",
+    "abuse": "abuse (LOLBAS, GTFOBins, LOOBins)",
+    "tests": "tests (atomic-red-team)",
+    "drivers": "drivers (LOLDrivers)",
+    "sideloading": "side-loading (HijackLibs)",
+}
+
+
+def binary_lines(data: dict[str, Any]) -> Iterator[str]:
+    """`show NAME` grouped by kind of source (records.BinarySections): each detection source's
+    rule files with its counts, then the entries of abuse, tests, drivers and side-loading."""
+    sections = data["sections"]
+    yield SECTION_TITLES["detection"]
+    if not sections["detection"]:
+        yield "  no detection rule names it"
+    for rule_set in sections["detection"]:
+        yield (
+            f"  {rule_set['source']}: {len({r['path'] for r in rule_set['rules']})} rule files: "
+            f"{rule_set['running']} run it, {rule_set['detecting']} detect it (runs, parent, target, loads, invoked), "
+            f"{rule_set['retired']} deprecated or unsupported"
+        )
+        yield from rule_lines(rule_set["rules"])
+    for link in data.get("lolbas_declared_detections", []):
+        yield (
+            f"  LOLBAS links a Sigma rule ({link['status']}): "
+            f"{link.get('current_path') or link.get('reason') or link['url']}"
+        )
+    for kind in ("abuse", "tests", "drivers", "sideloading"):
+        if sections[kind]:
+            yield SECTION_TITLES[kind]
+        for item in sections[kind]:
+            yield "  " + atlas_line(item)
+
+
+def atlas_line(item: dict[str, Any]) -> str:
+    """One entry, test, driver or DLL: what it says of the binary, and where."""
+    where = f"{item['source']}:{item['path']} L{','.join(map(str, item['lines'][:5]))}"
+    techniques = f" {','.join(item['techniques'])}" if item["techniques"] else ""
+    functions = f" [{', '.join(item['functions'])}]" if item["functions"] else ""
+    if item["kind"] == "tests":
+        return f"{item['id']} {item['platform'] or '-'} {item['executor'] or '-'}{techniques}  {item['title']}  {where}"
+    if item["kind"] == "drivers":
+        hashes = f" {len(item['hashes'])} hashes ({', '.join(item['hashes'][:3])}{' ...' if len(item['hashes']) > 3 else ''})"
+        return f"{item['title']}{functions}{hashes if item['hashes'] else ''}  {where}"
+    if item["kind"] == "sideloading":
+        if item["dlls"]:
+            return f"side-loads {', '.join(item['dlls'])}{functions}  {where}"
+        hosts = ", ".join(item["hosts"][:8]) + (f" ... ({len(item['hosts'])})" if len(item["hosts"]) > 8 else "")
+        return f"{item['title']} is side-loaded by {hosts or '-'}{functions}  {where}"
+    return f"{item['title']} ({item['platform'] or '-'}){functions}{techniques}  {where}"
 
 
 def rule_lines(rules: list[dict[str, Any]]) -> Iterator[str]:
@@ -307,3 +369,45 @@ def print_coverage(console: Console, data: dict[str, Any]) -> None:
 
 
 TIER_COLUMNS = ("running", "other", "mentioned", "none")
+
+
+def gaps_lines(data: dict[str, Any], limit: int | None = 25) -> Iterator[str]:
+    """`indexer gaps` for a person: per platform, the counts per rule set, then the first
+    `limit` binaries (ranked) with the sources naming them and what the rules do instead."""
+    sets = data["rule_sets"]
+    for s in data["summary"]:
+        platform = s["platform"] or "no platform"
+        per_set = ", ".join(f"{k} {v} ({s['only'][k]} by it alone)" for k, v in s["by_rule_set"].items())
+        yield (
+            f"{platform}: {s['binaries']} binaries attackers use; detected running or invoked by "
+            f"{per_set or 'no rule set'}; by all {len(sets)}: {s['by_all']}; by none: {s['gaps']}"
+        )
+        rows = [r for r in data["rows"] if r["platform"] == s["platform"]]
+        for rank, r in enumerate(rows[:limit], 1):
+            why = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["verdicts"].items()) or "named by no rule"
+            seen = f"detected by {', '.join(r['detected_by'])}" if r["detected_by"] else why
+            yield f"  {rank:>3} {r['binary']:<32} {', '.join(r['sources']):<28} {r['files']:>3} file{'s' if r['files'] != 1 else ' '}  {seen}"
+        if limit is not None and len(rows) > limit:
+            yield f"  ... and {len(rows) - limit} more (--limit 0, --json or --markdown list them all)"
+
+
+def tests_lines(data: dict[str, Any]) -> Iterator[str]:
+    """`indexer tests NAME` for a person: each test, then the rules that should fire."""
+    if not data["tests"]:
+        hint = f" (did you mean: {', '.join(data['suggestions'])}?)" if data["suggestions"] else ""
+        yield f"no atomic test names {data['query']!r}{hint}"
+        return
+    yield f"{', '.join(data['binaries'])}: {len(data['tests'])} atomic tests"
+    for t in data["tests"]:
+        yield ""
+        yield f"{t['guid']}  {t['technique']}  {', '.join(t['platforms']) or '-'}  {t['executor'] or '-'}  {t['name']}"
+        yield f"  {t['path']}  binaries: {', '.join(t['binaries'])}"
+        if not t["expected"]:
+            yield "  no rule detects its binaries with one of its techniques"
+        for r in t["expected"]:
+            yield (
+                f"  should fire: {r['verdict']:<8} {r['level'] or '-':<13} {r['title'] or '-'}  "
+                f"{r['source']}:{r['path']} ({r['binary']}; {', '.join(r['techniques'])})"
+            )
+        for r in t["proven"]:
+            yield f"  validated with it: {r['title'] or '-'}  {r['source']}:{r['path']}"

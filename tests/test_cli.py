@@ -413,6 +413,8 @@ def test_serve_json_says_where_it_listens(data_dir: Path) -> None:
         (["show", "psr.exe"], dict),
         (["stats"], dict),
         (["coverage"], dict),
+        (["gaps"], dict),
+        (["tests", "psr.exe"], dict),
         (["export", "-f", "csv", "-o", "{tmp}/x.csv"], dict),
         (["refresh", "--sigma-branch", "main", "--lolbas-branch", "main"], dict),
     ],
