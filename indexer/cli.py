@@ -789,16 +789,16 @@ def coverage(
 
     Tiers: running (a Sigma rule detects it running), other (as parent, target, loaded module
     or in a command line), mentioned, none; the rules LOLBAS links; counts per tier, category
-    and ATT&CK technique.
+    and ATT&CK technique; rule_sets: the tiers by each detection source alone and together.
 
     \b
     Example: indexer coverage --json | jq '.summary.tiers'
     """
-    from . import xref
+    from .joins import coverage as find_coverage
 
     fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown)
     with _open_reader(_data_dir(data_dir)) as reader:
-        data = xref.coverage(reader, include_retired=include_deprecated)
+        data = find_coverage(reader, include_retired=include_deprecated)
 
     def table() -> None:
         from .report import print_coverage
@@ -976,7 +976,7 @@ def mcp(data_dir: Optional[Path] = DataDir) -> None:
 
     An assistant starts this command itself and speaks JSON-RPC (the Model Context Protocol)
     on its standard input and output: nothing else is printed there, so there is no --json.
-    Tools: search_binary, show_rule, coverage, links, changes, navigator_layer. Without an index
+    Tools: search_binary, show_rule, coverage, gaps, atomic_tests, links, changes, navigator_layer. Without an index
     the server still starts, and each tool answers with the error until 'indexer refresh' has
     built one.
 

@@ -641,6 +641,25 @@ def coverage_markdown(coverage: dict[str, Any]) -> str:
                 ]
             )
         )
+    rule_sets = coverage.get("rule_sets")
+    if rule_sets:
+        out += [
+            "",
+            "## By rule set",
+            "",
+            " | ".join(["Rule set", *TIERS, "Running by it alone", "Detected by it alone"]),
+        ]
+        out.append(" | ".join(["--"] * (len(TIERS) + 3)))
+        for name in rule_sets["rule_sets"]:
+            counts = [str(rule_sets["tiers"][name][t]) for t in TIERS]
+            alone = [str(rule_sets["running_only"][name]), str(rule_sets["detected_only"][name])]
+            out.append(" | ".join([md_text(name), *counts, *alone]))
+        out += [
+            "",
+            f"Detected running by every rule set: {rule_sets['running_by_all']}, by none: "
+            f"{rule_sets['running_by_none']}; detected at all by every rule set: {rule_sets['detected_by_all']}, "
+            f"by none: {rule_sets['detected_by_none']}.",
+        ]
     head = " | ".join(["Entries", *TIERS])
     for title, key, what in (
         ("By category", "by_category", "Category"),

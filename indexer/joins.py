@@ -17,7 +17,7 @@ from urllib.parse import quote
 from .index import IndexReader
 from .model import PLATFORMS, Mention, Platform
 from .query import parse_query, resolve, suggest
-from .records import technique_ids
+from .records import TIERS, Tier, technique_ids
 from .shape import Record
 from .verdicts import SIGMA_VERDICTS, Verdict, is_retired, mention_verdict, ordered
 
@@ -229,6 +229,78 @@ def gaps_markdown(report: GapsReport) -> str:
                 )
             )
     return "\n".join(out) + "\n"
+
+
+# --- coverage per rule set --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryTiers(Record):
+    """A LOLBAS entry's coverage tier by each rule set (the tiers of `indexer coverage`)."""
+
+    entry: str
+    path: str
+    tiers: dict[str, Tier]
+
+
+@dataclass(frozen=True)
+class RuleSetCoverage(Record):
+    """LOLBAS coverage by each detection source alone and together: entries per tier per rule
+    set; entries detected running (tier running) or at all (running or other) by one rule set
+    only, by every one, by none."""
+
+    rule_sets: tuple[str, ...]
+    tiers: dict[str, dict[Tier, int]]
+    running_only: dict[str, int]
+    running_by_all: int
+    running_by_none: int
+    detected_only: dict[str, int]
+    detected_by_all: int
+    detected_by_none: int
+    entries: tuple[EntryTiers, ...]
+
+
+def rule_set_coverage(reader: IndexReader, include_retired: bool = False) -> RuleSetCoverage:
+    """Each LOLBAS entry's tier (xref.tier_of) by each detection source's rules on its names."""
+    from .xref import load, tier_of
+
+    counted = tuple(sorted(detection_sources(reader)))
+    entries = []
+    for row in load(reader).coverage["entries"]:
+        rules = reader.rules(row.names)
+        tiers = {s: tier_of([r for r in rules if r.source == s], include_retired) for s in counted}
+        entries.append(EntryTiers(row.entry, row.path, tiers))  # type: ignore[arg-type]
+
+    def by(tiers: tuple[str, ...], how: str) -> Any:
+        hits = [{s for s, t in e.tiers.items() if t in tiers} for e in entries]
+        if how == "only":
+            return {s: sum(1 for h in hits if h == {s}) for s in counted}
+        if how == "all":
+            return sum(1 for h in hits if counted and len(h) == len(counted))
+        return sum(1 for h in hits if not h)
+
+    running, detected = ("running",), ("running", "other")
+    return RuleSetCoverage(
+        rule_sets=counted,
+        tiers={s: {t: sum(1 for e in entries if e.tiers[s] == t) for t in TIERS} for s in counted},  # type: ignore[misc]
+        running_only=by(running, "only"),
+        running_by_all=by(running, "all"),
+        running_by_none=by(running, "none"),
+        detected_only=by(detected, "only"),
+        detected_by_all=by(detected, "all"),
+        detected_by_none=by(detected, "none"),
+        entries=tuple(entries),
+    )
+
+
+def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, Any]:
+    """`indexer coverage`: xref.coverage (Sigma's tiers per LOLBAS entry) and `rule_sets`, the
+    tiers by each detection source alone and together."""
+    from .xref import coverage as sigma_coverage
+
+    data = sigma_coverage(reader, include_retired)
+    data["rule_sets"] = rule_set_coverage(reader, include_retired).to_dict() if data["entries"] else None
+    return data
 
 
 # --- tests ---------------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from . import __version__, xref
+from . import __version__, joins, xref
 from .index import IndexReader, current_generation
-from .model import ROLES, IndexMissing, Mention
-from .query import search, show_target
+from .model import PLATFORMS, ROLES, IndexMissing, Mention
+from .query import binary_sections, search, show_target
+from .records import AtlasItem, RuleSet
+from .typed import Source, model_of
 from .verdicts import VERDICT_HELP, VERDICTS, RuleVerdict
 
 SNIPPET_MAX = 300  # characters of a rule line kept in an answer
@@ -32,14 +34,26 @@ Role = Literal[ROLES]  # type: ignore[valid-type]
 LinkStatus = Literal[xref.LINK_STATUSES]  # type: ignore[valid-type]
 Verdict = Literal[VERDICTS]  # type: ignore[valid-type]
 Tier = Literal[xref.TIERS]  # type: ignore[valid-type]
+Platform = Literal[PLATFORMS]  # type: ignore[valid-type]
 VERDICT_TEXT = "; ".join(f"{v}: {why}" for v, why in VERDICT_HELP.items())
 
 INSTRUCTIONS = (
     "Answers 'which Sigma rules detect this executable, on which line, and what does LOLBAS say "
     "attackers do with it' from an index of SigmaHQ/sigma and LOLBAS at pinned commits. Start with "
     "search_binary (a name like certutil.exe, a bare name, a path or a wildcard); every rule and line "
-    "carries a permalink at the indexed commit. Results are paged: pass offset=next_offset for more."
+    "carries a permalink at the indexed commit. Results are paged: pass offset=next_offset for more. "
+    "gaps lists the binaries attackers use that no rule detects; atomic_tests the rules an atomic "
+    "test should fire."
 )
+AtlasItemModel = model_of(AtlasItem)
+RuleSetModel = model_of(RuleSet, "RuleSetCount", rules=int)  # the rule files counted, not listed
+RuleSetCoverageModel = model_of(joins.RuleSetCoverage)
+GapsResult = model_of(joins.GapsReport, "GapsResult", rows_total=int, offset=int, next_offset=Optional[int])
+GapsResult.__doc__ = "indexer gaps --json, one page of the rows."
+AtomicTestsResult = model_of(
+    joins.TestsReport, "AtomicTestsResult", tests_total=int, offset=int, next_offset=Optional[int]
+)
+AtomicTestsResult.__doc__ = "indexer tests NAME --json, one page of the tests."
 
 
 # --- typed results -----------------------------------------------------------------------------
@@ -116,6 +130,15 @@ class SearchBinaryResult(BaseModel):
     next_offset: Optional[int] = Field(description="offset of the next page, null on the last")
     rules: list[RuleHit] = Field(
         description="strongest verdict first (runs, parent, ...), retired rules last, then level and path"
+    )
+    counterparts: dict[str, list[str]] = Field(
+        description="the same program's name on another platform, when indexed (curl -> curl.exe)"
+    )
+    rule_sets: list[RuleSetModel] = Field(  # type: ignore[valid-type]
+        description="per detection source (sigma, ...): rule files naming it, running, detecting, retired"
+    )
+    sections: dict[str, list[AtlasItemModel]] = Field(  # type: ignore[valid-type]
+        description=f"what the other sources say, by kind (abuse, tests, drivers, sideloading; at most {LIST_MAX} each)"
     )
     lolbas_declared_detections: list[LinkRecord] = Field(
         description="Sigma rules the binary's LOLBAS entries link to, resolved to today's paths"
@@ -211,6 +234,9 @@ class CoverageEntry(BaseModel):
 
 class CoverageResult(BaseModel):
     summary: CoverageSummary = Field(description="over every LOLBAS entry, whatever the filters")
+    rule_sets: Optional[RuleSetCoverageModel] = Field(  # type: ignore[valid-type]
+        description="each entry's tier by each detection source alone, and the entries detected by one only, all, none"
+    )
     total: int = Field(description="entries that match the filters")
     offset: int
     next_offset: Optional[int]
@@ -426,7 +452,14 @@ def build_server(data_dir: Path) -> MCPServer:
             ),
         ],
         source: Annotated[
-            Optional[Literal["sigma", "lolbas"]], Field(description="Only Sigma rules or only LOLBAS entries")
+            Optional[Source],  # type: ignore[valid-type]
+            Field(
+                description="Only this source (sigma, lolbas, atomic, loldrivers, hijacklibs, gtfobins, loobins, ...)"
+            ),
+        ] = None,
+        platform: Annotated[
+            Optional[Platform],  # type: ignore[valid-type]
+            Field(description="Only rules and entries for this platform (windows, linux, macos)"),
         ] = None,
         roles: Annotated[
             list[Role],
@@ -455,7 +488,9 @@ def build_server(data_dir: Path) -> MCPServer:
         lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
     ) -> SearchBinaryResult:
         """Which Sigma rules detect an executable, and how (the verdict: runs, parent, target, loads,
-        invoked, artifact, excluded, mentioned; LOLBAS entries: documented), on which lines.
+        invoked, artifact, excluded, mentioned; LOLBAS and the atlas's entries: documented; atomic
+        tests: tested), on which lines; and what every other source says of it, grouped by kind
+        (sections: abuse, tests, drivers, sideloading), with its counterpart on another platform.
 
         Strongest verdicts first; each rule and line has a permalink at the indexed commit. A name
         that is not indexed gives found=false and close suggestions.
@@ -469,12 +504,18 @@ def build_server(data_dir: Path) -> MCPServer:
                     roles=roles,
                     field=field,
                     context=context,
+                    platform=platform,
                     include_inferred=include_inferred,
                     detects=detects,
                     verdicts=verdicts,
                 )
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
+            try:
+                files = reader.state.files
+            except IndexMissing:  # a damaged state: the entries' categories are left out, the rest answers
+                files = {}
+            sections = binary_sections(reader, result.rules, result.mentions, files).to_dict()
         lines: dict[tuple[str, str, str], list[Mention]] = {}
         for m in result.mentions:
             lines.setdefault((m.source, m.path, m.binary), []).append(m)
@@ -493,6 +534,12 @@ def build_server(data_dir: Path) -> MCPServer:
                 _rule_hit(r, lines[(r.source, r.path, r.binary)], lines_per_rule)
                 for r in rules[offset : offset + limit]
             ],
+            counterparts=result.counterparts,
+            rule_sets=[
+                {**{k: v for k, v in s.items() if k != "rules"}, "rules": len({r["path"] for r in s["rules"]})}
+                for s in sections.pop("detection")
+            ],
+            sections={kind: items[:LIST_MAX] for kind, items in sections.items()},
             lolbas_declared_detections=[_link(l) for l in result.declared_detections[:LIST_MAX]],
         )
 
@@ -588,7 +635,7 @@ def build_server(data_dir: Path) -> MCPServer:
         and the rules LOLBAS links to; counts per tier, category and ATT&CK technique. Use
         detected=false to list the gaps."""
         with index.reader() as reader:
-            data = xref.coverage(reader, include_retired=include_retired)
+            data = joins.coverage(reader, include_retired=include_retired)
             commit = reader.sources.get("lolbas", {}).get("commit", "")
             web = reader.sources.get("lolbas", {}).get("web_url", "")
         wanted = entry.strip().lower() if entry else None
@@ -634,10 +681,79 @@ def build_server(data_dir: Path) -> MCPServer:
         summary = data["summary"]
         return CoverageResult(
             summary=CoverageSummary(**{k: summary[k] for k in CoverageSummary.model_fields}),
+            rule_sets=data["rule_sets"],
             total=len(rows),
             offset=offset,
             next_offset=_page(len(rows), offset, limit),
             entries=entries,
+        )
+
+    @server.tool(annotations=read_only)
+    def gaps(
+        platform: Annotated[
+            Optional[Platform], Field(description="Only this platform (windows, linux, macos)")  # type: ignore[valid-type]
+        ] = None,
+        rule_sets: Annotated[
+            list[str], Field(description="Count only these detection sources' rules (default: every one: sigma, ...)")
+        ] = [],
+        include_detected: Annotated[
+            bool, Field(description="List every binary attackers use with the rule sets that detect it, not only gaps")
+        ] = False,
+        limit: Annotated[int, Field(description="Rows per page", ge=1, le=200)] = 50,
+        offset: Annotated[int, Field(description="Rows to skip", ge=0)] = 0,
+    ) -> GapsResult:  # type: ignore[valid-type]
+        """Binaries attackers use (named by a LOLBAS entry, an atomic test, GTFOBins, LOOBins or a
+        HijackLibs host) that no rule detects running or invoked (verdict runs or invoked; deprecated
+        and unsupported rules never count) on their platform, ranked by how many sources name them;
+        per platform, how many each rule set detects alone and together."""
+        with index.reader() as reader:
+            try:
+                report = joins.gaps(reader, rule_sets=rule_sets, platform=platform, every=include_detected)
+            except ValueError as exc:
+                raise ToolError(str(exc)) from None
+        data = report.to_dict()
+        rows = data["rows"]
+        return GapsResult.model_validate(
+            {
+                **data,
+                "rows": rows[offset : offset + limit],
+                "rows_total": len(rows),
+                "offset": offset,
+                "next_offset": _page(len(rows), offset, limit),
+            }
+        )
+
+    @server.tool(annotations=read_only)
+    def atomic_tests(
+        name: Annotated[
+            str,
+            Field(description="An executable, as search_binary reads it (certutil.exe)", min_length=1, max_length=260),
+        ],
+        rule_sets: Annotated[
+            list[str], Field(description="Only these detection sources' rules (default: every one)")
+        ] = [],
+        limit: Annotated[int, Field(description="Tests per page", ge=1, le=50)] = 10,
+        offset: Annotated[int, Field(description="Tests to skip", ge=0)] = 0,
+    ) -> AtomicTestsResult:  # type: ignore[valid-type]
+        """The atomic-red-team tests that run or name an executable, and for each the rules that
+        should fire when it runs: rules (not deprecated or unsupported) that detect one of the
+        test's binaries and carry one of its ATT&CK techniques; and the detections validated
+        with it (Splunk's tags.atomic_guid), when indexed."""
+        with index.reader() as reader:
+            try:
+                report = joins.tests(reader, name, rule_sets=rule_sets)
+            except ValueError as exc:
+                raise ToolError(str(exc)) from None
+        data = report.to_dict()
+        found = data["tests"]
+        return AtomicTestsResult.model_validate(
+            {
+                **data,
+                "tests": found[offset : offset + limit],
+                "tests_total": len(found),
+                "offset": offset,
+                "next_offset": _page(len(found), offset, limit),
+            }
         )
 
     @server.tool(annotations=read_only)

@@ -409,11 +409,17 @@ _ROLE_KINDS = {
 }
 
 
-def binary_sections(reader: IndexReader, rules: list[RuleVerdict], mentions: list[Mention]) -> BinarySections:
+def binary_sections(
+    reader: IndexReader,
+    rules: list[RuleVerdict],
+    mentions: list[Mention],
+    files: Mapping[str, FileReport] | None = None,
+) -> BinarySections:
     """`show NAME` grouped by kind of source: the detection sources' rule files (one RuleSet per
     source, strongest first, retired last), then every other source's entries by what they say
     (records.Kind: a role's kind, `abuse` for LOLBAS, GTFOBins and LOOBins). An atomic file is
-    one item per test (its guid), any other file one item."""
+    one item per test (its guid), any other file one item. files: the file reports (a LOLBAS
+    entry's categories come from them): the index state's by default."""
     from .records import BinarySections, RuleSet
 
     detection: dict[str, list[RuleVerdict]] = {}
@@ -427,7 +433,7 @@ def binary_sections(reader: IndexReader, rules: list[RuleVerdict], mentions: lis
             items.setdefault((m.source, m.path, m.rule_id if m.role == "tested_by" else "", m.binary), []).append(m)
     kinds: dict[str, list[AtlasItem]] = {kind: [] for kind in ("abuse", "tests", "drivers", "sideloading")}
     for (source, path, _id, binary), found in sorted(items.items()):
-        item = _atlas_item(reader, source, path, binary, found)
+        item = _atlas_item(reader.state.files if files is None else files, source, path, binary, found)
         kinds[item.kind].append(item)
     return BinarySections(
         detection=tuple(
@@ -453,14 +459,16 @@ def _once(values: Iterable[str]) -> Iterable[str]:
     return seen.values()
 
 
-def _atlas_item(reader: IndexReader, source: str, path: str, binary: str, found: list[Mention]) -> AtlasItem:
+def _atlas_item(
+    files: Mapping[str, FileReport], source: str, path: str, binary: str, found: list[Mention]
+) -> AtlasItem:
     """One file (an atomic test) of a source that is not a detection, from its mentions of `binary`."""
     from .records import AtlasItem, technique_ids
 
     roles = tuple(dict.fromkeys(m.role for m in found))
     kind = next((_ROLE_KINDS[r] for r in roles if r in _ROLE_KINDS), "abuse")
     tags = [t for m in found for t in m.tags]
-    report = reader.state.files.get(f"{source}:{path}")
+    report = files.get(f"{source}:{path}")
     entry = report.entry if report is not None else {}
     functions = [str(c) for c in entry.get("categories", [])]
     functions += [m.field for m in found if m.role == "gtfobin"]

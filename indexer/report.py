@@ -362,6 +362,8 @@ def print_coverage(console: Console, data: dict[str, Any]) -> None:
     )
     for tier in ("other", "mentioned", "none"):
         console.print(Text(f"{tier}: " + (", ".join(s["entries_by_tier"][tier]) or "-")))
+    for line in rule_set_lines(data.get("rule_sets")):
+        console.print(Text(line))
     table = Table("category", "entries", *TIER_COLUMNS, box=None, pad_edge=False)
     for name, v in s["by_category"].items():
         table.add_row(Text(name), str(v["entries"]), *(str(v[tier]) for tier in TIER_COLUMNS))
@@ -369,6 +371,24 @@ def print_coverage(console: Console, data: dict[str, Any]) -> None:
 
 
 TIER_COLUMNS = ("running", "other", "mentioned", "none")
+
+
+def rule_set_lines(rule_sets: dict[str, Any] | None) -> Iterator[str]:
+    """Coverage tiers by each detection source (joins.RuleSetCoverage), alone and together."""
+    if not rule_sets:
+        return
+    for name in rule_sets["rule_sets"]:
+        tiers = ", ".join(f"{t} {n}" for t, n in rule_sets["tiers"][name].items())
+        yield (
+            f"by {name}: {tiers}; detected running by {name} alone: {rule_sets['running_only'][name]}, "
+            f"detected by it alone: {rule_sets['detected_only'][name]}"
+        )
+    count = len(rule_sets["rule_sets"])
+    yield (
+        f"detected running by all {count} rule sets: {rule_sets['running_by_all']}, by none: "
+        f"{rule_sets['running_by_none']}; detected by all: {rule_sets['detected_by_all']}, by none: "
+        f"{rule_sets['detected_by_none']}"
+    )
 
 
 def gaps_lines(data: dict[str, Any], limit: int | None = 25) -> Iterator[str]:

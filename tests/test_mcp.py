@@ -31,7 +31,7 @@ from indexer.query import search
 
 PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
 PSR_RULE_ID = "2158f96f-43c2-43cb-952a-ab4580f32382"
-TOOLS = {"search_binary", "show_rule", "coverage", "links", "changes", "navigator_layer"}
+TOOLS = {"search_binary", "show_rule", "coverage", "gaps", "atomic_tests", "links", "changes", "navigator_layer"}
 INDEXER = str(Path(sys.executable).with_name("indexer"))
 
 
@@ -89,7 +89,9 @@ def test_lists_the_tools_with_typed_input_and_output_schemas(client: Client) -> 
     assert schema["properties"]["limit"]["maximum"] == 100 and schema["properties"]["limit"]["minimum"] == 1
     roles = schema["properties"]["roles"]["items"]
     assert "process" in roles["enum"] and "original_filename" in roles["enum"]
-    assert schema["properties"]["source"]["anyOf"][0]["enum"] == ["sigma", "lolbas"]
+    assert schema["properties"]["source"]["anyOf"][0]["enum"][:2] == ["sigma", "lolbas"]
+    assert "atomic" in schema["properties"]["source"]["anyOf"][0]["enum"]
+    assert schema["properties"]["platform"]["anyOf"][0]["enum"] == ["windows", "linux", "macos"]
     assert tools["show_rule"].input_schema["required"] == ["rule"]
     assert tools["navigator_layer"].input_schema["required"] == ["binary"]
     assert "rules" in tools["search_binary"].output_schema["properties"]
@@ -488,3 +490,27 @@ def test_the_same_server_at_mcp_of_indexer_serve(tip_data_dir: Path) -> None:
                 urllib.request.Request(f"{base}/api/binary/psr.exe", data=b"", method="POST"), timeout=10
             )
         assert post_api.value.code == 405  # POST is for /mcp only
+
+
+def test_gaps_and_atomic_tests_tools(client: Client, tip_reader: IndexReader) -> None:
+    """The same answers as `indexer gaps` and `indexer tests` (tests/test_joins.py checks those
+    against the real files), paged."""
+    from indexer.joins import gaps, tests as atomic_tests
+
+    data = client.ok("gaps", platform="windows", limit=5)
+    report = gaps(tip_reader, platform="windows").to_dict()
+    assert data["rows"] == report["rows"][:5] and data["rows_total"] == len(report["rows"])
+    assert data["next_offset"] == 5 and data["summary"] == report["summary"]
+    assert "onedrivestandaloneupdater.exe" in [r["binary"] for r in data["rows"]]
+    assert "elastic" in client.error("gaps", rule_sets=["elastic"])
+    found = client.ok("atomic_tests", name="certutil.exe", limit=50)
+    assert found["tests"] == atomic_tests(tip_reader, "certutil.exe").to_dict()["tests"]
+    unicode = next(t for t in found["tests"] if t["guid"] == "e68b945c-52d0-4dd9-a5e8-d173d70c448f")
+    assert "rules/windows/process_creation/proc_creation_win_certutil_decode.yml" in [
+        r["path"] for r in unicode["expected"]
+    ]
+    shown = client.ok("search_binary", name="curl.exe", limit=1)
+    assert shown["counterparts"] == {"curl.exe": ["curl"]}
+    assert [s["source"] for s in shown["rule_sets"]] == ["sigma"] and shown["rule_sets"][0]["running"] > 0
+    assert {i["source"] for i in shown["sections"]["tests"]} == {"atomic"}
+    assert client.ok("coverage", limit=1)["rule_sets"]["tiers"]["sigma"]["running"] == 169

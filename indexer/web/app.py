@@ -44,9 +44,9 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__, xref
+from .. import __version__, joins, xref
 from ..index import IndexMissing, IndexReader, current_generation, stem_of
-from ..model import ROLES
+from ..model import PLATFORMS, ROLES
 from ..sources import SOURCES
 from ..verdicts import DETECTING, VERDICT_HELP, VERDICTS
 from ..query import binary_target, find_rule, index_stats, parse_query, resolve, rule_target, search, suggest
@@ -95,7 +95,7 @@ SECURITY_HEADERS = {
 }
 LOOPBACK_NAMES = ("localhost", "localhost.")
 MCP_PATH = "/mcp"
-SEARCH_PARAMS = ("q", "role", "source", "field", "context", "inferred", "offset", "limit")
+SEARCH_PARAMS = ("q", "role", "source", "platform", "field", "context", "inferred", "offset", "limit")
 PAGE_PARAMS = ("offset", "limit")
 MISSING = {
     "/api/suggest": "give the start of a name: ?q=psr",
@@ -463,13 +463,29 @@ class Service:
         }
 
     def coverage(self, reader: IndexReader, offset: int, limit: int, retired: bool = False) -> dict[str, Any]:
-        data = self.pool.memo(reader, f"coverage-{retired}", lambda: xref.coverage(reader, retired))
+        data = self.pool.memo(reader, f"coverage-{retired}", lambda: joins.coverage(reader, retired))
         entries = data.get("entries", [])
         return {
             "entries": entries[offset : offset + limit],
             "summary": data.get("summary") or None,
+            "rule_sets": data.get("rule_sets"),
             "page": page_of(len(entries), offset, limit),
         }
+
+    def gaps(self, reader: IndexReader, platform: str | None, offset: int, limit: int) -> dict[str, Any]:
+        data = self.pool.memo(reader, f"gaps-{platform}", lambda: joins.gaps(reader, platform=platform).to_dict())
+        rows = data["rows"]
+        return {**data, "rows": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+
+    def tests(self, reader: IndexReader, name: str, offset: int, limit: int) -> dict[str, Any]:
+        check_name(name, "the name")
+        if not resolve_guard(reader, name):
+            raise Problem(
+                404, f"no executable in the index matches {name[:80]!r}", suggestions=suggestions_for(reader, name)
+            )
+        data = joins.tests(reader, name).to_dict()
+        found = data["tests"]
+        return {**data, "tests": found[offset : offset + limit], "page": page_of(len(found), offset, limit)}
 
     def links_table(self, reader: IndexReader, status: list[str], offset: int, limit: int) -> dict[str, Any]:
         rows = xref.links(reader, status or None)
@@ -491,6 +507,9 @@ def _search_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     source = _one(params, "source") or None
     if source is not None and source not in SOURCES:
         raise Problem(400, f"unknown source {source[:50]!r} (choose from {', '.join(SOURCES)})")
+    platform = _one(params, "platform") or None
+    if platform is not None and platform not in PLATFORMS:
+        raise Problem(400, f"unknown platform {platform[:50]!r} (choose from {', '.join(PLATFORMS)})")
     context = _one(params, "context") or None
     if context is not None and context not in ("selection", "filter"):
         raise Problem(400, f"unknown context {context[:50]!r} (choose from selection, filter)")
@@ -502,6 +521,7 @@ def _search_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
         raise Problem(400, f"inferred must be true or false, not {inferred[:20]!r}")
     return {
         "source": source,
+        "platform": platform,
         "roles": roles,
         "field": field_name,
         "context": context,
@@ -571,6 +591,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             json_schema_extra={"items": {"type": "string", "enum": list(ROLES)}},
         ),
         source: models.Source | None = Query(None, description="Only one source."),  # type: ignore[valid-type]
+        platform: models.PlatformName | None = Query(None, description="Only rules for this platform."),  # type: ignore[valid-type]
         field: str | None = Query(None, max_length=MAX_FIELD, description="Only this detection field."),
         context: models.Context | None = Query(None, description="Items that select, or exclude."),
         inferred: bool = Query(True, description="false: leave out bare names found without extension."),
@@ -651,6 +672,40 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             return _json(200, {"query": q, "suggestions": suggestions_for(reader, q, limit)}, _gen(reader))
 
     @api.get(
+        "/api/gaps",
+        response_model=models.GapsAnswer,
+        responses=errors,
+        summary="Binaries attackers use that no rule detects running or invoked, per platform (indexer gaps --json).",
+    )
+    def api_gaps(
+        platform: models.PlatformName | None = Query(None, description="Only this platform."),  # type: ignore[valid-type]
+        offset: Offset = 0,
+        limit: LongLimit = MAX_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed("platform", *PAGE_PARAMS)),
+    ) -> Any:
+        with service.pool.reader() as reader:
+            answer = service.gaps(reader, platform, offset, limit)
+            return _json(200, models.GapsAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
+
+    @api.get(
+        "/api/tests/{name:path}",
+        response_model=models.TestsAnswer,
+        responses=errors,
+        summary="Atomic tests naming the executable and the rules that should fire (indexer tests NAME --json).",
+    )
+    def api_tests(
+        request: Request,
+        name: str = PathParam(..., description="Name, stem, path or wildcard."),
+        offset: Offset = 0,
+        limit: Limit = DEFAULT_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+    ) -> Any:
+        name = path_tail(request, "/api/tests/")
+        with service.pool.reader() as reader:
+            answer = service.tests(reader, name, offset, limit)
+            return _json(200, models.TestsAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
+
+    @api.get(
         "/api/coverage",
         response_model=models.CoverageAnswer,
         summary="Per LOLBAS entry: the Sigma rules that detect it running; summary per category and technique.",
@@ -706,7 +761,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
     ) -> Any:
         # A form sends empty fields for "any": they are no filter.
         params = {k: [v for v in vs if v != "" or k == "q"] for k, vs in params.items()}
-        shown = {k: (_one(params, k) or "") for k in ("source", "field", "context")}
+        shown = {k: (_one(params, k) or "") for k in ("source", "platform", "field", "context")}
         with service.pool.reader() as reader:
             result, text = service.search(reader, params)
             shown["role"] = ",".join(_search_options(params)["roles"])
@@ -906,14 +961,15 @@ def binary_context(
         report = files.get(f"{g.source}:{g.path}") if g.source == "lolbas" else None
         if report is not None and report.entry:
             entries[g.path] = report.entry
-    by_verdict: dict[str, list[Mapping[str, Any]]] = {}
-    seen: set[tuple[str, str]] = set()
-    for rule in target.get("rules", []):  # strongest first, retired last
-        if rule["source"] != "sigma" or (rule["source"], rule["path"]) in seen:
-            continue
-        seen.add((rule["source"], rule["path"]))
-        by_verdict.setdefault(rule["verdict"], []).append(rule)
-    verdicts = [(v, by_verdict[v]) for v in VERDICTS if v in by_verdict]
+    rule_sets = []  # per detection source: its rule files by verdict (strongest first, retired last)
+    for rule_set in target["sections"]["detection"]:
+        by_verdict: dict[str, list[Mapping[str, Any]]] = {}
+        seen: set[str] = set()
+        for rule in rule_set["rules"]:
+            if rule["path"] not in seen:
+                seen.add(rule["path"])
+                by_verdict.setdefault(rule["verdict"], []).append(rule)
+        rule_sets.append((rule_set["source"], [(v, by_verdict[v]) for v in VERDICTS if v in by_verdict]))
     names = list(target.get("binaries", []))
     return {
         "title": ", ".join(names) if names else str(target.get("query", "")),
@@ -921,13 +977,22 @@ def binary_context(
         "sigma": [g for g in groups if g.source == "sigma"],
         "lolbas": [g for g in groups if g.source == "lolbas"],
         "atlas": [g for g in groups if g.source not in ("sigma", "lolbas")],
-        "verdicts": verdicts,
+        "rule_sets": rule_sets,
+        "kinds": [(kind, target["sections"][kind]) for kind in KIND_TITLES if target["sections"][kind]],
+        "kind_titles": KIND_TITLES,
         "detecting_verdicts": DETECTING,
         "verdict_help": VERDICT_HELP,
         "entries": entries,
         "page": paging,
     }
 
+
+KIND_TITLES = {
+    "abuse": "Abuse: LOLBAS, GTFOBins, LOOBins",
+    "tests": "Tests: atomic-red-team",
+    "drivers": "Drivers: LOLDrivers",
+    "sideloading": "Side-loading: HijackLibs",
+}
 
 TIER_NAMES = {
     "running": "detected running",

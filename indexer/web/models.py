@@ -1,74 +1,28 @@
 """The API's response models, derived from the records (`records.py`, `model.Mention`,
-`verdicts.RuleVerdict`) so that the OpenAPI description and the answers cannot drift apart:
-every field required (but a record's optional ones, None when left out), roles, verdicts,
-statuses and tiers as enums, item types on every list, unknown keys refused.
-
-Pydantic takes stdlib dataclasses as field types, but it would then validate answers into
-dataclass instances and describe tuples as tuples; a model built from each record's fields
-(`model_of`) keeps the answers as the dicts `to_dict` gives, JSON arrays as lists.
-"""
+`verdicts.RuleVerdict`, `joins`) by `typed.model_of`, so that the OpenAPI description and the
+answers cannot drift apart."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict
 
-from ..model import ROLES, Context, Mention
+from ..joins import GapsReport, RuleSetCoverage, TestsReport
+from ..model import PLATFORMS, Context
 from ..records import BinaryRecord, CoverageRow, CoverageSummary, Link, LinkStatus, MentionRow, RuleRecord, Tier
-from ..shape import Record
-from ..sources import SOURCES
+from ..typed import STRICT, Role, Source, api_type, model_of
 from ..verdicts import RuleVerdict, Verdict
 
-__all__ = ["Context", "LinkStatus", "Tier", "Verdict", "Role"]
-Role = Literal[ROLES]  # type: ignore[valid-type]
-Source = Literal[tuple(SOURCES)]  # type: ignore[valid-type]
-STRICT = ConfigDict(extra="forbid", strict=True)
-_FIELD_ENUMS: dict[str, Any] = {"source": Source}  # a record's `source` is any registered source's name
-_MODELS: dict[type, type[BaseModel]] = {}
-
-
-def api_type(hint: Any) -> Any:
-    """A record field's type as the API describes it: records as their models, tuples as lists."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return model_of(hint)
-    if origin in (tuple, list):
-        return list[api_type(args[0])]  # type: ignore[misc]
-    if origin is dict:
-        return dict[api_type(args[0]), api_type(args[1])]  # type: ignore[misc]
-    if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(api_type(a) for a in args)]
-    return hint
-
-
-def model_of(record: type, name: str = "", **extra: Any) -> type[BaseModel]:
-    """A strict pydantic model with the fields of a dataclass record, each required unless its
-    default is None, and the keys its to_dict adds (`COMPUTED`) and `extra` ones (name -> type)."""
-    if not name and not extra and record in _MODELS:
-        return _MODELS[record]
-    if record is MentionRow:  # a mention's fields and alias_of, flat
-        return model_of(Mention, "Mention", alias_of=str)
-    hints = typing.get_type_hints(record)
-    fields: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        kind = _FIELD_ENUMS.get(f.name) if hints[f.name] is str else None
-        fields[f.name] = (kind or api_type(hints[f.name]), None if f.default is None else ...)
-    fields.update({k: (v, ...) for k, v in {**getattr(record, "COMPUTED", {}), **extra}.items()})
-    model = create_model(name or record.__name__, __config__=STRICT, __doc__=record.__doc__, **fields)
-    if not name and not extra:
-        _MODELS[record] = model
-    return model
-
+__all__ = ["Context", "LinkStatus", "Tier", "Verdict", "Role", "Source", "api_type", "model_of"]
+PlatformName = Literal[PLATFORMS]  # type: ignore[valid-type]
 
 MentionModel = model_of(MentionRow)
 VerdictModel = model_of(RuleVerdict)
 LinkModel = model_of(Link)
 CoverageRowModel = model_of(CoverageRow)
 CoverageSummaryModel = model_of(CoverageSummary)
+RuleSetCoverageModel = model_of(RuleSetCoverage)
 
 
 class Page(BaseModel):
@@ -87,6 +41,8 @@ class SearchAnswer(BaseModel):
     query: str
     binaries: list[str]
     aliases: dict[str, str]
+    counterparts: dict[str, list[str]]
+    platforms: dict[str, list[str]]
     mentions: list[MentionModel]  # type: ignore[valid-type]
     rules: list[VerdictModel]  # type: ignore[valid-type]
     suggestions: list[str]
@@ -97,6 +53,10 @@ class SearchAnswer(BaseModel):
 BinaryAnswer = model_of(BinaryRecord, "BinaryAnswer", page=Page)
 BinaryAnswer.__doc__ = "What `indexer show NAME --json` prints; `mentions` holds one page of the rule files."
 RuleAnswer = model_of(RuleRecord, "RuleAnswer", page=Page)
+GapsAnswer = model_of(GapsReport, "GapsAnswer", page=Page)
+GapsAnswer.__doc__ = "What `indexer gaps --json` prints; `rows` is one page of them."
+TestsAnswer = model_of(TestsReport, "TestsAnswer", page=Page)
+TestsAnswer.__doc__ = "What `indexer tests NAME --json` prints; `tests` is one page of them."
 RuleAnswer.__doc__ = "What `indexer show RULE --json` prints; `binaries` and their `mentions` are one page."
 
 
@@ -134,6 +94,7 @@ class CoverageAnswer(BaseModel):
     model_config = STRICT
     entries: list[CoverageRowModel]  # type: ignore[valid-type]
     summary: Optional[CoverageSummaryModel]  # type: ignore[valid-type]
+    rule_sets: Optional[RuleSetCoverageModel]  # type: ignore[valid-type]
     page: Page
 
 

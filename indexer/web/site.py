@@ -1,6 +1,6 @@
 """`indexer export --format html`: the pages of `indexer serve` as static files, rendered
 from the same templates and the same query functions (`query.binary_target`,
-`query.rule_target`, `xref.coverage`), from one pass over the index."""
+`query.rule_target`, `joins.coverage`), from one pass over the index."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import xref
+from .. import joins, xref
 from ..export import safe_filename
 from ..codec import file_order, mention_order
 from ..index import IndexReader
@@ -82,7 +82,7 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
                 page=page_of(len(report.binaries), 0, MAX_LIMIT),
             )
             (tmp / "rule" / rule_filename(report.source, report.path)).write_text(text, encoding="utf-8")
-        coverage = xref.coverage(reader)
+        coverage = joins.coverage(reader)
         entries = coverage.get("entries", [])
         data = {**coverage, "page": page_of(len(entries), 0, len(entries) or 1)}
         (tmp / "coverage.html").write_text(

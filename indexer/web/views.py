@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..export import SOURCE_LABELS, clean, safe_filename
-from ..model import ROLES, detects_running
+from ..model import PLATFORMS, ROLES, detects_running
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
 RETIRED = ("deprecated", "unsupported")  # Sigma folders (and statuses) of rules no longer maintained
@@ -256,7 +256,9 @@ def environment() -> Environment:
         source_label=lambda s: SOURCE_LABELS.get(s, s),
         iso_time=iso_time,
     )
-    env.globals.update(LEVELS=LEVELS, ROLES=ROLES)
+    from ..sources import SOURCES  # the registry: the search form's sources
+
+    env.globals.update(LEVELS=LEVELS, ROLES=ROLES, SOURCES=tuple(SOURCES), PLATFORMS=PLATFORMS)
     return env
 
 
