@@ -828,6 +828,9 @@ def gaps(
     show_all: bool = typer.Option(
         False, "--all", help="List every binary attackers use with the rule sets that detect it, not only the gaps."
     ),
+    min_sources: int = typer.Option(
+        1, "--min-sources", min=1, help="Only binaries that at least this many sources say attackers use."
+    ),
     limit: int = typer.Option(25, "--limit", min=0, help="Rows shown per platform in the table (0: every one)."),
     as_json: bool = JsonFlag,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per binary and platform."),
@@ -852,7 +855,7 @@ def gaps(
     fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown, navigator=as_navigator)
     with _open_reader(_data_dir(data_dir)) as reader:
         try:
-            report = find_gaps(reader, rule_sets=rule_set, platform=platform, every=show_all)
+            report = find_gaps(reader, rule_sets=rule_set, platform=platform, every=show_all, min_sources=min_sources)
         except ValueError as exc:  # not a detection source of the index
             raise typer.BadParameter(str(exc), param_hint="--rule-set") from None
         data = report.to_dict()

@@ -77,6 +77,7 @@ def gaps(
     rule_sets: Iterable[str] = (),
     platform: str | None = None,
     every: bool = False,
+    min_sources: int = 1,
     limit: int | None = None,
 ) -> GapsReport:
     """Binaries attackers use (ATTACK_ROLES) that no rule detects running or invoked, per platform.
@@ -84,6 +85,7 @@ def gaps(
     A rule counts on a platform when its own is that one or unknown (""); deprecated and
     unsupported rules never count. rule_sets: the detection sources that count (default: every
     one the index holds; ValueError for another); every: list the detected binaries too;
+    min_sources: only binaries named by at least this many sources (summary and rows);
     limit: rows kept per platform (the summary counts them all).
     """
     attack: dict[tuple[str, str], dict[str, Any]] = {}
@@ -102,7 +104,7 @@ def gaps(
     aliases = reader.aliases()
     rows = []
     for (binary, where), named in attack.items():
-        if platform is not None and where != platform:
+        if (platform is not None and where != platform) or len(named["sources"]) < min_sources:
             continue
         verdicts: dict[str, set[str]] = defaultdict(set)
         for name in (binary, *aliases.get(binary, ())):

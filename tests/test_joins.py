@@ -82,6 +82,21 @@ def test_gaps_summary_counts_each_rule_set_alone_and_together(tip_reader: IndexR
         gaps(tip_reader, rule_sets=["elastic"])
 
 
+def test_min_sources_keeps_what_several_sources_name(tip_reader: IndexReader) -> None:
+    report = gaps(tip_reader, min_sources=2)
+    assert report.rows and all(len(r.sources) >= 2 for r in report.rows)
+    # change.exe: LOLBAS yml/OSBinaries/Change.yml and HijackLibs hosts; no Sigma rule names it
+    change = _row(report, "change.exe", WIN)
+    assert change.sources == ("hijacklibs", "lolbas") and change.verdicts == {}
+    # scp.exe (LOLBAS Scp.yml, an atomic test): Sigma names winscp.exe only, never scp.exe
+    assert _row(report, "scp.exe", WIN).verdicts == {}
+    every = gaps(tip_reader)
+    for s in report.summary:
+        assert s.binaries == sum(1 for r in every.rows if r.platform == s.platform and len(r.sources) >= 2) + sum(
+            1 for r in gaps(tip_reader, every=True, min_sources=2).rows if r.platform == s.platform and r.detected_by
+        )
+
+
 def test_detection_sources_are_the_sources_that_detect(tip_reader: IndexReader) -> None:
     """`show` and `gaps` tell detection sources by their files' verdicts: that is Source.detects."""
     by_source: dict[str, set[str]] = {}
