@@ -505,9 +505,9 @@ def test_stale_index_format_asks_for_a_refresh(tip_data_dir, tmp_path):
 def test_show_name_is_one_line_per_rule_strongest_first_retired_last(tip_data_dir, tip_reader):
     done = run_cli("show", "findstr.exe", data_dir=tip_data_dir)
     assert done.returncode == 0, done.stderr
-    rules = tip_reader.rules(["findstr.exe"])
+    rules = [r for r in tip_reader.rules(["findstr.exe"]) if r.source == "sigma"]
     lines = [ln for ln in done.stdout.splitlines() if ln.split()[:1] and ln.split()[0] in VERDICTS]
-    assert len(lines) == len(rules) > 20
+    assert len(lines) == len(rules) > 20  # the detection block: one line per Sigma rule file
     verdicts = [ln.split()[0] for ln in lines]
     active = [v for v, ln in zip(verdicts, lines) if not ln.endswith("]")]
     assert active == sorted(active, key=VERDICTS.index) and active[0] == "runs"
@@ -516,8 +516,10 @@ def test_show_name_is_one_line_per_rule_strongest_first_retired_last(tip_data_di
         "sigma:deprecated/windows/proc_creation_win_lolbin_findstr.yml  [deprecated]"
     )
     assert "Abusing Findstr for Defense Evasion" in lines[-1] and " deprecated " in lines[-1]
-    documented = next(ln for ln in lines if ln.split()[0] == "documented")
-    assert documented.endswith("lolbas:yml/OSBinaries/Findstr.yml")
+    # the LOLBAS entry is abuse documentation: in its own block, after the detections
+    text = done.stdout.splitlines()
+    abuse = text.index("abuse (LOLBAS, GTFOBins, LOOBins)")
+    assert abuse > text.index(lines[-1]) and any("lolbas:yml/OSBinaries/Findstr.yml L" in ln for ln in text[abuse:])
 
 
 def test_show_name_json_rules_and_counts(tip_data_dir):
