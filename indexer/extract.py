@@ -203,6 +203,7 @@ class Extraction:
     links: list[dict[str, Any]] = field(default_factory=list)  # Sigma -> LOLBAS pages, LOLBAS -> Sigma rules
     entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
     own_stems: dict[str, str] = field(default_factory=dict)  # a LOLBAS entry's own stems: always names in it
+    depends: list[str] = field(default_factory=list)  # the source's shared files it read (Source.shared)
 
     def alias_pairs(self) -> list[list[str]]:
         """Image and OriginalFileName names one selection pairs: [image, original, kind].

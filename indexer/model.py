@@ -188,6 +188,7 @@ class FileReport(Record):
         default_factory=list
     )  # [Image name, OriginalFileName, "stem"|"single"] paired in a selection
     title: str = ""  # the rule's title (a LOLBAS entry's Name)
+    depends: list[str] = field(default_factory=list)  # shared files of its source it read (a change reads it again)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # its values are plain already

@@ -86,6 +86,7 @@ def process_file(
     report.links, report.entry = extraction.links, extraction.entry
     report.aliases = extraction.alias_pairs()
     report.title = source.title(parsed)
+    report.depends = sorted(set(extraction.depends))
     return Processed(report, extraction, unchecked)
 
 

@@ -42,6 +42,7 @@ class SourcePlan:
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new)
+    dependents: list[str] = field(default_factory=list)  # unchanged files read again: a shared file they read changed
     error: str = ""  # why it failed (it lost most of its files)
 
 
@@ -71,11 +72,20 @@ def mode(indexed: SourceState | None, url: str, tip: str, known: bool, read_agai
     return "full" if full else "incremental"
 
 
-def plan_source(name: str, how: str, tree: list[TreeEntry], changes: list[Change], first: bool) -> SourcePlan:
+def plan_source(
+    name: str,
+    how: str,
+    tree: list[TreeEntry],
+    changes: list[Change],
+    first: bool,
+    files: dict[str, FileReport] | None = None,
+) -> SourcePlan:
     """What to read of a source read `how` ("full" or "incremental") at the tree of its tip.
 
     changes: the files changed since the commit indexed (none if it is not known); a full read
     records them too, so both summarise a renamed file as the same rule. first: never indexed.
+    files: the previous reports; an incremental read also reads again the files whose report
+    `depends` on a changed file (a Splunk detection calling a macro that changed).
     """
     plan = SourcePlan(how, added=[e.path for e in tree] if how == "full" and first else [])
     for change in changes:
@@ -88,8 +98,20 @@ def plan_source(name: str, how: str, tree: list[TreeEntry], changes: list[Change
         else:
             plan.modified.append(change.path)
     wanted = {change.path for change in changes}
+    if how == "incremental" and files:
+        plan.dependents = dependents(name, wanted | {c.old_path for c in changes if c.old_path}, files)
+        wanted.update(plan.dependents)
     plan.read = list(tree) if how == "full" else [e for e in tree if e.path in wanted]
     return plan
+
+
+def dependents(name: str, changed: set[str], files: dict[str, FileReport]) -> list[str]:
+    """The indexed files of source `name`, not themselves changed, that depend on a changed path."""
+    return sorted(
+        r.path
+        for r in files.values()
+        if r.source == name and r.depends and r.path not in changed and not changed.isdisjoint(r.depends)
+    )
 
 
 def shrink_error(name: str, tree: list[TreeEntry], previous: State | None, options: Options) -> str:
@@ -133,7 +155,7 @@ def removed(plans: dict[str, SourcePlan], files: dict[str, FileReport]) -> set[s
         if plan.mode == "full":
             refs.update(k for k in files if k.startswith(name + ":"))
         elif plan.mode == "incremental":
-            refs.update(fileref(name, p) for p in plan.deleted + plan.modified + plan.added)
+            refs.update(fileref(name, p) for p in plan.deleted + plan.modified + plan.added + plan.dependents)
             refs.update(fileref(name, old) for old, _ in plan.renamed)
     return refs
 

@@ -33,6 +33,7 @@ from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .plan import SourcePlan
 from .repository import Repository, SourceError, SourceSpec, TreeEntry, clone_path
 from .sources import SOURCES, get
+from .sources.base import Source
 from .state import SourceState, State
 from .text import redact
 
@@ -98,6 +99,7 @@ class _Refresh:
         self._history: Future[dict[str, PathHistory]] | None = None
         self._damaged = False  # the current generation cannot be trusted: publish even with nothing new
         self._trees: dict[str, list[TreeEntry]] = {}  # each planned source's tree at its tip
+        self._shared: set[str] = set()  # sources handed their shared files (Source.share)
 
     def run(self) -> Manifest:
         """The phases of a refresh, in order."""
@@ -125,6 +127,7 @@ class _Refresh:
             for ref in removed:
                 state.files.pop(ref, None)
             work = self._work(plans, state)
+            self._share(repos, state, work)  # before the parser processes are forked
             reader = self._reader(len(work))  # parser processes are forked first,
             self._start_history(state)  # then the history thread starts
             reports = self._read(reader, repos, work)  # parse, extract
@@ -212,7 +215,8 @@ class _Refresh:
                     self.progress.log(f"error: {name}: {shrunk}")
                 else:
                     moved = repo.changes(indexed.commit, tip) if known and indexed and indexed.commit != tip else []
-                    plans[name] = plan.plan_source(name, how, tree, moved, indexed is None)
+                    files = previous.files if previous else None
+                    plans[name] = plan.plan_source(name, how, tree, moved, indexed is None, files)
             self._record(outcome, plans[name])
         return plans
 
@@ -267,6 +271,24 @@ class _Refresh:
         for report in skipped:
             state.files[fileref(report.source, report.path)] = report
         return [(FileContext(name, entry.path), entry) for name, entry in entries]
+
+    def _share(self, repos: dict[str, Repository], state: State, work: Work) -> None:
+        """Hand each source about to be read its shared files (Source.shared: Splunk's macros) at
+        the commit read, once per refresh; parser processes forked later inherit them."""
+        for name in sorted({ctx.source for ctx, _ in work} - self._shared):
+            self._shared.add(name)
+            source = get(name)
+            if type(source).shared is Source.shared:  # shares nothing
+                continue
+            repo = self._repository(repos, state, name)
+            tree = self._trees.get(name) or repo.tree(state.sources[name].commit)
+            entries = [
+                e
+                for e in tree
+                if source.shared(e.path) and e.mode.startswith("100") and e.size <= self.opt.max_file_bytes
+            ]
+            contents = list(repo.read_many([e.sha for e in entries]))  # to the end: its thread is joined
+            source.share({e.path: content for e, content in zip(entries, contents)})
 
     def _reader(self, files: int) -> InlineReader | ParserPool:
         """Parser processes for many files, this process for a few; closed by `run`.
@@ -342,6 +364,7 @@ class _Refresh:
                 extra = self._files_containing(repos, state, changed, done)
                 self.manifest.reason = f"{len(changed)} bare names changed meaning: {len(extra)} more files read again"
                 self.progress.log(self.manifest.reason)
+                self._share(repos, state, extra)
                 for report in self._read(self._reader(len(extra)), repos, extra):
                     state.files[fileref(report.source, report.path)] = report
         state.executables = executables

@@ -91,6 +91,26 @@ def test_an_incremental_plan_reads_only_what_moved_and_removes_what_went() -> No
     assert not plan.rebuilds_all(previous, {"sigma": planned})
 
 
+def test_files_depending_on_a_changed_shared_file_are_read_again_and_replaced() -> None:
+    """Extraction.depends (Splunk: the macros a detection calls): a change to one of them, a rename
+    away from one, reads the files that depend on it again; a full read needs no such list."""
+    tree = [entry("macros/m.yml"), entry("macros/n2.yml"), entry("d/a.yml"), entry("d/b.yml"), entry("d/c.yml")]
+    files = {
+        "sigma:d/a.yml": FileReport("sigma", "d/a.yml", "indexed", depends=["macros/m.yml"]),
+        "sigma:d/b.yml": FileReport("sigma", "d/b.yml", "indexed", depends=["macros/n.yml", "macros/x.yml"]),
+        "sigma:d/c.yml": FileReport("sigma", "d/c.yml", "indexed"),
+        "lolbas:d/a.yml": FileReport("lolbas", "d/a.yml", "indexed", depends=["macros/m.yml"]),
+    }
+    changes = [Change("M", "macros/m.yml"), Change("R", "macros/n2.yml", "macros/n.yml")]
+    planned = plan.plan_source("sigma", "incremental", tree, changes, first=False, files=files)
+    assert planned.dependents == ["d/a.yml", "d/b.yml"]
+    assert [e.path for e in planned.read] == ["macros/m.yml", "macros/n2.yml", "d/a.yml", "d/b.yml"]
+    assert planned.modified == ["macros/m.yml"]  # what git says changed: dependents are not modified files
+    assert plan.removed({"sigma": planned}, files) >= {"sigma:d/a.yml", "sigma:d/b.yml"}
+    assert "sigma:d/c.yml" not in plan.removed({"sigma": planned}, files)
+    assert plan.plan_source("sigma", "full", tree, changes, first=False, files=files).dependents == []
+
+
 def test_a_full_plan_reads_the_whole_tree_and_lists_it_added_only_the_first_time() -> None:
     tree = [entry("rules/a.yml"), entry("LICENSE")]
     first = plan.plan_source("sigma", "full", tree, [], first=True)

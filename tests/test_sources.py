@@ -138,3 +138,82 @@ def test_refresh_source_options_are_checked(tmp_path: Path, args: list[str], mes
     done = indexer("refresh", *args, data_dir=tmp_path / "data")
     assert done.returncode == 4 and message in done.stderr, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
+
+
+class Recipes(Source):
+    """A toy source whose files use shared definitions: `use NAME` runs what `defs/NAME.txt` runs."""
+
+    name = "toyshared"
+    default_url = "https://example.org/toyshared.git"
+    web_url = "https://example.org/toyshared"
+    branch = "main"
+    paths = re.compile(r"^(playbooks|defs)/[^/]+\.txt$")
+    defs: dict[str, str] = {}
+
+    def shared(self, path: str) -> bool:
+        return path.startswith("defs/")
+
+    def share(self, files: dict[str, bytes]) -> None:
+        self.defs = {path: raw.decode() for path, raw in files.items()}
+
+    def parse(self, path: str, text: str) -> ParsedFile:
+        lines = text.split("\n")
+        return ParsedFile(path, lines, lines, [])
+
+    def extract(self, ctx: FileContext, parsed: ParsedFile) -> Extraction:
+        found = Extraction()
+        for number, line in enumerate(parsed.lines, 1):
+            used = re.match(r"use (\w+)", line)
+            if used:
+                found.depends.append(f"defs/{used.group(1)}.txt")
+            text = self.defs.get(f"defs/{used.group(1)}.txt", "") if used else line
+            for program in re.findall(r"run (\S+)", text):
+                found.mentions.append(Mention(program, ctx.source, ctx.path, number, line.strip(), role="process"))
+        return found
+
+
+def _commit(root: Path, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    git("add", "-A", cwd=root)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "change", cwd=root)
+
+
+def test_a_changed_shared_file_reads_again_the_files_that_use_it(tmp_path: Path) -> None:
+    """Source.shared/share/Extraction.depends: only a definition changes upstream; the incremental
+    refresh reads again the playbook that uses it (not the one that does not) and equals a full build."""
+    source = register(Recipes())
+    try:
+        repo = _repo(
+            tmp_path / "toyshared",
+            {
+                "defs/fetch.txt": "run certutil.exe\n",
+                "playbooks/a.txt": "first line\nuse fetch\n",
+                "playbooks/b.txt": "run notepad.exe\n",
+                "playbooks/c.txt": "use later\n",  # names a definition that does not exist yet
+            },
+        )
+        data_dir = tmp_path / "data"
+        assert refresh(RefreshOptions(data_dir, [source.spec(str(repo))])).exit_code == 0
+        assert _places(data_dir, "certutil.exe") == [("defs/fetch.txt", 1), ("playbooks/a.txt", 2)]
+        _commit(repo, {"defs/fetch.txt": "run bitsadmin.exe\n", "defs/later.txt": "run curl.exe\n"})
+        manifest = refresh(RefreshOptions(data_dir, [source.spec(str(repo))]))
+        assert manifest.sources["toyshared"].mode == "incremental"
+        assert manifest.sources["toyshared"].modified == ["defs/fetch.txt"]
+        assert manifest.files_parsed == 4  # the two definitions, and the two playbooks using them
+        assert indexer("search", "certutil.exe", data_dir=data_dir).returncode == 1
+        assert _places(data_dir, "bitsadmin.exe") == [("defs/fetch.txt", 1), ("playbooks/a.txt", 2)]
+        assert _places(data_dir, "curl.exe") == [("defs/later.txt", 1), ("playbooks/c.txt", 1)]
+        full_dir = tmp_path / "full"
+        assert refresh(RefreshOptions(full_dir, [source.spec(str(repo))])).exit_code == 0
+        for name in ("bitsadmin.exe", "curl.exe", "notepad.exe"):
+            assert _places(data_dir, name) == _places(full_dir, name)
+    finally:
+        del SOURCES["toyshared"]
+
+
+def _places(data_dir: Path, name: str) -> list[tuple[str, int]]:
+    done = indexer("search", name, "--json", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    return sorted((m["path"], m["line"]) for m in json.loads(done.stdout)[0]["mentions"])

@@ -45,6 +45,18 @@ class Source:
         """The file's mentions, rule ids, links and entry."""
         raise NotImplementedError(f"source {self.name!r} does not extract")
 
+    def shared(self, path: str) -> bool:
+        """Whether the file at `path` is one the source's other files read (Splunk's macros).
+
+        Before any file of the source is read, the refresh hands every shared file of the tree
+        being read to `share`; a file whose extraction used one lists it in `Extraction.depends`,
+        and a change to it reads that file again (incremental == full).
+        """
+        return False
+
+    def share(self, files: dict[str, bytes]) -> None:
+        """The shared files of the tree being read (path -> content), before any file is read."""
+
     def check(self, path: str, documents: list[Any]) -> list[str]:
         """Warnings about the file's documents (pySigma's for Sigma); none by default."""
         return []
