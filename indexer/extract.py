@@ -19,7 +19,11 @@ import yaml
 from .model import PLATFORMS, Mention
 from .names import (
     COMMON_WORDS,
+    LOG_SOURCE_WORDS,
     MODULE_PREFIX,
+    PROSE_WORDS,
+    UNIX_PREFIX,
+    UNIX_WORDS,
     WINDOWS_PREFIX,
     NameHit,
     bare_names,
@@ -27,6 +31,7 @@ from .names import (
     is_homoglyph,
     process_tail,
     regex_names,
+    unix_program_paths,
     value_names,
 )
 from .parse import ParsedFile, child, mapping_items, scalar_text, scalars
@@ -235,16 +240,19 @@ class Extraction:
         return [list(p) for p in sorted(pairs)]
 
     def executables(self) -> set[str]:
-        """Names this file shows to be executables: run as a process, or a LOLBAS entry (names.known_stems).
+        """Names this file shows to be executables: run as a process, a LOLBAS, GTFOBins or
+        LOOBins entry (names.known_stems).
 
-        A Windows program written without extension is marked `windows:`, a DLL a selection
-        watches being loaded `module:`.
+        A Windows program written without extension is marked `windows:`, a GTFOBins or LOOBins
+        program `unix:`, a DLL a selection watches being loaded `module:`.
         """
         names = set()
         for m in self.mentions:
             if m.inferred:
                 continue
-            if m.role in ("process", "parent", "original_filename", "lolbas_entry"):
+            if m.role in ("gtfobin", "loobin"):  # a GTFOBins or LOOBins page's own binary: a Unix program
+                names.add(UNIX_PREFIX + m.binary)
+            elif m.role in ("process", "parent", "original_filename", "lolbas_entry"):
                 windows = "." not in m.binary and m.source == "sigma" and platform_of(m.logsource) == "windows"
                 names.add(WINDOWS_PREFIX + m.binary if windows else m.binary)
             elif m.role == "loaded_module" and m.context == "selection" and m.binary.endswith(".dll"):
@@ -773,6 +781,33 @@ def _dll_phrases(text: str, module_stems: dict[str, str]) -> list[str]:
     ]
 
 
+# A tool known on one platform only, named in the other's prose: a Unix name of this many letters
+# or more in Windows prose ("CobaltStrike", "evil-winrm"), a Windows program's stem in Unix prose
+# ("Informs tor", "Google Chrome"); English words never (PROSE_WORDS, COMMON_WORDS).
+OTHER_PLATFORM_MIN = 6
+_across: list[Any] = [None, None, {}, {}]  # the last (Windows, Unix) stems, and the two merges
+
+
+def _across_platforms(
+    windows_stems: dict[str, str], unix_stems: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(Windows prose stems, Unix prose stems), each with the other platform's programs it may name,
+    merged once per pair of maps. A Windows program in Unix prose keeps its Unix form (`tor`)."""
+    if _across[0] is not windows_stems or _across[1] is not unix_stems:
+        from_unix = {
+            stem: name
+            for stem, name in unix_stems.items()
+            if len(stem) >= OTHER_PLATFORM_MIN and stem not in PROSE_WORDS and stem not in UNIX_WORDS
+        }
+        from_windows = {
+            stem: stem
+            for stem, name in windows_stems.items()
+            if name.endswith(".exe") and stem not in PROSE_WORDS and stem not in UNIX_WORDS and stem not in unix_stems
+        }
+        _across[:] = [windows_stems, unix_stems, {**from_unix, **windows_stems}, {**from_windows, **unix_stems}]
+    return _across[2], _across[3]
+
+
 def infer(
     candidates: Iterable[Candidate],
     windows_stems: dict[str, str],
@@ -792,6 +827,7 @@ def infer(
     seen = {(m.binary, m.line, m.role, m.field, m.detection, m.context) for m in existing}
     own = {**windows_stems, **own_stems} if own_stems else windows_stems
     with_modules = _with_modules(module_stems, windows_stems) if module_stems else windows_stems
+    windows_prose, unix_prose = _across_platforms(windows_stems, unix_stems)
     out: list[Mention] = []
     for cand in candidates:
         path_stems: dict[str, str] | None = unix_stems
@@ -801,18 +837,22 @@ def infer(
             elif module_stems and _SPEAKS_OF_DLLS.search(cand.text):
                 stems = with_modules
             else:
-                stems = windows_stems
+                stems = windows_prose
         elif cand.platform == "unix":
-            stems, path_stems = unix_stems, None
+            stems, path_stems = (unix_prose if cand.in_prose else unix_stems), None
         else:
             # in other logsources values are another system's commands (Cisco `show arp`) or
             # URLs: a bare name counts only in prose, as a Unix name, or as a Unix path's tail
             stems = unix_stems if cand.in_prose else {}
         hits = bare_names(cand.text, stems, in_prose=cand.in_prose, unix_stems=path_stems)
+        if cand.template.field == "definition":  # a log source's requirements: "Sysmon config", "auditd rules"
+            hits = (hit for hit in hits if cand.text[hit.start : hit.end].lower() not in LOG_SOURCE_WORDS)
         if cand.template.role == "other" and cand.template.field in _PE_NAME_FIELDS:
             # 'Tor Browser', 'Ping Castle', 'Opera Installer': a name another word goes on names a product
             hits = (hit for hit in hits if not _NAME_GOES_ON.match(cand.text, hit.end))
         names = [hit.name for hit in hits]
+        if "/" in cand.text:
+            names += [hit.name for hit in unix_program_paths(cand.text)]
         if stems is with_modules and stems is not windows_stems:
             names += _dll_phrases(cand.text, module_stems)  # type: ignore[arg-type]
         for name in names:

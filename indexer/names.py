@@ -119,7 +119,7 @@ rename replace report reset restore run runner scan schedule script search secur
 send server service set setup share shell show shutdown sign start status stop store sync system
 task tasks test time timeout tools top tracker tree type update updater upload user users verify
 version view wait watch web where win word write zip url clr browser services local dns target
-obfuscated installer streams zero less signal desk gadget
+obfuscated installer streams zero less signal desk gadget socket
 """.split()
 )
 
@@ -485,7 +485,6 @@ PROSE_WORDS = frozenset(
         "base64",
         "defrag",
         "consent",
-        "sysmon",
         "winrm",
         "telnet",
         "ftp",
@@ -515,6 +514,26 @@ PROSE_WORDS = frozenset(
         "touch",
         "javascript",
     }
+)
+# English words among GTFOBins' and LOOBins' Unix programs (issue 17), and clouds, registries,
+# databases and platforms named like their Unix programs: words in prose, as PROSE_WORDS, where
+# the name is a Unix one ("sort by", "the screen", "security teams", "AWS EC2", "published to npm",
+# "a MySQL service", "Docker images"); Windows programs of these names keep their own guards.
+UNIX_WORDS = frozenset(
+    """
+    alpine bridge bundle cancel cargo column comm crash dialog expect fold forge genie highlight
+    links look mail man paste pic poetry posh pry puppet rake ranger red rev screen snap passwd
+    sort tee tic wall wish yarn say sharing profiles defaults disown ditto swift joe bee elvish pax
+    cipher asterisk logger sysinfo teams slack everything excel
+    aws npm pip docker mysql redis postgres psql kubernetes
+    """.split()
+)
+# Words that name a program and the log source it writes (Sysmon, auditd): the program, except
+# where the events, logs or fields are meant ("Sysmon Event ID 1", 'any Sysmon "X" event').
+LOG_SOURCE_WORDS = frozenset({"sysmon", "auditd"})
+_LOG_SOURCE_USE = re.compile(
+    r"""(?:'s)?(?:\s+"[^"]*"|\s+\w+)?\s+(?:events?|eid|id\b|logs?|logging|data\b|fields?|channel|specific|users?|registry detection|config that)""",
+    re.IGNORECASE,
 )
 # "Internet Explorer" is the browser, "Process Explorer" procexp, "Azure Storage Explorer" an
 # application: none is explorer.exe.
@@ -568,21 +587,33 @@ def bare_names(
     for match in _WORD.finditer(lowered):
         stem = match.group(0)
         start = match.start()
+        if start > 0 and lowered[start - 1] == "/" and _DATA_PATH.search(lowered, 0, start):
+            continue  # `/etc/passwd`, `/var/spool/mail`, `/var/log/dmesg`: files, not programs
         if unix_stems is not None and start > 0 and lowered[start - 1] == "/" and _in_unix_path(lowered, start):
-            name = unix_stems.get(stem)
+            name = unix_stems.get(stem) if _PATH_START.search(lowered, 0, start).group(0).count("/") > 1 else None  # type: ignore[union-attr]
+            # `/cancel`, `/snap`: a Windows option; a Unix path has a folder (`/bin/sh`)
         else:
             name = stems.get(stem)
         if name is None:
             continue
         if (
             in_prose
-            and stem in PROSE_WORDS
+            and (
+                stem in PROSE_WORDS
+                or stem in UNIX_WORDS
+                and name == stem
+                and not (not lowered[:start].strip() and _WRITTEN_COMMAND.match(lowered))
+            )
             and not _PROGRAM_WORD.match(lowered, match.end())
             and lowered[start - 1 : start] not in ("'", '"', "`")
         ):
             continue
         end = match.end()
         if start > 0 and lowered[start - 1] not in _BARE_LEFT:
+            continue
+        if len(stem) < 3 and name == stem and (in_prose or not _command_at(lowered, start, end)):
+            continue  # `sh`, `cp`: a two-letter Unix name only where a command starts
+        if in_prose and stem in LOG_SOURCE_WORDS and _LOG_SOURCE_USE.match(lowered, end):
             continue
         if start > 0 and lowered[start - 1] == "=" and _OPTION_VALUE.search(lowered, 0, start):
             continue
@@ -613,7 +644,52 @@ def bare_names(
 
 
 _WORD = re.compile(r"\w(?:[\w\-]*\w)?")
+# A command line written in prose or a comment: the text starts with the name, and a path or an
+# option follows it (`# defaults read /Library/Preferences/x`)
+_WRITTEN_COMMAND = re.compile(r"\s*[\w\-]+ (?:[\w\-]+ )?[/\-~]")
+_COMMAND_BEFORE = re.compile(r"(?:^|[;|&(`]|\$\()\s*$")
+_COMMAND_AFTER = frozenset(" \t;|&)'\"`<>")
+
+
+def _command_at(text: str, start: int, end: int) -> bool:
+    """Whether a word starts a command (`cp x`, `; rm -f`, `| sh`, `/bin/sh`) and ends there."""
+    if end < len(text) and text[end] not in _COMMAND_AFTER:
+        return False
+    if text[start - 1 : start] == "/":
+        return _in_unix_path(text, start)
+    return _COMMAND_BEFORE.search(text, 0, start) is not None
+
+
+# A program's folder on Unix and macOS: `/usr/bin/`, `/sbin/`, `/libexec/`, `X.app/Contents/MacOS/`
+_PROGRAM_PATH = re.compile(
+    r"(?<![:/\w])(?:[^\s'\"`=(,;|&<>:\\]*/)?(?:bin|sbin|libexec|macos)/([a-z0-9_][a-z0-9_.+\-]*)(?=$|[\s'\"`;|&)<>])",
+    re.IGNORECASE,
+)
+
+
+def unix_program_paths(text: str) -> list[NameHit]:
+    """Programs named by their path in a program folder (`/usr/local/bin/frpc`, `.../Contents/MacOS/msupdate`),
+    known or not: the tail, a Unix name (inferred). Never in a URL nor a Windows path."""
+    if "/" not in text:
+        return []
+    urls = _url_spans(text)
+    hits = []
+    for match in _PROGRAM_PATH.finditer(text):
+        start, end = match.span(1)
+        name = match.group(1).rstrip(".").lower()
+        if not name or any(a <= start < b for a, b in urls) or _NOT_A_PROGRAM.search(name):
+            continue
+        if name.rpartition(".")[2] in EXTENSIONS:  # `.../bin/bash.exe`: a Windows name, explicit
+            continue
+        hits.append(NameHit(name, start, start + len(name), inferred=True))
+    return hits
+
+
 _PATH_START = re.compile(r"[^\s'\"`=(,;|&]*$")
+# Unix folders of data, configuration and devices: a name there is a file (`/etc/passwd`)
+_DATA_PATH = re.compile(
+    r"(?:^|[\s'\"`=(,;|&])(?:/etc|/var|/proc|/dev|/boot|/run|/home|/root|~)(?:/[^\s'\"`=(,;|&]*)?/$"
+)
 
 
 def _in_unix_path(text: str, end: int) -> bool:
@@ -626,22 +702,34 @@ WINDOWS_PREFIX = "windows:"  # a Windows program named without extension (`\\smb
 MODULE_PREFIX = "module:"  # a DLL a rule watches being loaded (ImageLoaded) in `executables`
 
 
+SHORT_WORDS = frozenset({"as", "go"})  # two-letter programs (as, go) that are words in any command line
+UNIX_PREFIX = "unix:"  # a Unix program whose name has a dot (`ld.so`) in `executables`
+
+
 def known_stems(executables: Iterable[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(Windows, Unix, DLL) stem maps from the names files show to be executables (the DLL map
     keeps common words: see stem_map).
 
     `x.ext` is a Windows name, `x` a Unix one, `windows:x` a Windows program written without
-    extension, `module:x.dll` a loaded DLL (its stem counts only in text that speaks of DLLs).
+    extension, `unix:x` a Unix program (GTFOBins, LOOBins), `module:x.dll` a loaded DLL (its
+    stem counts only in text that speaks of DLLs). Unix stems may have two letters (`sh`, `cp`):
+    bare_names takes them only where a command starts.
     """
-    windows, unix, modules = [], [], []
+    windows: list[str] = []
+    unix: list[str] = []
+    modules: list[str] = []
     for name in executables:
         if name.startswith(WINDOWS_PREFIX):
             windows.append(name[len(WINDOWS_PREFIX) :])
+        elif name.startswith(UNIX_PREFIX):
+            unix.append(name[len(UNIX_PREFIX) :])
         elif name.startswith(MODULE_PREFIX):
             modules.append(name[len(MODULE_PREFIX) :])
         else:
             (windows if "." in name else unix).append(name)
-    return stem_map(windows), stem_map(unix), stem_map(modules, keep_common=True)
+    named = stem_map((n for n in unix if "." not in n), min_length=2)  # `ld.so` is never a bare word
+    unix_map = {stem: name for stem, name in named.items() if stem not in SHORT_WORDS}
+    return stem_map(windows), unix_map, stem_map(modules, keep_common=True)
 
 
 def stem_map(names: Iterable[str], min_length: int = 3, keep_common: bool = False) -> dict[str, str]:

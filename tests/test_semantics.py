@@ -388,3 +388,73 @@ def test_search_returns_alias_mentions_marked(tip_data_dir):
     assert len({m["path"] for m in dll}) >= 70 and all(m["alias_of"] == "pwsh.exe" for m in dll)
     assert all(m["alias_of"] == "" for m in data["mentions"] if m["binary"] == "pwsh.exe")
     assert data["binaries"] == ["pwsh.exe"] and data["aliases"] == {"pwsh.dll": "pwsh.exe"}
+
+
+# --- session 5: bare-name recall by class (issue 13; issue 17's GTFOBins/LOOBins vocabulary) ----
+
+EQUATION = "rules/linux/builtin/lnx_apt_equationgroup_lnx.yml"
+MACOS_BROWSER = "rules/macos/process_creation/proc_creation_macos_susp_browser_child_process.yml"
+
+
+def test_gtfobins_and_loobins_names_are_unix_names(tip_reader):
+    # chown is named by no Sigma process field: GTFOBins' _gtfobins/chown makes it a Unix program
+    assert "chown" in binaries_on(tip_reader, "sigma", EQUATION, 20)  # 'cp /bin/sh .;chown'
+    assert "chown" in binaries_on(tip_reader, "sigma", EQUATION, 23)  # 'chown root:root /tmp/.scsi/dev/bin/'
+    # sendmail: GTFOBins names no sendmail; still unknown, still nothing
+    assert "sendmail" not in binaries_on(tip_reader, "sigma", EQUATION, 75)
+
+
+def test_english_words_of_unix_vocabularies_stay_words_in_prose():
+    stems = {"sort": "sort", "screen": "screen", "wall": "wall", "curl": "curl"}
+    assert not list(bare_names("Sort by the number of events on the wall of the screen", stems, in_prose=True))
+    assert [h.name for h in bare_names("sort -u /etc/passwd", stems)] == ["sort"]
+    assert [h.name for h in bare_names('Detects "screen" sessions', stems, in_prose=True)] == ["screen"]
+
+
+def test_two_letter_unix_names_count_where_a_command_starts(tip_reader):
+    assert {"cp", "sh"} <= binaries_on(tip_reader, "sigma", EQUATION, 20)  # 'cp /bin/sh .;chown'
+    assert "sh" in binaries_on(tip_reader, "sigma", EQUATION, 48)  # 'sh >/dev/tcp/* <&1 2>&1'
+    assert "nc" in binaries_on(tip_reader, "sigma", EQUATION, 51)  # 'nc -vv -l -p * <'
+    assert "rm" in binaries_on(tip_reader, "sigma", EQUATION, 45)  # '> /var/log/audit/audit.log; rm -f .'
+    padding = "rules/linux/auditd/execve/lnx_auditd_binary_padding.yml"
+    assert "dd" in binaries_on(tip_reader, "sigma", padding, 27)  # keyword 'dd'
+    assert "dd" not in binaries_on(tip_reader, "sigma", padding, 6)  # prose: "using dd and truncate"
+    stems = {"sh": "sh", "id": "id", "ps": "ps"}
+    assert [h.name for h in bare_names("ps aux | grep x; id", stems)] == ["ps", "id"]
+    assert not list(bare_names("the id of the user, ps: see", stems))  # not where a command starts
+    assert not list(bare_names("run id", stems, in_prose=True))
+
+
+def test_a_log_source_word_is_the_program_where_it_is_the_subject(tip_reader):
+    crash = "rules/windows/builtin/system/application_popup/win_system_application_sysmon_crash.yml"
+    assert "sysmon.exe" in binaries_on(tip_reader, "sigma", crash, 1)  # "Sysmon Application Crashed"
+    update = "rules/windows/process_creation/proc_creation_win_sysinternals_sysmon_config_update.yml"
+    assert "sysmon.exe" in binaries_on(tip_reader, "sigma", update, 4)  # "updates to Sysmon's configuration"
+    assert "sysmon.exe" in binaries_on(tip_reader, "sigma", update, 27)  # "update Sysmon configuration"
+    stems = {"sysmon": "sysmon.exe"}
+    for text in ("IOC: Sysmon Event ID 1", 'Triggers on any Sysmon "FileBlockShredding" event', "Sysmon logs"):
+        assert not list(bare_names(text, stems, in_prose=True)), text
+
+
+def test_program_folders_name_unix_programs_by_their_tail(tip_reader):
+    # '.../Microsoft AutoUpdate.app/Contents/MacOS/msupdate': msupdate is named by no process field
+    assert "msupdate" in binaries_on(tip_reader, "sigma", MACOS_BROWSER, 47)
+    from indexer.names import unix_program_paths
+
+    assert [h.name for h in unix_program_paths("exec /usr/local/bin/frpc -c x; /opt/x/libexec/helper")] == [
+        "frpc",
+        "helper",
+    ]
+    assert not unix_program_paths("https://example.com/bin/tool and /usr/bin/ and C:\\bin\\x")
+
+
+def test_windows_programs_named_in_unix_prose(tip_reader):
+    assert "tor" in binaries_on(tip_reader, "sigma", MACOS_BROWSER, 45)  # "# Informs tor to use default config file"
+    assert "chrome" in binaries_on(tip_reader, "sigma", MACOS_BROWSER, 53)  # "# Install the Google Chrome browser"
+    assert "tor.exe" not in binaries_on(tip_reader, "sigma", MACOS_BROWSER, 45)  # never the Windows name
+
+
+def test_tools_known_from_one_platform_named_in_windows_prose(tip_reader):
+    pipe = "rules/windows/pipe_created/pipe_created_hktl_cobaltstrike.yml"
+    assert "cobaltstrike" in binaries_on(tip_reader, "sigma", pipe, 1)  # "CobaltStrike Named Pipe"
+    assert "cobaltstrike" in binaries_on(tip_reader, "sigma", pipe, 9)  # "as used by CobaltStrike"
