@@ -852,7 +852,7 @@ def infer(
             hits = (hit for hit in hits if not _NAME_GOES_ON.match(cand.text, hit.end))
         names = [hit.name for hit in hits]
         if "/" in cand.text:
-            names += [hit.name for hit in unix_program_paths(cand.text)]
+            names += [hit.name for hit in unix_program_paths(cand.text)]  # `/usr/bin/X`, `.app/Contents/MacOS/X`
         if stems is with_modules and stems is not windows_stems:
             names += _dll_phrases(cand.text, module_stems)  # type: ignore[arg-type]
         for name in names:

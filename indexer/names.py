@@ -587,15 +587,22 @@ def bare_names(
     for match in _WORD.finditer(lowered):
         stem = match.group(0)
         start = match.start()
-        if start > 0 and lowered[start - 1] == "/" and _DATA_PATH.search(lowered, 0, start):
-            continue  # `/etc/passwd`, `/var/spool/mail`, `/var/log/dmesg`: files, not programs
-        if unix_stems is not None and start > 0 and lowered[start - 1] == "/" and _in_unix_path(lowered, start):
-            name = unix_stems.get(stem) if _PATH_START.search(lowered, 0, start).group(0).count("/") > 1 else None  # type: ignore[union-attr]
-            # `/cancel`, `/snap`: a Windows option; a Unix path has a folder (`/bin/sh`)
+        after_slash = start > 0 and lowered[start - 1] == "/"
+        if after_slash and unix_stems is not None:
+            if stem not in unix_stems and stem not in stems:
+                continue
+            path = _PATH_START.search(lowered, 0, start).group(0)  # type: ignore[union-attr]
+            if path.startswith(("/", "~/", "./", "../")) and "\\" not in path:
+                # `/cancel`, `/groups`: a Windows option; a Unix path has a folder (`/bin/sh`)
+                name = unix_stems.get(stem) if path.count("/") > 1 else None
+            else:
+                name = stems.get(stem)
         else:
             name = stems.get(stem)
         if name is None:
             continue
+        if after_slash and _DATA_PATH.search(lowered, 0, start):
+            continue  # `/etc/passwd`, `/var/spool/mail`, `/var/log/dmesg`: files, not programs
         if (
             in_prose
             and (
@@ -670,8 +677,9 @@ _PROGRAM_PATH = re.compile(
 def unix_program_paths(text: str) -> list[NameHit]:
     """Programs named by their path in a program folder (`/usr/local/bin/frpc`, `.../Contents/MacOS/msupdate`),
     known or not: the tail, a Unix name (inferred). Never in a URL nor a Windows path."""
-    if "/" not in text:
-        return []
+    lowered = text.lower()
+    if "bin/" not in lowered and "libexec/" not in lowered and "macos/" not in lowered:
+        return []  # most strings with a slash name no program folder: three substring tests
     urls = _url_spans(text)
     hits = []
     for match in _PROGRAM_PATH.finditer(text):
