@@ -820,7 +820,9 @@ def infer(
 
     A candidate's platform picks the stems: Windows names in Windows rules and LOLBAS, Unix
     names in Linux and macOS rules, neither in web, network and cloud rules; the tail of a Unix
-    path (`/usr/bin/curl`) is only ever a Unix name. own_stems: a LOLBAS entry's own stems (in
+    path (`/usr/bin/curl`) is only ever a Unix name, and a program folder's tail (`/usr/bin/X`,
+    `X.app/Contents/MacOS/X`) one even when unknown. Prose may also name the other platform's
+    tools (_across_platforms: CobaltStrike in a Windows rule, tor in a macOS one). own_stems: a LOLBAS entry's own stems (in
     its commands and IOCs; in its prose an English word stays one: "Run a remote file");
     module_stems: DLLs, named bare in Windows prose that speaks of DLLs ("Dbgcore/Dbghelp DLLs").
     """
