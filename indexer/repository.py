@@ -269,6 +269,23 @@ class Repository:
         "\\x01<sha> <committer date>" (history.update_history parses it)."""
         return self._git().log("--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %cI", revs)
 
+    def first_parent_log(self, revs: str) -> str:
+        """`git log --first-parent --raw -M` of `revs` (diffs against the first parent, the root
+        commit's too), oldest first, NUL-separated; each commit starts with
+        "\\x01<sha> <committer time> <author time> <author date>" (chronicle.parse_log parses it)."""
+        return self._git().log(
+            "--first-parent",
+            "--diff-merges=first-parent",
+            "--root",
+            "--raw",
+            "-M",
+            "--no-abbrev",
+            "-z",
+            "--reverse",
+            "--format=%x01%H %ct %at %aI",
+            revs,
+        )
+
     def tree(self, commit: str) -> list[TreeEntry]:
         """Every file of the commit's tree (blobs, links and submodules), with mode and size."""
         out = self._git().ls_tree("-r", "-l", "-z", "--full-tree", commit)

@@ -1,0 +1,826 @@
+"""The history store: what every source's rule files said at each first-parent commit, and the
+index as of any date read from it (`search --at`, `show --at`, `timeline`, `changes --since`).
+
+One SQLite file (`<data dir>/history/chronicle.sqlite`, the standard library's sqlite3: one file,
+transactions, indexes, readers while a refresh writes, nothing to install) holds, per source:
+
+- `commits`: the first-parent commits from the history's start (`--history-since`) to the
+  commit indexed, numbered `seq` 0, 1, ... with committer and author dates;
+- `files`: each (path, blob) the source's files ever held, extracted once by the per-file code
+  a refresh runs (`parsers.process_file`); the explicit mentions and the bare-name candidates,
+  not yet resolved (bare names resolve against the vocabulary of the date asked for);
+- `spans`: which file a path held from commit `start` until commit `stop` (NULL: still);
+- `tokens`: what a file names (`b:` binaries, `x:` executables of the vocabulary, `w:` words
+  that a bare stem may match, `p:`/`q:` Image/OriginalFileName pairs) and `names`: when each
+  such name is in the source (the vocabulary, the binaries and the aliases at any commit,
+  without reading the files);
+- `renames`, `licenses` per commit.
+
+Everything that depends on more than one file is computed as of the date asked: the vocabulary
+bare names resolve against (`names.known_stems` of the executables named then), the aliases
+(`extract.derive_aliases`'s rule, counted in `names`). Reading imports no git: the builder
+(`build`) is handed a `Repository` per source and runs the extraction in forked processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+import zlib
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from urllib.parse import quote
+
+from .codec import mention_order, stored
+from .errors import IndexerError, IndexUnavailable
+from .model import Mention
+from .names import known_stems
+from .verdicts import RuleVerdict, rule_verdicts
+
+if TYPE_CHECKING:  # types only: reading the store runs no git
+    from .extract import Extraction
+    from .repository import Repository
+
+FORMAT = 1
+STORE = "chronicle.sqlite"
+PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
+BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
+_EXTRACTION_CODE = ("extract.py", "names.py", "parse.py", "parsers.py", "model.py", "verdicts.py", "codec.py")
+_WORD = re.compile(r"\w(?:[\w\-]*\w)?")  # names.bare_names' tokens: a stem matches one whole
+_STEM = re.compile(r"^[a-z0-9_][a-z0-9_.+\-]{2,}$")  # names.stem_map's stems (3 characters or more)
+_DLL_WORDS = re.compile(r"(?<![\w.\-])([\w\-]+(?:/[\w\-]+)*)\s+dlls?\b", re.IGNORECASE)  # extract._DLL_PHRASE
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources(
+    source TEXT PRIMARY KEY, web_url TEXT NOT NULL, tip TEXT NOT NULL, seq INTEGER NOT NULL,
+    rooted INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commits(
+    source TEXT NOT NULL, seq INTEGER NOT NULL, sha TEXT NOT NULL, ctime INTEGER NOT NULL,
+    atime INTEGER NOT NULL, adate TEXT NOT NULL, PRIMARY KEY (source, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS commits_ctime ON commits(source, ctime);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, blob TEXT NOT NULL,
+    payload BLOB NOT NULL, UNIQUE (source, path, blob));
+CREATE TABLE IF NOT EXISTS tokens(token TEXT NOT NULL, file INTEGER NOT NULL, PRIMARY KEY (token, file)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spans(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, file INTEGER NOT NULL,
+    start INTEGER NOT NULL, stop INTEGER);
+CREATE INDEX IF NOT EXISTS spans_file ON spans(file);
+CREATE INDEX IF NOT EXISTS spans_open ON spans(source, stop);
+CREATE TABLE IF NOT EXISTS names(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, token TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER);
+CREATE INDEX IF NOT EXISTS names_token ON names(token, source);
+CREATE TABLE IF NOT EXISTS renames(source TEXT NOT NULL, seq INTEGER NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS renames_old ON renames(source, old);
+CREATE TABLE IF NOT EXISTS licenses(source TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL);
+"""
+
+
+class HistoryError(IndexerError):
+    """No history to answer from: none built, another version's, or a date it does not cover."""
+
+
+def store_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "history" / STORE
+
+
+def fingerprint() -> str:
+    """The extraction code's fingerprint: a store made by other code is rebuilt, never mixed."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256(f"{FORMAT}".encode())
+    for name in sorted(_EXTRACTION_CODE) + sorted(p.name for p in (here / "sources").glob("*.py")):
+        path = here / name if (here / name).is_file() else here / "sources" / name
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# -- dates --
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_date(text: str, option: str = "--at") -> int:
+    """A date (YYYY-MM-DD: its start, UTC) or an ISO 8601 date and time (UTC unless it says its
+    offset) as a Unix time; HistoryError naming the option otherwise."""
+    value = text.strip()
+    try:
+        if _DAY.match(value):
+            moment = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        elif re.match(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", value):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+        else:
+            raise ValueError
+    except ValueError:
+        raise HistoryError(
+            f"{option} {text!r} is not a date: give YYYY-MM-DD or an ISO date and time (2024-05-01T12:00:00Z)"
+        ) from None
+    return int(moment.timestamp())
+
+
+def iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+# -- what a file gives, stored once per (source, path, blob) --
+
+
+def encode_file(extraction: Extraction | None, title: str = "", error: str = "") -> tuple[bytes, list[str]]:
+    """A file's extraction as stored (zlib JSON) and its tokens."""
+    if extraction is None:
+        return zlib.compress(json.dumps({"error": error}).encode()), []
+    payload = {
+        "m": [stored(m) for m in extraction.mentions],
+        "c": [[c.text, c.line, c.snippet, stored(c.template), c.in_prose, c.platform] for c in extraction.candidates],
+        "o": extraction.own_stems,
+        "t": title,
+        "i": list(dict.fromkeys(extraction.rule_ids)),
+    }
+    tokens = {"b:" + m.binary for m in extraction.mentions}
+    tokens.update("x:" + name for name in extraction.executables())
+    for image, original, kind in extraction.alias_pairs():
+        tokens.add(f"p:{image}\t{original}")
+        if kind == "stem":
+            tokens.add(f"q:{image}\t{original}")
+    for cand in extraction.candidates:
+        lowered = cand.text.lower()
+        words = set(_WORD.findall(lowered))
+        for match in _DLL_WORDS.finditer(lowered):
+            words.update(match.group(1).split("/"))
+        tokens.update("w:" + w for w in words if _STEM.match(w))
+    tokens.update("w:" + w for w in extraction.own_stems)
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(text, 6), sorted(tokens)
+
+
+@dataclass
+class FileRecord:
+    """A stored file: its explicit mentions, its candidates for bare names, its title and ids."""
+
+    mentions: list[Mention]
+    candidates: list[Any]
+    own_stems: dict[str, str]
+    title: str = ""
+    rule_ids: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "FileRecord":
+        from .extract import Candidate
+
+        data = json.loads(zlib.decompress(payload))
+        if "error" in data:
+            return cls([], [], {}, error=data["error"])
+        read = Mention.from_dict
+        return cls(
+            [read(m) for m in data["m"]],
+            [Candidate(text, line, snippet, read(t), prose, platform) for text, line, snippet, t, prose, platform in data["c"]],
+            data["o"],
+            data["t"],
+            data["i"],
+        )
+
+    def mentions_with(self, stems: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[Mention]:
+        """Its mentions with the bare names `stems` resolve (as parsers.file_mentions does)."""
+        if not self.candidates:
+            return sorted(self.mentions, key=Mention.sort_key)
+        from .extract import infer
+
+        windows, unix, modules = stems
+        inferred = infer(self.candidates, windows, unix, self.mentions, self.own_stems, modules)
+        return sorted(self.mentions + inferred, key=Mention.sort_key)
+
+
+def stem_of(name: str) -> str:
+    """The stem a bare name must be to stand for `name` (names.stem_map)."""
+    for prefix in ("windows:", "module:"):
+        name = name.removeprefix(prefix)
+    return name.rpartition(".")[0] or name
+
+
+# -- opening --
+
+
+def connect(path: Path, write: bool = False) -> sqlite3.Connection:
+    if write:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+    else:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    return conn
+
+
+def open_store(data_dir: Path) -> sqlite3.Connection:
+    """The complete history store, read-only; HistoryError if there is none or it is stale."""
+    path = store_path(data_dir)
+    if not path.is_file():
+        partial = "being built (interrupted? 'indexer refresh' resumes it)" if (path.parent / PARTIAL).exists() else ""
+        raise HistoryError(
+            f"no history in {data_dir}" + (f": it is {partial}" if partial else ": run 'indexer refresh --history-since YYYY-MM-DD'")
+        )
+    try:
+        conn = connect(path)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error as exc:
+        raise HistoryError(f"the history store {path} cannot be read ({exc}): 'indexer refresh' rebuilds it") from None
+    if meta.get("fingerprint") != fingerprint():
+        conn.close()
+        raise HistoryError(f"the history in {data_dir} was made by another version of the extraction: 'indexer refresh' rebuilds it")
+    return conn
+
+
+# -- reading: the index as of a date --
+
+
+class AsOf:
+    """The index as it was at a date, read from the history store: the methods of IndexReader
+    that `query.search` and `query.show_target` use, answered as a full build of every source
+    checked out at its last first-parent commit at or before `when` (committer date, as `git
+    rev-list --first-parent --before`) would answer."""
+
+    def __init__(self, data_dir: Path, when: int) -> None:
+        self.data_dir = Path(data_dir)
+        self.when = when
+        self._conn = open_store(self.data_dir)
+        self.seqs: dict[str, int] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, Any] = {}
+        for source, web_url, rooted in self._conn.execute("SELECT source, web_url, rooted FROM sources ORDER BY source"):
+            row = self._conn.execute(
+                "SELECT seq, sha, adate, ctime FROM commits WHERE source = ? AND ctime <= ? ORDER BY seq DESC LIMIT 1",
+                (source, when),
+            ).fetchone()
+            if row is None:
+                if not rooted:
+                    first = self._conn.execute("SELECT min(ctime) FROM commits WHERE source = ?", (source,)).fetchone()[0]
+                    self._conn.close()
+                    raise HistoryError(
+                        f"the history of {source} starts at {iso(first)} (--history-since): nothing known of {iso(when)}"
+                    )
+                continue  # the repository did not exist yet
+            seq, sha, adate, _ = row
+            license_row = self._conn.execute(
+                "SELECT name FROM licenses WHERE source = ? AND seq <= ? ORDER BY seq DESC LIMIT 1", (source, seq)
+            ).fetchone()
+            self.seqs[source] = seq
+            self.sources[source] = {
+                "commit": sha,
+                "web_url": web_url,
+                "license": license_row[0] if license_row else "",
+                "date": adate,
+            }
+        self._stems: tuple[dict[str, str], dict[str, str], dict[str, str]] | None = None
+        self._binaries: list[str] | None = None
+        self._files: dict[tuple[str, ...], list[tuple[str, str, list[Mention]]]] = {}
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "AsOf":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _live(self, table: str) -> tuple[str, list[Any]]:
+        """SQL restricting `table` (spans or names) to the rows live at each source's commit."""
+        if not self.seqs:
+            return "0", []
+        clauses, args = [], []
+        for source, seq in self.seqs.items():
+            clauses.append(f"({table}.source = ? AND {table}.start <= ? AND ({table}.stop IS NULL OR {table}.stop > ?))")
+            args += [source, seq, seq]
+        return "(" + " OR ".join(clauses) + ")", args
+
+    def _names(self, kind: str) -> list[str]:
+        live, args = self._live("names")
+        rows = self._conn.execute(
+            f"SELECT DISTINCT substr(token, 3) FROM names WHERE token >= ? AND token < ? AND {live}",
+            [kind + ":", kind + ";", *args],
+        )
+        return sorted(r[0] for r in rows)
+
+    def binaries(self) -> list[str]:
+        if self._binaries is None:
+            self._binaries = self._names("b")
+        return self._binaries
+
+    def stems(self) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """The bare-name vocabulary as of the date (names.known_stems of the executables named then)."""
+        if self._stems is None:
+            self._stems = known_stems(self._names("x"))
+        return self._stems
+
+    def aliases(self) -> dict[str, list[str]]:
+        """extract.derive_aliases as of the date: a stem pair, or a pair two rule files make."""
+        found: dict[str, set[str]] = {}
+        for pair in set(self._names("p")) | set(self._names("q")):
+            image, original = pair.split("\t")
+            found.setdefault(image, set()).add(original)
+            found.setdefault(original, set()).add(image)
+        return {name: sorted(v) for name, v in sorted(found.items())}
+
+    def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
+        """LOLBAS -> Sigma links are resolved for the present only (xref): none as of a date."""
+        return []
+
+    def _mentions_of(self, binaries: Sequence[str]) -> list[tuple[str, str, list[Mention]]]:
+        """(source, path, mentions of `binaries`) of each file live at the date that names them."""
+        key = tuple(sorted(set(binaries)))
+        if key in self._files:
+            return self._files[key]
+        wanted = set(key)
+        tokens = sorted({"b:" + b for b in key} | {"w:" + stem_of(b) for b in key})
+        live, args = self._live("spans")
+        rows = self._conn.execute(
+            f"SELECT DISTINCT spans.source, spans.path, files.payload FROM tokens "
+            f"JOIN spans ON spans.file = tokens.file JOIN files ON files.id = tokens.file "
+            f"WHERE tokens.token IN ({','.join('?' * len(tokens))}) AND {live}",
+            [*tokens, *args],
+        ).fetchall()
+        out = []
+        for source, path, payload in rows:
+            record = FileRecord.decode(payload)
+            mentions = [m for m in record.mentions_with(self.stems()) if m.binary in wanted]
+            if mentions:
+                out.append((source, path, [self._fill(m) for m in mentions]))
+        self._files[key] = out
+        return out
+
+    def _fill(self, mention: Mention) -> Mention:
+        """The mention with its source's commit, URL and license as of the date (as IndexReader._mention)."""
+        source = self.sources.get(mention.source, {})
+        commit, web = source.get("commit", ""), source.get("web_url", "")
+        data = mention.to_dict()
+        data.update(
+            commit=commit,
+            license=source.get("license", ""),
+            url=f"{web}/blob/{commit}/{quote(mention.path)}#L{mention.line}" if web else "",
+        )
+        return Mention.from_dict(data)
+
+    def search(
+        self,
+        binaries: Iterable[str],
+        *,
+        source: str | None = None,
+        role: Iterable[str] = (),
+        field: str | None = None,
+        context: str | None = None,
+        platform: str | None = None,
+        inferred: bool | None = None,
+    ) -> list[Mention]:
+        """Mentions of any of `binaries` as of the date, filtered as IndexReader.search filters."""
+        roles = set(role)
+        wanted_field = field.lower() if field else None
+        out = [
+            m
+            for _, _, mentions in self._mentions_of(list(binaries))
+            for m in mentions
+            if not (
+                (source and m.source != source)
+                or (roles and m.role not in roles)
+                or (wanted_field and m.field.lower() != wanted_field)
+                or (context and m.context != context)
+                or (platform and m.platform != platform)
+                or (inferred is not None and m.inferred != inferred)
+            )
+        ]
+        return sorted(out, key=mention_order)
+
+    def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
+        """The verdict of every rule file naming any of `binaries` as of the date, strongest first."""
+        out = [v for _, _, mentions in self._mentions_of(list(binaries)) for v in rule_verdicts(m.__dict__ for m in mentions)]
+        # as stored: through the dict form (the index keeps verdicts as JSON)
+        return sorted((RuleVerdict.from_dict(v.to_dict()) for v in out), key=RuleVerdict.sort_key)
+
+
+def open_at(data_dir: Path, at: str) -> AsOf:
+    """The index as of the date `at` (text as typed: YYYY-MM-DD or ISO); HistoryError if unknown."""
+    return AsOf(data_dir, parse_date(at))
+
+
+# -- building --
+
+
+class Progress:
+    """What the build reports (refresh.Progress has these)."""
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+
+@dataclass
+class _Commit:
+    sha: str
+    ctime: int
+    atime: int
+    adate: str
+    changes: list[tuple[str, str, str, str]]  # (status, path, new path or "", new blob)
+    modes: dict[str, str] = field(default_factory=dict)  # path -> its new mode
+
+
+def parse_log(text: str) -> list[_Commit]:
+    """Repository.first_parent_log's text as commits with their changes, oldest first."""
+    commits: list[_Commit] = []
+    tokens = text.split("\0")
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip("\n")
+        i += 1
+        if token.startswith("\x01"):
+            sha, ctime, atime, adate = token[1:].strip().split(" ")
+            commits.append(_Commit(sha, int(ctime), int(atime), adate, []))
+        elif token.startswith(":"):
+            meta = token.split()
+            mode, blob, status = meta[1], meta[3], meta[4]
+            path = tokens[i]
+            i += 1
+            new = ""
+            if status[0] in "RC":
+                new = tokens[i]
+                i += 1
+            commits[-1].changes.append((status[0], path, new, blob))
+            commits[-1].modes[new or path] = mode
+    return commits
+
+
+def _skip(source: Any, path: str, mode: str) -> bool:
+    """Whether the refresh leaves this file out (plan.skip_reason without the size: the reader
+    gives a file over the limit no mentions, as the skipped file has none)."""
+    return not (mode.startswith("100") and source.wants(path))
+
+
+def _extract_one(item: tuple[str, str, bytes, int]) -> tuple[bytes, list[str]]:
+    """One file in a forked process: the refresh's per-file code, the check (pySigma) left out."""
+    from .extract import FileContext
+    from .parsers import process_file
+
+    source, path, raw, max_bytes = item
+    processed = process_file(FileContext(source, path), raw, max_bytes, defer_check=True)
+    if processed.report.status != "indexed":
+        return encode_file(None, error=processed.report.reason)
+    return encode_file(processed.extraction, processed.report.title)
+
+
+def _threshold(token: str) -> int:
+    """How many live files must hold a name token for it to count: a pair that only one rule
+    makes is an alias only if of the same stem (extract.derive_aliases, ALIAS_MIN_RULES)."""
+    from .extract import ALIAS_MIN_RULES
+
+    return ALIAS_MIN_RULES if token.startswith("p:") else 1
+
+
+class _SourceBuild:
+    """One source's history brought up to its tip, a batch of commits per transaction."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, repo: Repository, tip: str, since: int | None, max_bytes: int, pool: Any
+    ) -> None:
+        from .sources import get
+
+        self.conn, self.repo, self.tip, self.since = conn, repo, tip, since
+        self.name = repo.spec.name
+        self.source = get(self.name)
+        self.max_bytes, self.pool = max_bytes, pool
+        self.live: dict[str, tuple[int, int]] = {}  # path -> (span id, file id)
+        self.counts: dict[str, int] = {}  # name token -> live files holding it
+        self.open_names: dict[str, int] = {}  # name token -> its open row in `names`
+        self.file_tokens: dict[int, list[str]] = {}
+        self.licenses: dict[str, str] = {}  # license file path -> blob
+        self.license = ""
+
+    def pending(self) -> list[_Commit]:
+        """The commits to add (the base commit first for a source not in the store yet)."""
+        row = self.conn.execute("SELECT tip, seq FROM sources WHERE source = ?", (self.name,)).fetchone()
+        if row is not None and row[0] == self.tip:
+            return []
+        if row is not None and self.repo.has_commit(row[0]) and self.repo.is_ancestor(row[0], self.tip):
+            self.seq = row[1]
+            self._load()
+            return parse_log(self.repo.first_parent_log(f"{row[0]}..{self.tip}"))
+        if row is not None:  # history rewritten upstream: this source's history is made again
+            self._drop()
+        commits = parse_log(self.repo.first_parent_log(self.tip))
+        start = 0
+        if self.since is not None:
+            start = max((i for i, c in enumerate(commits) if c.ctime <= self.since), default=0)
+        # the base commit: the state before it is the sum of its first-parent changes
+        state: dict[str, tuple[str, str]] = {}
+        for commit in commits[: start + 1]:
+            for status, path, new, blob in commit.changes:
+                state.pop(path, None)
+                if status != "D":
+                    state[new or path] = (blob, commit.modes[new or path])
+        base = commits[start]
+        base.changes = [("A", path, "", blob) for path, (blob, _) in sorted(state.items())]
+        base.modes = {path: mode for path, (_, mode) in state.items()}
+        self.seq = -1
+        self.rooted = start == 0
+        self.conn.execute(
+            "INSERT INTO sources VALUES (?, ?, '', -1, ?)", (self.name, self.repo.spec.web_url, int(self.rooted))
+        )
+        return commits[start:]
+
+    def _drop(self) -> None:
+        for table in ("commits", "spans", "names", "renames", "licenses", "sources"):
+            self.conn.execute(f"DELETE FROM {table} WHERE source = ?", (self.name,))
+        self.conn.execute("DELETE FROM tokens WHERE file IN (SELECT id FROM files WHERE source = ?)", (self.name,))
+        self.conn.execute("DELETE FROM files WHERE source = ?", (self.name,))
+
+    def _load(self) -> None:
+        """The state at the stored tip: the open spans, name counts, license files (resuming)."""
+        for span, path, file in self.conn.execute(
+            "SELECT id, path, file FROM spans WHERE source = ? AND stop IS NULL", (self.name,)
+        ):
+            self.live[path] = (span, file)
+        for file, token in self.conn.execute(
+            "SELECT tokens.file, tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
+            "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q')",
+            (self.name,),
+        ):
+            self.counts[token] = self.counts.get(token, 0) + 1
+        for row_id, token in self.conn.execute(
+            "SELECT id, token FROM names WHERE source = ? AND stop IS NULL", (self.name,)
+        ):
+            self.open_names[token] = row_id
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (f"licenses:{self.name}",)).fetchone()
+        self.licenses = json.loads(row[0]) if row else {}
+        row = self.conn.execute(
+            "SELECT name FROM licenses WHERE source = ? ORDER BY seq DESC LIMIT 1", (self.name,)
+        ).fetchone()
+        self.license = row[0] if row else ""
+
+    def run(self, commits: list[_Commit], progress: Progress) -> None:
+        for start in range(0, len(commits), BATCH_COMMITS):
+            batch = commits[start : start + BATCH_COMMITS]
+            files = self._extract(batch)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = self._store_files(files)
+                for commit in batch:
+                    self._apply(commit, ids)
+                self.conn.execute(
+                    "UPDATE sources SET tip = ?, seq = ? WHERE source = ?", (batch[-1].sha, self.seq, self.name)
+                )
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"licenses:{self.name}", json.dumps(self.licenses))
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            progress.advance(len(batch))
+
+    def _known(self, path: str, blob: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM files WHERE source = ? AND path = ? AND blob = ?", (self.name, path, blob)
+        ).fetchone()
+        return row[0] if row else None
+
+    def _extract(self, batch: list[_Commit]) -> dict[tuple[str, str], tuple[bytes, list[str]]]:
+        """Each new (path, blob) of the batch extracted (in the forked processes)."""
+        wanted: dict[tuple[str, str], None] = {}
+        for commit in batch:
+            for status, path, new, blob in commit.changes:
+                target = new or path
+                if status != "D" and not _skip(self.source, target, commit.modes[target]):
+                    if (target, blob) not in wanted and self._known(target, blob) is None:
+                        wanted[(target, blob)] = None
+        keys = list(wanted)
+        raws = self.repo.read_many([blob for _, blob in keys])
+        items = ((self.name, path, raw, self.max_bytes) for (path, _), raw in zip(keys, raws))
+        results = self.pool.imap(_extract_one, items, chunksize=16) if self.pool else map(_extract_one, items)
+        return dict(zip(keys, results))
+
+    def _store_files(self, files: dict[tuple[str, str], tuple[bytes, list[str]]]) -> dict[tuple[str, str], int]:
+        ids = {}
+        for (path, blob), (payload, tokens) in files.items():
+            cursor = self.conn.execute(
+                "INSERT INTO files(source, path, blob, payload) VALUES (?, ?, ?, ?)", (self.name, path, blob, payload)
+            )
+            ids[(path, blob)] = file_id = cursor.lastrowid
+            self.conn.executemany("INSERT INTO tokens VALUES (?, ?)", [(t, file_id) for t in tokens])
+            self.file_tokens[file_id] = [t for t in tokens if t[0] in "bxpq"]
+        return ids
+
+    def _tokens_of(self, file_id: int) -> list[str]:
+        if file_id not in self.file_tokens:
+            self.file_tokens[file_id] = [
+                r[0]
+                for r in self.conn.execute("SELECT token FROM tokens WHERE file = ? AND substr(token, 1, 1) IN ('b', 'x', 'p', 'q')", (file_id,))
+            ]
+        return self.file_tokens[file_id]
+
+    def _apply(self, commit: _Commit, ids: dict[tuple[str, str], int]) -> None:
+        """One commit: spans closed and opened, name counts moved, renames, the license."""
+        self.seq += 1
+        seq = self.seq
+        self.conn.execute(
+            "INSERT INTO commits VALUES (?, ?, ?, ?, ?, ?)",
+            (self.name, seq, commit.sha, commit.ctime, commit.atime, commit.adate),
+        )
+        delta: dict[str, int] = {}
+        license_changed = False
+
+        def close(path: str) -> None:
+            span = self.live.pop(path, None)
+            if span is not None:
+                self.conn.execute("UPDATE spans SET stop = ? WHERE id = ?", (seq, span[0]))
+                for token in self._tokens_of(span[1]):
+                    delta[token] = delta.get(token, 0) - 1
+
+        for status, path, new, blob in commit.changes:
+            target = new or path
+            close(path)
+            if status == "R":
+                self.conn.execute("INSERT INTO renames VALUES (?, ?, ?, ?)", (self.name, seq, path, new))
+            for name in (path, target):
+                if "/" not in name and name in _license_files():
+                    license_changed = True
+                    self.licenses.pop(name, None)
+            if status == "D":
+                continue
+            if "/" not in target and target in _license_files() and commit.modes[target].startswith("100"):
+                self.licenses[target] = blob
+            if _skip(self.source, target, commit.modes[target]):
+                continue
+            close(target)
+            file_id = ids.get((target, blob)) or self._known(target, blob)
+            if file_id is None:  # cannot happen: every new (path, blob) was extracted first
+                raise HistoryError(f"{self.name}: {target} at {commit.sha} was not read")
+            span = self.conn.execute(
+                "INSERT INTO spans(source, path, file, start) VALUES (?, ?, ?, ?)", (self.name, target, file_id, seq)
+            ).lastrowid
+            self.live[target] = (span, file_id)
+            for token in self._tokens_of(file_id):
+                delta[token] = delta.get(token, 0) + 1
+        for token, change in delta.items():
+            if not change:
+                continue
+            before = self.counts.get(token, 0)
+            after = before + change
+            self.counts[token] = after
+            threshold = _threshold(token)
+            if before < threshold <= after:
+                self.open_names[token] = self.conn.execute(
+                    "INSERT INTO names(source, token, start) VALUES (?, ?, ?)", (self.name, token, seq)
+                ).lastrowid
+            elif after < threshold <= before:
+                self.conn.execute("UPDATE names SET stop = ? WHERE id = ?", (seq, self.open_names.pop(token)))
+            if not after:
+                del self.counts[token]
+        if license_changed or seq == 0:
+            self._license(seq)
+
+    def _license(self, seq: int) -> None:
+        """The license as the refresh reads it (Repository.license: the first license file)."""
+        from .repository import license_name
+
+        name = ""
+        for path in _license_files():
+            blob = self.licenses.get(path)
+            if blob:
+                text = self.repo.read(blob)
+                if len(text) < 1_000_000:
+                    name = license_name(text.decode("utf-8", "replace"))
+                    break
+        if name != self.license or seq == 0:
+            self.license = name
+            self.conn.execute("INSERT INTO licenses VALUES (?, ?, ?)", (self.name, seq, name))
+
+
+def _license_files() -> tuple[str, ...]:
+    from .repository import LICENSE_FILES
+
+    return LICENSE_FILES
+
+
+@dataclass
+class BuildOutcome:
+    """What a history build did."""
+
+    commits: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    size: int = 0
+    complete: bool = False
+
+
+def build(
+    data_dir: Path,
+    repos: dict[str, Repository],
+    tips: dict[str, str],
+    since: str | None = None,
+    progress: Progress | None = None,
+    jobs: int = 0,
+    max_bytes: int = 0,
+) -> BuildOutcome:
+    """Bring the history store up to `tips` (one per source), building it the first time.
+
+    since: how far back it goes ("2019-01-01"; None: the whole history, or as before). The first
+    build writes `chronicle.partial.sqlite`, a batch of commits per transaction, and renames it
+    to `chronicle.sqlite` once every source is in: interrupted, the next call resumes it. A store
+    made by other extraction code or from another `since` is made again beside and swapped.
+    """
+    from .parse import MAX_FILE_BYTES
+
+    progress = progress or Progress()
+    started = time.time()
+    folder = Path(data_dir) / "history"
+    folder.mkdir(parents=True, exist_ok=True)
+    final, partial = folder / STORE, folder / PARTIAL
+    current, resumed = _meta(final), _meta(partial)
+    if since is None:  # as before: the partial build's depth, else the store's, else the whole history
+        since = resumed.get("since", current.get("since", ""))
+    since_ts = parse_date(since, "--history-since") if since else None
+    target = final
+    if current.get("fingerprint") != fingerprint() or current.get("since") != since:
+        target = partial  # built beside, swapped in whole
+        if resumed.get("fingerprint") != fingerprint() or resumed.get("since") != since:
+            for stale in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
+                stale.unlink(missing_ok=True)
+    outcome = BuildOutcome()
+    pool = None
+    with closing(connect(target, write=True)) as conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint(),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('since', ?)", (since or "",))
+        builds = [
+            _SourceBuild(conn, repo, tips[name], since_ts, max_bytes or MAX_FILE_BYTES, None)
+            for name, repo in sorted(repos.items())
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pending = [(b, b.pending()) for b in builds]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total = sum(len(c) for _, c in pending)
+        outcome.commits = total
+        if total:
+            progress.stage("history", total)
+            try:
+                pool = _pool(jobs, sum(len(commit.changes) for _, commits in pending for commit in commits))
+                for source_build, commits in pending:
+                    source_build.pool = pool
+                    source_build.run(commits, progress)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+        outcome.files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if target == partial:
+        os.replace(partial, final)
+        for stale in (Path(f"{final}-wal"), Path(f"{final}-shm")):
+            stale.unlink(missing_ok=True)
+    outcome.complete = True
+    outcome.seconds = round(time.time() - started, 3)
+    outcome.size = final.stat().st_size
+    return outcome
+
+
+def _pool(jobs: int, work: int) -> Any:
+    """Forked extraction processes (None: in this process, for little work or one core)."""
+    import multiprocessing
+
+    jobs = jobs or (os.cpu_count() or 1)
+    if jobs <= 1 or work < 200:
+        return None
+    return multiprocessing.get_context("fork").Pool(jobs)
+
+
+def _meta(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        with closing(connect(path)) as conn:
+            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def history_since(data_dir: Path) -> str | None:
+    """The depth the data directory's history was built with ("" whole; None: no history kept)."""
+    folder = Path(data_dir) / "history"
+    for path in (folder / STORE, folder / PARTIAL):
+        meta = _meta(path)
+        if "since" in meta:
+            return meta["since"]
+    return None
+
