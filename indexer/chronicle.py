@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS commits(
 CREATE INDEX IF NOT EXISTS commits_ctime ON commits(source, ctime);
 CREATE TABLE IF NOT EXISTS files(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, blob TEXT NOT NULL,
-    payload BLOB NOT NULL, UNIQUE (source, path, blob));
+    payload BLOB NOT NULL, made TEXT NOT NULL, made_date TEXT NOT NULL, added TEXT NOT NULL,
+    added_date TEXT NOT NULL, UNIQUE (source, path, blob));
 CREATE TABLE IF NOT EXISTS tokens(token TEXT NOT NULL, file INTEGER NOT NULL, PRIMARY KEY (token, file)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spans(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, file INTEGER NOT NULL,
@@ -303,6 +304,13 @@ class AsOf:
             args += [source, seq, seq]
         return "(" + " OR ".join(clauses) + ")", args
 
+    def as_of(self) -> dict[str, object]:
+        """The date asked and each source's commit then (author date)."""
+        return {
+            "at": iso(self.when),
+            "sources": {name: {"commit": s["commit"], "date": s["date"]} for name, s in self.sources.items()},
+        }
+
     def _names(self, kind: str) -> list[str]:
         live, args = self._live("names")
         rows = self._conn.execute(
@@ -430,7 +438,7 @@ class _Commit:
     ctime: int
     atime: int
     adate: str
-    changes: list[tuple[str, str, str, str]]  # (status, path, new path or "", new blob)
+    changes: list[tuple[str, str, str, str, str]]  # (status, path, new path or "", new blob, old blob)
     modes: dict[str, str] = field(default_factory=dict)  # path -> its new mode
 
 
@@ -447,14 +455,14 @@ def parse_log(text: str) -> list[_Commit]:
             commits.append(_Commit(sha, int(ctime), int(atime), adate, []))
         elif token.startswith(":"):
             meta = token.split()
-            mode, blob, status = meta[1], meta[3], meta[4]
+            mode, old_blob, blob, status = meta[1], meta[2], meta[3], meta[4]
             path = tokens[i]
             i += 1
             new = ""
             if status[0] in "RC":
                 new = tokens[i]
                 i += 1
-            commits[-1].changes.append((status[0], path, new, blob))
+            commits[-1].changes.append((status[0], path, new, blob, old_blob))
             commits[-1].modes[new or path] = mode
     return commits
 
@@ -512,22 +520,24 @@ class _SourceBuild:
         if row is not None and self.repo.has_commit(row[0]) and self.repo.is_ancestor(row[0], self.tip):
             self.seq = row[1]
             self._load()
+            self._lineage(f"{row[0]}..{self.tip}")
             return parse_log(self.repo.first_parent_log(f"{row[0]}..{self.tip}"))
         if row is not None:  # history rewritten upstream: this source's history is made again
             self._drop()
         commits = parse_log(self.repo.first_parent_log(self.tip))
+        self._lineage(self.tip)
         start = 0
         if self.since is not None:
             start = max((i for i, c in enumerate(commits) if c.ctime <= self.since), default=0)
         # the base commit: the state before it is the sum of its first-parent changes
         state: dict[str, tuple[str, str]] = {}
         for commit in commits[: start + 1]:
-            for status, path, new, blob in commit.changes:
+            for status, path, new, blob, _ in commit.changes:
                 state.pop(path, None)
                 if status != "D":
                     state[new or path] = (blob, commit.modes[new or path])
         base = commits[start]
-        base.changes = [("A", path, "", blob) for path, (blob, _) in sorted(state.items())]
+        base.changes = [("A", path, "", blob, "") for path, (blob, _) in sorted(state.items())]
         base.modes = {path: mode for path, (_, mode) in state.items()}
         self.seq = -1
         self.rooted = start == 0
@@ -535,6 +545,42 @@ class _SourceBuild:
             "INSERT INTO sources VALUES (?, ?, '', -1, ?)", (self.name, self.repo.spec.web_url, int(self.rooted))
         )
         return commits[start:]
+
+    def _lineage(self, revs: str) -> None:
+        """Which commit made each (path, blob) in `revs` (any branch, merges left out): the
+        oldest that did, with how (A, M, R and the version it came from)."""
+        self.made: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
+        for commit in parse_log(self.repo.lineage_log(revs)):
+            for status, path, new, blob, old_blob in commit.changes:
+                if status != "D":
+                    self.made.setdefault((new or path, blob), (commit.sha, commit.adate, status, path, old_blob))
+
+    def _origin(self, path: str, blob: str, first: _Commit) -> tuple[str, str, str, str]:
+        """(made, its date, added, its date) of a version: the commit that made it, and the one
+        that added the file it is a version of, through its modifications and renames (as `git
+        log --follow` does); the first-parent commit `first` where none is known."""
+        made = self.made.get((path, blob))
+        if made is None:
+            return first.sha, first.adate, first.sha, first.adate
+        seen = set()
+        step: tuple[str, str, str, str, str] | None = made
+        added = made
+        while step is not None and (path, blob) not in seen:
+            seen.add((path, blob))
+            added = step
+            sha, _, status, old_path, old_blob = step
+            if status == "A":
+                break
+            path, blob = (old_path, old_blob)
+            step = self.made.get((path, blob))
+            if step is None:  # made before this range: the store knows it
+                row = self.conn.execute(
+                    "SELECT added, added_date FROM files WHERE source = ? AND path = ? AND blob = ?",
+                    (self.name, path, blob),
+                ).fetchone()
+                if row is not None:
+                    return made[0], made[1], row[0], row[1]
+        return made[0], made[1], added[0], added[1]
 
     def _drop(self) -> None:
         for table in ("commits", "spans", "names", "renames", "licenses", "sources"):
@@ -592,26 +638,31 @@ class _SourceBuild:
         ).fetchone()
         return row[0] if row else None
 
-    def _extract(self, batch: list[_Commit]) -> dict[tuple[str, str], tuple[bytes, list[str]]]:
-        """Each new (path, blob) of the batch extracted (in the forked processes)."""
-        wanted: dict[tuple[str, str], None] = {}
+    def _extract(self, batch: list[_Commit]) -> dict[tuple[str, str], tuple[_Commit, bytes, list[str]]]:
+        """Each new (path, blob) of the batch extracted (in the forked processes), with the
+        first-parent commit that brought it."""
+        wanted: dict[tuple[str, str], _Commit] = {}
         for commit in batch:
-            for status, path, new, blob in commit.changes:
+            for status, path, new, blob, _ in commit.changes:
                 target = new or path
                 if status != "D" and not _skip(self.source, target, commit.modes[target]):
                     if (target, blob) not in wanted and self._known(target, blob) is None:
-                        wanted[(target, blob)] = None
+                        wanted[(target, blob)] = commit
         keys = list(wanted)
         raws = self.repo.read_many([blob for _, blob in keys])
         items = ((self.name, path, raw, self.max_bytes) for (path, _), raw in zip(keys, raws))
         results = self.pool.imap(_extract_one, items, chunksize=16) if self.pool else map(_extract_one, items)
-        return dict(zip(keys, results))
+        return {key: (wanted[key], payload, tokens) for key, (payload, tokens) in zip(keys, results)}
 
-    def _store_files(self, files: dict[tuple[str, str], tuple[bytes, list[str]]]) -> dict[tuple[str, str], int]:
+    def _store_files(
+        self, files: dict[tuple[str, str], tuple[_Commit, bytes, list[str]]]
+    ) -> dict[tuple[str, str], int]:
         ids = {}
-        for (path, blob), (payload, tokens) in files.items():
+        for (path, blob), (first, payload, tokens) in files.items():
             cursor = self.conn.execute(
-                "INSERT INTO files(source, path, blob, payload) VALUES (?, ?, ?, ?)", (self.name, path, blob, payload)
+                "INSERT INTO files(source, path, blob, payload, made, made_date, added, added_date) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.name, path, blob, payload, *self._origin(path, blob, first)),
             )
             ids[(path, blob)] = file_id = cursor.lastrowid
             self.conn.executemany("INSERT INTO tokens VALUES (?, ?)", [(t, file_id) for t in tokens])
@@ -644,7 +695,7 @@ class _SourceBuild:
                 for token in self._tokens_of(span[1]):
                     delta[token] = delta.get(token, 0) - 1
 
-        for status, path, new, blob in commit.changes:
+        for status, path, new, blob, _ in commit.changes:
             target = new or path
             close(path)
             if status == "R":
@@ -824,3 +875,18 @@ def history_since(data_dir: Path) -> str | None:
             return meta["since"]
     return None
 
+
+
+def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:
+    """`show NAME` as of the reader's date: the binary's record (query.binary_target) and, in
+    `as_of`, each source's commit then; None if nothing named it then."""
+    from .query import binary_target, search
+
+    try:
+        result = search(reader, target.strip())
+    except ValueError:
+        return None
+    if not result.mentions:
+        return None
+    record = binary_target(reader, target, result.binaries, result.mentions, result.rules, result.aliases)
+    return {**record, "matched_by": "name", "other_matches": [], "as_of": reader.as_of()}

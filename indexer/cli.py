@@ -163,6 +163,13 @@ def _link_statuses() -> Sequence[str]:
 DataDir = typer.Option(None, "--data-dir", help=DATA_DIR_HELP, show_default="rules_cache")
 JsonFlag = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
 CsvFlag = typer.Option(False, "--csv", help="Print CSV: a header, then one row per item.")
+AtOption = typer.Option(
+    None,
+    "--at",
+    metavar="DATE",
+    help="As of DATE (YYYY-MM-DD or ISO date and time, UTC): each source at its last first-parent "
+    "commit then, read from the history (refresh --history-since).",
+)
 
 
 # --- one output helper ----------------------------------------------------------------------------
@@ -285,7 +292,12 @@ def _keep_newlines(text: str, clean: Any) -> str:
     return "\n".join(clean(part) for part in text.split("\n")) if "\n" in text else clean(text)
 
 
-def _open_reader(data_dir: Path) -> Any:
+def _open_reader(data_dir: Path, at: str | None = None) -> Any:
+    """The index; with `at`, the index as of that date, read from the history store."""
+    if at is not None:
+        from .chronicle import open_at
+
+        return open_at(data_dir, at)  # HistoryError (an IndexerError): exit 4
     from .index import IndexReader
 
     return IndexReader(data_dir)  # IndexMissing (an IndexerError): exit 4
@@ -354,6 +366,13 @@ def refresh(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Every step as a log line."),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also append log lines to this file."),
+    history_since: Optional[str] = typer.Option(
+        None,
+        "--history-since",
+        metavar="DATE",
+        help="Keep the history of every source from DATE (YYYY-MM-DD, or 'all') for --at, timeline and "
+        "changes --until; later refreshes extend it (default: as the data dir keeps it, none at first).",
+    ),
 ) -> None:
     """Fetch the sources, reindex what changed, print what changed.
 
@@ -362,6 +381,7 @@ def refresh(
 
     \b
     Example: indexer refresh --url sigma=../shared/corpora/sigma.bundle --url lolbas=../shared/corpora/lolbas.bundle
+    Example: indexer refresh --history-since 2019-01-01
     """
     from .parsers import ParserFailed
     from .progress import make_progress
@@ -378,6 +398,10 @@ def refresh(
     _finite("--max-file-mb", max_file_mb, 0, 1024)
     if not math.isfinite(wait) or wait < 0:
         raise typer.BadParameter(f"{wait} is not a number of seconds (0 or more)", param_hint="--wait")
+    if history_since is not None and history_since != "all":
+        from .chronicle import parse_date
+
+        parse_date(history_since, "--history-since")  # HistoryError (exit 4) if not a date
     folder = _data_dir(data_dir)
     try:
         specs = [SOURCES[n].spec(urls.get(n), branches.get(n), clone_path(folder, n)) for n in names]
@@ -391,6 +415,7 @@ def refresh(
         jobs=jobs,
         max_file_bytes=int(max_file_mb * 1024 * 1024),
         allow_shrink=allow_shrink,
+        history_since="" if history_since == "all" else history_since,
     )
     progress = make_progress(quiet=quiet or as_json, verbose=verbose, log_file=log_file)
     try:
@@ -450,6 +475,7 @@ def search(
         "--stdin",
         help="Read more names from standard input, one a line (blank lines and # comment lines skipped).",
     ),
+    at: Optional[str] = AtOption,
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
@@ -463,6 +489,7 @@ def search(
 
     \b
     Example: indexer search certutil.exe --detects --json
+    Example: indexer search mshta.exe --at 2021-06-01
     """
     from .query import search as run_search
 
@@ -471,7 +498,7 @@ def search(
     if not names:
         raise UsageError("give a name to search for (or - or --stdin to read names from standard input)")
     results = []
-    with _open_reader(_data_dir(data_dir)) as reader:
+    with _open_reader(_data_dir(data_dir), at) as reader:
         if source is not None and source not in reader.sources:  # the sources indexed: no registry loaded here
             raise typer.BadParameter(f"{source!r} is not one of: {', '.join(reader.sources)}", param_hint="--source")
         for name in names:
@@ -536,20 +563,31 @@ def show(
     target: str = typer.Argument(..., help="A rule id, a rule path (rules/.../x.yml, yml/.../X.yml) or a binary name."),
     kind: Optional[Kind] = typer.Option(None, "--kind", help="Look for a rule or a binary only."),
     data_dir: Optional[Path] = DataDir,
+    at: Optional[str] = AtOption,
     as_json: bool = JsonFlag,
 ) -> None:
     """Everything known about one rule or one binary.
 
     Says which it found and what else the name matches (another rule with the same id, a
-    binary named like a rule id). Exit code 1 when nothing matches.
+    binary named like a rule id). Exit code 1 when nothing matches. --at DATE shows a binary
+    as of that date (rules: as indexed now).
 
     \b
     Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
+    Example: indexer show psr.exe --at 2020-01-01
     """
     from .query import find_target
 
-    with _open_reader(_data_dir(data_dir)) as reader:
-        result = find_target(reader, target, kind)
+    if at is not None:
+        from .chronicle import show_binary_at
+
+        if kind == "rule":
+            raise UsageError("--at shows binaries only (a rule as of a date: indexer timeline)")
+        with _open_reader(_data_dir(data_dir), at) as reader:
+            result = show_binary_at(reader, target)
+    else:
+        with _open_reader(_data_dir(data_dir)) as reader:
+            result = find_target(reader, target, kind)
     if result is None:
         raise NotFound(f"no {kind or 'rule or binary'} {target!r} in the index")
 
@@ -741,6 +779,34 @@ def changes(
             typer.echo("")
 
     _show(View(items, table), _format(json=as_json))
+
+
+@app.command()
+def timeline(
+    name: str = typer.Argument(..., help="A binary: psr.exe, PSR.EXE, psr, C:\\Windows\\System32\\psr.exe."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonFlag,
+) -> None:
+    """A binary's detection history: each rule's verdict on it over time (renames followed),
+    the dates each source gained and lost detection, and its LOLBAS entry's history.
+
+    Read from the history store (refresh --history-since). Exit code 1 when no rule ever
+    named it.
+
+    \b
+    Example: indexer timeline psr.exe
+    """
+    from .timeline import timeline as run_timeline
+
+    result = run_timeline(_data_dir(data_dir), name)
+
+    def table() -> None:
+        from .timeline import timeline_lines
+
+        for line in timeline_lines(result):
+            _echo(line)
+
+    _show(View(result.to_dict(), table), _format(json=as_json))
 
 
 @app.command()

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import json
 import os
+import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ class RefreshOptions:
     max_file_bytes: int = MAX_FILE_BYTES
     fetch: bool = True
     allow_shrink: bool = False  # publish a source that lost most of its rule files
+    history_since: str | None = None  # keep the history store from this date ("": all of it); None: as before
 
 
 def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manifest:
@@ -68,7 +70,49 @@ def refresh(options: RefreshOptions, progress: Progress | None = None) -> Manife
     progress = progress or Progress()
     with RefreshLock(options.data_dir) as lock, collector_paused():
         lock.acquire(options.wait)
-        return _Refresh(options, progress).run()
+        manifest = _Refresh(options, progress).run()
+        _extend_history(options, progress)
+        return manifest
+
+
+def _extend_history(options: RefreshOptions, progress: Progress) -> None:
+    """Bring the history store (chronicle.py) up to the commits now indexed: built the first
+    time `history_since` is given, extended by every later refresh. A failure is logged and
+    leaves the store as it was after its last complete batch (the index is published already);
+    an interrupted first build resumes at the next refresh."""
+    from . import chronicle
+
+    if options.history_since is None and chronicle.history_since(options.data_dir) is None:
+        return
+    try:
+        with IndexReader(options.data_dir) as reader:
+            state = reader.state
+    except IndexMissing:
+        return
+    names = [name for name in state.sources if name in SOURCES]
+    repos = {
+        name: Repository(
+            SourceSpec(name, info.url, info.branch or "master", info.web_url), clone_path(options.data_dir, name)
+        )
+        for name, info in state.sources.items()
+        if name in names
+    }
+    try:
+        outcome = chronicle.build(
+            options.data_dir,
+            repos,
+            {name: state.sources[name].commit for name in names},
+            options.history_since,
+            progress,
+            options.jobs,
+            options.max_file_bytes,
+        )
+        progress.log(f"history: {outcome.commits} commits added in {outcome.seconds} s, {outcome.size:,} bytes")
+    except (SourceError, chronicle.HistoryError, OSError, sqlite3.Error) as exc:
+        progress.log(f"error: history not extended: {exc}")
+    finally:
+        for repo in repos.values():
+            repo.close()
 
 
 @contextmanager

@@ -286,6 +286,13 @@ class Repository:
             revs,
         )
 
+    def lineage_log(self, revs: str) -> str:
+        """`git log --raw -M` of every commit in `revs` but merges, oldest first, in the form of
+        `first_parent_log`: which commit made each version of each file (on any branch)."""
+        return self._git().log(
+            "--no-merges", "--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %ct %at %aI", revs
+        )
+
     def tree(self, commit: str) -> list[TreeEntry]:
         """Every file of the commit's tree (blobs, links and submodules), with mode and size."""
         out = self._git().ls_tree("-r", "-l", "-z", "--full-tree", commit)
