@@ -352,9 +352,8 @@ class AsOf:
         tokens = sorted({"b:" + b for b in key} | {"w:" + stem_of(b) for b in key})
         live, args = self._live("spans")
         rows = self._conn.execute(
-            f"SELECT DISTINCT spans.source, spans.path, files.payload FROM tokens "
-            f"JOIN spans ON spans.file = tokens.file JOIN files ON files.id = tokens.file "
-            f"WHERE tokens.token IN ({','.join('?' * len(tokens))}) AND {live}",
+            f"SELECT spans.source, spans.path, files.payload FROM spans JOIN files ON files.id = spans.file "
+            f"WHERE spans.file IN (SELECT file FROM tokens WHERE token IN ({','.join('?' * len(tokens))})) AND {live}",
             [*tokens, *args],
         ).fetchall()
         out = []
@@ -365,6 +364,38 @@ class AsOf:
                 out.append((source, path, [self._fill(m) for m in mentions]))
         self._files[key] = out
         return out
+
+    def live_files(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(source, the commit that added the file: its identity through renames) -> (its path,
+        the stored version) at the date."""
+        live, args = self._live("spans")
+        rows = self._conn.execute(
+            f"SELECT spans.source, files.added, spans.path, spans.file FROM spans JOIN files ON files.id = spans.file "
+            f"WHERE {live}",
+            args,
+        )
+        return {(source, added): (path, file) for source, added, path, file in rows}
+
+    def files_with_words(self, words: Iterable[str]) -> set[int]:
+        """The stored files whose candidates hold any of these words (bare stems)."""
+        tokens = sorted({"w:" + w for w in words})
+        found: set[int] = set()
+        for start in range(0, len(tokens), 500):
+            chunk = tokens[start : start + 500]
+            found.update(
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT file FROM tokens WHERE token IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
+        return found
+
+    def record(self, file_id: int) -> FileRecord:
+        return FileRecord.decode(self._conn.execute("SELECT payload FROM files WHERE id = ?", (file_id,)).fetchone()[0])
+
+    def verdicts(self, file_id: int) -> list[RuleVerdict]:
+        """A stored file's verdict on each binary it names, bare names resolved as of the date."""
+        return rule_verdicts(m.__dict__ for m in self.record(file_id).mentions_with(self.stems()))
 
     def _fill(self, mention: Mention) -> Mention:
         """The mention with its source's commit, URL and license as of the date (as IndexReader._mention)."""

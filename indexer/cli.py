@@ -739,6 +739,13 @@ def changes(
     data_dir: Optional[Path] = DataDir,
     last: int = typer.Option(5, "--last", min=1, help="How many refreshes to show."),
     since: Optional[str] = typer.Option(None, "--since", help="Only refreshes since this date (YYYY-MM-DD, UTC)."),
+    until: Optional[str] = typer.Option(
+        None,
+        "--until",
+        metavar="DATE",
+        help="With --since: what changed between the two dates, read from the history (refresh "
+        "--history-since), whatever refreshes ran meanwhile (YYYY-MM-DD or ISO, UTC).",
+    ),
     show_all: bool = typer.Option(
         False,
         "--all",
@@ -754,7 +761,21 @@ def changes(
 
     \b
     Example: indexer changes --last 3 --all
+    Example: indexer changes --since 2024-01-01 --until 2024-07-01
     """
+    if until is not None:
+        from .timeline import changes_between, changes_lines
+
+        if since is None:
+            raise UsageError("--until needs --since: the history between two dates")
+        result = changes_between(_data_dir(data_dir), since, until)
+
+        def history_table() -> None:
+            for line in changes_lines(result, None if show_all else 15):
+                _echo(line)
+
+        _show(View(result.to_dict(), history_table), _format(json=as_json))
+        return
     from .manifest import recent_manifests
 
     if since is not None:

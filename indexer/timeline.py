@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from .chronicle import FileRecord, HistoryError, iso, open_store, parse_date, stem_of
 from .errors import NotFound
@@ -310,3 +310,129 @@ def _strip(history: RuleHistory, first: str, last: str) -> str:
 
 def _day(date: str) -> int:
     return int(calendar.timegm(time.strptime(date, "%Y-%m-%d")) // 86400)
+
+
+@dataclass(frozen=True)
+class SourceRange(Record):
+    """A source's first-parent commits at the two dates ("" where it did not exist yet)."""
+
+    source: str
+    before: str
+    after: str
+    commits: int  # first-parent commits between them
+
+
+@dataclass(frozen=True)
+class VerdictChange(Record):
+    """A rule file's verdict on a binary at the two dates ("" where it named it not)."""
+
+    binary: str
+    source: str
+    path: str
+    title: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class RuleMove(Record):
+    """A rule file added, removed or renamed between the two dates."""
+
+    source: str
+    path: str
+    title: str
+    change: str  # "added" | "removed" | "renamed"
+    old_path: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryChanges(Record):
+    """`indexer changes --since --until`: what changed between two dates, read from the history."""
+
+    since: str
+    until: str
+    sources: tuple[SourceRange, ...]
+    gained: tuple[VerdictChange, ...]  # a rule began to detect the binary (runs, parent, target, loads, invoked)
+    lost: tuple[VerdictChange, ...]  # a rule ceased to
+    rules: tuple[RuleMove, ...]
+
+
+def changes_between(data_dir: Path, since: str, until: str) -> HistoryChanges:
+    """What changed in detection between the sources at `since` and at `until` (dates as typed):
+    rule files whose verdict on a binary became or ceased to be detecting (retired rules do not
+    detect), rule files added, removed and renamed. Files not changed between the dates are
+    judged again only where a bare name changed meaning (the vocabulary of each date)."""
+    from .chronicle import AsOf
+
+    start, end = parse_date(since, "--since"), parse_date(until, "--until")
+    if end < start:
+        raise HistoryError(f"--until {until} is before --since {since}")
+    with AsOf(data_dir, start) as before, AsOf(data_dir, end) as after:
+        old = {k: v for k, v in before.live_files().items() if _detecting_source(k[0])}
+        new = {k: v for k, v in after.live_files().items() if _detecting_source(k[0])}
+        changed_stems = _changed_stems(before.stems(), after.stems())
+        rejudged = before.files_with_words(changed_stems) if changed_stems else set()
+        rules = {k for k in old.keys() | new.keys() if old.get(k, ("", 0))[1] != new.get(k, ("", 0))[1]}
+        rules |= {k for k, (_, file) in (old | new).items() if file in rejudged}
+        gained: list[VerdictChange] = []
+        lost: list[VerdictChange] = []
+        for key in sorted(rules, key=lambda k: (k[0], (new.get(k) or old[k])[0])):
+            was = {v.binary: v for v in before.verdicts(old[key][1])} if key in old else {}
+            now = {v.binary: v for v in after.verdicts(new[key][1])} if key in new else {}
+            path = (new.get(key) or old[key])[0]
+            for binary in sorted(was.keys() | now.keys()):
+                a, b = was.get(binary), now.get(binary)
+                if _detects(a) != _detects(b):
+                    title = (b or a).title  # type: ignore[union-attr]
+                    item = VerdictChange(binary, key[0], path, title, a.verdict if a else "", b.verdict if b else "")
+                    (gained if _detects(b) else lost).append(item)
+        moves = []
+        for key in sorted(old.keys() | new.keys(), key=lambda k: (k[0], (new.get(k) or old[k])[0])):
+            if key not in old:
+                moves.append(RuleMove(key[0], new[key][0], after.record(new[key][1]).title, "added"))
+            elif key not in new:
+                moves.append(RuleMove(key[0], old[key][0], before.record(old[key][1]).title, "removed"))
+            elif old[key][0] != new[key][0]:
+                moves.append(RuleMove(key[0], new[key][0], after.record(new[key][1]).title, "renamed", old[key][0]))
+        ranges = tuple(
+            SourceRange(
+                name,
+                before.sources.get(name, {}).get("commit", ""),
+                after.sources.get(name, {}).get("commit", ""),
+                after.seqs.get(name, -1) - before.seqs.get(name, -1),
+            )
+            for name in sorted(before.sources.keys() | after.sources.keys())
+        )
+    return HistoryChanges(iso(start), iso(end), ranges, tuple(gained), tuple(lost), tuple(moves))
+
+
+def _detects(verdict: RuleVerdict | None) -> bool:
+    return verdict is not None and verdict.detects and not verdict.retired
+
+
+def _changed_stems(old: tuple[dict[str, str], ...], new: tuple[dict[str, str], ...]) -> set[str]:
+    """Bare stems that resolve differently at the two dates."""
+    return {stem for a, b in zip(old, new) for stem in a.keys() | b.keys() if a.get(stem) != b.get(stem)}
+
+
+def changes_lines(result: HistoryChanges, limit: int | None = 15) -> list[str]:
+    """The changes between two dates for a person (the first `limit` of each list, or all)."""
+    lines = [f"changes from {result.since} to {result.until} (from the history)"]
+    for r in result.sources:
+        lines.append(f"  {r.source}: {r.before[:10] or '(none)'} .. {r.after[:10] or '(none)'}, {r.commits} commits")
+    for title, items in (("gained detection", result.gained), ("lost detection", result.lost)):
+        binaries = sorted({i.binary for i in items})
+        lines.append(f"{title}: {len(binaries)} binaries, {len(items)} (rule, binary) pairs")
+        for item in items[:limit]:
+            lines.append(f"  {item.binary}: {item.before or '-'} -> {item.after or '-'}  {item.source}:{item.path}")
+        if limit is not None and len(items) > limit:
+            lines.append(f"  ... {len(items) - limit} more (--all)")
+    for change in ("added", "removed", "renamed"):
+        items = [r for r in result.rules if r.change == change]
+        lines.append(f"rules {change}: {len(items)}")
+        for r in items[:limit]:
+            was = f" (from {r.old_path})" if r.old_path else ""
+            lines.append(f"  {r.source}:{r.path}{was}  {r.title}")
+        if limit is not None and len(items) > limit:
+            lines.append(f"  ... {len(items) - limit} more (--all)")
+    return lines

@@ -1,0 +1,243 @@
+"""Time travel (issue 19): the history store (chronicle.py) against full builds of the real
+bundles reset to past dates, `timeline` against `git log --follow`, an interrupted first build
+resumed, and the CLI's errors.
+
+The expectations come from git itself (the last first-parent commit before a date, the commit
+that added a file) and from full builds of clones reset to those commits: nothing is copied
+from the store's own answers.
+"""
+
+from __future__ import annotations
+
+import calendar
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer import chronicle
+from indexer.chronicle import AsOf, HistoryError, parse_date
+from indexer.index import IndexReader
+from indexer.query import search
+from indexer.refresh import RefreshOptions, refresh
+from indexer.sources import get
+from indexer.timeline import timeline, timeline_lines
+
+from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE
+from repos import Upstream, git, run_cli
+
+SOURCES = ("sigma", "lolbas", *ATLAS)
+# spread over the bundles' histories: before LOLDrivers, HijackLibs and LOOBins existed; with
+# HijackLibs but not yet LOLDrivers; with every source
+DATES = ("2019-07-01", "2022-06-15", "2025-03-01")
+NAMES = [
+    "psr.exe",
+    "rundll32.exe",
+    "certutil.exe",
+    "mshta.exe",
+    "regsvr32.exe",
+    "powershell.exe",
+    "cmd.exe",
+    "wmic.exe",
+    "bitsadmin.exe",
+    "msbuild.exe",
+    "comsvcs.dll",
+    "pwsh.exe",
+    "nltest.exe",
+    "schtasks.exe",
+    "installutil.exe",
+    "curl",
+    "bash",
+    "python",
+    "psr",  # a bare name: every binary of that stem then
+    "cert*.exe",  # a pattern: the binaries named then
+]
+PSR_RULE = "rules/windows/process_creation/proc_creation_win_psr_capture_screenshots.yml"
+PSR_ENTRY = "yml/OSBinaries/Psr.yml"
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> dict[str, Upstream]:
+    folder = tmp_path_factory.mktemp("upstreams")
+    return {name: Upstream(CORPORA / f"{name}.bundle", folder / name, get(name).branch) for name in SOURCES}
+
+
+@pytest.fixture(scope="module")
+def history_dir(tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, Upstream]) -> Path:
+    """Every source indexed at its tip, with its whole history kept."""
+    data_dir = tmp_path_factory.mktemp("history")
+    specs = [get(name).spec(str(up.path)) for name, up in upstreams.items()]
+    manifest = refresh(RefreshOptions(data_dir, specs, history_since=""))
+    assert manifest.exit_code == 0, manifest.file_errors
+    assert chronicle.store_path(data_dir).is_file()
+    return data_dir
+
+
+def last_commit_before(upstream: Upstream, when: int) -> str | None:
+    """The last first-parent commit whose committer date is at or before `when` (from git)."""
+    for line in git("-C", str(upstream.path), "log", "--first-parent", "--format=%H %ct", upstream.ref).split("\n"):
+        if line and int(line.split()[1]) <= when:
+            return line.split()[0]
+    return None
+
+
+def answer(result: object) -> dict[str, object]:
+    data = result.to_dict()  # type: ignore[attr-defined]
+    data.pop("lolbas_declared_detections")  # LOLBAS -> Sigma links: resolved for the present only
+    return data
+
+
+@pytest.mark.parametrize("date", DATES)
+def test_search_at_a_date_equals_a_full_build_of_the_sources_reset_to_then(
+    date: str, upstreams: dict[str, Upstream], history_dir: Path, tmp_path: Path
+) -> None:
+    when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+    then = {name: last_commit_before(up, when) for name, up in upstreams.items()}
+    existing = {name: commit for name, commit in then.items() if commit}
+    try:
+        for name, commit in existing.items():
+            upstreams[name].move(commit)
+        built = tmp_path / "built"
+        specs = [get(name).spec(str(upstreams[name].path)) for name in existing]
+        assert refresh(RefreshOptions(built, specs)).exit_code in (0, 1)
+    finally:
+        for up in upstreams.values():
+            up.move(up.tip)
+    with IndexReader(built) as reader, AsOf(history_dir, when) as past:
+        assert {name: s["commit"] for name, s in past.sources.items()} == existing
+        assert {name: s["commit"] for name, s in reader.sources.items()} == existing
+        assert {name: s["license"] for name, s in past.sources.items()} == {
+            name: s["license"] for name, s in reader.sources.items()
+        }
+        assert past.binaries() == reader.binaries()  # every name, the inferred ones too
+        assert past.aliases() == reader.aliases()
+        found = 0
+        for name in NAMES:
+            expected = answer(search(reader, name))
+            assert answer(search(past, name)) == expected, (date, name)
+            found += bool(expected["mentions"])
+        assert found >= 15  # the names are there to compare, not absent on both sides
+        detecting = answer(search(reader, "rundll32.exe", detects=True, source="sigma", include_inferred=False))
+        assert answer(search(past, "rundll32.exe", detects=True, source="sigma", include_inferred=False)) == detecting
+
+
+def test_before_the_first_commit_a_source_is_absent_and_dates_are_checked(history_dir: Path) -> None:
+    with AsOf(history_dir, parse_date("2017-06-01")) as past:
+        assert set(past.sources) == {"sigma"}  # LOLBAS began in 2018, Atomic Red Team in October 2017
+        assert "psr.exe" not in past.binaries()
+    for bad in ("2019-13-01", "yesterday", "2019-02-30", ""):
+        with pytest.raises(HistoryError, match="is not a date"):
+            parse_date(bad)
+
+
+def test_timeline_of_psr_gives_the_commits_that_added_the_rule_and_the_entry(
+    history_dir: Path, upstreams: dict[str, Upstream]
+) -> None:
+    result = timeline(history_dir, "PSR.EXE")
+    assert result.binaries == ("psr.exe",)
+    sigma = upstreams["sigma"]
+    [rule] = [h for h in result.rules if h.path == PSR_RULE]
+    adds = git("-C", str(sigma.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", sigma.ref, "--", PSR_RULE)
+    assert f"{rule.added} {rule.added_date}" == adds.split("\n")[0]
+    # the paths it had on the way, as git log --follow names them
+    former = git("-C", str(sigma.path), "log", "--follow", "--name-only", "--format=", sigma.ref, "--", PSR_RULE)
+    assert {i.path for i in rule.intervals} <= set(former.split())
+    assert len({i.path for i in rule.intervals}) == 3  # renamed twice on the first-parent line
+    assert rule.intervals[-1].stop == "" and rule.intervals[-1].verdict == "runs"
+    # detection gained when the rule reached the first-parent line
+    first = git(
+        "-C", str(sigma.path), "log", "--first-parent", "--reverse", "--format=%H", sigma.ref, "--",
+        *{i.path for i in rule.intervals},
+    ).split()[0]
+    assert [(c.source, c.change, c.commit) for c in result.detection if c.source == "sigma"][0] == (
+        "sigma", "gained", first,
+    )
+    lolbas = upstreams["lolbas"]
+    [entry] = [h for h in result.lolbas if h.path == PSR_ENTRY]
+    adds = git("-C", str(lolbas.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", lolbas.ref, "--", PSR_ENTRY)
+    assert f"{entry.added} {entry.added_date}" == adds.split("\n")[0]  # the file as it is now: its last add
+    assert {i.verdict for i in entry.intervals} == {"documented"}
+    lines = timeline_lines(result, now="2026-12-01")
+    assert any(PSR_RULE in line and "█" in line for line in lines)
+
+
+def test_search_at_imports_no_git_nor_pysigma(history_dir: Path) -> None:
+    script = (
+        "import sys\n"
+        "sys.argv = ['indexer', 'search', 'psr.exe', '--at', '2021-01-01', '--data-dir', sys.argv[1]]\n"
+        "from indexer.cli import run\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('\\n'.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(history_dir)], capture_output=True, text=True, timeout=60)
+    assert "Psr.exe" in done.stdout, done.stderr[-500:]
+    modules = set(done.stderr.split())
+    assert "indexer.chronicle" in modules and "sqlite3" in modules
+    assert not modules & {"git", "sigma", "indexer.repository", "indexer.sources", "fastapi", "jinja2", "mcp"}
+
+
+def test_cli_at_errors_are_one_line(history_dir: Path, tmp_path: Path) -> None:
+    done = run_cli("search", "psr.exe", "--at", "last week", data_dir=history_dir)
+    assert done.returncode == 4
+    assert done.stderr.strip().splitlines() == [
+        "indexer: error: --at 'last week' is not a date: give YYYY-MM-DD or an ISO date and time (2024-05-01T12:00:00Z)"
+    ]
+    done = run_cli("timeline", "psr.exe", data_dir=tmp_path)
+    assert done.returncode == 4 and len(done.stderr.strip().splitlines()) == 1
+    assert "no history in" in done.stderr
+
+
+def _dump(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(chronicle.store_path(data_dir)) as conn:
+        return {
+            "commits": conn.execute("SELECT * FROM commits ORDER BY source, seq").fetchall(),
+            "spans": conn.execute(
+                "SELECT s.source, s.path, s.start, s.stop, f.blob, f.made, f.added FROM spans s "
+                "JOIN files f ON f.id = s.file ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "names": conn.execute("SELECT source, token, start, stop FROM names ORDER BY 1, 2, 3").fetchall(),
+            "tokens": conn.execute(
+                "SELECT f.path, f.blob, t.token FROM tokens t JOIN files f ON f.id = t.file ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "licenses": conn.execute("SELECT * FROM licenses ORDER BY 1, 2").fetchall(),
+        }
+
+
+class _Interrupt:
+    """A progress that stops the build (as Ctrl-C would) after `after` batches."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def advance(self, count: int = 1) -> None:
+        self.after -= 1
+        if self.after == 0:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_an_interrupted_first_build_resumes_to_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chronicle, "BATCH_COMMITS", 100)
+    spec = [get("lolbas").spec(str(LOLBAS_BUNDLE))]
+    whole, halted = tmp_path / "whole", tmp_path / "halted"
+    refresh(RefreshOptions(whole, spec, history_since="2019-01-01"))
+    refresh(RefreshOptions(halted, spec))  # no history kept yet
+    from indexer.refresh import _extend_history
+
+    with pytest.raises(KeyboardInterrupt):
+        _extend_history(RefreshOptions(halted, spec, history_since="2019-01-01"), _Interrupt(2))  # type: ignore[arg-type]
+    with pytest.raises(HistoryError, match="being built"):
+        chronicle.open_store(halted)
+    partial = sqlite3.connect(halted / "history" / chronicle.PARTIAL)
+    assert partial.execute("SELECT count(*) FROM commits").fetchone()[0] == 200  # two batches kept
+    partial.close()
+    refresh(RefreshOptions(halted, spec))  # a plain refresh resumes it, at the depth asked
+    assert _dump(halted) == _dump(whole)
+    assert chronicle.history_since(halted) == "2019-01-01"
