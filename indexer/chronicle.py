@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from urllib.parse import quote
 
 from .codec import mention_order, stored
-from .errors import IndexerError, IndexUnavailable
+from .errors import IndexerError
 from .model import Mention
 from .names import known_stems
 from .verdicts import RuleVerdict, rule_verdicts
@@ -175,16 +175,27 @@ class FileRecord:
     error: str = ""
 
     @classmethod
-    def decode(cls, payload: bytes) -> "FileRecord":
+    def decode(cls, payload: bytes, binaries: Iterable[str] | None = None) -> "FileRecord":
+        """The stored file; with `binaries`, only what can name them: their explicit mentions and
+        the candidates holding one of their stems (a bare name resolves a stem on its own)."""
         from .extract import Candidate
 
         data = json.loads(zlib.decompress(payload))
         if "error" in data:
             return cls([], [], {}, error=data["error"])
+        mentions, candidates = data["m"], data["c"]
+        if binaries is not None:
+            wanted = set(binaries)
+            stems = {stem_of(b) for b in wanted}
+            mentions = [m for m in mentions if m["binary"] in wanted]
+            candidates = [c for c in candidates if any(stem in c[0].lower() for stem in stems)]
         read = Mention.from_dict
         return cls(
-            [read(m) for m in data["m"]],
-            [Candidate(text, line, snippet, read(t), prose, platform) for text, line, snippet, t, prose, platform in data["c"]],
+            [read(m) for m in mentions],
+            [
+                Candidate(text, line, snippet, read(t), prose, platform)
+                for text, line, snippet, t, prose, platform in candidates
+            ],
             data["o"],
             data["t"],
             data["i"],
@@ -228,7 +239,8 @@ def open_store(data_dir: Path) -> sqlite3.Connection:
     if not path.is_file():
         partial = "being built (interrupted? 'indexer refresh' resumes it)" if (path.parent / PARTIAL).exists() else ""
         raise HistoryError(
-            f"no history in {data_dir}" + (f": it is {partial}" if partial else ": run 'indexer refresh --history-since YYYY-MM-DD'")
+            f"no history in {data_dir}"
+            + (f": it is {partial}" if partial else ": run 'indexer refresh --history-since YYYY-MM-DD'")
         )
     try:
         conn = connect(path)
@@ -237,7 +249,9 @@ def open_store(data_dir: Path) -> sqlite3.Connection:
         raise HistoryError(f"the history store {path} cannot be read ({exc}): 'indexer refresh' rebuilds it") from None
     if meta.get("fingerprint") != fingerprint():
         conn.close()
-        raise HistoryError(f"the history in {data_dir} was made by another version of the extraction: 'indexer refresh' rebuilds it")
+        raise HistoryError(
+            f"the history in {data_dir} was made by another version of the extraction: 'indexer refresh' rebuilds it"
+        )
     return conn
 
 
@@ -257,14 +271,18 @@ class AsOf:
         self.seqs: dict[str, int] = {}
         self.sources: dict[str, dict[str, Any]] = {}
         self.cache: dict[str, Any] = {}
-        for source, web_url, rooted in self._conn.execute("SELECT source, web_url, rooted FROM sources ORDER BY source"):
+        for source, web_url, rooted in self._conn.execute(
+            "SELECT source, web_url, rooted FROM sources ORDER BY source"
+        ):
             row = self._conn.execute(
                 "SELECT seq, sha, adate, ctime FROM commits WHERE source = ? AND ctime <= ? ORDER BY seq DESC LIMIT 1",
                 (source, when),
             ).fetchone()
             if row is None:
                 if not rooted:
-                    first = self._conn.execute("SELECT min(ctime) FROM commits WHERE source = ?", (source,)).fetchone()[0]
+                    first = self._conn.execute("SELECT min(ctime) FROM commits WHERE source = ?", (source,)).fetchone()[
+                        0
+                    ]
                     self._conn.close()
                     raise HistoryError(
                         f"the history of {source} starts at {iso(first)} (--history-since): nothing known of {iso(when)}"
@@ -300,7 +318,9 @@ class AsOf:
             return "0", []
         clauses, args = [], []
         for source, seq in self.seqs.items():
-            clauses.append(f"({table}.source = ? AND {table}.start <= ? AND ({table}.stop IS NULL OR {table}.stop > ?))")
+            clauses.append(
+                f"({table}.source = ? AND {table}.start <= ? AND ({table}.stop IS NULL OR {table}.stop > ?))"
+            )
             args += [source, seq, seq]
         return "(" + " OR ".join(clauses) + ")", args
 
@@ -358,7 +378,7 @@ class AsOf:
         ).fetchall()
         out = []
         for source, path, payload in rows:
-            record = FileRecord.decode(payload)
+            record = FileRecord.decode(payload, wanted)
             mentions = [m for m in record.mentions_with(self.stems()) if m.binary in wanted]
             if mentions:
                 out.append((source, path, [self._fill(m) for m in mentions]))
@@ -401,13 +421,14 @@ class AsOf:
         """The mention with its source's commit, URL and license as of the date (as IndexReader._mention)."""
         source = self.sources.get(mention.source, {})
         commit, web = source.get("commit", ""), source.get("web_url", "")
-        data = mention.to_dict()
-        data.update(
+        filled = object.__new__(Mention)  # as Mention.at does: dataclasses.replace is slower
+        filled.__dict__.update(mention.__dict__)
+        filled.__dict__.update(
             commit=commit,
             license=source.get("license", ""),
             url=f"{web}/blob/{commit}/{quote(mention.path)}#L{mention.line}" if web else "",
         )
-        return Mention.from_dict(data)
+        return filled
 
     def search(
         self,
@@ -440,7 +461,11 @@ class AsOf:
 
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdict of every rule file naming any of `binaries` as of the date, strongest first."""
-        out = [v for _, _, mentions in self._mentions_of(list(binaries)) for v in rule_verdicts(m.__dict__ for m in mentions)]
+        out = [
+            v
+            for _, _, mentions in self._mentions_of(list(binaries))
+            for v in rule_verdicts(m.__dict__ for m in mentions)
+        ]
         # as stored: through the dict form (the index keeps verdicts as JSON)
         return sorted((RuleVerdict.from_dict(v.to_dict()) for v in out), key=RuleVerdict.sort_key)
 
@@ -625,8 +650,8 @@ class _SourceBuild:
             "SELECT id, path, file FROM spans WHERE source = ? AND stop IS NULL", (self.name,)
         ):
             self.live[path] = (span, file)
-        for file, token in self.conn.execute(
-            "SELECT tokens.file, tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
+        for (token,) in self.conn.execute(
+            "SELECT tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
             "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q')",
             (self.name,),
         ):
@@ -704,7 +729,10 @@ class _SourceBuild:
         if file_id not in self.file_tokens:
             self.file_tokens[file_id] = [
                 r[0]
-                for r in self.conn.execute("SELECT token FROM tokens WHERE file = ? AND substr(token, 1, 1) IN ('b', 'x', 'p', 'q')", (file_id,))
+                for r in self.conn.execute(
+                    "SELECT token FROM tokens WHERE file = ? AND substr(token, 1, 1) IN ('b', 'x', 'p', 'q')",
+                    (file_id,),
+                )
             ]
         return self.file_tokens[file_id]
 
@@ -905,7 +933,6 @@ def history_since(data_dir: Path) -> str | None:
         if "since" in meta:
             return meta["since"]
     return None
-
 
 
 def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:

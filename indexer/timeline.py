@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from .chronicle import FileRecord, HistoryError, iso, open_store, parse_date, stem_of
 from .errors import NotFound
@@ -167,7 +167,9 @@ def _timeline(conn: sqlite3.Connection, text: str) -> Timeline:
             records[file_id] = FileRecord.decode(payload)
         record = records[file_id]
         when = commits[source].ctime[start]
-        live = [token for src, token, a, b in vocabulary if a <= commits[src].at(when) < (b if b is not None else 1 << 62)]
+        live = [
+            token for src, token, a, b in vocabulary if a <= commits[src].at(when) < (b if b is not None else 1 << 62)
+        ]
         mentions = [m for m in record.mentions_with(known_stems(live)) if m.binary in wanted]
         verdicts = rule_verdicts(m.__dict__ for m in mentions)
         if not verdicts:
@@ -211,7 +213,9 @@ def _stem_names(conn: sqlite3.Connection, stems: Iterable[str]) -> list[tuple[st
     """The vocabulary's names with these stems, when each was in each source (bare names of
     these stems resolve against them alone: names.stem_map maps each stem on its own)."""
     out = []
-    for source, token, start, stop in conn.execute("SELECT source, token, start, stop FROM names WHERE token >= 'x:' AND token < 'x;'"):
+    for source, token, start, stop in conn.execute(
+        "SELECT source, token, start, stop FROM names WHERE token >= 'x:' AND token < 'x;'"
+    ):
         if stem_of(token[2:]) in stems:
             out.append((source, token[2:], start, stop))
     return out
@@ -277,7 +281,11 @@ def timeline_lines(result: Timeline, now: str | None = None) -> list[str]:
     ]
     for change in result.detection:
         lines.append(f"  {change.source}: detection {change.change} {change.date[:10]} ({change.commit[:10]})")
-    for title, group in (("rules", result.rules), ("LOLBAS entries", result.lolbas), ("other documents", result.documents)):
+    for title, group in (
+        ("rules", result.rules),
+        ("LOLBAS entries", result.lolbas),
+        ("other documents", result.documents),
+    ):
         if not group:
             continue
         lines.append(f"{title}:")
@@ -436,3 +444,62 @@ def changes_lines(result: HistoryChanges, limit: int | None = 15) -> list[str]:
         if limit is not None and len(items) > limit:
             lines.append(f"  ... {len(items) - limit} more (--all)")
     return lines
+
+
+# -- the web page's plot: geometry only (web/templates/timeline.html draws it, no script) --
+
+PLOT_LABEL = 300  # px for the row labels
+PLOT_WIDTH = 760  # px for the time axis
+PLOT_ROW = 18
+
+
+@dataclass
+class Bar:
+    x: int
+    width: int
+    tier: str  # the stylesheet's colours: tier-running (runs), tier-other (detects otherwise), tier-mentioned
+    title: str
+
+
+@dataclass
+class PlotRow:
+    label: str
+    source: str
+    path: str
+    y: int
+    bars: list[Bar]
+
+
+@dataclass
+class Plot:
+    rows: list[PlotRow]
+    ticks: list[tuple[int, str]]  # (x, year)
+    width: int
+    height: int
+    label_width: int = PLOT_LABEL
+
+
+def plot(result: Timeline, now: str | None = None) -> Plot:
+    """One row per rule and LOLBAS entry, one bar per interval, coloured by verdict; years marked."""
+    everything = [*result.rules, *result.lolbas, *result.documents]
+    dates = [i.start_date[:10] for h in everything for i in h.intervals]
+    last = now or time.strftime("%Y-%m-%d", time.gmtime())
+    first = min(dates) if dates else last
+    start, end = _day(first), max(_day(last), _day(first) + 1)
+    scale = PLOT_WIDTH / (end - start)
+
+    def x(day: int) -> int:
+        return PLOT_LABEL + int((day - start) * scale)
+
+    rows = []
+    for n, h in enumerate(everything):
+        bars = []
+        for i in h.intervals:
+            a, b = _day(i.start_date[:10]), _day(i.stop_date[:10]) if i.stop else end
+            tier = "running" if i.verdict == "runs" else "other" if i.verdict in DETECTING else "mentioned"
+            until = i.stop_date[:10] if i.stop else "now"
+            bars.append(Bar(x(a), max(2, x(b) - x(a)), tier, f"{i.verdict} {i.start_date[:10]} .. {until}: {i.path}"))
+        rows.append(PlotRow(h.title or h.path.rsplit("/", 1)[-1], h.source, h.path, 24 + n * PLOT_ROW, bars))
+    first_year, last_year = int(first[:4]), int(last[:4])
+    ticks = [(x(_day(f"{year}-01-01")), str(year)) for year in range(first_year + 1, last_year + 1)]
+    return Plot(rows, ticks, PLOT_LABEL + PLOT_WIDTH + 10, 30 + len(rows) * PLOT_ROW)

@@ -140,7 +140,9 @@ def test_timeline_of_psr_gives_the_commits_that_added_the_rule_and_the_entry(
     assert result.binaries == ("psr.exe",)
     sigma = upstreams["sigma"]
     [rule] = [h for h in result.rules if h.path == PSR_RULE]
-    adds = git("-C", str(sigma.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", sigma.ref, "--", PSR_RULE)
+    adds = git(
+        "-C", str(sigma.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", sigma.ref, "--", PSR_RULE
+    )
     assert f"{rule.added} {rule.added_date}" == adds.split("\n")[0]
     # the paths it had on the way, as git log --follow names them
     former = git("-C", str(sigma.path), "log", "--follow", "--name-only", "--format=", sigma.ref, "--", PSR_RULE)
@@ -149,15 +151,26 @@ def test_timeline_of_psr_gives_the_commits_that_added_the_rule_and_the_entry(
     assert rule.intervals[-1].stop == "" and rule.intervals[-1].verdict == "runs"
     # detection gained when the rule reached the first-parent line
     first = git(
-        "-C", str(sigma.path), "log", "--first-parent", "--reverse", "--format=%H", sigma.ref, "--",
+        "-C",
+        str(sigma.path),
+        "log",
+        "--first-parent",
+        "--reverse",
+        "--format=%H",
+        sigma.ref,
+        "--",
         *{i.path for i in rule.intervals},
     ).split()[0]
     assert [(c.source, c.change, c.commit) for c in result.detection if c.source == "sigma"][0] == (
-        "sigma", "gained", first,
+        "sigma",
+        "gained",
+        first,
     )
     lolbas = upstreams["lolbas"]
     [entry] = [h for h in result.lolbas if h.path == PSR_ENTRY]
-    adds = git("-C", str(lolbas.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", lolbas.ref, "--", PSR_ENTRY)
+    adds = git(
+        "-C", str(lolbas.path), "log", "--follow", "--diff-filter=A", "--format=%H %aI", lolbas.ref, "--", PSR_ENTRY
+    )
     assert f"{entry.added} {entry.added_date}" == adds.split("\n")[0]  # the file as it is now: its last add
     assert {i.verdict for i in entry.intervals} == {"documented"}
     lines = timeline_lines(result, now="2026-12-01")
@@ -241,3 +254,20 @@ def test_an_interrupted_first_build_resumes_to_the_same_store(tmp_path: Path, mo
     refresh(RefreshOptions(halted, spec))  # a plain refresh resumes it, at the depth asked
     assert _dump(halted) == _dump(whole)
     assert chronicle.history_since(halted) == "2019-01-01"
+
+
+def test_the_timeline_page_plots_the_intervals_and_escapes_names(history_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from indexer.web.app import create_app
+
+    with TestClient(create_app(history_dir)) as client:
+        page = client.get("/timeline/psr.exe")
+        assert page.status_code == 200
+        assert '<svg class="chart timeline"' in page.text and "<script" not in page.text
+        expected = timeline(history_dir, "psr.exe")
+        bars = sum(len(h.intervals) for h in (*expected.rules, *expected.lolbas, *expected.documents))
+        assert page.text.count('<rect class="cell tier-') == bars
+        assert PSR_RULE in page.text
+        missing = client.get("/timeline/%3Cb%3Eno.exe")
+        assert missing.status_code == 404 and "<b>no.exe" not in missing.text

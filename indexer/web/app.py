@@ -839,6 +839,22 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
             data = service.links_table(reader, [], offset, limit)
             return page(reader, "links.html", **links_context(reader, data), base="/links")
 
+    @api.get("/timeline/{name:path}", include_in_schema=False)
+    def timeline_page(request: Request, params: dict[str, list[str]] = Depends(allowed())) -> Any:
+        from ..chronicle import HistoryError
+        from ..errors import NotFound
+        from ..timeline import plot, timeline
+
+        name = check_name(path_tail(request, "/timeline/"), "name")
+        with service.pool.reader() as reader:
+            try:
+                result = timeline(Path(data_dir), name)
+            except (HistoryError, NotFound) as exc:
+                raise Problem(404, exc.reason) from None
+            return page(
+                reader, "timeline.html", title=f"Timeline of {name}", timeline=result.to_dict(), chart=plot(result)
+            )
+
     @api.get("/static/{name}", include_in_schema=False)
     def static(request: Request, params: dict[str, list[str]] = Depends(allowed())) -> Any:
         name = path_tail(request, "/static/")
