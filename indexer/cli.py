@@ -808,10 +808,10 @@ def timeline(
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonFlag,
 ) -> None:
-    """A binary's detection history: each rule's verdict on it over time (renames followed),
-    the dates each source gained and lost detection, and its LOLBAS entry's history.
+    """A binary's detection history, rule by rule.
 
-    Read from the history store (refresh --history-since). Exit code 1 when no rule ever
+    Each rule's verdict on it over time (renames followed), the dates each source gained and
+    lost detection, and its LOLBAS entry's history. Read from the history store (refresh --history-since). Exit code 1 when no rule ever
     named it.
 
     \b

@@ -271,3 +271,43 @@ def test_the_timeline_page_plots_the_intervals_and_escapes_names(history_dir: Pa
         assert PSR_RULE in page.text
         missing = client.get("/timeline/%3Cb%3Eno.exe")
         assert missing.status_code == 404 and "<b>no.exe" not in missing.text
+
+
+@pytest.mark.slow
+def test_a_later_refresh_extends_the_history_as_a_whole_build_makes_it(tmp_path: Path) -> None:
+    """LOLBAS indexed 60 first-parent commits back with its history, then at its tip: the store
+    extended by the second refresh equals one built whole at the tip."""
+    upstream = Upstream(LOLBAS_BUNDLE, tmp_path / "lolbas.git", get("lolbas").branch)
+    spec = [get("lolbas").spec(str(upstream.path))]
+    grown, whole = tmp_path / "grown", tmp_path / "whole"
+    upstream.move(upstream.back(60))
+    refresh(RefreshOptions(grown, spec, history_since="2020-01-01"))
+    with sqlite3.connect(chronicle.store_path(grown)) as conn:
+        assert conn.execute("SELECT tip FROM sources").fetchone() == (upstream.back(60),)
+    upstream.move(upstream.tip)
+    refresh(RefreshOptions(grown, spec))  # no --history-since: the data dir keeps its history
+    refresh(RefreshOptions(whole, spec, history_since="2020-01-01"))
+    assert _dump(grown) == _dump(whole)
+
+
+@pytest.mark.slow
+def test_a_history_step_that_fails_keeps_the_store_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while extending (here: a file that cannot be read) leaves the store as its last
+    complete batch left it, readable, and the refresh's index published."""
+    upstream = Upstream(LOLBAS_BUNDLE, tmp_path / "lolbas.git", get("lolbas").branch)
+    spec = [get("lolbas").spec(str(upstream.path))]
+    data = tmp_path / "data"
+    upstream.move(upstream.back(30))
+    refresh(RefreshOptions(data, spec, history_since="2020-01-01"))
+    before = _dump(data)
+    upstream.move(upstream.tip)
+
+    def broken(item: object) -> object:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(chronicle, "_extract_one", broken)
+    manifest = refresh(RefreshOptions(data, spec))
+    assert manifest.exit_code == 0  # the index is published; the history is logged as not extended
+    assert _dump(data) == before
+    with IndexReader(data) as reader, chronicle.open_at(data, "2030-01-01") as past:
+        assert past.sources["lolbas"]["commit"] == upstream.back(30) != reader.sources["lolbas"]["commit"]
