@@ -35,7 +35,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 from .codec import mention_order, stored
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # types only: reading the store runs no git
     from .extract import Extraction
     from .repository import Repository
 
-FORMAT = 1
+FORMAT = 3  # 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
 STORE = "chronicle.sqlite"
 PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
 BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
@@ -69,7 +69,7 @@ CREATE INDEX IF NOT EXISTS commits_ctime ON commits(source, ctime);
 CREATE TABLE IF NOT EXISTS files(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, blob TEXT NOT NULL,
     payload BLOB NOT NULL, made TEXT NOT NULL, made_date TEXT NOT NULL, added TEXT NOT NULL,
-    added_date TEXT NOT NULL, UNIQUE (source, path, blob));
+    added_date TEXT NOT NULL, born TEXT NOT NULL, UNIQUE (source, path, blob));
 CREATE TABLE IF NOT EXISTS tokens(token TEXT NOT NULL, file INTEGER NOT NULL, PRIMARY KEY (token, file)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spans(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, file INTEGER NOT NULL,
@@ -145,6 +145,7 @@ def encode_file(extraction: Extraction | None, title: str = "", error: str = "")
         "o": extraction.own_stems,
         "t": title,
         "i": list(dict.fromkeys(extraction.rule_ids)),
+        "e": extraction.entry,
     }
     tokens = {"b:" + m.binary for m in extraction.mentions}
     tokens.update("x:" + name for name in extraction.executables())
@@ -173,6 +174,7 @@ class FileRecord:
     title: str = ""
     rule_ids: list[str] = field(default_factory=list)
     error: str = ""
+    entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
 
     @classmethod
     def decode(cls, payload: bytes, binaries: Iterable[str] | None = None) -> "FileRecord":
@@ -199,6 +201,7 @@ class FileRecord:
             data["o"],
             data["t"],
             data["i"],
+            entry=data["e"],
         )
 
     def mentions_with(self, stems: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[Mention]:
@@ -386,15 +389,21 @@ class AsOf:
         return out
 
     def live_files(self) -> dict[tuple[str, str], tuple[str, int]]:
-        """(source, the commit that added the file: its identity through renames) -> (its path,
-        the stored version) at the date."""
+        """(source, the file's identity through renames: "<commit that added it>:<path then>")
+        -> (its path, the stored version) at the date. Two live files of one identity (a copy
+        git saw as neither): the second is told apart by its path."""
         live, args = self._live("spans")
         rows = self._conn.execute(
-            f"SELECT spans.source, files.added, spans.path, spans.file FROM spans JOIN files ON files.id = spans.file "
+            f"SELECT spans.source, files.added || ':' || files.born, spans.path, spans.file FROM spans "
+            f"JOIN files ON files.id = spans.file "
             f"WHERE {live}",
             args,
         )
-        return {(source, added): (path, file) for source, added, path, file in rows}
+        live_files: dict[tuple[str, str], tuple[str, int]] = {}
+        for source, identity, path, file in rows:
+            key = (source, identity) if (source, identity) not in live_files else (source, f"{identity}:{path}")
+            live_files[key] = (path, file)
+        return live_files
 
     def files_with_words(self, words: Iterable[str]) -> set[int]:
         """The stored files whose candidates hold any of these words (bare stems)."""
@@ -458,6 +467,16 @@ class AsOf:
             )
         ]
         return sorted(out, key=mention_order)
+
+    def all_mentions(self) -> Iterator[Mention]:
+        """Every mention as of the date (`export --at`), file by file."""
+        live, args = self._live("spans")
+        rows = self._conn.execute(
+            f"SELECT files.payload FROM spans JOIN files ON files.id = spans.file WHERE {live}", args
+        )
+        for (payload,) in rows:
+            for mention in FileRecord.decode(payload).mentions_with(self.stems()):
+                yield self._fill(mention)
 
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdict of every rule file naming any of `binaries` as of the date, strongest first."""
@@ -611,19 +630,20 @@ class _SourceBuild:
                 if status != "D":
                     self.made.setdefault((new or path, blob), (commit.sha, commit.adate, status, path, old_blob))
 
-    def _origin(self, path: str, blob: str, first: _Commit) -> tuple[str, str, str, str]:
-        """(made, its date, added, its date) of a version: the commit that made it, and the one
-        that added the file it is a version of, through its modifications and renames (as `git
-        log --follow` does); the first-parent commit `first` where none is known."""
+    def _origin(self, path: str, blob: str, first: _Commit) -> tuple[str, str, str, str, str]:
+        """(made, its date, added, its date, born) of a version: the commit that made it, and the
+        one that added the file it is a version of, at the path `born`, through its modifications
+        and renames (as `git log --follow` does); the first-parent commit `first` where none is
+        known. (added, born) is the file's identity: one commit may add many files."""
         made = self.made.get((path, blob))
         if made is None:
-            return first.sha, first.adate, first.sha, first.adate
+            return first.sha, first.adate, first.sha, first.adate, path
         seen = set()
         step: tuple[str, str, str, str, str] | None = made
-        added = made
+        added, born = made, path
         while step is not None and (path, blob) not in seen:
             seen.add((path, blob))
-            added = step
+            added, born = step, path
             sha, _, status, old_path, old_blob = step
             if status == "A":
                 break
@@ -631,12 +651,12 @@ class _SourceBuild:
             step = self.made.get((path, blob))
             if step is None:  # made before this range: the store knows it
                 row = self.conn.execute(
-                    "SELECT added, added_date FROM files WHERE source = ? AND path = ? AND blob = ?",
+                    "SELECT added, added_date, born FROM files WHERE source = ? AND path = ? AND blob = ?",
                     (self.name, path, blob),
                 ).fetchone()
                 if row is not None:
-                    return made[0], made[1], row[0], row[1]
-        return made[0], made[1], added[0], added[1]
+                    return made[0], made[1], row[0], row[1], row[2]
+        return made[0], made[1], added[0], added[1], born
 
     def _drop(self) -> None:
         for table in ("commits", "spans", "names", "renames", "licenses", "sources"):
@@ -716,8 +736,8 @@ class _SourceBuild:
         ids = {}
         for (path, blob), (first, payload, tokens) in files.items():
             cursor = self.conn.execute(
-                "INSERT INTO files(source, path, blob, payload, made, made_date, added, added_date) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files(source, path, blob, payload, made, made_date, added, added_date, born) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.name, path, blob, payload, *self._origin(path, blob, first)),
             )
             ids[(path, blob)] = file_id = cursor.lastrowid
@@ -948,3 +968,26 @@ def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:
         return None
     record = binary_target(reader, target, result.binaries, result.mentions, result.rules, result.aliases)
     return {**record, "matched_by": "name", "other_matches": [], "as_of": reader.as_of()}
+
+
+def coverage_at(reader: AsOf, include_retired: bool = False) -> dict[str, Any]:
+    """`coverage` as of the reader's date: each LOLBAS entry then, its tier from the Sigma rules'
+    verdicts then (xref's rules); the links LOLBAS declares are resolved for the present only,
+    so `linked` and `citing_rules` are empty."""
+    from . import xref
+    from .model import FileReport
+
+    entries = []
+    for (source, _), (path, file_id) in sorted(reader.live_files().items(), key=lambda item: item[1][0]):
+        if source == "lolbas":
+            record = reader.record(file_id)
+            if record.entry:
+                report = FileReport(source, path, "indexed")
+                report.entry = record.entry
+                entries.append(report)
+    rows = [xref._coverage_row(row, include_retired) for row in xref._coverage(reader, entries, [], [])]  # type: ignore[arg-type]
+    return {
+        "entries": [r.to_dict() for r in rows],
+        "summary": xref._summary(rows, include_retired).to_dict() if rows else {},
+        "rule_sets": None,  # the tiers per detection source: as indexed now only
+    }

@@ -630,6 +630,7 @@ def export(
         help="csv, lookup: prefix cells a spreadsheet would run as formulas with ' (turn off for SIEM ingestion).",
     ),
     data_dir: Optional[Path] = DataDir,
+    at: Optional[str] = AtOption,
     as_json: bool = JsonFlag,
 ) -> None:
     """Tables, SIEM lookups and ATT&CK layers for other tools.
@@ -640,8 +641,12 @@ def export(
 
     \b
     Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
+    Example: indexer export --format csv --at 2022-01-01 --output mentions-2022.csv
     """
     from .export import export_index
+
+    if at is not None and fmt not in ("markdown", "csv", "json", "jsonl"):
+        raise UsageError("--at exports markdown, csv, json and jsonl (the lookup, layers and site: as indexed now)")
 
     if fmt == "html":
         if output == "-" or binary:
@@ -670,7 +675,7 @@ def export(
 
     if as_json and output == "-":
         raise UsageError("--json with --output -: the summary and the export would share stdout (give --output FILE)")
-    with _open_reader(_data_dir(data_dir)) as reader:
+    with _open_reader(_data_dir(data_dir), at) as reader:
         try:
             if fmt == "navigator":
                 from .navigator import write_layer
@@ -871,6 +876,7 @@ def coverage(
     include_deprecated: bool = typer.Option(
         False, "--include-deprecated", help="Count deprecated and unsupported rules too."
     ),
+    at: Optional[str] = AtOption,
 ) -> None:
     """Each LOLBAS entry's coverage tier, and the rules behind it.
 
@@ -880,12 +886,18 @@ def coverage(
 
     \b
     Example: indexer coverage --json | jq '.summary.tiers'
+    Example: indexer coverage --at 2021-01-01 --json | jq '.summary.tiers'
     """
     from .joins import coverage as find_coverage
 
     fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown)
-    with _open_reader(_data_dir(data_dir)) as reader:
-        data = find_coverage(reader, include_retired=include_deprecated)
+    with _open_reader(_data_dir(data_dir), at) as reader:
+        if at is not None:
+            from .chronicle import coverage_at
+
+            data = coverage_at(reader, include_retired=include_deprecated)
+        else:
+            data = find_coverage(reader, include_retired=include_deprecated)
 
     def table() -> None:
         from .report import print_coverage

@@ -154,24 +154,27 @@ def _timeline(conn: sqlite3.Connection, text: str) -> Timeline:
     vocabulary = _stem_names(conn, stems)
     rows = conn.execute(
         f"SELECT files.id, files.source, spans.path, spans.start, spans.stop, files.made, files.made_date, "
-        f"files.added, files.added_date FROM files JOIN spans ON spans.file = files.id "
+        f"files.added, files.added_date, files.born FROM files JOIN spans ON spans.file = files.id "
         f"WHERE files.id IN (SELECT file FROM tokens WHERE token IN ({','.join('?' * len(tokens))})) "
         f"ORDER BY files.source, spans.start",
         tokens,
     ).fetchall()
     records: dict[int, FileRecord] = {}
-    groups: dict[tuple[str, str], list[_Item]] = {}
-    for file_id, source, path, start, stop, made, made_date, added, added_date in rows:
+    judged: dict[tuple[int, tuple[str, ...]], list[RuleVerdict]] = {}
+    groups: dict[tuple[str, str, str], list[_Item]] = {}  # one per file: (source, added, born)
+    for file_id, source, path, start, stop, made, made_date, added, added_date, born in rows:
         if file_id not in records:
             payload = conn.execute("SELECT payload FROM files WHERE id = ?", (file_id,)).fetchone()[0]
-            records[file_id] = FileRecord.decode(payload)
+            records[file_id] = FileRecord.decode(payload, wanted)
         record = records[file_id]
         when = commits[source].ctime[start]
-        live = [
+        live = tuple(
             token for src, token, a, b in vocabulary if a <= commits[src].at(when) < (b if b is not None else 1 << 62)
-        ]
-        mentions = [m for m in record.mentions_with(known_stems(live)) if m.binary in wanted]
-        verdicts = rule_verdicts(m.__dict__ for m in mentions)
+        )
+        if (file_id, live) not in judged:  # a version's verdict changes only with its stems' vocabulary
+            mentions = [m for m in record.mentions_with(known_stems(live)) if m.binary in wanted]
+            judged[(file_id, live)] = rule_verdicts(m.__dict__ for m in mentions)
+        verdicts = judged[(file_id, live)]
         if not verdicts:
             continue
         verdict = sorted(verdicts, key=RuleVerdict.sort_key)[0]
@@ -186,8 +189,8 @@ def _timeline(conn: sqlite3.Connection, text: str) -> Timeline:
             made,
             made_date,
         )
-        groups.setdefault((source, added), []).append(_Item(start, stop, interval, verdict, record, added_date))
-    histories = [_history(source, added, items) for (source, added), items in groups.items()]
+        groups.setdefault((source, added, born), []).append(_Item(start, stop, interval, verdict, record, added_date))
+    histories = [_history(source, added, items) for (source, added, _), items in groups.items()]
     histories.sort(key=lambda h: (not h.detects_now, h.source != "sigma", h.source, h.added_date, h.path))
     detection = _detection(groups, commits)
     since = (conn.execute("SELECT value FROM meta WHERE key = 'since'").fetchone() or ("",))[0]
@@ -239,12 +242,12 @@ def _history(source: str, added: str, items: list[_Item]) -> RuleHistory:
     )
 
 
-def _detection(groups: dict[tuple[str, str], list[_Item]], commits: dict[str, _Commits]) -> list[DetectionChange]:
+def _detection(groups: dict[tuple[str, str, str], list[_Item]], commits: dict[str, _Commits]) -> list[DetectionChange]:
     """Per source, the commits where the number of rules detecting the binary (not retired)
     rose from zero or fell to it."""
     out: list[DetectionChange] = []
     steps: dict[str, dict[int, int]] = {}
-    for (source, _), items in groups.items():
+    for (source, _, _), items in groups.items():
         for item in items:
             if item.verdict.verdict in DETECTING and not is_retired(item.interval.path, item.verdict.status):
                 totals = steps.setdefault(source, {})

@@ -10,6 +10,7 @@ from the store's own answers.
 from __future__ import annotations
 
 import calendar
+import json
 import sqlite3
 import subprocess
 import sys
@@ -311,3 +312,35 @@ def test_a_history_step_that_fails_keeps_the_store_readable(tmp_path: Path, monk
     assert _dump(data) == before
     with IndexReader(data) as reader, chronicle.open_at(data, "2030-01-01") as past:
         assert past.sources["lolbas"]["commit"] == upstream.back(30) != reader.sources["lolbas"]["commit"]
+
+
+@pytest.mark.parametrize("date", DATES[1:2])
+def test_export_and_coverage_at_a_date_equal_the_full_build_then(
+    date: str, upstreams: dict[str, Upstream], history_dir: Path, tmp_path: Path
+) -> None:
+    """Every mention (export --at) and each LOLBAS entry's tier and rules (coverage --at) as of
+    the date, against a full build of the sources reset to then."""
+    from indexer import xref
+    from indexer.chronicle import coverage_at
+
+    when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+    existing = {name: c for name, up in upstreams.items() if (c := last_commit_before(up, when))}
+    try:
+        for name, commit in existing.items():
+            upstreams[name].move(commit)
+        built = tmp_path / "built"
+        assert refresh(RefreshOptions(built, [get(n).spec(str(upstreams[n].path)) for n in existing])).exit_code in (
+            0,
+            1,
+        )
+    finally:
+        for up in upstreams.values():
+            up.move(up.tip)
+    with IndexReader(built) as reader, AsOf(history_dir, when) as past:
+        expected = sorted(json.dumps(m.to_dict(), sort_keys=True) for m in reader.all_mentions())
+        assert sorted(json.dumps(m.to_dict(), sort_keys=True) for m in past.all_mentions()) == expected
+        now, then = xref.coverage(reader), coverage_at(past)
+        assert [(e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in then["entries"]] == [
+            (e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in now["entries"]
+        ]
+        assert then["summary"]["tiers"] == now["summary"]["tiers"]
