@@ -468,6 +468,10 @@ class AsOf:
         ]
         return sorted(out, key=mention_order)
 
+    def stored(self, binary: str) -> list[dict[str, Any]]:
+        """A binary's mentions as of the date, as IndexReader.stored gives them (no commit, url, license)."""
+        return [stored(m) for _, _, mentions in self._mentions_of([binary]) for m in mentions]
+
     def all_mentions(self) -> Iterator[Mention]:
         """Every mention as of the date (`export --at`), file by file."""
         live, args = self._live("spans")
@@ -979,7 +983,7 @@ def coverage_at(reader: AsOf, include_retired: bool = False) -> dict[str, Any]:
 
     entries = []
     for (source, _), (path, file_id) in sorted(reader.live_files().items(), key=lambda item: item[1][0]):
-        if source == "lolbas":
+        if source == "lolbas" and path.startswith("yml/"):  # as xref.build: not Archive-Old-Version/
             record = reader.record(file_id)
             if record.entry:
                 report = FileReport(source, path, "indexed")
