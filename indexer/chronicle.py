@@ -41,20 +41,20 @@ from urllib.parse import quote
 from .codec import mention_order, stored
 from .errors import IndexerError
 from .model import Mention
-from .names import known_stems
+from .names import MODULE_PREFIX, UNIX_PREFIX, WINDOWS_PREFIX, known_stems
 from .verdicts import RuleVerdict, rule_verdicts
 
 if TYPE_CHECKING:  # types only: reading the store runs no git
     from .extract import Extraction
     from .repository import Repository
 
-FORMAT = 3  # 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
+FORMAT = 4  # 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
 STORE = "chronicle.sqlite"
 PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
 BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
 _EXTRACTION_CODE = ("extract.py", "names.py", "parse.py", "parsers.py", "model.py", "verdicts.py", "codec.py")
 _WORD = re.compile(r"\w(?:[\w\-]*\w)?")  # names.bare_names' tokens: a stem matches one whole
-_STEM = re.compile(r"^[a-z0-9_][a-z0-9_.+\-]{2,}$")  # names.stem_map's stems (3 characters or more)
+_STEM = re.compile(r"^[a-z0-9_][a-z0-9_.+\-]+$")  # names.stem_map's stems (Unix ones: 2 characters or more)
 _DLL_WORDS = re.compile(r"(?<![\w.\-])([\w\-]+(?:/[\w\-]+)*)\s+dlls?\b", re.IGNORECASE)  # extract._DLL_PHRASE
 
 _SCHEMA = """
@@ -153,12 +153,19 @@ def encode_file(extraction: Extraction | None, title: str = "", error: str = "")
         tokens.add(f"p:{image}\t{original}")
         if kind == "stem":
             tokens.add(f"q:{image}\t{original}")
+    from .names import unix_program_paths
+
     for cand in extraction.candidates:
+        if "/" in cand.text:  # a program folder's tail names a program, known or not (extract.infer)
+            tokens.update("b:" + hit.name for hit in unix_program_paths(cand.text))
         lowered = cand.text.lower()
         words = set(_WORD.findall(lowered))
         for match in _DLL_WORDS.finditer(lowered):
             words.update(match.group(1).split("/"))
-        tokens.update("w:" + w for w in words if _STEM.match(w))
+        stems = [w for w in words if _STEM.match(w)]
+        tokens.update("w:" + w for w in stems)
+        if cand.platform == "unix" and cand.in_prose:  # may name a Windows program (extract._across_platforms)
+            tokens.update("u:" + w for w in stems)
     tokens.update("w:" + w for w in extraction.own_stems)
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return zlib.compress(text, 6), sorted(tokens)
@@ -216,8 +223,9 @@ class FileRecord:
 
 
 def stem_of(name: str) -> str:
-    """The stem a bare name must be to stand for `name` (names.stem_map)."""
-    for prefix in ("windows:", "module:"):
+    """The stem a bare name must be to stand for `name` (names.stem_map), without the marks of
+    names.known_stems (`windows:`, `unix:`, `module:`)."""
+    for prefix in (WINDOWS_PREFIX, UNIX_PREFIX, MODULE_PREFIX):
         name = name.removeprefix(prefix)
     return name.rpartition(".")[0] or name
 
@@ -343,8 +351,18 @@ class AsOf:
         return sorted(r[0] for r in rows)
 
     def binaries(self) -> list[str]:
+        """Every name a mention has as of the date: those written out (`b:`), and the Windows
+        programs' stems Unix prose names bare (extract._across_platforms), confirmed by inference."""
         if self._binaries is None:
-            self._binaries = self._names("b")
+            from .extract import _across_platforms
+
+            explicit = self._names("b")
+            windows, unix, _ = self.stems()
+            words = set(self._names("u"))
+            _, unix_prose = _across_platforms(windows, unix)
+            known = set(explicit)
+            maybe = sorted({name for stem, name in unix_prose.items() if stem in words and name not in known})
+            self._binaries = sorted(explicit + [name for name in maybe if self._mentions_of([name])])
         return self._binaries
 
     def stems(self) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
@@ -676,7 +694,7 @@ class _SourceBuild:
             self.live[path] = (span, file)
         for (token,) in self.conn.execute(
             "SELECT tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
-            "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q')",
+            "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q', 'u')",
             (self.name,),
         ):
             self.counts[token] = self.counts.get(token, 0) + 1
@@ -746,7 +764,7 @@ class _SourceBuild:
             )
             ids[(path, blob)] = file_id = cursor.lastrowid
             self.conn.executemany("INSERT INTO tokens VALUES (?, ?)", [(t, file_id) for t in tokens])
-            self.file_tokens[file_id] = [t for t in tokens if t[0] in "bxpq"]
+            self.file_tokens[file_id] = [t for t in tokens if t[0] in "bxpqu"]
         return ids
 
     def _tokens_of(self, file_id: int) -> list[str]:
@@ -754,7 +772,7 @@ class _SourceBuild:
             self.file_tokens[file_id] = [
                 r[0]
                 for r in self.conn.execute(
-                    "SELECT token FROM tokens WHERE file = ? AND substr(token, 1, 1) IN ('b', 'x', 'p', 'q')",
+                    "SELECT token FROM tokens WHERE file = ? AND substr(token, 1, 1) IN ('b', 'x', 'p', 'q', 'u')",
                     (file_id,),
                 )
             ]
