@@ -362,7 +362,8 @@ class AsOf:
             _, unix_prose = _across_platforms(windows, unix)
             known = set(explicit)
             maybe = sorted({name for stem, name in unix_prose.items() if stem in words and name not in known})
-            self._binaries = sorted(explicit + [name for name in maybe if self._mentions_of([name])])
+            found = {m.binary for _, _, mentions in self._mentions_of(maybe) for m in mentions} if maybe else set()
+            self._binaries = sorted(explicit + sorted(found))
         return self._binaries
 
     def stems(self) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
