@@ -831,6 +831,20 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
                 reader, "coverage.html", **coverage_context(entries, data, service.links(reader)), base="/coverage"
             )
 
+    @api.get("/gaps", include_in_schema=False)
+    def gaps_page(
+        offset: Offset = 0,
+        limit: LongLimit = MAX_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed("platform", *PAGE_PARAMS)),
+    ) -> Any:
+        platform = _one(params, "platform") or None
+        if platform is not None and platform not in PLATFORMS:
+            raise Problem(400, f"unknown platform {platform[:50]!r} (choose from {', '.join(PLATFORMS)})")
+        with service.pool.reader() as reader:
+            data = service.gaps(reader, platform, offset, limit)
+            base = Links().page("gaps", platform=platform or "")
+            return page(reader, "gaps.html", **gaps_context(data, platform), base=base)
+
     @api.get("/links", include_in_schema=False)
     def links_page(
         offset: Offset = 0, limit: LongLimit = MAX_LIMIT, params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))
@@ -1038,6 +1052,11 @@ def coverage_context(entries: list[Mapping[str, Any]], data: Mapping[str, Any], 
         "by_technique": charts.waffle(entries, "mitre", TIERS, entry_href, lambda t: technique_url(t) or None),
         "by_tier": [(t, rows) for t, rows in by_tier if rows],
     }
+
+
+def gaps_context(data: Mapping[str, Any], platform: str | None) -> dict[str, Any]:
+    """What gaps.html needs: one page of the gaps (joins.GapsReport as a dict, with `page`)."""
+    return {"title": "Gaps", "gaps": data, "page": data["page"], "platform": platform or ""}
 
 
 def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any]:

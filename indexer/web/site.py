@@ -16,7 +16,7 @@ from ..codec import file_order, mention_order
 from ..index import IndexReader
 from ..model import Mention
 from ..query import binary_target, rule_target
-from .app import STATIC_DIR, binary_context, coverage_context, links_context, rule_title
+from .app import STATIC_DIR, binary_context, coverage_context, gaps_context, links_context, rule_title
 from .views import MAX_LIMIT, Links, footer_of, page_of, paged_mentions, render, rule_filename
 
 SITE_MARKER = ".indexer-site"
@@ -24,7 +24,7 @@ SITE_MARKER = ".indexer-site"
 
 def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     """index.html, binary/<safe_filename(name)>.html, rule/<safe_filename(source:path)>.html,
-    coverage.html, links.html and static/app.css, with relative links (intranet publishing).
+    coverage.html, gaps.html, links.html and static/app.css, with relative links (intranet publishing).
     No search box: a static site has no API. A rule file naming more than 500 executables
     shows its first 500. The site is written beside `output_dir` and swapped in; an existing
     `output_dir` is replaced only if an earlier write_site made it (or it is empty)."""
@@ -88,6 +88,11 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         (tmp / "coverage.html").write_text(
             render("coverage.html", root, footer, base=None, **coverage_context(entries, data, root)), encoding="utf-8"
         )
+        found = joins.gaps(reader).to_dict()
+        data = {**found, "page": page_of(len(found["rows"]), 0, len(found["rows"]) or 1)}
+        (tmp / "gaps.html").write_text(
+            render("gaps.html", root, footer, base=None, **gaps_context(data, None)), encoding="utf-8"
+        )
         rows_links = xref.links(reader)
         data = {"links": rows_links, "page": page_of(len(rows_links), 0, len(rows_links) or 1)}
         (tmp / "links.html").write_text(
@@ -114,6 +119,6 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         "output": str(output_dir),
         "binaries": len(rows),
         "rules": len(files),
-        "pages": len(rows) + len(files) + 3,
+        "pages": len(rows) + len(files) + 4,
         "seconds": round(time.time() - started, 2),
     }
