@@ -26,6 +26,7 @@ from indexer.query import search
 from indexer.refresh import RefreshOptions, refresh
 from indexer.sources import get
 from indexer.timeline import timeline, timeline_lines
+from indexer.verdicts import DETECTING
 
 from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE
 from repos import Upstream, git, run_cli
@@ -344,3 +345,25 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
             (e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in now["entries"]
         ]
         assert then["summary"]["tiers"] == now["summary"]["tiers"]
+
+
+def test_changes_between_two_dates_from_the_history(history_dir: Path, upstreams: dict[str, Upstream]) -> None:
+    """November 2019: the Psr rule reached Sigma's first-parent line (2019-11-12): psr.exe gained
+    a detecting rule; the commits and the rule files added and renamed are git's."""
+    from indexer.timeline import changes_between
+
+    result = changes_between(history_dir, "2019-11-01", "2019-12-01")
+    sigma = upstreams["sigma"]
+    before = last_commit_before(sigma, calendar.timegm(time.strptime("2019-11-01", "%Y-%m-%d")))
+    after = last_commit_before(sigma, calendar.timegm(time.strptime("2019-12-01", "%Y-%m-%d")))
+    [span] = [s for s in result.sources if s.source == "sigma"]
+    count = git("-C", str(sigma.path), "rev-list", "--first-parent", "--count", f"{before}..{after}")
+    assert (span.before, span.after, span.commits) == (before, after, int(count))
+    psr = "rules/windows/process_creation/win_susp_psr_capture_screenshots.yml"
+    assert [(g.path, g.before, g.after) for g in result.gained if g.binary == "psr.exe"] == [(psr, "", "runs")]
+    diff = git("-C", str(sigma.path), "diff", "--name-status", "-M", before, after).splitlines()
+    added = {line.split("\t")[1] for line in diff if line.startswith("A") and "rules/" in line}
+    renamed = {tuple(line.split("\t")[1:]) for line in diff if line.startswith("R") and "rules/" in line}
+    assert psr in added and added <= {m.path for m in result.rules if m.change == "added"}
+    assert renamed == {(m.old_path, m.path) for m in result.rules if m.change == "renamed"}
+    assert result.gained and all(g.after in DETECTING for g in result.gained)
