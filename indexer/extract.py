@@ -555,6 +555,10 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
     def finder(text: str) -> list[NameHit]:
         if is_regex:
             return regex_names(text, whole, process)
+        if argv0:
+            hits = explicit_names(text)
+            argv = None if hits or encoded else argv0_name(text)
+            return [argv] if argv is not None else hits
         # `Image|contains: '/python'` names python; `'/opt/app/work'` names a folder
         hits = value_names(text, whole, process and (not contains or text.count("/") == 1))
         if hits or not process or encoded:
@@ -564,10 +568,25 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
         return [tail] if tail is not None else []
 
     encoded = template.encoded
+    argv0 = unix and template.field.lower() == "a0"  # auditd EXECVE: a0 is argv[0], the program run
     infer = template.role in _INFER_ROLES and not is_regex and template.field.lower() not in _OBJECT_NAME_FIELDS
     for scalar in scalars(value):
         if scalar_text(scalar):
             col.scan(scalar, template, finder, infer=infer, platform=platform)
+
+
+_ARGV0 = re.compile(r"[A-Za-z0-9_][\w.+\-]*[A-Za-z0-9_]", re.ASCII)
+
+
+def argv0_name(value: str) -> NameHit | None:
+    """The program an auditd `a0` value (argv[0]) names: the value itself or its Unix path's tail,
+    two characters or more, common words included (`last`, `users`, `service`); inferred."""
+    stripped = value.strip().strip("'\"").strip("*").rstrip("/")
+    tail = stripped.rsplit("/", 1)[-1]
+    if not _ARGV0.fullmatch(tail) or tail.isdigit():
+        return None
+    start = value.rfind(tail)
+    return NameHit(tail.lower(), start, start + len(tail), inferred=True)
 
 
 # --- comments ----------------------------------------------------------------------------------

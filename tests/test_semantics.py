@@ -458,3 +458,16 @@ def test_tools_known_from_one_platform_named_in_windows_prose(tip_reader):
     pipe = "rules/windows/pipe_created/pipe_created_hktl_cobaltstrike.yml"
     assert "cobaltstrike" in binaries_on(tip_reader, "sigma", pipe, 1)  # "CobaltStrike Named Pipe"
     assert "cobaltstrike" in binaries_on(tip_reader, "sigma", pipe, 9)  # "as used by CobaltStrike"
+
+
+def test_auditd_a0_is_the_program_run(tip_reader):
+    # EXECVE a0 is argv[0]: its value is the program, even a common word or an unknown name
+    users = "rules/linux/auditd/execve/lnx_auditd_user_discovery.yml"
+    assert "last" in binaries_on(tip_reader, "sigma", users, 24)
+    assert "users" in binaries_on(tip_reader, "sigma", users, 26)
+    assert not binaries_on(tip_reader, "sigma", users, 27)  # 'w': one letter
+    compressed = "rules/linux/auditd/execve/lnx_auditd_data_compressed.yml"
+    assert "zip" in binaries_on(tip_reader, "sigma", compressed, 20)
+    reload = "rules/linux/auditd/execve/lnx_auditd_susp_service_reload_or_restart.yml"
+    assert "service" in binaries_on(tip_reader, "sigma", reload, 22)  # a0|contains: 'service'
+    assert not binaries_on(tip_reader, "sigma", reload, 24)  # a1|contains: 'reload': an argument
