@@ -470,6 +470,8 @@ def license_name(text: str) -> str:
         return "MIT"
     if re.search(r"Apache License,?\s+Version 2\.0", text):
         return "Apache-2.0"
+    if re.search(r"^\s*Elastic License 2\.0", text):
+        return "Elastic-2.0"
     first = next((line.strip("# ").strip() for line in text.splitlines() if line.strip()), "")
     return first[:60]
 

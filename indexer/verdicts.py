@@ -169,8 +169,9 @@ class RuleVerdict(Record):
 
     @property
     def retired(self) -> bool:
-        """Deprecated or unsupported (folder or status): shown last, never counted unless asked."""
-        return self.source == "sigma" and is_retired(self.path, self.status)
+        """Deprecated or unsupported (folder or status; an Elastic rule's maturity `deprecated`):
+        shown last, never counted unless asked."""
+        return is_retired(self.path, self.status)
 
     @property
     def detects(self) -> bool:

@@ -56,7 +56,7 @@ def _search(data_dir: Path, name: str, *options: str) -> dict[str, Any]:
 
 
 def test_the_atlas_sources_are_registered_after_sigma_and_lolbas() -> None:
-    assert names() == ("sigma", "lolbas", *ATLAS)
+    assert names()[: 2 + len(ATLAS)] == ("sigma", "lolbas", *ATLAS)
 
 
 def test_atlas_roles_have_verdicts_that_never_detect() -> None:

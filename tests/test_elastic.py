@@ -1,0 +1,319 @@
+"""The Elastic source (issue 18): elastic/detection-rules' TOML rules, their EQL, KQL, ES|QL and
+Lucene queries read with real parsers, ECS fields as Sigma's roles, the same verdicts.
+
+Expectations were written by reading the rule files at the tip of elastic.bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indexer.extract import FileContext
+from indexer.index import IndexReader
+from indexer.names import explicit_names
+from indexer.parsers import process_file
+from indexer.sources import get
+from indexer.sources.ecs import ecs_role
+from indexer.sources.esql import comparisons
+from indexer.sources.queries import QueryError, kql_to_lucene, terms
+
+from conftest import CORPORA
+from repos import indexer
+
+CERTUTIL_RULE = "rules/windows/defense_evasion_suspicious_certutil_commands.toml"
+
+
+@pytest.fixture(scope="module")
+def elastic_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain clone of the Elastic bundle (work tree at the tip)."""
+    dest = tmp_path_factory.mktemp("elastic") / "detection-rules"
+    subprocess.run(["git", "clone", "-q", str(CORPORA / "elastic.bundle"), str(dest)], check=True)
+    return dest
+
+
+def _read(ctx_path: str, text: str) -> Any:
+    return process_file(FileContext("elastic", ctx_path), text.encode("utf-8"))
+
+
+# --- fields and parsers --------------------------------------------------------------------------
+
+
+def test_ecs_fields_take_sigmas_roles() -> None:
+    expected = {
+        "process.name": "process",
+        "process.executable": "process",
+        "?process.pe.original_file_name": "original_filename",
+        "process.name.caseless": "process",
+        "process.parent.name": "parent",
+        "process.parent.executable": "parent",
+        "process.command_line": "command_line",
+        "process.args": "command_line",
+        "dll.name": "loaded_module",
+        "dll.path": "loaded_module",
+        "file.name": "file",
+        "file.path": "file",
+        "registry.data.strings": "registry",
+        "registry.path": "registry",
+        "Target.process.name": "target",
+        "winlog.event_data.ParentImage": "parent",
+        "winlog.event_data.ServiceFileName": "command_line",
+        "powershell.file.script_block_text": "command_line",
+        "process.Ext.effective_parent.executable": "parent",
+    }
+    assert {f: ecs_role(f) for f in expected} == expected
+    for never in (
+        "host.os.type",
+        "event.action",
+        "dns.question.name",
+        "user.name",
+        "process.hash.sha256",
+        "file.extension",
+    ):
+        assert ecs_role(never) is None, never
+
+
+def test_esql_comparisons_know_quotes_lists_like_and_negation() -> None:
+    query = (
+        'from logs-endpoint.events.process-*\n| where process.name in ("cmd.exe", "a \\"b\\".exe")\n'
+        '  and not (process.parent.name like "explorer*" or to_lower(process.executable) == "c:\\\\x\\\\y.exe")\n'
+        '  and process.args != "-nop" and process.command_line not rlike ".*evil.*"\n'
+        '  // process.name == "commented.exe"\n'
+        '| eval x = "process.name == not_a_value.exe"'
+    )
+    got = [(c.field, c.value, c.op, c.negated) for c in comparisons(query)]
+    assert got == [
+        ("process.name", "cmd.exe", "in", False),
+        ("process.name", 'a "b".exe', "in", False),
+        ("process.parent.name", "explorer*", "like", True),
+        ("process.executable", "c:\\x\\y.exe", "==", True),
+        ("process.args", "-nop", "!=", True),
+        ("process.command_line", ".*evil.*", "rlike", True),
+    ]
+
+
+def test_kql_is_rewritten_in_place() -> None:
+    query = 'process.args : ("/tmp/x" or /var/lib/x/) and not process.command_line : "a \\"2>&1\\"" and x >= 3'
+    rewritten = kql_to_lucene(query)
+    assert len(rewritten) == len(query)
+    got = [(t.field, t.value, t.negated) for t in terms("kuery", query)]
+    assert got == [
+        ("process.args", "/tmp/x", False),
+        ("process.args", "/var/lib/x/", False),
+        ("process.command_line", 'a "2>&1"', True),
+    ]
+
+
+def test_eql_sequences_keep_each_subquery_and_negations() -> None:
+    query = (
+        "sequence by host.id with maxspan=1m\n"
+        '  [process where process.name : ("a.exe", "b.exe") and not process.parent.name != "c.exe"]\n'
+        '  [library where not dll.name in~ ("d.dll") and not wildcard(process.executable, "*\\\\e.exe")]\n'
+    )
+    got = [(t.field, t.value, t.line, t.negated, t.part) for t in terms("eql", query)]
+    assert got == [
+        ("process.name", "a.exe", 1, False, "sequence 1"),
+        ("process.name", "b.exe", 1, False, "sequence 1"),
+        ("process.parent.name", "c.exe", 1, False, "sequence 1"),  # two negations
+        ("dll.name", "d.dll", 2, True, "sequence 2"),
+        ("process.executable", "*\\e.exe", 2, True, "sequence 2"),
+    ]
+    with pytest.raises(QueryError):
+        terms("eql", "process where process.name : (")
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_invalid_toml_is_a_file_error_with_its_line() -> None:
+    done = _read("rules/windows/x.toml", '[rule]\nname = "x" y\n')
+    assert (done.report.status, done.report.reason) == (
+        "error",
+        "line 2: invalid TOML: Expected newline or end of document after a statement",
+    )
+    done = _read("rules/windows/x.toml", '[rule]\nname = "x"\nquery = """\nunterminated\n')
+    assert (done.report.status, done.report.reason) == (
+        "error",
+        "invalid TOML: Unterminated string (at end of document)",
+    )
+    done = _read("rules/windows/y.toml", '[metadata]\nmaturity = "production"\n')
+    assert (done.report.status, done.report.reason) == ("error", "no [rule] table in the TOML file")
+
+
+def test_a_query_that_does_not_parse_fails_its_file_at_the_querys_line() -> None:
+    text = "[rule]\nname = \"x\"\nlanguage = \"eql\"\nquery = '''\nprocess where\n  process.name : (\"a.exe\"\n'''\n"
+    done = _read("rules/windows/z.toml", text)
+    assert done.report.status == "error"
+    assert done.report.reason.startswith("line 6: eql query does not parse: EQL syntax error"), done.report.reason
+
+
+# --- the real rules ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_certutil_rule_mentions_with_lines_roles_and_rule_fields(elastic_checkout: Path) -> None:
+    text = (elastic_checkout / CERTUTIL_RULE).read_text(encoding="utf-8")
+    done = _read(CERTUTIL_RULE, text)
+    assert done.report.status == "indexed" and done.report.title == "Suspicious CertUtil Commands"
+    got = {(m.binary, m.line, m.role, m.field, m.context) for m in done.extraction.mentions}
+    assert got == {
+        ("certutil.exe", 36, "text", "description", ""),
+        ("certutil.exe", 154, "process", "process.name", "selection"),
+        ("certutil.exe", 154, "original_filename", "process.pe.original_file_name", "selection"),
+    }
+    m = done.extraction.mentions[1]
+    assert (m.rule_id, m.level, m.status, m.platform) == (
+        "fd70c98a-c410-42dc-a2e3-761c71848acf",
+        "medium",
+        "production",
+        "windows",
+    )
+    assert m.tags == (
+        "attack.ta0005",
+        "attack.t1140",
+        "attack.ta0011",
+        "attack.t1105",
+        "attack.ta0006",
+        "attack.t1552",
+        "attack.t1552.004",
+    )
+
+
+@pytest.mark.slow
+def test_every_rule_at_the_tip_is_indexed(tip_reader: IndexReader, elastic_checkout: Path) -> None:
+    reports = [r for r in tip_reader.state.files.values() if r.source == "elastic"]
+    languages: dict[str, int] = {}
+    for path in sorted(elastic_checkout.glob("rules*/**/*.toml")):
+        rule = tomllib.loads(path.read_text(encoding="utf-8"))["rule"]
+        languages[rule.get("language", "")] = languages.get(rule.get("language", ""), 0) + 1
+    assert languages == {"eql": 1081, "kuery": 792, "esql": 212, "lucene": 1, "": 106}  # "": machine learning jobs
+    assert len(reports) == 2192
+    assert [(r.path, r.reason) for r in reports if r.status != "indexed"] == []
+    assert tip_reader.sources["elastic"]["license"] == "Elastic-2.0"
+
+
+@pytest.mark.slow
+def test_search_certutil_lists_elastic_rules_with_sigmas_verdicts(tip_data_dir: Path) -> None:
+    done = indexer("search", "certutil.exe", "--json", "--source", "elastic", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    (answer,) = json.loads(done.stdout)
+    rules = {r["path"]: r for r in answer["rules"]}
+    rule = rules[CERTUTIL_RULE]
+    assert (rule["verdict"], rule["verdicts"], rule["title"], rule["retired"]) == (
+        "runs",
+        ["runs", "mentioned"],
+        "Suspicious CertUtil Commands",
+        False,
+    )
+    # `process.executable : "C:\\Windows\\Sys?????\\certutil.exe"` only under `not`: excluded
+    assert rules["rules/windows/defense_evasion_msiexec_child_proc_netcon.toml"]["verdict"] == "excluded"
+    # the certutil network connection building block: `network where process.name : "certutil.exe"`
+    assert rules["rules_building_block/command_and_control_certutil_network_connection.toml"]["verdict"] == "runs"
+    detecting = indexer("search", "certutil.exe", "--json", "--source", "elastic", "--detects", data_dir=tip_data_dir)
+    (kept,) = json.loads(detecting.stdout)
+    kept_paths = {r["path"] for r in kept["rules"]}
+    assert CERTUTIL_RULE in kept_paths
+    assert "rules/windows/defense_evasion_msiexec_child_proc_netcon.toml" not in kept_paths
+    assert all(r["verdict"] in ("runs", "parent", "target", "loads", "invoked") for r in kept["rules"])
+
+
+@pytest.mark.slow
+def test_a_deprecated_rule_is_retired(tip_reader: IndexReader, elastic_checkout: Path) -> None:
+    path = "rules/_deprecated/persistence_web_server_sus_child_spawned.toml"
+    rule = tomllib.loads((elastic_checkout / path).read_text(encoding="utf-8"))
+    assert rule["metadata"]["maturity"] == "deprecated"
+    verdicts = [v for v in tip_reader.rules(["bash"]) if v.path == path]
+    assert verdicts and all(v.retired and v.status == "deprecated" for v in verdicts)
+
+
+# --- the EQL cross-check ----------------------------------------------------------------------------
+
+PROCESS_NAME_FIELDS = {
+    "process.name",
+    "process.executable",
+    "process.pe.original_file_name",
+    "process.parent.name",
+    "process.parent.executable",
+    "process.name.caseless",
+    "process.parent.name.caseless",
+    "target.process.name",
+    "target.process.executable",
+    "dll.name",
+    "dll.path",
+    "dll.pe.original_file_name",
+}
+
+
+def _eql_literals(node: Any, found: list[tuple[str, str]]) -> None:
+    """(field, string) of every comparison, set, predicate or string function in an `eql` AST."""
+    import eql.ast as ast
+
+    def field_name(f: Any) -> str | None:
+        return ".".join([f.base, *map(str, f.path)]) if isinstance(f, ast.Field) else None
+
+    for child in node if isinstance(node, ast.BaseNode) else ():
+        if isinstance(child, ast.Comparison) and field_name(child.left) and isinstance(child.right, ast.String):
+            found.append((field_name(child.left), child.right.value))  # type: ignore[arg-type]
+        elif isinstance(child, ast.InSet) and field_name(child.expression):
+            found += [(field_name(child.expression), v.value) for v in child.container if isinstance(v, ast.String)]  # type: ignore[misc]
+        elif isinstance(child, ast.FunctionCall) and child.arguments and field_name(child.arguments[0]):
+            found += [
+                (field_name(child.arguments[0]), a.value) for a in child.arguments[1:] if isinstance(a, ast.String)
+            ]  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_every_process_name_in_eqls_own_ast_is_indexed(tip_reader: IndexReader, elastic_checkout: Path) -> None:
+    """The index walks eql's grammar tokens (for lines); this walks the `eql` library's AST
+    (`eql.parse_query`, Elastic syntax, no optimizer) of every EQL rule and requires each
+    executable name a process or module field holds, with that field, among the file's mentions."""
+    import eql
+
+    checked, missing, unparsed = 0, [], []
+    flags = (
+        eql.parser.elasticsearch_syntax,
+        eql.parser.ignore_missing_functions,
+        eql.parser.allow_runs,
+        eql.parser.allow_negation,
+        eql.parser.allow_sample,
+        eql.parser.skip_optimizations,
+    )
+    for report in tip_reader.state.files.values():
+        if report.source != "elastic" or report.status != "indexed":
+            continue
+        rule = tomllib.loads((elastic_checkout / report.path).read_text(encoding="utf-8"))["rule"]
+        if rule.get("language") != "eql":
+            continue
+        try:
+            with flags[0], flags[1], flags[2], flags[3], flags[4], flags[5]:
+                tree = eql.parse_query(rule["query"])
+        except eql.EqlError as exc:
+            unparsed.append((report.path, str(exc).splitlines()[0]))
+            continue
+        found: list[tuple[str, str]] = []
+        for node in tree:
+            _eql_literals(node, found)
+        indexed = {(m.binary, m.field.lower()) for m in tip_reader.file_mentions("elastic", report.path)}
+        for field, value in found:
+            if field.lower() not in PROCESS_NAME_FIELDS:
+                continue
+            for hit in explicit_names(value):
+                checked += 1
+                if (hit.name, field.lower()) not in indexed:
+                    missing.append((report.path, field, hit.name))
+    print(f"EQL cross-check: {checked} names checked, {len(missing)} missing, {len(unparsed)} rules eql refused")
+    assert unparsed == []
+    assert checked > 10000
+    assert missing == []
+
+
+def test_the_source_is_registered_with_its_upstream() -> None:
+    source = get("elastic")
+    assert (source.default_url, source.branch) == ("https://github.com/elastic/detection-rules.git", "main")
+    assert source.wants("rules/windows/x.toml") and source.wants("rules_building_block/x.toml")
+    assert not source.wants("rules/README.md") and not source.wants("detection_rules/etc/x.toml")
