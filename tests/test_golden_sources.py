@@ -1,11 +1,12 @@
-"""Golden files of the atlas's sources: hand-written mentions of real files, compared with the index.
+"""Golden files of the atlas's sources and Elastic's rules: hand-written mentions of real files, compared with the index.
 
 tests/golden/sources/<source>.yaml lists, for at least 15 real files of each source, EVERY
 mention its policy (the file's header comment) gives, written by reading the file at the tip
 of the source's bundle. Each file is its own test; a missing or extra mention fails it with a
 readable diff (test_golden's helpers). Keys: binary, line, role, `inferred` (a bare name),
 `field` (GTFOBins' function, LOOBins' key: compared where the golden file gives it) and
-`default` (atomic: the `#{argument}` whose default names the binary). A file on which the
+`default` (atomic: the `#{argument}` whose default names the binary), `context` (Elastic: a
+query value's `selection` or `filter`). A file on which the
 indexer is known to disagree with the policy carries `known_defect`: a strict xfail of the
 index comparison, red the day it is fixed.
 """
@@ -25,10 +26,10 @@ from indexer.sources import get
 from test_golden import assert_index_matches, assert_lines_name_the_binary
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "sources"
-ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins")
-MENTION_KEYS = {"binary", "line", "role", "inferred", "field", "default"}
+ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins", "elastic")
+MENTION_KEYS = {"binary", "line", "role", "inferred", "field", "default", "context"}
 
-Key = tuple[str, str, int, bool, str, str]  # binary, role, line, inferred, field, default
+Key = tuple[str, str, int, bool, str, str, str]  # binary, role, line, inferred, field, default, context
 
 
 def _load(source: str) -> list[dict[str, Any]]:
@@ -51,6 +52,8 @@ DEFECTS = [
     for e in ENTRIES[source]
 ]
 WITH_FIELD = {s for s in ATLAS if any("field" in m for e in ENTRIES[s] for m in e["mentions"])}
+# detection rules' golden files say whether each query value is a selection or a filter
+WITH_CONTEXT = {s for s in ATLAS if any("context" in m for e in ENTRIES[s] for m in e["mentions"])}
 
 
 def golden_key(m: dict[str, Any], source: str) -> Key:
@@ -61,12 +64,14 @@ def golden_key(m: dict[str, Any], source: str) -> Key:
         bool(m.get("inferred", False)),
         m.get("field", "") if source in WITH_FIELD else "",
         m.get("default", ""),
+        m.get("context", "") if source in WITH_CONTEXT else "",
     )
 
 
 def index_key(m: Mention) -> Key:
     default = next((x[2:-1] for x in m.modifiers if x.startswith("#{") and x.endswith("}")), "")
-    return (m.binary, m.role, m.line, m.inferred, m.field if m.source in WITH_FIELD else "", default)
+    context = m.context if m.source in WITH_CONTEXT else ""
+    return (m.binary, m.role, m.line, m.inferred, m.field if m.source in WITH_FIELD else "", default, context)
 
 
 @lru_cache(maxsize=None)
@@ -89,10 +94,17 @@ def file_lines(tip_data_dir: Path, tip_reader):
 
 
 def _describe(key: Key, lines: tuple[str, ...]) -> str:
-    binary, role, line, inferred, field, default = key
+    binary, role, line, inferred, field, default, context = key
     text = lines[line - 1].strip() if 0 < line <= len(lines) else "<no such line>"
     flags = " ".join(
-        f for f in (field and f"field={field}", default and f"default={default}", inferred and "inferred") if f
+        f
+        for f in (
+            field and f"field={field}",
+            default and f"default={default}",
+            context and f"context={context}",
+            inferred and "inferred",
+        )
+        if f
     )
     return f"L{line:<5} {binary:<26} {role:<17} {flags:<30} | {text[:100]}"
 

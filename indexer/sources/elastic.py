@@ -227,7 +227,9 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         raise RuleFileError(parsed.path, f"{language} query does not parse: {error.reason}", line)
     if found:
         for term in found:
-            _term(col, term, meta, language, by_index, platform == "linux" or platform == "macos", infer_platform)
+            # a process name without extension is a Unix program unless the rule is for Windows
+            # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
+            _term(col, term, meta, language, by_index, platform != "windows", infer_platform)
     return col.out
 
 
