@@ -154,6 +154,10 @@ def _parse_verdicts(values: List[str]) -> List[str]:
     return parse_verdicts(values)
 
 
+def _rule_sets() -> Sequence[str]:
+    return ("sigma", "elastic", "splunk")  # LOLBAS's Detection keys (xref: no registry on this path)
+
+
 def _link_statuses() -> Sequence[str]:
     from .xref import LINK_STATUSES
 
@@ -841,18 +845,19 @@ def links(
     status: List[str] = ListOption(
         "--status", "Only these statuses: ok, moved, deprecated, deleted, unresolvable.", _link_statuses
     ),
+    rule_set: List[str] = ListOption("--source", "Only links to these rule sets: sigma, elastic, splunk.", _rule_sets),
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
-    """LOLBAS -> Sigma links, each resolved through Sigma's history.
+    """LOLBAS -> Sigma, Elastic and Splunk rule links, each resolved through that rule set's history.
 
     \b
-    Example: indexer links --status moved,deleted
+    Example: indexer links --status moved,deleted --source elastic
     """
     from . import xref
 
     with _open_reader(_data_dir(data_dir)) as reader:
-        items = xref.links(reader, status)
+        items = xref.links(reader, status, rule_set)
 
     def table() -> None:
         from .report import print_links

@@ -720,9 +720,13 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
                 col.out.own_stems.setdefault(stem, own.strip().lower())
         for det in _mapping_list(child(node, "Detection")):
             for key, _, value in mapping_items(det):
-                if key == "Sigma" and isinstance(value, yaml.ScalarNode) and scalar_text(value):
+                if key in _RULE_LINKS and isinstance(value, yaml.ScalarNode) and scalar_text(value):
                     col.out.links.append(
-                        {"kind": "sigma", "url": value.value.strip(), "line": parsed.file_line(value.start_mark.line)}
+                        {
+                            "kind": key.lower(),
+                            "url": value.value.strip(),
+                            "line": parsed.file_line(value.start_mark.line),
+                        }
                     )
                 if key == "IOC" and isinstance(value, yaml.ScalarNode):
                     col.scan(
@@ -737,6 +741,7 @@ def extract_lolbas(ctx: FileContext, parsed: ParsedFile) -> Extraction:
 
 
 _OWN_STEM = re.compile(r"[a-z0-9_][a-z0-9_.+\-]*")
+_RULE_LINKS = ("Sigma", "Elastic", "Splunk")  # a LOLBAS entry's Detection links to these rule sets (kind: the source)
 
 
 def _lolbas_name(col: _Collector, node: yaml.ScalarNode, template: Mention) -> None:

@@ -18,7 +18,8 @@ from .atomic import write_atomic
 if TYPE_CHECKING:  # a type only: history's readers (xref on the search path) never load GitPython
     from .repository import Repository
 
-_ID = re.compile(rb"^id:\s*['\"]?([0-9A-Za-z-]{8,})", re.MULTILINE)
+# a rule file's id: YAML `id:` (Sigma, Splunk) or TOML `rule_id = "..."` (Elastic)
+_ID = re.compile(rb"^(?:id:\s*['\"]?|rule_id\s*=\s*['\"])([0-9A-Za-z-]{8,})", re.MULTILINE)
 
 
 class LastContent(NamedTuple):
@@ -134,6 +135,6 @@ def update_history(repo: Repository, tip: str, store: Path) -> PathHistory:
 
 
 def rule_id_of(blob: bytes) -> str:
-    """The first `id:` of a Sigma rule file's text ('' if none)."""
+    """The first `id:` (YAML) or `rule_id =` (TOML) of a rule file's text ('' if none)."""
     match = _ID.search(blob)
     return match.group(1).decode() if match else ""

@@ -82,7 +82,7 @@ def process_file(
         report.status, report.reason = "error", f"could not be read: {type(exc).__name__}: {exc}"[:300]
         return Processed(report, Extraction())
     report.rule_ids = list(dict.fromkeys(extraction.rule_ids))
-    report.executables = sorted(extraction.executables())
+    report.executables = sorted(extraction.executables()) if source.feeds_stems else []
     report.links, report.entry = extraction.links, extraction.entry
     report.aliases = extraction.alias_pairs()
     report.title = source.title(parsed)

@@ -41,14 +41,16 @@ def technique_ids(tags: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Link(Record):
-    """A LOLBAS entry's link to a Sigma rule, resolved through Sigma's history. The optional
-    fields are left out of `to_dict` when None: which ones a link has depends on its status."""
+    """A LOLBAS entry's link to a Sigma, Elastic or Splunk rule, resolved through that rule set's
+    history. The optional fields are left out of `to_dict` when None: which ones a link has
+    depends on its status."""
 
     lolbas_path: str
     entry: str
     line: int
     url: str
     status: LinkStatus
+    source: str = "sigma"  # the rule set linked: "sigma", "elastic", "splunk"
     reason: str | None = None  # why it is unresolvable or deleted
     current_path: str | None = None  # where the rule is at the tip (ok, moved, deprecated)
     linked_ref: str | None = None  # the branch or commit the URL names

@@ -473,8 +473,9 @@ class _Refresh:
         self.progress.stage("links", 1)
         histories = self._history.result() if self._history is not None else {}
         kept = {name: self._repository(repos, state, name) for name in histories}
+        targets = {name: xref.LinkTarget(name, get(name).repositories(), get(name).wants) for name in histories}
         with IndexReader(self.data_dir, generation) as reader:
-            xref.write(generation, xref.build(reader, state, kept, histories))
+            xref.write(generation, xref.build(reader, state, kept, histories, targets))
         self.progress.advance()
 
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str], done: set[str]) -> Work:

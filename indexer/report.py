@@ -327,11 +327,12 @@ def _manifest_lines(m: dict[str, Any], limit: int | None) -> Iterator[str]:
 
 
 def print_links(console: Console, links: list[dict[str, Any]]) -> None:
-    table = Table("status", "LOLBAS entry", "line", "now at / why", box=None, pad_edge=False)
+    table = Table("status", "rule set", "LOLBAS entry", "line", "now at / why", box=None, pad_edge=False)
     for link in links:
         style = {"ok": "green", "moved": "yellow", "deprecated": "magenta"}.get(link["status"], "red")
         table.add_row(
             Text(link["status"], style=style),
+            Text(link.get("source", "sigma")),
             Text(link["lolbas_path"]),
             str(link["line"]),
             Text(link.get("current_path") or link.get("reason") or ""),

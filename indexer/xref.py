@@ -1,4 +1,5 @@
-"""Cross-references: LOLBAS -> Sigma links resolved through history, Sigma -> LOLBAS pages, coverage.
+"""Cross-references: LOLBAS -> Sigma, Elastic and Splunk rule links resolved through each rule set's
+history, Sigma -> LOLBAS pages, coverage.
 
 `build` runs at refresh time (it needs git) and its result is stored in the index generation
 as `xref.json`; `links`, `coverage` and `former_paths` read it back for the CLI and the server.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .index import DECLARED_FILE, IndexReader
 from .state import State
@@ -38,26 +40,43 @@ _LOLBAS_PAGE = re.compile(r"lolbas-project\.github\.io/lolbas/([^/]+)/([^/#?]+)"
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 
-# --- LOLBAS -> Sigma ---------------------------------------------------------------------------
+# --- LOLBAS -> rule sets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """A rule set LOLBAS links to, as resolving a link needs it: the source's name, the GitHub
+    repositories ("owner/name", lower case) its rules live in, which paths are its rule files.
+    The refresh makes one per source whose history is kept (`Source.repositories`, `Source.wants`)."""
+
+    source: str
+    repositories: frozenset[str]
+    wants: Callable[[str], bool]
+
+
+def is_retired_path(path: str) -> bool:
+    """A rule file kept under a `deprecated/` folder (Sigma's, Splunk's `detections/deprecated/`,
+    Elastic's `rules/_deprecated/`)."""
+    return any(part in ("deprecated", "_deprecated") for part in path.split("/")[:-1])
 
 
 def resolve_link(
-    url: str, repo: Any, history: Any, rules_at_tip: dict[str, str], tip_paths: set[str]
+    url: str, target: LinkTarget, repo: Any, history: Any, rules_at_tip: dict[str, str], tip_paths: set[str]
 ) -> dict[str, Any]:
-    """The status of one Sigma link: ok, moved, deprecated, deleted or unresolvable (with why).
+    """The status of one link to a rule: ok, moved, deprecated, deleted or unresolvable (with why).
 
-    repo: the Sigma `Repository` (to read a pinned commit when the clone has it);
-    history: its `PathHistory`; rules_at_tip: rule id -> path; tip_paths: rule paths at the tip.
+    target: the rule set linked; repo: its `Repository` (to read a pinned commit when the clone
+    has it); history: its `PathHistory`; rules_at_tip: rule id -> path; tip_paths: rule paths at the tip.
     """
     match = _SIGMA_URL.match(url.strip())
     if not match:
         why = "a pull request, not a rule file" if "/pull/" in url else "not a link to a file in a GitHub repository"
         return {"status": "unresolvable", "reason": why}
     owner, name, kind, ref, path = match.groups()
-    if (owner.lower(), name.lower()) not in (("sigmahq", "sigma"), ("neo23x0", "sigma")):
+    if f"{owner}/{name}".lower() not in target.repositories:
         return {"status": "unresolvable", "reason": f"a rule in another repository ({owner}/{name})"}
     result: dict[str, Any] = {"linked_ref": ref, "linked_path": path}
-    if kind == "tree" or not path.endswith((".yml", ".yaml")):
+    if kind == "tree" or not target.wants(path):
         now = sum(1 for p in tip_paths if p.startswith(path.rstrip("/") + "/"))
         return {
             **result,
@@ -102,7 +121,7 @@ def resolve_link(
             "status": "deleted",
             "reason": "no rule with this id at the tip" if rule_id else "the file held no rule id",
         }
-    return {**result, "status": "deprecated" if current.startswith("deprecated/") else "moved", "current_path": current}
+    return {**result, "status": "deprecated" if is_retired_path(current) else "moved", "current_path": current}
 
 
 def rule_id_at(repo: Any, commit: str, path: str) -> str:
@@ -138,16 +157,25 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
 # --- building and reading ------------------------------------------------------------------------
 
 
-def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: dict[str, Any]) -> XrefData:
+_RULE_SETS = {"sigma": "Sigma", "elastic": "Elastic", "splunk": "Splunk"}  # LOLBAS's Detection keys
+
+
+def build(
+    reader: IndexReader,
+    state: State,
+    repos: dict[str, Any],
+    histories: dict[str, Any],
+    targets: dict[str, LinkTarget] | None = None,
+) -> XrefData:
     """Every link's status, every Sigma rule's LOLBAS references, coverage, former paths.
 
-    repos, histories: the `Repository` and `PathHistory` of each source whose history is kept.
+    repos, histories: the `Repository` and `PathHistory` of each source whose history is kept;
+    targets: those sources as rule sets LOLBAS may link to (a link to another is unresolvable).
     """
-    repo, history = repos.get("sigma"), histories.get("sigma")
+    targets = targets or {}
+    tips = {name: _tip(state, name) for name in targets if name in repos and name in histories}
     sigma = [r for r in state.files.values() if r.source == "sigma" and r.status == "indexed"]
-    # a rule present at the tip but unreadable is still there: its links are not "deleted"
-    tip_paths = {r.path for r in state.files.values() if r.source == "sigma" and r.status != "skipped"}
-    rules_at_tip = {rid: r.path for r in sorted(sigma, key=lambda r: r.path) for rid in r.rule_ids}
+    tip_paths = tips["sigma"][1] if "sigma" in tips else set()
     entries = [r for r in state.files.values() if r.source == "lolbas" and r.entry and r.path.startswith("yml/")]
     by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
     by_stem.update({f"{Path(r.path).parent.name}/{Path(r.path).stem}".lower(): r.path for r in entries})
@@ -155,16 +183,21 @@ def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: d
     links: list[Link] = []
     for report in sorted(entries, key=lambda r: r.path):
         for link in report.links:
-            if link["kind"] != "sigma":
+            kind = link["kind"]
+            if kind not in _RULE_SETS:
                 continue
             resolved = (
-                resolve_link(link["url"], repo, history, rules_at_tip, tip_paths)
-                if repo
-                else {"status": "unresolvable", "reason": "the Sigma source is not indexed"}
+                resolve_link(link["url"], targets[kind], repos[kind], histories[kind], *tips[kind])
+                if kind in tips
+                else {
+                    "status": "unresolvable",
+                    "reason": f"the {_RULE_SETS[kind]} rules and their history are not indexed",
+                }
             )
             links.append(
                 Link.from_dict(
                     {
+                        "source": kind,
                         "lolbas_path": report.path,
                         "entry": report.entry.get("name", ""),
                         "line": link["line"],
@@ -188,13 +221,24 @@ def build(reader: IndexReader, state: State, repos: dict[str, Any], histories: d
                         }
                     )
                 )
+    history = histories.get("sigma")
     former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
     return XrefData(
         tuple(links),
         tuple(references),
-        {"entries": _coverage(reader, entries, links, references)},
+        {"entries": _coverage(reader, entries, [l for l in links if l.source == "sigma"], references)},
         {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f},
     )
+
+
+def _tip(state: State, source: str) -> tuple[dict[str, str], set[str]]:
+    """A source's rules at the tip: rule id -> path, and the paths of its rule files (a file
+    present but unreadable is still there: links to it are not "deleted")."""
+    indexed = sorted(
+        (r for r in state.files.values() if r.source == source and r.status == "indexed"), key=lambda r: r.path
+    )
+    paths = {r.path for r in state.files.values() if r.source == source and r.status != "skipped"}
+    return {rid: r.path for r in indexed for rid in r.rule_ids}, paths
 
 
 def _coverage(
@@ -302,7 +346,8 @@ def write(generation: Path, data: XrefData) -> None:
     (generation / XREF_FILE).write_text(json.dumps(data.to_dict(), ensure_ascii=False), encoding="utf-8")
     by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for link in data.links:
-        by_entry[link.lolbas_path].append(link.to_dict())
+        if link.source == "sigma":  # `search` and `show` say "LOLBAS links a Sigma rule"
+            by_entry[link.lolbas_path].append(link.to_dict())
     declared: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in data.coverage["entries"]:
         for name in row.names:
@@ -326,9 +371,16 @@ def _read_xref(data: Any) -> XrefData | None:
     return xref if set(xref.coverage) == {"entries"} else None
 
 
-def links(reader: IndexReader, status: list[str] | None = None) -> list[dict[str, Any]]:
-    """LOLBAS -> Sigma links with their status, optionally only some statuses."""
-    return [l.to_dict() for l in load(reader).links if not status or l.status in status]
+def links(
+    reader: IndexReader, status: list[str] | None = None, sources: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """LOLBAS -> Sigma, Elastic and Splunk rule links with their status, optionally only some
+    statuses or rule sets (sources)."""
+    return [
+        l.to_dict()
+        for l in load(reader).links
+        if (not status or l.status in status) and (not sources or l.source in sources)
+    ]
 
 
 def coverage(reader: IndexReader, include_retired: bool = False) -> dict[str, Any]:

@@ -325,3 +325,48 @@ def test_the_source_is_registered_with_its_upstream() -> None:
     assert (source.default_url, source.branch) == ("https://github.com/elastic/detection-rules.git", "main")
     assert source.wants("rules/windows/x.toml") and source.wants("rules_building_block/x.toml")
     assert not source.wants("rules/README.md") and not source.wants("detection_rules/etc/x.toml")
+
+
+# --- LOLBAS links to Elastic rules -------------------------------------------------------------------
+# Checked by hand against git in a clone of elastic.bundle: `git cat-file -e HEAD:<linked path>` for
+# the 83 ok; for the three others `git log --all --full-history --diff-filter=DR -M -- <path>`:
+#   command_and_control_certutil_network_connection.toml: R088 to rules_building_block/ in d87efa76
+#     (2023-10-26); its rule_id 3838e0e3-... is that file's at the tip: moved
+#   defense_evasion_msbuild_beacon_sequence.toml, defense_evasion_msxsl_beacon.toml: D in fdeeb897
+#     (2023-12-12); `grep -rlF` of their rule_ids (9dc6ed5d-..., 870d1753-...) finds no file: deleted
+# Rdrleakdiag.yml links a page of elastic.co (not a rule file): unresolvable.
+ELASTIC_LINKS = {
+    ("yml/OSBinaries/Certutil.yml", 66): (
+        "moved",
+        "rules_building_block/command_and_control_certutil_network_connection.toml",
+        "3838e0e3-1850-4850-a411-2e8c5ba40ba8",
+    ),
+    ("yml/OSBinaries/Msbuild.yml", 67): ("deleted", None, "9dc6ed5d-62a9-4feb-a903-fafa1d33b8e9"),
+    ("yml/OtherMSBinaries/Msxsl.yml", 63): ("deleted", None, "870d1753-1078-403e-92d4-735f142edcca"),
+    ("yml/OSBinaries/Rdrleakdiag.yml", 33): ("unresolvable", None, None),
+}
+
+
+@pytest.mark.slow
+def test_lolbas_links_to_elastic_rules_are_resolved_through_its_history(tip_data_dir: Path) -> None:
+    done = indexer("links", "--source", "elastic", "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    links = json.loads(done.stdout)
+    counts: dict[str, int] = {}
+    for link in links:
+        counts[link["status"]] = counts.get(link["status"], 0) + 1
+    assert len(links) == 87 and counts == {"ok": 83, "moved": 1, "deleted": 2, "unresolvable": 1}
+    assert {l["source"] for l in links} == {"elastic"}
+    pinned = {
+        (l["lolbas_path"], l["line"]): (l["status"], l.get("current_path"), l.get("rule_id"))
+        for l in links
+        if l["status"] != "ok"
+    }
+    assert pinned == ELASTIC_LINKS
+    ok = next(l for l in links if l["lolbas_path"] == "yml/OSBinaries/Msbuild.yml" and l["status"] == "ok")
+    assert ok["current_path"] == ok["linked_path"] and ok["current_path"].startswith("rules/windows/")
+    # the table names the rule set; Sigma's links are untouched (tests/golden/links.yaml)
+    table = indexer("links", "--status", "moved", "--source", "elastic", data_dir=tip_data_dir)
+    assert "elastic" in table.stdout and "rules_building_block/command_and_control_certutil" in table.stdout
+    bad = indexer("links", "--source", "nosuch", data_dir=tip_data_dir)
+    assert bad.returncode == 4 and "sigma, elastic, splunk" in bad.stderr, bad.stderr

@@ -19,6 +19,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,16 +274,22 @@ def test_incremental_manifest_lists_detection_changes(
     two full exports carry; rules added and removed with their titles; `changes --all` lists them."""
     data_dir, done = incremental
     manifest = json.loads(done.stdout)
-    renamed = {f"sigma:{old}": f"sigma:{new}" for old, new in manifest["sources"]["sigma"]["renamed"]}
+    renamed = {
+        f"{name}:{old}": f"{name}:{new}" for name, info in manifest["sources"].items() for old, new in info["renamed"]
+    }
+    detects = {name for name in manifest["sources"] if get(name).detects}  # Sigma's and Elastic's rules
 
     def detecting(export: bytes, ref_map: dict[str, str]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
         for line in export.splitlines():
             m = json.loads(line)
-            if m["source"] == "sigma" and m["verdict"] in DETECTING and not is_retired(m["path"], m["status"]):
-                ref = f"sigma:{m['path']}"
+            if m["source"] in detects and m["verdict"] in DETECTING and not is_retired(m["path"], m["status"]):
+                ref = f"{m['source']}:{m['path']}"
                 out.setdefault(m["binary"], {})[ref_map.get(ref, ref)] = m["verdict"]
         return out
+
+    def paths(refs: Any) -> set[str]:
+        return {ref.split(":", 1)[1] for ref in refs}
 
     before, after = detecting(old_export, renamed), detecting(tip_export, {})
     changed = {b for b in before.keys() | after.keys() if before.get(b, {}) != after.get(b, {})}
@@ -290,12 +297,13 @@ def test_incremental_manifest_lists_detection_changes(
     for binary, d in manifest["detections"].items():
         was, now = before.get(binary, {}), after.get(binary, {})
         assert (d["before"], d["after"]) == (len(was), len(now)), binary
-        assert {f"sigma:{r['path']}" for r in d["gained"]} == now.keys() - was.keys(), binary
-        assert {f"sigma:{r['path']}" for r in d["lost"]} == was.keys() - now.keys(), binary
-        assert {f"sigma:{r['path']}" for r in d["changed"]} == {
+        assert {r["path"] for r in d["gained"]} == paths(now.keys() - was.keys()), binary
+        assert {r["path"] for r in d["lost"]} == paths(was.keys() - now.keys()), binary
+        assert {r["path"] for r in d["changed"]} == paths(
             ref for ref in was.keys() & now.keys() if was[ref] != now[ref]
-        }, binary
-        assert all(r["verdict"] == now[f"sigma:{r['path']}"] and r["title"] for r in d["gained"])
+        ), binary
+        by_path = {ref.split(":", 1)[1]: verdict for ref, verdict in now.items()}
+        assert all(r["verdict"] == by_path[r["path"]] and r["title"] for r in d["gained"])
     with IndexReader(tip_data_dir) as reader:
         titles = {rid: (report.path, report.title) for report in reader.state.files.values() for rid in report.rule_ids}
     assert [r["id"] for r in manifest["rules_added_detail"]] == manifest["rules_added"] and manifest["rules_added"]

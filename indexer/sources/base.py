@@ -28,6 +28,17 @@ class Source:
     checker: str = ""  # what `check` asks ("pySigma 2.0.1"), "" if it checks nothing
     history: bool = False  # keep the history of its paths (renames, content of former paths)
     detects: bool = False  # its files are detection rules (`changes` lists what they start detecting)
+    # the executables its files show (process names, LOLBAS entries) are names bare words of every
+    # source may resolve to (`names.known_stems`); a source that would change other sources'
+    # bare names (Elastic's 2,192 rules name `native.exe`: "a native Windows component") says no
+    feeds_stems: bool = True
+
+    former_repositories: tuple[str, ...] = ()  # "owner/name" it was published under before (links name them)
+
+    def repositories(self) -> frozenset[str]:
+        """The GitHub repositories ("owner/name", lower case) whose rule links resolve to this source."""
+        own = "/".join(self.web_url.rstrip("/").split("/")[-2:])
+        return frozenset(r.lower() for r in (own, *self.former_repositories) if r)
 
     def wants(self, path: str) -> bool:
         """Whether the file at `path` in the repository is one this source reads."""

@@ -17,10 +17,11 @@ import tomllib
 from typing import Any
 
 from ..extract import Candidate, Extraction, FileContext
-from ..names import NameHit, explicit_names, process_tail, regex_names, value_names
+from ..model import Mention
+from ..names import COMMON_WORDS, NameHit, explicit_names, process_tail, regex_names, value_names
 from ..parse import Document, ParsedFile, RuleFileError, split_lines
 from . import register
-from .atlas import Collector
+from .atlas import Collector, own_name
 from .base import Source
 from .ecs import ecs_role
 from .queries import QueryError, Term, terms
@@ -208,6 +209,7 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
     }
     if meta["rule_id"]:
         col.out.rule_ids.append(meta["rule_id"])
+    text_lines: list[tuple[Mention, list[tuple[int, str]]]] = []
     for key in _TEXT_KEYS:
         value = rule.get(key)
         if isinstance(value, str):
@@ -217,6 +219,7 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         else:
             continue
         template = col.make(field=key, role="text", **meta)
+        text_lines.append((template, lines))
         for line, text in lines:
             for hit in explicit_names(text):
                 col.add(template, hit.name, line)
@@ -230,7 +233,25 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             # a process name without extension is a Unix program unless the rule is for Windows
             # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
             _term(col, term, meta, language, by_index, platform != "windows", infer_platform)
+        _own_programs_in_text(col, text_lines)
     return col.out
+
+
+def _own_programs_in_text(col: Collector, text_lines: list[tuple[Mention, list[tuple[int, str]]]]) -> None:
+    """The programs without extension the query selects (`process.parent.name:exim4`) are names in the
+    rule's own text ("a descendant process of exim4"), as a LOLBAS entry's own stem is in its entry,
+    whether or not another source knows them: inferred."""
+    own = {
+        m.binary
+        for m in col.out.mentions
+        if m.role in _PROCESS_ROLES and m.context == "selection" and "." not in m.binary and len(m.binary) >= 3
+    }
+    for name in sorted(own - COMMON_WORDS):
+        pattern = own_name(name, case_sensitive=False)
+        for template, lines in text_lines:
+            for line, text in lines:
+                if pattern.search(text):
+                    col.add(template, name, line, inferred=True)
 
 
 def _term(
@@ -262,6 +283,7 @@ class Elastic(Source):
     paths = re.compile(r"^rules(?:_building_block)?/.+\.toml$", re.DOTALL)
     history = True  # LOLBAS links to rules that moved are resolved through it
     detects = True
+    feeds_stems = False  # its process names do not change what Sigma's and LOLBAS's bare words mean
 
     def parse(self, path: str, text: str) -> ParsedFile:
         """The TOML document as one document (no node tree); RuleFileError naming the line if invalid."""

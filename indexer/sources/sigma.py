@@ -20,6 +20,7 @@ class Sigma(Source):
     paths = re.compile(r"^(rules[^/]*|deprecated|unsupported)/.+\.ya?ml$", re.DOTALL)
     checker = f"pySigma {importlib.metadata.version('pySigma')}"  # verdicts of another version are asked again
     history = True  # LOLBAS links to rules that moved are resolved through it
+    former_repositories = ("Neo23x0/sigma",)
     detects = True
 
     def extract(self, ctx: FileContext, parsed: ParsedFile) -> Extraction:
