@@ -849,7 +849,7 @@ def links(
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
-    """LOLBAS -> Sigma, Elastic and Splunk rule links, each resolved through that rule set's history.
+    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved through history.
 
     \b
     Example: indexer links --status moved,deleted --source elastic

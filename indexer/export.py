@@ -555,7 +555,18 @@ def export_index(
 
 # --- cross-references ----------------------------------------------------------------------------
 
-LINK_COLUMNS = ("status", "source", "entry", "lolbas_path", "line", "url", "current_path", "rule_id", "basis", "reason")
+LINK_COLUMNS = (
+    "status",
+    "rule_set",
+    "entry",
+    "lolbas_path",
+    "line",
+    "url",
+    "current_path",
+    "rule_id",
+    "basis",
+    "reason",
+)
 COVERAGE_COLUMNS = (
     "entry",
     "path",

@@ -50,7 +50,7 @@ class Link(Record):
     line: int
     url: str
     status: LinkStatus
-    source: str = "sigma"  # the rule set linked: "sigma", "elastic", "splunk"
+    rule_set: str = "sigma"  # the source whose rule is linked: "sigma", "elastic", "splunk"
     reason: str | None = None  # why it is unresolvable or deleted
     current_path: str | None = None  # where the rule is at the tip (ok, moved, deprecated)
     linked_ref: str | None = None  # the branch or commit the URL names

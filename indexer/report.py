@@ -332,7 +332,7 @@ def print_links(console: Console, links: list[dict[str, Any]]) -> None:
         style = {"ok": "green", "moved": "yellow", "deprecated": "magenta"}.get(link["status"], "red")
         table.add_row(
             Text(link["status"], style=style),
-            Text(link.get("source", "sigma")),
+            Text(link.get("rule_set", "sigma")),
             Text(link["lolbas_path"]),
             str(link["line"]),
             Text(link.get("current_path") or link.get("reason") or ""),

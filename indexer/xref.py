@@ -197,7 +197,7 @@ def build(
             links.append(
                 Link.from_dict(
                     {
-                        "source": kind,
+                        "rule_set": kind,
                         "lolbas_path": report.path,
                         "entry": report.entry.get("name", ""),
                         "line": link["line"],
@@ -226,7 +226,7 @@ def build(
     return XrefData(
         tuple(links),
         tuple(references),
-        {"entries": _coverage(reader, entries, [l for l in links if l.source == "sigma"], references)},
+        {"entries": _coverage(reader, entries, [l for l in links if l.rule_set == "sigma"], references)},
         {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f},
     )
 
@@ -346,7 +346,7 @@ def write(generation: Path, data: XrefData) -> None:
     (generation / XREF_FILE).write_text(json.dumps(data.to_dict(), ensure_ascii=False), encoding="utf-8")
     by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for link in data.links:
-        if link.source == "sigma":  # `search` and `show` say "LOLBAS links a Sigma rule"
+        if link.rule_set == "sigma":  # `search` and `show` say "LOLBAS links a Sigma rule"
             by_entry[link.lolbas_path].append(link.to_dict())
     declared: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in data.coverage["entries"]:
@@ -379,7 +379,7 @@ def links(
     return [
         l.to_dict()
         for l in load(reader).links
-        if (not status or l.status in status) and (not sources or l.source in sources)
+        if (not status or l.status in status) and (not sources or l.rule_set in sources)
     ]
 
 

@@ -356,7 +356,7 @@ def test_lolbas_links_to_elastic_rules_are_resolved_through_its_history(tip_data
     for link in links:
         counts[link["status"]] = counts.get(link["status"], 0) + 1
     assert len(links) == 87 and counts == {"ok": 83, "moved": 1, "deleted": 2, "unresolvable": 1}
-    assert {l["source"] for l in links} == {"elastic"}
+    assert {l["rule_set"] for l in links} == {"elastic"}
     pinned = {
         (l["lolbas_path"], l["line"]): (l["status"], l.get("current_path"), l.get("rule_id"))
         for l in links

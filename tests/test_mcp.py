@@ -188,7 +188,7 @@ def test_unknown_binary_is_a_result_with_suggestions(client: Client) -> None:
         ("search_binary", {"name": "psr.exe", "roles": ["bogus"]}, "roles"),
         ("search_binary", {"name": "psr.exe", "limit": 0}, "limit"),
         ("search_binary", {"name": "psr.exe", "limit": 100_000}, "limit"),
-        ("search_binary", {"name": "psr.exe", "source": "elastic"}, "source"),
+        ("search_binary", {"name": "psr.exe", "source": "nosuch"}, "source"),
         ("search_binary", {"name": "psr.exe", "verdicts": ["detects"]}, "verdicts"),
         ("search_binary", {"name": "psr.exe", "detects": "sometimes"}, "detects"),
         ("search_binary", {"name": ""}, "name"),

@@ -168,6 +168,7 @@ def test_shapes_refused_and_unknown_keys_ignored() -> None:
         "line": 30,
         "url": link.url,
         "status": "deleted",
+        "rule_set": "sigma",
         "reason": "no rule with this id at the tip",
     }
     assert records.LinkState("u", "ok", None, None).to_dict() == {

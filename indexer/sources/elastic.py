@@ -11,6 +11,7 @@ from the line where its key starts (a multi-line string's line i is that line + 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -53,20 +54,23 @@ class TomlLines:
         table, inside = "", ""
         for number, text in enumerate(lines, 1):
             if inside:
-                if text.count(inside) % 2 == 1:
+                if inside in text and text.count(inside) % 2 == 1:
                     inside = ""
                 continue
-            header = self._HEADER.match(text)
-            if header and not text.lstrip().startswith(("'", '"')):
-                table = header.group(1)
-                continue
-            key = self._KEY.match(text)
-            if key:
-                self.keys.setdefault((table, key.group(1)), (number, key.group(2)))
-            for delimiter in ("'''", '"""'):
-                if text.count(delimiter) % 2 == 1:
-                    inside = delimiter
-                    break
+            if text.lstrip()[:1] == "[":
+                header = self._HEADER.match(text)
+                if header:
+                    table = header.group(1)
+                    continue
+            elif "=" in text:
+                key = self._KEY.match(text)
+                if key:
+                    self.keys.setdefault((table, key.group(1)), (number, key.group(2)))
+            if "'''" in text or '"""' in text:
+                for delimiter in ("'''", '"""'):
+                    if text.count(delimiter) % 2 == 1:
+                        inside = delimiter
+                        break
 
     def string_lines(self, table: str, key: str, value: str) -> list[tuple[int, str]]:
         """(file line, text) of each line of the string `value` of `key` in `table`."""
@@ -229,12 +233,19 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         line = by_index[error.line] if error.line is not None and error.line < len(by_index) else None
         raise RuleFileError(parsed.path, f"{language} query does not parse: {error.reason}", line)
     if found:
+        templates: dict[tuple[str, str, bool, str], Mention | None] = {}
         for term in found:
             # a process name without extension is a Unix program unless the rule is for Windows
             # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
-            _term(col, term, meta, language, by_index, platform != "windows", infer_platform)
+            _term(col, term, meta, language, by_index, platform != "windows", infer_platform, templates)
         _own_programs_in_text(col, text_lines)
     return col.out
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_name(name: str) -> re.Pattern[str]:
+    """`atlas.own_name`, compiled once per name (`bash` is named by 272 rules)."""
+    return own_name(name, case_sensitive=False)
 
 
 def _own_programs_in_text(col: Collector, text_lines: list[tuple[Mention, list[tuple[int, str]]]]) -> None:
@@ -247,7 +258,7 @@ def _own_programs_in_text(col: Collector, text_lines: list[tuple[Mention, list[t
         if m.role in _PROCESS_ROLES and m.context == "selection" and "." not in m.binary and len(m.binary) >= 3
     }
     for name in sorted(own - COMMON_WORDS):
-        pattern = own_name(name, case_sensitive=False)
+        pattern = _own_name(name)
         for template, lines in text_lines:
             for line, text in lines:
                 if pattern.search(text):
@@ -255,20 +266,38 @@ def _own_programs_in_text(col: Collector, text_lines: list[tuple[Mention, list[t
 
 
 def _term(
-    col: Collector, term: Term, meta: dict[str, Any], language: str, lines: list[int], unix: bool, platform: str
+    col: Collector,
+    term: Term,
+    meta: dict[str, Any],
+    language: str,
+    lines: list[int],
+    unix: bool,
+    platform: str,
+    templates: dict[tuple[str, str, bool, str], Mention | None],
 ) -> None:
-    role = ecs_role(term.field)
-    if role is None or not term.value or term.line >= len(lines):
+    """The mentions of one query value; templates: one per field, operator, negation and subquery."""
+    if not term.value or term.line >= len(lines):
         return
+    key = (term.field, term.op, term.negated, term.part)
+    if key not in templates:
+        role = ecs_role(term.field)
+        templates[key] = (
+            None
+            if role is None
+            else col.make(
+                field=term.field,
+                modifiers=(term.op,),
+                role=role,
+                context="filter" if term.negated else "selection",
+                detection=term.part or language,
+                **meta,
+            )
+        )
+    template = templates[key]
+    if template is None:
+        return
+    role = template.role
     line = lines[term.line]
-    template = col.make(
-        field=term.field,
-        modifiers=(term.op,),
-        role=role,
-        context="filter" if term.negated else "selection",
-        detection=term.part or language,
-        **meta,
-    )
     for hit in _finder(role, term.op, term.value, unix):
         col.add(template, hit.name, line, hit.inferred)
     if role in _INFER_ROLES and term.op not in ("regex", "regex~", "rlike"):
