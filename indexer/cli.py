@@ -849,7 +849,7 @@ def links(
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
 ) -> None:
-    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved through history.
+    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved.
 
     \b
     Example: indexer links --status moved,deleted --source elastic
