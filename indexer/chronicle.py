@@ -135,8 +135,11 @@ def iso(ts: int) -> str:
 # -- what a file gives, stored once per (source, path, blob) --
 
 
-def encode_file(extraction: Extraction | None, title: str = "", error: str = "") -> tuple[bytes, list[str]]:
-    """A file's extraction as stored (zlib JSON) and its tokens."""
+def encode_file(
+    extraction: Extraction | None, title: str = "", error: str = "", executables: Iterable[str] | None = None
+) -> tuple[bytes, list[str]]:
+    """A file's extraction as stored (zlib JSON) and its tokens; executables: the names it adds to
+    the vocabulary (its report's: none for a source that feeds no stems, `Source.feeds_stems`)."""
     if extraction is None:
         return zlib.compress(json.dumps({"error": error}).encode()), []
     payload = {
@@ -148,7 +151,7 @@ def encode_file(extraction: Extraction | None, title: str = "", error: str = "")
         "e": extraction.entry,
     }
     tokens = {"b:" + m.binary for m in extraction.mentions}
-    tokens.update("x:" + name for name in extraction.executables())
+    tokens.update("x:" + name for name in (extraction.executables() if executables is None else executables))
     for image, original, kind in extraction.alias_pairs():
         tokens.add(f"p:{image}\t{original}")
         if kind == "stem":
@@ -580,7 +583,7 @@ def _extract_one(item: tuple[str, str, bytes, int]) -> tuple[bytes, list[str]]:
     processed = process_file(FileContext(source, path), raw, max_bytes, defer_check=True)
     if processed.report.status != "indexed":
         return encode_file(None, error=processed.report.reason)
-    return encode_file(processed.extraction, processed.report.title)
+    return encode_file(processed.extraction, processed.report.title, executables=processed.report.executables)
 
 
 def _threshold(token: str) -> int:
