@@ -12,7 +12,7 @@ import bisect
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -209,6 +209,7 @@ class Extraction:
     entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
     own_stems: dict[str, str] = field(default_factory=dict)  # a LOLBAS entry's own stems: always names in it
     depends: list[str] = field(default_factory=list)  # the source's shared files it read (Source.shared)
+    warnings: list[str] = field(default_factory=list)  # what a source without a checker warns of (a macro cycle)
 
     def alias_pairs(self) -> list[list[str]]:
         """Image and OriginalFileName names one selection pairs: [image, original, kind].
@@ -544,6 +545,23 @@ def _keywords(
 
 
 def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool, platform: str) -> None:
+    finder = value_finder(template, is_regex, platform)
+    infer = infers_bare_names(template, is_regex)
+    for scalar in scalars(value):
+        if scalar_text(scalar):
+            col.scan(scalar, template, finder, infer=infer, platform=platform)
+
+
+def infers_bare_names(template: Mention, is_regex: bool) -> bool:
+    """Whether bare names (`rundll32 `) are looked for in a detection value of this field: a
+    command line, keyword, registry or other field, not a regex, not a service or company name."""
+    return template.role in _INFER_ROLES and not is_regex and template.field.lower() not in _OBJECT_NAME_FIELDS
+
+
+def value_finder(template: Mention, is_regex: bool, platform: str) -> Callable[[str], list[NameHit]]:
+    """The names in one detection value of `template`'s role and modifiers (contains, endswith,
+    startswith, re): the whole value of a process or file field, names with an extension in
+    other fields; platform: platform_of the rule (a Unix process value names a Unix program)."""
     whole = template.role in _WHOLE_VALUE_ROLES
     process = template.role in _PROCESS_ROLES and "startswith" not in template.modifiers
     contains = "contains" in template.modifiers
@@ -569,10 +587,7 @@ def _values(col: _Collector, value: yaml.Node, template: Mention, is_regex: bool
 
     encoded = template.encoded
     argv0 = unix and template.field.lower() == "a0"  # auditd EXECVE: a0 is argv[0], the program run
-    infer = template.role in _INFER_ROLES and not is_regex and template.field.lower() not in _OBJECT_NAME_FIELDS
-    for scalar in scalars(value):
-        if scalar_text(scalar):
-            col.scan(scalar, template, finder, infer=infer, platform=platform)
+    return finder
 
 
 _ARGV0 = re.compile(r"[A-Za-z0-9_][\w.+\-]*[A-Za-z0-9_]", re.ASCII)

@@ -87,6 +87,8 @@ def process_file(
     report.aliases = extraction.alias_pairs()
     report.title = source.title(parsed)
     report.depends = sorted(set(extraction.depends))
+    if extraction.warnings:
+        report.warnings = list(dict.fromkeys([*extraction.warnings, *report.warnings]))
     return Processed(report, extraction, unchecked)
 
 

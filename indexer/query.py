@@ -533,3 +533,17 @@ def index_stats(reader: IndexReader) -> dict[str, object]:
         binaries=len(binaries),
         problems=tuple(sorted(problems, key=lambda p: (p.status, p.source, p.path))),
     ).to_dict()
+
+
+def validated_by(reader: IndexReader, guid: str) -> list[FileReport]:
+    """The detection files whose rule names the atomic test `guid` (its `auto_generated_guid`, the
+    atomic source's rule id) as a test it was validated with (Splunk's `tags.atomic_guid`), by path."""
+    wanted = guid.strip().lower()
+    return sorted(
+        (
+            r
+            for r in reader.state.files.values()
+            if r.status == "indexed" and wanted in (r.entry.get("atomic_guids") or ())
+        ),
+        key=lambda r: (r.source, r.path),
+    )

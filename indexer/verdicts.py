@@ -58,7 +58,7 @@ ATLAS_VERDICTS = {
     "loobin": "documented",
 }
 RETIRED_STATUSES = frozenset({"deprecated", "unsupported"})
-RETIRED_FOLDERS = ("deprecated/", "unsupported/")
+RETIRED_FOLDERS = ("deprecated/", "unsupported/", "detections/deprecated/")  # Sigma's; Splunk's
 LEVELS = ("critical", "high", "medium", "low", "informational")
 
 _RANK = {v: i for i, v in enumerate(VERDICTS)}

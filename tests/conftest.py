@@ -19,7 +19,7 @@ LOLBAS_BUNDLE = CORPORA / "lolbas.bundle"
 
 
 # the atlas's sources, each from its bundle (corpora/<name>.bundle), indexed beside Sigma and LOLBAS
-ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins", "elastic")
+ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins", "elastic", "splunk")
 
 
 def specs(

@@ -26,10 +26,10 @@ from indexer.sources import get
 from test_golden import assert_index_matches, assert_lines_name_the_binary
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "sources"
-ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins", "elastic")
-MENTION_KEYS = {"binary", "line", "role", "inferred", "field", "default", "context"}
+ATLAS = ("atomic", "loldrivers", "hijacklibs", "gtfobins", "loobins", "elastic", "splunk")
+MENTION_KEYS = {"binary", "line", "role", "inferred", "field", "default", "context", "via"}
 
-Key = tuple[str, str, int, bool, str, str, str]  # binary, role, line, inferred, field, default, context
+Key = tuple[str, str, int, bool, str, str, str, str]  # binary, role, line, inferred, field, default, context, via
 
 
 def _load(source: str) -> list[dict[str, Any]]:
@@ -65,13 +65,15 @@ def golden_key(m: dict[str, Any], source: str) -> Key:
         m.get("field", "") if source in WITH_FIELD else "",
         m.get("default", ""),
         m.get("context", "") if source in WITH_CONTEXT else "",
+        m.get("via", ""),
     )
 
 
 def index_key(m: Mention) -> Key:
     default = next((x[2:-1] for x in m.modifiers if x.startswith("#{") and x.endswith("}")), "")
+    via = next((x[4:] for x in m.modifiers if x.startswith("via:")), "")
     context = m.context if m.source in WITH_CONTEXT else ""
-    return (m.binary, m.role, m.line, m.inferred, m.field if m.source in WITH_FIELD else "", default, context)
+    return (m.binary, m.role, m.line, m.inferred, m.field if m.source in WITH_FIELD else "", default, context, via)
 
 
 @lru_cache(maxsize=None)
@@ -94,7 +96,7 @@ def file_lines(tip_data_dir: Path, tip_reader):
 
 
 def _describe(key: Key, lines: tuple[str, ...]) -> str:
-    binary, role, line, inferred, field, default, context = key
+    binary, role, line, inferred, field, default, context, via = key
     text = lines[line - 1].strip() if 0 < line <= len(lines) else "<no such line>"
     flags = " ".join(
         f
@@ -102,6 +104,7 @@ def _describe(key: Key, lines: tuple[str, ...]) -> str:
             field and f"field={field}",
             default and f"default={default}",
             context and f"context={context}",
+            via and f"via={via}",
             inferred and "inferred",
         )
         if f
@@ -146,6 +149,13 @@ def test_golden_lines_name_the_binary(entry: dict[str, Any], file_lines) -> None
         text = lines[m["line"] - 1]
         if "default" in m:
             assert "#{" + m["default"] + "}" in text, f"{entry['path']}:{m['line']}: no #{{{m['default']}}}"
+        elif "via" in m:  # a macro's value: the line calls the macro, the macro's line spells the name
+            macro_path, _, macro_line = m["via"].partition("#L")
+            assert f"`{macro_path.rsplit('/', 1)[-1][:-4]}" in text, (
+                f"{entry['path']}:{m['line']}: no call of {macro_path}"
+            )
+            defined = file_lines(entry["source"], macro_path)[int(macro_line) - 1].lower()
+            assert m["binary"] in defined, f"{m['via']}: {m['binary']!r} not on the line: {defined.strip()}"
         elif entry["source"] == "gtfobins" and m["binary"] not in text.lower():
             assert text.strip() in (f"{m['field']}:", f"alias: {text.split(':')[-1].strip()}"), text
         else:

@@ -33,4 +33,4 @@ def names() -> tuple[str, ...]:
 
 
 # the plug-ins register themselves when imported, in this order
-from . import sigma, lolbas, atomic, loldrivers, hijacklibs, gtfobins, loobins, elastic  # noqa: E402,F401
+from . import sigma, lolbas, atomic, loldrivers, hijacklibs, gtfobins, loobins, elastic, splunk  # noqa: E402,F401
