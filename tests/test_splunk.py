@@ -5,6 +5,7 @@ upstream, atomic tests)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.extract import FileContext
@@ -30,6 +31,21 @@ from conftest import CORPORA
 from repos import Upstream, git, indexer
 
 BUNDLE = CORPORA / "splunk.bundle"
+PROPERTY = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # splunk_macros: the same macros for every example
+)
+SPL_PIECES = [
+    *"ab.ex *\\\"`()=!,|<>\n'",
+    "```",
+    "NOT",
+    " IN ",
+    "process_name",
+    "cmd.exe",
+    "`process_certutil`",
+    "`loop_a`",
+]
 
 
 # --- the tokenizer -------------------------------------------------------------------------------
@@ -87,8 +103,8 @@ def test_broken_searches_still_tokenize(text: str, expected: list[tuple[str, str
     assert kinds(text) == expected
 
 
-@settings(max_examples=200)
-@given(st.lists(st.sampled_from([*"ab.ex *\\\"`()=!,|<>\n'", "```", "NOT", " IN "]), max_size=40).map("".join))
+@PROPERTY
+@given(st.lists(st.sampled_from(SPL_PIECES), max_size=40).map("".join))
 def test_tokens_never_overlap_and_cover_every_non_blank_character(text: str) -> None:
     tokens = tokenize(text)
     at = 0
@@ -101,7 +117,7 @@ def test_tokens_never_overlap_and_cover_every_non_blank_character(text: str) -> 
     comparisons(expand(text, lambda name, count: None).pieces)
 
 
-@settings(max_examples=200)
+@PROPERTY
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
 def test_a_quoted_string_reads_back_as_written(value: str) -> None:
     quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -368,6 +384,24 @@ def test_bad_macros_and_detections_give_one_line_reasons_naming_the_file(splunk_
     for text in ("- a list\n", "name: [x\n", "search: 3\nname: 4\n", "search: '\"`\\'\n"):
         done = read("detections/endpoint/bad.yml", text)
         assert "\n" not in done.report.reason and "Traceback" not in done.report.reason
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(SPL_PIECES), max_size=40).map("".join), st.sampled_from(["plain", "'", '"', "|", ">"]))
+def test_any_search_in_any_yaml_style_is_read_with_mentions_on_real_lines(splunk_macros, spl: str, style: str) -> None:
+    if style == "plain":
+        text = yaml.safe_dump({"name": "X", "search": spl}, width=30)
+    elif style in "|>":
+        text = "name: X\nsearch: " + style + "-\n" + "".join(f"  {line}\n" for line in spl.split("\n"))
+    else:
+        text = yaml.safe_dump({"name": "X", "search": spl}, default_style=style, width=30)
+    done = process_file(FileContext("splunk", "detections/endpoint/x.yml"), text.encode())
+    lines = text.split("\n")
+    if done.report.status == "error":
+        assert done.report.reason and "\n" not in done.report.reason
+        return
+    for m in done.extraction.mentions:
+        assert 0 < m.line <= len(lines) and m.snippet == lines[m.line - 1].strip(), (m, text)
 
 
 def test_macro_definitions_that_are_no_mapping_are_left_out() -> None:
