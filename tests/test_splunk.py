@@ -551,3 +551,33 @@ def _everything(data_dir: Path) -> tuple[list[Mention], dict[str, tuple[str, str
         mentions = sorted(m for r in reader.state.files.values() for m in reader.file_mentions(r.source, r.path))
         files = {k: (r.status, r.reason, r.depends) for k, r in sorted(reader.state.files.items())}
     return mentions, files
+
+
+def test_only_a_macro_changes_in_a_small_repository(tmp_path: Path) -> None:
+    """A repository of one macro and two detections (one calls it): the macro alone changes
+    upstream (certutil -> bitsadmin); the incremental refresh reads the macro and its caller,
+    not the other detection, and equals a full build."""
+    repo = tmp_path / "security_content"
+    repo.mkdir()
+    git("init", "-q", "-b", "develop", cwd=repo)
+    files = {
+        "macros/process_lolbin.yml": "definition: (Processes.process_name=certutil.exe)\nname: process_lolbin\n",
+        "detections/endpoint/a.yml": "name: A\nsearch: '| tstats count where `process_lolbin` by x'\n",
+        "detections/endpoint/b.yml": "name: B\nsearch: '| tstats count where Processes.process_name=whoami.exe'\n",
+    }
+    for step, text in enumerate(
+        (files["macros/process_lolbin.yml"], files["macros/process_lolbin.yml"].replace("certutil", "bitsadmin"))
+    ):
+        files["macros/process_lolbin.yml"] = text
+        for path, content in files.items():
+            (repo / path).parent.mkdir(parents=True, exist_ok=True)
+            (repo / path).write_text(content, encoding="utf-8")
+        git("add", "-A", cwd=repo)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", f"step {step}", cwd=repo)
+        manifest = refresh(RefreshOptions(tmp_path / "data", [get("splunk").spec(str(repo))]))
+        assert manifest.exit_code == 0, manifest.file_errors
+    assert manifest.sources["splunk"].mode == "incremental" and manifest.files_parsed == 2
+    assert _search(tmp_path / "data", "bitsadmin.exe")[0]["rules"][0]["path"] == "detections/endpoint/a.yml"
+    assert indexer("search", "certutil.exe", data_dir=tmp_path / "data").returncode == 1
+    assert refresh(RefreshOptions(tmp_path / "full", [get("splunk").spec(str(repo))])).exit_code == 0
+    assert _everything(tmp_path / "data") == _everything(tmp_path / "full")
