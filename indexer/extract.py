@@ -254,7 +254,7 @@ class Extraction:
             if m.role in ("gtfobin", "loobin"):  # a GTFOBins or LOOBins page's own binary: a Unix program
                 names.add(UNIX_PREFIX + m.binary)
             elif m.role in ("process", "parent", "original_filename", "lolbas_entry"):
-                windows = "." not in m.binary and m.source == "sigma" and platform_of(m.logsource) == "windows"
+                windows = "." not in m.binary and m.role != "lolbas_entry" and m.platform == "windows"
                 names.add(WINDOWS_PREFIX + m.binary if windows else m.binary)
             elif m.role == "loaded_module" and m.context == "selection" and m.binary.endswith(".dll"):
                 names.add(MODULE_PREFIX + m.binary)

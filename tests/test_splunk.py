@@ -581,3 +581,30 @@ def test_only_a_macro_changes_in_a_small_repository(tmp_path: Path) -> None:
     assert indexer("search", "certutil.exe", data_dir=tmp_path / "data").returncode == 1
     assert refresh(RefreshOptions(tmp_path / "full", [get("splunk").spec(str(repo))])).exit_code == 0
     assert _everything(tmp_path / "data") == _everything(tmp_path / "full")
+
+
+def test_names_without_extension_feed_the_bare_names_of_their_platform_only() -> None:
+    """Found on the real bundle: a Windows detection's `original_file_name=procdump` made
+    `procdump` a Unix name (inferred in Linux rules); an auditd detection's
+    `LIKE(process_exec, "%pass%")` (process_exec holds the command line there) made `pass` an
+    executable; CIM's placeholder `unknown` became a program."""
+    windows = read(
+        "detections/endpoint/w.yml",
+        """\
+        name: W
+        tags:
+          security_domain: endpoint
+        search: '| tstats count where Processes.original_file_name=procdump Processes.original_file_name!="unknown" by x'
+        """,
+    )
+    assert windows.report.executables == ["windows:procdump"]
+    assert [(m.binary, m.context) for m in windows.extraction.mentions] == [("procdump", "selection")]
+    linux = read(
+        "detections/endpoint/linux_auditd_x.yml",
+        """\
+        name: L
+        search: '`linux_auditd` | where LIKE (process_exec, "%pass %") OR process_name="curl"'
+        """,
+    )
+    assert linux.report.executables == ["curl"]
+    assert splunk_role("process_exec") == "command_line"

@@ -4,7 +4,8 @@ executables, and the macros (`macros/*.yml`) those searches call.
 A search is tokenized and its macros expanded (`spl`), then every comparison of the commands
 that select events (`field=value`, `field!=value`, `field IN (...)`, `like/match(field, ...)`,
 bare search terms) gives mentions: the field's role from Splunk's CIM (`Processes.process_name`
-runs, `Processes.parent_process_name` is the parent, `Processes.process` the command line, ...)
+runs, `Processes.parent_process_name` is the parent, `Processes.process` the command line, ...;
+`unknown` and CIM's other placeholders name nothing)
 or, for raw event fields (`Image`, `TargetImage`, `ImageLoaded`), as in Sigma; names are found
 in a value as in a Sigma value of the same role and wildcards (`*\\cmd.exe`: endswith).
 A comparison under `NOT`, `!=` or `NOT ... IN` is a filter. A value that came from a macro sits
@@ -52,7 +53,6 @@ MACRO_DIR = "macros/"
 # Splunk CIM fields (the part after the data model's dataset, `Processes.`) -> role
 CIM_ROLES = {
     "process_name": "process",
-    "process_exec": "process",
     "process_path": "process",
     "original_file_name": "original_filename",
     "orig_process_name": "original_filename",
@@ -60,6 +60,7 @@ CIM_ROLES = {
     "parent_process_exec": "parent",
     "parent_process_path": "parent",
     "process": "command_line",
+    "process_exec": "command_line",  # the auditd macros put the command line there (CIM: the executable)
     "parent_process": "command_line",
     "file_name": "file",
     "file_path": "file",
@@ -70,6 +71,7 @@ CIM_ROLES = {
     "registry_value_name": "registry",
     "registry_value_data": "registry",
 }
+PLACEHOLDERS = frozenset({"unknown", "null", "none", "n/a", "-"})  # CIM's values for what a log did not say
 LEVELS = ((81, "critical"), (61, "high"), (41, "medium"), (21, "low"), (0, "informational"))
 _TEXT_FIELDS = ("name", "description", "known_false_positives")
 
@@ -306,7 +308,7 @@ def _comparison(
         modifiers: tuple[str, ...] = ()
         if not is_regex:
             text, modifiers = _wildcards(text, wildcard)
-        if not text:
+        if not text or text.lower() in PLACEHOLDERS:
             continue
         template = col.make(
             **meta,
