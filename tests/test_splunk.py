@@ -24,7 +24,7 @@ from indexer.query import validated_by
 from indexer.refresh import RefreshOptions, refresh
 from indexer.sources import get
 from indexer.sources.spl import MacroDef, comparisons, expand, tokenize
-from indexer.sources.splunk import CIM_ROLES, load_macros, splunk_level, splunk_role
+from indexer.sources.splunk import CIM_ROLES, detection_platform, load_macros, splunk_level, splunk_role
 from indexer.verdicts import rule_verdicts
 
 from conftest import CORPORA
@@ -608,3 +608,21 @@ def test_names_without_extension_feed_the_bare_names_of_their_platform_only() ->
     )
     assert linux.report.executables == ["curl"]
     assert splunk_role("process_exec") == "command_line"
+
+
+@pytest.mark.parametrize(
+    "path, data, platform",
+    [
+        (
+            "detections/deprecated/dump_lsass_via_procdump_rename.yml",
+            {"search": "`sysmon` OriginalFileName=procdump"},
+            "windows",
+        ),
+        ("detections/endpoint/linux_x.yml", {"data_source": ["Sysmon for Linux EventID 1"]}, "linux"),
+        ("detections/endpoint/macos_x.yml", {}, "macos"),
+        ("detections/endpoint/x.yml", {}, "windows"),
+        ("detections/cloud/aws_x.yml", {"tags": {"security_domain": "threat"}}, ""),
+    ],
+)
+def test_a_detection_s_platform(path: str, data: dict[str, Any], platform: str) -> None:
+    assert detection_platform(path, data) == platform

@@ -182,7 +182,8 @@ def _macro(parsed: ParsedFile) -> MacroDef | None:
 
 def detection_platform(path: str, data: dict[str, Any]) -> str:
     """`Mention.platform`: linux or macos by the detection's name or data sources, windows for
-    other endpoint detections, "" for cloud, network, web and application ones."""
+    other endpoint detections and those reading Windows logs (a `sysmon` macro), "" for cloud,
+    network, web and application ones."""
     stem = path.rsplit("/", 1)[-1].lower()
     sources = " ".join(str(s) for s in _list(data.get("data_source"))).lower()
     if stem.startswith("linux_") or "linux" in sources:
@@ -190,9 +191,17 @@ def detection_platform(path: str, data: dict[str, Any]) -> str:
     if stem.startswith("macos") or "macos" in sources or "osquery" in sources:
         return "macos"
     tags = data.get("tags") if isinstance(data.get("tags"), dict) else {}
-    if path.startswith("detections/endpoint/") or str(tags.get("security_domain", "")).lower() == "endpoint":
+    if (
+        path.startswith("detections/endpoint/")
+        or str(tags.get("security_domain", "")).lower() == "endpoint"
+        or "windows" in sources
+        or _WINDOWS_LOGS.search(str(data.get("search") or ""))
+    ):
         return "windows"
     return ""
+
+
+_WINDOWS_LOGS = re.compile(r"`(?:sysmon|wineventlog_\w+|powershell)`")  # macros of Windows event logs
 
 
 def _list(value: Any) -> list[Any]:
