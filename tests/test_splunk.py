@@ -626,3 +626,18 @@ def test_names_without_extension_feed_the_bare_names_of_their_platform_only() ->
 )
 def test_a_detection_s_platform(path: str, data: dict[str, Any], platform: str) -> None:
     assert detection_platform(path, data) == platform
+
+
+def test_a_macro_file_has_the_platform_of_what_it_defines(splunk_macros) -> None:
+    """Found by test_joins (curl.exe named on no platform by macros/process_curl.yml): a macro
+    of Windows process names (an original file name: a PE header) is windows, a linux_ one linux."""
+    certutil = read("macros/process_certutil.yml", MACROS["macros/process_certutil.yml"].decode())
+    assert {m.platform for m in certutil.extraction.mentions} == {"windows"}
+    shells = read(
+        "macros/linux_shells.yml", 'definition: (Processes.process_name IN ("bash", "zsh"))\nname: linux_shells\n'
+    )
+    assert [(m.binary, m.platform) for m in shells.extraction.mentions] == [("bash", "linux"), ("zsh", "linux")]
+    other = read(
+        "macros/cloudtrail.yml", "definition: sourcetype=aws:cloudtrail\ndescription: uses curl.exe\nname: x\n"
+    )
+    assert [(m.binary, m.platform) for m in other.extraction.mentions] == [("curl.exe", "")]

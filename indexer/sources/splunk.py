@@ -204,6 +204,18 @@ def detection_platform(path: str, data: dict[str, Any]) -> str:
 _WINDOWS_LOGS = re.compile(r"`(?:sysmon|wineventlog_\w+|powershell)`")  # macros of Windows event logs
 
 
+def macro_platform(path: str, data: dict[str, Any]) -> str:
+    """`Mention.platform` of a macro file: linux or macos by its name, windows for a macro of
+    original file names (a PE header's) or Windows logs, "" for the others."""
+    stem = path.rsplit("/", 1)[-1].lower()
+    definition = str(data.get("definition") or "")
+    if stem.startswith(("linux", "macos")):
+        return "linux" if stem.startswith("linux") else "macos"
+    if "original_file_name" in definition.lower() or _WINDOWS_LOGS.search(definition):
+        return "windows"
+    return ""
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
@@ -229,7 +241,11 @@ def extract_splunk(ctx: FileContext, parsed: ParsedFile, macros: dict[tuple[str,
     """Mentions in a detection (its search, expanded, and its text) or a macro file (its definition)."""
     doc = next(d for d in parsed.documents if isinstance(d.data, dict))
     is_macro = ctx.path.startswith(MACRO_DIR)
-    meta = {"title": str(doc.data.get("name") or ""), "platform": ""} if is_macro else _meta(ctx.path, doc.data)
+    meta = (
+        {"title": str(doc.data.get("name") or ""), "platform": macro_platform(ctx.path, doc.data)}
+        if is_macro
+        else _meta(ctx.path, doc.data)
+    )
     col = Collector(ctx, parsed, meta["platform"])
     platform = {"windows": "windows", "linux": "unix", "macos": "unix"}.get(meta["platform"], "other")
     if meta.get("rule_id"):
