@@ -370,6 +370,9 @@ class Splunk(Source):
     branch = "develop"
     paths = re.compile(r"^(detections/.+|macros/[^/]+)\.yml$", re.DOTALL)
     detects = True
+    # as Elastic's: its process_name values (syscall names among them: setgid, fchmod) do not
+    # change what the other sources' bare words mean
+    feeds_stems = False
 
     def __init__(self) -> None:
         self.macros: dict[tuple[str, int], MacroDef] = {}
