@@ -25,13 +25,16 @@ from indexer.index import IndexReader
 from indexer.query import search
 from indexer.refresh import RefreshOptions, refresh
 from indexer.sources import get
+from indexer.sources.base import Source
 from indexer.timeline import timeline, timeline_lines
 from indexer.verdicts import DETECTING
 
 from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE
 from repos import Upstream, git, run_cli
 
-SOURCES = ("sigma", "lolbas", *ATLAS)
+# the sources whose history is exact: not one whose files read its other files (Splunk's macros,
+# Source.shared), which the history does not hand their shared files yet
+SOURCES = tuple(name for name in ("sigma", "lolbas", *ATLAS) if type(get(name)).shared is Source.shared)
 # spread over the bundles' histories: before LOLDrivers, HijackLibs and LOOBins existed; with
 # HijackLibs but not yet LOLDrivers; with every source
 DATES = ("2019-07-01", "2022-06-15", "2025-03-01")
