@@ -30,7 +30,7 @@ index: $(STAMP)
 	$(BIN)/indexer stats
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # No corpus build: the unit tests and the tests on small repositories written in the tests,
 # the properties with 25 examples each (150 in `make test`), no fault injection, in two workers.
