@@ -38,6 +38,7 @@ PUBLISHED_FILE = "PUBLISHED"  # generations published, oldest first
 META_FILE = "meta.json"  # format, sources, mention count, binary names: all a search needs besides Whoosh
 MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the generation
 DECLARED_FILE = "declared.json"  # binary -> the Sigma links its LOLBAS entries declare (written by xref)
+DIGESTS_FILE = "digests.json"  # binary -> digest of its stored mentions: what a refresh compares before reading
 SUMS_FILE = "SUMS"  # sha256 of every other file of the generation, written when it is published
 INDEX_FORMAT = 11  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13; 11: `platform`
 
@@ -143,6 +144,8 @@ class IndexWriter:
         base_meta = read_meta(base) if base is not None else {"mentions": 0, "binaries": []}
         self._mentions: int = base_meta["mentions"]
         self._binaries: set[str] = set(base_meta["binaries"])
+        # None: the base has none (an older generation), so this one cannot have them all either
+        self._digests: dict[str, str] | None = read_digests(base) if base is not None else {}
         if base is not None:
             # Whoosh never rewrites a segment file, so hard links share them safely.
             for item in base.iterdir():
@@ -202,9 +205,13 @@ class IndexWriter:
                 self._writer.delete_by_term("binary", binary)
                 self._binaries.discard(binary)
                 written[binary] = "[]"
+                if self._digests is not None:
+                    self._digests.pop(binary, None)
                 continue
             self._binaries.add(binary)
             written[binary] = "[" + ",".join(text for _, text in items) + "]"
+            if self._digests is not None:
+                self._digests[binary] = document_digest(written[binary])
             verdicts = sorted(rules.get(binary, []), key=lambda item: item[0])
             write(binary=binary, data=written[binary], rules="[" + ",".join(text for _, text in verdicts) + "]")
         return written
@@ -227,11 +234,19 @@ class IndexWriter:
             "aliases": aliases or {},
         }
         self._write_file(META_FILE, json.dumps(meta, indent=1))
+        if self._digests is not None:
+            self._write_file(DIGESTS_FILE, json.dumps(self._digests, sort_keys=True, separators=(",", ":")))
 
     @property
     def mentions(self) -> int:
         """Mentions in the generation (once written)."""
         return self._mentions
+
+    @property
+    def digests(self) -> dict[str, str] | None:
+        """binary -> the digest of its stored mentions (`document_digest`), of every document of
+        the generation; None if the base generation had none."""
+        return self._digests
 
     def write_manifest(self, text: str) -> None:
         """The manifest of the refresh writing this generation, kept with it."""
@@ -338,6 +353,21 @@ def prune(data_dir: Path) -> None:
     for generation in root.glob("gen-*"):
         if generation.is_dir() and generation.name not in keep:
             shutil.rmtree(generation, ignore_errors=True)
+
+
+def document_digest(document: str) -> str:
+    """A stored document's digest (64 bits of BLAKE2b): equal digests, equal documents."""
+    return hashlib.blake2b(document.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def read_digests(generation: Path) -> dict[str, str] | None:
+    """binary -> the digest of its stored mentions in the generation; None if it has none (written
+    by an older version) or they cannot be read."""
+    try:
+        digests = json.loads((generation / DIGESTS_FILE).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return digests if _dict_of(digests, str) else None
 
 
 def read_meta(generation: Path) -> dict[str, Any]:

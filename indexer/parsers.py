@@ -5,6 +5,7 @@ executables every file names (known only once all are read), and because pySigma
 (about a third of the work) are not needed until the index is written:
 
     reader = ParserPool(2, max_bytes)       # or InlineReader(max_bytes): the same three steps
+    reader.guess(previous_stems)             # optional: resolve with these as soon as all is read
     reports = reader.read(batches)           # parse and extract; reports in batch order
     reader.resolve(stems)                    # bare names and index rows: started, returns at once
     found = reader.mentions()                # each file's mentions as index rows, same order
@@ -12,6 +13,9 @@ executables every file names (known only once all are read), and because pySigma
 
 Parser processes keep what they extracted between the steps: only reports and index rows
 cross between processes, and the verdicts are computed while the refresh writes the index.
+A guess (the stems of the index being replaced) lets the processes make the rows while the
+refresh still collects the reports; `resolve` keeps them when the stems turn out the same
+(a full build of an unchanged corpus, most refreshes) and has them made again otherwise.
 """
 
 from __future__ import annotations
@@ -133,6 +137,9 @@ class InlineReader:
         """The reports of the files read, in order."""
         return [item.report for item in self._read]
 
+    def guess(self, stems: Stems) -> None:
+        """Nothing to start early: the rows are made when asked for."""
+
     def resolve(self, stems: Stems) -> None:
         self._stems = stems
 
@@ -182,6 +189,15 @@ class ParserPool:
         self._results: dict[Any, Any] = {receiver: process for (receiver, _), process in zip(pipes, self._processes)}
         self._reports: list[list[FileReport]] = []
         self._ahead: list[tuple[str, int, Any]] = []
+        self._guess: Stems | None = None
+        self._guessed_right = False
+
+    def guess(self, stems: Stems) -> None:
+        """Have the processes make the index rows with `stems` once every batch is read, before
+        `resolve` is called (call before `read`)."""
+        self._guess = stems
+        for queue in self._stems:
+            queue.put(("guess", stems))
 
     def read(self, batches: Iterable[Batch], progress: Any = None) -> list[FileReport]:
         """Every file of every batch parsed and extracted; its report, in batch order."""
@@ -206,14 +222,21 @@ class ParserPool:
         return [report for batch in self._reports for report in batch]
 
     def resolve(self, stems: Stems) -> None:
-        """Have the processes resolve bare names with `stems` and make the index rows (returns at once)."""
+        """Have the processes resolve bare names with `stems` and make the index rows (returns at
+        once); rows made with a guess equal to `stems` are kept."""
+        self._guessed_right = self._guess is not None and self._guess == stems
         for queue in self._stems:
-            queue.put(stems)
+            queue.put(("same", None) if self._guessed_right else ("resolve", stems))
 
     def mentions(self) -> list[FileMentions]:
         """Every file's mentions, in the order of `read`, once `resolve` was called."""
         found: dict[tuple[int, int], FileMentions] = {}
         for _ in self._processes:
+            if self._guess is not None:
+                guessed = self._next("guessed")[1]
+                if self._guessed_right:
+                    found.update(guessed)
+                    continue
             found.update(self._next("mentions")[1])
         return [
             found[(number, position)] for number, batch in enumerate(self._reports) for position in range(len(batch))
@@ -280,17 +303,12 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
                 extracted.append((number, position, item.extraction))
                 reports.append(item.report)
             results.send(("batch", number, reports))
-        known_stems = stems.get()
-        results.send(
-            (
-                "mentions",
-                0,
-                {
-                    (number, position): file_mentions(extraction, known_stems)
-                    for number, position, extraction in extracted
-                },
-            )
-        )
+        kind, known_stems = stems.get()
+        if kind == "guess":
+            results.send(("guessed", 0, _rows(extracted, known_stems)))
+            kind, known_stems = stems.get()
+        if kind == "resolve":
+            results.send(("mentions", 0, _rows(extracted, known_stems)))
         del extracted
         # pySigma's rule objects hold reference cycles (tens of MB over the corpus): collect
         # them, with what exists already frozen so that collections only scan what pySigma makes
@@ -308,6 +326,10 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
         )
     except BaseException as exc:  # report it rather than leave the parent waiting
         results.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
+
+
+def _rows(extracted: list[tuple[int, int, Extraction]], stems: Stems) -> dict[tuple[int, int], FileMentions]:
+    return {(number, position): file_mentions(extraction, stems) for number, position, extraction in extracted}
 
 
 def _die_with_parent(parent: int) -> None:

@@ -24,7 +24,7 @@ from . import plan, xref
 from .errors import ExitCode
 from .extract import FileContext, derive_aliases
 from .history import PathHistory, update_history
-from .index import IndexMissing, IndexReader, IndexWriter, current_generation, fileref, verify
+from .index import IndexMissing, IndexReader, IndexWriter, current_generation, fileref, read_digests, verify
 from .lock import RefreshLock
 from .manifest import Manifest, SourceOutcome, save_manifest, summarise
 from .model import FileReport
@@ -173,6 +173,8 @@ class _Refresh:
             work = self._work(plans, state)
             self._share(repos, state, work)  # before the parser processes are forked
             reader = self._reader(len(work))  # parser processes are forked first,
+            if previous is not None:  # bare names most likely resolve as in the index replaced
+                reader.guess(known_stems(previous.executables))
             self._start_history(state)  # then the history thread starts
             reports = self._read(reader, repos, work)  # parse, extract
             again = self._read_again(repos, state, previous, reports)  # bare names that changed meaning
@@ -422,8 +424,6 @@ class _Refresh:
         verdicts, state; what changed."""
         for reader in self._readers:
             reader.resolve(known_stems(state.executables))  # processes resolve bare names meanwhile
-        # what changed: a full build compares every document, an incremental one those it rewrites
-        old_docs = self._old_documents() if previous and fresh else {}
         found = self._mentions()
         mention_count = sum(len(f.rows) for f in found.values())
         self.progress.stage("index", mention_count)
@@ -443,12 +443,28 @@ class _Refresh:
         except BaseException:
             writer.abort()
             raise
-        if fresh:  # a binary no file names any more has no new document: all its mentions went
-            written = {**{binary: "[]" for binary in old_docs}, **written}
-        elif previous:
-            old_docs = self._old_documents(written)
-        self._summarise(old_docs, written, previous, state)
+        if previous is None:
+            self._summarise({}, written, previous, state)
+        else:
+            self._summarise(*self._changed_documents(written, writer.digests, fresh), previous, state)
         return writer
+
+    def _changed_documents(
+        self, written: dict[str, str], digests: dict[str, str] | None, fresh: bool
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The published generation's documents this refresh changed, and what they are now
+        ("[]": gone). Only documents whose digests differ are read (all of them, for a full
+        build replacing a generation that has no digests)."""
+        old_digests = read_digests(current) if (current := current_generation(self.data_dir)) else None
+        if old_digests is None or digests is None:
+            old_docs = self._old_documents(None if fresh else written)
+            if fresh:  # a binary no file names any more has no new document: all its mentions went
+                written = {**{binary: "[]" for binary in old_docs}, **written}
+            return old_docs, written
+        if fresh:
+            written = {**{binary: "[]" for binary in old_digests}, **written}
+        changed = {binary: doc for binary, doc in written.items() if old_digests.get(binary) != digests.get(binary)}
+        return self._old_documents(changed), changed
 
     def _await_verdicts(self) -> None:
         """The checks' verdicts (pySigma's) from the parser processes, into the file reports."""

@@ -47,7 +47,9 @@ detection:
 """
 
 
-def _three_steps(reader, batches, executables):
+def _three_steps(reader, batches, executables, guess=None):
+    if guess is not None:
+        reader.guess(guess)
     reports = reader.read(iter(batches))
     stems = known_stems(executables)
     reader.resolve(stems)
@@ -89,3 +91,23 @@ def test_a_blob_missing_from_the_clone_is_a_source_error(tip_data_dir: Path) -> 
     with pytest.raises(SourceError, match="0{40}"):
         list(repo.read_many([tree[0].sha, "0" * 40]))
     repo.close()
+
+
+@pytest.mark.parametrize("guess", ["right", "wrong"])
+def test_rows_made_with_a_guess_are_kept_only_when_the_guess_was_right(files, guess) -> None:
+    # The refresh guesses the stems of the index it replaces: the processes make the rows with
+    # them while the reports are still collected. A wrong guess (here: no bare name known, so
+    # nothing inferred) must give the rows of the real stems, not the guessed ones.
+    batches = [files[i : i + 60] for i in range(0, len(files), 60)]
+    executables = sorted({n for r in InlineReader(MAX_BYTES).read(iter(batches)) for n in r.executables})
+    here_reports, here_found = _three_steps(InlineReader(MAX_BYTES), batches, executables)
+    stems = known_stems(executables) if guess == "right" else ({}, {}, {})
+    pool = ParserPool(2, MAX_BYTES)
+    try:
+        pool_reports, pool_found = _three_steps(pool, batches, executables, guess=stems)
+    finally:
+        pool.close()
+
+    assert pool_found == here_found
+    assert [r.to_dict() for r in pool_reports] == [r.to_dict() for r in here_reports]
+    assert any('"inferred":true' in row[2] for f in pool_found for row in f.rows)
