@@ -7,7 +7,7 @@ Shared by the parser processes (parsers.py) and the index (index.py); imports no
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from .model import SAYS, Mention
 from .verdicts import RuleVerdict
@@ -23,7 +23,22 @@ _SAYS = Mention.fields_of(SAYS)  # binary first
 # Parser processes make rows, so the refresh only groups them into documents.
 Row = tuple[str, tuple[Any, ...], str]
 
-encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # json.dumps(data, ...) makes one per call
+
+def _encoder() -> Callable[[Any], str]:
+    """Compact JSON, non-ASCII kept: `json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode`.
+
+    The C encoder the standard library builds on each call is built once here (half the time of
+    a call on a mention: 20,000 mentions and 12,000 verdicts per build of Sigma and LOLBAS).
+    """
+    slow = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: what the standard library does
+        return slow.encode
+    fast = make(None, slow.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda data: "".join(fast(data, 0))
+
+
+encode = _encoder()
 
 
 def stored(mention: Mention) -> dict[str, Any]:

@@ -268,3 +268,17 @@ def test_a_rule_citing_the_lolbas_home_page_validates(tip_reader: IndexReader) -
     assert shown is not None
     assert [(l["url"], l["status"]) for l in shown["links"]] == [("https://lolbas-project.github.io/", "unresolvable")]
     RuleAnswer.model_validate({**shown, "page": {"offset": 0, "limit": 100, "total": len(shown["binaries"])}})
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@SMALL
+@given(_JSON_VALUES)
+def test_the_index_encodes_json_as_the_standard_library_does(value) -> None:
+    # codec.encode builds the C encoder once; what it writes must not differ in a byte
+    assert codec.encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
