@@ -27,6 +27,9 @@ Measurements:
   9. the index against a plain substring grep of every rule line (bench/grep_compare.py)
  10. `indexer mcp`: `search_binary` round trips over one stdio session (bench/mcp_latency.py),
      p50/p99 beside the `indexer search` process figures of 5
+ 11. the history (bench/history.py): the whole Sigma history's build time and store size beside
+     the Sigma bundle's full build, `search NAME --at DATE` p50/p99 (process and in-process), and
+     `search --at` against full builds of every bundle reset to 10 dates, 20 names each
 """
 
 from __future__ import annotations
@@ -1094,6 +1097,35 @@ class Bench:
         )
         say(f"   p50 {fmt_s(m['p50'])}, p99 {fmt_s(m['p99'])}, start-up {fmt_s(m['startup'])}, {m['errors']} errors")
 
+    # 11 --------------------------------------------------------------------------------------
+    def history(self) -> None:
+        say("11. the history store: Sigma's whole history, search --at, 10 dates x 20 names against full builds")
+        sys.path.insert(0, str(BENCH))
+        from history import check, lines_of, measure, pct
+
+        m, c = measure(self.work / "history"), check(self.work / "history")
+        body = "\n".join(lines_of(m, c)[2:])
+        body += (
+            "\n\nThe history build is `refresh --history-since all` on a data directory holding the Sigma bundle "
+            "at its tip (the full build beside it). The check builds every bundle's whole history once, then "
+            "for each date resets the bundles to their last first-parent commit at or before it and builds "
+            "them in full: `search NAME` from the history and from that build, field for field."
+        )
+        self.section("11. The history: build, size, `search --at`", "search --at == full build", body)
+        equal = c["compared"] - len(c["differ"])
+        self.verdicts.append(
+            (
+                "history: whole Sigma history build / full build; search --at p50 / p99 (in-process)",
+                f"{fmt_s(m['history_s'])} / {fmt_s(m['full_s'])}; {fmt_s(pct(m['inside'], 50))} / "
+                f"{fmt_s(pct(m['inside'], 99))}",
+                None,
+            )
+        )
+        self.verdicts.append(
+            ("search --at == full build (10 dates x 20 names)", f"{equal} of {c['compared']}", equal == c["compared"])
+        )
+        say(f"   history {fmt_s(m['history_s'])} ({m['size'] / 1e6:.0f} MB); --at equal {equal} of {c['compared']}")
+
     # report ------------------------------------------------------------------------------------
     def write(self, started: float, load_before: str) -> None:
         elapsed = time.time() - started
@@ -1174,6 +1206,7 @@ def main() -> int:
             (8, bench.api_load),
             (9, bench.grep_comparison),
             (10, bench.mcp_latency),
+            (11, bench.history),
         ):
             try:
                 step()

@@ -8,7 +8,10 @@ transactions, indexes, readers while a refresh writes, nothing to install) holds
   commit indexed, numbered `seq` 0, 1, ... with committer and author dates;
 - `files`: each (path, blob) the source's files ever held, extracted once by the per-file code
   a refresh runs (`parsers.process_file`); the explicit mentions and the bare-name candidates,
-  not yet resolved (bare names resolve against the vocabulary of the date asked for);
+  not yet resolved (bare names resolve against the vocabulary of the date asked for). A file
+  that read the source's shared files (Splunk's macros: `Source.shared`, `Extraction.depends`)
+  is read with them as they were at the commit, and its `context` names their blobs then: a
+  changed macro reads its callers again, a new version of each whose mentions changed;
 - `spans`: which file a path held from commit `start` until commit `stop` (NULL: still);
 - `tokens`: what a file names (`b:` binaries, `x:` executables of the vocabulary, `w:` words
   that a bare stem may match, `p:`/`q:` Image/OriginalFileName pairs) and `names`: when each
@@ -38,9 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-from .codec import mention_order, stored
+from .codec import mention_filter, mention_order, stored
 from .errors import IndexerError
-from .model import Mention
+from .model import FileReport, Mention
 from .names import MODULE_PREFIX, UNIX_PREFIX, WINDOWS_PREFIX, known_stems
 from .verdicts import RuleVerdict, rule_verdicts
 
@@ -48,7 +51,7 @@ if TYPE_CHECKING:  # types only: reading the store runs no git
     from .extract import Extraction
     from .repository import Repository
 
-FORMAT = 4  # 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
+FORMAT = 5  # 5: a version read with the shared files it depends on (`context`, `d:` tokens); 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
 STORE = "chronicle.sqlite"
 PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
 BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
@@ -69,7 +72,8 @@ CREATE INDEX IF NOT EXISTS commits_ctime ON commits(source, ctime);
 CREATE TABLE IF NOT EXISTS files(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, blob TEXT NOT NULL,
     payload BLOB NOT NULL, made TEXT NOT NULL, made_date TEXT NOT NULL, added TEXT NOT NULL,
-    added_date TEXT NOT NULL, born TEXT NOT NULL, UNIQUE (source, path, blob));
+    added_date TEXT NOT NULL, born TEXT NOT NULL, context TEXT NOT NULL DEFAULT '',
+    UNIQUE (source, path, blob, context));
 CREATE TABLE IF NOT EXISTS tokens(token TEXT NOT NULL, file INTEGER NOT NULL, PRIMARY KEY (token, file)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spans(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, file INTEGER NOT NULL,
@@ -149,6 +153,7 @@ def encode_file(
         "t": title,
         "i": list(dict.fromkeys(extraction.rule_ids)),
         "e": extraction.entry,
+        "d": sorted(set(extraction.depends)),
     }
     tokens = {"b:" + m.binary for m in extraction.mentions}
     tokens.update("x:" + name for name in (extraction.executables() if executables is None else executables))
@@ -170,6 +175,7 @@ def encode_file(
         if cand.platform == "unix" and cand.in_prose:  # may name a Windows program (extract._across_platforms)
             tokens.update("u:" + w for w in stems)
     tokens.update("w:" + w for w in extraction.own_stems)
+    tokens.update("d:" + path for path in extraction.depends)  # the shared files it read: re-read when one changes
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return zlib.compress(text, 6), sorted(tokens)
 
@@ -384,6 +390,47 @@ class AsOf:
             found.setdefault(original, set()).add(image)
         return {name: sorted(v) for name, v in sorted(found.items())}
 
+    @property
+    def state(self) -> "_StateThen":
+        """The file reports `query.binary_sections` reads (a LOLBAS entry's categories) as of the date."""
+        return _StateThen(self)
+
+    def report(self, source: str, path: str) -> FileReport | None:
+        """The live file at `path` as of the date as a report with its entry (name, aliases,
+        categories); None if no such file lived then."""
+        if source not in self.seqs:
+            return None
+        row = self._conn.execute(
+            "SELECT files.payload FROM spans JOIN files ON files.id = spans.file WHERE spans.source = ? "
+            "AND spans.path = ? AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?)",
+            (source, path, self.seqs[source], self.seqs[source]),
+        ).fetchone()
+        if row is None:
+            return None
+        record = FileRecord.decode(row[0])
+        report = FileReport(source, path, "error" if record.error else "indexed", record.error)
+        report.entry = record.entry
+        return report
+
+    def read_json(self, name: str, read: Any) -> Any:
+        """The generation's other files as of the date: xref.json (xref.load) with the LOLBAS
+        entries then and the Sigma rules' verdicts on them then; the links LOLBAS declares and the
+        rules' references are resolved for the present only (none)."""
+        from . import xref
+        from .records import XrefData
+
+        if name != xref.XREF_FILE:
+            raise HistoryError(f"{name} is not kept in the history")
+        entries = []
+        for (source, _), (path, file_id) in sorted(self.live_files().items(), key=lambda item: item[1][0]):
+            if source == "lolbas" and path.startswith("yml/"):  # as xref.build: not Archive-Old-Version/
+                record = self.record(file_id)
+                if record.entry:
+                    report = FileReport(source, path, "indexed")
+                    report.entry = record.entry
+                    entries.append(report)
+        return XrefData((), (), {"entries": xref._coverage(self, entries, [], [])}, {})  # type: ignore[arg-type]
+
     def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
         """LOLBAS -> Sigma links are resolved for the present only (xref): none as of a date."""
         return []
@@ -461,33 +508,11 @@ class AsOf:
         )
         return filled
 
-    def search(
-        self,
-        binaries: Iterable[str],
-        *,
-        source: str | None = None,
-        role: Iterable[str] = (),
-        field: str | None = None,
-        context: str | None = None,
-        platform: str | None = None,
-        inferred: bool | None = None,
-    ) -> list[Mention]:
-        """Mentions of any of `binaries` as of the date, filtered as IndexReader.search filters."""
-        roles = set(role)
-        wanted_field = field.lower() if field else None
-        out = [
-            m
-            for _, _, mentions in self._mentions_of(list(binaries))
-            for m in mentions
-            if not (
-                (source and m.source != source)
-                or (roles and m.role not in roles)
-                or (wanted_field and m.field.lower() != wanted_field)
-                or (context and m.context != context)
-                or (platform and m.platform != platform)
-                or (inferred is not None and m.inferred != inferred)
-            )
-        ]
+    def search(self, binaries: Iterable[str], **filters: Any) -> list[Mention]:
+        """Mentions of any of `binaries` as of the date, filtered as IndexReader.search filters
+        (`filters`: codec.mention_filter's)."""
+        keeps = mention_filter(**filters)
+        out = [m for _, _, mentions in self._mentions_of(list(binaries)) for m in mentions if keeps(m.__dict__)]
         return sorted(out, key=mention_order)
 
     def stored(self, binary: str) -> list[dict[str, Any]]:
@@ -504,6 +529,15 @@ class AsOf:
             for mention in FileRecord.decode(payload).mentions_with(self.stems()):
                 yield self._fill(mention)
 
+    def all_rules(self) -> Iterator[RuleVerdict]:
+        """Every (rule file, binary) verdict as of the date (joins.detection_sources)."""
+        live, args = self._live("spans")
+        rows = self._conn.execute(
+            f"SELECT files.payload FROM spans JOIN files ON files.id = spans.file WHERE {live}", args
+        )
+        for (payload,) in rows:
+            yield from rule_verdicts(m.__dict__ for m in FileRecord.decode(payload).mentions_with(self.stems()))
+
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdict of every rule file naming any of `binaries` as of the date, strongest first."""
         out = [
@@ -513,6 +547,18 @@ class AsOf:
         ]
         # as stored: through the dict form (the index keeps verdicts as JSON)
         return sorted((RuleVerdict.from_dict(v.to_dict()) for v in out), key=RuleVerdict.sort_key)
+
+
+class _StateThen:
+    """`IndexReader.state`'s `files.get("source:path")` as of a date (AsOf.report)."""
+
+    def __init__(self, reader: AsOf) -> None:
+        self.files = self
+        self._reader = reader
+
+    def get(self, key: str, default: FileReport | None = None) -> FileReport | None:
+        source, _, path = key.partition(":")
+        return self._reader.report(source, path) or default
 
 
 def open_at(data_dir: Path, at: str) -> AsOf:
@@ -601,11 +647,17 @@ class _SourceBuild:
         self, conn: sqlite3.Connection, repo: Repository, tip: str, since: int | None, max_bytes: int, pool: Any
     ) -> None:
         from .sources import get
+        from .sources.base import Source
 
         self.conn, self.repo, self.tip, self.since = conn, repo, tip, since
         self.name = repo.spec.name
         self.source = get(self.name)
         self.max_bytes, self.pool = max_bytes, pool
+        self.jobs = 0  # extraction processes (0: one per core)
+        # a source whose files read its shared files (Splunk's macros): read commit by commit
+        self.sharing = type(self.source).shared is not Source.shared
+        self.shared: dict[str, str] = {}  # shared file path -> its blob at the commit applied last
+        self.shared_raw: dict[str, bytes] = {}  # ... and its content (those within max_bytes)
         self.live: dict[str, tuple[int, int]] = {}  # path -> (span id, file id)
         self.counts: dict[str, int] = {}  # name token -> live files holding it
         self.open_names: dict[str, int] = {}  # name token -> its open row in `names`
@@ -692,10 +744,15 @@ class _SourceBuild:
 
     def _load(self) -> None:
         """The state at the stored tip: the open spans, name counts, license files (resuming)."""
-        for span, path, file in self.conn.execute(
-            "SELECT id, path, file FROM spans WHERE source = ? AND stop IS NULL", (self.name,)
+        for span, path, file, blob in self.conn.execute(
+            "SELECT spans.id, spans.path, spans.file, files.blob FROM spans JOIN files ON files.id = spans.file "
+            "WHERE spans.source = ? AND spans.stop IS NULL",
+            (self.name,),
         ):
             self.live[path] = (span, file)
+            if self.sharing and self.source.shared(path):
+                self.shared[path] = blob
+        self._read_shared(list(self.shared))
         for (token,) in self.conn.execute(
             "SELECT tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
             "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q', 'u')",
@@ -716,12 +773,15 @@ class _SourceBuild:
     def run(self, commits: list[_Commit], progress: Progress) -> None:
         for start in range(0, len(commits), BATCH_COMMITS):
             batch = commits[start : start + BATCH_COMMITS]
-            files = self._extract(batch)
+            files = None if self.sharing else self._extract(batch)
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                ids = self._store_files(files)
-                for commit in batch:
-                    self._apply(commit, ids)
+                if files is None:
+                    self._run_shared(batch)
+                else:
+                    ids = self._store_files(files)
+                    for commit in batch:
+                        self._apply(commit, ids)
                 self.conn.execute(
                     "UPDATE sources SET tip = ?, seq = ? WHERE source = ?", (batch[-1].sha, self.seq, self.name)
                 )
@@ -733,17 +793,27 @@ class _SourceBuild:
                 self.conn.execute("ROLLBACK")
                 raise
             progress.advance(len(batch))
+        if self.sharing:  # the source left as a refresh at the tip leaves it
+            self.source.share(dict(self.shared_raw))
 
     def _known(self, path: str, blob: str) -> int | None:
-        row = self.conn.execute(
-            "SELECT id FROM files WHERE source = ? AND path = ? AND blob = ?", (self.name, path, blob)
-        ).fetchone()
-        return row[0] if row else None
+        """The stored version of (path, blob) read with the shared files as they are now (for
+        a file that read none, the one stored)."""
+        for file_id, context in self.conn.execute(
+            "SELECT id, context FROM files WHERE source = ? AND path = ? AND blob = ? ORDER BY id",
+            (self.name, path, blob),
+        ):
+            if not context or all(self.shared.get(p, "") == b for p, b in json.loads(context).items()):
+                return file_id
+        return None
 
-    def _extract(self, batch: list[_Commit]) -> dict[tuple[str, str], tuple[_Commit, bytes, list[str]]]:
+    def _extract(
+        self, batch: list[_Commit], again: dict[str, str] | None = None
+    ) -> dict[tuple[str, str], tuple[_Commit, bytes, list[str]]]:
         """Each new (path, blob) of the batch extracted (in the forked processes), with the
-        first-parent commit that brought it."""
-        wanted: dict[tuple[str, str], _Commit] = {}
+        first-parent commit that brought it; `again`: unchanged files (path -> blob) read again
+        at the batch's first commit (their shared files changed)."""
+        wanted: dict[tuple[str, str], _Commit] = {(path, blob): batch[0] for path, blob in (again or {}).items()}
         for commit in batch:
             for status, path, new, blob, _ in commit.changes:
                 target = new or path
@@ -761,15 +831,103 @@ class _SourceBuild:
     ) -> dict[tuple[str, str], int]:
         ids = {}
         for (path, blob), (first, payload, tokens) in files.items():
+            context = self._context(tokens)
+            row = self.conn.execute(
+                "SELECT id FROM files WHERE source = ? AND path = ? AND blob = ? AND context = ?",
+                (self.name, path, blob, context),
+            ).fetchone()
+            if row is not None:  # read again, the same as a version stored before
+                ids[(path, blob)] = row[0]
+                continue
             cursor = self.conn.execute(
-                "INSERT INTO files(source, path, blob, payload, made, made_date, added, added_date, born) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.name, path, blob, payload, *self._origin(path, blob, first)),
+                "INSERT INTO files(source, path, blob, payload, made, made_date, added, added_date, born, context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.name, path, blob, payload, *self._origin(path, blob, first), context),
             )
             ids[(path, blob)] = file_id = cursor.lastrowid
             self.conn.executemany("INSERT INTO tokens VALUES (?, ?)", [(t, file_id) for t in tokens])
             self.file_tokens[file_id] = [t for t in tokens if t[0] in "bxpqu"]
         return ids
+
+    def _context(self, tokens: list[str]) -> str:
+        """The blobs of the shared files a version read (`d:` tokens), "" where it read none."""
+        depends = {t[2:]: self.shared.get(t[2:], "") for t in tokens if t.startswith("d:")}
+        return json.dumps(depends, sort_keys=True) if depends else ""
+
+    def _read_shared(self, paths: list[str]) -> None:
+        """The content of these shared files at their blobs now (Source.share's, as a refresh
+        hands them: files over the size limit left out)."""
+        for path in paths:
+            self.shared_raw.pop(path, None)
+        present = [p for p in paths if p in self.shared]
+        for path, raw in zip(present, self.repo.read_many([self.shared[p] for p in present])):
+            if len(raw) <= self.max_bytes:
+                self.shared_raw[path] = raw
+
+    def _run_shared(self, batch: list[_Commit]) -> None:
+        """A batch of a source with shared files: each run of commits that changes none is read
+        with them as the run's first commit left them; the live files that read a shared file it
+        changed are read again there, a new version where their mentions changed."""
+        runs: list[list[_Commit]] = []
+        for commit in batch:
+            if not runs or self._shared_changes(commit):
+                runs.append([])
+            runs[-1].append(commit)
+        for run in runs:
+            changed = self._shared_changes(run[0])
+            touched = {new or path for _, path, new, _, _ in run[0].changes} | {p for _, p, _, _, _ in run[0].changes}
+            again = self._dependents(changed, touched)
+            for path in changed:  # the shared files as the run's first commit leaves them
+                self.shared.pop(path, None)
+            for status, path, new, blob, _ in run[0].changes:
+                target = new or path
+                if status != "D" and self.source.shared(target) and run[0].modes[target].startswith("100"):
+                    self.shared[target] = blob
+            self._read_shared(sorted(changed))
+            self.source.share(dict(self.shared_raw))
+            self.pool = _pool(self.jobs, len(again) + sum(len(c.changes) for c in run))  # forked after share
+            try:
+                files = self._extract(run, {path: blob for path, (_, blob) in again.items()})
+            finally:
+                if self.pool is not None:
+                    self.pool.terminate()
+                    self.pool.join()
+                    self.pool = None
+            same = {}  # read again with the same outcome: the version stays, no new interval
+            for path, (file_id, blob) in again.items():
+                old = self.conn.execute("SELECT payload FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+                if files[(path, blob)][1] == old:
+                    del files[(path, blob)]
+                    same[(path, blob)] = file_id
+            ids = self._store_files(files) | same
+            reread = {
+                path: ids[(path, blob)] for path, (file_id, blob) in again.items() if ids[(path, blob)] != file_id
+            }
+            for i, commit in enumerate(run):
+                self._apply(commit, ids, reread if i == 0 else {})
+
+    def _shared_changes(self, commit: _Commit) -> set[str]:
+        """The shared files a commit adds, changes, renames or deletes."""
+        return {p for _, path, new, _, _ in commit.changes for p in (path, new) if p and self.source.shared(p)}
+
+    def _dependents(self, changed: set[str], touched: set[str]) -> dict[str, tuple[int, str]]:
+        """Live files the commit leaves as they were that read one of the `changed` shared
+        files: path -> (their file id, blob)."""
+        if not changed:
+            return {}
+        tokens = sorted("d:" + p for p in changed)
+        readers = {
+            r[0]
+            for r in self.conn.execute(
+                f"SELECT file FROM tokens WHERE token IN ({','.join('?' * len(tokens))})", tokens
+            )
+        }
+        out = {}
+        for path, (_, file_id) in self.live.items():
+            if file_id in readers and path not in touched:
+                blob = self.conn.execute("SELECT blob FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+                out[path] = (file_id, blob)
+        return out
 
     def _tokens_of(self, file_id: int) -> list[str]:
         if file_id not in self.file_tokens:
@@ -782,8 +940,9 @@ class _SourceBuild:
             ]
         return self.file_tokens[file_id]
 
-    def _apply(self, commit: _Commit, ids: dict[tuple[str, str], int]) -> None:
-        """One commit: spans closed and opened, name counts moved, renames, the license."""
+    def _apply(self, commit: _Commit, ids: dict[tuple[str, str], int], reread: dict[str, int] | None = None) -> None:
+        """One commit: spans closed and opened, name counts moved, renames, the license;
+        `reread`: unchanged paths -> the new version their changed shared files made."""
         self.seq += 1
         seq = self.seq
         self.conn.execute(
@@ -823,6 +982,14 @@ class _SourceBuild:
                 "INSERT INTO spans(source, path, file, start) VALUES (?, ?, ?, ?)", (self.name, target, file_id, seq)
             ).lastrowid
             self.live[target] = (span, file_id)
+            for token in self._tokens_of(file_id):
+                delta[token] = delta.get(token, 0) + 1
+        for path, file_id in (reread or {}).items():
+            close(path)
+            span = self.conn.execute(
+                "INSERT INTO spans(source, path, file, start) VALUES (?, ?, ?, ?)", (self.name, path, file_id, seq)
+            ).lastrowid
+            self.live[path] = (span, file_id)
             for token in self._tokens_of(file_id):
                 delta[token] = delta.get(token, 0) + 1
         for token, change in delta.items():
@@ -911,7 +1078,6 @@ def build(
             for stale in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
                 stale.unlink(missing_ok=True)
     outcome = BuildOutcome()
-    pool = None
     with closing(connect(target, write=True)) as conn:
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint(),))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('since', ?)", (since or "",))
@@ -930,15 +1096,17 @@ def build(
         outcome.commits = total
         if total:
             progress.stage("history", total)
-            try:
-                pool = _pool(jobs, sum(len(commit.changes) for _, commits in pending for commit in commits))
-                for source_build, commits in pending:
-                    source_build.pool = pool
+            for source_build, commits in pending:
+                # a source with shared files forks its own, after handing them (Source.share)
+                work = sum(len(commit.changes) for commit in commits)
+                pool = None if source_build.sharing else _pool(jobs, work)
+                source_build.pool, source_build.jobs = pool, jobs
+                try:
                     source_build.run(commits, progress)
-            finally:
-                if pool is not None:
-                    pool.terminate()
-                    pool.join()
+                finally:
+                    if pool is not None:
+                        pool.terminate()
+                        pool.join()
         outcome.files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if target == partial:
@@ -997,23 +1165,10 @@ def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:
 
 
 def coverage_at(reader: AsOf, include_retired: bool = False) -> dict[str, Any]:
-    """`coverage` as of the reader's date: each LOLBAS entry then, its tier from the Sigma rules'
-    verdicts then (xref's rules); the links LOLBAS declares are resolved for the present only,
-    so `linked` and `citing_rules` are empty."""
-    from . import xref
-    from .model import FileReport
+    """`coverage` as of the reader's date (joins.coverage over AsOf.read_json's xref): each
+    LOLBAS entry then, its tier from the Sigma rules' verdicts then and by each rule set then
+    (`rule_sets`); the links LOLBAS declares are resolved for the present only, so `linked` and
+    `citing_rules` are empty."""
+    from . import joins
 
-    entries = []
-    for (source, _), (path, file_id) in sorted(reader.live_files().items(), key=lambda item: item[1][0]):
-        if source == "lolbas" and path.startswith("yml/"):  # as xref.build: not Archive-Old-Version/
-            record = reader.record(file_id)
-            if record.entry:
-                report = FileReport(source, path, "indexed")
-                report.entry = record.entry
-                entries.append(report)
-    rows = [xref._coverage_row(row, include_retired) for row in xref._coverage(reader, entries, [], [])]  # type: ignore[arg-type]
-    return {
-        "entries": [r.to_dict() for r in rows],
-        "summary": xref._summary(rows, include_retired).to_dict() if rows else {},
-        "rule_sets": None,  # the tiers per detection source: as indexed now only
-    }
+    return joins.coverage(reader, include_retired)  # type: ignore[arg-type]

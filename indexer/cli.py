@@ -18,6 +18,7 @@ import math
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Sequence, TextIO
@@ -646,11 +647,12 @@ def export(
     \b
     Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
     Example: indexer export --format csv --at 2022-01-01 --output mentions-2022.csv
+    Example: indexer export --format navigator --at 2021-06-01 --output coverage-2021.json
     """
     from .export import export_index
 
-    if at is not None and fmt not in ("markdown", "csv", "json", "jsonl"):
-        raise UsageError("--at exports markdown, csv, json and jsonl (the lookup, layers and site: as indexed now)")
+    if at is not None and fmt == "html":
+        raise UsageError("--at exports the tables, the lookup and the layers (the static site: as indexed now)")
 
     if fmt == "html":
         if output == "-" or binary:
@@ -766,18 +768,23 @@ def changes(
 
     Binaries that gained or lost a detecting rule (verdict runs, parent, target, loads or
     invoked), rules added and removed with title and path. --json prints a list of manifests,
-    newest first.
+    newest first. With --since where the history is kept (refresh --history-since): what changed
+    from that date to the commits indexed (or --until), read from the history (--json: one
+    object); exit 4 if the history does not reach back to the date. Without history: the
+    refreshes recorded since the date, and a note on stderr saying so.
 
     \b
     Example: indexer changes --last 3 --all
     Example: indexer changes --since 2024-01-01 --until 2024-07-01
     """
-    if until is not None:
+    from .chronicle import history_since, iso
+
+    if until is not None or (since is not None and history_since(_data_dir(data_dir)) is not None):
         from .timeline import changes_between, changes_lines
 
         if since is None:
             raise UsageError("--until needs --since: the history between two dates")
-        result = changes_between(_data_dir(data_dir), since, until)
+        result = changes_between(_data_dir(data_dir), since, until or iso(int(time.time())))
 
         def history_table() -> None:
             for line in changes_lines(result, None if show_all else 15):
@@ -796,6 +803,11 @@ def changes(
             since = None
         if since is None:
             raise typer.BadParameter("not a date written YYYY-MM-DD (e.g. 2026-01-31)", param_hint="--since")
+        typer.echo(
+            f"indexer: note: no history kept here: these are the refreshes recorded since {since} "
+            "('indexer refresh --history-since DATE' keeps the history)",
+            err=True,
+        )
     items = recent_manifests(_data_dir(data_dir), last, since, include_unchanged=show_all)
 
     def table() -> None:

@@ -7,7 +7,7 @@ Shared by the parser processes (parsers.py) and the index (index.py); imports no
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from .model import SAYS, Mention
 from .verdicts import RuleVerdict
@@ -59,6 +59,34 @@ def order(data: dict[str, Any]) -> tuple[Any, ...]:
         data["detection"],
         data["context"],
     )
+
+
+def mention_filter(
+    *,
+    source: str | None = None,
+    role: Iterable[str] = (),
+    field: str | None = None,
+    context: str | None = None,
+    platform: str | None = None,
+    inferred: bool | None = None,
+) -> Callable[[Mapping[str, Any]], bool]:
+    """Search's filters (IndexReader.search, chronicle.AsOf.search) as one test of a mention's
+    fields (a stored mention, or `Mention.__dict__`): its source, one of the roles, the field
+    (case-insensitive), context, platform, inferred or not; None and () keep all."""
+    roles = frozenset(role)
+    wanted_field = field.lower() if field else None
+
+    def keeps(data: Mapping[str, Any]) -> bool:
+        return not (
+            (source and data["source"] != source)
+            or (roles and data["role"] not in roles)
+            or (wanted_field and data["field"].lower() != wanted_field)
+            or (context and data["context"] != context)
+            or (platform and data["platform"] != platform)
+            or (inferred is not None and data["inferred"] != inferred)
+        )
+
+    return keeps
 
 
 def verdict_order(data: dict[str, Any]) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
 from .atomic import write_atomic
-from .codec import STORED_KEYS, Row, encode, file_order, mention_order, order, verdict_order
+from .codec import STORED_KEYS, Row, encode, file_order, mention_filter, mention_order, order, verdict_order
 from .model import IndexMissing, Mention
 from .state import State
 from .verdicts import RuleVerdict
@@ -501,24 +501,13 @@ class IndexReader:
         platform: str | None = None,
         inferred: bool | None = None,
     ) -> list[Mention]:
-        """Mentions of any of `binaries`, filtered; sorted by source, path, line."""
-        roles = set(role)
-        wanted_field = field.lower() if field else None
-        out: list[Mention] = []
+        """Mentions of any of `binaries`, filtered (codec.mention_filter); sorted by source, path, line."""
+        keeps = mention_filter(
+            source=source, role=role, field=field, context=context, platform=platform, inferred=inferred
+        )
         texts = (self._text(binary) for binary in dict.fromkeys(binaries))
-        for items in self._documents(text for text in texts if text is not None):
-            for data in items:
-                if (
-                    (source and data["source"] != source)
-                    or (roles and data["role"] not in roles)
-                    or (wanted_field and data["field"].lower() != wanted_field)
-                    or (context and data["context"] != context)
-                    or (platform and data["platform"] != platform)
-                    or (inferred is not None and data["inferred"] != inferred)
-                ):
-                    continue
-                out.append(self._mention(data))
-        return sorted(out, key=mention_order)
+        documents = self._documents(text for text in texts if text is not None)
+        return sorted((self._mention(data) for items in documents for data in items if keeps(data)), key=mention_order)
 
     def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
         """The verdicts of every rule file naming any of `binaries`, strongest first."""

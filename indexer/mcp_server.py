@@ -373,6 +373,22 @@ class _Index:
             except IndexMissing as exc:  # none yet, or damaged (found opening it or reading its state)
                 raise ToolError(str(exc)) from None
 
+    @contextmanager
+    def then(self, at: Optional[str]) -> Iterator[Any]:
+        """The index, or with `at` the index as of that date read from the history (as `search --at`)."""
+        if at is None:
+            with self.reader() as reader:
+                yield reader
+            return
+        from .chronicle import AsOf, HistoryError, parse_date
+
+        try:
+            past = AsOf(self.data_dir, parse_date(at, "at"))
+        except HistoryError as exc:
+            raise ToolError(str(exc)) from None
+        with past:
+            yield past
+
 
 def _page(total: int, offset: int, limit: int) -> Optional[int]:
     return offset + limit if offset + limit < total else None
@@ -486,16 +502,25 @@ def build_server(data_dir: Path) -> MCPServer:
         limit: Annotated[int, Field(description="Rules per page", ge=1, le=100)] = 20,
         offset: Annotated[int, Field(description="Rules to skip (next_offset of the previous page)", ge=0)] = 0,
         lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
+        at: Annotated[
+            Optional[str],
+            Field(
+                description="As of this date (YYYY-MM-DD or ISO date and time, UTC): each source at its last "
+                "first-parent commit then, read from the history (kept by refresh --history-since)",
+                max_length=40,
+            ),
+        ] = None,
     ) -> SearchBinaryResult:
         """Which Sigma rules detect an executable, and how (the verdict: runs, parent, target, loads,
         invoked, artifact, excluded, mentioned; LOLBAS and the atlas's entries: documented; atomic
         tests: tested), on which lines; and what every other source says of it, grouped by kind
         (sections: abuse, tests, drivers, sideloading), with its counterpart on another platform.
 
-        Strongest verdicts first; each rule and line has a permalink at the indexed commit. A name
-        that is not indexed gives found=false and close suggestions.
+        Strongest verdicts first; each rule and line has a permalink at the indexed commit (with
+        `at`: at each source's commit then). A name that is not indexed gives found=false and close
+        suggestions.
         """
-        with index.reader() as reader:
+        with index.then(at) as reader:
             try:
                 result = search(
                     reader,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -25,16 +26,14 @@ from indexer.index import IndexReader
 from indexer.query import search
 from indexer.refresh import RefreshOptions, refresh
 from indexer.sources import get
-from indexer.sources.base import Source
 from indexer.timeline import timeline, timeline_lines
 from indexer.verdicts import DETECTING
 
 from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE
 from repos import Upstream, git, run_cli
 
-# the sources whose history is exact: not one whose files read its other files (Splunk's macros,
-# Source.shared), which the history does not hand their shared files yet
-SOURCES = tuple(name for name in ("sigma", "lolbas", *ATLAS) if type(get(name)).shared is Source.shared)
+# every source, Splunk's detections read with its macros as they were at each commit (Source.shared)
+SOURCES = ("sigma", "lolbas", *ATLAS)
 # spread over the bundles' histories: before LOLDrivers, HijackLibs and LOOBins existed; with
 # HijackLibs but not yet LOLDrivers; with every source
 DATES = ("2019-07-01", "2022-06-15", "2025-03-01")
@@ -259,6 +258,14 @@ def test_an_interrupted_first_build_resumes_to_the_same_store(tmp_path: Path, mo
     refresh(RefreshOptions(halted, spec))  # a plain refresh resumes it, at the depth asked
     assert _dump(halted) == _dump(whole)
     assert chronicle.history_since(halted) == "2019-01-01"
+    # changes --since a date the history does not reach: one line, exit 4
+    done = run_cli("changes", "--since", "2018-06-01", data_dir=halted)
+    [line] = done.stderr.strip().splitlines()
+    assert done.returncode == 4 and re.fullmatch(
+        r"indexer: error: the history of lolbas starts at 2018-\d\d-\d\dT[\d:]+Z \(--history-since\): "
+        r"nothing known of 2018-06-01T00:00:00Z",
+        line,
+    ), line
 
 
 def test_the_timeline_page_plots_the_intervals_and_escapes_names(history_dir: Path) -> None:
@@ -324,7 +331,7 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
 ) -> None:
     """Every mention (export --at) and each LOLBAS entry's tier and rules (coverage --at) as of
     the date, against a full build of the sources reset to then."""
-    from indexer import xref
+    from indexer import joins, xref
     from indexer.chronicle import coverage_at
 
     when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
@@ -348,6 +355,21 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
             (e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in now["entries"]
         ]
         assert then["summary"]["tiers"] == now["summary"]["tiers"]
+        # the tiers by each rule set then (Sigma, Elastic, Splunk as they were)
+        assert then["rule_sets"] == joins.coverage(reader)["rule_sets"]
+        assert then["rule_sets"]["rule_sets"] == ["elastic", "sigma", "splunk"]
+        # the lookup and the ATT&CK layers as of the date: the full build's then, byte for byte
+        from indexer.export import export_index
+        from indexer.navigator import write_layer
+
+        for name, write in (
+            ("lookup.csv", lambda r, out: export_index(r, "lookup", out)),
+            ("layer.json", lambda r, out: write_layer(r, out)),
+            ("psr-layer.json", lambda r, out: write_layer(r, out, ["psr.exe"])),
+        ):
+            write(past, str(tmp_path / f"past-{name}"))
+            write(reader, str(tmp_path / f"built-{name}"))
+            assert (tmp_path / f"past-{name}").read_bytes() == (tmp_path / f"built-{name}").read_bytes(), name
 
 
 def test_changes_between_two_dates_from_the_history(history_dir: Path, upstreams: dict[str, Upstream]) -> None:
@@ -370,3 +392,77 @@ def test_changes_between_two_dates_from_the_history(history_dir: Path, upstreams
     assert psr in added and added <= {m.path for m in result.rules if m.change == "added"}
     assert renamed == {(m.old_path, m.path) for m in result.rules if m.change == "renamed"}
     assert result.gained and all(g.after in DETECTING for g in result.gained)
+
+
+def test_changes_since_a_date_alone_answers_from_the_history_that_covers_it(history_dir: Path) -> None:
+    """`changes --since DATE` without --until: what changed from then to the commits indexed,
+    from the history (not the refreshes this data directory happened to see)."""
+    done = run_cli("changes", "--since", "2024-06-01", "--json", data_dir=history_dir)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["since"] == "2024-06-01T00:00:00Z"
+    with IndexReader(history_dir) as reader:
+        tips = {name: s["commit"] for name, s in reader.sources.items()}
+    assert {s["source"]: s["after"] for s in answer["sources"]} == tips
+    assert answer["rules"] and answer["sources"][0]["commits"] > 0
+
+
+def test_changes_since_without_history_reads_the_refreshes_and_says_so(tip_data_dir: Path) -> None:
+    done = run_cli("changes", "--since", "2999-01-01", data_dir=tip_data_dir)
+    assert done.returncode == 0
+    assert done.stderr.strip().splitlines() == [
+        "indexer: note: no history kept here: these are the refreshes recorded since 2999-01-01 "
+        "('indexer refresh --history-since DATE' keeps the history)"
+    ]
+    assert "no refresh recorded since 2999-01-01" in done.stdout
+
+
+def test_the_web_answers_as_of_a_date_and_checks_the_date(history_dir: Path) -> None:
+    """?at=DATE on the search and binary pages and their JSON: the history's answer (the commits
+    then), the date checked as the CLI checks it."""
+    from fastapi.testclient import TestClient
+
+    from indexer.web.app import create_app
+
+    with AsOf(history_dir, parse_date("2020-01-01")) as past:
+        expected = search(past, "psr.exe")
+        commit = past.sources["sigma"]["commit"]
+    rows = sorted((m.source, m.path, m.line, m.binary, m.commit) for m in expected.mentions)
+    assert rows and all(c == commit for s, *_, c in rows if s == "sigma")
+    with TestClient(create_app(history_dir)) as client:
+        answer = client.get("/api/search", params={"q": "psr.exe", "at": "2020-01-01", "limit": 100})
+        assert answer.status_code == 200, answer.text
+        assert (
+            sorted((m["source"], m["path"], m["line"], m["binary"], m["commit"]) for m in answer.json()["mentions"])
+            == rows
+        )
+        binary = client.get("/api/binary/psr.exe", params={"at": "2020-01-01", "limit": 100})
+        assert binary.status_code == 200, binary.text
+        assert (
+            sorted((m["source"], m["path"], m["line"], m["binary"], m["commit"]) for m in binary.json()["mentions"])
+            == rows
+        )
+        for url in ("/search?q=psr.exe&at=2020-01-01", "/binary/psr.exe?at=2020-01-01"):
+            page = client.get(url)
+            assert page.status_code == 200 and "as of 2020-01-01" in page.text, url
+            assert f"/blob/{commit}/" in page.text
+        bad = client.get("/api/search", params={"q": "psr.exe", "at": "last week"})
+        assert bad.status_code == 400
+        assert bad.json()["error"] == (
+            "--at 'last week' is not a date: give YYYY-MM-DD or an ISO date and time (2024-05-01T12:00:00Z)"
+        ).replace("--at", "at")
+        assert client.get("/binary/psr.exe?at=2017-01-01").status_code == 404  # nothing named it then
+
+
+def test_the_mcp_search_tool_answers_as_of_a_date(history_dir: Path) -> None:
+    from test_mcp import _open
+
+    with AsOf(history_dir, parse_date("2020-01-01")) as past:
+        expected = search(past, "psr.exe")
+        commit = past.sources["sigma"]["commit"]
+    for client in _open(history_dir):
+        result = client.ok("search_binary", name="psr.exe", at="2020-01-01", limit=100)
+        assert result["mentions_total"] == len(expected.mentions)
+        assert {r["path"] for r in result["rules"]} == {r.path for r in expected.rules}
+        assert {r["commit"] for r in result["rules"] if r["source"] == "sigma"} == {commit}
+        assert "is not a date" in client.error("search_binary", name="psr.exe", at="yesterday")

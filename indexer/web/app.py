@@ -35,7 +35,7 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Mapping
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlencode
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -95,8 +95,9 @@ SECURITY_HEADERS = {
 }
 LOOPBACK_NAMES = ("localhost", "localhost.")
 MCP_PATH = "/mcp"
-SEARCH_PARAMS = ("q", "role", "source", "platform", "field", "context", "inferred", "offset", "limit")
+SEARCH_PARAMS = ("q", "role", "source", "platform", "field", "context", "inferred", "offset", "limit", "at")
 PAGE_PARAMS = ("offset", "limit")
+BINARY_PARAMS = (*PAGE_PARAMS, "at")  # at=DATE: as of that date, from the history (search --at)
 MISSING = {
     "/api/suggest": "give the start of a name: ?q=psr",
     "": "give an executable's name to look for (q=psr.exe, a path, a stem or a wildcard)",
@@ -360,6 +361,12 @@ def suggestions_for(reader: IndexReader, text: str, limit: int = SUGGEST_LIMIT) 
 
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Skip this many items of the list.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most this many items (1-{MAX_LIMIT}).")]
+AT_QUERY = Query(
+    None,
+    max_length=40,
+    description="As of this date (YYYY-MM-DD or ISO date and time, UTC), read from the history "
+    "(refresh --history-since): each source at its last first-parent commit then.",
+)
 LongLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most this many rows (1-{MAX_LIMIT}).")]
 
 
@@ -398,39 +405,71 @@ class Service:
 
     # -- answers (one per route, shared by the API and the pages) --
 
-    def binary(self, reader: IndexReader, name: str) -> dict[str, Any]:
-        """show_target for an executable; 404 with suggestions when nothing matches."""
+    @contextmanager
+    def then(self, reader: IndexReader, params: Mapping[str, list[str]]) -> Iterator[Any]:
+        """The index `reader`, or with ?at=DATE the index as of that date read from the history
+        (chronicle.AsOf, as `search --at`): 400 for a date that is not one, 404 where the history
+        does not know it."""
+        at = _one(params, "at")
+        if not at:
+            yield reader
+            return
+        from ..chronicle import AsOf, HistoryError, parse_date
+
+        try:
+            when = parse_date(at, "at")
+        except HistoryError as exc:
+            raise Problem(400, str(exc)) from None
+        try:
+            past = AsOf(self.data_dir, when)
+        except HistoryError as exc:
+            raise Problem(404, str(exc).replace(str(self.data_dir), "this index")) from None
+        with past:
+            yield past
+
+    def binary(self, reader: IndexReader, name: str, params: Mapping[str, list[str]] = {}) -> dict[str, Any]:
+        """show_target for an executable (as of ?at=DATE); 404 with suggestions when nothing matches."""
         check_name(name, "the name")
-        names = resolve_guard(reader, name)
-        if not names:
-            raise Problem(
-                404,
-                f"no executable in the index matches {name[:80]!r}",
-                suggestions=suggest(parse_query(name), reader.binaries()),
-            )
+        with self.then(reader, params) as source:
+            names = resolve_guard(source, name)
+            if not names:
+                raise Problem(
+                    404,
+                    f"no executable in the index matches {name[:80]!r}"
+                    + (f" as of {source.as_of()['at']}" if source is not reader else ""),
+                    suggestions=suggest(parse_query(name), source.binaries()),
+                )
 
-        def build() -> tuple[int, Any]:
-            # as `search NAME`: the aliases' mentions too (pwsh.dll for pwsh.exe), marked alias_of
-            known = reader.aliases()
-            aliases = {alias: n for n in names for alias in known.get(n, ()) if alias not in names}
-            looked_up = names + sorted(aliases)
-            target = binary_target(reader, name, names, reader.search(looked_up), reader.rules(looked_up), aliases)
-            return len(target["mentions"]), target
+            def build() -> tuple[int, Any]:
+                # as `search NAME`: the aliases' mentions too (pwsh.dll for pwsh.exe), marked alias_of
+                known = source.aliases()
+                aliases = {alias: n for n in names for alias in known.get(n, ()) if alias not in names}
+                looked_up = names + sorted(aliases)
+                target = binary_target(source, name, names, source.search(looked_up), source.rules(looked_up), aliases)
+                return len(target["mentions"]), target
 
-        return {**self.cache.get((reader.generation.name, "binary", tuple(names)), build), "query": name}
+            key = (reader.generation.name, "binary", _when(source, reader), tuple(names))
+            return {**self.cache.get(key, build), "query": name, **_as_of(source, reader)}
 
     def search(self, reader: IndexReader, params: Mapping[str, list[str]]) -> tuple[dict[str, Any], str]:
         text = check_name(_one(params, "q"))
         options = _search_options(params)
-        names = resolve_guard(reader, text)
-        key = (reader.generation.name, "search", tuple(names), json.dumps(options, sort_keys=True))
+        with self.then(reader, params) as source:
+            names = resolve_guard(source, text)
+            key = (
+                reader.generation.name,
+                "search",
+                _when(source, reader),
+                tuple(names),
+                json.dumps(options, sort_keys=True),
+            )
 
-        def build() -> tuple[int, Any]:
-            result = search(reader, text, **options).to_dict()
-            return len(result["mentions"]), result
+            def build() -> tuple[int, Any]:
+                result = search(source, text, **options).to_dict()
+                return len(result["mentions"]), result
 
-        result = self.cache.get(key, build) if names else search(reader, text, **options).to_dict()
-        return {**result, "query": text}, text
+            result = self.cache.get(key, build) if names else search(source, text, **options).to_dict()
+            return {**result, "query": text, **_as_of(source, reader)}, text
 
     def rule(self, reader: IndexReader, key: str, offset: int, limit: int) -> dict[str, Any]:
         cleaned = key.strip()
@@ -490,6 +529,22 @@ class Service:
     def links_table(self, reader: IndexReader, status: list[str], offset: int, limit: int) -> dict[str, Any]:
         rows = xref.links(reader, status or None)
         return {"links": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+
+
+def _page_query(**params: Any) -> str:
+    """`?limit=..&at=..` of a page's own links (the pager's base), the empty ones left out."""
+    kept = {k: v for k, v in params.items() if v}
+    return "?" + urlencode(kept) if kept else ""
+
+
+def _when(source: Any, reader: IndexReader) -> int | None:
+    """The date an answer is as of (a cache key's part): None for the index as it is."""
+    return None if source is reader else source.when
+
+
+def _as_of(source: Any, reader: IndexReader) -> dict[str, Any]:
+    """`as_of` (the date and each source's commit then) of an answer read from the history."""
+    return {} if source is reader else {"as_of": source.as_of()}
 
 
 def _one(params: Mapping[str, list[str]], name: str) -> str | None:
@@ -597,6 +652,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         inferred: bool = Query(True, description="false: leave out bare names found without extension."),
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,
+        at: str | None = AT_QUERY,
         params: dict[str, list[str]] = Depends(search_params),
     ) -> Any:
         with service.pool.reader() as reader:
@@ -620,11 +676,12 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         name: str = PathParam(..., description="Name, stem, path or wildcard."),
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+        at: str | None = AT_QUERY,
+        params: dict[str, list[str]] = Depends(allowed(*BINARY_PARAMS)),
     ) -> Any:
         name = path_tail(request, "/api/binary/")
         with service.pool.reader() as reader:
-            target = service.binary(reader, name)
+            target = service.binary(reader, name, params)
             groups, mentions, page = paged_mentions(target["mentions"], offset, limit)
             answer = {**target, "mentions": mentions, "rules": page_rules(target["rules"], groups), "page": page}
             return _json(200, models.BinaryAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
@@ -761,7 +818,7 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
     ) -> Any:
         # A form sends empty fields for "any": they are no filter.
         params = {k: [v for v in vs if v != "" or k == "q"] for k, vs in params.items()}
-        shown = {k: (_one(params, k) or "") for k in ("source", "platform", "field", "context")}
+        shown = {k: (_one(params, k) or "") for k in ("source", "platform", "field", "context", "at")}
         with service.pool.reader() as reader:
             result, text = service.search(reader, params)
             shown["role"] = ",".join(_search_options(params)["roles"])
@@ -787,17 +844,18 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         request: Request,
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS)),
+        params: dict[str, list[str]] = Depends(allowed(*BINARY_PARAMS)),
     ) -> Any:
         name = path_tail(request, "/binary/")
         with service.pool.reader() as reader:
-            target = service.binary(reader, name)
+            target = service.binary(reader, name, params)
             groups, _, paging = paged_mentions(target["mentions"], offset, limit, target["rules"])
             return page(
                 reader,
                 "binary.html",
                 **binary_context(reader, target, groups, paging),
-                base=Links().binary(name) + (f"?limit={limit}" if limit != DEFAULT_LIMIT else ""),
+                base=Links().binary(name)
+                + _page_query(limit=limit if limit != DEFAULT_LIMIT else "", at=_one(params, "at")),
             )
 
     @api.get("/rule/{key:path}", include_in_schema=False)

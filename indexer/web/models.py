@@ -34,6 +34,14 @@ class Page(BaseModel):
     total: int
 
 
+class AsOf(BaseModel):
+    """With ?at=DATE: the date asked and each source's commit then (read from the history)."""
+
+    model_config = STRICT
+    at: str
+    sources: dict[str, dict[str, str]]
+
+
 class SearchAnswer(BaseModel):
     """What `indexer search --json` prints, one page of its rule files."""
 
@@ -48,9 +56,13 @@ class SearchAnswer(BaseModel):
     suggestions: list[str]
     lolbas_declared_detections: list[LinkModel]  # type: ignore[valid-type]
     page: Page
+    as_of: Optional[AsOf] = None
 
 
-BinaryAnswer = model_of(BinaryRecord, "BinaryAnswer", page=Page)
+class BinaryAnswer(model_of(BinaryRecord, "BinaryAnswer", page=Page)):  # type: ignore[misc]
+    as_of: Optional[AsOf] = None
+
+
 BinaryAnswer.__doc__ = "What `indexer show NAME --json` prints; `mentions` holds one page of the rule files."
 RuleAnswer = model_of(RuleRecord, "RuleAnswer", page=Page)
 GapsAnswer = model_of(GapsReport, "GapsAnswer", page=Page)
