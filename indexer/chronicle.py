@@ -1162,13 +1162,3 @@ def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:
         return None
     record = binary_target(reader, target, result.binaries, result.mentions, result.rules, result.aliases)
     return {**record, "matched_by": "name", "other_matches": [], "as_of": reader.as_of()}
-
-
-def coverage_at(reader: AsOf, include_retired: bool = False) -> dict[str, Any]:
-    """`coverage` as of the reader's date (joins.coverage over AsOf.read_json's xref): each
-    LOLBAS entry then, its tier from the Sigma rules' verdicts then and by each rule set then
-    (`rule_sets`); the links LOLBAS declares are resolved for the present only, so `linked` and
-    `citing_rules` are empty."""
-    from . import joins
-
-    return joins.coverage(reader, include_retired)  # type: ignore[arg-type]

@@ -908,13 +908,8 @@ def coverage(
     from .joins import coverage as find_coverage
 
     fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown)
-    with _open_reader(_data_dir(data_dir), at) as reader:
-        if at is not None:
-            from .chronicle import coverage_at
-
-            data = coverage_at(reader, include_retired=include_deprecated)
-        else:
-            data = find_coverage(reader, include_retired=include_deprecated)
+    with _open_reader(_data_dir(data_dir), at) as reader:  # as of a date: AsOf.read_json's coverage then
+        data = find_coverage(reader, include_retired=include_deprecated)
 
     def table() -> None:
         from .report import print_coverage

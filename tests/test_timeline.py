@@ -332,7 +332,6 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
     """Every mention (export --at) and each LOLBAS entry's tier and rules (coverage --at) as of
     the date, against a full build of the sources reset to then."""
     from indexer import joins, xref
-    from indexer.chronicle import coverage_at
 
     when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
     existing = {name: c for name, up in upstreams.items() if (c := last_commit_before(up, when))}
@@ -350,7 +349,7 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
     with IndexReader(built) as reader, AsOf(history_dir, when) as past:
         expected = sorted(json.dumps(m.to_dict(), sort_keys=True) for m in reader.all_mentions())
         assert sorted(json.dumps(m.to_dict(), sort_keys=True) for m in past.all_mentions()) == expected
-        now, then = xref.coverage(reader), coverage_at(past)
+        now, then = xref.coverage(reader), joins.coverage(past)  # type: ignore[arg-type]
         assert [(e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in then["entries"]] == [
             (e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in now["entries"]
         ]
@@ -466,3 +465,28 @@ def test_the_mcp_search_tool_answers_as_of_a_date(history_dir: Path) -> None:
         assert {r["path"] for r in result["rules"]} == {r.path for r in expected.rules}
         assert {r["commit"] for r in result["rules"] if r["source"] == "sigma"} == {commit}
         assert "is not a date" in client.error("search_binary", name="psr.exe", at="yesterday")
+
+
+def test_a_macro_change_gives_its_unchanged_callers_a_new_version(
+    history_dir: Path, upstreams: dict[str, Upstream]
+) -> None:
+    """A Splunk detection left as it was by a commit that changed a macro it calls gets a new
+    version from that commit (a new interval), when its mentions changed: checked against git."""
+    with sqlite3.connect(chronicle.store_path(history_dir)) as conn:
+        rows = conn.execute(
+            "SELECT s.path, s.start, f.blob, f.context, f.payload, c.sha, s.stop FROM spans s "
+            "JOIN files f ON f.id = s.file "
+            "JOIN commits c ON c.source = s.source AND c.seq = s.start WHERE s.source = 'splunk' ORDER BY s.path, s.start"
+        ).fetchall()
+    again = [
+        (path, sha, json.loads(context), payload, before[4])
+        for before, (path, start, blob, context, payload, sha, _) in zip(rows, rows[1:])
+        if before[0] == path and before[2] == blob and before[6] == start  # the next version, same blob
+    ]
+    assert len(again) >= 20  # real macro changes re-read their callers
+    splunk = upstreams["splunk"]
+    for path, sha, context, payload, previous in again[:: max(1, len(again) // 15)]:
+        changed = set(git("-C", str(splunk.path), "diff-tree", "-r", "--name-only", f"{sha}^1", sha).split())
+        assert path not in changed, (path, sha)  # the detection itself is the same blob
+        assert changed & set(context), (path, sha)  # ... and a macro file it reads changed then
+        assert payload != previous  # what it says changed with it
