@@ -393,17 +393,22 @@ def test_changes_between_two_dates_from_the_history(history_dir: Path, upstreams
     assert result.gained and all(g.after in DETECTING for g in result.gained)
 
 
-def test_changes_since_a_date_alone_answers_from_the_history_that_covers_it(history_dir: Path) -> None:
+def test_changes_since_a_date_alone_answers_from_the_history_that_covers_it(
+    history_dir: Path, upstreams: dict[str, Upstream]
+) -> None:
     """`changes --since DATE` without --until: what changed from then to the commits indexed,
     from the history (not the refreshes this data directory happened to see)."""
-    done = run_cli("changes", "--since", "2024-06-01", "--json", data_dir=history_dir)
+    done = run_cli("changes", "--since", "2026-06-01", "--json", data_dir=history_dir)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["since"] == "2024-06-01T00:00:00Z"
+    assert answer["since"] == "2026-06-01T00:00:00Z"
     with IndexReader(history_dir) as reader:
         tips = {name: s["commit"] for name, s in reader.sources.items()}
     assert {s["source"]: s["after"] for s in answer["sources"]} == tips
-    assert answer["rules"] and answer["sources"][0]["commits"] > 0
+    sigma = upstreams["sigma"]
+    before = last_commit_before(sigma, calendar.timegm(time.strptime("2026-06-01", "%Y-%m-%d")))
+    count = git("-C", str(sigma.path), "rev-list", "--first-parent", "--count", f"{before}..{sigma.tip}")
+    assert [(s["before"], s["commits"]) for s in answer["sources"] if s["source"] == "sigma"] == [(before, int(count))]
 
 
 def test_changes_since_without_history_reads_the_refreshes_and_says_so(tip_data_dir: Path) -> None:
