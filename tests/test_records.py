@@ -195,7 +195,7 @@ def test_the_api_models_follow_the_records() -> None:
     from indexer.web.models import BinaryAnswer, MentionModel, RuleAnswer
 
     assert set(MentionModel.model_fields) == {*Mention.columns(), "alias_of"}
-    assert set(BinaryAnswer.model_fields) == {*records.BinaryRecord.columns(), "page"}
+    assert set(BinaryAnswer.model_fields) == {*records.BinaryRecord.columns(), "page", "as_of"}  # as_of: ?at=DATE
     assert set(RuleAnswer.model_fields) == {*records.RuleRecord.columns(), "page"}
     row = {**Mention("a.exe", "sigma", "p.yml", 1, "a.exe").to_dict(), "alias_of": ""}
     MentionModel.model_validate(row)
