@@ -30,12 +30,12 @@ index: $(STAMP)
 	$(BIN)/indexer stats
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # No corpus build: the unit tests and the tests on small repositories written in the tests,
 # the properties with 25 examples each (150 in `make test`), no fault injection, in two workers.
 test-fast: $(STAMP)
-	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow' -n 2
+	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow' -n 2 --dist loadgroup
 
 # ruff (pyflakes, pycodestyle, bugbear; the formatter's check) and the import-linter contracts in pyproject.toml:
 # the layers of the pipeline, and nothing heavy on the search path.

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -41,13 +46,33 @@ def bundles() -> tuple[Path, Path]:
     return SIGMA_BUNDLE, LOLBAS_BUNDLE
 
 
+def run_shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` once per test run, whatever the number of pytest-xdist workers: the first
+    worker to ask builds it under a lock, the others wait for it and read the same folder (each
+    worker's base temp sits in the run's, as pytest-xdist documents). What is built this way is
+    only read by the tests. A build that failed is made again by the next worker to ask."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tip_data_dir(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
-    """A data directory with every bundle indexed at its tip (built once per test run)."""
-    data_dir = tmp_path_factory.mktemp("tip")
-    manifest = refresh(RefreshOptions(data_dir, specs(*bundles)))
-    assert manifest.exit_code == 0, manifest.file_errors
-    return data_dir
+    """A data directory with every bundle indexed at its tip (built once per test run, shared by the workers)."""
+
+    def build(data_dir: Path) -> None:
+        manifest = refresh(RefreshOptions(data_dir, specs(*bundles)))
+        assert manifest.exit_code == 0, manifest.file_errors
+
+    return run_shared(tmp_path_factory, "tip", build)
 
 
 @pytest.fixture()
@@ -57,21 +82,63 @@ def tip_reader(tip_data_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def tip_site(tmp_path_factory: pytest.TempPathFactory, tip_data_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The static site of the tip's index (`write_site`, as `export --format html` writes it) and
+    write_site's summary: written once per test run for the tests that read its pages."""
+    from indexer.web.site import write_site
+
+    def build(folder: Path) -> None:
+        with IndexReader(tip_data_dir) as reader:
+            summary = write_site(reader, folder / "site")
+        (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+    folder = run_shared(tmp_path_factory, "site", build)
+    return folder / "site", json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+
+
+def _clone(tmp_path_factory: pytest.TempPathFactory, bundle: Path, name: str) -> Path:
+    def build(folder: Path) -> None:
+        subprocess.run(["git", "clone", "-q", str(bundle), str(folder / name)], check=True)
+
+    return run_shared(tmp_path_factory, f"{name}-clone", build) / name
+
+
+@pytest.fixture(scope="session")
 def sigma_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
     """A plain clone of the Sigma bundle (work tree at the tip) for tests that read files."""
-    dest = tmp_path_factory.mktemp("sigma-clone") / "sigma"
-    subprocess.run(["git", "clone", "-q", str(bundles[0]), str(dest)], check=True)
-    return dest
+    return _clone(tmp_path_factory, bundles[0], "sigma")
 
 
 @pytest.fixture(scope="session")
 def lolbas_checkout(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Path]) -> Path:
-    dest = tmp_path_factory.mktemp("lolbas-clone") / "lolbas"
-    subprocess.run(["git", "clone", "-q", str(bundles[1]), str(dest)], check=True)
-    return dest
+    return _clone(tmp_path_factory, bundles[1], "lolbas")
 
 
-_CORPUS_FIXTURES = frozenset({"bundles", "tip_data_dir", "tip_reader", "sigma_checkout", "lolbas_checkout"})
+_CORPUS_FIXTURES = frozenset({"bundles", "tip_data_dir", "tip_reader", "tip_site", "sigma_checkout", "lolbas_checkout"})
+
+
+# Modules whose module-scoped fixtures clone or build from the real bundles and move their own
+# upstreams: each runs in one worker under `make test` (-n 2 --dist loadgroup), so that no two
+# workers build the same history or OLD index; the other tests are spread one by one.
+ONE_WORKER = frozenset(
+    {"tests/test_timeline.py", "tests/test_refresh.py", "tests/test_hostile.py", "tests/test_elastic.py"}
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup, with each ONE_WORKER module a group. (pytest-xdist 3.8 cannot group by
+    `xdist_group` marks under pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER else super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

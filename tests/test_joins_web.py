@@ -5,6 +5,7 @@ static site (expectations checked against the real files: tests/test_joins.py sa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -81,12 +82,9 @@ def test_tests_api(app: TestClient) -> None:
     assert missing.status_code == 404 and "certutil.exe" in missing.json()["suggestions"]
 
 
-def test_static_site_has_the_gaps_and_grouped_pages(tip_data_dir: Path, tmp_path: Path) -> None:
-    from indexer.web.site import write_site
-
-    with IndexReader(tip_data_dir) as reader:
-        write_site(reader, tmp_path / "site")
-    gaps_page = (tmp_path / "site" / "gaps.html").read_text(encoding="utf-8")
+def test_static_site_has_the_gaps_and_grouped_pages(tip_site: tuple[Path, dict[str, Any]]) -> None:
+    site, _summary = tip_site  # write_site of the tip's index (conftest)
+    gaps_page = (site / "gaps.html").read_text(encoding="utf-8")
     assert "onedrivestandaloneupdater.exe" in gaps_page
-    coverage = (tmp_path / "site" / "coverage.html").read_text(encoding="utf-8")
+    coverage = (site / "coverage.html").read_text(encoding="utf-8")
     assert "By rule set" in coverage

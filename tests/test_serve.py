@@ -770,9 +770,8 @@ def test_refresh_while_serving(tip_data_dir: Path, tmp_path: Path) -> None:
 # --- the static site -------------------------------------------------------------------------------
 
 
-def test_write_site(tip_reader: IndexReader, tmp_path: Path) -> None:
-    out = tmp_path / "site"
-    summary = write_site(tip_reader, out)
+def test_write_site(tip_reader: IndexReader, tip_site: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = tip_site  # write_site(tip_reader's index, out), written once for the run
     binaries = tip_reader.binaries()
     assert summary["binaries"] == len(binaries) and summary["rules"] == len(tip_reader.state.files)
     assert (out / "index.html").is_file() and (out / "static" / "app.css").is_file()
