@@ -17,11 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.extract import FileContext
+from indexer import xref
+from indexer.history import PathHistory
 from indexer.index import IndexReader
 from indexer.model import Mention
 from indexer.parsers import process_file
 from indexer.query import validated_by
 from indexer.refresh import RefreshOptions, refresh
+from indexer.repository import Repository, clone_path
 from indexer.sources import get
 from indexer.sources.spl import MacroDef, comparisons, expand, tokenize
 from indexer.sources.splunk import CIM_ROLES, detection_platform, load_macros, splunk_level, splunk_role
@@ -466,6 +469,97 @@ def test_an_atomic_test_s_splunk_detections_come_from_their_atomic_guid_tags(tip
     netsh = tip_reader.file_mentions("splunk", "detections/endpoint/windows_proxy_via_netsh.yml")
     assert all(f"atomic:{guid}" in m.tags for m in netsh)
     assert validated_by(tip_reader, "00000000-0000-0000-0000-000000000000") == []
+
+
+# --- LOLBAS links to Splunk detections ------------------------------------------------------------
+# Checked by hand against git in a clone of splunk.bundle (the links pin upstream commits the
+# filtered bundle does not hold, so each resolves through the path's history):
+#   `git cat-file -e HEAD:<linked path>` holds for 44 of the 48 links: ok. Certutil.yml line 67:
+#     detections/endpoint/certutil_download_with_urlcache_and_split_arguments.yml, `id:` 415b4306-...;
+#     Netsh.yml line 22 links detections/deprecated/processes_created_by_netsh.yml, still there
+#     (`id:` b89919ed-..., `status: deprecated`): ok, its current path under deprecated/.
+#   Mshta.yml line 68 links stories/suspicious_mshta_activity.yml, Regasm.yml line 33 a page under
+#     docs/_stories/, Sqlps.yml and Sqltoolsps.yml a docs/_posts/ page: not detection files.
+SPLUNK_LINKS = {
+    ("yml/OSBinaries/Certutil.yml", 67): (
+        "ok",
+        "detections/endpoint/certutil_download_with_urlcache_and_split_arguments.yml",
+        "415b4306-8bfb-11eb-85c4-acde48001122",
+    ),
+    ("yml/OSBinaries/Netsh.yml", 22): (
+        "ok",
+        "detections/deprecated/processes_created_by_netsh.yml",
+        "b89919ed-fe5f-492c-b139-95dbb162041e",
+    ),
+    ("yml/OSLibraries/comsvcs.yml", 22): (
+        "ok",
+        "detections/endpoint/dump_lsass_via_comsvcs_dll.yml",
+        "8943b567-f14d-4ee8-a0bb-2121d4ce3184",
+    ),
+    ("yml/OSBinaries/Mshta.yml", 68): ("unresolvable", None, None),
+    ("yml/OSBinaries/Regasm.yml", 33): ("unresolvable", None, None),
+    ("yml/OtherMSBinaries/Sqlps.yml", 26): ("unresolvable", None, None),
+    ("yml/OtherMSBinaries/Sqltoolsps.yml", 20): ("unresolvable", None, None),
+}
+
+
+def test_lolbas_links_to_splunk_detections_are_resolved_through_its_history(tip_data_dir: Path) -> None:
+    done = indexer("links", "--source", "splunk", "--json", data_dir=tip_data_dir)
+    assert done.returncode == 0, done.stderr
+    links = {(l["lolbas_path"], l["line"]): l for l in json.loads(done.stdout)}
+    assert len(links) == 48 and {l["rule_set"] for l in links.values()} == {"splunk"}
+    pinned = {
+        key: (l["status"], l.get("current_path"), l.get("rule_id")) for key, l in links.items() if key in SPLUNK_LINKS
+    }
+    assert pinned == SPLUNK_LINKS
+    # the four that are not detection files are the only links not ok
+    assert {key for key, l in links.items() if l["status"] != "ok"} == {
+        key for key, (status, _, _) in SPLUNK_LINKS.items() if status != "ok"
+    }
+    assert links[("yml/OSBinaries/Mshta.yml", 68)]["reason"] == "not a rule file"
+    ok = links[("yml/OSBinaries/Certutil.yml", 67)]
+    assert ok["linked_ref"] == "3f77e24974239fcb7a339080a1a483e6bad84a82" and "the path's content at" in ok["basis"]
+
+
+# Renames and deletions in the bundle's history (`git log --raw -M develop`), checked by hand:
+#   windows_schedule_task_dll_module_loaded.yml: R096 to windows_scheduled_task_dll_module_loaded.yml
+#     in 63342ef8 (2024-09-25); its `id:` bc5b2304-... is that file's at the tip: moved
+#   detect_mimikatz_using_loaded_images.yml: R100 to detections/deprecated/ in 3f046335 (2023-04-24),
+#     `id:` 29e307ba-...: deprecated
+#   ssa___appinstaller_exe.yml: D in b932fcd4 (2023-01-03); `git grep` of its `id:` 057c06c7-... finds
+#     no file at the tip: deleted
+SPLUNK_HISTORY = {
+    "windows_schedule_task_dll_module_loaded.yml": (
+        "moved",
+        "detections/endpoint/windows_scheduled_task_dll_module_loaded.yml",
+        "bc5b2304-f241-419b-874a-e927f667b7b6",
+        "63342ef8b344",
+    ),
+    "detect_mimikatz_using_loaded_images.yml": (
+        "deprecated",
+        "detections/deprecated/detect_mimikatz_using_loaded_images.yml",
+        "29e307ba-40af-4ab2-91b2-3c6b392bbba0",
+        "3f046335488e",
+    ),
+    "ssa___appinstaller_exe.yml": ("deleted", None, "057c06c7-ef31-4749-b5c9-199152e53a06", "b932fcd4eb22"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLUNK_HISTORY))
+def test_a_link_to_a_detection_that_moved_was_retired_or_deleted(tip_data_dir: Path, tip_reader, name: str) -> None:
+    status, current, rule_id, commit = SPLUNK_HISTORY[name]
+    history = PathHistory.from_json((tip_data_dir / "history" / "splunk.json").read_text(encoding="utf-8"))
+    source = get("splunk")
+    repo = Repository(source.spec(str(BUNDLE)), clone_path(tip_data_dir, "splunk"))
+    try:
+        rules, paths = xref._tip(tip_reader.state, "splunk")
+        url = f"https://github.com/splunk/security_content/blob/{'0' * 40}/detections/endpoint/{name}"
+        target = xref.LinkTarget("splunk", source.repositories(), source.wants)
+        found = xref.resolve_link(url, target, repo, history, rules, paths)
+    finally:
+        repo.close()
+    assert (found["status"], found.get("current_path"), found["rule_id"]) == (status, current, rule_id)
+    assert commit in found["basis"]
 
 
 _PROCESS_NAME = re.compile(r"process_name\s*=\s*\"?([\w.\-]+\.exe)\b", re.IGNORECASE)

@@ -369,6 +369,7 @@ class Splunk(Source):
     web_url = "https://github.com/splunk/security_content"
     branch = "develop"
     paths = re.compile(r"^(detections/.+|macros/[^/]+)\.yml$", re.DOTALL)
+    history = True  # LOLBAS links to detections that moved are resolved through it
     detects = True
     # as Elastic's: its process_name values (syscall names among them: setgid, fchmod) do not
     # change what the other sources' bare words mean
