@@ -301,7 +301,10 @@ def _term(
     for hit in _finder(role, term.op, term.value, unix):
         col.add(template, hit.name, line, hit.inferred)
     if role in _INFER_ROLES and term.op not in ("regex", "regex~", "rlike"):
-        col.out.candidates.append(Candidate(term.value, line, col._line(line), template, False, platform))
+        # a wildcard at either end is Sigma's contains/startswith/endswith, which keep no `*`:
+        # `process.command_line : "*comsvcs*#*24*"` names comsvcs as Sigma's `contains: 'comsvcs'` does
+        text = term.value.strip("*")
+        col.out.candidates.append(Candidate(text, line, col._line(line), template, False, platform))
 
 
 class Elastic(Source):
