@@ -658,6 +658,8 @@ class _SourceBuild:
         self.sharing = type(self.source).shared is not Source.shared
         self.shared: dict[str, str] = {}  # shared file path -> its blob at the commit applied last
         self.shared_raw: dict[str, bytes] = {}  # ... and its content (those within max_bytes)
+        self.providers: dict[str, str] = {}  # what a shared file answers for -> the file (Source.provides)
+        self.provides: dict[tuple[str, str], list[str]] = {}  # (path, blob) -> Source.provides
         self.live: dict[str, tuple[int, int]] = {}  # path -> (span id, file id)
         self.counts: dict[str, int] = {}  # name token -> live files holding it
         self.open_names: dict[str, int] = {}  # name token -> its open row in `names`
@@ -753,6 +755,8 @@ class _SourceBuild:
             if self.sharing and self.source.shared(path):
                 self.shared[path] = blob
         self._read_shared(list(self.shared))
+        if self.sharing:
+            self._share()
         for (token,) in self.conn.execute(
             "SELECT tokens.token FROM tokens JOIN spans ON spans.file = tokens.file "
             "WHERE spans.source = ? AND spans.stop IS NULL AND substr(tokens.token, 1, 1) IN ('b', 'x', 'p', 'q', 'u')",
@@ -794,7 +798,7 @@ class _SourceBuild:
                 raise
             progress.advance(len(batch))
         if self.sharing:  # the source left as a refresh at the tip leaves it
-            self.source.share(dict(self.shared_raw))
+            self._share()
 
     def _known(self, path: str, blob: str) -> int | None:
         """The stored version of (path, blob) read with the shared files as they are now (for
@@ -803,7 +807,7 @@ class _SourceBuild:
             "SELECT id, context FROM files WHERE source = ? AND path = ? AND blob = ? ORDER BY id",
             (self.name, path, blob),
         ):
-            if not context or all(self.shared.get(p, "") == b for p, b in json.loads(context).items()):
+            if not context or all(self._state(p) == b for p, b in json.loads(context).items()):
                 return file_id
         return None
 
@@ -851,7 +855,7 @@ class _SourceBuild:
 
     def _context(self, tokens: list[str]) -> str:
         """The blobs of the shared files a version read (`d:` tokens), "" where it read none."""
-        depends = {t[2:]: self.shared.get(t[2:], "") for t in tokens if t.startswith("d:")}
+        depends = {t[2:]: self._state(t[2:]) for t in tokens if t.startswith("d:")}
         return json.dumps(depends, sort_keys=True) if depends else ""
 
     def _read_shared(self, paths: list[str]) -> None:
@@ -876,7 +880,7 @@ class _SourceBuild:
         for run in runs:
             changed = self._shared_changes(run[0])
             touched = {new or path for _, path, new, _, _ in run[0].changes} | {p for _, p, _, _, _ in run[0].changes}
-            again = self._dependents(changed, touched)
+            keys = changed | self._provided(changed)  # what they answered for before (a macro's name) ...
             for path in changed:  # the shared files as the run's first commit leaves them
                 self.shared.pop(path, None)
             for status, path, new, blob, _ in run[0].changes:
@@ -884,7 +888,8 @@ class _SourceBuild:
                 if status != "D" and self.source.shared(target) and run[0].modes[target].startswith("100"):
                     self.shared[target] = blob
             self._read_shared(sorted(changed))
-            self.source.share(dict(self.shared_raw))
+            again = self._dependents(keys | self._provided(changed), touched)  # ... and after
+            self._share()
             self.pool = _pool(self.jobs, len(again) + sum(len(c.changes) for c in run))  # forked after share
             try:
                 files = self._extract(run, {path: blob for path, (_, blob) in again.items()})
@@ -906,13 +911,42 @@ class _SourceBuild:
             for i, commit in enumerate(run):
                 self._apply(commit, ids, reread if i == 0 else {})
 
+    def _state(self, depend: str) -> str:
+        """What a file that read `depend` read: the blob at that path, and the file that answers
+        for it now if another does (the file defining the macro named so)."""
+        blob = self.shared.get(depend, "")
+        provider = self.providers.get(depend, depend)
+        return blob if provider == depend else f"{blob} {provider}:{self.shared.get(provider, '')}"
+
+    def _share(self) -> None:
+        """Hand the source its shared files as they are now; who answers for what (the first
+        file in path order, as splunk.load_macros resolves a name)."""
+        self.source.share(dict(self.shared_raw))
+        self.providers = {}
+        for path in sorted(self.shared_raw):
+            version = (path, self.shared.get(path, ""))
+            if version not in self.provides:
+                self.provides[version] = self.source.provides(path, self.shared_raw[path])
+            for key in self.provides[version]:
+                self.providers.setdefault(key, path)
+
+    def _provided(self, paths: set[str]) -> set[str]:
+        """What these shared files answer for as they are now (Source.provides: the names of the
+        Splunk macros they define)."""
+        return {
+            key
+            for path in paths
+            if path in self.shared_raw
+            for key in self.source.provides(path, self.shared_raw[path])
+        }
+
     def _shared_changes(self, commit: _Commit) -> set[str]:
         """The shared files a commit adds, changes, renames or deletes."""
         return {p for _, path, new, _, _ in commit.changes for p in (path, new) if p and self.source.shared(p)}
 
     def _dependents(self, changed: set[str], touched: set[str]) -> dict[str, tuple[int, str]]:
         """Live files the commit leaves as they were that read one of the `changed` shared
-        files: path -> (their file id, blob)."""
+        files, or what they answer for: path -> (their file id, blob)."""
         if not changed:
             return {}
         tokens = sorted("d:" + p for p in changed)

@@ -9,7 +9,7 @@ planning is tested on hand-built states.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .index import fileref
 from .model import FileReport
@@ -79,13 +79,16 @@ def plan_source(
     changes: list[Change],
     first: bool,
     files: dict[str, FileReport] | None = None,
+    provided: Iterable[str] = (),
 ) -> SourcePlan:
     """What to read of a source read `how` ("full" or "incremental") at the tree of its tip.
 
     changes: the files changed since the commit indexed (none if it is not known); a full read
     records them too, so both summarise a renamed file as the same rule. first: never indexed.
     files: the previous reports; an incremental read also reads again the files whose report
-    `depends` on a changed file (a Splunk detection calling a macro that changed).
+    `depends` on a changed file (a Splunk detection calling a macro that changed), or on what
+    a changed shared file answers for before or after the change (`provided`: Source.provides,
+    a macro's name defined in another file).
     """
     plan = SourcePlan(how, added=[e.path for e in tree] if how == "full" and first else [])
     for change in changes:
@@ -99,18 +102,20 @@ def plan_source(
             plan.modified.append(change.path)
     wanted = {change.path for change in changes}
     if how == "incremental" and files:
-        plan.dependents = dependents(name, wanted | {c.old_path for c in changes if c.old_path}, files)
+        plan.dependents = dependents(name, wanted | {c.old_path for c in changes if c.old_path}, files, provided)
         wanted.update(plan.dependents)
     plan.read = list(tree) if how == "full" else [e for e in tree if e.path in wanted]
     return plan
 
 
-def dependents(name: str, changed: set[str], files: dict[str, FileReport]) -> list[str]:
-    """The indexed files of source `name`, not themselves changed, that depend on a changed path."""
+def dependents(name: str, changed: set[str], files: dict[str, FileReport], provided: Iterable[str] = ()) -> list[str]:
+    """The indexed files of source `name`, not themselves changed, that depend on a changed path
+    or on what a changed shared file answers for (`provided`)."""
+    keys = changed | set(provided)
     return sorted(
         r.path
         for r in files.values()
-        if r.source == name and r.depends and r.path not in changed and not changed.isdisjoint(r.depends)
+        if r.source == name and r.depends and r.path not in changed and not keys.isdisjoint(r.depends)
     )
 
 

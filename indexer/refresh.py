@@ -32,7 +32,7 @@ from .names import known_stems
 from .parse import MAX_FILE_BYTES
 from .parsers import Batch, FileMentions, InlineReader, ParserPool
 from .plan import SourcePlan
-from .repository import Repository, SourceError, SourceSpec, TreeEntry, clone_path
+from .repository import Change, Repository, SourceError, SourceSpec, TreeEntry, clone_path
 from .sources import SOURCES, get
 from .sources.base import Source
 from .state import SourceState, State
@@ -262,9 +262,22 @@ class _Refresh:
                 else:
                     moved = repo.changes(indexed.commit, tip) if known and indexed and indexed.commit != tip else []
                     files = previous.files if previous else None
-                    plans[name] = plan.plan_source(name, how, tree, moved, indexed is None, files)
+                    provided = self._provided(repo, indexed.commit, tip, moved) if moved and indexed else []
+                    plans[name] = plan.plan_source(name, how, tree, moved, indexed is None, files, provided)
             self._record(outcome, plans[name])
         return plans
+
+    def _provided(self, repo: Repository, before: str, tip: str, changes: list[Change]) -> list[str]:
+        """What the changed shared files answer for before and after (Source.provides: the names
+        of the Splunk macros they define): their callers are read again."""
+        source, out = get(repo.spec.name), set()
+        for change in changes:
+            versions = [(before, change.old_path or change.path)] if change.status != "A" else []
+            versions += [(tip, change.path)] if change.status != "D" else []
+            for commit, path in versions:
+                if source.shared(path):
+                    out.update(source.provides(path, repo.read_at(commit, path)))
+        return sorted(out)
 
     def _record(self, outcome: SourceOutcome, planned: SourcePlan) -> None:
         outcome.mode = planned.mode

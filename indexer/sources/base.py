@@ -68,6 +68,13 @@ class Source:
     def share(self, files: dict[str, bytes]) -> None:
         """The shared files of the tree being read (path -> content), before any file is read."""
 
+    def provides(self, path: str, content: bytes) -> list[str]:
+        """What a shared file with this content answers for besides its own path, as entries of
+        `Extraction.depends` (Splunk: `macros/NAME.yml` of the macro it defines, whatever its
+        file's name): a change to the file, its content before and after, reads again the files
+        that depend on any of these too."""
+        return []
+
     def check(self, path: str, documents: list[Any]) -> list[str]:
         """Warnings about the file's documents (pySigma's for Sigma); none by default."""
         return []

@@ -273,7 +273,10 @@ def _search(
 ) -> None:
     lines = ValueLines.of(col.parsed, node)
     expansion = expand(node.value, lambda name, count: macros.get((name, count)))
-    used = {_macro_path(name, macros, count) for name, count in _calls(expansion.pieces)}
+    calls = _calls(expansion.pieces)
+    # the file each call resolved to, and the name it called (`macros/NAME.yml`): a file that
+    # comes to define the name, or stops defining it, changes what the call means (Splunk.provides)
+    used = {_macro_path(name, macros, count) for name, count in calls} | {_named(name) for name, _ in calls}
     col.out.depends = sorted(used - {col.ctx.path})
     col.out.warnings.extend(expansion.warnings)  # `stats --errors` lists them with the file
     for piece in expansion.pieces:
@@ -299,6 +302,11 @@ def _macro_path(name: str, macros: dict[tuple[str, int], MacroDef], count: int) 
     macro = macros.get((name, count))
     if macro is not None and isinstance(macro.origin, MacroFile):
         return macro.origin.path
+    return _named(name)
+
+
+def _named(name: str) -> str:
+    """A macro's name as a dependency: the path of a file named after it (`macros/NAME.yml`)."""
     return f"{MACRO_DIR}{name}.yml"
 
 
@@ -383,6 +391,11 @@ class Splunk(Source):
 
     def share(self, files: dict[str, bytes]) -> None:
         self.macros = load_macros(files)
+
+    def provides(self, path: str, content: bytes) -> list[str]:
+        """The name of the macro the file defines, as a dependency (`macros/NAME.yml`)."""
+        macros = load_macros({path: content}) if self.shared(path) else {}
+        return sorted({_named(name) for name, _ in macros})
 
     def parse(self, path: str, text: str) -> ParsedFile:
         return require_mapping(parse_yaml(path, text))
