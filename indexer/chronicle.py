@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
-from .codec import mention_filter, mention_order, stored
+from .codec import file_order, mention_filter, mention_order, stored
 from .errors import IndexerError
+from .history import LastContent, rule_id_of
 from .model import FileReport, Mention
 from .names import MODULE_PREFIX, UNIX_PREFIX, WINDOWS_PREFIX, known_stems
 from .verdicts import RuleVerdict, rule_verdicts
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # types only: reading the store runs no git
     from .extract import Extraction
     from .repository import Repository
 
-FORMAT = 5  # 5: a version read with the shared files it depends on (`context`, `d:` tokens); 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
+FORMAT = 6  # 6: links, rule ids (`i:`, `r`), entry names (`n:`) and the paths' history (`lasts`) for links as of a date; 5: a version read with the shared files it depends on (`context`, `d:` tokens); 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
 STORE = "chronicle.sqlite"
 PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
 BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
@@ -80,12 +81,17 @@ CREATE TABLE IF NOT EXISTS spans(
     start INTEGER NOT NULL, stop INTEGER);
 CREATE INDEX IF NOT EXISTS spans_file ON spans(file);
 CREATE INDEX IF NOT EXISTS spans_open ON spans(source, stop);
+CREATE INDEX IF NOT EXISTS spans_path ON spans(source, path);
 CREATE TABLE IF NOT EXISTS names(
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, token TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER);
 CREATE INDEX IF NOT EXISTS names_token ON names(token, source);
 CREATE TABLE IF NOT EXISTS renames(source TEXT NOT NULL, seq INTEGER NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS renames_old ON renames(source, old);
 CREATE TABLE IF NOT EXISTS licenses(source TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lasts(
+    source TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, seq INTEGER NOT NULL, blob TEXT NOT NULL,
+    sha TEXT NOT NULL, date TEXT NOT NULL, status TEXT NOT NULL, rule_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS lasts_path ON lasts(source, path, seq);
 """
 
 
@@ -140,12 +146,17 @@ def iso(ts: int) -> str:
 
 
 def encode_file(
-    extraction: Extraction | None, title: str = "", error: str = "", executables: Iterable[str] | None = None
+    extraction: Extraction | None,
+    title: str = "",
+    error: str = "",
+    executables: Iterable[str] | None = None,
+    rule_id: str = "",
 ) -> tuple[bytes, list[str]]:
     """A file's extraction as stored (zlib JSON) and its tokens; executables: the names it adds to
-    the vocabulary (its report's: none for a source that feeds no stems, `Source.feeds_stems`)."""
+    the vocabulary (its report's: none for a source that feeds no stems, `Source.feeds_stems`);
+    rule_id: the first id of its text (history.rule_id_of: what a link to it resolves by)."""
     if extraction is None:
-        return zlib.compress(json.dumps({"error": error}).encode()), []
+        return zlib.compress(json.dumps({"error": error, "r": rule_id}).encode()), []
     payload = {
         "m": [stored(m) for m in extraction.mentions],
         "c": [[c.text, c.line, c.snippet, stored(c.template), c.in_prose, c.platform] for c in extraction.candidates],
@@ -154,6 +165,8 @@ def encode_file(
         "i": list(dict.fromkeys(extraction.rule_ids)),
         "e": extraction.entry,
         "d": sorted(set(extraction.depends)),
+        "l": extraction.links,
+        "r": rule_id,
     }
     tokens = {"b:" + m.binary for m in extraction.mentions}
     tokens.update("x:" + name for name in (extraction.executables() if executables is None else executables))
@@ -176,6 +189,9 @@ def encode_file(
             tokens.update("u:" + w for w in stems)
     tokens.update("w:" + w for w in extraction.own_stems)
     tokens.update("d:" + path for path in extraction.depends)  # the shared files it read: re-read when one changes
+    tokens.update("i:" + rule for rule in extraction.rule_ids)  # what a link to a moved rule finds it by
+    tokens.update("n:" + name for name in _entry_names(extraction.entry))  # a LOLBAS entry's names
+    tokens.update("k:" + link["kind"] for link in extraction.links)  # it links to a LOLBAS page, a Sigma rule, ...
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return zlib.compress(text, 6), sorted(tokens)
 
@@ -191,6 +207,8 @@ class FileRecord:
     rule_ids: list[str] = field(default_factory=list)
     error: str = ""
     entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
+    links: list[dict[str, Any]] = field(default_factory=list)  # Extraction.links: LOLBAS <-> rules
+    rule_id: str = ""  # the first id of its text (history.rule_id_of)
 
     @classmethod
     def decode(cls, payload: bytes, binaries: Iterable[str] | None = None) -> "FileRecord":
@@ -200,7 +218,7 @@ class FileRecord:
 
         data = json.loads(zlib.decompress(payload))
         if "error" in data:
-            return cls([], [], {}, error=data["error"])
+            return cls([], [], {}, error=data["error"], rule_id=data["r"])
         mentions, candidates = data["m"], data["c"]
         if binaries is not None:
             wanted = set(binaries)
@@ -218,6 +236,8 @@ class FileRecord:
             data["t"],
             data["i"],
             entry=data["e"],
+            links=data["l"],
+            rule_id=data["r"],
         )
 
     def mentions_with(self, stems: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[Mention]:
@@ -229,6 +249,13 @@ class FileRecord:
         windows, unix, modules = stems
         inferred = infer(self.candidates, windows, unix, self.mentions, self.own_stems, modules)
         return sorted(self.mentions + inferred, key=Mention.sort_key)
+
+
+def _entry_names(entry: dict[str, Any]) -> list[str]:
+    """xref.entry_names (a LOLBAS entry's name and aliases, lower case)."""
+    from .xref import entry_names
+
+    return list(entry_names(entry)) if entry else []
 
 
 def stem_of(name: str) -> str:
@@ -414,26 +441,67 @@ class AsOf:
 
     def read_json(self, name: str, read: Any) -> Any:
         """The generation's other files as of the date: xref.json (xref.load) with the LOLBAS
-        entries then and the Sigma rules' verdicts on them then; the links LOLBAS declares and the
-        rules' references are resolved for the present only (none)."""
+        entries, their links and the Sigma rules' references then, the links resolved against
+        the rule sets then (former paths: for the present only, none)."""
         from . import xref
-        from .records import XrefData
 
         if name != xref.XREF_FILE:
             raise HistoryError(f"{name} is not kept in the history")
-        entries = []
-        for (source, _), (path, file_id) in sorted(self.live_files().items(), key=lambda item: item[1][0]):
-            if source == "lolbas" and path.startswith("yml/"):  # as xref.build: not Archive-Old-Version/
-                record = self.record(file_id)
-                if record.entry:
-                    report = FileReport(source, path, "indexed")
-                    report.entry = record.entry
-                    entries.append(report)
-        return XrefData((), (), {"entries": xref._coverage(self, entries, [], [])}, {})  # type: ignore[arg-type]
+        entries = self._reports("lolbas", "yml/")  # as xref.build: not Archive-Old-Version/
+        sigma = [r for r in self._reports("sigma", "", "k:lolbas") if r.status == "indexed"]
+        return xref.assemble(self, [r for r in entries if r.entry], sigma, self._rule_sets(), {})  # type: ignore[arg-type]
 
     def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
-        """LOLBAS -> Sigma links are resolved for the present only (xref): none as of a date."""
-        return []
+        """IndexReader.declared_links as of the date: the Sigma links the LOLBAS entries of
+        `binaries` declared then, resolved against Sigma's rules then."""
+        from . import xref
+
+        tokens = sorted({"n:" + name for name in binaries})
+        if "lolbas" not in self.seqs or not tokens:
+            return []
+        entries = [r for r in self._reports("lolbas", "yml/", *tokens) if r.entry]
+        sets = {name: rules for name, rules in self._rule_sets().items() if name == "sigma"}
+        links = [link.to_dict() for link in xref.entry_links(entries, sets) if link.rule_set == "sigma"]
+        return sorted(links, key=lambda l: (l["lolbas_path"], l["line"]))
+
+    def _reports(self, source: str, prefix: str, *tokens: str) -> list[FileReport]:
+        """The files of `source` under `prefix` live at the date (those holding one of `tokens`,
+        if given) as reports with their entry, links and rule ids."""
+        if source not in self.seqs:
+            return []
+        seq = self.seqs[source]
+        query = (
+            "SELECT spans.path, files.payload FROM spans JOIN files ON files.id = spans.file WHERE spans.source = ? "
+            "AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?) AND substr(spans.path, 1, ?) = ?"
+        )
+        args: list[Any] = [source, seq, seq, len(prefix), prefix]
+        if tokens:
+            query += f" AND spans.file IN (SELECT file FROM tokens WHERE token IN ({','.join('?' * len(tokens))}))"
+            args += tokens
+        reports = []
+        for path, payload in self._conn.execute(query, args):
+            record = FileRecord.decode(payload, ())
+            report = FileReport(source, path, "error" if record.error else "indexed", record.error)
+            report.entry, report.links, report.rule_ids = record.entry, record.links, record.rule_ids
+            reports.append(report)
+        return sorted(reports, key=lambda r: r.path)
+
+    def _rule_sets(self) -> dict[str, Any]:
+        """The rule sets LOLBAS links to (xref.RuleSet) as they were at the date."""
+        from . import xref
+
+        if "rule_sets" not in self.cache:
+            sets = {}
+            for key, value in self._conn.execute("SELECT key, value FROM meta WHERE key LIKE 'target:%'"):
+                name = key.removeprefix("target:")
+                if name in self.seqs:
+                    spec = json.loads(value)
+                    wants = re.compile(spec["paths"], spec["flags"]).match
+                    target = xref.LinkTarget(name, frozenset(spec["repositories"]), lambda p, w=wants: bool(w(p)))
+                    then = _RuleSetThen(self._conn, name, self.seqs[name])
+                    sets[name] = xref.RuleSet(target, then, then, then.rules, then.paths)
+            self.cache["rule_sets"] = sets
+        return self.cache["rule_sets"]
 
     def _mentions_of(self, binaries: Sequence[str]) -> list[tuple[str, str, list[Mention]]]:
         """(source, path, mentions of `binaries`) of each file live at the date that names them."""
@@ -456,6 +524,22 @@ class AsOf:
                 out.append((source, path, [self._fill(m) for m in mentions]))
         self._files[key] = out
         return out
+
+    def file_mentions(self, source: str, path: str, binaries: Iterable[str] | None = None) -> list[Mention]:
+        """IndexReader.file_mentions as of the date: every mention of the file then (or of `binaries`)."""
+        if source not in self.seqs:
+            return []
+        seq = self.seqs[source]
+        row = self._conn.execute(
+            "SELECT files.payload FROM spans JOIN files ON files.id = spans.file WHERE spans.source = ? "
+            "AND spans.path = ? AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?)",
+            (source, path, seq, seq),
+        ).fetchone()
+        if row is None:
+            return []
+        wanted = None if binaries is None else set(binaries)
+        mentions = FileRecord.decode(row[0]).mentions_with(self.stems())
+        return sorted((self._fill(m) for m in mentions if wanted is None or m.binary in wanted), key=file_order)
 
     def live_files(self) -> dict[tuple[str, str], tuple[str, int]]:
         """(source, the file's identity through renames: "<commit that added it>:<path then>")
@@ -549,6 +633,99 @@ class AsOf:
         return sorted((RuleVerdict.from_dict(v.to_dict()) for v in out), key=RuleVerdict.sort_key)
 
 
+class _RuleSetThen:
+    """A rule set at a first-parent commit, as xref.resolve_link reads its `Repository`,
+    `PathHistory` and tip, from the store: the commits then, what each path last held then (the
+    `lasts` of every commit merged by then), its rule ids and paths then. The store keeps a
+    file's rule id, not its text: `read` and `read_at` give the one line `rule_id_of` finds."""
+
+    def __init__(self, conn: sqlite3.Connection, source: str, seq: int) -> None:
+        self._conn, self.source, self.seq = conn, source, seq
+        self.last = self  # PathHistory.last.get
+        self.rules = _RulesThen(self)
+        self.paths = _PathsThen(self)
+        self._ids: dict[str, str] = {}
+
+    def _live(self, path: str, seq: int) -> FileRecord | None:
+        row = self._conn.execute(
+            "SELECT files.payload FROM spans JOIN files ON files.id = spans.file WHERE spans.source = ? "
+            "AND spans.path = ? AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?)",
+            (self.source, path, seq, seq),
+        ).fetchone()
+        return FileRecord.decode(row[0], ()) if row else None
+
+    def has_commit(self, commit: str) -> bool:
+        """A first-parent commit up to then (one off that line is not known: its link resolves
+        through the path's history, as for a commit the clone lacks)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM commits WHERE source = ? AND sha = ? AND seq <= ?", (self.source, commit, self.seq)
+        ).fetchone()
+        return row is not None
+
+    def read_at(self, commit: str, path: str) -> bytes:
+        seq = self._conn.execute("SELECT seq FROM commits WHERE source = ? AND sha = ?", (self.source, commit))
+        record = self._live(path, seq.fetchone()[0])
+        if record is None:
+            raise KeyError(f"no file {path!r} at {commit}")
+        return f"id: {record.rule_id}".encode() if record.rule_id else b""
+
+    def read(self, blob: str) -> bytes:
+        rule_id = self._ids.get(blob, "")
+        return f"id: {rule_id}".encode() if rule_id else b""
+
+    def get(self, path: str) -> LastContent | None:
+        row = self._conn.execute(
+            "SELECT blob, sha, date, status, rule_id FROM lasts WHERE source = ? AND path = ? AND seq <= ? "
+            "ORDER BY ord DESC LIMIT 1",
+            (self.source, path, self.seq),
+        ).fetchone()
+        if row is None:
+            return None
+        self._ids[row[0]] = row[4]
+        return LastContent(*row[:4])
+
+
+class _RulesThen:
+    """xref._tip's rule id -> path as of then: of the readable files holding the id, the last path."""
+
+    def __init__(self, rule_set: _RuleSetThen) -> None:
+        self._set = rule_set
+
+    def get(self, rule_id: str, default: str | None = None) -> str | None:
+        s = self._set
+        row = s._conn.execute(
+            "SELECT max(spans.path) FROM spans JOIN tokens ON tokens.file = spans.file WHERE tokens.token = ? "
+            "AND spans.source = ? AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?)",
+            ("i:" + rule_id, s.source, s.seq, s.seq),
+        ).fetchone()
+        return row[0] if row and row[0] is not None else default
+
+
+class _PathsThen:
+    """xref._tip's paths of rule files as of then."""
+
+    def __init__(self, rule_set: _RuleSetThen) -> None:
+        self._set = rule_set
+
+    def __contains__(self, path: object) -> bool:
+        s = self._set
+        return (
+            s._conn.execute(
+                "SELECT 1 FROM spans WHERE source = ? AND path = ? AND start <= ? AND (stop IS NULL OR stop > ?)",
+                (s.source, path, s.seq, s.seq),
+            ).fetchone()
+            is not None
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        s = self._set
+        rows = s._conn.execute(
+            "SELECT path FROM spans WHERE source = ? AND start <= ? AND (stop IS NULL OR stop > ?)",
+            (s.source, s.seq, s.seq),
+        )
+        return (row[0] for row in rows)
+
+
 class _StateThen:
     """`IndexReader.state`'s `files.get("source:path")` as of a date (AsOf.report)."""
 
@@ -627,9 +804,12 @@ def _extract_one(item: tuple[str, str, bytes, int]) -> tuple[bytes, list[str]]:
 
     source, path, raw, max_bytes = item
     processed = process_file(FileContext(source, path), raw, max_bytes, defer_check=True)
+    rule_id = rule_id_of(raw)
     if processed.report.status != "indexed":
-        return encode_file(None, error=processed.report.reason)
-    return encode_file(processed.extraction, processed.report.title, executables=processed.report.executables)
+        return encode_file(None, error=processed.report.reason, rule_id=rule_id)
+    return encode_file(
+        processed.extraction, processed.report.title, executables=processed.report.executables, rule_id=rule_id
+    )
 
 
 def _threshold(token: str) -> int:
@@ -676,7 +856,9 @@ class _SourceBuild:
             self.seq = row[1]
             self._load()
             self._lineage(f"{row[0]}..{self.tip}")
-            return parse_log(self.repo.first_parent_log(f"{row[0]}..{self.tip}"))
+            commits = parse_log(self.repo.first_parent_log(f"{row[0]}..{self.tip}"))
+            self._paths(f"{row[0]}..{self.tip}", {c.sha: self.seq + 1 + i for i, c in enumerate(commits)})
+            return commits
         if row is not None:  # history rewritten upstream: this source's history is made again
             self._drop()
         commits = parse_log(self.repo.first_parent_log(self.tip))
@@ -691,6 +873,7 @@ class _SourceBuild:
                 state.pop(path, None)
                 if status != "D":
                     state[new or path] = (blob, commit.modes[new or path])
+        self._paths(self.tip, {c.sha: max(0, i - start) for i, c in enumerate(commits)})
         base = commits[start]
         base.changes = [("A", path, "", blob, "") for path, (blob, _) in sorted(state.items())]
         base.modes = {path: mode for path, (_, mode) in state.items()}
@@ -700,6 +883,66 @@ class _SourceBuild:
             "INSERT INTO sources VALUES (?, ?, '', -1, ?)", (self.name, self.repo.spec.web_url, int(self.rooted))
         )
         return commits[start:]
+
+    def _paths(self, revs: str, mainline: dict[str, int]) -> None:
+        """For a rule set LOLBAS links to (Source.history): what each of its paths last held as
+        `git log --raw -M` of `revs` tells it (history.PathHistory's `last`), each step kept with
+        the first-parent commit that brought it in (`seq`: the commits merged by it count from
+        then) and the rule id of the blob, so a link resolves as of any date (AsOf.declared_links).
+        `mainline`: the first-parent commits of `revs` -> their seq, in order."""
+        if not getattr(self.source, "history", False) or not mainline:
+            return
+        # a resumed build: what the commits not applied yet brought is made again
+        self.conn.execute("DELETE FROM lasts WHERE source = ? AND seq >= ?", (self.name, min(mainline.values())))
+        parents: dict[str, list[str]] = {}
+        steps: list[tuple[str, str, str, str, str]] = []  # (path, blob, commit, date, status), in log order
+        tokens = self.repo.raw_log(revs, parents=True).split("\0")
+        commit = date = ""
+        i = 0
+        while i < len(tokens):
+            token = tokens[i].lstrip("\n")
+            i += 1
+            if token.startswith("\x01"):
+                commit, date, *above = token[1:].split()
+                parents[commit] = above
+            elif token.startswith(":"):
+                _, _, old_blob, new_blob, status = token.split()[:5]
+                path, new = tokens[i], ""
+                i += 1
+                if status[0] in "RC":  # as history._apply_log
+                    new = tokens[i]
+                    i += 1
+                    steps.append((path, old_blob, commit, date, "renamed"))
+                    steps.append((new, new_blob, commit, date, "present"))
+                elif status == "D":
+                    steps.append((path, old_blob, commit, date, "deleted"))
+                else:
+                    steps.append((path, new_blob, commit, date, "present"))
+        merged = dict(mainline)  # each commit -> the first-parent commit that brought it in
+        for sha, seq in mainline.items():
+            stack = list(parents.get(sha, [])[1:])
+            while stack:
+                other = stack.pop()
+                if other in parents and other not in merged:
+                    merged[other] = seq
+                    stack.extend(parents[other])
+        steps = [step for step in steps if self.source.wants(step[0])]
+        ids = dict(self.conn.execute("SELECT DISTINCT blob, rule_id FROM lasts WHERE source = ?", (self.name,)))
+        unread = sorted({blob for _, blob, *_ in steps if blob not in ids and blob.strip("0")})
+        ids.update(zip(unread, map(rule_id_of, self.repo.read_many(unread))))
+        first = self.conn.execute("SELECT coalesce(max(ord), -1) + 1 FROM lasts WHERE source = ?", (self.name,))
+        start = first.fetchone()[0]
+        top = max(mainline.values())
+        self.conn.executemany(
+            "INSERT INTO lasts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.name, path, start + n, merged.get(commit, top), blob, commit, date, status, ids.get(blob, ""))
+                for n, (path, blob, commit, date, status) in enumerate(steps)
+            ],
+        )
+        paths = self.source.paths
+        target = {"repositories": sorted(self.source.repositories()), "paths": paths.pattern, "flags": paths.flags}
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"target:{self.name}", json.dumps(target)))
 
     def _lineage(self, revs: str) -> None:
         """Which commit made each (path, blob) in `revs` (any branch, merges left out): the
@@ -739,7 +982,7 @@ class _SourceBuild:
         return made[0], made[1], added[0], added[1], born
 
     def _drop(self) -> None:
-        for table in ("commits", "spans", "names", "renames", "licenses", "sources"):
+        for table in ("commits", "spans", "names", "renames", "licenses", "sources", "lasts"):
             self.conn.execute(f"DELETE FROM {table} WHERE source = ?", (self.name,))
         self.conn.execute("DELETE FROM tokens WHERE file IN (SELECT id FROM files WHERE source = ?)", (self.name,))
         self.conn.execute("DELETE FROM files WHERE source = ?", (self.name,))

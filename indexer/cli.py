@@ -652,7 +652,10 @@ def export(
     from .export import export_index
 
     if at is not None and fmt == "html":
-        raise UsageError("--at exports the tables, the lookup and the layers (the static site: as indexed now)")
+        raise UsageError(
+            "--at exports the tables, the lookup and the layers, not the static site: its rule pages show "
+            "pySigma's warnings, which the history does not keep"
+        )
 
     if fmt == "html":
         if output == "-" or binary:
@@ -860,15 +863,18 @@ def links(
     rule_set: List[str] = ListOption("--source", "Only links to these rule sets: sigma, elastic, splunk.", _rule_sets),
     as_json: bool = JsonFlag,
     as_csv: bool = CsvFlag,
+    at: Optional[str] = AtOption,
 ) -> None:
-    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved.
+    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved (--at: the links declared then,
+    resolved against the rules then).
 
     \b
     Example: indexer links --status moved,deleted --source elastic
+    Example: indexer links --at 2021-01-01 --json
     """
     from . import xref
 
-    with _open_reader(_data_dir(data_dir)) as reader:
+    with _open_reader(_data_dir(data_dir), at) as reader:
         items = xref.links(reader, status, rule_set)
 
     def table() -> None:
@@ -949,6 +955,7 @@ def gaps(
     as_navigator: bool = typer.Option(
         False, "--navigator", help="Print an ATT&CK Navigator layer: techniques scored by their gaps."
     ),
+    at: Optional[str] = AtOption,
 ) -> None:
     """Binaries attackers use that no rule detects, per platform.
 
@@ -960,11 +967,12 @@ def gaps(
 
     \b
     Example: indexer gaps --platform windows --limit 10
+    Example: indexer gaps --platform linux --at 2022-01-01 --json
     """
     from .joins import gaps as find_gaps
 
     fmt = _format(json=as_json, csv=as_csv, markdown=as_markdown, navigator=as_navigator)
-    with _open_reader(_data_dir(data_dir)) as reader:
+    with _open_reader(_data_dir(data_dir), at) as reader:
         try:
             report = find_gaps(reader, rule_sets=rule_set, platform=platform, every=show_all, min_sources=min_sources)
         except ValueError as exc:  # not a detection source of the index
@@ -1006,6 +1014,7 @@ def tests(
     data_dir: Optional[Path] = DataDir,
     rule_set: List[str] = ListOption("--rule-set", "Only these detection sources' rules (default: every one)."),
     as_json: bool = JsonFlag,
+    at: Optional[str] = AtOption,
 ) -> None:
     """Atomic tests that run a binary, and the rules that should fire.
 
@@ -1017,10 +1026,11 @@ def tests(
 
     \b
     Example: indexer tests certutil.exe --json
+    Example: indexer tests certutil.exe --at 2023-01-01
     """
     from .joins import tests as find_tests
 
-    with _open_reader(_data_dir(data_dir)) as reader:
+    with _open_reader(_data_dir(data_dir), at) as reader:
         try:
             report = find_tests(reader, name, rule_sets=rule_set).to_dict()
         except ValueError as exc:  # a name that names no file, or not a detection source

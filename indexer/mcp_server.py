@@ -444,6 +444,16 @@ def _rule_hit(rule: RuleVerdict, items: list[Mention], lines_per_rule: int) -> R
     )
 
 
+AtDate = Annotated[
+    Optional[str],
+    Field(
+        description="As of this date (YYYY-MM-DD or ISO date and time, UTC): each source at its last "
+        "first-parent commit then, read from the history (kept by refresh --history-since)",
+        max_length=40,
+    ),
+]
+
+
 def build_server(data_dir: Path) -> MCPServer:
     """The MCP server over the index in `data_dir` (opened at each call: refreshes show at once)."""
     index = _Index(Path(data_dir))
@@ -502,14 +512,7 @@ def build_server(data_dir: Path) -> MCPServer:
         limit: Annotated[int, Field(description="Rules per page", ge=1, le=100)] = 20,
         offset: Annotated[int, Field(description="Rules to skip (next_offset of the previous page)", ge=0)] = 0,
         lines_per_rule: Annotated[int, Field(description="Lines kept per rule", ge=1, le=50)] = 5,
-        at: Annotated[
-            Optional[str],
-            Field(
-                description="As of this date (YYYY-MM-DD or ISO date and time, UTC): each source at its last "
-                "first-parent commit then, read from the history (kept by refresh --history-since)",
-                max_length=40,
-            ),
-        ] = None,
+        at: AtDate = None,
     ) -> SearchBinaryResult:
         """Which Sigma rules detect an executable, and how (the verdict: runs, parent, target, loads,
         invoked, artifact, excluded, mentioned; LOLBAS and the atlas's entries: documented; atomic
@@ -655,11 +658,12 @@ def build_server(data_dir: Path) -> MCPServer:
         offset: Annotated[int, Field(description="Entries to skip", ge=0)] = 0,
         rules_per_entry: Annotated[int, Field(description="Rule paths kept per list of an entry", ge=0, le=100)] = 10,
         include_retired: Annotated[bool, Field(description="Count deprecated and unsupported rules too")] = False,
+        at: AtDate = None,
     ) -> CoverageResult:
         """For each LOLBAS entry: its tier (running, other, mentioned, none), the Sigma rules by verdict,
         and the rules LOLBAS links to; counts per tier, category and ATT&CK technique. Use
         detected=false to list the gaps."""
-        with index.reader() as reader:
+        with index.then(at) as reader:
             data = joins.coverage(reader, include_retired=include_retired)
             commit = reader.sources.get("lolbas", {}).get("commit", "")
             web = reader.sources.get("lolbas", {}).get("web_url", "")
@@ -726,12 +730,13 @@ def build_server(data_dir: Path) -> MCPServer:
         ] = False,
         limit: Annotated[int, Field(description="Rows per page", ge=1, le=200)] = 50,
         offset: Annotated[int, Field(description="Rows to skip", ge=0)] = 0,
+        at: AtDate = None,
     ) -> GapsResult:  # type: ignore[valid-type]
         """Binaries attackers use (named by a LOLBAS entry, an atomic test, GTFOBins, LOOBins or a
         HijackLibs host) that no rule detects running or invoked (verdict runs or invoked; deprecated
         and unsupported rules never count) on their platform, ranked by how many sources name them;
         per platform, how many each rule set detects alone and together."""
-        with index.reader() as reader:
+        with index.then(at) as reader:
             try:
                 report = joins.gaps(reader, rule_sets=rule_sets, platform=platform, every=include_detected)
             except ValueError as exc:
@@ -759,12 +764,13 @@ def build_server(data_dir: Path) -> MCPServer:
         ] = [],
         limit: Annotated[int, Field(description="Tests per page", ge=1, le=50)] = 10,
         offset: Annotated[int, Field(description="Tests to skip", ge=0)] = 0,
+        at: AtDate = None,
     ) -> AtomicTestsResult:  # type: ignore[valid-type]
         """The atomic-red-team tests that run or name an executable, and for each the rules that
         should fire when it runs: rules (not deprecated or unsupported) that detect one of the
         test's binaries and carry one of its ATT&CK techniques; and the detections validated
         with it (Splunk's tags.atomic_guid), when indexed."""
-        with index.reader() as reader:
+        with index.then(at) as reader:
             try:
                 report = joins.tests(reader, name, rule_sets=rule_sets)
             except ValueError as exc:
@@ -792,10 +798,11 @@ def build_server(data_dir: Path) -> MCPServer:
         ] = None,
         limit: Annotated[int, Field(description="Links per page", ge=1, le=200)] = 50,
         offset: Annotated[int, Field(description="Links to skip", ge=0)] = 0,
+        at: AtDate = None,
     ) -> LinksResult:
         """LOLBAS -> Sigma links, each resolved through Sigma's history: ok, moved (with the rule's
         path today), deprecated, deleted, unresolvable (with why)."""
-        with index.reader() as reader:
+        with index.then(at) as reader:
             items = xref.links(reader, list(status))
         if entry:
             wanted = entry.strip().lower()
@@ -892,13 +899,14 @@ def build_server(data_dir: Path) -> MCPServer:
     def navigator_layer(
         binary: Annotated[str, Field(description="An executable, as for search_binary", min_length=1, max_length=260)],
         max_links: Annotated[int, Field(description="Rule permalinks kept per technique", ge=0, le=50)] = 10,
+        at: AtDate = None,
     ) -> LayerResult:
         """An ATT&CK Navigator layer (format 4.5) for an executable: each technique scored by the number
         of Sigma rules that detect it running with that technique's tag, plus the techniques its LOLBAS
         entries document. Save `layer` as a .json file and open it in the ATT&CK Navigator."""
         from .navigator import binary_layer
 
-        with index.reader() as reader:
+        with index.then(at) as reader:
             try:
                 layer = binary_layer(reader, binary, max_links=max_links)
                 suggestions = [] if layer else search(reader, binary).suggestions

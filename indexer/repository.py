@@ -264,10 +264,12 @@ class Repository:
         )[0]
         return status == 0
 
-    def raw_log(self, revs: str) -> str:
+    def raw_log(self, revs: str, parents: bool = False) -> str:
         """`git log --raw -M` of `revs`, oldest first, NUL-separated; each commit starts with
-        "\\x01<sha> <committer date>" (history.update_history parses it)."""
-        return self._git().log("--raw", "-M", "--no-abbrev", "-z", "--reverse", "--format=%x01%H %cI", revs)
+        "\\x01<sha> <committer date>" (history.update_history parses it), then with `parents`
+        its parents' shas (chronicle's path history)."""
+        fmt = "--format=%x01%H %cI" + (" %P" if parents else "")
+        return self._git().log("--raw", "-M", "--no-abbrev", "-z", "--reverse", fmt, revs)
 
     def first_parent_log(self, revs: str) -> str:
         """`git log --first-parent --raw -M` of `revs` (diffs against the first parent, the root

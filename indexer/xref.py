@@ -173,22 +173,46 @@ def build(
     targets: those sources as rule sets LOLBAS may link to (a link to another is unresolvable).
     """
     targets = targets or {}
-    tips = {name: _tip(state, name) for name in targets if name in repos and name in histories}
+    rule_sets = {
+        name: RuleSet(targets[name], repos[name], histories[name], *_tip(state, name))
+        for name in targets
+        if name in repos and name in histories
+    }
     sigma = [r for r in state.files.values() if r.source == "sigma" and r.status == "indexed"]
-    tip_paths = tips["sigma"][1] if "sigma" in tips else set()
+    tip_paths = rule_sets["sigma"].paths if "sigma" in rule_sets else set()
     entries = [r for r in state.files.values() if r.source == "lolbas" and r.entry and r.path.startswith("yml/")]
-    by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
-    by_stem.update({f"{Path(r.path).parent.name}/{Path(r.path).stem}".lower(): r.path for r in entries})
+    history = histories.get("sigma")
+    former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
+    return assemble(
+        reader, entries, sigma, rule_sets, {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f}
+    )
 
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A rule set as its links are resolved at one commit: `repo` (has_commit, read_at, read: a
+    `Repository`, or what stands for it), `history` (its `last` paths: a `PathHistory`), its rule
+    ids (id -> path) and the paths of its rule files then."""
+
+    target: LinkTarget
+    repo: Any
+    history: Any
+    rules: Any  # Mapping[str, str]
+    paths: Any  # Collection[str]
+
+
+def entry_links(entries: Iterable[FileReport], rule_sets: dict[str, RuleSet]) -> list[Link]:
+    """The links of these LOLBAS entries to rule sets, resolved, by entry path and line."""
     links: list[Link] = []
     for report in sorted(entries, key=lambda r: r.path):
         for link in report.links:
             kind = link["kind"]
             if kind not in _RULE_SETS:
                 continue
+            rules = rule_sets.get(kind)
             resolved = (
-                resolve_link(link["url"], targets[kind], repos[kind], histories[kind], *tips[kind])
-                if kind in tips
+                resolve_link(link["url"], rules.target, rules.repo, rules.history, rules.rules, rules.paths)
+                if rules is not None
                 else {
                     "status": "unresolvable",
                     "reason": f"the {_RULE_SETS[kind]} rules and their history are not indexed",
@@ -206,6 +230,21 @@ def build(
                     }
                 )
             )
+    return links
+
+
+def assemble(
+    reader: IndexReader,
+    entries: list[FileReport],
+    sigma: list[FileReport],
+    rule_sets: dict[str, RuleSet],
+    former: dict[str, tuple[FormerPath, ...]],
+) -> XrefData:
+    """The cross-references of these LOLBAS entries and Sigma rules (their reports: entry, links,
+    rule ids), the links resolved against `rule_sets`; `former`: former paths, as given."""
+    by_stem = {Path(r.path).stem.lower(): r.path for r in entries}
+    by_stem.update({f"{Path(r.path).parent.name}/{Path(r.path).stem}".lower(): r.path for r in entries})
+    links = entry_links(entries, rule_sets)
     references = []
     for report in sorted(sigma, key=lambda r: r.path):
         for link in report.links:
@@ -221,14 +260,17 @@ def build(
                         }
                     )
                 )
-    history = histories.get("sigma")
-    former = {p: history.former_paths(p) for p in sorted(tip_paths)} if history else {}
     return XrefData(
         tuple(links),
         tuple(references),
         {"entries": _coverage(reader, entries, [l for l in links if l.rule_set == "sigma"], references)},
-        {p: tuple(map(FormerPath.from_dict, f)) for p, f in former.items() if f},
+        former,
     )
+
+
+def entry_names(entry: dict[str, Any]) -> tuple[str, ...]:
+    """A LOLBAS entry's names as coverage and `declared_links` key it: its name and aliases, lower case."""
+    return tuple(sorted({n.lower() for n in [entry.get("name", "")] + entry.get("aliases", []) if n}))
 
 
 def _tip(state: State, source: str) -> tuple[dict[str, str], set[str]]:
@@ -255,7 +297,7 @@ def _coverage(
             cited[ref.entry_path].add(ref.sigma_path)
     rows = []
     for report in sorted(entries, key=lambda r: r.path):
-        names = sorted({n.lower() for n in [report.entry.get("name", "")] + report.entry.get("aliases", []) if n})
+        names = entry_names(report.entry)
         rules: dict[str, RuleVerdict] = {}  # path -> its strongest verdict on any of the names
         for rule in reader.rules(names):
             if rule.source == "sigma" and (
@@ -266,7 +308,7 @@ def _coverage(
             CoverageEntry(
                 entry=report.entry.get("name", ""),
                 path=report.path,
-                names=tuple(names),
+                names=names,
                 categories=tuple(report.entry.get("categories", [])),
                 mitre=tuple(report.entry.get("mitre", [])),
                 rules=tuple(CoverageRule.of(r) for r in sorted(rules.values(), key=RuleVerdict.sort_key)),

@@ -75,7 +75,15 @@ def test_a_macro_defined_in_another_file_changes_its_callers_in_the_refresh_and_
             assert {k: r.depends for k, r in grown.state.files.items()} == files, step
         seen.append((when, expected))
     binaries = [{b for p, _, b, _ in mentions if p == "detections/endpoint/a.yml"} for _, mentions in seen]
-    assert binaries == [{"certutil.exe"}, {"mshta.exe"}, {"certutil.exe"}, {"certutil.exe"}, {"mshta.exe"}, {"mshta.exe"}, {"mshta.exe"}]
+    assert binaries == [
+        {"certutil.exe"},
+        {"mshta.exe"},
+        {"certutil.exe"},
+        {"certutil.exe"},
+        {"mshta.exe"},
+        {"mshta.exe"},
+        {"mshta.exe"},
+    ]
     assert any(p == "detections/endpoint/b.yml" and b == "regsvr32.exe" for p, _, b, _ in seen[3][1])
     for step, (when, expected) in enumerate(seen):  # the history, as of each step
         with AsOf(data, when) as past:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer import chronicle
+from indexer import chronicle, xref
 from indexer.chronicle import AsOf, HistoryError, parse_date
 from indexer.index import IndexReader
 from indexer.query import search
@@ -89,9 +89,7 @@ def last_commit_before(upstream: Upstream, when: int) -> str | None:
 
 
 def answer(result: object) -> dict[str, object]:
-    data = result.to_dict()  # type: ignore[attr-defined]
-    data.pop("lolbas_declared_detections")  # LOLBAS -> Sigma links: resolved for the present only
-    return data
+    return result.to_dict()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("date", DATES)
@@ -124,6 +122,9 @@ def test_search_at_a_date_equals_a_full_build_of_the_sources_reset_to_then(
             assert answer(search(past, name)) == expected, (date, name)
             found += bool(expected["mentions"])
         assert found >= 15  # the names are there to compare, not absent on both sides
+        # the Sigma links LOLBAS declared then, resolved against Sigma then (search's lolbas_declared_detections)
+        declared = [search(reader, n).to_dict()["lolbas_declared_detections"] for n in NAMES]
+        assert sum(map(len, declared)) >= 3
         detecting = answer(search(reader, "rundll32.exe", detects=True, source="sigma", include_inferred=False))
         assert answer(search(past, "rundll32.exe", detects=True, source="sigma", include_inferred=False)) == detecting
 
@@ -331,7 +332,7 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
 ) -> None:
     """Every mention (export --at) and each LOLBAS entry's tier and rules (coverage --at) as of
     the date, against a full build of the sources reset to then."""
-    from indexer import joins, xref
+    from indexer import joins
 
     when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
     existing = {name: c for name, up in upstreams.items() if (c := last_commit_before(up, when))}
@@ -354,6 +355,14 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
             (e["path"], e["tier"], e["running_rules"], e["other_rules"]) for e in now["entries"]
         ]
         assert then["summary"]["tiers"] == now["summary"]["tiers"]
+        # the links each entry declared then and the rules citing it then, resolved against the rule sets then
+        assert [(e["path"], e["linked"], e["citing_rules"]) for e in then["entries"]] == [
+            (e["path"], e["linked"], e["citing_rules"]) for e in now["entries"]
+        ]
+        assert sum(len(e["linked"]) for e in now["entries"]) >= 100 and any(e["citing_rules"] for e in now["entries"])
+        # every link to Sigma, Elastic and Splunk then with its status, basis and rule id; the references
+        assert xref.load(past).links == xref.load(reader).links  # type: ignore[arg-type]
+        assert xref.load(past).references == xref.load(reader).references  # type: ignore[arg-type]
         # the tiers by each rule set then (Sigma, Elastic, Splunk as they were)
         assert then["rule_sets"] == joins.coverage(reader)["rule_sets"]
         assert then["rule_sets"]["rule_sets"] == ["elastic", "sigma", "splunk"]
@@ -495,3 +504,60 @@ def test_a_macro_change_gives_its_unchanged_callers_a_new_version(
         assert path not in changed, (path, sha)  # the detection itself is the same blob
         assert changed & set(context), (path, sha)  # ... and a macro file it reads changed then
         assert payload != previous  # what it says changed with it
+
+
+def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mcp(history_dir: Path) -> None:
+    """?at= on the web's coverage and gaps (API and pages) and `at` on the MCP tools give what
+    `coverage --at`, `gaps --at`, `links --at`, `tests --at` and `export --format navigator --at`
+    print for that date (the CLI itself is compared with full builds above)."""
+    from fastapi.testclient import TestClient
+
+    from indexer.web.app import create_app
+    from test_mcp import _open
+
+    date = "2022-06-15"
+    cli = {
+        name: json.loads(run_cli(*args, "--at", date, "--json", data_dir=history_dir).stdout)
+        for name, args in {
+            "coverage": ("coverage",),
+            "gaps": ("gaps",),
+            "links": ("links",),
+            "tests": ("tests", "certutil.exe"),
+        }.items()
+    }
+    assert cli["links"] and cli["coverage"]["entries"] and cli["gaps"]["rows"] and cli["tests"]["tests"]
+    with AsOf(history_dir, parse_date(date)) as past:
+        assert cli["links"] == [l.to_dict() for l in xref.load(past).links]  # type: ignore[arg-type]
+    with TestClient(create_app(history_dir)) as client:
+        for name in ("coverage", "gaps"):
+            got = client.get(f"/api/{name}", params={"at": date, "limit": 1000})
+            assert got.status_code == 200, got.text
+            data = got.json()
+            assert data["as_of"]["at"] == f"{date}T00:00:00Z"
+            key = "entries" if name == "coverage" else "rows"
+            assert data[key] == cli[name][key] and data["page"]["total"] == len(cli[name][key]), name
+            assert data["summary"] == cli[name]["summary"], name
+            page = client.get(f"/{name}", params={"at": date})
+            assert page.status_code == 200 and f"as of {date}" in page.text, name
+        assert client.get("/api/coverage", params={"at": "yesterday"}).status_code == 400
+    for mcp in _open(history_dir):
+        coverage = mcp.ok("coverage", at=date, limit=100)
+        assert coverage["total"] == len(cli["coverage"]["entries"])
+        assert coverage["summary"]["tiers"] == cli["coverage"]["summary"]["tiers"]
+        assert [(e["path"], e["tier"], len(e["linked"])) for e in coverage["entries"]] == [
+            (e["path"], e["tier"], len(e["linked"])) for e in cli["coverage"]["entries"][:100]
+        ]
+        gaps = mcp.ok("gaps", at=date, limit=200)
+        assert gaps["rows_total"] == len(cli["gaps"]["rows"]) and gaps["rows"] == cli["gaps"]["rows"][:200]
+        links = mcp.ok("links", at=date, limit=200)
+        assert links["total"] == len(cli["links"])
+        assert [l["url"] for l in links["links"]] == [l["url"] for l in cli["links"][:200]]
+        tests = mcp.ok("atomic_tests", name="certutil.exe", at=date, limit=50)
+        assert tests["tests_total"] == len(cli["tests"]["tests"])
+        layer = mcp.ok("navigator_layer", binary="psr.exe", at=date)
+        out = history_dir.parent / "psr-at.json"
+        run_cli(
+            "export", "--format", "navigator", "--binary", "psr.exe", "--at", date, "-o", str(out), data_dir=history_dir
+        )
+        assert layer["layer"]["techniques"] == json.loads(out.read_text())["techniques"]
+        assert "is not a date" in mcp.error("coverage", at="yesterday")

@@ -501,20 +501,37 @@ class Service:
             "counts": counts,
         }
 
-    def coverage(self, reader: IndexReader, offset: int, limit: int, retired: bool = False) -> dict[str, Any]:
-        data = self.pool.memo(reader, f"coverage-{retired}", lambda: joins.coverage(reader, retired))
-        entries = data.get("entries", [])
-        return {
-            "entries": entries[offset : offset + limit],
-            "summary": data.get("summary") or None,
-            "rule_sets": data.get("rule_sets"),
-            "page": page_of(len(entries), offset, limit),
-        }
+    def _whole(self, reader: IndexReader, source: Any, key: str, compute: Callable[[Any], Any]) -> Any:
+        """A whole answer (coverage, gaps) of the index, kept with its generation, or as of a date
+        (`source`: chronicle.AsOf), kept in the bounded cache."""
+        if source is reader:
+            return self.pool.memo(reader, key, lambda: compute(reader))
+        return self.cache.get((reader.generation.name, key, source.when), lambda: (1, compute(source)))
 
-    def gaps(self, reader: IndexReader, platform: str | None, offset: int, limit: int) -> dict[str, Any]:
-        data = self.pool.memo(reader, f"gaps-{platform}", lambda: joins.gaps(reader, platform=platform).to_dict())
-        rows = data["rows"]
-        return {**data, "rows": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+    def coverage(
+        self, reader: IndexReader, offset: int, limit: int, retired: bool = False, params: Mapping[str, list[str]] = {}
+    ) -> dict[str, Any]:
+        """`coverage` (as of ?at=DATE), one page of its entries."""
+        with self.then(reader, params) as source:
+            data = self._whole(reader, source, f"coverage-{retired}", lambda r: joins.coverage(r, retired))
+            entries = data.get("entries", [])
+            return {
+                "entries": entries[offset : offset + limit],
+                "summary": data.get("summary") or None,
+                "rule_sets": data.get("rule_sets"),
+                "page": page_of(len(entries), offset, limit),
+                **_as_of(source, reader),
+            }
+
+    def gaps(
+        self, reader: IndexReader, platform: str | None, offset: int, limit: int, params: Mapping[str, list[str]] = {}
+    ) -> dict[str, Any]:
+        """`gaps` (as of ?at=DATE), one page of its rows."""
+        with self.then(reader, params) as source:
+            data = self._whole(reader, source, f"gaps-{platform}", lambda r: joins.gaps(r, platform=platform).to_dict())
+            rows = data["rows"]
+            page = {"rows": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+            return {**data, **page, **_as_of(source, reader)}
 
     def tests(self, reader: IndexReader, name: str, offset: int, limit: int) -> dict[str, Any]:
         check_name(name, "the name")
@@ -738,10 +755,11 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         platform: models.PlatformName | None = Query(None, description="Only this platform."),  # type: ignore[valid-type]
         offset: Offset = 0,
         limit: LongLimit = MAX_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed("platform", *PAGE_PARAMS)),
+        at: str | None = AT_QUERY,
+        params: dict[str, list[str]] = Depends(allowed("platform", *BINARY_PARAMS)),
     ) -> Any:
         with service.pool.reader() as reader:
-            answer = service.gaps(reader, platform, offset, limit)
+            answer = service.gaps(reader, platform, offset, limit, params)
             return _json(200, models.GapsAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
     @api.get(
@@ -771,10 +789,11 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         include_deprecated: bool = Query(False, description="Count deprecated and unsupported rules."),
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed("include_deprecated", *PAGE_PARAMS)),
+        at: str | None = AT_QUERY,
+        params: dict[str, list[str]] = Depends(allowed("include_deprecated", *BINARY_PARAMS)),
     ) -> Any:
         with service.pool.reader() as reader:
-            answer = service.coverage(reader, offset, limit, include_deprecated)
+            answer = service.coverage(reader, offset, limit, include_deprecated, params)
             return _json(200, models.CoverageAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
     @api.get(
@@ -880,27 +899,28 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 
     @api.get("/coverage", include_in_schema=False)
     def coverage_page(
-        offset: Offset = 0, limit: LongLimit = MAX_LIMIT, params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))
+        offset: Offset = 0,
+        limit: LongLimit = MAX_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*BINARY_PARAMS)),
     ) -> Any:
         with service.pool.reader() as reader:
-            data = service.coverage(reader, offset, limit)
-            entries = service.coverage(reader, 0, 1_000_000)["entries"]
-            return page(
-                reader, "coverage.html", **coverage_context(entries, data, service.links(reader)), base="/coverage"
-            )
+            data = service.coverage(reader, offset, limit, params=params)
+            entries = service.coverage(reader, 0, 1_000_000, params=params)["entries"]
+            context = coverage_context(entries, data, service.links(reader))
+            return page(reader, "coverage.html", **context, base="/coverage" + _page_query(at=_one(params, "at")))
 
     @api.get("/gaps", include_in_schema=False)
     def gaps_page(
         offset: Offset = 0,
         limit: LongLimit = MAX_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed("platform", *PAGE_PARAMS)),
+        params: dict[str, list[str]] = Depends(allowed("platform", *BINARY_PARAMS)),
     ) -> Any:
         platform = _one(params, "platform") or None
         if platform is not None and platform not in PLATFORMS:
             raise Problem(400, f"unknown platform {platform[:50]!r} (choose from {', '.join(PLATFORMS)})")
         with service.pool.reader() as reader:
-            data = service.gaps(reader, platform, offset, limit)
-            base = Links().page("gaps", platform=platform or "")
+            data = service.gaps(reader, platform, offset, limit, params)
+            base = Links().page("gaps", platform=platform or "", at=_one(params, "at") or "")
             return page(reader, "gaps.html", **gaps_context(data, platform), base=base)
 
     @api.get("/links", include_in_schema=False)

@@ -65,7 +65,12 @@ class BinaryAnswer(model_of(BinaryRecord, "BinaryAnswer", page=Page)):  # type: 
 
 BinaryAnswer.__doc__ = "What `indexer show NAME --json` prints; `mentions` holds one page of the rule files."
 RuleAnswer = model_of(RuleRecord, "RuleAnswer", page=Page)
-GapsAnswer = model_of(GapsReport, "GapsAnswer", page=Page)
+
+
+class GapsAnswer(model_of(GapsReport, "GapsAnswer", page=Page)):  # type: ignore[misc]
+    as_of: Optional[AsOf] = None
+
+
 GapsAnswer.__doc__ = "What `indexer gaps --json` prints; `rows` is one page of them."
 TestsAnswer = model_of(TestsReport, "TestsAnswer", page=Page)
 TestsAnswer.__doc__ = "What `indexer tests NAME --json` prints; `tests` is one page of them."
@@ -108,6 +113,7 @@ class CoverageAnswer(BaseModel):
     summary: Optional[CoverageSummaryModel]  # type: ignore[valid-type]
     rule_sets: Optional[RuleSetCoverageModel]  # type: ignore[valid-type]
     page: Page
+    as_of: Optional[AsOf] = None
 
 
 class LinksAnswer(BaseModel):
