@@ -515,7 +515,7 @@ def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mc
     from indexer.web.app import create_app
     from test_mcp import _open
 
-    date = "2022-06-15"
+    date = "2022-01-15"  # LOLBAS's links (since November 2021), atomic tests with guids; cheaper than later
     cli = {
         name: json.loads(run_cli(*args, "--at", date, "--json", data_dir=history_dir).stdout)
         for name, args in {
@@ -530,12 +530,12 @@ def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mc
         assert cli["links"] == [l.to_dict() for l in xref.load(past).links]  # type: ignore[arg-type]
     with TestClient(create_app(history_dir)) as client:
         for name in ("coverage", "gaps"):
-            got = client.get(f"/api/{name}", params={"at": date, "limit": 1000})
+            got = client.get(f"/api/{name}", params={"at": date, "limit": 500})
             assert got.status_code == 200, got.text
             data = got.json()
             assert data["as_of"]["at"] == f"{date}T00:00:00Z"
             key = "entries" if name == "coverage" else "rows"
-            assert data[key] == cli[name][key] and data["page"]["total"] == len(cli[name][key]), name
+            assert data[key] == cli[name][key][:500] and data["page"]["total"] == len(cli[name][key]), name
             assert data["summary"] == cli[name]["summary"], name
             page = client.get(f"/{name}", params={"at": date})
             assert page.status_code == 200 and f"as of {date}" in page.text, name
