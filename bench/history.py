@@ -123,9 +123,12 @@ def _git(*args: str) -> str:
 
 
 def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHECK_NAMES) -> dict[str, Any]:
-    """search --at against full builds of every bundle reset to each date: the pairs compared and
-    those that differ ((date, name)), with the history build's and the full builds' times."""
+    """search --at against full builds of every bundle reset to each date, and at each date the
+    cross-references (LOLBAS's links, the Sigma rules' references, coverage): the pairs compared
+    and those that differ ((date, name) or (date, "links")), with the history build's and the
+    full builds' times."""
     sys.path.insert(0, str(ROOT))
+    from indexer import xref
     from indexer.chronicle import AsOf
     from indexer.index import IndexReader
     from indexer.query import search
@@ -152,11 +155,6 @@ def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHEC
     refresh(RefreshOptions(whole, specs, history_since=""))
     built_whole = time.perf_counter() - started
 
-    def answer(result: Any) -> dict[str, Any]:
-        data = result.to_dict()
-        data.pop("lolbas_declared_detections")  # LOLBAS -> rule links: resolved for the present only
-        return data
-
     compared, differ, full_builds = 0, [], []
     for date in dates:
         when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
@@ -176,8 +174,13 @@ def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHEC
         with IndexReader(built) as reader, AsOf(whole, when) as past:
             for name in names:
                 compared += 1
-                if answer(search(reader, name)) != answer(search(past, name)):
+                if search(reader, name).to_dict() != search(past, name).to_dict():
                     differ.append((date, name))
+            # LOLBAS's links then, resolved then; the Sigma rules citing LOLBAS pages; coverage's links
+            now, then_ = xref.load(reader), xref.load(past)  # type: ignore[arg-type]
+            compared += 1
+            if (now.links, now.references, now.coverage) != (then_.links, then_.references, then_.coverage):
+                differ.append((date, "links"))
     shutil.rmtree(scratch / "upstreams", ignore_errors=True)
     for folder in (whole, scratch / "built"):
         shutil.rmtree(folder, ignore_errors=True)
