@@ -865,8 +865,9 @@ def links(
     as_csv: bool = CsvFlag,
     at: Optional[str] = AtOption,
 ) -> None:
-    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved (--at: the links declared then,
-    resolved against the rules then).
+    """LOLBAS links to Sigma, Elastic and Splunk rules, resolved.
+
+    With --at DATE: the links the entries declared then, resolved against the rules then.
 
     \b
     Example: indexer links --status moved,deleted --source elastic
