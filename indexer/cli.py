@@ -1139,6 +1139,18 @@ def root(
     """Index the executables named by Sigma rules and LOLBAS entries, and search them."""
 
 
+_COMMAND: list[Any] = []
+
+
+def _click_command() -> Any:
+    """The Click command Typer makes of `app`, made once per process: making it reads every
+    command's signature and type hints (about 40 ms), which in-process callers of `main` (the
+    tests) would otherwise pay on every call."""
+    if not _COMMAND:
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; its exit code. The one place where errors become exit codes:
 
@@ -1151,7 +1163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from typer._click import exceptions as click
 
     args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(app)
+    command = _click_command()
     if os.environ.get("_INDEXER_COMPLETE"):  # the shell asks for completions (the script --show-completion prints)
         command.main(args, prog_name="indexer")  # Click answers on stdout and exits
     try:
