@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
+from indexer.extract import Mention
 from indexer.index import IndexReader
 from indexer.refresh import RefreshOptions, refresh
 from indexer.repository import SourceSpec
@@ -79,6 +80,22 @@ def tip_data_dir(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, 
 def tip_reader(tip_data_dir: Path):
     with IndexReader(tip_data_dir) as reader:
         yield reader
+
+
+def mentions_by_file(reader: IndexReader, source: str) -> dict[str, list[Mention]]:
+    """Each file of `source` -> its mentions, what `reader.file_mentions(source, path)` gives
+    (not in line order), read in one pass over the index: file_mentions called file by file
+    decodes the whole document of every binary the file names each time (cmd.exe's thousands
+    of mentions once per rule naming it). Each file's binaries are among its report's, the
+    documents file_mentions reads."""
+    files: dict[str, list[Mention]] = {}
+    for mention in reader.all_mentions():
+        if mention.source == source:
+            files.setdefault(mention.path, []).append(mention)
+    for path, mentions in files.items():
+        report = reader.state.files.get(f"{source}:{path}")
+        assert report is not None and {m.binary for m in mentions} <= set(report.binaries), path
+    return files
 
 
 @pytest.fixture(scope="session")

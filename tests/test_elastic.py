@@ -23,7 +23,7 @@ from indexer.sources.ecs import ecs_role
 from indexer.sources.esql import comparisons
 from indexer.sources.queries import QueryError, kql_to_lucene, terms
 
-from conftest import CORPORA
+from conftest import CORPORA, mentions_by_file
 from repos import indexer
 
 CERTUTIL_RULE = "rules/windows/defense_evasion_suspicious_certutil_commands.toml"
@@ -291,6 +291,7 @@ def test_every_process_name_in_eqls_own_ast_is_indexed(tip_reader: IndexReader, 
         eql.parser.allow_sample,
         eql.parser.skip_optimizations,
     )
+    by_file = mentions_by_file(tip_reader, "elastic")
     for report in tip_reader.state.files.values():
         if report.source != "elastic" or report.status != "indexed":
             continue
@@ -306,7 +307,7 @@ def test_every_process_name_in_eqls_own_ast_is_indexed(tip_reader: IndexReader, 
         found: list[tuple[str, str, bool]] = []
         for node in tree:
             _eql_literals(node, found)
-        indexed = {(m.binary, m.field.lower()) for m in tip_reader.file_mentions("elastic", report.path)}
+        indexed = {(m.binary, m.field.lower()) for m in by_file.get(report.path, [])}
         for field, value, regex in found:
             if field.lower() not in PROCESS_NAME_FIELDS:
                 continue

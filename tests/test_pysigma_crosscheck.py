@@ -20,6 +20,8 @@ from indexer.extract import field_role
 from indexer.index import IndexReader
 from indexer.names import explicit_names
 
+from conftest import mentions_by_file
+
 
 def detection_items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
     for item in detection.detection_items:
@@ -30,13 +32,14 @@ def detection_items(detection: SigmaDetection) -> Iterator[SigmaDetectionItem]:
 
 
 def test_every_name_in_pysigmas_detection_items_is_indexed(tip_reader: IndexReader, sigma_checkout: Path) -> None:
+    by_file = mentions_by_file(tip_reader, "sigma")
     checked, missing = 0, []
     for report in tip_reader.state.files.values():
         if report.source != "sigma" or report.status != "indexed" or report.warnings:
             continue
         text = (sigma_checkout / report.path).read_text(encoding="utf-8")
         collection = SigmaCollection.from_dicts(list(yaml.load_all(text, Loader=yaml.CSafeLoader)), collect_errors=True)
-        indexed = {(m.binary, m.field.lower()) for m in tip_reader.file_mentions("sigma", report.path)}
+        indexed = {(m.binary, m.field.lower()) for m in by_file.get(report.path, [])}
         for rule in collection.rules:
             detections = getattr(getattr(rule, "detection", None), "detections", {})
             for detection in detections.values():
