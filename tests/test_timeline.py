@@ -12,11 +12,13 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -29,7 +31,7 @@ from indexer.sources import get
 from indexer.timeline import timeline, timeline_lines
 from indexer.verdicts import DETECTING
 
-from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE
+from conftest import ATLAS, CORPORA, LOLBAS_BUNDLE, specs
 from repos import Upstream, git, run_cli
 
 # every source, Splunk's detections read with its macros as they were at each commit (Source.shared)
@@ -70,14 +72,43 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory, bundles: tuple[Path, Pat
 
 
 @pytest.fixture(scope="module")
-def history_dir(tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, Upstream]) -> Path:
-    """Every source indexed at its tip, with its whole history kept."""
-    data_dir = tmp_path_factory.mktemp("history")
-    specs = [get(name).spec(str(up.path)) for name, up in upstreams.items()]
-    manifest = refresh(RefreshOptions(data_dir, specs, history_since=""))
+def history_dir(tmp_path_factory: pytest.TempPathFactory, tip_data_dir: Path, bundles: tuple[Path, Path]) -> Path:
+    """Every source indexed at its tip, with its whole history kept: a copy of conftest's tip
+    index (the same bundles), refreshed with `history_since` (nothing new: the history is built)."""
+    data_dir = tmp_path_factory.mktemp("history") / "data"
+    shutil.copytree(tip_data_dir, data_dir, symlinks=True)
+    manifest = refresh(RefreshOptions(data_dir, specs(*bundles), history_since=""))
     assert manifest.exit_code == 0, manifest.file_errors
+    assert {outcome.mode for outcome in manifest.sources.values()} == {"unchanged"}
     assert chronicle.store_path(data_dir).is_file()
     return data_dir
+
+
+@pytest.fixture(scope="module")
+def built_then(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, Upstream]
+) -> Callable[[str], tuple[Path, dict[str, str]]]:
+    """`built_then(date)`: a full build of every source reset to its last first-parent commit at
+    or before the date (those commits, by source), made once per date for the module's tests."""
+    made: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def build(date: str) -> tuple[Path, dict[str, str]]:
+        if date not in made:
+            when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+            existing = {name: c for name, up in upstreams.items() if (c := last_commit_before(up, when))}
+            try:
+                for name, commit in existing.items():
+                    upstreams[name].move(commit)
+                built = tmp_path_factory.mktemp(f"built-{date}")
+                then = [get(name).spec(str(upstreams[name].path)) for name in existing]
+                assert refresh(RefreshOptions(built, then)).exit_code in (0, 1)
+            finally:
+                for up in upstreams.values():
+                    up.move(up.tip)
+            made[date] = (built, existing)
+        return made[date]
+
+    return build
 
 
 def last_commit_before(upstream: Upstream, when: int) -> str | None:
@@ -94,20 +125,10 @@ def answer(result: object) -> dict[str, object]:
 
 @pytest.mark.parametrize("date", DATES)
 def test_search_at_a_date_equals_a_full_build_of_the_sources_reset_to_then(
-    date: str, upstreams: dict[str, Upstream], history_dir: Path, tmp_path: Path
+    date: str, built_then: Callable[[str], tuple[Path, dict[str, str]]], history_dir: Path
 ) -> None:
     when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
-    then = {name: last_commit_before(up, when) for name, up in upstreams.items()}
-    existing = {name: commit for name, commit in then.items() if commit}
-    try:
-        for name, commit in existing.items():
-            upstreams[name].move(commit)
-        built = tmp_path / "built"
-        specs = [get(name).spec(str(upstreams[name].path)) for name in existing]
-        assert refresh(RefreshOptions(built, specs)).exit_code in (0, 1)
-    finally:
-        for up in upstreams.values():
-            up.move(up.tip)
+    built, existing = built_then(date)
     with IndexReader(built) as reader, AsOf(history_dir, when) as past:
         assert {name: s["commit"] for name, s in past.sources.items()} == existing
         assert {name: s["commit"] for name, s in reader.sources.items()} == existing
@@ -328,25 +349,14 @@ def test_a_history_step_that_fails_keeps_the_store_readable(tmp_path: Path, monk
 
 @pytest.mark.parametrize("date", DATES[1:2])
 def test_export_and_coverage_at_a_date_equal_the_full_build_then(
-    date: str, upstreams: dict[str, Upstream], history_dir: Path, tmp_path: Path
+    date: str, built_then: Callable[[str], tuple[Path, dict[str, str]]], history_dir: Path, tmp_path: Path
 ) -> None:
     """Every mention (export --at) and each LOLBAS entry's tier and rules (coverage --at) as of
     the date, against a full build of the sources reset to then."""
     from indexer import joins
 
     when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
-    existing = {name: c for name, up in upstreams.items() if (c := last_commit_before(up, when))}
-    try:
-        for name, commit in existing.items():
-            upstreams[name].move(commit)
-        built = tmp_path / "built"
-        assert refresh(RefreshOptions(built, [get(n).spec(str(upstreams[n].path)) for n in existing])).exit_code in (
-            0,
-            1,
-        )
-    finally:
-        for up in upstreams.values():
-            up.move(up.tip)
+    built, _existing = built_then(date)
     with IndexReader(built) as reader, AsOf(history_dir, when) as past:
         expected = sorted(json.dumps(m.to_dict(), sort_keys=True) for m in reader.all_mentions())
         assert sorted(json.dumps(m.to_dict(), sort_keys=True) for m in past.all_mentions()) == expected
