@@ -582,9 +582,13 @@ def rewrite_state(state_file: Path, state: dict) -> None:
     sums_file.write_text(json.dumps(sums))
 
 
-def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bundles: tuple[Path, Path]) -> None:
-    """pySigma's verdicts are kept per blob, and only for the pySigma version that gave them."""
-    state_file = tip_copy / "index" / current(tip_copy) / "state.json"
+@pytest.fixture(scope="module")
+def other_pysigma(work: Path, tip_data_dir: Path, bundles: tuple[Path, Path]) -> dict[str, Any]:
+    """A copy of the tip's index whose state says another pySigma checked it (one file with a
+    warning only that version gave), refreshed while Sigma cannot be fetched, then normally:
+    the state written, both refreshes' manifests, and what the index said after each."""
+    data_dir = copy_data_dir(tip_data_dir, work / "other-pysigma")
+    state_file = data_dir / "index" / current(data_dir) / "state.json"
     state = json.loads(state_file.read_text())
     assert state["checker"] == CHECKER
     state["checker"] = "pySigma 0.0.1"
@@ -595,39 +599,39 @@ def test_another_pysigma_version_has_every_rule_checked_again(tip_copy: Path, bu
     )
     state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
     rewrite_state(state_file, state)
-    manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
+    failing = specs(*bundles)
+    failing[0] = get("sigma").spec(str(bundles[0]), "no-such-branch")
+    out: dict[str, Any] = {"state": state, "stale": stale}
+    for step, urls in (("failing", failing), ("refreshed", specs(*bundles))):
+        out[step] = refresh(RefreshOptions(data_dir, urls))
+        with IndexReader(data_dir) as reader:
+            out[f"{step}_checker"] = reader.state.checker
+            out[f"{step}_warnings"] = reader.state.files[stale].warnings
+    return out
+
+
+def test_another_pysigma_version_has_every_rule_checked_again(other_pysigma: dict[str, Any]) -> None:
+    """pySigma's verdicts are kept per blob, and only for the pySigma version that gave them:
+    the refresh after one that could not fetch Sigma (the state still says pySigma 0.0.1, next
+    test) reads every file again."""
+    state, manifest = other_pysigma["state"], other_pysigma["refreshed"]
+    assert other_pysigma["failing_checker"] == "pySigma 0.0.1"  # what this refresh starts from
     assert manifest.full and "pySigma 0.0.1" in manifest.reason, manifest.reason
     assert manifest.files_parsed == sum(1 for r in state["files"].values() if r["status"] != "skipped")
     assert manifest.mentions_added == manifest.mentions_removed == 0
-    with IndexReader(tip_copy) as reader:
-        assert reader.state.checker == CHECKER
-        assert reader.state.files[stale].warnings == []
+    assert other_pysigma["refreshed_checker"] == CHECKER
+    assert other_pysigma["refreshed_warnings"] == []
 
 
-def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(
-    tip_copy: Path, bundles: tuple[Path, Path]
-) -> None:
-    state_file = tip_copy / "index" / current(tip_copy) / "state.json"
-    state = json.loads(state_file.read_text())
-    state["checker"] = "pySigma 0.0.1"
-    stale = next(
-        ref
-        for ref, r in state["files"].items()
-        if r["status"] == "indexed" and ref.startswith("sigma:") and not r["warnings"]
-    )
-    state["files"][stale]["warnings"] = ["pySigma 0.0.1: a verdict no longer given"]
-    rewrite_state(state_file, state)
-    failing = specs(*bundles)
-    failing[0] = get("sigma").spec(str(bundles[0]), "no-such-branch")
-    manifest = refresh(RefreshOptions(tip_copy, failing))
+def test_verdicts_of_another_pysigma_stay_marked_while_sigma_cannot_be_fetched(other_pysigma: dict[str, Any]) -> None:
+    manifest = other_pysigma["failing"]
     assert manifest.exit_code == ExitCode.SOURCE_FAILED and manifest.sources["sigma"].mode == "failed"
-    with IndexReader(tip_copy) as reader:  # Sigma's verdicts are still the old version's, and say so
-        assert reader.state.checker == "pySigma 0.0.1"
-        assert reader.state.files[stale].warnings == ["pySigma 0.0.1: a verdict no longer given"]
-    manifest = refresh(RefreshOptions(tip_copy, specs(*bundles)))
+    # Sigma's verdicts are still the old version's, and say so
+    assert other_pysigma["failing_checker"] == "pySigma 0.0.1"
+    assert other_pysigma["failing_warnings"] == ["pySigma 0.0.1: a verdict no longer given"]
+    manifest = other_pysigma["refreshed"]
     assert manifest.exit_code == ExitCode.OK and manifest.sources["sigma"].mode == "full"
-    with IndexReader(tip_copy) as reader:
-        assert reader.state.checker == CHECKER and reader.state.files[stale].warnings == []
+    assert other_pysigma["refreshed_checker"] == CHECKER and other_pysigma["refreshed_warnings"] == []
 
 
 def test_a_parser_process_killed_fails_the_refresh_and_keeps_the_index(
