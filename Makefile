@@ -29,12 +29,16 @@ index: $(STAMP)
 	$(BIN)/indexer refresh $(URL_ARGS); rc=$$?; [ $$rc -le 1 ] || exit $$rc
 	$(BIN)/indexer stats
 
+# The package compiled first: with PYTHONDONTWRITEBYTECODE set (as here), every `indexer` process
+# the tests start would compile it again from source (0.2 s of CPU each).
 test: $(STAMP)
+	$(BIN)/python -m compileall -q indexer
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # No corpus build: the unit tests and the tests on small repositories written in the tests,
 # the properties with 25 examples each (150 in `make test`), no fault injection, in two workers.
 test-fast: $(STAMP)
+	$(BIN)/python -m compileall -q indexer
 	FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -m 'not slow' -n 2 --dist loadgroup
 
 # ruff (pyflakes, pycodestyle, bugbear; the formatter's check) and the import-linter contracts in pyproject.toml:
