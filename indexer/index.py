@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
@@ -161,8 +162,10 @@ class IndexWriter:
             self._index = whoosh_index.open_dir(str(self.path))
         else:
             self._index = whoosh_index.create_in(str(self.path), _schema())
-        self._writer = self._index.writer(limitmb=256)
+        self._writer = _whoosh_writer(self._index)
         self._committed = False
+        self._rules: dict[str, str] = {}  # binary -> its stored verdicts, of the documents this refresh writes
+        self._base_reader: Any = None  # the base's documents, from replace_files to commit
 
     def replace_files(
         self, removed: dict[str, list[str]], rows: Iterable[Row], verdict_rows: Iterable[Row] = ()
@@ -170,6 +173,8 @@ class IndexWriter:
         """Drop every mention and verdict of the `removed` files (fileref -> the binaries it
         named), add `rows` (mentions) and `verdict_rows` (the files' verdicts on each binary).
 
+        Whoosh writes the documents in a thread from here to `commit` (its compression runs
+        without the interpreter lock, beside the refresh's own work); call once.
         Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
         """
         added: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
@@ -182,29 +187,30 @@ class IndexWriter:
         affected = set(added)
         if self._base is not None:
             affected.update(binary for binaries in removed.values() for binary in binaries)
-            with self._index.reader() as reader:
-                for binary in affected:
-                    stored = _fields(reader, binary)
-                    if stored is not None:
-                        items = json.loads(stored["data"])
-                        before[binary] = len(items)
-                        added.setdefault(binary, []).extend(
-                            (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed
-                        )
-                        rules.setdefault(binary, []).extend(
-                            (verdict_order(d), encode(d))
-                            for d in json.loads(stored.get("rules") or "[]")
-                            if fileref(d["source"], d["path"]) not in removed
-                        )
+            # open until commit (the cross-references read the base's verdicts): Whoosh's commit,
+            # in its thread, may remove the base's segment files from this generation meanwhile
+            self._base_reader = reader = self._index.reader()
+            for binary in affected:
+                stored = _fields(reader, binary)
+                if stored is not None:
+                    items = json.loads(stored["data"])
+                    before[binary] = len(items)
+                    added.setdefault(binary, []).extend(
+                        (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed
+                    )
+                    rules.setdefault(binary, []).extend(
+                        (verdict_order(d), encode(d))
+                        for d in json.loads(stored.get("rules") or "[]")
+                        if fileref(d["source"], d["path"]) not in removed
+                    )
         written: dict[str, str] = {}
-        write = self._writer.update_document if self._base else self._writer.add_document
         for binary in sorted(affected):
             items = sorted(added.get(binary, []), key=lambda item: item[0])
             self._mentions += len(items) - before.get(binary, 0)
             if not items:
-                self._writer.delete_by_term("binary", binary)
                 self._binaries.discard(binary)
                 written[binary] = "[]"
+                self._rules[binary] = "[]"
                 if self._digests is not None:
                     self._digests.pop(binary, None)
                 continue
@@ -213,17 +219,36 @@ class IndexWriter:
             if self._digests is not None:
                 self._digests[binary] = document_digest(written[binary])
             verdicts = sorted(rules.get(binary, []), key=lambda item: item[0])
-            write(binary=binary, data=written[binary], rules="[" + ",".join(text for _, text in verdicts) + "]")
+            self._rules[binary] = "[" + ",".join(text for _, text in verdicts) + "]"
+        write = self._writer.update_document if self._base else self._writer.add_document
+        for binary, data in written.items():
+            if data == "[]":
+                self._writer.delete_by_term("binary", binary)
+            else:
+                write(binary=binary, data=data, rules=self._rules[binary])
         return written
 
-    def commit(
-        self, sources: dict[str, dict[str, Any]], optimize: bool = False, aliases: dict[str, list[str]] | None = None
-    ) -> None:
+    def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]:
+        """As IndexReader.rules, for the generation being written (the cross-references are
+        built before it is committed): this refresh's documents, else the base's."""
+        stored: list[dict[str, Any]] = []
+        missing = [binary for binary in dict.fromkeys(binaries) if binary not in self._rules]
+        if missing and self._base_reader is not None:
+            for binary in missing:
+                fields = _fields(self._base_reader, binary)
+                stored += _verdicts(self.path, fields.get("rules")) if fields is not None else []
+        for binary in dict.fromkeys(binaries):
+            if binary in self._rules:
+                stored += json.loads(self._rules[binary])
+        return sorted(map(RuleVerdict.from_dict, stored), key=RuleVerdict.sort_key)
+
+    def commit(self, sources: dict[str, dict[str, Any]], aliases: dict[str, list[str]] | None = None) -> None:
         """Write the documents and the sources: the generation can be searched (not yet published).
 
         aliases: name -> names the corpus pairs with it (extract.derive_aliases), kept in meta.json.
         """
-        self._writer.commit(optimize=optimize)
+        self._writer.commit(optimize=self._base is None)
+        self._close_base()
         self._committed = True
         self._index.close()
         meta = {
@@ -262,11 +287,17 @@ class IndexWriter:
     def abort(self) -> None:
         """Drop this generation, committed or not."""
         try:
+            self._close_base()
             if not self._committed:
                 self._writer.cancel()
                 self._index.close()
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
+
+    def _close_base(self) -> None:
+        if self._base_reader is not None:
+            self._base_reader.close()
+            self._base_reader = None
 
     def publish(self) -> None:
         """Make this generation the one readers open, atomically; prune old generations.
@@ -287,6 +318,18 @@ class IndexWriter:
         write_atomic(root / "CURRENT", self.path.name + "\n", sync=True)
         _fsync_dir(root)
         prune(self.data_dir)
+
+
+def _whoosh_writer(index: Any) -> Any:
+    """A Whoosh writer on `index`, made in a thread of its own.
+
+    Making one raises and catches an exception inside Whoosh (a temporary folder made twice)
+    whose traceback stays in a reference cycle, and with it every calling frame and their
+    variables. Made in the refresh's thread, that kept the whole refresh (200,000 objects,
+    its state and rows) until the collector ran: a tenth of a full build, after it.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="whoosh") as pool:
+        return pool.submit(index.writer, limitmb=256).result()
 
 
 def _sync_and_hash(path: Path) -> str:

@@ -449,10 +449,10 @@ class _Refresh:
                 (row for ref in sorted(found) for row in found[ref].verdicts),
             )
             self.progress.advance(mention_count)
-            writer.commit(state.source_dicts(), optimize=fresh, aliases=derive_aliases(state.files.values()))
-            self._cross_reference(repos, state, writer.path)
+            self._cross_reference(repos, state, writer)  # while Whoosh writes the documents
             self._await_verdicts()
             writer.write_state(state)
+            writer.commit(state.source_dicts(), aliases=derive_aliases(state.files.values()))
         except BaseException:
             writer.abort()
             raise
@@ -497,14 +497,13 @@ class _Refresh:
             repos[name] = self._indexed_repository(state, name)
         return repos[name]
 
-    def _cross_reference(self, repos: dict[str, Repository], state: State, generation: Path) -> None:
+    def _cross_reference(self, repos: dict[str, Repository], state: State, writer: IndexWriter) -> None:
         """Resolve LOLBAS <-> Sigma links through Sigma's history; coverage; into the generation."""
         self.progress.stage("links", 1)
         histories = self._history.result() if self._history is not None else {}
         kept = {name: self._repository(repos, state, name) for name in histories}
         targets = {name: xref.LinkTarget(name, get(name).repositories(), get(name).wants) for name in histories}
-        with IndexReader(self.data_dir, generation) as reader:
-            xref.write(generation, xref.build(reader, state, kept, histories, targets))
+        xref.write(writer.path, xref.build(writer, state, kept, histories, targets))
         self.progress.advance()
 
     def _files_containing(self, repos: dict[str, Repository], state: State, stems: set[str], done: set[str]) -> Work:

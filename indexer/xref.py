@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from .index import DECLARED_FILE, IndexReader
 from .state import State
@@ -157,11 +157,18 @@ def resolve_lolbas_page(url: str, entries: dict[str, str]) -> dict[str, Any]:
 # --- building and reading ------------------------------------------------------------------------
 
 
+class RuleSource(Protocol):
+    """Where coverage reads each binary's rule verdicts: an IndexReader, the IndexWriter of the
+    generation being written, the history as of a date."""
+
+    def rules(self, binaries: Iterable[str]) -> list[RuleVerdict]: ...
+
+
 _RULE_SETS = {"sigma": "Sigma", "elastic": "Elastic", "splunk": "Splunk"}  # LOLBAS's Detection keys
 
 
 def build(
-    reader: IndexReader,
+    reader: RuleSource,
     state: State,
     repos: dict[str, Any],
     histories: dict[str, Any],
@@ -284,7 +291,7 @@ def _tip(state: State, source: str) -> tuple[dict[str, str], set[str]]:
 
 
 def _coverage(
-    reader: IndexReader, entries: list[FileReport], links: list[Link], references: list[Reference]
+    reader: RuleSource, entries: list[FileReport], links: list[Link], references: list[Reference]
 ) -> tuple[CoverageEntry, ...]:
     """Per LOLBAS entry, the verdict of every Sigma rule naming it (or an alias): stored as is,
     tiers are computed when read (deprecated and unsupported rules count only when asked)."""
