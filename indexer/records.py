@@ -108,7 +108,17 @@ class CoverageRule(Record):
 
     @classmethod
     def of(cls, rule: RuleVerdict) -> "CoverageRule":
-        return cls.from_dict(rule.to_dict())
+        return cls(
+            path=rule.path,
+            binary=rule.binary,
+            verdict=rule.verdict,
+            verdicts=rule.verdicts,
+            rule_id=rule.rule_id,
+            title=rule.title,
+            level=rule.level,
+            status=rule.status,
+            retired=rule.retired,
+        )
 
 
 @dataclass(frozen=True)
