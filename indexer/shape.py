@@ -143,11 +143,25 @@ def _compile(cls: type[R]) -> Callable[[Mapping[str, Any]], R]:
         elif typing.get_origin(hint) is typing.Literal:
             env[f"t{i}"] = frozenset(typing.get_args(hint))
             lines.append(f" elif type(v) is str and v in t{i}: out[{key}] = v")
+        elif _plain_items(hint):  # list[str], tuple[str, ...], dict[str, Any]: checked by C loops
+            origin, args = typing.get_origin(hint), typing.get_args(hint)
+            env[f"t{i}"], env[f"k{i}"] = origin, {args[0]}
+            kind = "dict" if origin is dict else "list"
+            lines.append(f" elif type(v) is {kind} and (not v or set(map(type, v)) == k{i}): out[{key}] = t{i}(v)")
         env[f"c{i}"] = _named(cls, f.name, converter(hint))
         lines.append(f" else: out[{key}] = c{i}(v)")
     lines += [" record = new(cls)", " record.__dict__.update(out)", " return record"]
     exec(compile("\n".join(lines), f"<{cls.__name__}.from_dict>", "exec"), env)  # our own code, from the fields
     return env["from_dict"]  # type: ignore[no-any-return]
+
+
+def _plain_items(hint: Any) -> bool:
+    """A list or tuple of one scalar type, or a dict from strings to anything: its JSON value
+    needs only its items' (or keys') types checked (its `converter` checks them one by one)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list and len(args) == 1 or origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0] in (str, int, bool)
+    return origin is dict and args == (str, Any)
 
 
 def _named(cls: type, name: str, convert: _Convert) -> _Convert:
