@@ -310,10 +310,8 @@ def _parser_main(tasks: Any, stems: Any, results: Any, inherited: list[Any], max
         if kind == "resolve":
             results.send(("mentions", 0, _rows(extracted, known_stems)))
         del extracted
-        # pySigma's rule objects hold reference cycles (tens of MB over the corpus): collect
-        # them, with what exists already frozen so that collections only scan what pySigma makes
-        gc.freeze()
-        gc.enable()
+        # pySigma's rule objects hold reference cycles, left to the process's end: 17 MB more
+        # for half of Sigma's rules, and pySigma 10% faster than with the collector scanning them
         results.send(
             (
                 "verdicts",
