@@ -449,7 +449,7 @@ class AsOf:
             raise HistoryError(f"{name} is not kept in the history")
         entries = self._reports("lolbas", "yml/")  # as xref.build: not Archive-Old-Version/
         sigma = [r for r in self._reports("sigma", "", "k:lolbas") if r.status == "indexed"]
-        return xref.assemble(self, [r for r in entries if r.entry], sigma, self._rule_sets(), {})  # type: ignore[arg-type]
+        return xref.assemble(self, [r for r in entries if r.entry], sigma, self._rule_sets(), {})
 
     def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
         """IndexReader.declared_links as of the date: the Sigma links the LOLBAS entries of

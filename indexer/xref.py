@@ -241,7 +241,7 @@ def entry_links(entries: Iterable[FileReport], rule_sets: dict[str, RuleSet]) ->
 
 
 def assemble(
-    reader: IndexReader,
+    reader: RuleSource,
     entries: list[FileReport],
     sigma: list[FileReport],
     rule_sets: dict[str, RuleSet],
