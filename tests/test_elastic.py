@@ -163,6 +163,8 @@ def test_certutil_rule_mentions_with_lines_roles_and_rule_fields(elastic_checkou
     got = {(m.binary, m.line, m.role, m.field, m.context) for m in done.extraction.mentions}
     assert got == {
         ("certutil.exe", 36, "text", "description", ""),
+        ("certutil.exe", 59, "text", "note", ""),  # the investigation guide: `certutil.exe` twice
+        ("certutil.exe", 61, "text", "note", ""),
         ("certutil.exe", 154, "process", "process.name", "selection"),
         ("certutil.exe", 154, "original_filename", "process.pe.original_file_name", "selection"),
     }

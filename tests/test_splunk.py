@@ -206,7 +206,8 @@ def test_not_and_not_equal_and_not_in_are_filters() -> None:
         ("j", "=", ["k.exe"], False, []),  # NOT (... NOT j=k)
         ("process", "like", ["%l.exe%"], True, []),
         ("process", "match", ["m\\.exe"], False, []),
-        ("", "term", ["r.exe"], False, []),  # eval and stats select nothing
+        ("o", "=", ["p.exe"], False, []),  # eval's if() compares (n, the field eval sets, does not)
+        ("", "term", ["r.exe"], False, []),  # stats selects nothing
     ]
 
 

@@ -5,8 +5,10 @@ parser of its language (`queries.py`), and every string value compared with a fi
 a mention with the role of its ECS field (`ecs.py`): `process.name` runs, `process.parent.name`
 parent, `process.args` invoked (names in it found as in a Sigma command line), `dll.name` loads,
 and a value under `not`, `!=`, `not in` is a filter (`excluded`), as in Sigma. The rule's name,
-description and false positives are text. `tomllib` gives no lines: a value's line is found
-from the line where its key starts (a multi-line string's line i is that line + 1 + i).
+description and false positives are text; so is the investigation guide (`note`), whose long
+prose gives the names written with their extension only. A Kibana filter (`[[rule.filters]]`)
+is a condition like the query's (`meta.negate`: a filter). `tomllib` gives no lines: a value's
+line is found from the line where its key starts (a multi-line string's line i is that line + 1 + i).
 """
 
 from __future__ import annotations
@@ -228,18 +230,57 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
             for hit in explicit_names(text):
                 col.add(template, hit.name, line)
             col.out.candidates.append(Candidate(text, line, col._line(line), template, True, infer_platform))
+    note = rule.get("note")
+    if isinstance(note, str):  # the investigation guide: long prose, so names written whole only
+        template = col.make(field="note", role="text", **meta)
+        for line, text in toml.string_lines("rule", "note", note):
+            for hit in explicit_names(text):
+                col.add(template, hit.name, line)
     by_index = [line for line, _ in toml.string_lines("rule", "query", query)] if isinstance(query, str) else []
     if error is not None:
         line = by_index[error.line] if error.line is not None and error.line < len(by_index) else None
         raise RuleFileError(parsed.path, f"{language} query does not parse: {error.reason}", line)
-    if found:
-        templates: dict[tuple[str, str, bool, str], Mention | None] = {}
-        for term in found:
-            # a process name without extension is a Unix program unless the rule is for Windows
-            # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
-            _term(col, term, meta, language, by_index, platform != "windows", infer_platform, templates)
+    templates: dict[tuple[str, str, bool, str], Mention | None] = {}
+    for term in found:
+        # a process name without extension is a Unix program unless the rule is for Windows
+        # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
+        _term(col, term, meta, language, by_index, platform != "windows", infer_platform, templates)
+    filters, filter_lines = kibana_filters(rule, parsed.lines)
+    for term in filters:
+        _term(col, term, meta, language, filter_lines, platform != "windows", infer_platform, templates)
+    if found or filters:
         _own_programs_in_text(col, text_lines)
     return col.out
+
+
+_FILTER_HEADER = re.compile(r"\s*\[\[\s*rule\.filters\s*\]\]")
+_FILTER_VALUE = re.compile(r"\s*value\s*=")
+
+
+def kibana_filters(rule: dict[str, Any], lines: list[str]) -> tuple[list[Term], list[int]]:
+    """The conditions a rule's Kibana filters (`[[rule.filters]]`) add to its query: each
+    `query.wildcard` value of a field, a filter (`negated`) where `meta.negate` is true, with
+    its `detection` "filters"; and the file line of each (the first `value =` line after the
+    i-th `[[rule.filters]]`). `exists` filters compare no value."""
+    items = rule.get("filters")
+    if not isinstance(items, list):
+        return [], []
+    headers = [i for i, text in enumerate(lines) if _FILTER_HEADER.match(text)]
+    found: list[Term] = []
+    at: list[int] = []
+    for number, item in enumerate(f for f in items if isinstance(f, dict)):
+        meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+        query = item.get("query") if isinstance(item.get("query"), dict) else {}
+        wildcard = query.get("wildcard") if isinstance(query.get("wildcard"), dict) else {}
+        for field, body in wildcard.items():
+            value = body.get("value") if isinstance(body, dict) else body
+            if not isinstance(value, str) or number >= len(headers):
+                continue
+            start = headers[number]
+            line = next((i for i in range(start, len(lines)) if _FILTER_VALUE.match(lines[i])), start)
+            found.append(Term(field, value, "wildcard", len(at), meta.get("negate") is True, "filters"))
+            at.append(line + 1)
+    return found, at
 
 
 @functools.lru_cache(maxsize=4096)

@@ -200,7 +200,9 @@ def _expand(tokens: tuple[Token, ...], chain: tuple[Call, ...], lookup: Lookup, 
 # --- what a search selects on --------------------------------------------------------------------
 
 # commands whose arguments select events: their comparisons count (tstats: after `where`)
-_FILTERS = {"search", "where", "tstats", "regex"}
+# the commands whose comparisons are the detection's conditions; `eval`'s are too: its `if`,
+# `case`, `match` compute the fields a later `where` keeps (`eval hit=case(OriginalFileName=="credui.dll", 1, ...)`)
+_FILTERS = {"search", "where", "tstats", "regex", "eval"}
 _KEYWORDS = {"AND", "OR", "NOT"}
 _FUNCTIONS = {"like", "match", "in", "searchmatch"}  # eval functions comparing a field with values
 
@@ -255,11 +257,18 @@ def comparisons(pieces: list[Piece]) -> list[Comparison]:
 
 def _walk(part: list[Piece], command: str, found: list[Comparison]) -> None:
     stack, pending, i = [False], False, 0
-    literal_only = command == "where"  # in `where`, an unquoted word is a field, not a value
+    literal_only = command in ("where", "eval")  # there an unquoted word is a field, not a value
     while i < len(part):
         token = part[i].token
         nxt = part[i + 1].token if i + 1 < len(part) else None
         negated = stack[-1] ^ pending
+        if command == "eval" and token.kind == "word" and nxt is not None:
+            if len(stack) == 1 and nxt.kind == "op" and nxt.value == "=":
+                i += 2  # `eval NAME=...`: the field it sets, not a comparison
+                continue
+            if nxt.kind == "(" and token.value.lower() not in _FUNCTIONS:
+                i += 1  # `if(...)`, `case(...)`, `lower(...)`: their comparisons are read as a group's
+                continue
         if token.kind == "word" and token.value == "NOT":
             pending = not pending
             i += 1
