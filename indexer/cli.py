@@ -470,7 +470,7 @@ def search(
     verdict: List[str] = ListOption(
         "--verdict",
         "Only rules with these verdicts: runs, parent, target, loads, invoked, "
-        "artifact, excluded, mentioned, documented.",
+        "artifact, masquerade, excluded, mentioned, documented.",
         _verdicts,
         parse=_parse_verdicts,
     ),

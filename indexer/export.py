@@ -121,6 +121,7 @@ class LookupRow(Record):
     rules_loads: int
     rules_invoked: int
     rules_artifact: int
+    rules_masquerade: int
     rules_excluded: int
     rules_mentioned: int
     rules_detecting: int

@@ -42,7 +42,7 @@ MANIFEST_FILE = "manifest.json"  # the manifest of the refresh that wrote the ge
 DECLARED_FILE = "declared.json"  # binary -> the Sigma links its LOLBAS entries declare (written by xref)
 DIGESTS_FILE = "digests.json"  # binary -> digest of its stored mentions: what a refresh compares before reading
 SUMS_FILE = "SUMS"  # sha256 of every other file of the generation, written when it is published
-INDEX_FORMAT = 12  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13; 11: `platform`; 12: Elastic investigation guides and Kibana filters, Splunk eval comparisons
+INDEX_FORMAT = 13  # 6: each binary's document holds its rule verdicts; 7: coverage stores them; 8: rule titles; 9: verdicts of Path in Task Scheduler and Defender events; 10: `homoglyph`, comments, the names policy of issue 13; 11: `platform`; 12: Elastic investigation guides and Kibana filters, Splunk eval comparisons; 13: module loads of Elastic (file.* in library and image-load subqueries) and Splunk (Sysmon events 7, 6)
 
 
 def _schema() -> Schema:

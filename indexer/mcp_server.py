@@ -515,8 +515,8 @@ def build_server(data_dir: Path) -> MCPServer:
         at: AtDate = None,
     ) -> SearchBinaryResult:
         """Which Sigma rules detect an executable, and how (the verdict: runs, parent, target, loads,
-        invoked, artifact, excluded, mentioned; LOLBAS and the atlas's entries: documented; atomic
-        tests: tested), on which lines; and what every other source says of it, grouped by kind
+        invoked, artifact, masquerade, excluded, mentioned; LOLBAS and the atlas's entries: documented;
+        atomic tests: tested), on which lines; and what every other source says of it, grouped by kind
         (sections: abuse, tests, drivers, sideloading), with its counterpart on another platform.
 
         Strongest verdicts first; each rule and line has a permalink at the indexed commit (with

@@ -4,14 +4,16 @@ A mention says where a name is; a verdict says what the rule file does with that
 mention of a Sigma rule implies one verdict; a rule file's verdicts for a binary are the set of
 its mentions' verdicts, and the strongest of them is *the* verdict, in this order:
 
-    runs > parent > target > loads > invoked > artifact > excluded > mentioned
+    runs > parent > target > loads > invoked > artifact > masquerade > excluded > mentioned
 
-Filters never make a rule detect a binary: a detection item the condition uses only under
-`not` gives `excluded`, whatever its field. A LOLBAS entry is abuse documentation, not a
-detection: its mentions give `documented`, which is never compared with the Sigma verdicts
-(a file is one or the other) and never counts as detecting. The atlas's sources say the same
-kind of thing: LOLDrivers, HijackLibs, GTFOBins and LOOBins give `documented`, an atomic test
-`tested`.
+Filters never make a rule detect a binary: a detection item the condition uses only under `not`
+gives `excluded`, whatever its field. Nor does a name the rule selects only on an impostor
+(`masquerade`: an Elastic query that lets through, under `not`, the binaries the genuine
+publisher signed): it detects a fake binary wearing the name, not the binary. A LOLBAS entry is
+abuse documentation, not a detection: its mentions give `documented`, which is never compared
+with the Sigma verdicts (a file is one or the other) and never counts as detecting. The atlas's
+sources say the same kind of thing: LOLDrivers, HijackLibs, GTFOBins and LOOBins give
+`documented`, an atomic test `tested`.
 
 Verdicts are stored in the index: a change to what a mention implies is a change of the
 stored data, so it bumps `index.INDEX_FORMAT` (an index of another format reads as "run
@@ -30,10 +32,20 @@ from .shape import Record
 # Strongest first. `documented` (LOLBAS and the atlas) and `tested` (atomic-red-team) sort after
 # every Sigma verdict: a file is a detection or not, never both.
 Verdict = Literal[
-    "runs", "parent", "target", "loads", "invoked", "artifact", "excluded", "mentioned", "documented", "tested"
+    "runs",
+    "parent",
+    "target",
+    "loads",
+    "invoked",
+    "artifact",
+    "masquerade",
+    "excluded",
+    "mentioned",
+    "documented",
+    "tested",
 ]
 VERDICTS: tuple[str, ...] = get_args(Verdict)
-SIGMA_VERDICTS = VERDICTS[:8]
+SIGMA_VERDICTS = VERDICTS[:9]  # the verdicts of detection rules (Sigma's, Elastic's, Splunk's)
 DETECTING = frozenset({"runs", "parent", "target", "loads", "invoked"})  # what `--detects` keeps
 VERDICT_HELP = {
     "runs": "selects the binary as the process (Image, OriginalFileName, process name fields)",
@@ -42,6 +54,7 @@ VERDICT_HELP = {
     "loads": "selects it as a loaded module (ImageLoaded; OriginalFileName in image and driver loads; CallTrace)",
     "invoked": "names it in another process's command line, script block or keywords",
     "artifact": "names it in a file, registry, pipe, service, URL or other field",
+    "masquerade": "selects the name only on an impostor: the genuine publisher's signed binary is let through",
     "excluded": "names it only in filters (items used under `not`)",
     "mentioned": "names it only in text (title, description, false positives) or comments",
     "documented": "a LOLBAS, LOLDrivers, HijackLibs, GTFOBins or LOOBins entry documents it (not a detection)",
@@ -85,7 +98,11 @@ _OTHER = {name: verdict for verdict, names in _OTHER_FIELDS.items() for name in 
 # event 129 (Created Task Process): Path is the image the task started. Defender ASR events
 # (1121/1122): Path is what the blocked process acted on (lsass.exe), ProcessName the actor.
 _LOG_FIELDS = {("taskscheduler", "path"): "runs", ("windefend", "path"): "target"}
-_MODULE_EVENTS = ("image_load", "driver_load")  # PE metadata there describes the loaded module
+# Module loads, where PE metadata describes the module loaded, not the process: Sigma's log source
+# categories, and Sysmon's events 7 (image loaded) and 6 (driver loaded) as Splunk's detections name
+# their data source (`Sysmon EventID 7`; the first one is the mention's `logsource`).
+_MODULE_EVENTS = ("image_load", "driver_load")
+_MODULE_SOURCES = frozenset({"sysmon eventid 7", "sysmon eventid 6"})
 _MODULE_FIELDS = {"originalfilename", "product", "company", "description"}
 
 
@@ -116,13 +133,16 @@ def mention_verdict(mention: Mapping[str, Any]) -> str:
         if role != "other":
             return "mentioned"
         verdict = _OTHER.get(field, "artifact")
-    if (
-        verdict == "runs"
-        and field in _MODULE_FIELDS
-        and any(event in str(mention.get("logsource", "")) for event in _MODULE_EVENTS)
-    ):
-        return "loads"
+    if verdict == "runs" and field in _MODULE_FIELDS and _is_module_load(str(mention.get("logsource", ""))):
+        verdict = "loads"
+    if verdict in DETECTING and "masquerade" in mention.get("modifiers", ()):
+        return "masquerade"  # the name an impostor wears (the plug-in says so: elastic.impostors)
     return verdict
+
+
+def _is_module_load(logsource: str) -> bool:
+    """A log source of module loads (Sigma's image_load and driver_load, Sysmon's events 7 and 6)."""
+    return any(event in logsource for event in _MODULE_EVENTS) or logsource.lower() in _MODULE_SOURCES
 
 
 def ordered(verdicts: Iterable[str]) -> tuple[str, ...]:

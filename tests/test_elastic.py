@@ -20,6 +20,7 @@ from indexer.names import explicit_names, regex_names
 from indexer.parsers import process_file
 from indexer.sources import get
 from indexer.sources.ecs import ecs_role
+from indexer.sources.elastic import module_parts
 from indexer.sources.esql import comparisons
 from indexer.sources.queries import QueryError, kql_to_lucene, terms
 
@@ -117,14 +118,36 @@ def test_eql_sequences_keep_each_subquery_and_negations() -> None:
     )
     got = [(t.field, t.value, t.line, t.negated, t.part) for t in terms("eql", query)]
     assert got == [
+        ("event.category", "process", 1, False, "sequence 1"),  # `process where`: the event type
         ("process.name", "a.exe", 1, False, "sequence 1"),
         ("process.name", "b.exe", 1, False, "sequence 1"),
         ("process.parent.name", "c.exe", 1, False, "sequence 1"),  # two negations
+        ("event.category", "library", 2, False, "sequence 2"),
         ("dll.name", "d.dll", 2, True, "sequence 2"),
         ("process.executable", "*\\e.exe", 2, True, "sequence 2"),
     ]
+    assert module_parts(terms("eql", query)) == {"sequence 2"}
+    assert [(t.field, t.value) for t in terms("eql", 'any where file.name : "x.dll"')] == [("file.name", "x.dll")]
     with pytest.raises(QueryError):
         terms("eql", "process where process.name : (")
+
+
+def test_module_loads_are_the_subqueries_of_library_driver_and_image_load_events() -> None:
+    """There `file.*` is the module loaded (ECS maps Sysmon's ImageLoaded to `file.path`)."""
+
+    def parts(language: str, query: str) -> frozenset[str]:
+        return module_parts(terms(language, query))
+
+    assert parts("eql", 'library where dll.name : "a.dll"') == {""}
+    image_load = 'any where event.category == "process" and event.action : "Image loaded*" and file.name : "a.dll"'
+    assert parts("eql", image_load) == {""}
+    assert parts("kuery", 'event.category:driver and file.name:"a.sys"') == {""}
+    # credential_access_suspicious_comsvcs_imageload.toml: Sysmon's event 7 is a process event in ECS
+    assert parts("eql", 'sequence [process where true] [process where event.code == "7"]') == {"sequence 2"}
+    assert parts("eql", 'any where event.code == "7" and file.name : "a.dll"') == set()  # code 7 of another log
+    assert parts("eql", 'any where event.category : ("library", "file") and file.name : "a.dll"') == set()
+    assert parts("eql", 'any where not event.category == "library" and file.name : "a.dll"') == set()
+    assert parts("eql", 'process where event.action == "download"') == set()
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ A rule file is TOML, read with the standard library's `tomllib`; its query is pa
 parser of its language (`queries.py`), and every string value compared with a field becomes
 a mention with the role of its ECS field (`ecs.py`): `process.name` runs, `process.parent.name`
 parent, `process.args` invoked (names in it found as in a Sigma command line), `dll.name` loads,
-and a value under `not`, `!=`, `not in` is a filter (`excluded`), as in Sigma. The rule's name,
-description and false positives are text; so is the investigation guide (`note`), whose long
-prose gives the names written with their extension only. A Kibana filter (`[[rule.filters]]`)
+and a value under `not`, `!=`, `not in` is a filter (`excluded`), as in Sigma. In a (sub)query
+of module loads (`module_parts`), `file.*` is the module loaded (ECS's Sysmon image loads), so it
+loads as `dll.*` does; a name selected only on an impostor (`impostors`) gets the modifier
+`masquerade`. The rule's name, description and false positives are text; so is the investigation
+guide (`note`), whose long prose gives the names written with their extension only. A Kibana filter (`[[rule.filters]]`)
 is a condition like the query's (`meta.negate`: a filter). `tomllib` gives no lines: a value's
 line is found from the line where its key starts (a multi-line string's line i is that line + 1 + i).
 """
@@ -17,6 +19,7 @@ import functools
 import json
 import re
 import tomllib
+from dataclasses import dataclass
 from typing import Any
 
 from ..extract import Candidate, Extraction, FileContext
@@ -151,6 +154,67 @@ def rule_platform(rule: dict[str, Any], found: list[Term]) -> str:
 _PLATFORMS = {"windows": "windows", "linux": "linux", "macos": "macos", "darwin": "macos"}
 
 
+@dataclass(frozen=True)
+class Events:
+    """What a query's (sub)queries select, for the roles and verdicts of its values: the parts of
+    module loads (`module_parts`) and the (part, object) pairs of impostors (`impostors`)."""
+
+    modules: frozenset[str]
+    impostors: frozenset[tuple[str, str]]
+
+
+# module loads: Elastic Defend's library and driver events (`library where`, `event.category == "library"`);
+# Sysmon's events 7 and 6 as ECS maps them (`event.action : "Image loaded*"`, "Driver loaded ..."); Defend's `load`
+_MODULE_CATEGORIES = frozenset({"library", "driver"})
+_MODULE_ACTIONS = re.compile(r"(?:image|driver) loaded\b.*|load", re.IGNORECASE)
+
+
+def module_parts(found: list[Term]) -> frozenset[str]:
+    """The parts of a query (`Term.part`: an EQL sequence's subquery, "" for the whole query) that
+    select module loads: a library or driver event category, Sysmon's load actions or its event 7
+    among process events (`process where event.code == "7"`), and no file event (whose `file.*` is
+    a file written). There `file.*` names the module loaded: ECS puts Sysmon's ImageLoaded in
+    `file.path`, Elastic Defend its own in `dll.path`."""
+    loads: set[str] = set()
+    files: set[str] = set()
+    processes: set[str] = set()
+    sysmon_7: set[str] = set()
+    for term in found:
+        if term.negated:
+            continue
+        field, value = term.field.lower(), term.value.lower().rstrip("*")
+        if field == "event.category" and value in _MODULE_CATEGORIES:
+            loads.add(term.part)
+        elif field == "event.category" and value in ("file", "process"):
+            (files if value == "file" else processes).add(term.part)
+        elif field == "event.action" and _MODULE_ACTIONS.fullmatch(value):
+            loads.add(term.part)
+        elif field == "event.code" and value == "7":
+            sysmon_7.add(term.part)
+    return frozenset((loads | (sysmon_7 & processes)) - files)
+
+
+# the fields naming an object whose signer ECS records (`process.code_signature.subject_name`, `dll.`, `file.`)
+_SIGNED_NAME = re.compile(r"((?:process(?:\.parent)?|dll|file))\.(?:name|executable|path|pe\.original_file_name)")
+
+
+def impostors(found: list[Term]) -> frozenset[tuple[str, str]]:
+    """(part, object) pairs where the query selects an object's name only on an impostor: the
+    (sub)query lets through, under `not`, the binaries its genuine publishers signed
+    (`not (process.code_signature.subject_name in ("Microsoft Windows", ...) and ...trusted == true)`)
+    and selects no signer. A name it selects there is a name the binary wears, not the binary:
+    verdict `masquerade`. A folder alone is not enough: the genuine binary copied elsewhere is
+    still the binary (a relocated LOLBin)."""
+    excluded: set[tuple[str, str]] = set()
+    selected: set[tuple[str, str]] = set()
+    for term in found:
+        field = term.field.lstrip("?").lower()
+        if field.endswith(".code_signature.subject_name"):
+            signed = (term.part, field[: -len(".code_signature.subject_name")])
+            (excluded if term.negated else selected).add(signed)
+    return frozenset(excluded - selected)
+
+
 def attack_tags(rule: dict[str, Any]) -> tuple[str, ...]:
     """The ATT&CK ids of `[[rule.threat]]` as Sigma tags: `attack.ta0005`, `attack.t1218`, `attack.t1218.011`."""
     tags: list[str] = []
@@ -241,13 +305,14 @@ def extract_elastic(ctx: FileContext, parsed: ParsedFile) -> Extraction:
         line = by_index[error.line] if error.line is not None and error.line < len(by_index) else None
         raise RuleFileError(parsed.path, f"{language} query does not parse: {error.reason}", line)
     templates: dict[tuple[str, str, bool, str], Mention | None] = {}
+    events = Events(module_parts(found), impostors(found))
     for term in found:
         # a process name without extension is a Unix program unless the rule is for Windows
         # (there, `System` is a pseudo-process): `process.name:chmod` in an auditbeat rule
-        _term(col, term, meta, language, by_index, platform != "windows", infer_platform, templates)
+        _term(col, term, meta, language, by_index, platform != "windows", infer_platform, templates, events)
     filters, filter_lines = kibana_filters(rule, parsed.lines)
     for term in filters:
-        _term(col, term, meta, language, filter_lines, platform != "windows", infer_platform, templates)
+        _term(col, term, meta, language, filter_lines, platform != "windows", infer_platform, templates, events)
     if found or filters:
         _own_programs_in_text(col, text_lines)
     return col.out
@@ -315,6 +380,7 @@ def _term(
     unix: bool,
     platform: str,
     templates: dict[tuple[str, str, bool, str], Mention | None],
+    events: Events,
 ) -> None:
     """The mentions of one query value; templates: one per field, operator, negation and subquery."""
     if not term.value or term.line >= len(lines):
@@ -322,12 +388,17 @@ def _term(
     key = (term.field, term.op, term.negated, term.part)
     if key not in templates:
         role = ecs_role(term.field)
+        field = term.field.lstrip("?").lower()
+        if role == "file" and term.part in events.modules and field.startswith("file."):
+            role = "loaded_module"
+        signed = _SIGNED_NAME.fullmatch(field)
+        impostor = not term.negated and signed is not None and (term.part, signed.group(1)) in events.impostors
         templates[key] = (
             None
             if role is None
             else col.make(
                 field=term.field,
-                modifiers=(term.op,),
+                modifiers=(term.op, "masquerade") if impostor else (term.op,),
                 role=role,
                 context="filter" if term.negated else "selection",
                 detection=term.part or language,

@@ -9,7 +9,9 @@
 
 Each gives `Term`s: a field, a string value, the operator, the 0-based line of the value in
 the query, whether a `not` (or `!=`, `not in`, ...) covers it, and which subquery of an EQL
-sequence it is in. These imports stay off the search path (import-linter, pyproject.toml).
+sequence it is in. An EQL event type is the term it means: `library where` gives
+`event.category` "library" (operator `where`). These imports stay off the search path
+(import-linter, pyproject.toml).
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ class _EqlWalk:
         elif kind == "subquery":
             self.subqueries += 1
             part = f"{self.label} {self.subqueries}" if self.sequence else part
+        elif kind == "event_query" and children and children[0] is not None:
+            # `library where ...` is `event.category == "library" and ...` (EQL's event type); `any` selects none
+            name = children[0].children[0]
+            if str(name).lower() != "any":
+                self.out.append(Term("event.category", str(name), "where", name.line - 1, negated, part))
         elif kind == "not_expr":
             nots = sum(1 for c in children if isinstance(c, Token) and c.type == "NOT_OP")
             negated ^= nots % 2 == 1
