@@ -10,6 +10,7 @@ itself is the point (broken pipe, tracebacks, terminals).
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -20,7 +21,7 @@ import select
 import shutil
 import signal
 import subprocess
-import time
+import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable
@@ -859,6 +860,41 @@ def _documented_codes() -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \| (.+) \|$", table, re.MULTILINE)}
 
 
+def _interrupted_reading_stdin(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`search --stdin` sent SIGINT once it is certainly reading its standard input (Ctrl-C on a
+    long list). Ready is when it has taken in more comment lines than the pipe holds: a write of
+    that many returns only then, whatever the load. It starts with SIGINT's default disposition,
+    as from a terminal: a process started in the background by a shell without job control
+    (`make test &`) inherits SIGINT ignored, keeps ignoring it (as Python does), and would read on
+    to the end of its input, find no name and exit 4."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a child starts with SIG_DFL
+    try:
+        waiting = subprocess.Popen(
+            [*INDEXER, "search", "--stdin", "--data-dir", str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    assert waiting.stdin is not None
+    pipe_bytes = 1 << 20  # Linux's F_GETPIPE_SZ where there is one: 64 KiB unless raised
+    if hasattr(fcntl, "F_GETPIPE_SZ"):
+        pipe_bytes = fcntl.fcntl(waiting.stdin.fileno(), fcntl.F_GETPIPE_SZ)
+    comment = b"# " + b"x" * 1021 + b"\n"
+    stuck = threading.Timer(60, waiting.kill)  # a child that never reads: the write fails, not hangs
+    stuck.start()
+    try:
+        waiting.stdin.write(comment * (2 * pipe_bytes // len(comment) + 1))
+        waiting.stdin.flush()  # returns once the child has read at least pipe_bytes of it
+    finally:
+        stuck.cancel()
+    waiting.send_signal(signal.SIGINT)
+    out, err = waiting.communicate(timeout=60)
+    return subprocess.CompletedProcess(waiting.args, waiting.returncode, out.decode(), err.decode())
+
+
 @pytest.mark.slow  # every exit code's real scenario, each a process: 3-6 s
 def test_readme_exit_code_table_is_true(built: dict[str, Any], tmp_path: Path, broken_git: dict[str, str]) -> None:
     documented = _documented_codes()
@@ -886,18 +922,7 @@ def test_readme_exit_code_table_is_true(built: dict[str, Any], tmp_path: Path, b
     check("usage", proc("search", "psr.exe", "--role", "bogus", "--data-dir", data_dir))
     check("usage", proc("stats", "--data-dir", tmp_path / "empty"))  # no index yet
     check("internal", proc(*refresh_cmd(tmp_path / "broken", sigma, lolbas), env=broken_git))
-    waiting = subprocess.Popen(
-        [*INDEXER, "search", "--stdin", "--data-dir", str(data_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
-    time.sleep(1.5)  # reading its standard input
-    waiting.send_signal(signal.SIGINT)
-    out, err = waiting.communicate(timeout=60)
-    check("interrupted", subprocess.CompletedProcess(waiting.args, waiting.returncode, out, err))
+    check("interrupted", _interrupted_reading_stdin(data_dir))
     piped = subprocess.Popen(
         [*INDEXER, "search", "psr.exe", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
