@@ -18,6 +18,7 @@ from indexer.names import (
     stem_map,
     value_names,
 )
+from indexer.names import _NOT_FILES, _REVERSED_EXTENSIONS
 
 
 def names(text: str) -> list[str]:
@@ -43,6 +44,7 @@ def names(text: str) -> list[str]:
         ("https://evil.example.com/payload.exe", ["payload.exe"]),
         ("https://cdn.example.com/lib/jquery.js", []),
         ("written in node.js", []),
+        ("x IVA.EXE y", []),  # "avi" backwards: the tail of a right-to-left override (a property assumes it away)
         ("C:\\Config.Msi\\x", []),
         ("-payload.exe", ["payload.exe"]),
         ("PowerShell.EXE -enc", ["powershell.exe"]),
@@ -141,6 +143,8 @@ def test_a_name_between_separators_is_found_in_any_case(
     stem: str, ext: str, left: str, right: str, upper: bool
 ) -> None:
     assume(not (ext == "msi" and right == "\\"))  # C:\\Config.Msi\\ is a folder
+    assume(stem not in _REVERSED_EXTENSIONS)  # `iva.exe`: the visible tail of a right-to-left override
+    assume(f"{stem}.{ext}" not in _NOT_FILES)  # `node.js`: a framework, not a file
     written = f"{stem}.{ext}"
     text = f"x{left}{written.upper() if upper else written}{right}y"
     assert f"{stem}.{ext}" in names(text)
