@@ -519,3 +519,23 @@ def test_names_keep_their_letters_and_extensions_are_ascii() -> None:
 def test_bad_values_under_explicit_tags_are_file_errors(text: str) -> None:
     report = process_file(SIGMA, text.encode()).report
     assert report.status == "error" and "invalid YAML" in report.reason, report
+
+
+@pytest.mark.xfail(strict=True, reason="a double-quoted scalar across lines is read line by line as written")
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ('"a\\U000305CF\\\n      b.exe"', "a\U000305cfb.exe"),  # continued after an escape, as PyYAML writes it
+        ('"run\n      \\x63md.exe"', "cmd.exe"),  # an escape on a later line
+    ],
+    ids=["continuation", "escape"],
+)
+def test_a_double_quoted_value_across_lines_names_what_it_reads(value: str, named: str) -> None:
+    # `_Collector.scalar_lines` gives a value on one line as YAML reads it, but the lines of one
+    # spanning several as they are written: escapes stay unread (`\x63md.exe` gives x63md.exe) and
+    # a trailing `\` (no space: one word) splits a name (`a𰗏\` + `b.exe` gives b.exe). None of the
+    # corpora's Sigma, LOLBAS or atomic values is such a scalar (LOLDrivers' are publishers and
+    # subjects; Splunk maps its searches' offsets itself, ValueLines).
+    text = f"detection:\n  sel:\n    CommandLine|contains: {value}\n  condition: sel\n"
+    mentions = process_file(SIGMA, text.encode()).extraction.mentions
+    assert [(m.binary, m.line) for m in mentions] == [(named, 3 if "\\\n" in value else 4)]
