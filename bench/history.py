@@ -1,6 +1,7 @@
 """Issue 19's measures: the history store of the whole Sigma bundle beside a full build of it,
 `search --at` latency, and `search --at` against full builds of every bundle reset to 10 dates.
-Run: .venv/bin/python bench/history.py [scratch dir]   (measurement 11 of `make bench`)
+Run: .venv/bin/python bench/history.py [check] [scratch dir]   (measurement 11 of `make bench`;
+`check` alone: the acceptance check without the Sigma measures)
 
 `measure` gives: the full build's time (one `indexer refresh` of the Sigma bundle at its tip), the
 history build's time (`refresh --history-since all` on that data directory: every first-parent
@@ -195,21 +196,18 @@ def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHEC
     }
 
 
-def lines_of(m: dict[str, Any], c: dict[str, Any] | None) -> list[str]:
-    process, inside = m["process"], m["inside"]
+def lines_of(m: dict[str, Any] | None, c: dict[str, Any] | None) -> list[str]:
+    """The run as a section of bench/HISTORY.md: its date, commit and load, and the figures of
+    `measure` (m) and `check` (c), either of which may be left out."""
+    commit = _git("-C", str(ROOT), "rev-parse", "--short", "HEAD").strip()
     lines = [
-        f"## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load {os.getloadavg()[0]:.1f}",
+        f"## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, commit {commit}, load {os.getloadavg()[0]:.1f}",
         "",
         "| measure | value |",
         "| --- | ---: |",
-        f"| full build of the Sigma bundle (refresh, one process) | {m['full_s']:.1f} s |",
-        f"| history build, whole Sigma history ({m['commits']} first-parent commits) | {m['history_s']:.1f} s |",
-        f"| history store size | {m['size'] / 1e6:.1f} MB |",
-        f"| `search NAME --at DATE` as a process, p50 / p99 ({len(process)} runs) | "
-        f"{pct(process, 50) * 1000:.0f} / {pct(process, 99) * 1000:.0f} ms |",
-        f"| the same in-process, p50 / p99 | {pct(inside, 50) * 1000:.0f} / {pct(inside, 99) * 1000:.0f} ms |",
-        f"| (median in-process) | {statistics.median(inside) * 1000:.0f} ms |",
     ]
+    if m is not None:
+        lines += _measure_lines(m)
     if c is not None:
         lines += [
             f"| every bundle ({len(c['sources'])}) at its tip with its whole history (refresh in-process) | "
@@ -223,9 +221,25 @@ def lines_of(m: dict[str, Any], c: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def _measure_lines(m: dict[str, Any]) -> list[str]:
+    process, inside = m["process"], m["inside"]
+    return [
+        f"| full build of the Sigma bundle (refresh, one process) | {m['full_s']:.1f} s |",
+        f"| history build, whole Sigma history ({m['commits']} first-parent commits) | {m['history_s']:.1f} s |",
+        f"| history store size | {m['size'] / 1e6:.1f} MB |",
+        f"| `search NAME --at DATE` as a process, p50 / p99 ({len(process)} runs) | "
+        f"{pct(process, 50) * 1000:.0f} / {pct(process, 99) * 1000:.0f} ms |",
+        f"| the same in-process, p50 / p99 | {pct(inside, 50) * 1000:.0f} / {pct(inside, 99) * 1000:.0f} ms |",
+        f"| (median in-process) | {statistics.median(inside) * 1000:.0f} ms |",
+    ]
+
+
 def main() -> None:
-    scratch = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="bench-history-"))
-    lines = lines_of(measure(scratch), check(scratch))
+    args = sys.argv[1:]
+    only_check = bool(args) and args[0] == "check"
+    args = args[1:] if only_check else args
+    scratch = Path(args[0]) if args else Path(tempfile.mkdtemp(prefix="bench-history-"))
+    lines = lines_of(None if only_check else measure(scratch), check(scratch))
     print("\n".join(lines))
     with open(ROOT / "bench" / "HISTORY.md", "a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
