@@ -124,31 +124,12 @@ def shrink_error(name: str, tree: list[TreeEntry], previous: State | None, optio
     if options.allow_shrink or previous is None:
         return ""
     before = sum(1 for r in previous.files.values() if r.source == name and r.status != "skipped")
-    now = sum(1 for e in tree if not skip_reason(name, e, options.max_file_bytes))
+    now = sum(1 for e in tree if not get(name).skip_reason(e, options.max_file_bytes))
     if before >= 10 and now < before * SHRINK_LIMIT:
         return (
             f"{now} rule files at the new commit, {before} indexed before: not published, "
             "the previous index is kept (--allow-shrink publishes it)"
         )
-    return ""
-
-
-def skip_reason(source: str, entry: TreeEntry, max_bytes: int) -> str:
-    """Why a file of the tree is not read ('' if its source reads it)."""
-    if entry.mode == "120000":
-        return "symbolic link: not followed"
-    if entry.mode == "160000":
-        return "submodule: not followed"
-    if not get(source).wants(entry.path):
-        if entry.path.rsplit("/", 1)[-1].upper().startswith(("LICENSE", "COPYING")):
-            return "license file (read for the license, not a rule)"
-        if entry.path.endswith(("Template.yml", "template.yml")):
-            return "template, not an entry"
-        return "outside the rule folders"
-    if not entry.mode.startswith("100"):
-        return f"not a regular file (mode {entry.mode})"
-    if entry.size > max_bytes:
-        return f"file is {entry.size:,} bytes, over the {max_bytes:,}-byte limit"
     return ""
 
 
@@ -171,7 +152,7 @@ def to_read(plans: dict[str, SourcePlan], max_bytes: int) -> tuple[list[tuple[st
     skipped: list[FileReport] = []
     for name, plan in plans.items():
         for entry in plan.read:
-            reason = skip_reason(name, entry, max_bytes)
+            reason = get(name).skip_reason(entry, max_bytes)
             if reason:
                 skipped.append(FileReport(name, entry.path, "skipped", reason))
             else:

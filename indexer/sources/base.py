@@ -10,7 +10,7 @@ from ..extract import Extraction, FileContext
 from ..parse import ParsedFile, RuleFileError, parse_yaml
 
 if TYPE_CHECKING:
-    from ..repository import SourceSpec
+    from ..repository import SourceSpec, TreeEntry
 
 
 class Source:
@@ -43,6 +43,24 @@ class Source:
     def wants(self, path: str) -> bool:
         """Whether the file at `path` in the repository is one this source reads."""
         return bool(self.paths.match(path))
+
+    def skip_reason(self, entry: TreeEntry, max_bytes: int) -> str:
+        """Why a file of the tree is not read ('' if it is): a full build reports it skipped."""
+        if entry.mode == "120000":
+            return "symbolic link: not followed"
+        if entry.mode == "160000":
+            return "submodule: not followed"
+        if not self.wants(entry.path):
+            if entry.path.rsplit("/", 1)[-1].upper().startswith(("LICENSE", "COPYING")):
+                return "license file (read for the license, not a rule)"
+            if entry.path.endswith(("Template.yml", "template.yml")):
+                return "template, not an entry"
+            return "outside the rule folders"
+        if not entry.mode.startswith("100"):
+            return f"not a regular file (mode {entry.mode})"
+        if entry.size > max_bytes:
+            return f"file is {entry.size:,} bytes, over the {max_bytes:,}-byte limit"
+        return ""
 
     def parse(self, path: str, text: str) -> ParsedFile:
         """The file's documents with their lines; RuleFileError if it holds no YAML mapping."""
