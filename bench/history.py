@@ -125,7 +125,7 @@ def _git(*args: str) -> str:
 
 def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHECK_NAMES) -> dict[str, Any]:
     """search --at against full builds of every bundle reset to each date, and at each date the
-    cross-references (LOLBAS's links, the Sigma rules' references, coverage): the pairs compared
+    cross-references (LOLBAS's links, the Sigma rules' references, coverage, former paths): the pairs compared
     and those that differ ((date, name) or (date, "links")), with the history build's and the
     full builds' times."""
     sys.path.insert(0, str(ROOT))
@@ -177,10 +177,12 @@ def check(scratch: Path, dates: list[str] = CHECK_DATES, names: list[str] = CHEC
                 compared += 1
                 if search(reader, name).to_dict() != search(past, name).to_dict():
                     differ.append((date, name))
-            # LOLBAS's links then, resolved then; the Sigma rules citing LOLBAS pages; coverage's links
+            # LOLBAS's links then, resolved then; the Sigma rules citing LOLBAS pages; coverage's links;
+            # the Sigma rules' former paths then
             now, then_ = xref.load(reader), xref.load(past)  # type: ignore[arg-type]
             compared += 1
-            if (now.links, now.references, now.coverage) != (then_.links, then_.references, then_.coverage):
+            fields = ("links", "references", "coverage", "former_paths")
+            if any(getattr(now, f) != getattr(then_, f) for f in fields):
                 differ.append((date, "links"))
     shutil.rmtree(scratch / "upstreams", ignore_errors=True)
     for folder in (whole, scratch / "built"):
