@@ -17,7 +17,10 @@ transactions, indexes, readers while a refresh writes, nothing to install) holds
   that a bare stem may match, `p:`/`q:` Image/OriginalFileName pairs) and `names`: when each
   such name is in the source (the vocabulary, the binaries and the aliases at any commit,
   without reading the files);
-- `renames`, `licenses` per commit.
+- `renames`, `licenses` per commit;
+- for a source whose path history is kept (`Source.history`: Sigma), `lasts` (what each path
+  last held) and `moves` (every rename, on any branch), each with the first-parent commit that
+  merged it: history.PathHistory as of any date (links resolved then, a rule's former paths).
 
 Everything that depends on more than one file is computed as of the date asked: the vocabulary
 bare names resolve against (`names.known_stems` of the executables named then), the aliases
@@ -38,7 +41,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
 from .codec import file_order, mention_filter, mention_order, stored
@@ -52,7 +55,7 @@ if TYPE_CHECKING:  # types only: reading the store runs no git
     from .extract import Extraction
     from .repository import Repository
 
-FORMAT = 6  # 6: links, rule ids (`i:`, `r`), entry names (`n:`) and the paths' history (`lasts`) for links as of a date; 5: a version read with the shared files it depends on (`context`, `d:` tokens); 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
+FORMAT = 7  # 7: a version's warnings (its extraction's and its source's check: pySigma's), every rename (`moves`); 6: links, rule ids (`i:`, `r`), entry names (`n:`) and the paths' history (`lasts`) for links as of a date; 5: a version read with the shared files it depends on (`context`, `d:` tokens); 4: `u:` words of Unix prose; 3: `born`, the path a file was added at; 2: a LOLBAS entry's name, aliases and categories (coverage --at)
 STORE = "chronicle.sqlite"
 PARTIAL = "chronicle.partial.sqlite"  # the first build, resumable; renamed to STORE when complete
 BATCH_COMMITS = 250  # commits per transaction: an interrupted build resumes after the last one
@@ -92,6 +95,9 @@ CREATE TABLE IF NOT EXISTS lasts(
     source TEXT NOT NULL, path TEXT NOT NULL, ord INTEGER NOT NULL, seq INTEGER NOT NULL, blob TEXT NOT NULL,
     sha TEXT NOT NULL, date TEXT NOT NULL, status TEXT NOT NULL, rule_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS lasts_path ON lasts(source, path, seq);
+CREATE TABLE IF NOT EXISTS moves(
+    source TEXT NOT NULL, ord INTEGER NOT NULL, seq INTEGER NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL,
+    sha TEXT NOT NULL, date TEXT NOT NULL);
 """
 
 
@@ -151,10 +157,12 @@ def encode_file(
     error: str = "",
     executables: Iterable[str] | None = None,
     rule_id: str = "",
+    warnings: Sequence[str] = (),
 ) -> tuple[bytes, list[str]]:
     """A file's extraction as stored (zlib JSON) and its tokens; executables: the names it adds to
     the vocabulary (its report's: none for a source that feeds no stems, `Source.feeds_stems`);
-    rule_id: the first id of its text (history.rule_id_of: what a link to it resolves by)."""
+    rule_id: the first id of its text (history.rule_id_of: what a link to it resolves by);
+    warnings: its report's (the extraction's and the source's check, pySigma's)."""
     if extraction is None:
         return zlib.compress(json.dumps({"error": error, "r": rule_id}).encode()), []
     payload = {
@@ -167,6 +175,7 @@ def encode_file(
         "d": sorted(set(extraction.depends)),
         "l": extraction.links,
         "r": rule_id,
+        "w": list(warnings),
     }
     tokens = {"b:" + m.binary for m in extraction.mentions}
     tokens.update("x:" + name for name in (extraction.executables() if executables is None else executables))
@@ -209,6 +218,7 @@ class FileRecord:
     entry: dict[str, Any] = field(default_factory=dict)  # a LOLBAS entry: name, aliases, categories
     links: list[dict[str, Any]] = field(default_factory=list)  # Extraction.links: LOLBAS <-> rules
     rule_id: str = ""  # the first id of its text (history.rule_id_of)
+    warnings: list[str] = field(default_factory=list)  # FileReport.warnings: the extraction's, pySigma's
 
     @classmethod
     def decode(cls, payload: bytes, binaries: Iterable[str] | None = None) -> "FileRecord":
@@ -238,6 +248,7 @@ class FileRecord:
             entry=data["e"],
             links=data["l"],
             rule_id=data["r"],
+            warnings=data["w"],
         )
 
     def mentions_with(self, stems: tuple[dict[str, str], dict[str, str], dict[str, str]]) -> list[Mention]:
@@ -276,7 +287,8 @@ def connect(path: Path, write: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
     else:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        # a reader may be kept between calls served by other threads (indexer mcp), one at a time
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, check_same_thread=False)
     return conn
 
 
@@ -419,12 +431,13 @@ class AsOf:
 
     @property
     def state(self) -> "_StateThen":
-        """The file reports `query.binary_sections` reads (a LOLBAS entry's categories) as of the date."""
-        return _StateThen(self)
+        """IndexReader.state as of the date: the file reports (`files`), no build time."""
+        if "state" not in self.cache:
+            self.cache["state"] = _StateThen(self)
+        return self.cache["state"]
 
     def report(self, source: str, path: str) -> FileReport | None:
-        """The live file at `path` as of the date as a report with its entry (name, aliases,
-        categories); None if no such file lived then."""
+        """The report of the file the history keeps at `path` as of the date; None if none lived then."""
         if source not in self.seqs:
             return None
         row = self._conn.execute(
@@ -432,24 +445,100 @@ class AsOf:
             "AND spans.path = ? AND spans.start <= ? AND (spans.stop IS NULL OR spans.stop > ?)",
             (source, path, self.seqs[source], self.seqs[source]),
         ).fetchone()
-        if row is None:
-            return None
-        record = FileRecord.decode(row[0])
-        report = FileReport(source, path, "error" if record.error else "indexed", record.error)
-        report.entry = record.entry
-        return report
+        return None if row is None else self._report(source, path, FileRecord.decode(row[0]))
+
+    def _report(self, source: str, path: str, record: FileRecord, blob: str = "") -> FileReport:
+        """A stored version as the refresh reports it (its executables, aliases and shared files
+        are not kept: no answer shows them)."""
+        if record.error:
+            return FileReport(source, path, "error", record.error, blob=blob)
+        mentions = record.mentions_with(self.stems())
+        return FileReport(
+            source,
+            path,
+            "indexed",
+            warnings=record.warnings,
+            rule_ids=record.rule_ids,
+            mentions=len(mentions),
+            links=record.links,
+            entry=record.entry,
+            blob=blob,
+            binaries=sorted({m.binary for m in mentions}),
+            title=record.title,
+        )
+
+    def reports(self) -> dict[str, FileReport]:
+        """Every file of each source's tree at its commit then ("source:path" -> report), as a full
+        build's state holds them: those it skips (outside the rule folders, links, over the size
+        limit) with the reason, from the trees in the data directory's clones (git: only here);
+        the others from the history."""
+        from .repository import Repository, SourceSpec, clone_path
+        from .sources import get
+
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'max_bytes'").fetchone()
+        max_bytes = int(row[0])
+        live, args = self._live("spans")
+        stored = {
+            (source, path): payload
+            for source, path, payload in self._conn.execute(
+                f"SELECT spans.source, spans.path, files.payload FROM spans JOIN files ON files.id = spans.file "
+                f"WHERE {live}",
+                args,
+            )
+        }
+        reports: dict[str, FileReport] = {}
+        for source, info in self.sources.items():
+            repo = Repository(SourceSpec(source, ""), clone_path(self.data_dir, source))
+            try:
+                tree = repo.tree(info["commit"])
+            except Exception as exc:  # GitPython's error: no clone, or one without the commit
+                raise HistoryError(
+                    f"the tree of {source} at {info['commit']} cannot be read from its clone in {self.data_dir} "
+                    f"({type(exc).__name__}): 'indexer refresh' fetches it"
+                ) from None
+            finally:
+                repo.close()
+            for entry in tree:
+                reason = get(source).skip_reason(entry, max_bytes)
+                payload = stored.get((source, entry.path))
+                if reason:
+                    reports[f"{source}:{entry.path}"] = FileReport(source, entry.path, "skipped", reason)
+                elif payload is None:
+                    raise HistoryError(f"the history of {source} lacks {entry.path} at {info['commit']}")
+                else:
+                    reports[f"{source}:{entry.path}"] = self._report(
+                        source, entry.path, FileRecord.decode(payload), entry.sha
+                    )
+        return reports
 
     def read_json(self, name: str, read: Any) -> Any:
         """The generation's other files as of the date: xref.json (xref.load) with the LOLBAS
         entries, their links and the Sigma rules' references then, the links resolved against
-        the rule sets then (former paths: for the present only, none)."""
+        the rule sets then, and the former paths of Sigma's rules then."""
         from . import xref
 
         if name != xref.XREF_FILE:
             raise HistoryError(f"{name} is not kept in the history")
         entries = self._reports("lolbas", "yml/")  # as xref.build: not Archive-Old-Version/
         sigma = [r for r in self._reports("sigma", "", "k:lolbas") if r.status == "indexed"]
-        return xref.assemble(self, [r for r in entries if r.entry], sigma, self._rule_sets(), {})
+        return xref.assemble(self, [r for r in entries if r.entry], sigma, self._rule_sets(), self._former_paths())
+
+    def _former_paths(self) -> dict[str, tuple[Any, ...]]:
+        """xref.build's former paths as of the date: for each Sigma rule path then, the paths its
+        file had before (history.PathHistory.former_paths over the renames merged by then)."""
+        from .history import PathHistory
+        from .xref import FormerPath
+
+        sets = self._rule_sets()
+        if "sigma" not in sets:
+            return {}
+        rows = self._conn.execute(
+            "SELECT old, new, sha, date FROM moves WHERE source = 'sigma' AND seq <= ? ORDER BY ord",
+            (self.seqs["sigma"],),
+        )
+        history = PathHistory(renames=[list(row) for row in rows])
+        former = {path: history.former_paths(path) for path in sorted(sets["sigma"].paths)}
+        return {path: tuple(map(FormerPath.from_dict, steps)) for path, steps in former.items() if steps}
 
     def declared_links(self, binaries: Iterable[str]) -> list[dict[str, Any]]:
         """IndexReader.declared_links as of the date: the Sigma links the LOLBAS entries of
@@ -727,15 +816,43 @@ class _PathsThen:
 
 
 class _StateThen:
-    """`IndexReader.state`'s `files.get("source:path")` as of a date (AsOf.report)."""
+    """`IndexReader.state` as of a date: `files` and `built_at` (0: built by no refresh)."""
+
+    built_at = 0.0
 
     def __init__(self, reader: AsOf) -> None:
-        self.files = self
-        self._reader = reader
+        self.files = _FilesThen(reader)
 
-    def get(self, key: str, default: FileReport | None = None) -> FileReport | None:
-        source, _, path = key.partition(":")
-        return self._reader.report(source, path) or default
+
+class _FilesThen(Mapping[str, FileReport]):
+    """`State.files` as of a date: "source:path" -> report. Listing them reads each source's tree
+    then (AsOf.reports, once); `get` of a file the history keeps reads it alone."""
+
+    def __init__(self, reader: AsOf) -> None:
+        self._reader = reader
+        self._all: dict[str, FileReport] | None = None
+
+    def _every(self) -> dict[str, FileReport]:
+        if self._all is None:
+            self._all = self._reader.reports()
+        return self._all
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._all is None:
+            source, _, path = key.partition(":")
+            report = self._reader.report(source, path)
+            if report is not None:
+                return report
+        return self._every().get(key, default)
+
+    def __getitem__(self, key: str) -> FileReport:
+        return self._every()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._every())
+
+    def __len__(self) -> int:
+        return len(self._every())
 
 
 def open_at(data_dir: Path, at: str) -> AsOf:
@@ -792,23 +909,23 @@ def parse_log(text: str) -> list[_Commit]:
 
 
 def _skip(source: Any, path: str, mode: str) -> bool:
-    """Whether the refresh leaves this file out (plan.skip_reason without the size: the reader
+    """Whether the refresh leaves this file out (Source.skip_reason without the size: the reader
     gives a file over the limit no mentions, as the skipped file has none)."""
     return not (mode.startswith("100") and source.wants(path))
 
 
 def _extract_one(item: tuple[str, str, bytes, int]) -> tuple[bytes, list[str]]:
-    """One file in a forked process: the refresh's per-file code, the check (pySigma) left out."""
+    """One file in a forked process: the refresh's per-file code, its source's check (pySigma) included."""
     from .extract import FileContext
     from .parsers import process_file
 
     source, path, raw, max_bytes = item
-    processed = process_file(FileContext(source, path), raw, max_bytes, defer_check=True)
-    rule_id = rule_id_of(raw)
-    if processed.report.status != "indexed":
-        return encode_file(None, error=processed.report.reason, rule_id=rule_id)
+    processed = process_file(FileContext(source, path), raw, max_bytes)
+    report, rule_id = processed.report, rule_id_of(raw)
+    if report.status != "indexed":
+        return encode_file(None, error=report.reason, rule_id=rule_id)
     return encode_file(
-        processed.extraction, processed.report.title, executables=processed.report.executables, rule_id=rule_id
+        processed.extraction, report.title, executables=report.executables, rule_id=rule_id, warnings=report.warnings
     )
 
 
@@ -893,9 +1010,11 @@ class _SourceBuild:
         if not getattr(self.source, "history", False) or not mainline:
             return
         # a resumed build: what the commits not applied yet brought is made again
-        self.conn.execute("DELETE FROM lasts WHERE source = ? AND seq >= ?", (self.name, min(mainline.values())))
+        for table in ("lasts", "moves"):
+            self.conn.execute(f"DELETE FROM {table} WHERE source = ? AND seq >= ?", (self.name, min(mainline.values())))
         parents: dict[str, list[str]] = {}
         steps: list[tuple[str, str, str, str, str]] = []  # (path, blob, commit, date, status), in log order
+        moves: list[tuple[str, str, str, str]] = []  # (old, new, commit, date): PathHistory.renames
         tokens = self.repo.raw_log(revs, parents=True).split("\0")
         commit = date = ""
         i = 0
@@ -914,6 +1033,8 @@ class _SourceBuild:
                     i += 1
                     steps.append((path, old_blob, commit, date, "renamed"))
                     steps.append((new, new_blob, commit, date, "present"))
+                    if status[0] == "R":
+                        moves.append((path, new, commit, date))
                 elif status == "D":
                     steps.append((path, old_blob, commit, date, "deleted"))
                 else:
@@ -938,6 +1059,15 @@ class _SourceBuild:
             [
                 (self.name, path, start + n, merged.get(commit, top), blob, commit, date, status, ids.get(blob, ""))
                 for n, (path, blob, commit, date, status) in enumerate(steps)
+            ],
+        )
+        first = self.conn.execute("SELECT coalesce(max(ord), -1) + 1 FROM moves WHERE source = ?", (self.name,))
+        start = first.fetchone()[0]
+        self.conn.executemany(
+            "INSERT INTO moves VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.name, start + n, merged.get(commit, top), old, new, commit, date)
+                for n, (old, new, commit, date) in enumerate(moves)
             ],
         )
         paths = self.source.paths
@@ -982,7 +1112,7 @@ class _SourceBuild:
         return made[0], made[1], added[0], added[1], born
 
     def _drop(self) -> None:
-        for table in ("commits", "spans", "names", "renames", "licenses", "sources", "lasts"):
+        for table in ("commits", "spans", "names", "renames", "licenses", "sources", "lasts", "moves"):
             self.conn.execute(f"DELETE FROM {table} WHERE source = ?", (self.name,))
         self.conn.execute("DELETE FROM tokens WHERE file IN (SELECT id FROM files WHERE source = ?)", (self.name,))
         self.conn.execute("DELETE FROM files WHERE source = ?", (self.name,))
@@ -1335,9 +1465,11 @@ def build(
     since: how far back it goes ("2019-01-01"; None: the whole history, or as before). The first
     build writes `chronicle.partial.sqlite`, a batch of commits per transaction, and renames it
     to `chronicle.sqlite` once every source is in: interrupted, the next call resumes it. A store
-    made by other extraction code or from another `since` is made again beside and swapped.
+    made by other extraction code, another checker (pySigma's version: the warnings it keeps) or
+    from another `since` is made again beside and swapped.
     """
     from .parse import MAX_FILE_BYTES
+    from .sources import SOURCES
 
     progress = progress or Progress()
     started = time.time()
@@ -1348,16 +1480,17 @@ def build(
     if since is None:  # as before: the partial build's depth, else the store's, else the whole history
         since = resumed.get("since", current.get("since", ""))
     since_ts = parse_date(since, "--history-since") if since else None
+    made = {"fingerprint": fingerprint(), "since": since or "", "checkers": _checkers(SOURCES)}
     target = final
-    if current.get("fingerprint") != fingerprint() or current.get("since") != since:
+    if any(current.get(key) != value for key, value in made.items()):
         target = partial  # built beside, swapped in whole
-        if resumed.get("fingerprint") != fingerprint() or resumed.get("since") != since:
+        if any(resumed.get(key) != value for key, value in made.items()):
             for stale in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
                 stale.unlink(missing_ok=True)
     outcome = BuildOutcome()
     with closing(connect(target, write=True)) as conn:
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint(),))
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('since', ?)", (since or "",))
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", made.items())
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('max_bytes', ?)", (str(max_bytes or MAX_FILE_BYTES),))
         builds = [
             _SourceBuild(conn, repo, tips[name], since_ts, max_bytes or MAX_FILE_BYTES, None)
             for name, repo in sorted(repos.items())
@@ -1394,6 +1527,11 @@ def build(
     outcome.seconds = round(time.time() - started, 3)
     outcome.size = final.stat().st_size
     return outcome
+
+
+def _checkers(sources: dict[str, Any]) -> str:
+    """What checks the registered sources' files (Source.checker: "pySigma 2.0.1"), as stored in `meta`."""
+    return json.dumps({name: source.checker for name, source in sorted(sources.items()) if source.checker})
 
 
 def _pool(jobs: int, work: int) -> Any:

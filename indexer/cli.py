@@ -648,21 +648,16 @@ def export(
     Example: indexer export --format lookup --no-formula-guard --output lolbins.csv
     Example: indexer export --format csv --at 2022-01-01 --output mentions-2022.csv
     Example: indexer export --format navigator --at 2021-06-01 --output coverage-2021.json
+    Example: indexer export --format html --at 2022-06-15 --output site-2022
     """
     from .export import export_index
-
-    if at is not None and fmt == "html":
-        raise UsageError(
-            "--at exports the tables, the lookup and the layers, not the static site: its rule pages show "
-            "pySigma's warnings, which the history does not keep"
-        )
 
     if fmt == "html":
         if output == "-" or binary:
             raise UsageError("--format html writes a site into a directory: give --output DIR (and no --binary)")
         from .web.site import write_site
 
-        with _open_reader(_data_dir(data_dir)) as reader:
+        with _open_reader(_data_dir(data_dir), at) as reader:
             try:
                 site = write_site(reader, Path(output))
             except FileExistsError as exc:  # a directory write_site did not make

@@ -11,6 +11,7 @@ Only `indexer mcp` (and the `/mcp` mount of `indexer serve`) imports this module
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Optional
@@ -21,10 +22,12 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from . import __version__, joins, xref
+from .chronicle import HistoryError
 from .index import IndexReader, current_generation
 from .model import PLATFORMS, ROLES, IndexMissing, Mention
 from .query import binary_sections, search, show_target
 from .records import AtlasItem, RuleSet
+from .timeline import HistoryChanges
 from .typed import Source, model_of
 from .verdicts import VERDICT_HELP, VERDICTS, RuleVerdict
 
@@ -54,6 +57,8 @@ AtomicTestsResult = model_of(
     joins.TestsReport, "AtomicTestsResult", tests_total=int, offset=int, next_offset=Optional[int]
 )
 AtomicTestsResult.__doc__ = "indexer tests NAME --json, one page of the tests."
+HistoryChangesModel = model_of(HistoryChanges, "HistoryChanges", gained_total=int, lost_total=int, rules_total=int)
+HistoryChangesModel.__doc__ = "indexer changes --since --until --json, its lists capped at max_items."
 
 
 # --- typed results -----------------------------------------------------------------------------
@@ -151,6 +156,13 @@ class BinaryVerdict(BaseModel):
     verdicts: list[str]
 
 
+class AsOfSources(BaseModel):
+    """What an answer as of a date was read at: the date, each source's commit then (author date)."""
+
+    at: str
+    sources: dict[str, dict[str, str]] = Field(description="source -> its commit then and that commit's date")
+
+
 class RuleDetail(BaseModel):
     target: str
     found: bool
@@ -178,6 +190,7 @@ class RuleDetail(BaseModel):
     offset: int = 0
     next_offset: Optional[int] = None
     mentions: list[RuleLine] = Field(default_factory=list)
+    as_of: Optional[AsOfSources] = Field(None, description="with `at`: the date and each source's commit then")
 
 
 class Tally(BaseModel):
@@ -313,7 +326,10 @@ class ChangeRecord(BaseModel):
 
 
 class ChangesResult(BaseModel):
-    refreshes: list[ChangeRecord] = Field(description="newest first")
+    refreshes: list[ChangeRecord] = Field(description="newest first (none when `history` answers)")
+    history: Optional[HistoryChangesModel] = Field(  # type: ignore[valid-type]
+        None, description="with until, or since where the history is kept: what changed between the two dates"
+    )
 
 
 class LayerTechnique(BaseModel):
@@ -349,7 +365,9 @@ class LayerResult(BaseModel):
 
 
 class _Index:
-    """The data directory's current generation, reopened when a refresh publishes a new one.
+    """The data directory's current generation, reopened when a refresh publishes a new one; the
+    index as of the last date asked, kept open until another date is asked or the history changes
+    (what it computed once, the cross-references then, serves the next calls).
 
     Calls are serialised: each is a few milliseconds, and one reader is never used by two threads.
     """
@@ -358,6 +376,7 @@ class _Index:
         self.data_dir = data_dir
         self._lock = threading.Lock()
         self._reader: IndexReader | None = None
+        self._past: tuple[tuple[int, ...], Any] | None = None  # (the date and the store's identity, AsOf)
 
     @contextmanager
     def reader(self) -> Iterator[IndexReader]:
@@ -380,18 +399,43 @@ class _Index:
             with self.reader() as reader:
                 yield reader
             return
-        from .chronicle import AsOf, HistoryError, parse_date
+        from .chronicle import AsOf, parse_date, store_path
 
-        try:
-            past = AsOf(self.data_dir, parse_date(at, "at"))
-        except HistoryError as exc:
-            raise ToolError(str(exc)) from None
-        with past:
-            yield past
+        with self._lock:
+            try:
+                when = parse_date(at, "at")
+                try:
+                    stat = store_path(self.data_dir).stat()
+                    key: tuple[int, ...] = (when, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                except OSError:  # no history: AsOf says so
+                    key = (when,)
+                if self._past is None or self._past[0] != key:
+                    if self._past is not None:
+                        self._past[1].close()
+                        self._past = None
+                    self._past = (key, AsOf(self.data_dir, when))
+                yield self._past[1]
+            except HistoryError as exc:  # no history, a date it does not know, a tree it cannot read
+                raise ToolError(str(exc)) from None
 
 
 def _page(total: int, offset: int, limit: int) -> Optional[int]:
     return offset + limit if offset + limit < total else None
+
+
+def _paged(model: type[BaseModel], data: dict[str, Any], key: str, offset: int, limit: int) -> Any:
+    """A report as `model`: one page of its list `key`, the list's total (`<key>_total`), the offset
+    and the next one."""
+    items = data[key]
+    return model.model_validate(
+        {
+            **data,
+            key: items[offset : offset + limit],
+            f"{key}_total": len(items),
+            "offset": offset,
+            "next_offset": _page(len(items), offset, limit),
+        }
+    )
 
 
 def _cut(text: str, limit: int = SNIPPET_MAX) -> str:
@@ -583,16 +627,21 @@ def build_server(data_dir: Path) -> MCPServer:
         ],
         limit: Annotated[int, Field(description="Mentions per page", ge=1, le=200)] = 50,
         offset: Annotated[int, Field(description="Mentions to skip", ge=0)] = 0,
+        at: AtDate = None,
     ) -> RuleDetail:
         """Everything about one rule file: metadata, every executable it names with line and role,
-        former paths, and its links between Sigma and LOLBAS."""
-        with index.reader() as reader:
+        former paths, and its links between Sigma and LOLBAS (with `at`: the file as it was then)."""
+        with index.then(at) as reader:
+            as_of = reader.as_of() if at is not None else None
             data = show_target(reader, rule, kind="rule")
             if data is None:
                 return RuleDetail(
                     target=rule,
                     found=False,
-                    message=f"no rule with id or path {rule!r}; search_binary finds rules by the executables they name",
+                    message=f"no rule with id or path {rule!r}"
+                    + (f" as of {at}" if at is not None else "")
+                    + "; search_binary finds rules by the executables they name",
+                    as_of=as_of,
                 )
             mentions = [Mention.from_dict(m) for m in data["mentions"]]
             binaries: list[str] = data["binaries"]
@@ -625,6 +674,7 @@ def build_server(data_dir: Path) -> MCPServer:
             offset=offset,
             next_offset=_page(len(mentions), offset, limit),
             mentions=[_line(m) for m in mentions[offset : offset + limit]],
+            as_of=as_of,
         )
 
     @server.tool(annotations=read_only)
@@ -741,17 +791,7 @@ def build_server(data_dir: Path) -> MCPServer:
                 report = joins.gaps(reader, rule_sets=rule_sets, platform=platform, every=include_detected)
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
-        data = report.to_dict()
-        rows = data["rows"]
-        return GapsResult.model_validate(
-            {
-                **data,
-                "rows": rows[offset : offset + limit],
-                "rows_total": len(rows),
-                "offset": offset,
-                "next_offset": _page(len(rows), offset, limit),
-            }
-        )
+        return _paged(GapsResult, report.to_dict(), "rows", offset, limit)
 
     @server.tool(annotations=read_only)
     def atomic_tests(
@@ -775,17 +815,7 @@ def build_server(data_dir: Path) -> MCPServer:
                 report = joins.tests(reader, name, rule_sets=rule_sets)
             except ValueError as exc:
                 raise ToolError(str(exc)) from None
-        data = report.to_dict()
-        found = data["tests"]
-        return AtomicTestsResult.model_validate(
-            {
-                **data,
-                "tests": found[offset : offset + limit],
-                "tests_total": len(found),
-                "offset": offset,
-                "next_offset": _page(len(found), offset, limit),
-            }
-        )
+        return _paged(AtomicTestsResult, report.to_dict(), "tests", offset, limit)
 
     @server.tool(annotations=read_only)
     def links(
@@ -825,12 +855,35 @@ def build_server(data_dir: Path) -> MCPServer:
         ] = None,
         include_unchanged: Annotated[bool, Field(description="Also the refreshes that found nothing new")] = False,
         max_items: Annotated[int, Field(description="Items kept per list (files, binaries, rules)", ge=0, le=100)] = 10,
+        until: Annotated[
+            Optional[str],
+            Field(
+                description="With since: what changed between since and this date (YYYY-MM-DD or ISO, UTC), "
+                "read from the history (refresh --history-since), whatever refreshes ran meanwhile",
+                max_length=40,
+            ),
+        ] = None,
     ) -> ChangesResult:
         """What the last refreshes changed: commits, files, binaries that gained or lost a detecting rule,
-        rules added, removed, renamed. Lists are capped at max_items; each has its total beside it."""
+        rules added, removed, renamed. With until, or since where the history is kept: what changed
+        between the two dates (to the commits indexed without until), read from the history, as
+        `indexer changes --since --until`. Lists are capped at max_items; each has its total beside it."""
+        from .chronicle import history_since, iso
         from .manifest import recent_manifests
 
         n = max_items
+        if until is not None or (since is not None and history_since(index.data_dir) is not None):
+            if since is None:
+                raise ToolError("until needs since: what changed between two dates")
+            from .timeline import changes_between
+
+            try:
+                found = changes_between(index.data_dir, since, until or iso(int(time.time()))).to_dict()
+            except HistoryError as exc:
+                raise ToolError(str(exc)) from None
+            lists = {key: found[key][:n] for key in ("gained", "lost", "rules")}
+            totals = {f"{key}_total": len(found[key]) for key in lists}
+            return ChangesResult(refreshes=[], history=HistoryChangesModel.model_validate({**found, **lists, **totals}))
         records = []
         for m in recent_manifests(index.data_dir, last, since, include_unchanged):
             changed = sorted(m["binaries"].items(), key=lambda kv: (-(kv[1]["gained"] + kv[1]["lost"]), kv[0]))

@@ -403,7 +403,7 @@ def test_without_an_index_every_tool_answers_with_a_clear_error(tmp_path: Path, 
             text = client.error("search_binary", name="psr.exe")
             assert f"no index in {empty}: run 'indexer refresh' first" in text
         assert "no index in" in client.error("coverage")
-        assert client.ok("changes") == {"refreshes": []}
+        assert client.ok("changes") == {"refreshes": [], "history": None}  # no history kept: the refreshes
         # an index published meanwhile (as a refresh does: the generation, then CURRENT) shows at the next call
         shutil.copytree(tip_data_dir / "index", empty / "index")
         assert client.ok("search_binary", name="psr.exe")["found"]

@@ -390,6 +390,46 @@ def test_export_and_coverage_at_a_date_equal_the_full_build_then(
             assert (tmp_path / f"past-{name}").read_bytes() == (tmp_path / f"built-{name}").read_bytes(), name
 
 
+FOOTER_TAIL = re.compile(
+    r' · (?:built [^<]*· <span class="gen">[^<]*</span>|<span class="as-of">[^<]*</span>)</footer>'
+)
+
+
+@pytest.mark.parametrize("date", DATES[1:2])
+def test_the_static_site_at_a_date_equals_the_full_build_s_then(
+    date: str, built_then: Callable[[str], tuple[Path, dict[str, str]]], history_dir: Path, tmp_path: Path
+) -> None:
+    """`export --format html --at DATE` writes every page the full build of the sources reset to
+    then gives, byte for byte (the whole site: every file compared), but the footer's last words:
+    the build's time and generation there, the date here. Rule pages show pySigma's warnings
+    then, former paths then, and the files the build skipped (license files)."""
+    from indexer.web.site import SITE_MARKER, write_site
+
+    built, _ = built_then(date)
+    with IndexReader(built) as reader:
+        write_site(reader, tmp_path / "built")
+    done = run_cli("export", "--format", "html", "--at", date, "--output", str(tmp_path / "past"), data_dir=history_dir)
+    assert done.returncode == 0, done.stderr
+    files = {p.relative_to(tmp_path / "built") for p in (tmp_path / "built").rglob("*") if p.is_file()}
+    assert {p.relative_to(tmp_path / "past") for p in (tmp_path / "past").rglob("*") if p.is_file()} == files
+    differ, pages = [], {}
+    for rel in sorted(files - {Path(SITE_MARKER)}):
+        then, now = (tmp_path / "past" / rel).read_bytes(), (tmp_path / "built" / rel).read_bytes()
+        if rel.suffix == ".html":
+            pages[rel] = text = then.decode()
+            assert f'<span class="as-of">as of {date}T00:00:00Z, read from the history</span></footer>' in text, rel
+            then, now = FOOTER_TAIL.sub("</footer>", text).encode(), FOOTER_TAIL.sub("</footer>", now.decode()).encode()
+        if then != now:
+            differ.append(str(rel))
+    assert not differ, differ[:10]
+    assert len(pages) >= 5000
+    rules = [text for rel, text in pages.items() if rel.parts[0] == "rule"]
+    assert sum("<th>Warnings</th><td>pySigma: " in text for text in rules) >= 10  # 14 at 2022-06-15
+    assert sum("<h2>Former paths" in text for text in rules) >= 100
+    assert sum("<td>skipped — license file" in text for text in rules) >= 5  # files a full build skips
+    assert (tmp_path / "past" / SITE_MARKER).read_text() == f"as of {date}T00:00:00Z\n"
+
+
 def test_changes_between_two_dates_from_the_history(history_dir: Path, upstreams: dict[str, Upstream]) -> None:
     """November 2019: the Psr rule reached Sigma's first-parent line (2019-11-12): psr.exe gained
     a detecting rule; the commits and the rule files added and renamed are git's."""
@@ -516,28 +556,43 @@ def test_a_macro_change_gives_its_unchanged_callers_a_new_version(
         assert payload != previous  # what it says changed with it
 
 
-def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mcp(history_dir: Path) -> None:
-    """?at= on the web's coverage and gaps (API and pages) and `at` on the MCP tools give what
-    `coverage --at`, `gaps --at`, `links --at`, `tests --at` and `export --format navigator --at`
-    print for that date (the CLI itself is compared with full builds above)."""
+def test_answers_at_a_date_are_the_cli_s_on_the_web_and_mcp(history_dir: Path) -> None:
+    """?at= on the web's coverage, gaps and links (API and pages) and `at` on the MCP tools give
+    what `coverage --at`, `gaps --at`, `links --at`, `tests --at`, `export --format navigator
+    --at` and `changes --since --until` print for that date, and MCP's `show_rule` what `show`
+    gives of the rule file then (the library's answers as of a date are compared with full
+    builds above)."""
     from fastapi.testclient import TestClient
 
+    from indexer.query import show_target
     from indexer.web.app import create_app
     from test_mcp import _open
 
     date = "2022-01-15"  # LOLBAS's links (since November 2021), atomic tests with guids; cheaper than later
     cli = {
-        name: json.loads(run_cli(*args, "--at", date, "--json", data_dir=history_dir).stdout)
+        name: json.loads(run_cli(*args, "--json", data_dir=history_dir).stdout)
         for name, args in {
-            "coverage": ("coverage",),
-            "gaps": ("gaps",),
-            "links": ("links",),
-            "tests": ("tests", "certutil.exe"),
+            "coverage": ("coverage", "--at", date),
+            "gaps": ("gaps", "--at", date),
+            "links": ("links", "--at", date),
+            "tests": ("tests", "certutil.exe", "--at", date),
+            "changes": ("changes", "--since", "2021-11-01", "--until", date),
         }.items()
     }
     assert cli["links"] and cli["coverage"]["entries"] and cli["gaps"]["rows"] and cli["tests"]["tests"]
+    assert cli["changes"]["gained"] and cli["changes"]["rules"]
     with AsOf(history_dir, parse_date(date)) as past:
         assert cli["links"] == [l.to_dict() for l in xref.load(past).links]  # type: ignore[arg-type]
+        # a Sigma rule LOLBAS links to then that moved before then, found by its path then and by its id
+        moved = [l for l in cli["links"] if l["status"] == "moved" and l["rule_set"] == "sigma" and l.get("rule_id")]
+        rule = next(
+            r
+            for l in moved
+            if (r := show_target(past, l["current_path"], kind="rule"))["former_paths"]  # type: ignore[arg-type, index]
+        )
+        by_id = show_target(past, rule["rule_ids"][0], kind="rule")  # type: ignore[arg-type]
+        as_of = past.as_of()
+    assert by_id is not None and by_id["path"] == rule["path"] and rule["linked_from_lolbas"]
     with TestClient(create_app(history_dir)) as client:
         for name in ("coverage", "gaps"):
             got = client.get(f"/api/{name}", params={"at": date, "limit": 500})
@@ -549,7 +604,20 @@ def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mc
             assert data["summary"] == cli[name]["summary"], name
             page = client.get(f"/{name}", params={"at": date})
             assert page.status_code == 200 and f"as of {date}" in page.text, name
+        got = client.get("/api/links", params={"at": date, "limit": 500})
+        assert got.status_code == 200, got.text
+        assert got.json()["links"] == cli["links"][:500] and got.json()["page"]["total"] == len(cli["links"])
+        assert got.json()["as_of"] == as_of
+        only = client.get("/api/links", params={"at": date, "status": "moved", "limit": 500}).json()["links"]
+        assert only and only == [l for l in cli["links"] if l["status"] == "moved"][:500]
+        page = client.get("/links", params={"at": date})
+        assert page.status_code == 200 and f"as of {date}" in page.text
+        assert (
+            f'<span class="status status-moved">moved</span> {len([l for l in cli["links"] if l["status"] == "moved"])}'
+            in page.text
+        )
         assert client.get("/api/coverage", params={"at": "yesterday"}).status_code == 400
+        assert client.get("/api/links", params={"at": "yesterday"}).status_code == 400
     for mcp in _open(history_dir):
         coverage = mcp.ok("coverage", at=date, limit=100)
         assert coverage["total"] == len(cli["coverage"]["entries"])
@@ -571,3 +639,25 @@ def test_coverage_gaps_links_and_tests_at_a_date_are_the_cli_s_on_the_web_and_mc
         )
         assert layer["layer"]["techniques"] == json.loads(out.read_text())["techniques"]
         assert "is not a date" in mcp.error("coverage", at="yesterday")
+        shown = mcp.ok("show_rule", rule=rule["rule_ids"][0], at=date, limit=200)
+        assert shown["as_of"] == as_of and (shown["path"], shown["title"]) == (rule["path"], rule["title"])
+        assert (shown["status"], shown["warnings"], shown["rule_ids"]) == (
+            rule["status"],
+            rule["warnings"],
+            rule["rule_ids"],
+        )
+        assert shown["binaries"] == rule["binaries"] and shown["mentions_total"] == len(rule["mentions"])
+        assert [(m["line"], m["binary"], m["url"]) for m in shown["mentions"]] == [
+            (m["line"], m["binary"], m["url"]) for m in rule["mentions"][:200]
+        ]
+        assert shown["former_paths"] == rule["former_paths"]
+        assert [l["lolbas_path"] for l in shown["linked_from_lolbas"]] == [
+            l["lolbas_path"] for l in rule["linked_from_lolbas"]
+        ]
+        assert not mcp.ok("show_rule", rule=PSR_RULE, at="2019-07-01")["found"]  # its path today: later
+        changes = mcp.ok("changes", since="2021-11-01", until=date, max_items=100)
+        assert changes["refreshes"] == [] and changes["history"]["sources"] == cli["changes"]["sources"]
+        for key in ("gained", "lost", "rules"):
+            assert changes["history"][key] == cli["changes"][key][:100], key
+            assert changes["history"][f"{key}_total"] == len(cli["changes"][key]), key
+        assert "until needs since" in mcp.error("changes", until=date)

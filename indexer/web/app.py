@@ -543,9 +543,16 @@ class Service:
         found = data["tests"]
         return {**data, "tests": found[offset : offset + limit], "page": page_of(len(found), offset, limit)}
 
-    def links_table(self, reader: IndexReader, status: list[str], offset: int, limit: int) -> dict[str, Any]:
-        rows = xref.links(reader, status or None)
-        return {"links": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+    def links_table(
+        self, reader: IndexReader, status: list[str], offset: int, limit: int, params: Mapping[str, list[str]] = {}
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`links` (as of ?at=DATE): one page of those with one of these statuses (any if none),
+        and all the links (the page's counts)."""
+        with self.then(reader, params) as source:
+            every = self._whole(reader, source, "links", xref.links)
+            rows = [row for row in every if not status or row["status"] in status]
+            page = {"links": rows[offset : offset + limit], "page": page_of(len(rows), offset, limit)}
+            return {**page, **_as_of(source, reader)}, every
 
 
 def _page_query(**params: Any) -> str:
@@ -805,10 +812,11 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
         status: list[models.LinkStatus] = Query([], description="Only links with these statuses."),
         offset: Offset = 0,
         limit: Limit = DEFAULT_LIMIT,
-        params: dict[str, list[str]] = Depends(allowed("status", *PAGE_PARAMS, repeat=("status",))),
+        at: str | None = AT_QUERY,
+        params: dict[str, list[str]] = Depends(allowed("status", *BINARY_PARAMS, repeat=("status",))),
     ) -> Any:
         with service.pool.reader() as reader:
-            answer = service.links_table(reader, list(status), offset, limit)
+            answer, _ = service.links_table(reader, list(status), offset, limit, params)
             return _json(200, models.LinksAnswer.model_validate(answer).model_dump(exclude_unset=True), _gen(reader))
 
     @api.get("/api", include_in_schema=False)
@@ -925,11 +933,14 @@ def create_app(data_dir: Path, *, host: str = "127.0.0.1", cors_origins: tuple[s
 
     @api.get("/links", include_in_schema=False)
     def links_page(
-        offset: Offset = 0, limit: LongLimit = MAX_LIMIT, params: dict[str, list[str]] = Depends(allowed(*PAGE_PARAMS))
+        offset: Offset = 0,
+        limit: LongLimit = MAX_LIMIT,
+        params: dict[str, list[str]] = Depends(allowed(*BINARY_PARAMS)),
     ) -> Any:
         with service.pool.reader() as reader:
-            data = service.links_table(reader, [], offset, limit)
-            return page(reader, "links.html", **links_context(reader, data), base="/links")
+            data, every = service.links_table(reader, [], offset, limit, params)
+            base = "/links" + _page_query(at=_one(params, "at"))
+            return page(reader, "links.html", **links_context(every, data), base=base)
 
     @api.get("/timeline/{name:path}", include_in_schema=False)
     def timeline_page(request: Request, params: dict[str, list[str]] = Depends(allowed())) -> Any:
@@ -1137,11 +1148,19 @@ def gaps_context(data: Mapping[str, Any], platform: str | None) -> dict[str, Any
     return {"title": "Gaps", "gaps": data, "page": data["page"], "platform": platform or ""}
 
 
-def links_context(reader: IndexReader, data: Mapping[str, Any]) -> dict[str, Any]:
+def links_context(every: list[Mapping[str, Any]], data: Mapping[str, Any]) -> dict[str, Any]:
+    """What links.html needs: one page of the links (`data`, as of `data["as_of"]` if there),
+    the count of every link (`every`) by status."""
     counts: dict[str, int] = {}
-    for row in xref.links(reader):
+    for row in every:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {"title": "Sigma ↔ LOLBAS links", "rows": data["links"], "page": data["page"], "counts": counts}
+    return {
+        "title": "Sigma ↔ LOLBAS links",
+        "rows": data["links"],
+        "page": data["page"],
+        "counts": counts,
+        "as_of": data.get("as_of"),
+    }
 
 
 # --- around the routes ---------------------------------------------------------------------------

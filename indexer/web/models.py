@@ -122,6 +122,7 @@ class LinksAnswer(BaseModel):
     model_config = STRICT
     links: list[LinkModel]  # type: ignore[valid-type]
     page: Page
+    as_of: Optional[AsOf] = None
 
 
 class ErrorAnswer(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 from .. import joins, xref
 from ..export import safe_filename
 from ..codec import file_order, mention_order
+from ..chronicle import AsOf
 from ..index import IndexReader
 from ..model import Mention
 from ..query import binary_target, rule_target
@@ -22,12 +23,14 @@ from .views import MAX_LIMIT, Links, footer_of, page_of, paged_mentions, render,
 SITE_MARKER = ".indexer-site"
 
 
-def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
+def write_site(reader: IndexReader | AsOf, output_dir: Path) -> dict[str, Any]:
     """index.html, binary/<safe_filename(name)>.html, rule/<safe_filename(source:path)>.html,
     coverage.html, gaps.html, links.html and static/app.css, with relative links (intranet publishing).
     No search box: a static site has no API. A rule file naming more than 500 executables
     shows its first 500. The site is written beside `output_dir` and swapped in; an existing
-    `output_dir` is replaced only if an earlier write_site made it (or it is empty)."""
+    `output_dir` is replaced only if an earlier write_site made it (or it is empty). From the
+    index as of a date (chronicle.AsOf), the pages a full build of the sources then gives, the
+    footer saying the date instead of the generation."""
     output_dir = Path(output_dir).resolve()
     if output_dir.exists() and (
         not output_dir.is_dir() or (any(output_dir.iterdir()) and not (output_dir / SITE_MARKER).exists())
@@ -42,7 +45,12 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
     for m in reader.all_mentions():
         by_binary.setdefault(m.binary, []).append(m)
         by_file.setdefault((m.source, m.path), []).append(m)
-    footer = footer_of(reader.sources, reader.generation.name, reader.state.built_at)
+    if isinstance(reader, AsOf):
+        stamp = f"as of {reader.as_of()['at']}"
+        footer = footer_of(reader.sources, as_of=str(reader.as_of()["at"]))
+    else:
+        stamp = reader.generation.name
+        footer = footer_of(reader.sources, stamp, reader.state.built_at)
     files = reader.state.files
     deep = Links(static=True, depth=1, rules=files)
     root = Links(static=True, depth=0, rules=files)
@@ -96,14 +104,14 @@ def write_site(reader: IndexReader, output_dir: Path) -> dict[str, Any]:
         rows_links = xref.links(reader)
         data = {"links": rows_links, "page": page_of(len(rows_links), 0, len(rows_links) or 1)}
         (tmp / "links.html").write_text(
-            render("links.html", root, footer, base=None, **links_context(reader, data)), encoding="utf-8"
+            render("links.html", root, footer, base=None, **links_context(rows_links, data)), encoding="utf-8"
         )
         (tmp / "index.html").write_text(
             render("site_index.html", root, footer, title="Executables", rows=rows), encoding="utf-8"
         )
         for name in ("app.css", "favicon.svg"):
             shutil.copyfile(STATIC_DIR / name, tmp / "static" / name)
-        (tmp / SITE_MARKER).write_text(f"{reader.generation.name}\n", encoding="utf-8")
+        (tmp / SITE_MARKER).write_text(f"{stamp}\n", encoding="utf-8")
         if output_dir.exists():
             old = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}-{time.time_ns():x}"
             os.replace(output_dir, old)

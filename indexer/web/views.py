@@ -267,8 +267,11 @@ def render(template: str, links: Links, footer: Mapping[str, Any], **context: An
     return environment().get_template(template).render(links=links, footer=footer, **context)
 
 
-def footer_of(sources: Mapping[str, Mapping[str, Any]], generation: str = "", built_at: float = 0.0) -> dict[str, Any]:
-    """What the footer says: each source's commit, license and web page; the generation."""
+def footer_of(
+    sources: Mapping[str, Mapping[str, Any]], generation: str = "", built_at: float = 0.0, as_of: str = ""
+) -> dict[str, Any]:
+    """What the footer says: each source's commit, license and web page; the generation, or the
+    date the pages are as of (`as_of`: read from the history)."""
     rows = []
     for name, info in sorted(sources.items()):
         commit, web = str(info.get("commit", "")), str(info.get("web_url", ""))
@@ -281,4 +284,9 @@ def footer_of(sources: Mapping[str, Mapping[str, Any]], generation: str = "", bu
                 "license": info.get("license", ""),
             }
         )
-    return {"sources": rows, "generation": generation, "built_at": iso_time(built_at) if built_at else ""}
+    return {
+        "sources": rows,
+        "generation": generation,
+        "built_at": iso_time(built_at) if built_at else "",
+        "as_of": as_of,
+    }
