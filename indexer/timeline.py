@@ -387,7 +387,12 @@ def changes_between(data_dir: Path, since: str, until: str) -> HistoryChanges:
         rules |= {k for k, (_, file) in (old | new).items() if file in rejudged}
         gained: list[VerdictChange] = []
         lost: list[VerdictChange] = []
-        for key in sorted(rules, key=lambda k: (k[0], (new.get(k) or old[k])[0])):
+
+        def order(key: tuple[str, str]) -> tuple[str, str, str]:
+            """By source and path; a path removed and added again: by identity, whatever the hash seed."""
+            return key[0], (new.get(key) or old[key])[0], key[1]
+
+        for key in sorted(rules, key=order):
             was = {v.binary: v for v in before.verdicts(old[key][1])} if key in old else {}
             now = {v.binary: v for v in after.verdicts(new[key][1])} if key in new else {}
             path = (new.get(key) or old[key])[0]
@@ -398,7 +403,7 @@ def changes_between(data_dir: Path, since: str, until: str) -> HistoryChanges:
                     item = VerdictChange(binary, key[0], path, title, a.verdict if a else "", b.verdict if b else "")
                     (gained if _detects(b) else lost).append(item)
         moves = []
-        for key in sorted(old.keys() | new.keys(), key=lambda k: (k[0], (new.get(k) or old[k])[0])):
+        for key in sorted(old.keys() | new.keys(), key=order):
             if key not in old:
                 moves.append(RuleMove(key[0], new[key][0], after.record(new[key][1]).title, "added"))
             elif key not in new:
