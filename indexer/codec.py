@@ -6,9 +6,9 @@ Shared by the parser processes (parsers.py) and the index (index.py); imports no
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterable, Mapping
 
+from .jsontext import dumps as encode
 from .model import SAYS, Mention
 from .verdicts import RuleVerdict
 
@@ -22,23 +22,6 @@ _SAYS = Mention.fields_of(SAYS)  # binary first
 # A mention as the index stores it: (binary, its place in the binary's document, its JSON).
 # Parser processes make rows, so the refresh only groups them into documents.
 Row = tuple[str, tuple[Any, ...], str]
-
-
-def _encoder() -> Callable[[Any], str]:
-    """Compact JSON, non-ASCII kept: `json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode`.
-
-    The C encoder the standard library builds on each call is built once here (half the time of
-    a call on a mention: 20,000 mentions and 12,000 verdicts per build of Sigma and LOLBAS).
-    """
-    slow = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator: what the standard library does
-        return slow.encode
-    fast = make(None, slow.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    return lambda data: "".join(fast(data, 0))
-
-
-encode = _encoder()
 
 
 def stored(mention: Mention) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from whoosh.reading import TermNotFound
 
 from .atomic import write_atomic
 from .codec import STORED_KEYS, Row, encode, file_order, mention_filter, mention_order, order, verdict_order
+from .jsontext import loads
 from .model import IndexMissing, Mention
 from .state import State
 from .verdicts import RuleVerdict
@@ -97,7 +98,7 @@ def _fields(reader: Any, binary: str) -> dict[str, Any] | None:
 def _verdicts(generation: Path, text: Any) -> list[dict[str, Any]]:
     """A document's stored rule verdicts; IndexMissing if they are not a list of objects (damaged)."""
     try:
-        items = json.loads(text or "[]")
+        items = loads(text or "[]")
         if not _list_of(items, dict):
             raise ValueError("not a list of verdicts")
     except (ValueError, TypeError) as exc:
@@ -174,8 +175,7 @@ class IndexWriter:
         """Drop every mention and verdict of the `removed` files (fileref -> the binaries it
         named), add `rows` (mentions) and `verdict_rows` (the files' verdicts on each binary).
 
-        Whoosh writes the documents in a thread from here to `commit` (its compression runs
-        without the interpreter lock, beside the refresh's own work); call once.
+        Call once.
         Returns the documents written: binary -> its mentions as stored ("[]" once it has none).
         """
         added: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
@@ -194,14 +194,14 @@ class IndexWriter:
             for binary in affected:
                 stored = _fields(reader, binary)
                 if stored is not None:
-                    items = json.loads(stored["data"])
+                    items = loads(stored["data"])
                     before[binary] = len(items)
                     added.setdefault(binary, []).extend(
                         (order(d), encode(d)) for d in items if fileref(d["source"], d["path"]) not in removed
                     )
                     rules.setdefault(binary, []).extend(
                         (verdict_order(d), encode(d))
-                        for d in json.loads(stored.get("rules") or "[]")
+                        for d in loads(stored.get("rules") or "[]")
                         if fileref(d["source"], d["path"]) not in removed
                     )
         written: dict[str, str] = {}
@@ -240,7 +240,7 @@ class IndexWriter:
                 stored += _verdicts(self.path, fields.get("rules")) if fields is not None else []
         for binary in dict.fromkeys(binaries):
             if binary in self._rules:
-                stored += json.loads(self._rules[binary])
+                stored += loads(self._rules[binary])
         return sorted(map(RuleVerdict.from_dict, stored), key=RuleVerdict.sort_key)
 
     def commit(self, sources: dict[str, dict[str, Any]], aliases: dict[str, list[str]] | None = None) -> None:
@@ -493,7 +493,7 @@ class IndexReader:
         """Another file of the generation, as JSON, made a value by `read` (None if the JSON is
         not one); IndexMissing if damaged."""
         try:
-            data = json.loads((self.generation / name).read_bytes().decode("utf-8"))
+            data = loads((self.generation / name).read_bytes())
         except (OSError, ValueError) as exc:
             raise _damaged(self.generation, exc, name) from None
         value = read(data)
@@ -505,7 +505,7 @@ class IndexReader:
         """Stored documents decoded; IndexMissing if one is not a list of mentions (damaged)."""
         for text in texts:
             try:
-                items = json.loads(text)
+                items = loads(text)
                 if not (
                     isinstance(items, list) and all(isinstance(d, dict) and STORED_KEYS <= d.keys() for d in items)
                 ):

@@ -6,10 +6,10 @@ stores it as `state.json`. This module imports nothing heavy (no git, no YAML).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .jsontext import dumps, loads
 from .model import MAX_FILE_BYTES, FileReport
 
 
@@ -53,7 +53,7 @@ class State:
         return {name: source.to_dict() for name, source in self.sources.items()}
 
     def to_json(self) -> str:
-        return json.dumps(
+        return dumps(
             {
                 "sources": self.source_dicts(),
                 "files": {k: v.to_dict() for k, v in sorted(self.files.items())},
@@ -61,15 +61,13 @@ class State:
                 "executables": sorted(self.executables),
                 "checker": self.checker,
                 "max_file_bytes": self.max_file_bytes,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> "State":
         """The state as written; ValueError if the text is not one (a damaged file)."""
-        data = json.loads(text)
+        data = loads(text)
         if not (
             isinstance(data, dict)
             and _dict_of(data.get("sources", {}), dict)

@@ -7,7 +7,6 @@ as `xref.json`; `links`, `coverage` and `former_paths` read it back for the CLI 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from .index import DECLARED_FILE, IndexReader
+from .jsontext import dumps
 from .state import State
 from .model import FileReport
 from .records import (
@@ -392,7 +392,7 @@ def _summary(rows: list[CoverageRow], include_retired: bool) -> CoverageSummary:
 def write(generation: Path, data: XrefData) -> None:
     """Store the cross-references, and beside them the small table a search needs:
     binary name -> the Sigma links its LOLBAS entries declare."""
-    (generation / XREF_FILE).write_text(json.dumps(data.to_dict(), ensure_ascii=False), encoding="utf-8")
+    (generation / XREF_FILE).write_text(dumps(data.to_dict()), encoding="utf-8")
     by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for link in data.links:
         if link.rule_set == "sigma":  # `search` and `show` say "LOLBAS links a Sigma rule"
@@ -401,7 +401,7 @@ def write(generation: Path, data: XrefData) -> None:
     for row in data.coverage["entries"]:
         for name in row.names:
             declared[name].extend(by_entry[row.path])
-    (generation / DECLARED_FILE).write_text(json.dumps(declared, ensure_ascii=False), encoding="utf-8")
+    (generation / DECLARED_FILE).write_text(dumps(declared), encoding="utf-8")
 
 
 def load(reader: IndexReader) -> XrefData:
