@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexer.parse import RuleFileError, parse_yaml
+from indexer.parse import _Loader as FastLoader
 from indexer.sources import SOURCES, get
 
 
@@ -49,6 +52,58 @@ TRICKY = {
 def test_the_data_is_what_pyyaml_builds(text: str) -> None:
     data = [d.data for d in parse_yaml("x.yml", text).documents]
     assert same(data, pyyaml(text))
+
+
+def _tags(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return node.tag, node.value
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag, [_tags(item) for item in node.value]
+    return node.tag, [(_tags(k), _tags(v)) for k, v in node.value]
+
+
+# plain scalars that look like every implicit type, and anything else
+PLAIN = st.sampled_from(
+    [
+        "",
+        "~",
+        "null",
+        "Null",
+        "NULL",
+        "true",
+        "No",
+        "off",
+        "0x1F",
+        "0o17",
+        "-1_000",
+        "+.5",
+        ".inf",
+        "-.Inf",
+        ".nan",
+        "1:20",
+        "2024-01-02",
+        "2024-01-02 03:04:05.1 +01:00",
+        "<<",
+        "=",
+        "1e3",
+        "12",
+        "0b101",
+        "1.5e-3",
+        "x",
+    ]
+) | st.from_regex(r"[-+.0-9~<=a-zA-Z][-+.:_0-9a-zA-Z ]{0,12}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PLAIN, min_size=1, max_size=6))
+def test_tags_are_the_safe_loaders(values: list[str]) -> None:
+    """The loader's own `resolve` gives every node the tag PyYAML's safe loader gives it."""
+    text = "".join(f"k{n}: [{v!s}, '{v}', {{{v}: {v}}}]\n" for n, v in enumerate(v.strip() for v in values))
+    try:
+        expected = [_tags(n) for n in yaml.compose_all(text, Loader=yaml.SafeLoader)]
+    except yaml.YAMLError:
+        return
+    assert [_tags(n) for n in yaml.compose_all(text, Loader=FastLoader)] == expected
 
 
 def test_an_alias_gives_the_same_object_twice_as_in_pyyaml() -> None:
