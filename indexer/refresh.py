@@ -30,7 +30,7 @@ from .manifest import Manifest, SourceOutcome, save_manifest, summarise
 from .model import FileReport
 from .names import known_stems
 from .parse import MAX_FILE_BYTES
-from .parsers import Batch, FileMentions, InlineReader, ParserPool
+from .parsers import Batch, FileMentions, InlineReader, ParserPool, Stems
 from .plan import SourcePlan
 from .repository import Change, Repository, SourceError, SourceSpec, TreeEntry, clone_path
 from .sources import SOURCES, get
@@ -144,6 +144,8 @@ class _Refresh:
         self._damaged = False  # the current generation cannot be trusted: publish even with nothing new
         self._trees: dict[str, list[TreeEntry]] = {}  # each planned source's tree at its tip
         self._shared: set[str] = set()  # sources handed their shared files (Source.share)
+        self._stems_before: Stems | None = None  # bare stems of the index replaced (known_stems)
+        self._stems: Stems = ({}, {}, {})  # bare stems of the generation written
 
     def run(self) -> Manifest:
         """The phases of a refresh, in order."""
@@ -174,7 +176,8 @@ class _Refresh:
             self._share(repos, state, work)  # before the parser processes are forked
             reader = self._reader(len(work))  # parser processes are forked first,
             if previous is not None:  # bare names most likely resolve as in the index replaced
-                reader.guess(known_stems(previous.executables))
+                self._stems_before = known_stems(previous.executables)
+                reader.guess(self._stems_before)
             self._start_history(state)  # then the history thread starts
             reports = self._read(reader, repos, work)  # parse, extract
             again = self._read_again(repos, state, previous, reports)  # bare names that changed meaning
@@ -415,9 +418,10 @@ class _Refresh:
         for report in reports:
             state.files[fileref(report.source, report.path)] = report
         executables = sorted({n for r in state.files.values() for n in r.executables})
+        self._stems = known_stems(executables)
         extra: Work = []
         if previous is not None:
-            changed = _changed_stems(previous.executables, executables)
+            changed = _changed_stems(self._stems_before or known_stems(previous.executables), self._stems)
             if changed:
                 done = {fileref(r.source, r.path) for r in reports}
                 extra = self._files_containing(repos, state, changed, done)
@@ -436,7 +440,7 @@ class _Refresh:
         """The new generation (from nothing if `fresh`): documents, sources, cross-references,
         verdicts, state; what changed."""
         for reader in self._readers:
-            reader.resolve(known_stems(state.executables))  # processes resolve bare names meanwhile
+            reader.resolve(self._stems)  # processes resolve bare names meanwhile
         found = self._mentions()
         mention_count = sum(len(f.rows) for f in found.values())
         self.progress.stage("index", mention_count)
@@ -449,10 +453,11 @@ class _Refresh:
                 (row for ref in sorted(found) for row in found[ref].verdicts),
             )
             self.progress.advance(mention_count)
-            self._cross_reference(repos, state, writer)  # while Whoosh writes the documents
+            self._cross_reference(repos, state, writer)
+            # the parser processes are still asking pySigma: what needs no verdict is done first
+            writer.commit(state.source_dicts(), aliases=derive_aliases(state.files.values()))
             self._await_verdicts()
             writer.write_state(state)
-            writer.commit(state.source_dicts(), aliases=derive_aliases(state.files.values()))
         except BaseException:
             writer.abort()
             raise
@@ -591,14 +596,12 @@ class _Refresh:
         return m
 
 
-def _changed_stems(before: list[str], after: list[str]) -> set[str]:
-    """Bare stems that resolve differently (or only on one side) between two name lists."""
+def _changed_stems(before: Stems, after: Stems) -> set[str]:
+    """Bare stems that resolve differently (or only on one side) between two stem maps (known_stems)."""
 
-    def stems(names: list[str]) -> dict[str, str]:
+    def stems(maps: Stems) -> dict[str, str]:
         return {
-            f"{k} ({kind})": v
-            for kind, found in zip(("windows", "unix", "module"), known_stems(names))
-            for k, v in found.items()
+            f"{k} ({kind})": v for kind, found in zip(("windows", "unix", "module"), maps) for k, v in found.items()
         }
 
     old, new = stems(before), stems(after)
