@@ -17,6 +17,8 @@ _SPACES = str.maketrans({"\t": " ", "\n": " "})
 
 def printable(text: str) -> str:
     """One line of printable text: tabs and newlines as spaces, other control characters as U+FFFD."""
+    if text.isprintable():  # none of them (all are Cc, Cf, Zl or Zp): most text, at C speed
+        return text
     return _CONTROL.sub("\ufffd", text.replace("\r\n", " ").translate(_SPACES))
 
 
