@@ -1158,11 +1158,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from typer._click import exceptions as click
 
     args = list(sys.argv[1:] if argv is None else argv)
-    command = _click_command()
-    if os.environ.get("_INDEXER_COMPLETE"):  # the shell asks for completions (the script --show-completion prints)
-        command.main(args, prog_name="indexer")  # Click answers on stdout and exits
     try:
         try:
+            command = _click_command()  # a tenth of a second at start-up: Ctrl-C there is an interruption too
+            if os.environ.get("_INDEXER_COMPLETE"):  # the shell asks for completions (--show-completion's script)
+                command.main(args, prog_name="indexer")  # Click answers on stdout and exits
             with command.make_context("indexer", args) as ctx:
                 command.invoke(ctx)
             return ExitCode.OK

@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -501,3 +502,41 @@ def test_stats_csv_lists_the_files_not_indexed(tmp_path: Path, capsys: pytest.Ca
     ], rows
     assert rows[1]["reason"].startswith("line 2: invalid YAML") and rows[1]["source"] == "sigma"
     assert rows[0]["reason"] == "no YAML mapping in the file (documents: list)"
+
+
+# Ctrl-C while `indexer` imports its command line (most of a search's tenth of a second): the
+# import of indexer.cli raises KeyboardInterrupt, as Python raises it from the signal handler.
+_INTERRUPTED_IMPORT = """
+import sys
+
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "indexer.cli":
+            raise KeyboardInterrupt
+
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["indexer", "--help"]
+from indexer import run
+
+run()
+"""
+
+
+@pytest.mark.parametrize("entry", ["indexer:run", "python -m indexer"])
+def test_ctrl_c_while_importing_is_an_interruption_not_a_traceback(entry: str) -> None:
+    script = (
+        _INTERRUPTED_IMPORT
+        if entry == "indexer:run"
+        else _INTERRUPTED_IMPORT.replace(
+            "from indexer import run\n\nrun()", "import runpy\nrunpy.run_module('indexer', run_name='__main__')"
+        )
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (ExitCode.INTERRUPTED, "indexer: interrupted\n")
+
+
+def test_the_console_script_is_the_entry_that_catches_it() -> None:
+    scripts = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"indexer": "indexer:run"}
