@@ -336,17 +336,73 @@ class _Collector:
                 )
 
     def scalar_lines(self, node: yaml.Node) -> Iterator[tuple[int, str]]:
+        """(file line, text) of a scalar: its value on one line, else each line's text; a
+        double-quoted value with escapes as YAML reads it (see _quoted_lines)."""
         start, end = node.start_mark.line, node.end_mark.line
         if node.end_mark.column == 0 and end > start:
             end -= 1
         if start == end:
             yield self.parsed.file_line(start), node.value
             return
+        if node.style == '"' and self._has_escape(start, end):
+            quoted = _quoted_lines(self.parsed.yaml_lines, node)
+            if quoted is not None:
+                yield from ((self.parsed.file_line(number), text) for number, text in quoted)
+                return
         for number in range(start, min(end, len(self.parsed.yaml_lines) - 1) + 1):
             text = self.parsed.yaml_lines[number]
             if number == start:
                 text = text[node.start_mark.column :]
             yield self.parsed.file_line(number), text
+
+    def _has_escape(self, start: int, end: int) -> bool:
+        return any(
+            "\\" in self.parsed.yaml_lines[n] for n in range(start, min(end, len(self.parsed.yaml_lines) - 1) + 1)
+        )
+
+
+_QUOTED = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_QUOTED_MAX_LINES = 64  # each line reads the text before it again: a longer value is read as written
+
+
+def _quoted_lines(yaml_lines: list[str], node: yaml.Node) -> list[tuple[int, str]] | None:
+    """A double-quoted scalar across lines as YAML reads it, by the YAML line each part starts
+    on: the text up to each line's end read by PyYAML (then what it shares with the value) says
+    where the next line's text starts in it; a line ending in an escaped line break (an odd run
+    of `\\`: no space, one word) goes on with the next. None if a part cannot be read so, or the
+    value has more than _QUOTED_MAX_LINES lines."""
+    first, last = node.start_mark.line, node.end_mark.line
+    if last - first >= _QUOTED_MAX_LINES:
+        return None
+    raw = yaml_lines[first : last + 1]
+    raw[0] = raw[0][node.start_mark.column :]
+    value = node.value
+    starts, joined = [0], []
+    for k in range(1, len(raw)):
+        upto = "\n".join(raw[:k])
+        continued = (len(upto) - len(upto.rstrip("\\"))) % 2 == 1
+        joined.append(continued)
+        try:
+            read = yaml.load(upto[:-1] + '"' if continued else upto + '"', Loader=_QUOTED)
+        except yaml.YAMLError:
+            return None
+        if not isinstance(read, str):
+            return None
+        shared = 0
+        for a, b in zip(read, value):
+            if a != b:
+                break
+            shared += 1
+        starts.append(max(shared, starts[-1]))
+    starts.append(len(value))
+    parts: list[tuple[int, str]] = []
+    for k in range(len(raw)):
+        text = value[starts[k] : starts[k + 1]]
+        if k and joined[k - 1]:
+            parts[-1] = (parts[-1][0], parts[-1][1] + text)
+        else:
+            parts.append((first + k, text))
+    return parts
 
 
 # --- Sigma -------------------------------------------------------------------------------------

@@ -521,7 +521,6 @@ def test_bad_values_under_explicit_tags_are_file_errors(text: str) -> None:
     assert report.status == "error" and "invalid YAML" in report.reason, report
 
 
-@pytest.mark.xfail(strict=True, reason="a double-quoted scalar across lines is read line by line as written")
 @pytest.mark.parametrize(
     "value, named",
     [
