@@ -1562,18 +1562,3 @@ def history_since(data_dir: Path) -> str | None:
         if "since" in meta:
             return meta["since"]
     return None
-
-
-def show_binary_at(reader: AsOf, target: str) -> dict[str, object] | None:
-    """`show NAME` as of the reader's date: the binary's record (query.binary_target) and, in
-    `as_of`, each source's commit then; None if nothing named it then."""
-    from .query import binary_target, search
-
-    try:
-        result = search(reader, target.strip())
-    except ValueError:
-        return None
-    if not result.mentions:
-        return None
-    record = binary_target(reader, target, result.binaries, result.mentions, result.rules, result.aliases)
-    return {**record, "matched_by": "name", "other_matches": [], "as_of": reader.as_of()}

@@ -574,27 +574,22 @@ def show(
     """Everything known about one rule or one binary.
 
     Says which it found and what else the name matches (another rule with the same id, a
-    binary named like a rule id). Exit code 1 when nothing matches. --at DATE shows a binary
-    as of that date (rules: as indexed now).
+    binary named like a rule id). Exit code 1 when nothing matches. --at DATE: the rule or
+    binary as of that date (a rule by the path or id it had then), with each source's commit.
 
     \b
     Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382
     Example: indexer show psr.exe --at 2020-01-01
+    Example: indexer show 2158f96f-43c2-43cb-952a-ab4580f32382 --at 2021-01-01 --json
     """
     from .query import find_target
 
-    if at is not None:
-        from .chronicle import show_binary_at
-
-        if kind == "rule":
-            raise UsageError("--at shows binaries only (a rule as of a date: indexer timeline)")
-        with _open_reader(_data_dir(data_dir), at) as reader:
-            result = show_binary_at(reader, target)
-    else:
-        with _open_reader(_data_dir(data_dir)) as reader:
-            result = find_target(reader, target, kind)
+    with _open_reader(_data_dir(data_dir), at) as reader:
+        result = find_target(reader, target, kind)
+        if result is not None and at is not None:
+            result = {**result, "as_of": reader.as_of()}
     if result is None:
-        raise NotFound(f"no {kind or 'rule or binary'} {target!r} in the index")
+        raise NotFound(f"no {kind or 'rule or binary'} {target!r} in the index" + (f" as of {at}" if at else ""))
 
     def table() -> None:
         from .report import print_show

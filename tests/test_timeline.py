@@ -347,6 +347,41 @@ def test_a_history_step_that_fails_keeps_the_store_readable(tmp_path: Path, monk
         assert past.sources["lolbas"]["commit"] == upstream.back(30) != reader.sources["lolbas"]["commit"]
 
 
+@pytest.mark.parametrize("date", DATES[1:])
+def test_show_at_a_date_equals_a_full_build_then(
+    date: str, built_then: Callable[[str], tuple[Path, dict[str, str]]], history_dir: Path
+) -> None:
+    """`show TARGET --at DATE`: a rule by the id or path it had then (metadata, mentions, former
+    paths, links), a LOLBAS entry, a binary, as the full build of the sources reset to then shows them."""
+    from indexer.query import find_target
+
+    when = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+    built, _ = built_then(date)
+    with IndexReader(built) as reader, AsOf(history_dir, when) as past:
+        files = sorted(reader.state.files.values(), key=lambda r: (r.source, r.path))
+        naming = {(m.source, m.path) for m in search(reader, "psr.exe").mentions}
+        rules = [r for r in files if (r.source, r.path) in naming and r.rule_ids]
+        by_source = {r.source: r for r in files if r.status == "indexed" and r.source != "sigma"}
+        targets = [r.rule_ids[0] for r in rules[:3]] + [r.path for r in rules[:2]] + ["psr.exe", "rundll32.exe"]
+        targets += [r.path for r in by_source.values()]
+        assert len(targets) >= 10 and any(r.source == "sigma" for r in rules)
+        for target in targets:
+            expected = find_target(reader, target)
+            assert expected is not None, target
+            assert find_target(past, target) == expected, (date, target)
+        rule_id = rules[0].rule_ids[0]
+        done = run_cli("show", rule_id, "--at", date, "--json", data_dir=history_dir)
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown.pop("as_of") == past.as_of()
+        assert shown == json.loads(json.dumps(find_target(reader, rule_id), default=str))
+    gone = run_cli("show", "no-such-rule.yml", "--at", date, data_dir=history_dir)
+    assert (gone.returncode, gone.stderr.strip()) == (
+        1,
+        f"indexer: error: no rule or binary 'no-such-rule.yml' in the index as of {date}",
+    )
+
+
 @pytest.mark.parametrize("date", DATES[1:2])
 def test_export_and_coverage_at_a_date_equal_the_full_build_then(
     date: str, built_then: Callable[[str], tuple[Path, dict[str, str]]], history_dir: Path, tmp_path: Path
