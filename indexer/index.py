@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
 from whoosh import index as whoosh_index
-from whoosh.codec.whoosh3 import W3Codec
+from whoosh import columns as whoosh_columns
+from whoosh.codec.whoosh3 import W3Codec, W3PerDocReader, W3PerDocWriter
 from whoosh.fields import ID, STORED, Schema
 from whoosh.reading import TermNotFound
 
@@ -321,11 +322,38 @@ class IndexWriter:
         prune(self.data_dir)
 
 
-# Posting blocks are written without compression: each of ours holds one document (a binary
-# name is one document's term), a few bytes, and Whoosh compresses every block (its "under 20
-# bytes" test is overwritten on the next line of whoosh3.py): 3,459 calls to zlib per build of
-# Sigma and LOLBAS, 0.015 of Whoosh's 0.23 s. Each block records its compression: readers read both.
-_CODEC = W3Codec(compression=0)
+# Stored fields (a binary's mentions and verdicts, JSON) are pickled without Whoosh's zlib: 16 MB
+# per build of Sigma and LOLBAS, 0.1 s of the main process's CPU to compress and a decompression
+# per document read, for an index of 22 MB instead of 9. A segment records its codec, so a
+# generation written before is read with Whoosh's own.
+_STORED = whoosh_columns.PickleColumn(whoosh_columns.VarBytesColumn())
+
+
+class _PerDocWriter(W3PerDocWriter):
+    def _create_column(self, fieldname: str, column: Any) -> None:
+        super()._create_column(fieldname, _STORED if fieldname == "_stored" else column)
+
+
+class _PerDocReader(W3PerDocReader):
+    def stored_fields(self, docnum: int) -> dict[str, Any]:
+        return self._cached_reader("_stored", _STORED)[docnum] or {}
+
+
+class _Codec(W3Codec):
+    """Whoosh's codec, with stored fields uncompressed. Posting blocks are uncompressed too: each
+    of ours holds one document (a binary name is one document's term), a few bytes, and Whoosh
+    compresses every block (its "under 20 bytes" test is overwritten on the next line of
+    whoosh3.py): 3,459 calls to zlib per build of Sigma and LOLBAS. Each block records its
+    compression: readers read both."""
+
+    def per_document_writer(self, storage: Any, segment: Any) -> Any:
+        return _PerDocWriter(self, storage, segment)
+
+    def per_document_reader(self, storage: Any, segment: Any) -> Any:
+        return _PerDocReader(storage, segment)
+
+
+_CODEC = _Codec(compression=0)
 
 
 def _whoosh_writer(index: Any) -> Any:

@@ -167,3 +167,31 @@ def test_search_imports_nothing_it_does_not_need(tip_data_dir: Path) -> None:
         "indexer.web",
     }
     assert not unwanted & modules, sorted(unwanted & modules)
+
+
+def test_stored_fields_are_uncompressed_and_older_segments_still_read(tmp_path: Path) -> None:
+    """The index's codec pickles stored fields without zlib; a segment Whoosh's own codec wrote
+    (a generation from before) is read with it, and merges with the new ones."""
+    import pickle
+
+    from whoosh import index as whoosh_index
+    from whoosh.codec.whoosh3 import W3Codec
+
+    from indexer.index import _CODEC, _schema
+
+    ix = whoosh_index.create_in(str(tmp_path), _schema())
+    old = ix.writer(codec=W3Codec())
+    old.add_document(binary="old.exe", data='[{"x": "old"}]', rules="[]")
+    old.commit()
+    new = ix.writer(codec=_CODEC)
+    new.add_document(binary="new.exe", data='[{"x": "new"}]', rules="[]")
+    new.commit(merge=False)
+    stored = {"binary": "new.exe", "data": '[{"x": "new"}]', "rules": "[]"}
+    segments = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.suffix == ".seg")
+    assert pickle.dumps(stored, 2)[2:] in segments  # as pickled, not compressed
+    for optimize in (False, True):
+        if optimize:
+            ix.writer(codec=_CODEC).commit(optimize=True)
+        with ix.searcher() as searcher:
+            found = {f["binary"]: f["data"] for f in searcher.all_stored_fields()}
+        assert found == {"old.exe": '[{"x": "old"}]', "new.exe": '[{"x": "new"}]'}
