@@ -1,3 +1,3 @@
-from . import run
+from .entry import run
 
 run()

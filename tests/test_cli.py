@@ -518,19 +518,19 @@ class Interrupt:
 
 sys.meta_path.insert(0, Interrupt())
 sys.argv = ["indexer", "--help"]
-from indexer import run
+from indexer.entry import run
 
 run()
 """
 
 
-@pytest.mark.parametrize("entry", ["indexer:run", "python -m indexer"])
+@pytest.mark.parametrize("entry", ["indexer.entry:run", "python -m indexer"])
 def test_ctrl_c_while_importing_is_an_interruption_not_a_traceback(entry: str) -> None:
     script = (
         _INTERRUPTED_IMPORT
-        if entry == "indexer:run"
+        if entry == "indexer.entry:run"
         else _INTERRUPTED_IMPORT.replace(
-            "from indexer import run\n\nrun()", "import runpy\nrunpy.run_module('indexer', run_name='__main__')"
+            "from indexer.entry import run\n\nrun()", "import runpy\nrunpy.run_module('indexer', run_name='__main__')"
         )
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -539,4 +539,4 @@ def test_ctrl_c_while_importing_is_an_interruption_not_a_traceback(entry: str) -
 
 def test_the_console_script_is_the_entry_that_catches_it() -> None:
     scripts = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"indexer": "indexer:run"}
+    assert scripts == {"indexer": "indexer.entry:run"}
