@@ -180,7 +180,7 @@ class _Refresh:
                 reader.guess(self._stems_before)
             self._start_history(state)  # then the history thread starts
             reports = self._read(reader, repos, work)  # parse, extract
-            again = self._read_again(repos, state, previous, reports)  # bare names that changed meaning
+            again = self._read_again(repos, state, reports)  # bare names that changed meaning
             removed.update(fileref(ctx.source, ctx.path) for ctx, _ in again)
             fresh = plan.rebuilds_all(previous, plans)  # else: the previous generation, files replaced
             writer = self._write(repos, state, previous, removed, fresh)  # index, links, verdicts, state
@@ -408,9 +408,7 @@ class _Refresh:
                 self.progress.log(f"error: {report.source}:{report.path}: {report.reason}")
         return reports
 
-    def _read_again(
-        self, repos: dict[str, Repository], state: State, previous: State | None, reports: list[FileReport]
-    ) -> Work:
+    def _read_again(self, repos: dict[str, Repository], state: State, reports: list[FileReport]) -> Work:
         """Bare names resolve against the executables the whole index knows. Where that changed,
         files not read this time that contain an affected stem are read again, so an incremental
         refresh gives exactly what a full build gives. The reports go into the state; returns
@@ -420,8 +418,8 @@ class _Refresh:
         executables = sorted({n for r in state.files.values() for n in r.executables})
         self._stems = known_stems(executables)
         extra: Work = []
-        if previous is not None:
-            changed = _changed_stems(self._stems_before or known_stems(previous.executables), self._stems)
+        if self._stems_before is not None:  # set with the previous generation, before reading
+            changed = _changed_stems(self._stems_before, self._stems)
             if changed:
                 done = {fileref(r.source, r.path) for r in reports}
                 extra = self._files_containing(repos, state, changed, done)
